@@ -1,0 +1,1 @@
+"""The `introspect` command line (installed as the package introspect_cli)."""

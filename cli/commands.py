@@ -1,0 +1,113 @@
+"""The subcommands: argument definitions and thin handlers over the public API."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from introspect.data import DATASETS, load_dataset
+from introspect.errors import UserError
+from introspect.layers import describe_layers
+from introspect.models import ARCHITECTURES, ModelSpec, save_checkpoint
+from introspect.training import TRAINING_RECIPES, evaluate, train
+
+from . import classes_cmd
+from .common import add_model_options, load_model_from_args, positive_int, progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("layers", help="list the hookable layers of a model with their output shapes",
+                       description="List every hookable layer (dotted named_modules path) with its type, output shape and unit count.")
+    add_model_options(p)
+    p.set_defaults(run=run_layers)
+
+    p = sub.add_parser("train", help="train the built-in architecture on a dataset and write a checkpoint",
+                       description="Train the pytorch/examples MNIST Net reproducibly and write an introspect checkpoint.")
+    p.add_argument("--dataset", default="mnist", choices=list(DATASETS), help="training data (default: mnist)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="passes over the data (default: " +
+                        ", ".join(f"{r.epochs} for {n}" for n, r in TRAINING_RECIPES.items()) + ")")
+    p.add_argument("--seed", type=int, default=1, help="random seed for shuffling, augmentation and dropout (default: 1)")
+    p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--max-batches", type=positive_int, help=argparse.SUPPRESS)  # tests: cap each epoch
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("evaluate", help="held-out accuracy and confusion matrix",
+                       description="Print a model's accuracy on a held-out split and its confusion matrix.")
+    add_model_options(p)
+    p.add_argument("--dataset", choices=list(DATASETS), help="dataset (default: the model's training dataset)")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which split (default: test)")
+    p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
+    p.set_defaults(run=run_evaluate)
+
+    classes_cmd.register(sub)
+
+
+def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
+    loaded = load_model_from_args(args)
+    infos = describe_layers(loaded.model, loaded.spec.input_shape)
+    table = Table(title=f"{loaded.spec.name}: hookable layers (input {tuple(loaded.spec.input_shape)})")
+    for column in ("layer", "type", "output shape", "channels/units"):
+        table.add_column(column)
+    for info in infos:
+        shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
+        units = "" if info.units is None else str(info.units)
+        name = info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
+        table.add_row(name, info.type, shape, units)
+    out.print(table)
+    return 0
+
+
+def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
+    target = Path(args.out)
+    if target.is_dir():
+        raise UserError(f"--out '{target}' is a folder; name the checkpoint file to write")
+    if target.exists() and not args.force:
+        raise UserError(f"--out '{target}' exists; choose another path or add --force to overwrite it")
+    if not target.parent.exists():
+        raise UserError(f"folder '{target.parent}' does not exist; create it first")
+    recipe = TRAINING_RECIPES[args.dataset]
+    epochs = args.epochs or recipe.epochs
+    data = load_dataset(args.dataset, "train", args.data_dir)
+    err.print(f"data: {data.source}", markup=False)
+    info = DATASETS[args.dataset]
+    spec = ModelSpec(name=target.stem, architecture="mnist-net", input_shape=(1, 28, 28), mean=info.mean,
+                     std=info.std, logits_layer="fc2", class_names=info.class_names, dataset=args.dataset)
+    model = ARCHITECTURES[spec.architecture](spec)
+    with progress(err) as bar:
+        task = bar.add_task("training", total=None, info="")
+        train(model, spec, data, epochs=epochs, seed=args.seed, lr=recipe.lr, gamma=recipe.gamma,
+              augment=recipe.augment, max_batches=args.max_batches,
+              on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+              on_epoch=lambda s: bar.update(task, info=f"epoch {s.epoch}: loss {s.loss:.3f}, train acc {s.accuracy:.3f}"))
+    partial = target.with_name(target.name + ".partial")
+    save_checkpoint(partial, model, spec)
+    partial.replace(target)
+    out.print(f"wrote {target} ({epochs} epochs on {len(data)} images, seed {args.seed})", markup=False)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    loaded = load_model_from_args(args)
+    name = args.dataset or loaded.spec.dataset
+    if name is None:
+        raise UserError("this checkpoint names no dataset; pass --dataset")
+    data = load_dataset(name, args.split, args.data_dir)
+    err.print(f"data: {data.source}", markup=False)
+    if data.class_names != loaded.spec.class_names:
+        err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
+    result = evaluate(loaded.model, loaded.spec, data)
+    names = loaded.spec.class_names
+    table = Table(title=f"confusion matrix ({name} {args.split}, rows: true, columns: predicted)")
+    table.add_column("true")
+    for n in names:
+        table.add_column(n[:8], justify="right")
+    for i, n in enumerate(names):
+        table.add_row(n, *[(f"[bold]{v}[/]" if i == j else str(v)) if v else "·" for j, v in enumerate(result.confusion[i].tolist())])
+    out.print(table)
+    out.print(f"accuracy: {result.accuracy:.2%} on {result.count} images of {name} ({args.split})", markup=False)
+    return 0

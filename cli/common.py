@@ -1,0 +1,126 @@
+"""Shared CLI pieces: model options, output folders, progress bars, value parsing."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from introspect.errors import UserError
+from introspect.models import BUILTIN_MODELS, LoadedModel, load_model
+
+RUN_MARKER = "run.json"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="mnist", metavar="NAME",
+                       help=f"built-in model: {', '.join(BUILTIN_MODELS)} (default: mnist)")
+    group.add_argument("--checkpoint", metavar="PATH",
+                       help="an introspect checkpoint file; overrides --model (default: none)")
+
+
+def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
+    return load_model(args.model, args.checkpoint)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available; an explicit device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda[:N]") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise UserError(f"unsupported device '{name}'; use auto, cpu or cuda[:N]")
+    return device
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'8,32,128' -> (8, 32, 128)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
+
+
+def next_run_dir(root: Path, prefix: str) -> Path:
+    """runs/<prefix>-001, -002, ...: the first number after every existing one."""
+    numbers = [int(m.group(1)) for p in root.glob(f"{prefix}-*") if (m := re.fullmatch(rf"{re.escape(prefix)}-(\d+)", p.name))]
+    return root / f"{prefix}-{max(numbers, default=0) + 1:03d}"
+
+
+def prepare_out_dir(out: str | None, prefix: str, force: bool) -> Path:
+    """The folder a run writes to: a new numbered one, or ``out`` if it holds no earlier run (or --force)."""
+    if out is None:
+        path = next_run_dir(Path("runs"), prefix)
+    else:
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--out '{path}' is an existing file; name a folder")
+        if (path / RUN_MARKER).exists() and not force:
+            raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
+    if not _writable(path):
+        raise UserError(f"output folder '{path}' is not writable; choose another with --out")
+    return path
+
+
+def _writable(path: Path) -> bool:
+    probe = path / ".introspect-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def command_line(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in ["introspect", *argv])

@@ -1,0 +1,92 @@
+"""The public Python API for notebooks and scripts: visualize classes of any classifier."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .engine import ProgressCallback, RenderConfig, RenderResult, frozen, normalizer, render
+from .errors import UserError
+from .hooks import HookRegistry
+from .models.spec import ModelSpec
+from .objectives import blog_loss, class_logits
+
+OBJECTIVES = {"logit": class_logits, "blog": blog_loss}
+
+
+@dataclass
+class ClassesResult:
+    """One optimized image per class with the model's verdict on it."""
+
+    images: torch.Tensor  # (N, C, H, W) in [0, 1]
+    labels: list[int]
+    class_names: list[str]
+    logits: torch.Tensor  # (N,) the target class's logit on the final image
+    probabilities: torch.Tensor  # (N,) softmax probability of the target class
+    render: RenderResult
+    config: RenderConfig
+    objective: str
+    model_name: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def titles(self) -> list[str]:
+        return [f"{name}\np={p:.3f}" for name, p in zip(self.class_names, self.probabilities.tolist())]
+
+
+def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> list[int]:
+    """Class indices from indices or names (case-insensitive); all classes when None."""
+    if classes is None:
+        return list(range(spec.num_classes))
+    lookup = {name.lower(): i for i, name in enumerate(spec.class_names)}
+    indices = []
+    for item in classes:
+        text = str(item).strip()
+        if text.lower() in lookup:
+            indices.append(lookup[text.lower()])
+            continue
+        try:
+            index = int(text)
+        except ValueError:
+            raise UserError(f"unknown class '{text}'; classes are: {', '.join(spec.class_names)}") from None
+        if not 0 <= index < spec.num_classes:
+            raise UserError(f"class index {index} is out of range: this model has classes 0-{spec.num_classes - 1}")
+        indices.append(index)
+    if not indices:
+        raise UserError("no classes given")
+    return indices
+
+
+@torch.no_grad()
+def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Logits (N, classes) of ``spec.logits_layer`` for pixel-space images (N, C, H, W) in [0, 1]."""
+    with frozen(model), HookRegistry(model, [spec.logits_layer]) as hooks:
+        normalize = normalizer(spec.mean, spec.std, torch.device(device))
+        logits = hooks.run(normalize(images.to(device)))[spec.logits_layer].flatten(1)
+    return logits.float().cpu()
+
+
+def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
+                      config: RenderConfig = RenderConfig(), objective: str = "logit",
+                      callback: ProgressCallback | None = None) -> ClassesResult:
+    """The input each class likes most: all classes optimized together in one batch.
+
+    ``objective`` is "logit" (default: the class's logit on ``spec.logits_layer``)
+    or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
+    """
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective '{objective}'; choose {' or '.join(OBJECTIVES)}")
+    labels = resolve_classes(spec, classes)
+    spectrum = torch.tensor(spec.spectrum) if spec.spectrum is not None else None
+    model = model.to(config.device)
+    result = render(model, OBJECTIVES[objective](spec.logits_layer, labels), input_shape=spec.input_shape,
+                    mean=spec.mean, std=spec.std, keys=labels, config=config, spectrum=spectrum, callback=callback)
+    logits = class_scores(model, spec, result.images, config.device)
+    picked = torch.tensor(labels).view(-1, 1)
+    return ClassesResult(
+        images=result.images, labels=labels, class_names=[spec.class_names[i] for i in labels],
+        logits=logits.gather(1, picked).squeeze(1), probabilities=torch.softmax(logits, 1).gather(1, picked).squeeze(1),
+        render=result, config=config, objective=objective, model_name=spec.name,
+    )

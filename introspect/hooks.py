@@ -1,0 +1,68 @@
+"""HookRegistry: forward hooks on exactly the layers an objective needs, always removed."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .layers import resolve_layer
+
+
+class _StopForward(Exception):
+    """Raised inside a hook once every wanted layer has run, to skip the rest of the forward."""
+
+
+class HookRegistry:
+    """Context manager recording the latest output of named layers.
+
+    Only the named layers get hooks, and every handle is removed on exit,
+    normal or not. With ``early_exit`` the forward pass stops as soon as all
+    named layers have produced their output, so nothing after the deepest
+    hooked layer is computed. Outputs are cloned so in-place operations later
+    in the network cannot overwrite them.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True) -> None:
+        self.model = model
+        self.names = tuple(dict.fromkeys(layers))
+        self.early_exit = early_exit
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> "HookRegistry":
+        modules = {name: resolve_layer(self.model, name) for name in self.names}
+        try:
+            for name, module in modules.items():
+                self._handles.append(module.register_forward_hook(self._recorder(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _recorder(self, name: str):
+        def hook(_module, _inputs, output):
+            self.outputs[name] = output.clone() if isinstance(output, torch.Tensor) else output
+            if self.early_exit and len(self.outputs) == len(self.names):
+                raise _StopForward
+        return hook
+
+    def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
+        self.outputs = {}
+        try:
+            self.model(inputs)
+        except _StopForward:
+            pass
+        missing = [name for name in self.names if name not in self.outputs]
+        if missing:
+            raise RuntimeError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass")
+        return self.outputs

@@ -1,0 +1,67 @@
+"""Hookable layers: list them by dotted named_modules() path, resolve names, measure output shapes."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+def named_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every submodule by its dotted path (the root module excluded)."""
+    return {name: module for name, module in model.named_modules() if name}
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module at dotted path ``name``, or a UserError naming the closest matches."""
+    layers = named_layers(model)
+    if name in layers:
+        return layers[name]
+    close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
+    hint = f"closest: {', '.join(close)}; " if close else ""
+    raise UserError(f"unknown layer '{name}' ({hint}run `introspect layers` to list them all)")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called
+    units: int | None  # channels of a conv map, features of a vector
+    calls: int  # how often the module ran in one forward pass (>1: a reused module)
+
+
+@torch.no_grad()
+def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> list[LayerInfo]:
+    """One dry forward pass on zeros records each layer's output shape and call count."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    handles = []
+
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape[1:])
+        return hook
+
+    layers = named_layers(model)
+    was_training = model.training
+    try:
+        for name, module in layers.items():
+            handles.append(module.register_forward_hook(recorder(name)))
+        model.eval()
+        model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    infos = []
+    for name, module in layers.items():
+        shape = shapes.get(name)
+        units = shape[0] if shape else None
+        infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0)))
+    return infos

@@ -1,0 +1,137 @@
+"""Built-in models, the checkpoint format, and loading by name or path.
+
+A checkpoint is one file holding ``{"state_dict": ..., "spec": {...}}`` with
+plain types only, so it loads with ``torch.load(weights_only=True)`` and
+carries its own class names, normalization and dataset.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .mnist_net import LeNet, Net
+from .spec import ModelSpec
+
+__all__ = [
+    "ARCHITECTURES",
+    "BUILTIN_MODELS",
+    "LeNet",
+    "LoadedModel",
+    "ModelSpec",
+    "Net",
+    "builtin_checkpoint_path",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]
+
+#: Architecture name (stored in every spec) -> constructor taking the spec.
+ARCHITECTURES: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "mnist-net": lambda spec: Net(num_classes=spec.num_classes),
+    "lenet": lambda spec: LeNet(num_classes=spec.num_classes),
+}
+
+#: Built-in model name -> checkpoint file shipped in introspect/models/weights/.
+BUILTIN_MODELS: dict[str, str] = {
+    "mnist": "mnist.pt",
+    "fashion-mnist": "fashion-mnist.pt",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, its spec, and where it came from (for run records)."""
+
+    model: nn.Module
+    spec: ModelSpec
+    source: str
+    sha256: str | None
+
+
+def builtin_checkpoint_path(name: str) -> Path:
+    if name not in BUILTIN_MODELS:
+        raise UserError(f"unknown model '{name}'; built-in models: {', '.join(BUILTIN_MODELS)}")
+    return Path(str(resources.files(__package__) / "weights" / BUILTIN_MODELS[name]))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec) -> None:
+    """Write ``model``'s weights and ``spec`` in the introspect checkpoint format."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "spec": spec.to_dict()}, Path(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist (or is not a file)")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint '{path}' is empty")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"checkpoint '{path}' cannot be loaded safely (it needs full unpickling, which can run code): "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint '{path}' is corrupt or truncated: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
+        raise UserError(
+            f"checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); "
+            "write one with `introspect train` or introspect.models.save_checkpoint"
+        )
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"checkpoint '{path}' has an invalid spec: {exc}") from exc
+    if spec.architecture not in ARCHITECTURES:
+        raise UserError(
+            f"checkpoint '{path}' names architecture '{spec.architecture}'; known: {', '.join(ARCHITECTURES)}"
+        )
+    model = ARCHITECTURES[spec.architecture](spec)
+    _load_state(model, payload["state_dict"], path)
+    model.eval()
+    return LoadedModel(model=model, spec=spec, source=str(path), sha256=file_sha256(path))
+
+
+def _load_state(model: nn.Module, state: dict, path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise UserError(f"checkpoint '{path}' does not fit the model: {detail}")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise UserError(
+                f"checkpoint '{path}' does not fit the model: '{key}' has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(tensor.shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def load_model(name: str = "mnist", checkpoint: str | Path | None = None) -> LoadedModel:
+    """A built-in model by name, or any introspect checkpoint when ``checkpoint`` is given."""
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint)
+    path = builtin_checkpoint_path(name)
+    if not path.is_file():
+        raise RuntimeError(f"the built-in checkpoint for '{name}' is missing from the installation ({path})")
+    return load_checkpoint(path)

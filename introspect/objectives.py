@@ -1,0 +1,122 @@
+"""Objectives: named, composable functions of recorded layer outputs returning (B,) values, higher is better.
+
+``0.5 * channel("conv2", 3) + channel("conv2", 7)`` is an objective too. Each
+objective knows which layers it needs, so only those get hooks.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Activations = dict[str, torch.Tensor]
+
+
+class Objective:
+    """A function of layer outputs -> (B,) values to maximize, one per image in the batch."""
+
+    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: Sequence[str], name: str) -> None:
+        self.fn = fn
+        self.layers = tuple(dict.fromkeys(layers))
+        self.name = name
+
+    def __call__(self, activations: Activations) -> torch.Tensor:
+        return self.fn(activations)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name})"
+
+    def __add__(self, other: "Objective | float") -> "Objective":
+        if not isinstance(other, Objective):
+            return Objective(lambda a: self(a) + other, self.layers, f"{self.name} + {other}")
+        return Objective(lambda a: self(a) + other(a), self.layers + other.layers, f"{self.name} + {other.name}")
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "Objective":
+        return Objective(lambda a: -self(a), self.layers, f"-({self.name})")
+
+    def __sub__(self, other: "Objective | float") -> "Objective":
+        return self + (-other)
+
+    def __rsub__(self, other: float) -> "Objective":
+        return (-self) + other
+
+    def __mul__(self, factor: float) -> "Objective":
+        if isinstance(factor, Objective):
+            raise TypeError("objectives can be scaled by numbers, not multiplied together")
+        return Objective(lambda a: factor * self(a), self.layers, f"{factor:g}*{self.name}")
+
+    __rmul__ = __mul__
+
+
+def _per_image(values: torch.Tensor, batch: int | None) -> torch.Tensor:
+    """Apply a scalar objective to one image of the batch (others get 0), or to all."""
+    if batch is None:
+        return values
+    mask = torch.zeros_like(values)
+    mask[batch] = 1
+    return values * mask
+
+
+def class_logits(layer: str, classes: Sequence[int]) -> Objective:
+    """Image i maximizes logit ``classes[i]`` of ``layer`` (one class per image, all in one batch)."""
+    index = torch.as_tensor(list(classes), dtype=torch.long)
+
+    def fn(a: Activations) -> torch.Tensor:
+        logits = a[layer].flatten(1)
+        return logits.gather(1, index.to(logits.device).view(-1, 1)).squeeze(1)
+
+    return Objective(fn, [layer], f"class_logits({layer})")
+
+
+def class_logit(layer: str, cls: int, batch: int | None = None) -> Objective:
+    """Logit ``cls`` of ``layer``, for every image or only image ``batch``."""
+    return Objective(lambda a: _per_image(a[layer].flatten(1)[:, cls], batch), [layer], f"class_logit({layer}, {cls})")
+
+
+def blog_loss(layer: str, classes: Sequence[int]) -> Objective:
+    """The original blog objective, negated: 10*logsoftmax[target] - sum(logsoftmax).
+
+    Kept for comparison only: raising a log-probability can be done by pushing
+    the other classes down, which is why the default uses logits.
+    """
+    index = torch.as_tensor(list(classes), dtype=torch.long)
+
+    def fn(a: Activations) -> torch.Tensor:
+        log_probs = F.log_softmax(a[layer].flatten(1), dim=1)
+        target = log_probs.gather(1, index.to(log_probs.device).view(-1, 1)).squeeze(1)
+        return 10 * target - log_probs.sum(1)
+
+    return Objective(fn, [layer], f"blog({layer})")
+
+
+def _reduce_channel(output: torch.Tensor, neuron: bool) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C) by spatial mean, or the centre position with ``neuron``; (B, C) stays."""
+    if output.ndim == 2:
+        return output
+    if output.ndim != 4:
+        raise ValueError(f"expected a (B, C) or (B, C, H, W) output, got shape {tuple(output.shape)}")
+    if neuron:
+        return output[:, :, output.shape[2] // 2, output.shape[3] // 2]
+    return output.mean(dim=(2, 3))
+
+
+def channel(layer: str, index: int, batch: int | None = None, neuron: bool = False) -> Objective:
+    """Mean activation of channel (or unit) ``index`` of ``layer``; the centre position with ``neuron``."""
+    return Objective(lambda a: _per_image(_reduce_channel(a[layer], neuron)[:, index], batch), [layer],
+                     f"channel({layer}, {index})")
+
+
+def channels(layer: str, indices: Sequence[int], neuron: bool = False,
+             activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Objective:
+    """Image i maximizes channel ``indices[i]`` of ``layer`` (after ``activation`` if given)."""
+    index = torch.as_tensor(list(indices), dtype=torch.long)
+
+    def fn(a: Activations) -> torch.Tensor:
+        output = a[layer] if activation is None else activation(a[layer])
+        reduced = _reduce_channel(output, neuron)
+        return reduced.gather(1, index.to(reduced.device).view(-1, 1)).squeeze(1)
+
+    return Objective(fn, [layer], f"channels({layer})")

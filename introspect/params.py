@@ -1,0 +1,78 @@
+"""Image parametrizations: nn.Modules whose forward returns a (B, C, H, W) batch in [0, 1].
+
+Each image's starting values come from its own generator (see ``image_generators``),
+so an image does not change when it is optimized in a different batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def image_generators(seed: int, keys: Sequence[int]) -> list[torch.Generator]:
+    """One generator per image, seeded from (seed, key): results do not depend on batching."""
+    generators = []
+    for key in keys:
+        state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFF]).generate_state(2, np.uint32)
+        generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+    return generators
+
+
+def _stack_normal(generators: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:
+    return torch.stack([torch.randn(*shape, generator=g) for g in generators])
+
+
+class PixelImage(nn.Module):
+    """Free pixels through a sigmoid: image = sigmoid(logits + bias)."""
+
+    def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], std: float = 0.01,
+                 bias: float = 0.0) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(_stack_normal(generators, shape) * std)
+        self.bias = bias
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits + self.bias)
+
+
+def frequency_scale(height: int, width: int, decay: float) -> torch.Tensor:
+    """1 / |f|^decay over the rfft2 grid (H, W//2+1), with the lowest frequency capped."""
+    fy = torch.fft.fftfreq(height).view(-1, 1)
+    fx = torch.fft.rfftfreq(width).view(1, -1)
+    radius = torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / max(height, width))
+    return radius.pow(-decay)
+
+
+class FFTImage(nn.Module):
+    """An image parametrized by its Fourier coefficients, each scaled by ``magnitude``.
+
+    ``magnitude`` (H, W//2+1) sets how strongly each frequency may move: 1/|f|^decay
+    by default, or the mean spectrum of real images (MaCo-style), so the
+    optimization favours the frequencies natural images have.
+    image = sigmoid(irfft2(coefficients * magnitude) + bias).
+    """
+
+    def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], magnitude: torch.Tensor,
+                 std: float = 0.01, bias: float = 0.0) -> None:
+        super().__init__()
+        channels, height, width = shape
+        if tuple(magnitude.shape) != (height, width // 2 + 1):
+            raise ValueError(f"magnitude must have shape {(height, width // 2 + 1)}, got {tuple(magnitude.shape)}")
+        self.size = (height, width)
+        self.register_buffer("magnitude", magnitude / magnitude.mean())
+        self.coefficients = nn.Parameter(_stack_normal(generators, (channels, height, width // 2 + 1, 2)) * std)
+        self.bias = bias
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.coefficients) * self.magnitude
+        image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        return torch.sigmoid(image + self.bias)
+
+
+def mean_spectrum(pixels: torch.Tensor) -> torch.Tensor:
+    """Mean rfft2 magnitude (H, W//2+1) of real images (N, C, H, W) in [0, 1], centred per image."""
+    centred = pixels - pixels.mean(dim=(-2, -1), keepdim=True)
+    return torch.fft.rfft2(centred, norm="ortho").abs().mean(dim=(0, 1))

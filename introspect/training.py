@@ -1,0 +1,136 @@
+"""Reproducible training and evaluation of classifiers on an ImageDataset."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageDataset
+from .models.spec import ModelSpec
+
+
+def normalize(pixels: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """Pixel-space images in [0, 1] -> the model's normalized input."""
+    mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
+    return (pixels - mean) / std
+
+
+def random_affine(pixels: torch.Tensor, generator: torch.Generator, degrees: float = 10.0,
+                  scale: tuple[float, float] = (0.9, 1.1), shift: float = 0.1) -> torch.Tensor:
+    """Small random rotation, scale and shift per image (training augmentation)."""
+    n = pixels.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
+    zoom = torch.empty(n).uniform_(scale[0], scale[1], generator=generator)
+    offset = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift * 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(pixels), list(pixels.shape), align_corners=False)
+    return F.grid_sample(pixels, grid, align_corners=False, padding_mode="zeros")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    accuracy: float
+
+
+def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: int = 10, seed: int = 1,
+          batch_size: int = 64, lr: float = 1.0, gamma: float = 0.8, augment: bool = True,
+          max_batches: int | None = None,
+          on_batch: Callable[[int, int], None] | None = None,
+          on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+    """Train with Adadelta + StepLR as pytorch/examples does, reproducibly for a given seed.
+
+    Shuffling and augmentation draw from a local generator; dropout's draws use
+    a forked global RNG, so the caller's RNG state is left as it was.
+    ``on_batch(done, total)`` reports progress; ``max_batches`` caps each epoch (tests).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
+    batches = math.ceil(len(dataset) / batch_size)
+    if max_batches is not None:
+        batches = min(batches, max_batches)
+    history = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.train()
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(len(dataset), generator=generator)
+            total_loss, correct, seen = 0.0, 0, 0
+            for b in range(batches):
+                index = order[b * batch_size:(b + 1) * batch_size]
+                pixels = dataset.pixels(index)
+                if augment:
+                    pixels = random_affine(pixels, generator)
+                target = dataset.labels[index]
+                logits = model(normalize(pixels, spec))
+                loss = F.nll_loss(logits, target) if _is_log_probs(logits) else F.cross_entropy(logits, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(index)
+                correct += (logits.argmax(1) == target).sum().item()
+                seen += len(index)
+                if on_batch is not None:
+                    on_batch((epoch - 1) * batches + b + 1, epochs * batches)
+            scheduler.step()
+            stats = EpochStats(epoch, total_loss / seen, correct / seen)
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+    model.eval()
+    return history
+
+
+def _is_log_probs(output: torch.Tensor) -> bool:
+    with torch.no_grad():
+        return bool(torch.allclose(output.exp().sum(1), torch.ones(len(output)), atol=1e-3))
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    confusion: torch.Tensor  # (classes, classes): rows true, columns predicted
+    count: int
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int = 500) -> Evaluation:
+    """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        k = spec.num_classes
+        confusion = torch.zeros(k, k, dtype=torch.long)
+        for start in range(0, len(dataset), batch_size):
+            pixels = dataset.pixels(slice(start, start + batch_size))
+            predicted = model(normalize(pixels, spec)).argmax(1)
+            target = dataset.labels[start:start + batch_size]
+            confusion += torch.bincount(target * k + predicted, minlength=k * k).view(k, k)
+    finally:
+        model.train(was_training)
+    correct = confusion.diag().sum().item()
+    return Evaluation(correct / max(1, len(dataset)), confusion, len(dataset))
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Defaults of `introspect train` per dataset (the shipped checkpoints were made with these)."""
+
+    epochs: int
+    lr: float = 1.0
+    gamma: float = 0.7
+    augment: bool = False
+
+
+TRAINING_RECIPES: dict[str, TrainingRecipe] = {
+    "mnist": TrainingRecipe(epochs=30, gamma=0.9, augment=True),
+    "fashion-mnist": TrainingRecipe(epochs=6, gamma=0.7),
+}
