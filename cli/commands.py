@@ -11,9 +11,10 @@ from introspect.data import DATASETS, load_dataset
 from introspect.errors import UserError
 from introspect.layers import describe_layers
 from introspect.models import ARCHITECTURES, ModelSpec, save_checkpoint
+from introspect.params import mean_spectrum
 from introspect.training import TRAINING_RECIPES, evaluate, train
 
-from . import classes_cmd
+from . import channels_cmd, classes_cmd
 from .common import add_model_options, load_model_from_args, positive_int, progress
 
 
@@ -24,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_layers)
 
     p = sub.add_parser("train", help="train the built-in architecture on a dataset and write a checkpoint",
-                       description="Train the pytorch/examples MNIST Net reproducibly and write an introspect checkpoint.")
+                       description="Train a built-in architecture reproducibly and write an introspect checkpoint.")
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS), help="training data (default: mnist)")
+    p.add_argument("--arch", default="mnist-net", choices=list(ARCHITECTURES),
+                   help="architecture: mnist-net is the pytorch/examples Net, lenet a LeNet-5 (default: mnist-net)")
     p.add_argument("--epochs", type=positive_int,
                    help="passes over the data (default: " +
                         ", ".join(f"{r.epochs} for {n}" for n, r in TRAINING_RECIPES.items()) + ")")
@@ -45,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_evaluate)
 
     classes_cmd.register(sub)
+    channels_cmd.register(sub)
 
 
 def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -75,9 +79,12 @@ def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     data = load_dataset(args.dataset, "train", args.data_dir)
     err.print(f"data: {data.source}", markup=False)
     info = DATASETS[args.dataset]
-    spec = ModelSpec(name=target.stem, architecture="mnist-net", input_shape=(1, 28, 28), mean=info.mean,
-                     std=info.std, logits_layer="fc2", class_names=info.class_names, dataset=args.dataset)
-    model = ARCHITECTURES[spec.architecture](spec)
+    architecture = ARCHITECTURES[args.arch]
+    spec = ModelSpec(name=target.stem, architecture=args.arch, input_shape=(1, 28, 28), mean=info.mean, std=info.std,
+                     logits_layer=architecture.logits_layer, class_names=info.class_names, dataset=args.dataset,
+                     activations=dict(architecture.activations),
+                     spectrum=tuple(map(tuple, mean_spectrum(data.pixels()).tolist())))
+    model = architecture.build(spec)
     with progress(err) as bar:
         task = bar.add_task("training", total=None, info="")
         train(model, spec, data, epochs=epochs, seed=args.seed, lr=recipe.lr, gamma=recipe.gamma,

@@ -3,18 +3,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import re
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+import introspect
+from introspect.engine import RenderConfig
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, LoadedModel, load_model
 
 RUN_MARKER = "run.json"
+FORMATS = ("png", "pdf", "svg", "jpg")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -124,3 +130,68 @@ def progress(console: Console) -> Progress:
 
 def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["introspect", *argv])
+
+
+def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConfig, seconds: float,
+               interrupted_at: int | None, steps_done: int) -> dict:
+    """What every run.json holds: model, settings, versions, status and the exact command."""
+    import torchvision
+
+    return {
+        "command": command_line(args.argv),
+        "argv": args.argv,
+        "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256},
+        "settings": asdict(config),
+        "seed": config.seed,
+        "status": "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}",
+        "steps_done": steps_done,
+        "seconds": round(seconds, 3),
+        "versions": {"introspect": introspect.__version__, "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "numpy": np.__version__, "python": platform.python_version()},
+    }
+
+
+def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> None:
+    """Optimization flags whose defaults (and help) come from ``defaults``."""
+    g = p.add_argument_group("optimization")
+    g.add_argument("--steps", type=positive_int, default=defaults.steps, help=f"optimization steps (default: {defaults.steps})")
+    g.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr})")
+    g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
+    g.add_argument("--param", default=defaults.parametrization, choices=["fft", "pixel"],
+                   help=f"image parametrization (default: {defaults.parametrization})")
+    g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
+    g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
+    g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
+    g.add_argument("--snapshots", type=int_list, default=(), metavar="STEPS",
+                   help="steps at which to keep the images, e.g. 8,32,128: adds an evolution strip and evolution.gif (default: none)")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+
+
+def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help=f"run folder (default: a new runs/{prefix}-NNN)")
+    g.add_argument("--force", action="store_true", help="allow --out to overwrite an earlier run")
+    if formats:
+        g.add_argument("--format", default="png", metavar="LIST",
+                       help=f"report formats besides png, comma-separated from {','.join(FORMATS)} (default: png)")
+
+
+def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:
+    for name in ("tv", "l2", "blur"):
+        value = getattr(args, name)
+        if not (value >= 0 and value != float("inf")):
+            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+    bad = [s for s in args.snapshots if not 1 <= s <= args.steps]
+    if bad:
+        raise UserError(f"--snapshots {bad[0]} is outside 1-{args.steps} (the run's --steps)")
+    return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed, parametrization=args.param,
+                            tv=args.tv, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
+                            device=str(resolve_device(args.device)))
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown --format '{unknown[0]}'; choose from {', '.join(FORMATS)}")
+    return ["png"] + [f for f in dict.fromkeys(formats) if f != "png"]

@@ -18,8 +18,15 @@ from . import commands
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line naming the command and pointing to --help (exit 2)."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="introspect",
         description="What did my network actually learn? Activation maximization and layer introspection for PyTorch.",
     )

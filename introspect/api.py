@@ -14,6 +14,8 @@ from .models.spec import ModelSpec
 from .objectives import blog_loss, class_logits
 
 OBJECTIVES = {"logit": class_logits, "blog": blog_loss}
+#: Defaults of class visualizations (tuned on MNIST; see benchmarks/classes_quality.py).
+CLASSES_DEFAULTS = RenderConfig()
 
 
 @dataclass
@@ -44,6 +46,8 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
     indices = []
     for item in classes:
         text = str(item).strip()
+        if not text:
+            raise UserError("empty item in the class list; write e.g. 0,3,7 or sneaker,bag")
         if text.lower() in lookup:
             indices.append(lookup[text.lower()])
             continue
@@ -69,7 +73,7 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
 
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
-                      config: RenderConfig = RenderConfig(), objective: str = "logit",
+                      config: RenderConfig = CLASSES_DEFAULTS, objective: str = "logit",
                       callback: ProgressCallback | None = None) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 

@@ -32,7 +32,7 @@ class RenderConfig:
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
     use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
     init_std: float = 0.01
-    init_bias: float = -2.0  # sigmoid bias: a dark start, like a black background
+    init_bias: float = -5.0  # sigmoid bias: a dark start, like MNIST's black background
     transforms: TransformConfig = field(default_factory=TransformConfig)
     tv: float = 0.0  # total-variation penalty weight
     l2: float = 0.0  # penalty on mean squared pixel value

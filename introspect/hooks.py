@@ -6,11 +6,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .layers import resolve_layer
-
-
-class _StopForward(Exception):
-    """Raised inside a hook once every wanted layer has run, to skip the rest of the forward."""
+from .layers import StopForward, resolve_layer
 
 
 class HookRegistry:
@@ -19,8 +15,8 @@ class HookRegistry:
     Only the named layers get hooks, and every handle is removed on exit,
     normal or not. With ``early_exit`` the forward pass stops as soon as all
     named layers have produced their output, so nothing after the deepest
-    hooked layer is computed. Outputs are cloned so in-place operations later
-    in the network cannot overwrite them.
+    hooked layer is computed. Outputs that later modules could still overwrite
+    in place (an in-place ReLU) are cloned.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True) -> None:
@@ -50,9 +46,13 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(_module, _inputs, output):
-            self.outputs[name] = output.clone() if isinstance(output, torch.Tensor) else output
-            if self.early_exit and len(self.outputs) == len(self.names):
-                raise _StopForward
+            last = self.early_exit and len(self.outputs | {name: None}) == len(self.names)
+            # Nothing runs after the last wanted layer, so only earlier outputs need a copy
+            # to survive in-place operations further on.
+            keep = output.clone() if isinstance(output, torch.Tensor) and not last else output
+            self.outputs[name] = keep
+            if last:
+                raise StopForward
         return hook
 
     def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,7 +60,7 @@ class HookRegistry:
         self.outputs = {}
         try:
             self.model(inputs)
-        except _StopForward:
+        except StopForward:
             pass
         missing = [name for name in self.names if name not in self.outputs]
         if missing:

@@ -25,6 +25,10 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     raise UserError(f"unknown layer '{name}' ({hint}run `introspect layers` to list them all)")
 
 
+class StopForward(Exception):
+    """Raised inside a hook to end a forward pass early, once the wanted outputs are recorded."""
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     name: str
@@ -35,8 +39,13 @@ class LayerInfo:
 
 
 @torch.no_grad()
-def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> list[LayerInfo]:
-    """One dry forward pass on zeros records each layer's output shape and call count."""
+def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
+                    stop_after: str | None = None) -> list[LayerInfo]:
+    """One dry forward pass on zeros records each layer's output shape and call count.
+
+    With ``stop_after`` the pass ends once that layer has run: only the layers
+    before it are described (in execution order), and nothing after it is computed.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
     handles = []
@@ -46,6 +55,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             calls[name] = calls.get(name, 0) + 1
             if isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
+            if name == stop_after:
+                raise StopForward
         return hook
 
     layers = named_layers(model)
@@ -54,13 +65,18 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         for name, module in layers.items():
             handles.append(module.register_forward_hook(recorder(name)))
         model.eval()
-        model(torch.zeros((1, *input_shape), device=device))
+        try:
+            model(torch.zeros((1, *input_shape), device=device))
+        except StopForward:
+            pass
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
     infos = []
-    for name, module in layers.items():
+    order = list(shapes) if stop_after is not None else list(layers)
+    for name in order:
+        module = layers[name]
         shape = shapes.get(name)
         units = shape[0] if shape else None
         infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0)))

@@ -92,7 +92,7 @@ def blog_loss(layer: str, classes: Sequence[int]) -> Objective:
     return Objective(fn, [layer], f"blog({layer})")
 
 
-def _reduce_channel(output: torch.Tensor, neuron: bool) -> torch.Tensor:
+def reduce_channels(output: torch.Tensor, neuron: bool = False) -> torch.Tensor:
     """(B, C, H, W) -> (B, C) by spatial mean, or the centre position with ``neuron``; (B, C) stays."""
     if output.ndim == 2:
         return output
@@ -105,18 +105,5 @@ def _reduce_channel(output: torch.Tensor, neuron: bool) -> torch.Tensor:
 
 def channel(layer: str, index: int, batch: int | None = None, neuron: bool = False) -> Objective:
     """Mean activation of channel (or unit) ``index`` of ``layer``; the centre position with ``neuron``."""
-    return Objective(lambda a: _per_image(_reduce_channel(a[layer], neuron)[:, index], batch), [layer],
+    return Objective(lambda a: _per_image(reduce_channels(a[layer], neuron)[:, index], batch), [layer],
                      f"channel({layer}, {index})")
-
-
-def channels(layer: str, indices: Sequence[int], neuron: bool = False,
-             activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Objective:
-    """Image i maximizes channel ``indices[i]`` of ``layer`` (after ``activation`` if given)."""
-    index = torch.as_tensor(list(indices), dtype=torch.long)
-
-    def fn(a: Activations) -> torch.Tensor:
-        output = a[layer] if activation is None else activation(a[layer])
-        reduced = _reduce_channel(output, neuron)
-        return reduced.gather(1, index.to(reduced.device).view(-1, 1)).squeeze(1)
-
-    return Objective(fn, [layer], f"channels({layer})")

@@ -55,24 +55,24 @@ def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns
 
 
 def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch.Tensor, final_step: int,
-                   row_labels: Sequence[str]) -> None:
-    """One row per image, one column per snapshot step, ending with the final image."""
+                   column_labels: Sequence[str]) -> None:
+    """One row per snapshot step, ending with the final images; one column per image."""
     steps = sorted(snapshots)
     frames = [snapshots[s] for s in steps] + [final]
-    labels = [f"step {s}" for s in steps] + [f"final ({final_step})"]
-    axes = fig.subplots(len(row_labels), len(frames), squeeze=False)
-    for col, (frame, label) in enumerate(zip(frames, labels)):
-        for row in range(len(row_labels)):
+    row_labels = [f"step {s}" for s in steps] + [f"final ({final_step})"]
+    axes = fig.subplots(len(frames), len(column_labels), squeeze=False)
+    for row, (frame, label) in enumerate(zip(frames, row_labels)):
+        for col, name in enumerate(column_labels):
             ax = axes[row, col]
-            array, cmap = to_display(frame[row])
+            array, cmap = to_display(frame[col])
             ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(label, fontsize=9)
+                ax.set_title(name, fontsize=9)
             if col == 0:
-                ax.set_ylabel(row_labels[row], fontsize=9)
-    fig.suptitle("evolution", fontsize=11)
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle("evolution during optimization", fontsize=11)
 
 
 def figure(result, columns: int | None = None) -> ReportFigure:
@@ -81,10 +81,10 @@ def figure(result, columns: int | None = None) -> ReportFigure:
     count = len(result.images)
     columns = columns or min(count, 5)
     rows = math.ceil(count / columns)
+    width = max(2.2 * columns, 1.0 * count) if snapshots else 2.2 * columns
     tile_height = 2.3 * rows + 0.8
-    evo_height = 1.0 * count + 0.8 if snapshots else 0
-    fig = ReportFigure(figsize=(2.2 * columns if not snapshots else max(2.2 * columns, 1.2 * (len(snapshots) + 1)),
-                                tile_height + evo_height), layout="constrained")
+    evo_height = (width / count) * (len(snapshots) + 1) + 0.8 if snapshots else 0
+    fig = ReportFigure(figsize=(width, tile_height + evo_height), layout="constrained")
     title = _classes_title(result)
     if snapshots:
         top, bottom = fig.subfigures(2, 1, height_ratios=[tile_height, evo_height])
@@ -124,3 +124,107 @@ def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, d
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
     return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _mosaic(images: Sequence[np.ndarray], gap: int = 2, fill: float = 1.0) -> np.ndarray:
+    """Side-by-side images (H, W) or (H, W, 3) in [0, 1] with a light gap between them."""
+    parts = []
+    for i, image in enumerate(images):
+        if i:
+            gap_shape = (image.shape[0], gap) + image.shape[2:]
+            parts.append(np.full(gap_shape, fill, dtype=np.float32))
+        parts.append(image.astype(np.float32))
+    return np.concatenate(parts, axis=1)
+
+
+def _as_unit(image: torch.Tensor) -> torch.Tensor:
+    return image.float() / 255 if image.dtype == torch.uint8 else image
+
+
+def _activation_label(result) -> str:
+    what = "centre position" if result.neuron else "mean over the map"
+    if result.activation == "identity":
+        return f"activation shown: {result.layer} output, {what}"
+    return (f"activation shown: {result.activation}({result.layer}), {what} — the {result.activation} the model "
+            f"applies after {result.layer}, i.e. what the next layer sees")
+
+
+def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
+                    blocks_per_row: int | None = None) -> ReportFigure:
+    """One tile per channel: its optimized image(s), then the top-k real images with their activations;
+    under each tile the channel's ratio (visualization / best real image), or DEAD.
+    ``dataset_images`` (uint8 or float, N x C x H x W) are the images the examples index into."""
+    examples = result.examples if dataset_images is not None else None
+    k = examples.top_indices.shape[1] if examples is not None else 0
+    width_images = result.diverse + k
+    blocks_per_row = blocks_per_row or max(1, min(len(result.channels), 24 // width_images))
+    rows = math.ceil(len(result.channels) / blocks_per_row)
+    tile_w, tile_h = 0.62 * width_images + 0.3, 1.15
+    fig = ReportFigure(figsize=(max(8.0, tile_w * blocks_per_row), tile_h * rows + 1.3), layout="constrained")
+    axes = fig.subplots(rows, blocks_per_row, squeeze=False)
+    ratios, dead = result.ratio, result.dead
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for n, channel in enumerate(result.channels):
+        ax = axes.flat[n]
+        viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
+        shown = list(viz)
+        if examples is not None:
+            shown += [to_display(_as_unit(dataset_images[int(i)]))[0] for i in examples.top_indices[channel]]
+        mosaic = _mosaic(shown)
+        ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        size = viz[0].shape[1]
+        if examples is not None:
+            for j, value in enumerate(examples.top_values[channel].tolist()):
+                x = (result.diverse + j) * (size + 2) + size / 2
+                ax.text(x, -1, f"{value:.2g}", ha="center", va="bottom", fontsize=6, color="0.3")
+            if bool(dead[n]):
+                label = f"{result.layer}:{channel}  DEAD (no real image activates it; viz reached {result.best[n]:.2g})"
+                color = "red"
+            else:
+                label = f"{result.layer}:{channel}  ratio {ratios[n]:.2f}  (viz {result.best[n]:.2g})"
+                color = "black" if ratios[n] >= 1 else "darkorange"
+        else:
+            label, color = f"{result.layer}:{channel}  viz {result.best[n]:.2g}", "black"
+        ax.set_title(label, fontsize=7, color=color, y=-0.32 if examples is not None else 1.0,
+                     loc="left")
+    header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels"
+    if examples is not None:
+        live = int((~dead).sum())
+        finite = ratios[~torch.isnan(ratios)]
+        median = f"{finite.median():.2f}" if len(finite) else "n/a"
+        header += (f" — {live} live, {len(dead) - live} dead; median ratio {median}\n"
+                   f"each tile: optimized image, then the {k} {examples.dataset} ({examples.split}) images that excite "
+                   f"it most, with their activations; ratio = viz / best real image")
+    else:
+        header += "\nno dataset available: real examples and ratios omitted"
+    header += "\n" + _activation_label(result)
+    if result.interrupted_at is not None:
+        header += f"\nINTERRUPTED at step {result.interrupted_at}: partial results"
+    fig.suptitle(header, fontsize=9)
+    return fig
+
+
+def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
+    """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
+    fig = ReportFigure(figsize=(10, 1.2 * len(results) + 0.8), layout="constrained")
+    axes = fig.subplots(len(results), 1, squeeze=False)[:, 0]
+    for ax, result in zip(axes, results):
+        ax.set_axis_off()
+        ratios = result.ratio
+        order = torch.argsort(torch.nan_to_num(ratios, nan=-1.0) if result.examples is not None else result.best,
+                              descending=True)[:strongest]
+        strip = _mosaic([to_display(result.images[int(i) * result.diverse])[0] for i in order])
+        ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        if result.examples is not None:
+            dead = result.dead
+            finite = ratios[~torch.isnan(ratios)]
+            median = f"{finite.median():.2f}" if len(finite) else "n/a"
+            text = (f"{result.layer}: {len(result.channels)} channels, {int((~dead).sum())} live, "
+                    f"{int(dead.sum())} dead, median ratio {median}")
+        else:
+            text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
+        ax.set_title(text + f" — strongest: {', '.join(str(result.channels[int(i)]) for i in order)}",
+                     fontsize=9, loc="left")
+    fig.suptitle(f"{model_name}: channel report index", fontsize=11)
+    return fig

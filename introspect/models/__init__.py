@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .spec import ModelSpec
 
 __all__ = [
     "ARCHITECTURES",
+    "Architecture",
     "BUILTIN_MODELS",
     "LeNet",
     "LoadedModel",
@@ -33,10 +34,22 @@ __all__ = [
     "save_checkpoint",
 ]
 
-#: Architecture name (stored in every spec) -> constructor taking the spec.
-ARCHITECTURES: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "mnist-net": lambda spec: Net(num_classes=spec.num_classes),
-    "lenet": lambda spec: LeNet(num_classes=spec.num_classes),
+@dataclass(frozen=True)
+class Architecture:
+    """How to build a network from its spec, which layer holds its logits, and the
+    activation functions its forward applies to layer outputs (invisible to hooks)."""
+
+    build: Callable[[ModelSpec], nn.Module]
+    logits_layer: str
+    activations: dict[str, str] = field(default_factory=dict)
+
+
+#: Architecture name (stored in every spec) -> how to build it.
+ARCHITECTURES: dict[str, Architecture] = {
+    "mnist-net": Architecture(lambda spec: Net(num_classes=spec.num_classes), "fc2",
+                              {"conv1": "relu", "conv2": "relu", "fc1": "relu"}),
+    "lenet": Architecture(lambda spec: LeNet(num_classes=spec.num_classes), "fc3",
+                          {"conv1": "relu", "conv2": "relu", "fc1": "relu", "fc2": "relu"}),
 }
 
 #: Built-in model name -> checkpoint file shipped in introspect/models/weights/.
@@ -105,7 +118,10 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         raise UserError(
             f"checkpoint '{path}' names architecture '{spec.architecture}'; known: {', '.join(ARCHITECTURES)}"
         )
-    model = ARCHITECTURES[spec.architecture](spec)
+    architecture = ARCHITECTURES[spec.architecture]
+    if spec.activations is None:
+        spec = spec.replace(activations=dict(architecture.activations))
+    model = architecture.build(spec)
     _load_state(model, payload["state_dict"], path)
     model.eval()
     return LoadedModel(model=model, spec=spec, source=str(path), sha256=file_sha256(path))

@@ -12,6 +12,9 @@ class ModelSpec:
     ``input_shape`` is (C, H, W) in pixel space [0, 1]; ``mean``/``std`` are the
     per-channel normalization applied after it. ``logits_layer`` is the dotted
     module path whose output holds the class logits (before any softmax).
+    ``activations`` maps a layer to the activation function the model applies
+    to its output (e.g. {"conv2": "relu"} when forward calls F.relu, which no
+    hook can see), so channel reports can show what the next layer receives.
     ``spectrum`` optionally holds the mean Fourier magnitude of real inputs
     (shape H x (W//2+1), as nested lists) used to shape visualizations.
     """
@@ -24,6 +27,7 @@ class ModelSpec:
     logits_layer: str
     class_names: tuple[str, ...]
     dataset: str | None = None
+    activations: dict[str, str] | None = None
     spectrum: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
 
     @property
@@ -47,6 +51,8 @@ class ModelSpec:
         values = dict(data)
         for key in ("input_shape", "mean", "std", "class_names"):
             values[key] = tuple(values[key])
+        if values.get("activations") is not None:
+            values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
         if values.get("spectrum") is not None:
             values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
         return cls(**values)

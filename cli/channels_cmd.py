@@ -1,0 +1,198 @@
+"""`introspect channels`: what each channel of a layer responds to, with real examples beside each."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_pdf import PdfPages
+from rich.console import Console
+
+from introspect.channels import (CHANNELS_DEFAULTS, ChannelsResult, dataset_examples, layer_units, parse_channel_list,
+                                 visualize_channels)
+from introspect.data import DATASETS, ImageDataset, load_dataset
+from introspect.errors import UserError
+from introspect.layers import describe_layers, resolve_layer
+from introspect.report import channels_figure, index_figure, save_figure, to_uint8
+
+from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
+                     positive_int, prepare_out_dir, progress, run_record, write_json)
+
+HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("channels", help="what each channel of a layer responds to, with real top examples",
+                       description="Optimize one image per channel of a layer (all channels batched) and show, beside "
+                                   "each, the dataset images that excite it most.")
+    add_model_options(p)
+    p.add_argument("--layer", required=True, metavar="NAMES",
+                   help="layer(s) by dotted path, comma-separated, or 'all' for every conv/Linear layer (see `introspect layers`)")
+    p.add_argument("--channels", metavar="LIST", help="channels, e.g. 0-15,20 (default: all)")
+    p.add_argument("--neuron", action="store_true", help="maximize the centre spatial position instead of the map's mean")
+    p.add_argument("--diverse", type=positive_int, default=1, metavar="N",
+                   help="N different images per channel, pushed apart by a diversity term (default: 1)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="real examples per channel (default: 5)")
+    p.add_argument("--dataset", metavar="NAME", help=f"dataset for examples: {', '.join(DATASETS)} or none (default: the model's training dataset)")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="dataset split (default: train)")
+    p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
+    p.add_argument("--batch-size", type=positive_int, metavar="N", help="images optimized at once (default: automatic, to fit memory)")
+    add_render_options(p, CHANNELS_DEFAULTS)
+    add_output_options(p, "channels", formats=False)
+    p.set_defaults(run=run_channels)
+
+
+def resolve_layers(model: torch.nn.Module, spec, text: str) -> list[str]:
+    if text.strip() == "all":
+        infos = describe_layers(model, spec.input_shape)
+        layers = [i.name for i in infos if i.type in HOOKABLE_TYPES and i.output_shape is not None]
+        if not layers:
+            raise UserError("--layer all found no conv or Linear layers; name layers explicitly (see `introspect layers`)")
+        return layers
+    layers = [name.strip() for name in text.split(",") if name.strip()]
+    if not layers:
+        raise UserError("--layer is empty; name a layer (see `introspect layers`)")
+    for name in layers:
+        resolve_layer(model, name)
+    return list(dict.fromkeys(layers))
+
+
+def load_examples_dataset(args: argparse.Namespace, spec, err: Console) -> ImageDataset | None:
+    name = args.dataset or spec.dataset
+    if name is None or name == "none":
+        err.print("no dataset: the report shows no real examples or ratios (pass --dataset to add them)", markup=False)
+        return None
+    try:
+        data = load_dataset(name, args.split, args.data_dir)
+    except UserError as exc:
+        if args.dataset:  # asked for explicitly: a real error
+            raise
+        err.print(f"note: {exc}; the report is written without real examples", markup=False)
+        return None
+    if tuple(data.images.shape[1:]) != tuple(spec.input_shape):
+        raise UserError(f"dataset {name} has images of shape {tuple(data.images.shape[1:])}, "
+                        f"the model takes {tuple(spec.input_shape)}; choose another --dataset")
+    err.print(f"data: {data.source}", markup=False)
+    return data
+
+
+def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
+    loaded = load_model_from_args(args)
+    model, spec = loaded.model, loaded.spec
+    layers = resolve_layers(model, spec, args.layer)
+    selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
+                  for layer in layers}
+    config = config_from_args(args, CHANNELS_DEFAULTS)
+    data = load_examples_dataset(args, spec, err)
+    folder = prepare_out_dir(args.out, "channels", args.force)
+    started = time.time()
+    results: list[ChannelsResult] = []
+    with progress(err) as bar:
+        for layer in layers:
+            examples = None
+            if data is not None:
+                task = bar.add_task(f"{layer}: examples", total=len(data), info="")
+                examples = dataset_examples(model, spec, layer, data, k=args.top_k, neuron=args.neuron,
+                                            device=config.device, cache_key=loaded.sha256,
+                                            callback=lambda done, total, task=task: bar.update(task, completed=done))
+                bar.update(task, completed=len(data))
+            task = bar.add_task(f"{layer}: optimizing", total=None, info="")
+            result = visualize_channels(
+                model, spec, layer, selections[layer], config, neuron=args.neuron, diverse=args.diverse,
+                batch_size=args.batch_size, examples=examples,
+                callback=lambda step, total, values, task=task: bar.update(
+                    task, completed=step, total=total, info=f"mean activation {values.mean():.3g}"))
+            results.append(result)
+            if result.interrupted_at is not None:
+                break
+    write_channels_run(folder, results, loaded, data, args, time.time() - started)
+    interrupted = next((r.interrupted_at for r in results if r.interrupted_at is not None), None)
+    if interrupted is not None:
+        err.print(f"interrupted at step {interrupted}: wrote the partial run to {folder}", markup=False)
+        return 130
+    for result in results:
+        out.print(summary_line(result), markup=False)
+    out.print(f"wrote {folder}/report.png" + (" and report.pdf" if len(results) else ""), markup=False)
+    return 0
+
+
+def summary_line(result: ChannelsResult) -> str:
+    if result.examples is None:
+        return f"{result.layer}: {len(result.channels)} channels (no dataset: no ratios)"
+    live = ~result.dead
+    ratios = result.ratio[live]
+    share = float((ratios >= 1).float().mean()) if len(ratios) else float("nan")
+    median = float(ratios.median()) if len(ratios) else float("nan")
+    return (f"{result.layer}: {len(result.channels)} channels, {int(live.sum())} live, {int((~live).sum())} dead; "
+            f"ratio >= 1.0 for {share:.0%} of live channels, median {median:.2f}")
+
+
+def layer_summary(result: ChannelsResult) -> dict:
+    ratio = result.ratio
+    live = ~result.dead
+    finite = ratio[~torch.isnan(ratio)]
+    return {
+        "layer": result.layer, "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
+        "channels": result.channels, "batch_size": result.batch_size,
+        "live": int(live.sum()) if result.examples is not None else None,
+        "dead": int((~live).sum()) if result.examples is not None else None,
+        "median_ratio": float(finite.median()) if len(finite) else None,
+        "share_ratio_at_least_1": float((finite >= 1).float().mean()) if len(finite) else None,
+        "per_channel": [
+            {"channel": c, "activation": float(result.best[i]), "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]),
+             "dead": bool(result.dead[i])}
+            for i, c in enumerate(result.channels)
+        ],
+    }
+
+
+def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data: ImageDataset | None,
+                       args: argparse.Namespace, seconds: float) -> None:
+    if not results:
+        return
+    rows: dict[str, list] = {key: [] for key in ("images", "labels", "layers", "scores", "examples",
+                                                 "example_activations", "ratio", "dead")}
+    for r in results:
+        n = len(r.channels) * r.diverse
+        repeat = lambda t: t.repeat_interleave(r.diverse, 0)  # noqa: E731 - per-channel values per image
+        rows["images"].append(to_uint8(r.images[:n]))
+        rows["labels"].append(np.repeat(r.channels, r.diverse))
+        rows["layers"].append(np.array([r.layer] * n))
+        rows["scores"].append(r.activations[:n].numpy())
+        rows["ratio"].append(repeat(r.ratio).numpy())
+        rows["dead"].append(repeat(r.dead).numpy())
+        if r.examples is not None:
+            rows["examples"].append(repeat(r.examples.top_indices[r.channels]).numpy())
+            rows["example_activations"].append(repeat(r.examples.top_values[r.channels]).numpy())
+    arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
+    np.savez_compressed(folder / "images.npz", **arrays)
+
+    name = loaded.spec.name
+    pages = [channels_figure(r, data.images if data is not None else None, name) for r in results]
+    index = index_figure(results, name)
+    for r, page in zip(results, pages):
+        save_figure(page, folder / f"report-{r.layer}.png")
+    save_figure(index, folder / "index.png")
+    save_figure(pages[0] if len(pages) == 1 else index, folder / "report.png")
+    with PdfPages(folder / "report.pdf") as pdf:
+        for page in ([index] if len(pages) > 1 else []) + pages:
+            pdf.savefig(page)
+
+    interrupted = next((r.interrupted_at for r in results if r.interrupted_at is not None), None)
+    record = run_record(loaded, args, results[0].config, seconds, interrupted, min(r.steps_done for r in results))
+    record.update({
+        "command_name": "channels",
+        "dataset": None if data is None else {"name": data.name, "split": data.split, "source": data.source, "count": len(data)},
+        "definitions": {
+            "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
+                          "Linear: the unit's value after its activation; --neuron: the centre position",
+            "live": "some real image gives the channel a positive output somewhere",
+            "ratio": "the visualization's activation / the highest activation of any real image (live channels only)",
+        },
+        "neuron": args.neuron, "diverse": args.diverse, "top_k": args.top_k,
+        "layers": [layer_summary(r) for r in results],
+        "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
+    })
+    write_json(folder / "run.json", record)

@@ -1,0 +1,339 @@
+"""Channels of any layer: optimized images for all of them in one batched run, and the real
+dataset images that excite each most.
+
+A channel's activation on an image is the mean over its spatial map of the
+post-activation output (what the next layer sees); ``neuron=True`` takes the
+centre position instead. Linear layers: the unit's value after its activation.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageDataset, cache_dir
+from .engine import ProgressCallback, RenderConfig, RenderResult, frozen, normalizer, render
+from .errors import UserError
+from .hooks import HookRegistry
+from .layers import describe_layers, resolve_layer
+from .models.spec import ModelSpec
+from .objectives import Objective, reduce_channels
+
+#: Defaults of channel visualizations: a grey start and a faster rate reach strong activations
+#: (see benchmarks/channels_quality.py).
+CHANNELS_DEFAULTS = RenderConfig(init_bias=0.0, lr=0.1)
+
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "identity": lambda x: x,
+}
+#: Weight of the pre-activation term that lets gradient through a ReLU where it is closed,
+#: so channels that start (or are) dead still move.
+PRE_ACTIVATION_WEIGHT = 0.01
+DIVERSITY_WEIGHT = 1.0
+
+
+def layer_activation(spec: ModelSpec, layer: str) -> str:
+    """Name of the activation the model applies to ``layer``'s output ("identity" if none is known)."""
+    name = (spec.activations or {}).get(layer, "identity")
+    if name not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"unknown activation '{name}' for layer {layer}; known: {', '.join(ACTIVATION_FUNCTIONS)}")
+    return name
+
+
+def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) -> torch.Tensor:
+    """(B, C[, H, W]) layer output -> (B, C) post-activation channel activations."""
+    return reduce_channels(ACTIVATION_FUNCTIONS[activation](output), neuron)
+
+
+def channel_objective(layer: str, channels: Sequence[int], activation: str, neuron: bool = False,
+                      group: int = 1) -> Objective:
+    """Image i maximizes channel ``channels[i // group]`` after ``activation``, plus a small
+    pre-activation term so the gradient also flows where the ReLU is closed."""
+    index = torch.as_tensor([c for c in channels for _ in range(group)], dtype=torch.long)
+
+    def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        output = acts[layer]
+        picked = index.to(output.device).view(-1, 1)
+        post = channel_values(output, activation, neuron).gather(1, picked).squeeze(1)
+        if activation == "identity":
+            return post
+        pre = reduce_channels(output, neuron).gather(1, picked).squeeze(1)
+        return post + PRE_ACTIVATION_WEIGHT * pre
+
+    return Objective(fn, [layer], f"channels({layer}, {activation})")
+
+
+def diversity(layer: str, group: int) -> Objective:
+    """Minus the mean cosine similarity (of Gram matrices for conv maps) between each image's
+    ``layer`` output and the other images of its group of ``group`` consecutive images."""
+
+    def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        output = acts[layer]
+        if output.ndim == 4:
+            flat = output.flatten(2)
+            features = torch.bmm(flat, flat.transpose(1, 2)).flatten(1) / flat.shape[-1]
+        else:
+            features = output.flatten(1)
+        features = F.normalize(features, dim=1).view(-1, group, features.shape[1])
+        similarity = torch.bmm(features, features.transpose(1, 2))
+        others = (similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)) / max(1, group - 1)
+        return -others.flatten()
+
+    return Objective(fn, [layer], f"diversity({layer}, {group})")
+
+
+@dataclass
+class ExampleStats:
+    """Per-channel statistics of one layer over a dataset (one no-grad pass)."""
+
+    layer: str
+    activation: str
+    neuron: bool
+    top_indices: torch.Tensor  # (C, k) dataset indices, strongest first
+    top_values: torch.Tensor  # (C, k) their channel activations
+    max_value: torch.Tensor  # (C,) the highest channel activation of any image
+    peak: torch.Tensor  # (C,) the highest post-activation value anywhere in the map
+    quantiles: torch.Tensor  # (C, 3) 50th, 90th, 99th percentile of the channel activation
+    dataset: str
+    split: str
+    source: str
+    count: int
+
+    @property
+    def live(self) -> torch.Tensor:
+        """Some real image gives the channel a positive output somewhere."""
+        return self.peak > 0
+
+    def save(self, path: Path) -> None:
+        meta = {"layer": self.layer, "activation": self.activation, "neuron": self.neuron, "dataset": self.dataset,
+                "split": self.split, "source": self.source, "count": self.count}
+        arrays = {k: getattr(self, k).numpy() for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(repr(meta)), **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ExampleStats":
+        import ast
+
+        with np.load(path) as data:
+            meta = ast.literal_eval(str(data["meta"]))
+            arrays = {k: torch.from_numpy(data[k]) for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
+        return cls(**meta, **arrays)
+
+
+def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> Path:
+    """Cache file keyed by checkpoint, dataset and split, layer and reduction."""
+    reduction = "centre" if neuron else "mean"
+    key = hashlib.sha256(f"{sha256}|{dataset.name}|{dataset.split}|{len(dataset)}|{dataset.source}".encode()).hexdigest()[:12]
+    safe_layer = layer.replace("/", "_")
+    return cache_dir() / "examples" / f"{sha256[:16]}-{dataset.name}-{dataset.split}-{key}-{safe_layer}-{activation}-{reduction}-top{k}.npz"
+
+
+@torch.no_grad()
+def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: ImageDataset, k: int = 5,
+                     neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                     callback: Callable[[int, int], None] | None = None,
+                     cache_key: str | None = None) -> ExampleStats:
+    """Top-k dataset images per channel of ``layer`` and its activation distribution.
+
+    One batched no-grad pass that stops after ``layer``. With ``cache_key`` (the
+    checkpoint's sha256) the result is cached under the user cache folder, so
+    a second report does not recompute it.
+    """
+    activation = layer_activation(spec, layer)
+    path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k) if cache_key else None
+    if path is not None and path.is_file():
+        try:
+            return ExampleStats.load(path)
+        except (OSError, ValueError, KeyError, SyntaxError):
+            path.unlink(missing_ok=True)
+    resolve_layer(model, layer)
+    values, peaks = [], []
+    normalize = normalizer(spec.mean, spec.std, torch.device(device))
+    with frozen(model), HookRegistry(model, [layer]) as hooks:
+        for start in range(0, len(dataset), batch_size):
+            pixels = dataset.pixels(slice(start, start + batch_size)).to(device)
+            output = hooks.run(normalize(pixels))[layer].float()
+            post = ACTIVATION_FUNCTIONS[activation](output)
+            values.append(reduce_channels(post, neuron).cpu())
+            peaks.append(post.flatten(2).amax(2).cpu() if post.ndim == 4 else post.cpu())
+            if callback is not None:
+                callback(min(start + batch_size, len(dataset)), len(dataset))
+    matrix = torch.cat(values)  # (N, C)
+    k = min(k, len(matrix))
+    top_values, top_indices = matrix.topk(k, dim=0)
+    stats = ExampleStats(
+        layer=layer, activation=activation, neuron=neuron,
+        top_indices=top_indices.T.contiguous(), top_values=top_values.T.contiguous(),
+        max_value=matrix.amax(0), peak=torch.cat(peaks).amax(0),
+        quantiles=torch.quantile(matrix, torch.tensor([0.5, 0.9, 0.99]), dim=0).T.contiguous(),
+        dataset=dataset.name, split=dataset.split, source=dataset.source, count=len(dataset),
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stats.save(path)
+    return stats
+
+
+def auto_batch_size(model: nn.Module, spec: ModelSpec, layer: str, group: int = 1, device: str = "cpu",
+                    budget_bytes: int | None = None) -> int:
+    """Images per chunk so that activations up to ``layer`` (kept for backward) fit a memory budget.
+
+    Budget: half the free GPU memory on CUDA, 2 GiB on the CPU. Always a multiple of ``group``.
+    """
+    infos = describe_layers(model, spec.input_shape, device, stop_after=layer)
+    per_image = sum(math.prod(info.output_shape) for info in infos if info.output_shape)
+    per_image = 4 * 4 * (per_image + 8 * math.prod(spec.input_shape))  # float32; outputs, grads, saved tensors
+    if budget_bytes is None:
+        if torch.device(device).type == "cuda":
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            budget_bytes = free // 2
+        else:
+            budget_bytes = 2 << 30
+    images = max(1, budget_bytes // max(1, per_image))
+    return max(group, images // group * group)
+
+
+@dataclass
+class ChannelsResult:
+    """Optimized images of channels of one layer, with their activations and dataset comparison."""
+
+    layer: str
+    channels: list[int]
+    images: torch.Tensor  # (N * diverse, C, H, W); images of channel i at [i*diverse:(i+1)*diverse]
+    activations: torch.Tensor  # (N * diverse,) post-activation channel activation of each image
+    activation: str
+    neuron: bool
+    diverse: int
+    config: RenderConfig
+    renders: list[RenderResult]
+    examples: ExampleStats | None = None
+    batch_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> torch.Tensor:
+        """(N,) the highest activation among each channel's images."""
+        return self.activations.view(-1, self.diverse).amax(1)
+
+    @property
+    def dead(self) -> torch.Tensor:
+        """(N,) bool: no real image gives the channel a positive output (all False without examples)."""
+        if self.examples is None:
+            return torch.zeros(len(self.channels), dtype=torch.bool)
+        return ~self.examples.live[self.channels]
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """(N,) best visualization activation / highest activation of any real image; NaN for dead channels or without examples."""
+        if self.examples is None:
+            return torch.full((len(self.channels),), float("nan"))
+        reference = self.examples.max_value[self.channels]
+        ratio = self.best / reference.clamp(min=1e-12)
+        return torch.where(self.dead | (reference <= 0), torch.full_like(ratio, float("nan")), ratio)
+
+    @property
+    def interrupted_at(self) -> int | None:
+        return next((r.interrupted_at for r in self.renders if r.interrupted_at is not None), None)
+
+    @property
+    def steps_done(self) -> int:
+        return min(r.steps_done for r in self.renders) if self.renders else 0
+
+
+def parse_channel_list(text: str, count: int) -> list[int]:
+    """'0-15,20' -> [0, ..., 15, 20], each within 0..count-1."""
+    channels: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise UserError(f"malformed channel list '{text}': empty item")
+        lo_text, dash, hi_text = part.partition("-")
+        try:
+            lo = int(lo_text)
+            hi = int(hi_text) if dash else lo
+        except ValueError:
+            raise UserError(f"malformed channel list '{text}': '{part}' is not N or N-M") from None
+        if lo > hi:
+            raise UserError(f"malformed channel range '{part}': the start is after the end")
+        if hi >= count:
+            raise UserError(f"channel {hi} is out of range: this layer has channels 0-{count - 1}")
+        channels.extend(range(lo, hi + 1))
+    return list(dict.fromkeys(channels))
+
+
+def layer_units(model: nn.Module, spec: ModelSpec, layer: str) -> int:
+    """Number of channels (conv) or units (Linear) of ``layer``'s output."""
+    resolve_layer(model, layer)
+    info = next((i for i in describe_layers(model, spec.input_shape, stop_after=layer) if i.name == layer), None)
+    if info is None or info.output_shape is None:
+        raise UserError(f"layer '{layer}' does not run in the model's forward pass")
+    if len(info.output_shape) not in (1, 3):
+        raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,) or (C, H, W)")
+    return info.output_shape[0]
+
+
+def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
+                       config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
+                       batch_size: int | None = None, examples: ExampleStats | None = None,
+                       callback: ProgressCallback | None = None) -> ChannelsResult:
+    """One optimized image (or ``diverse`` images) per channel of ``layer``, all in batched chunks.
+
+    Each image's randomness comes from (config.seed, channel, copy), so the
+    chunk size does not change the results; a diversity group is never split.
+    """
+    count = layer_units(model, spec, layer)
+    channels = list(range(count)) if channels is None else list(channels)
+    bad = [c for c in channels if not 0 <= c < count]
+    if bad:
+        raise UserError(f"channel {bad[0]} is out of range: layer {layer} has channels 0-{count - 1}")
+    if diverse < 1:
+        raise UserError("--diverse must be at least 1")
+    activation = layer_activation(spec, layer)
+    model = model.to(config.device)
+    size = batch_size or auto_batch_size(model, spec, layer, diverse, config.device)
+    per_chunk = max(1, size // diverse)
+    spectrum = torch.tensor(spec.spectrum) if spec.spectrum is not None else None
+    renders, images, values = [], [], []
+    total_steps = config.steps * math.ceil(len(channels) / per_chunk)
+    for start in range(0, len(channels), per_chunk):
+        chunk = channels[start:start + per_chunk]
+        objective = channel_objective(layer, chunk, activation, neuron, diverse)
+        if diverse > 1:
+            objective = objective + DIVERSITY_WEIGHT * diversity(layer, diverse)
+        keys = [c * diverse + j for c in chunk for j in range(diverse)]
+        offset = config.steps * len(renders)
+        progress = None if callback is None else (
+            lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
+        result = render(model, objective, input_shape=spec.input_shape, mean=spec.mean, std=spec.std, keys=keys,
+                        config=config, spectrum=spectrum, callback=progress)
+        renders.append(result)
+        images.append(result.images)
+        values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
+                                       activation, neuron, config.device))
+        if result.interrupted_at is not None:
+            channels = channels[:start + len(chunk)]
+            break
+    return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
+                          activation=activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
+                          examples=examples, batch_size=per_chunk * diverse)
+
+
+@torch.no_grad()
+def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor, channels: Sequence[int],
+                     activation: str, neuron: bool = False, device: str = "cpu") -> torch.Tensor:
+    """Post-activation activation of channel ``channels[i]`` on pixel-space image i, (N,)."""
+    normalize = normalizer(spec.mean, spec.std, torch.device(device))
+    with frozen(model), HookRegistry(model, [layer]) as hooks:
+        output = hooks.run(normalize(images.to(device)))[layer].float()
+    picked = torch.as_tensor(list(channels), device=output.device).view(-1, 1)
+    return channel_values(output, activation, neuron).gather(1, picked).squeeze(1).cpu()

@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import hook_count
+from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, diversity, parse_channel_list,
+                                 visualize_channels)
+from introspect.data import ImageDataset
+from introspect.errors import UserError
+from introspect.hooks import HookRegistry
+from introspect.models import ModelSpec
+from introspect_cli.main import main
+
+FAST = CHANNELS_DEFAULTS.replace(steps=5)
+
+
+def tiny_dataset(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    return ImageDataset("tiny", "train", images, torch.arange(n) % 10, tuple("0123456789"), "random test images")
+
+
+def test_chunked_and_unchunked_agree(tiny_model, tiny_spec):
+    whole = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(6)), FAST, batch_size=6)
+    chunked = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(6)), FAST, batch_size=4)
+    assert len(chunked.renders) == 2 and len(whole.renders) == 1
+    torch.testing.assert_close(whole.images, chunked.images, atol=1e-4, rtol=0)
+    torch.testing.assert_close(whole.activations, chunked.activations, atol=1e-4, rtol=1e-4)
+
+
+def test_diversity_groups_never_split(tiny_model, tiny_spec):
+    result = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1, 2], FAST, diverse=3, batch_size=4)
+    assert result.batch_size == 3  # rounded down to whole groups
+    assert result.images.shape[0] == 9
+    assert not torch.equal(result.images[0], result.images[1])
+
+
+def test_diversity_objective_prefers_different_images():
+    same = {"l": torch.ones(2, 3, 4, 4)}
+    different = {"l": torch.stack([torch.ones(3, 4, 4), torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0))])}
+    assert (diversity("l", 2)(different) > diversity("l", 2)(same)).all()
+
+
+def test_early_exit_computes_nothing_after_target(tiny_model, tiny_spec):
+    def explode(*_):
+        raise AssertionError("fc1 ran")
+
+    handle = tiny_model.fc1.register_forward_pre_hook(explode)
+    try:
+        visualize_channels(tiny_model, tiny_spec, "conv2", [0, 1], FAST)
+        dataset_examples(tiny_model, tiny_spec, "conv2", tiny_dataset())
+    finally:
+        handle.remove()
+
+
+def test_topk_equals_brute_force(tiny_model, tiny_spec):
+    data = tiny_dataset()
+    stats = dataset_examples(tiny_model, tiny_spec, "conv2", data, k=3)
+    x = (data.pixels() - tiny_spec.mean[0]) / tiny_spec.std[0]
+    with torch.no_grad():
+        acts = torch.relu(tiny_model.conv2(torch.relu(tiny_model.conv1(x)))).mean((2, 3))  # (N, C)
+    for c in range(acts.shape[1]):
+        best = torch.sort(acts[:, c], descending=True).values[:3]
+        torch.testing.assert_close(stats.top_values[c], best)
+        torch.testing.assert_close(acts[stats.top_indices[c], c], best)  # the indices point at those values (ties allowed)
+        if best[0] > best[1]:
+            assert stats.top_indices[c, 0] == acts[:, c].argmax()
+    torch.testing.assert_close(stats.max_value, acts.max(0).values)
+
+
+def test_examples_cached_by_checkpoint(tiny_model, tiny_spec, tmp_path):
+    data = tiny_dataset()
+    first = dataset_examples(tiny_model, tiny_spec, "fc1", data, k=2, cache_key="ab" * 32)
+    files = list((tmp_path / "cache" / "examples").glob("*.npz"))
+    assert len(files) == 1
+    with torch.no_grad():
+        tiny_model.fc1.weight.zero_()  # a recompute would now give other numbers
+    second = dataset_examples(tiny_model, tiny_spec, "fc1", data, k=2, cache_key="ab" * 32)
+    assert torch.equal(first.top_indices, second.top_indices) and torch.equal(first.max_value, second.max_value)
+
+
+def test_constructed_dead_channel_is_reported_dead(tiny_model, tiny_spec):
+    with torch.no_grad():
+        tiny_model.conv1.weight[3].zero_()
+        tiny_model.conv1.bias[3] = -1.0  # relu(conv1)[3] is 0 for every image
+    data = tiny_dataset()
+    stats = dataset_examples(tiny_model, tiny_spec, "conv1", data)
+    result = visualize_channels(tiny_model, tiny_spec, "conv1", [2, 3], FAST, examples=stats)
+    assert result.dead.tolist() == [False, True]
+    assert torch.isnan(result.ratio[1]) and not torch.isnan(result.ratio[0])
+    assert hook_count(tiny_model) == 0
+
+
+@pytest.mark.parametrize("text,expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]), ("2,2,1", [2, 1])])
+def test_parse_channel_list(text, expected):
+    assert parse_channel_list(text, 10) == expected
+
+
+@pytest.mark.parametrize("text,message", [("5-3", "start is after the end"), ("a,b", "not N or N-M"),
+                                          ("-1", "not N or N-M"), ("3,", "empty item"), ("10", "out of range")])
+def test_parse_channel_list_errors(text, message):
+    with pytest.raises(UserError, match=message):
+        parse_channel_list(text, 10)
+
+
+def test_inplace_relu_model_same_values_with_and_without_early_exit():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3), nn.ReLU(inplace=True))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad(), HookRegistry(model, ["0"], early_exit=True) as hooks:
+        early = hooks.run(x)["0"]
+    with torch.no_grad(), HookRegistry(model, ["0"], early_exit=False) as hooks:
+        full = hooks.run(x)["0"]
+    assert torch.equal(early, full) and (full < 0).any()  # the pre-ReLU values survived the in-place ReLU
+
+
+def test_cli_channels_layer_all_writes_every_page(tmp_path):
+    out = tmp_path / "run"
+    assert main(["channels", "--layer", "all", "--channels", "0-1", "--steps", "2", "--out", str(out)]) == 0
+    for name in ("index.png", "report.png", "report.pdf", "images.npz", "run.json",
+                 "report-conv1.png", "report-conv2.png", "report-fc1.png", "report-fc2.png"):
+        assert (out / name).stat().st_size > 0, name
+    data = np.load(out / "images.npz")
+    assert data["images"].shape == (8, 1, 28, 28) and data["examples"].shape == (8, 5)
+    assert data["ratio"].shape == (8,) and data["dead"].dtype == bool
+    assert list(data["layers"][:2]) == ["conv1", "conv1"]
+    record = json.loads((out / "run.json").read_text())
+    assert [l["layer"] for l in record["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
+    assert record["dataset"]["name"] == "mnist"
+
+
+def test_cli_unknown_layer_names_closest(capsys):
+    assert main(["channels", "--layer", "conv3"]) == 2
+    err = capsys.readouterr().err
+    assert "closest: conv2" in err and "introspect layers" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_channel_out_of_range(capsys):
+    assert main(["channels", "--layer", "conv1", "--channels", "0-40"]) == 2
+    assert "channels 0-31" in capsys.readouterr().err

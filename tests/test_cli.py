@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import introspect
+from introspect.data import load_dataset
+from introspect.models import load_checkpoint
+from introspect_cli.main import main
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert introspect.__version__ in capsys.readouterr().out
+
+
+def test_bad_model_exits_2_with_names(capsys):
+    assert main(["layers", "--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "mnist, fashion-mnist" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_layers_table(capsys):
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    for name, shape in [("conv1", "32×26×26"), ("conv2", "64×24×24"), ("fc1", "128"), ("fc2", "10")]:
+        line = next(line for line in out.splitlines() if f" {name} " in line)
+        assert shape in line
+
+
+def test_train_few_batches_writes_loadable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "tiny.pt"
+    assert main(["train", "--epochs", "1", "--max-batches", "2", "--out", str(out)]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.spec.dataset == "mnist" and loaded.spec.spectrum is not None
+    assert main(["train", "--epochs", "1", "--max-batches", "2", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_training_changes_weights(tiny_model, tiny_spec):
+    from introspect.training import train
+
+    data = load_dataset("mnist", "train")
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    train(tiny_model, tiny_spec, data, epochs=1, max_batches=3)
+    assert all(not torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
+
+
+@pytest.mark.parametrize("model,threshold", [("mnist", 0.975), ("fashion-mnist", 0.90)])
+def test_shipped_checkpoints_reach_stated_accuracy(model, threshold, capsys):
+    assert main(["evaluate", "--model", model]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy:"))
+    assert float(line.split()[1].rstrip("%")) / 100 >= threshold
+
+
+def test_classes_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    argv = ["classes", "--steps", "4", "--snapshots", "2,4", "--format", "png,pdf", "--out", str(out)]
+    assert main(argv) == 0
+    for name in ("report.png", "report.pdf", "images.npz", "run.json", "evolution.gif"):
+        assert (out / name).stat().st_size > 0, name
+    data = np.load(out / "images.npz")
+    assert data["images"].dtype == np.uint8 and data["images"].shape == (10, 1, 28, 28)
+    assert list(data["labels"]) == list(range(10)) and data["scores"].shape == (10,)
+    assert data["snapshots"].shape == (2, 10, 1, 28, 28)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["settings"]["steps"] == 4
+    assert len(record["model"]["checkpoint_sha256"]) == 64
+    assert len(record["history"]) == 4 and len(record["images"]) == 10
+    assert record["command"].startswith("introspect classes")
+
+
+def test_classes_by_name_and_numbered_runs(tmp_path):
+    assert main(["classes", "--model", "fashion-mnist", "--classes", "sneaker,Bag", "--steps", "2"]) == 0
+    assert main(["classes", "--model", "fashion-mnist", "--classes", "7", "--steps", "2"]) == 0
+    first = np.load(tmp_path / "runs" / "classes-001" / "images.npz")
+    assert list(first["labels"]) == [7, 8]
+    assert (tmp_path / "runs" / "classes-002" / "run.json").exists()
+
+
+def test_classes_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    assert main(["classes", "--classes", "10", "--steps", "2"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["classes", "--classes", "cat", "--steps", "2"]) == 2
+    assert "unknown class 'cat'" in capsys.readouterr().err
+    assert main(["classes", "--steps", "0"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_explicit_out_with_run_needs_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["classes", "--steps", "2", "--classes", "1", "--out", str(out)]) == 0
+    before = (out / "images.npz").read_bytes()
+    assert main(["classes", "--steps", "3", "--classes", "1", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "images.npz").read_bytes() == before
+    assert main(["classes", "--steps", "3", "--classes", "1", "--out", str(out), "--force"]) == 0

@@ -1,0 +1,154 @@
+import pytest
+import torch
+
+from introspect.engine import RenderConfig, frozen, render
+from introspect.objectives import channel, class_logits
+from introspect.params import FFTImage, PixelImage, frequency_scale, image_generators
+from introspect.transforms import TransformConfig, apply_affine, random_affine_params
+
+from helpers import hook_count
+
+FAST = RenderConfig(steps=6)
+
+
+def run(model, spec, config=FAST, keys=(0, 1, 2), objective=None):
+    objective = objective or class_logits("fc2", keys)
+    return render(model, objective, input_shape=spec.input_shape, mean=spec.mean, std=spec.std,
+                  keys=list(keys), config=config)
+
+
+def test_images_in_range_and_shape(tiny_model, tiny_spec):
+    result = run(tiny_model, tiny_spec)
+    assert result.images.shape == (3, 1, 28, 28)
+    assert 0 <= result.images.min() and result.images.max() <= 1
+    assert result.history.shape == (6, 3)
+    assert result.steps_done == 6 and result.interrupted_at is None
+
+
+def test_model_left_exactly_as_it_was(tiny_model, tiny_spec):
+    tiny_model.train()
+    tiny_model.fc1.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    flags = [p.requires_grad for p in tiny_model.parameters()]
+    rng = torch.get_rng_state()
+    run(tiny_model, tiny_spec)
+    assert tiny_model.training and all(m.training for m in tiny_model.modules())
+    assert [p.requires_grad for p in tiny_model.parameters()] == flags
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in tiny_model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert hook_count(tiny_model) == 0
+
+
+def test_eval_mode_during_run(tiny_model, tiny_spec):
+    seen = []
+    handle = tiny_model.conv1.register_forward_pre_hook(lambda m, i: seen.append(tiny_model.training))
+    tiny_model.train()
+    try:
+        run(tiny_model, tiny_spec)
+    finally:
+        handle.remove()
+    assert seen and not any(seen)
+
+
+def test_hooks_removed_after_failure(tiny_model, tiny_spec):
+    def fail(step, total, values):
+        if step == 2:
+            raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        render(tiny_model, class_logits("fc2", [0]), input_shape=(1, 28, 28), mean=(0.1,), std=(0.3,),
+               keys=[0], config=FAST, callback=fail)
+    assert hook_count(tiny_model) == 0
+    assert all(p.requires_grad for p in tiny_model.parameters())
+
+
+def test_objective_increases(tiny_model, tiny_spec):
+    result = run(tiny_model, tiny_spec, RenderConfig(steps=30, transforms=TransformConfig(jitter=0, scale=0, rotate=0)))
+    assert (result.history[-1] > result.history[0]).all()
+
+
+def test_same_seed_same_images_other_seed_differs(tiny_model, tiny_spec):
+    a, b = run(tiny_model, tiny_spec), run(tiny_model, tiny_spec)
+    assert torch.equal(a.images, b.images)
+    c = run(tiny_model, tiny_spec, FAST.replace(seed=1))
+    assert not torch.equal(a.images, c.images)
+
+
+def test_batching_does_not_change_an_image(tiny_model, tiny_spec):
+    together = run(tiny_model, tiny_spec, keys=(0, 1, 2))
+    alone = run(tiny_model, tiny_spec, keys=(1,))
+    torch.testing.assert_close(together.images[1:2], alone.images, atol=1e-5, rtol=0)
+
+
+def test_non_finite_objective_stops_only_that_image(tiny_model, tiny_spec):
+    base = class_logits("fc2", [0, 1])
+    from introspect.objectives import Objective
+
+    def poisoned(acts):
+        values = base(acts)
+        return torch.stack([values[0], values[1] * float("nan")])
+
+    result = run(tiny_model, tiny_spec, keys=(0, 1), objective=Objective(poisoned, ["fc2"], "poisoned"))
+    assert result.stopped == [1]
+    assert torch.isfinite(result.images).all()
+
+
+def test_interrupt_returns_partial_result(tiny_model, tiny_spec):
+    def interrupt(step, total, values):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    result = render(tiny_model, class_logits("fc2", [0]), input_shape=(1, 28, 28), mean=(0.1,), std=(0.3,),
+                    keys=[0], config=RenderConfig(steps=20), callback=interrupt)
+    assert result.interrupted_at == 3 and result.images.shape == (1, 1, 28, 28)
+    assert hook_count(tiny_model) == 0
+
+
+def test_frozen_restores_on_error(tiny_model):
+    tiny_model.train()
+    with pytest.raises(ValueError):
+        with frozen(tiny_model):
+            assert not tiny_model.training
+            assert not any(p.requires_grad for p in tiny_model.parameters())
+            raise ValueError
+    assert tiny_model.training and all(p.requires_grad for p in tiny_model.parameters())
+
+
+@pytest.mark.parametrize("config", [TransformConfig(), TransformConfig(jitter=5, scale=0.3, rotate=45),
+                                    TransformConfig(jitter=0, scale=0, rotate=0)])
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (3, 3, 32, 48)])
+def test_transforms_keep_shape_and_range(config, shape):
+    images = torch.rand(shape)
+    out = apply_affine(images, random_affine_params(image_generators(0, range(shape[0]))), config)
+    assert out.shape == images.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_identity_transform_is_identity():
+    images = torch.rand(2, 1, 28, 28)
+    draws = torch.zeros(2, 4)
+    torch.testing.assert_close(apply_affine(images, draws, TransformConfig()), images, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("param", ["fft", "pixel"])
+def test_parametrizations_in_unit_range(param):
+    gens = image_generators(0, [0, 1])
+    module = (FFTImage((1, 28, 28), gens, frequency_scale(28, 28, 1.0)) if param == "fft"
+              else PixelImage((1, 28, 28), gens))
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(1000)
+    image = module()
+    assert image.shape == (2, 1, 28, 28) and 0 <= image.min() and image.max() <= 1
+
+
+def test_objective_arithmetic():
+    acts = {"conv2": torch.arange(2 * 3 * 2 * 2, dtype=torch.float).view(2, 3, 2, 2)}
+    combined = 0.5 * channel("conv2", 1) + channel("conv2", 2) - channel("conv2", 0)
+    expected = 0.5 * acts["conv2"][:, 1].mean((1, 2)) + acts["conv2"][:, 2].mean((1, 2)) - acts["conv2"][:, 0].mean((1, 2))
+    torch.testing.assert_close(combined(acts), expected)
+    assert combined.layers == ("conv2",)
+    only_second = channel("conv2", 1, batch=1)(acts)
+    assert only_second[0] == 0 and only_second[1] == acts["conv2"][1, 1].mean()

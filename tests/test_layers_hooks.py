@@ -1,0 +1,56 @@
+import pytest
+import torch
+from helpers import hook_count
+
+from introspect.errors import UserError
+from introspect.hooks import HookRegistry
+from introspect.layers import describe_layers, resolve_layer
+
+
+def test_describe_layers_shapes(tiny_model):
+    infos = {i.name: i for i in describe_layers(tiny_model, (1, 28, 28))}
+    assert infos["conv1"].output_shape == (32, 26, 26)
+    assert infos["conv2"].output_shape == (64, 24, 24)
+    assert infos["fc1"].output_shape == (128,)
+    assert infos["fc2"].output_shape == (10,)
+    assert infos["conv2"].units == 64 and infos["fc1"].units == 128
+    assert hook_count(tiny_model) == 0
+
+
+def test_resolve_layer_suggests_closest(tiny_model):
+    assert resolve_layer(tiny_model, "conv2") is tiny_model.conv2
+    with pytest.raises(UserError, match="closest: conv2.*introspect layers"):
+        resolve_layer(tiny_model, "conv3")
+
+
+def test_registry_records_and_removes(tiny_model):
+    x = torch.randn(2, 1, 28, 28)
+    with HookRegistry(tiny_model, ["conv2", "fc1"], early_exit=False) as hooks:
+        outputs = hooks.run(x)
+        assert hook_count(tiny_model) == 2
+    assert hook_count(tiny_model) == 0
+    assert outputs["conv2"].shape == (2, 64, 24, 24)
+    assert torch.allclose(outputs["conv2"], tiny_model.conv2(torch.relu(tiny_model.conv1(x))))
+
+
+def test_registry_removes_hooks_after_exception(tiny_model):
+    with pytest.raises(RuntimeError, match="boom"):
+        with HookRegistry(tiny_model, ["conv1", "fc2"]):
+            raise RuntimeError("boom")
+    assert hook_count(tiny_model) == 0
+    with pytest.raises(UserError):
+        with HookRegistry(tiny_model, ["conv1", "nope"]):
+            pass
+    assert hook_count(tiny_model) == 0
+
+
+def test_early_exit_skips_later_layers(tiny_model):
+    def explode(*_):
+        raise AssertionError("fc1 ran after the last hooked layer")
+
+    handle = tiny_model.fc1.register_forward_pre_hook(explode)
+    try:
+        with HookRegistry(tiny_model, ["conv2"]) as hooks:
+            assert hooks.run(torch.zeros(1, 1, 28, 28))["conv2"].shape == (1, 64, 24, 24)
+    finally:
+        handle.remove()
