@@ -31,6 +31,7 @@ class RenderConfig:
     parametrization: str = "fft"  # "fft" or "pixel"
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
     use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
+    free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
     init_bias: float = -5.0  # sigmoid bias: a dark start, like MNIST's black background
     transforms: TransformConfig = field(default_factory=TransformConfig)
@@ -86,7 +87,11 @@ def make_param(config: RenderConfig, input_shape: Sequence[int], keys: Sequence[
     if config.parametrization == "fft":
         _, height, width = input_shape
         if spectrum is not None and config.use_spectrum:
-            magnitude = spectrum.float()
+            magnitude = spectrum.float().clone()
+            # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
+            # near the start (dark for classes); free_brightness lets it move like the strongest frequency.
+            if config.free_brightness:
+                magnitude[0, 0] = magnitude.max()
         else:
             magnitude = frequency_scale(height, width, config.decay)
         return FFTImage(input_shape, generators, magnitude, std=config.init_std, bias=config.init_bias)

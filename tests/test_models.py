@@ -49,7 +49,7 @@ def test_refuses_pickle_that_needs_code(tmp_path):
 
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
-        pickle.dump({"state_dict": Evil(), "spec": {}}, handle)
+        pickle.dump({"state_dict": Evil(), "spec": {}}, handle, protocol=2)
     with pytest.raises(UserError, match="cannot be loaded safely"):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
