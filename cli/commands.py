@@ -14,7 +14,7 @@ from introspect.models import ARCHITECTURES, ModelSpec, save_checkpoint
 from introspect.params import mean_spectrum
 from introspect.training import TRAINING_RECIPES, evaluate, train
 
-from . import channels_cmd, classes_cmd
+from . import activations_cmd, channels_cmd, classes_cmd
 from .common import add_model_options, load_model_from_args, positive_int, progress
 
 
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     classes_cmd.register(sub)
     channels_cmd.register(sub)
+    activations_cmd.register(sub)
 
 
 def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -132,7 +132,7 @@ def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["introspect", *argv])
 
 
-def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConfig, seconds: float,
+def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConfig | None, seconds: float,
                interrupted_at: int | None, steps_done: int) -> dict:
     """What every run.json holds: model, settings, versions, status and the exact command."""
     import torchvision
@@ -141,8 +141,8 @@ def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConf
         "command": command_line(args.argv),
         "argv": args.argv,
         "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256},
-        "settings": asdict(config),
-        "seed": config.seed,
+        "settings": asdict(config) if config is not None else None,
+        "seed": config.seed if config is not None else None,
         "status": "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}",
         "steps_done": steps_done,
         "seconds": round(seconds, 3),

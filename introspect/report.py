@@ -228,3 +228,100 @@ def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) ->
                      fontsize=9, loc="left")
     fig.suptitle(f"{model_name}: channel report index", fontsize=11)
     return fig
+
+
+def _feature_grid(maps: torch.Tensor, columns: int, gap: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(N, H, W) maps -> one mosaic with NaN gaps, and each map's top-left corner."""
+    n, h, w = maps.shape
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), np.nan, dtype=np.float32)
+    corners = []
+    for i in range(n):
+        r, c = divmod(i, columns)
+        y, x = r * (h + gap), c * (w + gap)
+        grid[y:y + h, x:x + w] = maps[i].numpy()
+        corners.append((y, x))
+    return grid, corners
+
+
+def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
+                       model_name: str = "", highlight: int = 3) -> ReportFigure:
+    """Input with prediction and top-5, saliency, then per layer its feature maps (conv) or unit bars (Linear)."""
+    from matplotlib.patches import Rectangle
+
+    layers = list(result.outputs)
+    heights = [2.8] + [3.8 if result.outputs[l].ndim == 3 else 2.0 for l in layers]
+    if visualizations:
+        heights = [h + (1.3 if l in visualizations else 0) for h, l in zip(heights, [None] + layers)]
+    fig = ReportFigure(figsize=(11, sum(heights) + 0.6), layout="constrained")
+    sections = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+
+    top = sections[0].subplots(1, 4, width_ratios=[1, 1.4, 1, 1])
+    image, cmap = to_display(result.input.pixels)
+    top[0].imshow(image, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    top[0].set_title("input as the model sees it", fontsize=9)
+    top[0].set_axis_off()
+    order = torch.argsort(result.probabilities, descending=True)[:5].tolist()
+    names = [str(result.class_names[i]) for i in order]
+    top[1].barh(range(len(order))[::-1], [float(result.probabilities[i]) for i in order],
+                color=["tab:red" if i == result.predicted else "tab:gray" for i in order])
+    top[1].set_yticks(range(len(order))[::-1], names, fontsize=8)
+    for row, i in zip(range(len(order))[::-1], order):
+        top[1].text(0.98, row, f"{float(result.probabilities[i]):.3g}", ha="right", va="center", fontsize=7)
+    top[1].set_xlim(0, 1)
+    top[1].set_title(f"prediction: {result.class_names[result.predicted]} "
+                     f"(p={float(result.probabilities[result.predicted]):.3f}); top-5", fontsize=9)
+    for ax, data, title in ((top[2], result.saliency, "saliency: d logit / d pixel"),
+                            (top[3], result.grad_times_input, "gradient × input")):
+        values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
+        limit = float(values.abs().max()) or 1.0
+        shown = ax.imshow(values.numpy(), cmap="RdBu_r" if data.shape[0] == 1 else "magma",
+                          vmin=-limit if data.shape[0] == 1 else 0, vmax=limit, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+        sections[0].colorbar(shown, ax=ax, shrink=0.8)
+    note = "; ".join(result.input.conversion)
+    sections[0].suptitle(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), fontsize=9)
+
+    for section, layer in zip(sections[1:], layers):
+        shown = result.shown(layer)
+        activation = result.activations[layer]
+        label = f"{activation}({layer})" if activation != "identity" else layer
+        extra = visualizations.get(layer) if visualizations else None
+        if shown.ndim == 3:
+            means = shown.mean((1, 2))
+            order = torch.argsort(means, descending=True)
+            maps = shown[order]
+            columns = min(len(order), 16)
+            grid, corners = _feature_grid(maps, columns)
+            axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[3.8, 1.3] if extra else None)[:, 0]
+            ax = axes[0]
+            vmin = 0.0 if activation == "relu" else float(np.nanmin(grid))
+            im = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=float(np.nanmax(grid)) or 1.0, interpolation="nearest")
+            h, w = maps.shape[1:]
+            for rank in range(min(highlight, len(order))):
+                y, x = corners[rank]
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
+                ax.text(x, y - 0.8, f"#{int(order[rank])}", color="red", fontsize=7, va="bottom")
+            ax.set_axis_off()
+            section.colorbar(im, ax=ax, shrink=0.8, label="activation")
+            ax.set_title(f"{label}: {len(order)} channels, strongest first (mean activation; top {highlight} in red); "
+                         f"one colour scale", fontsize=9)
+        else:
+            axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[2.0, 1.3] if extra else None)[:, 0]
+            ax = axes[0]
+            values = shown.flatten()
+            strongest = torch.argsort(values, descending=True)[:highlight].tolist()
+            colors = ["tab:red" if i in strongest else "tab:blue" for i in range(len(values))]
+            ax.bar(range(len(values)), values.numpy(), color=colors, width=1.0)
+            ax.set_xlim(-0.5, len(values) - 0.5)
+            ax.set_title(f"{label}: {len(values)} units (strongest in red: {', '.join(map(str, strongest))})", fontsize=9)
+            ax.tick_params(labelsize=7)
+        if extra:
+            channels, images = extra
+            strip = _mosaic([to_display(img)[0] for img in images])
+            axes[1].imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            axes[1].set_axis_off()
+            axes[1].set_title(f"what the strongest channels respond to (optimized images): "
+                              f"{', '.join(map(str, channels))}", fontsize=8)
+    return fig

@@ -1,0 +1,116 @@
+"""`introspect activations`: what each layer sees for one image, and which pixels drove the decision."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from introspect.activations import ImageInput, inspect_image, load_image
+from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+from introspect.data import DATASETS, load_dataset
+from introspect.errors import UserError
+from introspect.report import activations_figure, save_figure
+
+from .channels_cmd import resolve_layers
+from .common import (add_model_options, load_model_from_args, parse_formats, positive_int, prepare_out_dir, progress,
+                     resolve_device, run_record, write_json, FORMATS)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("activations", help="what each layer sees for one image, and a saliency map",
+                       description="Show the input as the model sees it with its prediction, every layer's feature maps "
+                                   "or unit activations, and the saliency of the predicted class.")
+    add_model_options(p)
+    source = p.add_argument_group("image (one of)")
+    source.add_argument("--image", metavar="PATH", help="any image file; converted to the model's input (the report says how)")
+    source.add_argument("--dataset", choices=list(DATASETS), help="take the image from this dataset's held-out (test) split")
+    source.add_argument("--index", type=int, metavar="N", help="index into the held-out split, with --dataset")
+    p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
+    p.add_argument("--layer", default="all", metavar="NAMES", help="layers, comma-separated, or all (default: all)")
+    p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
+                   help="invert a grayscale image; auto: when its border is light (default: auto)")
+    p.add_argument("--with-visualizations", action="store_true",
+                   help="beside each conv layer, the optimized images of its strongest channels")
+    p.add_argument("--top", type=positive_int, default=4, metavar="N",
+                   help="strongest channels visualized per layer with --with-visualizations (default: 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="run folder (default: a new runs/activations-NNN)")
+    g.add_argument("--force", action="store_true", help="allow --out to overwrite an earlier run")
+    g.add_argument("--format", default="png", metavar="LIST",
+                   help=f"report formats besides png, comma-separated from {','.join(FORMATS)} (default: png)")
+    p.set_defaults(run=run_activations)
+
+
+def read_input(args: argparse.Namespace, spec, err: Console) -> ImageInput:
+    if (args.image is None) == (args.dataset is None):
+        raise UserError("give either --image PATH or --dataset NAME --index N")
+    if args.image is not None:
+        if args.index is not None:
+            raise UserError("--index goes with --dataset, not --image")
+        return load_image(args.image, spec, args.invert)
+    if args.index is None:
+        raise UserError("--dataset needs --index N (an index into its held-out split)")
+    data = load_dataset(args.dataset, "test", args.data_dir)
+    if not 0 <= args.index < len(data):
+        raise UserError(f"--index {args.index} is out of range: the {args.dataset} held-out split has 0-{len(data) - 1}")
+    if tuple(data.images.shape[1:]) != tuple(spec.input_shape):
+        raise UserError(f"{args.dataset} images are {tuple(data.images.shape[1:])}; the model takes {tuple(spec.input_shape)}")
+    err.print(f"data: {data.source}", markup=False)
+    label = int(data.labels[args.index])
+    return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
+                      source=f"{args.dataset} held-out #{args.index} (label {data.class_names[label]}; {data.source})",
+                      label=label)
+
+
+def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int:
+    loaded = load_model_from_args(args)
+    model, spec = loaded.model, loaded.spec
+    image = read_input(args, spec, err)
+    layers = resolve_layers(model, spec, args.layer)
+    device = str(resolve_device(args.device))
+    formats = parse_formats(args.format)
+    folder = prepare_out_dir(args.out, "activations", args.force)
+    started = time.time()
+    result = inspect_image(model, spec, image, layers, device)
+    visualizations = None
+    if args.with_visualizations:
+        visualizations = {}
+        with progress(err) as bar:
+            for layer in layers:
+                shown = result.shown(layer)
+                strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
+                top = torch.argsort(strength, descending=True)[:args.top].tolist()
+                task = bar.add_task(f"{layer}: optimizing", total=None, info="")
+                vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device),
+                                         callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
+                visualizations[layer] = (top, vis.images)
+    fig = activations_figure(result, visualizations, spec.name)
+    for fmt in formats:
+        save_figure(fig, folder / f"report.{fmt}")
+    arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
+    arrays.update(input=image.pixels.numpy(), saliency=result.saliency.numpy(),
+                  grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
+    np.savez_compressed(folder / "activations.npz", **arrays)
+    record = run_record(loaded, args, CHANNELS_DEFAULTS if args.with_visualizations else None,
+                        time.time() - started, None, 0)
+    record.update({
+        "command_name": "activations",
+        "input": {"source": image.source, "conversion": image.conversion, "label": image.label},
+        "prediction": {"class": result.predicted, "name": spec.class_names[result.predicted],
+                       "probability": float(result.probabilities[result.predicted])},
+        "top5": [{"class": int(i), "name": spec.class_names[int(i)], "probability": float(result.probabilities[i])}
+                 for i in torch.argsort(result.probabilities, descending=True)[:5]],
+        "layers": {layer: {"shape": list(result.outputs[layer].shape), "activation_shown": result.activations[layer]}
+                   for layer in layers},
+        "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
+        "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
+    })
+    write_json(folder / "run.json", record)
+    out.print(f"prediction: {spec.class_names[result.predicted]} (p={float(result.probabilities[result.predicted]):.3f}); "
+              f"wrote {folder}/report.png", markup=False)
+    return 0
