@@ -16,8 +16,8 @@ from introspect.errors import UserError
 from introspect.report import activations_figure, save_figure
 
 from .channels_cmd import resolve_layers
-from .common import (add_model_options, load_model_from_args, parse_formats, positive_int, prepare_out_dir, progress,
-                     resolve_device, run_record, write_json, FORMATS)
+from .common import (FORMATS, add_model_options, load_model_from_args, model_label, parse_formats, positive_int,
+                     prepare_out_dir, progress, resolve_device, run_record, write_json)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def read_input(args: argparse.Namespace, spec, err: Console) -> ImageInput:
 
 
 def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int:
-    loaded = load_model_from_args(args)
+    loaded = load_model_from_args(args, err)
     model, spec = loaded.model, loaded.spec
     image = read_input(args, spec, err)
     layers = resolve_layers(model, spec, args.layer)
@@ -89,7 +89,7 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
                 vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device),
                                          callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
                 visualizations[layer] = (top, vis.images)
-    fig = activations_figure(result, visualizations, spec.name)
+    fig = activations_figure(result, visualizations, model_label(loaded))
     for fmt in formats:
         save_figure(fig, folder / f"report.{fmt}")
     arrays = {layer: output.numpy() for layer, output in result.outputs.items()}

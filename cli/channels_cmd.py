@@ -10,15 +10,15 @@ import torch
 from matplotlib.backends.backend_pdf import PdfPages
 from rich.console import Console
 
-from introspect.channels import (CHANNELS_DEFAULTS, ChannelsResult, dataset_examples, layer_units, parse_channel_list,
-                                 visualize_channels)
+from introspect.channels import (CHANNELS_DEFAULTS, ChannelsResult, auto_batch_size, dataset_examples, layer_units,
+                                 parse_channel_list, visualize_channels)
 from introspect.data import DATASETS, ImageDataset, load_dataset
 from introspect.errors import UserError
 from introspect.layers import describe_layers, resolve_layer
 from introspect.report import channels_figure, index_figure, save_figure, to_uint8
 
 from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     positive_int, prepare_out_dir, progress, run_record, write_json)
+                     model_label, positive_int, prepare_out_dir, progress, run_record, write_json)
 
 HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
 
@@ -79,12 +79,20 @@ def load_examples_dataset(args: argparse.Namespace, spec, err: Console) -> Image
 
 
 def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
-    loaded = load_model_from_args(args)
+    loaded = load_model_from_args(args, err)
     model, spec = loaded.model, loaded.spec
     layers = resolve_layers(model, spec, args.layer)
     selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
+    for layer in layers:
+        count = len(selections[layer] or range(layer_units(model, spec, layer))) * args.diverse
+        chunk = args.batch_size or auto_batch_size(model, spec, layer, args.diverse, config.device)
+        chunk = max(args.diverse, chunk // args.diverse * args.diverse)
+        err.print(f"plan: {layer}: {count} images × {config.steps} steps = {count * config.steps:,} image-steps, "
+                  f"{-(-count // chunk)} chunk(s) of up to {chunk} on {config.device}", markup=False)
+    if args.dry_run:
+        return 0
     data = load_examples_dataset(args, spec, err)
     folder = prepare_out_dir(args.out, "channels", args.force)
     started = time.time()
@@ -169,7 +177,7 @@ def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     np.savez_compressed(folder / "images.npz", **arrays)
 
-    name = loaded.spec.name
+    name = model_label(loaded)
     pages = [channels_figure(r, data.images if data is not None else None, name) for r in results]
     index = index_figure(results, name)
     for r, page in zip(results, pages):

@@ -12,7 +12,7 @@ from introspect.api import CLASSES_DEFAULTS, OBJECTIVES, ClassesResult, resolve_
 from introspect.report import figure, save_figure, save_gif, to_uint8
 
 from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     parse_formats, prepare_out_dir, progress, run_record, write_json)
+                     model_label, parse_formats, prepare_out_dir, progress, run_record, write_json)
 
 
 
@@ -30,10 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
-    loaded = load_model_from_args(args)
+    loaded = load_model_from_args(args, err, hooks=False)
     classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes else None
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)
+    count = len(classes) if classes else loaded.spec.num_classes
+    err.print(f"plan: {count} images × {config.steps} steps = {count * config.steps:,} image-steps in one batch "
+              f"on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
+    if args.dry_run:
+        return 0
     folder = prepare_out_dir(args.out, "classes", args.force)
     started = time.time()
     with progress(err) as bar:
@@ -62,6 +67,7 @@ def write_classes_run(folder: Path, result: ClassesResult, loaded, formats: list
         arrays["snapshots"] = np.stack([to_uint8(result.render.snapshots[s]) for s in steps])
         arrays["snapshot_steps"] = np.asarray(steps)
     np.savez_compressed(folder / "images.npz", **arrays)
+    result.model_name = model_label(loaded)
     fig = figure(result)
     for fmt in formats:
         save_figure(fig, folder / f"report.{fmt}")

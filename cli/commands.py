@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
-    loaded = load_model_from_args(args)
+    loaded = load_model_from_args(args, err)
     infos = describe_layers(loaded.model, loaded.spec.input_shape)
     table = Table(title=f"{loaded.spec.name}: hookable layers (input {tuple(loaded.spec.input_shape)})")
     for column in ("layer", "type", "output shape", "channels/units"):
@@ -61,9 +61,19 @@ def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
     for info in infos:
         shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
         units = "" if info.units is None else str(info.units)
-        name = info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
+        name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
         table.add_row(name, info.type, shape, units)
     out.print(table)
+    if loaded.spec.logits_layer == "":
+        out.print("logits: the model's output", markup=False)
+    reused = [i.name for i in infos if i.calls > 1]
+    if reused:
+        err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
+                  markup=False)
+    inplace = [i.name for i in infos if i.inplace]
+    if inplace:
+        err.print(f"warning: in-place modules ({', '.join(inplace[:5])}{', ...' if len(inplace) > 5 else ''}) overwrite "
+                  "their input; introspect copies hooked outputs so they stay intact", markup=False)
     return 0
 
 
@@ -100,12 +110,15 @@ def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def run_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
-    loaded = load_model_from_args(args)
+    loaded = load_model_from_args(args, err, hooks=False)
     name = args.dataset or loaded.spec.dataset
     if name is None:
         raise UserError("this checkpoint names no dataset; pass --dataset")
     data = load_dataset(name, args.split, args.data_dir)
     err.print(f"data: {data.source}", markup=False)
+    if tuple(data.images.shape[1:]) != tuple(loaded.spec.input_shape):
+        raise UserError(f"{name} images are {tuple(data.images.shape[1:])}, the model takes "
+                        f"{tuple(loaded.spec.input_shape)}; choose a matching --dataset")
     if data.class_names != loaded.spec.class_names:
         err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
     result = evaluate(loaded.model, loaded.spec, data)

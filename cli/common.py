@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import introspect
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
-from introspect.models import BUILTIN_MODELS, LoadedModel, load_model
+from introspect.models import BUILTIN_MODELS, LoadedModel
+from introspect.models.sources import MetaOverrides, open_model
 
 RUN_MARKER = "run.json"
 FORMATS = ("png", "pdf", "svg", "jpg")
@@ -25,14 +26,68 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="mnist", metavar="NAME",
-                       help=f"built-in model: {', '.join(BUILTIN_MODELS)} (default: mnist)")
+    group.add_argument("--model", default="mnist", metavar="SOURCE",
+                       help=f"built-in ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, path/to/file.py:ClassName, "
+                            "or a TorchScript file (default: mnist)")
     group.add_argument("--checkpoint", metavar="PATH",
-                       help="an introspect checkpoint file; overrides --model (default: none)")
+                       help="weights: an introspect checkpoint, or a state dict for the --model architecture (default: none)")
+    group.add_argument("--weights", metavar="NAME",
+                       help="torchvision weights: DEFAULT or an enum name; downloaded by torchvision (default: none)")
+    group.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow a checkpoint that needs full unpickling (it can run code: only for files you trust)")
+    group.add_argument("--size", type=positive_int, metavar="N", help="square input size; channels from the first conv")
+    group.add_argument("--input-shape", type=shape_list, metavar="C,H,W", help="input shape, e.g. 3,32,32")
+    group.add_argument("--mean", type=float_list, metavar="LIST", help="normalization mean, one value or one per channel")
+    group.add_argument("--std", type=float_list, metavar="LIST", help="normalization std, one value or one per channel")
+    group.add_argument("--class-names", metavar="FILE", help="text file with one class name per line")
+    group.add_argument("--logits-layer", metavar="NAME",
+                       help="layer whose output holds the logits (default: the spec's, else the model's output)")
 
 
-def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
-    return load_model(args.model, args.checkpoint)
+def load_model_from_args(args: argparse.Namespace, err: Console | None = None, hooks: bool = True) -> LoadedModel:
+    """The model the flags name; prints its notes (random weights, softmax output). ``hooks``:
+    the command needs forward hooks on inner layers, which TorchScript models cannot take."""
+    class_names = None
+    if args.class_names:
+        try:
+            lines = Path(args.class_names).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read --class-names '{args.class_names}': {exc}") from exc
+        class_names = tuple(line.strip() for line in lines if line.strip())
+        if not class_names:
+            raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
+    meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
+                         class_names=class_names, logits_layer=args.logits_layer)
+    loaded = open_model(args.model, args.checkpoint, args.weights, args.trust_checkpoint, meta)
+    if hooks and loaded.scripted:
+        raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "
+                        "`introspect classes` works on TorchScript, or load the eager model (file.py:ClassName + --checkpoint)")
+    if loaded.spec.logits_layer and loaded.spec.logits_layer not in dict(loaded.model.named_modules()):
+        raise UserError(f"--logits-layer '{loaded.spec.logits_layer}' is not a layer of the model (see `introspect layers`)")
+    if err is not None:
+        for note in loaded.notes:
+            err.print(f"note: {note}", markup=False)
+    return loaded
+
+
+def shape_list(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (three whole numbers)") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (three whole numbers above 0)")
+    return values
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+    if not all(v == v and abs(v) != float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}' holds a NaN or infinite value")
+    return values
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,6 +183,11 @@ def progress(console: Console) -> Progress:
     )
 
 
+def model_label(loaded: LoadedModel) -> str:
+    """The model's name for report titles, flagged when its weights are random."""
+    return loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else "")
+
+
 def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["introspect", *argv])
 
@@ -140,7 +200,8 @@ def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConf
     return {
         "command": command_line(args.argv),
         "argv": args.argv,
-        "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256},
+        "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
+                  "random_weights": loaded.random_weights, "notes": loaded.notes},
         "settings": asdict(config) if config is not None else None,
         "seed": config.seed if config is not None else None,
         "status": "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}",
@@ -165,6 +226,8 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--snapshots", type=int_list, default=(), metavar="STEPS",
                    help="steps at which to keep the images, e.g. 8,32,128: adds an evolution strip and evolution.gif (default: none)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the model: CUDA, or CPUs with bf16 support (default: off)")
+    g.add_argument("--dry-run", action="store_true", help="print the plan (images, steps, chunks, device) and stop")
 
 
 def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -> None:
@@ -186,7 +249,7 @@ def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> Render
         raise UserError(f"--snapshots {bad[0]} is outside 1-{args.steps} (the run's --steps)")
     return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed, parametrization=args.param,
                             tv=args.tv, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
-                            device=str(resolve_device(args.device)))
+                            device=str(resolve_device(args.device)), amp=args.amp)
 
 
 def parse_formats(text: str) -> list[str]:

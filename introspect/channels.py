@@ -188,7 +188,8 @@ def auto_batch_size(model: nn.Module, spec: ModelSpec, layer: str, group: int = 
                     budget_bytes: int | None = None) -> int:
     """Images per chunk so that activations up to ``layer`` (kept for backward) fit a memory budget.
 
-    Budget: half the free GPU memory on CUDA, 2 GiB on the CPU. Always a multiple of ``group``.
+    Budget: half the free GPU memory on CUDA; on the CPU a quarter of the RAM, at most 8 GiB.
+    Always a multiple of ``group``.
     """
     infos = describe_layers(model, spec.input_shape, device, stop_after=layer)
     per_image = sum(math.prod(info.output_shape) for info in infos if info.output_shape)
@@ -198,7 +199,10 @@ def auto_batch_size(model: nn.Module, spec: ModelSpec, layer: str, group: int = 
             free, _ = torch.cuda.mem_get_info(torch.device(device))
             budget_bytes = free // 2
         else:
-            budget_bytes = 2 << 30
+            import os
+
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 << 30
+            budget_bytes = min(8 << 30, ram // 4)
     images = max(1, budget_bytes // max(1, per_image))
     return max(group, images // group * group)
 

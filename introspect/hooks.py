@@ -16,18 +16,21 @@ class HookRegistry:
     normal or not. With ``early_exit`` the forward pass stops as soon as all
     named layers have produced their output, so nothing after the deepest
     hooked layer is computed. Outputs that later modules could still overwrite
-    in place (an in-place ReLU) are cloned.
+    in place (an in-place ReLU) are cloned. The name "" stands for the model's
+    own output, taken from the forward call's return value without a hook, so
+    it also works for TorchScript models.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True) -> None:
         self.model = model
         self.names = tuple(dict.fromkeys(layers))
         self.early_exit = early_exit
+        self.hooked = tuple(name for name in self.names if name != "")
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
     def __enter__(self) -> "HookRegistry":
-        modules = {name: resolve_layer(self.model, name) for name in self.names}
+        modules = {name: resolve_layer(self.model, name) for name in self.hooked}
         try:
             for name, module in modules.items():
                 self._handles.append(module.register_forward_hook(self._recorder(name)))
@@ -46,7 +49,7 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(_module, _inputs, output):
-            last = self.early_exit and len(self.outputs | {name: None}) == len(self.names)
+            last = self.early_exit and "" not in self.names and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.
             keep = output.clone() if isinstance(output, torch.Tensor) and not last else output
@@ -59,7 +62,9 @@ class HookRegistry:
         """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
         self.outputs = {}
         try:
-            self.model(inputs)
+            result = self.model(inputs)
+            if "" in self.names:
+                self.outputs[""] = result
         except StopForward:
             pass
         missing = [name for name in self.names if name not in self.outputs]

@@ -16,7 +16,9 @@ def named_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module at dotted path ``name``, or a UserError naming the closest matches."""
+    """The module at dotted path ``name`` ("" is the model itself), or a UserError naming the closest matches."""
+    if name == "":
+        return model
     layers = named_layers(model)
     if name in layers:
         return layers[name]
@@ -36,6 +38,11 @@ class LayerInfo:
     output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called
     units: int | None  # channels of a conv map, features of a vector
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
+    inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
+
+    @property
+    def depth(self) -> int:
+        return self.name.count(".")
 
 
 @torch.no_grad()
@@ -79,5 +86,6 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         module = layers[name]
         shape = shapes.get(name)
         units = shape[0] if shape else None
-        infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0)))
+        infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0),
+                               bool(getattr(module, "inplace", False))))
     return infos

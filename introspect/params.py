@@ -46,19 +46,33 @@ def frequency_scale(height: int, width: int, decay: float) -> torch.Tensor:
     return radius.pow(-decay)
 
 
+#: Square root of the colour correlation of natural (ImageNet) images, as in lucid: optimizing
+#: decorrelated colours and mixing them with this matrix avoids saturated rainbow noise.
+COLOR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+
+
+def color_mixing() -> torch.Tensor:
+    """COLOR_CORRELATION_SQRT scaled so its largest column norm is 1."""
+    return COLOR_CORRELATION_SQRT / COLOR_CORRELATION_SQRT.norm(dim=0).max()
+
+
 class FFTImage(nn.Module):
     """An image parametrized by its Fourier coefficients, each scaled by ``magnitude``.
 
     ``magnitude`` (H, W//2+1) sets how strongly each frequency may move: 1/|f|^decay
     by default, or the mean spectrum of real images (MaCo-style), so the
     optimization favours the frequencies natural images have.
-    image = sigmoid(irfft2(coefficients * magnitude) + bias).
+    image = sigmoid(irfft2(coefficients * magnitude) + bias). With ``decorrelate`` (3
+    channels only) the channels are decorrelated colours, mixed into RGB before the sigmoid.
     """
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], magnitude: torch.Tensor,
-                 std: float = 0.01, bias: float = 0.0) -> None:
+                 std: float = 0.01, bias: float = 0.0, decorrelate: bool = False) -> None:
         super().__init__()
         channels, height, width = shape
+        if decorrelate and channels != 3:
+            raise ValueError(f"colour decorrelation needs 3 channels, not {channels}")
+        self.register_buffer("mixing", color_mixing() if decorrelate else None)
         if tuple(magnitude.shape) != (height, width // 2 + 1):
             raise ValueError(f"magnitude must have shape {(height, width // 2 + 1)}, got {tuple(magnitude.shape)}")
         self.size = (height, width)
@@ -69,6 +83,8 @@ class FFTImage(nn.Module):
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.coefficients) * self.magnitude
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        if self.mixing is not None:
+            image = torch.einsum("ij,bjhw->bihw", self.mixing, image)
         return torch.sigmoid(image + self.bias)
 
 

@@ -31,7 +31,10 @@ __all__ = [
     "builtin_checkpoint_path",
     "load_checkpoint",
     "load_model",
+    "load_state",
+    "read_checkpoint",
     "save_checkpoint",
+    "unwrap_state_dict",
 ]
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class LoadedModel:
     spec: ModelSpec
     source: str
     sha256: str | None
+    random_weights: bool = False  # no trained weights were loaded: every report says so
+    scripted: bool = False  # a TorchScript archive: no forward hooks on its submodules
+    notes: list[str] = field(default_factory=list)
 
 
 def builtin_checkpoint_path(name: str) -> Path:
@@ -89,22 +95,54 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model."""
+def read_checkpoint(path: str | Path, trust: bool = False) -> object:
+    """torch.load with ``weights_only=True``: a file that needs full unpickling (which can run
+    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist (or is not a file)")
     if path.stat().st_size == 0:
         raise UserError(f"checkpoint '{path}' is empty")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UserError(
-            f"checkpoint '{path}' cannot be loaded safely (it needs full unpickling, which can run code): "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
+        if not trust:
+            raise UserError(
+                f"checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
+                f"({str(exc).splitlines()[0][:120]}); if you trust its source, add --trust-checkpoint"
+            ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise UserError(f"checkpoint '{path}' is corrupt or truncated: {str(exc).splitlines()[0]}") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
+        raise UserError(f"checkpoint '{path}' could not be unpickled: {type(exc).__name__}: {exc}") from exc
+
+
+def unwrap_state_dict(payload: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict inside common wrappers: {"state_dict"|"model"|"model_state_dict": ...},
+    a pickled module, and DataParallel's "module." prefixes."""
+    for _ in range(3):
+        if isinstance(payload, nn.Module):
+            payload = payload.state_dict()
+        if isinstance(payload, dict):
+            for key in ("state_dict", "model_state_dict", "model"):
+                if key in payload and isinstance(payload[key], (dict, nn.Module)):
+                    payload = payload[key]
+                    break
+            else:
+                break
+    if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise UserError(f"checkpoint '{path}' holds no state dict (a mapping of parameter names to tensors)")
+    if all(k.startswith("module.") for k in payload):
+        payload = {k[len("module."):]: v for k, v in payload.items()}
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model."""
+    path = Path(path)
+    payload = read_checkpoint(path)
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
         raise UserError(
             f"checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); "
@@ -122,12 +160,13 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     if spec.activations is None:
         spec = spec.replace(activations=dict(architecture.activations))
     model = architecture.build(spec)
-    _load_state(model, payload["state_dict"], path)
+    load_state(model, unwrap_state_dict(payload["state_dict"], path), path)
     model.eval()
     return LoadedModel(model=model, spec=spec, source=str(path), sha256=file_sha256(path))
 
 
-def _load_state(model: nn.Module, state: dict, path: Path) -> None:
+def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
+    """Load ``state`` into ``model``; a missing, unexpected or mis-shaped key is a UserError naming it."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -1,0 +1,258 @@
+"""Any model: built-in names, torchvision architectures, a class in the user's .py file, TorchScript.
+
+Metadata (input shape, normalization, class names, logits layer) comes from
+the checkpoint's spec, a torchvision weights enum's meta (even with random or
+file weights), or the user's flags, in that order; what is missing is one
+clear error naming the flag.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from . import (ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
+               load_state, read_checkpoint, unwrap_state_dict)
+from .spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class MetaOverrides:
+    """Metadata given by the user (CLI flags); None means 'not given'."""
+
+    size: int | None = None
+    input_shape: tuple[int, int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    logits_layer: str | None = None
+
+
+def open_model(source: str = "mnist", checkpoint: str | Path | None = None, weights: str | None = None,
+               trust_checkpoint: bool = False, meta: MetaOverrides = MetaOverrides()) -> LoadedModel:
+    """Load the model named by ``source``: a built-in name, ``torchvision:NAME``, ``file.py:ClassName``
+    or a TorchScript archive; ``checkpoint`` holds its weights, ``weights`` names torchvision's."""
+    if weights is not None and not source.startswith("torchvision:"):
+        raise UserError("--weights only applies to --model torchvision:NAME; use --checkpoint for other models")
+    if source.startswith("torchvision:"):
+        loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
+    elif ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
+        path, class_name = source.rsplit(":", 1)
+        loaded = _python_file(Path(path), class_name, checkpoint, trust_checkpoint, meta)
+    elif source in BUILTIN_MODELS:
+        loaded = _builtin(source, checkpoint, trust_checkpoint)
+    elif Path(source).is_file():
+        loaded = _torchscript(Path(source), meta)
+    else:
+        raise UserError(
+            f"unknown model '{source}'; use a built-in name ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, "
+            "path/to/file.py:ClassName, or a TorchScript file"
+        )
+    loaded = _apply_overrides(loaded, meta)
+    if loaded.spec.logits_layer == "":
+        warning = output_kind_warning(loaded.model, loaded.spec)
+        if warning:
+            loaded.notes.append(warning)
+    return loaded
+
+
+@torch.no_grad()
+def output_kind_warning(model: nn.Module, spec: ModelSpec) -> str | None:
+    """A warning when the model's output looks like probabilities or log-probabilities, not logits."""
+    generator = torch.Generator().manual_seed(0)
+    output = model(torch.rand(2, *spec.input_shape, generator=generator)).float()
+    if torch.allclose(output.sum(1), torch.ones(2), atol=1e-3) and (output >= 0).all():
+        kind = "softmax probabilities"
+    elif torch.allclose(output.exp().sum(1), torch.ones(2), atol=1e-3):
+        kind = "log-softmax"
+    else:
+        return None
+    return (f"the model's output looks like {kind}, not logits: raising a class there can mean pushing others down; "
+            "pass --logits-layer NAME (the layer before the softmax) to use the logits")
+
+
+def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
+    if checkpoint is None:
+        return load_checkpoint(builtin_checkpoint_path(name))
+    payload = read_checkpoint(checkpoint, trust)
+    if isinstance(payload, dict) and "spec" in payload:
+        return load_checkpoint(checkpoint)
+    # Plain weights for the built-in architecture: keep the built-in spec.
+    spec = load_checkpoint(builtin_checkpoint_path(name)).spec
+    model = ARCHITECTURES[spec.architecture].build(spec)
+    load_state(model, unwrap_state_dict(payload, checkpoint), checkpoint)
+    return LoadedModel(model.eval(), spec, str(checkpoint), file_sha256(checkpoint))
+
+
+def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: MetaOverrides) -> LoadedModel:
+    import torchvision
+    from torchvision.models import get_model, get_model_weights, list_models
+
+    available = list_models(module=torchvision.models)
+    if name not in available:
+        import difflib
+
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        raise UserError(f"torchvision has no classification model '{name}'{hint}")
+    if weights is not None and checkpoint is not None:
+        raise UserError("give --weights or --checkpoint, not both")
+    enum = get_model_weights(name)
+    chosen = None
+    if weights is not None:
+        try:
+            chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+        except KeyError:
+            raise UserError(f"unknown --weights '{weights}' for {name}; choose DEFAULT or one of: "
+                            f"{', '.join(w.name for w in enum)}") from None
+    info = chosen or enum.DEFAULT
+    transform = info.transforms()
+    crop = transform.crop_size[0]
+    spec = ModelSpec(name=f"torchvision:{name}", architecture=f"torchvision:{name}", input_shape=(3, crop, crop),
+                     mean=tuple(transform.mean), std=tuple(transform.std), logits_layer="",
+                     class_names=tuple(info.meta["categories"]), dataset=None, activations={})
+    try:
+        model = get_model(name, weights=chosen)
+    except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
+        raise UserError(f"could not get torchvision weights {info}: {str(exc).splitlines()[0]} — offline, download "
+                        "them elsewhere and pass the file with --checkpoint") from exc
+    random_weights = chosen is None and checkpoint is None
+    sha = None
+    source = f"torchvision:{name}" + (f" weights {chosen}" if chosen else "")
+    if checkpoint is not None:
+        load_state(model, unwrap_state_dict(read_checkpoint(checkpoint, trust), checkpoint), checkpoint)
+        sha, source = file_sha256(checkpoint), f"torchvision:{name} + {checkpoint}"
+    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
+    if random_weights:
+        loaded.notes.append(f"{name} has random weights (no --weights or --checkpoint): results show the untrained network")
+    return loaded
+
+
+def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
+    if not path.is_file():
+        raise UserError(f"model file '{path}' does not exist")
+    module_name = f"introspect_user_{path.stem}"
+    spec_ = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[module_name] = module
+    try:
+        spec_.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
+        raise UserError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name]
+        raise UserError(f"'{path}' has no nn.Module class '{class_name}'; it defines: {', '.join(names) or 'none'}")
+    try:
+        model = cls()
+    except TypeError as exc:
+        raise UserError(f"{class_name}() needs arguments ({exc}); give it defaults so it can be built without any") from exc
+    sha, source = None, f"{path}:{class_name}"
+    if checkpoint is not None:
+        load_state(model, unwrap_state_dict(read_checkpoint(checkpoint, trust), checkpoint), checkpoint)
+        sha, source = file_sha256(checkpoint), f"{path}:{class_name} + {checkpoint}"
+    spec = _spec_from_flags(model, f"{path.stem}.{class_name}", meta)
+    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=checkpoint is None)
+    if checkpoint is None:
+        loaded.notes.append(f"{class_name} has random weights (no --checkpoint): results show the untrained network")
+    return loaded
+
+
+def is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
+    if not is_torchscript(path):
+        raise UserError(f"'{path}' is not a TorchScript archive; for a state dict, name its architecture with "
+                        "--model (torchvision:NAME or file.py:ClassName) and pass the file as --checkpoint")
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
+    if meta.input_shape is None:
+        raise UserError("a TorchScript model needs its input shape: pass --input-shape C,H,W")
+    spec = _spec_from_flags(model, path.stem, meta)
+    return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
+
+
+def first_conv_channels(model: nn.Module) -> int | None:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
+            return module.in_channels
+    return None
+
+
+def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelSpec:
+    """A spec for a model that carries none: input shape, normalization and classes from the flags."""
+    if meta.input_shape is not None:
+        shape = meta.input_shape
+    elif meta.size is not None:
+        channels = first_conv_channels(model)
+        if channels is None:
+            raise UserError("cannot tell the input channels (no conv layer): pass --input-shape C,H,W instead of --size")
+        shape = (channels, meta.size, meta.size)
+    else:
+        raise UserError(f"{name} carries no input size: pass --size N (square) or --input-shape C,H,W")
+    mean = meta.mean or (0.0,) * shape[0]
+    std = meta.std or (1.0,) * shape[0]
+    try:
+        with torch.no_grad():
+            output = model.eval()(torch.zeros(1, *shape))
+    except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
+        raise UserError(f"{name} does not run on input of shape {shape}: {str(exc).splitlines()[0]} "
+                        "(check --size / --input-shape)") from exc
+    if not isinstance(output, torch.Tensor) or output.ndim != 2:
+        shape_text = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise UserError(f"{name}'s output is {shape_text}, not (batch, classes); name the logits with --logits-layer")
+    classes = meta.class_names or tuple(str(i) for i in range(output.shape[1]))
+    return ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "--mean"),
+                     std=_per_channel(std, shape[0], "--std"), logits_layer="", class_names=classes, activations={})
+
+
+def _per_channel(values: tuple[float, ...], channels: int, flag: str) -> tuple[float, ...]:
+    if len(values) == 1:
+        return values * channels
+    if len(values) != channels:
+        raise UserError(f"{flag} has {len(values)} values; the input has {channels} channels (give 1 or {channels})")
+    return values
+
+
+def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
+    """Flags win over metadata from files and enums; the spec is checked against one dry forward."""
+    spec = loaded.spec
+    changes = {}
+    if meta.input_shape is not None:
+        changes["input_shape"] = meta.input_shape
+    elif meta.size is not None:
+        changes["input_shape"] = (spec.input_shape[0], meta.size, meta.size)
+    if meta.mean is not None:
+        changes["mean"] = _per_channel(meta.mean, (changes.get("input_shape") or spec.input_shape)[0], "--mean")
+    if meta.std is not None:
+        if any(s <= 0 for s in meta.std):
+            raise UserError("--std values must be above 0")
+        changes["std"] = _per_channel(meta.std, (changes.get("input_shape") or spec.input_shape)[0], "--std")
+    if meta.class_names is not None:
+        changes["class_names"] = meta.class_names
+    if meta.logits_layer is not None:
+        changes["logits_layer"] = meta.logits_layer
+    if changes:
+        spec = spec.replace(**changes)
+    if "input_shape" in changes:
+        try:
+            with torch.no_grad():
+                loaded.model(torch.zeros(1, *spec.input_shape))
+        except Exception as exc:  # noqa: BLE001 - any shape error of the user's model
+            raise UserError(f"{spec.name} does not run on input of shape {spec.input_shape}: {str(exc).splitlines()[0]}; "
+                            f"its input may be fixed at {loaded.spec.input_shape}") from exc
+    loaded.spec = spec
+    return loaded
