@@ -113,6 +113,11 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
                 callback=lambda step, total, values, task=task: bar.update(
                     task, completed=step, total=total, info=f"mean activation {values.mean():.3g}"))
             results.append(result)
+            for note in dict.fromkeys(n for r in result.renders for n in r.notes):
+                err.print(f"note: {note}", markup=False)
+            if result.stopped:
+                err.print(f"warning: {layer}: the objective became NaN/inf for channel(s) {result.stopped}; "
+                          "their optimization stopped there, the others went on", markup=False)
             if result.interrupted_at is not None:
                 break
     write_channels_run(folder, results, loaded, data, args, time.time() - started)

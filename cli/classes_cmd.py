@@ -47,6 +47,11 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
             loaded.model, loaded.spec, classes, config, args.objective,
             callback=lambda step, total, values: bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}"),
         )
+    for note in result.render.notes:
+        err.print(f"note: {note}", markup=False)
+    for index in result.render.stopped:
+        err.print(f"warning: class {result.class_names[index]}: the objective became NaN/inf; its optimization "
+                  "stopped there, the others went on", markup=False)
     write_classes_run(folder, result, loaded, formats, args, time.time() - started)
     status = result.render.interrupted_at
     if status is not None:

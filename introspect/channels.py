@@ -222,7 +222,7 @@ class ChannelsResult:
     renders: list[RenderResult]
     examples: ExampleStats | None = None
     batch_size: int = 0
-    notes: list[str] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)  # channels whose objective turned non-finite
 
     @property
     def best(self) -> torch.Tensor:
@@ -307,7 +307,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     size = batch_size or auto_batch_size(model, spec, layer, diverse, config.device)
     per_chunk = max(1, size // diverse)
     spectrum = torch.tensor(spec.spectrum) if spec.spectrum is not None else None
-    renders, images, values = [], [], []
+    renders, images, values, stopped = [], [], [], []
     total_steps = config.steps * math.ceil(len(channels) / per_chunk)
     for start in range(0, len(channels), per_chunk):
         chunk = channels[start:start + per_chunk]
@@ -321,6 +321,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
         result = render(model, objective, input_shape=spec.input_shape, mean=spec.mean, std=spec.std, keys=keys,
                         config=config, spectrum=spectrum, callback=progress)
         renders.append(result)
+        stopped.extend(dict.fromkeys(chunk[i // diverse] for i in result.stopped))
         images.append(result.images)
         values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
                                        activation, neuron, config.device))
@@ -329,7 +330,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             break
     return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
                           activation=activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
-                          examples=examples, batch_size=per_chunk * diverse)
+                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped)
 
 
 @torch.no_grad()

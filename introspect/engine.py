@@ -59,6 +59,19 @@ class RenderResult:
     steps_done: int
     interrupted_at: int | None = None
     stopped: list[int] = field(default_factory=list)  # images whose objective turned non-finite
+    notes: list[str] = field(default_factory=list)
+
+
+def train_mode_note(model: nn.Module) -> str | None:
+    """Say so when a model handed over in train mode has layers that behave differently in eval."""
+    if not model.training:
+        return None
+    kinds = sorted({type(m).__name__ for m in model.modules()
+                    if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.modules.dropout._DropoutNd))})
+    if not kinds:
+        return None
+    return (f"the model was in train mode; introspect ran it in eval mode ({', '.join(kinds)} use their "
+            "inference behaviour) and left it in train mode afterwards")
 
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
@@ -172,6 +185,7 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     if config.steps < 1:
         raise ValueError("steps must be at least 1")
     device = torch.device(config.device)
+    notes = [n for n in [train_mode_note(model)] if n]
     param = make_param(config, input_shape, keys, spectrum, start_bias(config, mean)).to(device)
     optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
     generators = image_generators(config.seed + 1, keys)
@@ -222,7 +236,7 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     return RenderResult(
         images=final.detach().cpu(), values=values.detach().cpu(),
         history=torch.stack(history) if history else torch.zeros(0, batch),
-        snapshots=snapshots, steps_done=step, interrupted_at=interrupted_at, stopped=stopped,
+        snapshots=snapshots, steps_done=step, interrupted_at=interrupted_at, stopped=stopped, notes=notes,
     )
 
 

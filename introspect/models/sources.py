@@ -175,8 +175,12 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
     if not is_torchscript(path):
         raise UserError(f"'{path}' is not a TorchScript archive; for a state dict, name its architecture with "
                         "--model (torchvision:NAME or file.py:ClassName) and pass the file as --checkpoint")
+    import warnings
+
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet users still ship archives
+            model = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
     if meta.input_shape is None:

@@ -1,0 +1,159 @@
+"""Any model: torchvision (random init, small sizes), user files, TorchScript, safe loading."""
+import json
+import pickle
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import hook_count
+from introspect.channels import visualize_channels, CHANNELS_DEFAULTS
+from introspect.engine import RenderConfig, make_param, render
+from introspect.errors import UserError
+from introspect.models.sources import MetaOverrides, open_model
+from introspect.objectives import class_logits
+from introspect.params import FFTImage, image_generators, frequency_scale
+from introspect_cli.main import main
+
+SMALL_NET = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class SmallNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.block2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True))
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            x = self.block2(self.block1(x))
+            return self.head(x.mean((2, 3)))
+
+    class SoftNet(SmallNet):
+        def forward(self, x):
+            return torch.softmax(super().forward(x), 1)
+""")
+
+
+@pytest.fixture
+def small_net_file(tmp_path):
+    path = tmp_path / "my_models.py"
+    path.write_text(SMALL_NET)
+    return path
+
+
+def small_state(small_net_file):
+    return open_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model.state_dict()
+
+
+def test_torchvision_nested_layer_random_init():
+    loaded = open_model("torchvision:resnet18", meta=MetaOverrides(size=32))
+    assert loaded.random_weights and loaded.spec.input_shape == (3, 32, 32)
+    assert len(loaded.spec.class_names) == 1000 and loaded.spec.mean == (0.485, 0.456, 0.406)
+    result = visualize_channels(loaded.model, loaded.spec, "layer3.1.conv2", [0, 5], CHANNELS_DEFAULTS.replace(steps=2))
+    assert result.images.shape == (2, 3, 32, 32)
+    assert hook_count(loaded.model) == 0
+
+
+def test_torchvision_unknown_name_and_weights():
+    with pytest.raises(UserError, match="closest: resnet18"):
+        open_model("torchvision:resnet81")
+    with pytest.raises(UserError, match="unknown --weights"):
+        open_model("torchvision:resnet18", weights="NOPE")
+
+
+def test_user_file_with_wrapped_dataparallel_checkpoint(small_net_file, tmp_path):
+    state = {f"module.{k}": v for k, v in small_state(small_net_file).items()}
+    torch.save({"model": state, "epoch": 3}, tmp_path / "small.pt")
+    out = tmp_path / "run"
+    argv = ["channels", "--model", f"{small_net_file}:SmallNet", "--checkpoint", str(tmp_path / "small.pt"),
+            "--layer", "block2.0", "--size", "28", "--mean", "0.5", "--std", "0.5", "--steps", "2",
+            "--dataset", "none", "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["layers"][0]["layer"] == "block2.0" and len(record["layers"][0]["channels"]) == 6
+    assert record["model"]["random_weights"] is False
+
+
+def test_shape_mismatch_names_first_key(small_net_file, tmp_path):
+    state = small_state(small_net_file)
+    state["head.weight"] = torch.zeros(5, 6)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="head.weight"):
+        open_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "bad.pt", meta=MetaOverrides(size=28))
+
+
+class Payload:
+    """Stands for arbitrary pickled objects: weights_only refuses them."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (Payload._mark, ())
+
+    @staticmethod
+    def _mark():
+        Payload.ran = True
+        return "marked"
+
+
+def test_weights_only_refusal_and_trust(small_net_file, tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"state_dict": small_state(small_net_file), "extra": Payload()}, path)
+    Payload.ran = False
+    with pytest.raises(UserError, match="--trust-checkpoint"):
+        open_model(f"{small_net_file}:SmallNet", checkpoint=path, meta=MetaOverrides(size=28))
+    assert not Payload.ran  # nothing in the file ran
+    loaded = open_model(f"{small_net_file}:SmallNet", checkpoint=path, trust_checkpoint=True, meta=MetaOverrides(size=28))
+    assert Payload.ran and not loaded.random_weights
+
+
+def test_torchscript_classes_only(small_net_file, tmp_path, capsys):
+    model = open_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model
+    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
+    out = tmp_path / "run"
+    assert main(["classes", "--model", str(tmp_path / "scripted.pt"), "--input-shape", "1,28,28", "--steps", "2",
+                 "--out", str(out)]) == 0
+    assert (out / "report.png").exists()
+    assert main(["channels", "--model", str(tmp_path / "scripted.pt"), "--input-shape", "1,28,28",
+                 "--layer", "block2.0"]) == 2
+    assert "TorchScript" in capsys.readouterr().err
+
+
+def test_missing_metadata_is_one_clear_error(small_net_file, capsys):
+    assert main(["layers", "--model", f"{small_net_file}:SmallNet"]) == 2
+    err = capsys.readouterr().err
+    assert "--size N" in err and len(err.strip().splitlines()) == 1
+
+
+def test_softmax_output_warns(small_net_file, capsys):
+    assert main(["layers", "--model", f"{small_net_file}:SoftNet", "--size", "28"]) == 0
+    assert "looks like softmax" in capsys.readouterr().err
+
+
+def test_wrong_size_for_fixed_input_model(capsys):
+    assert main(["classes", "--size", "32", "--steps", "2"]) == 2
+    assert "does not run on input of shape (1, 32, 32)" in capsys.readouterr().err
+
+
+def test_decorrelated_colour_for_rgb_only():
+    rgb = make_param(RenderConfig(), (3, 16, 16), [0, 1])
+    gray = make_param(RenderConfig(), (1, 16, 16), [0])
+    assert rgb.mixing is not None and rgb.mixing.shape == (3, 3)
+    assert gray.mixing is None
+    with pytest.raises(ValueError, match="3 channels"):
+        FFTImage((1, 16, 16), image_generators(0, [0]), frequency_scale(16, 16, 1.0), decorrelate=True)
+
+
+def test_train_mode_model_runs_in_eval_and_says_so():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Dropout(), nn.Linear(4 * 14 * 14, 3))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = render(model, class_logits("4", [0, 1]), input_shape=(3, 16, 16), mean=(0.5,) * 3, std=(0.5,) * 3,
+                    keys=[0, 1], config=RenderConfig(steps=3))
+    assert any("train mode" in note for note in result.notes)
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # BatchNorm running stats untouched
