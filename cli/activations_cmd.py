@@ -80,7 +80,7 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
     visualizations = None
     if args.with_visualizations:
         visualizations = {}
-        with progress(err) as bar:
+        with progress(err, args) as bar:
             for layer in layers:
                 shown = result.shown(layer)
                 strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
@@ -111,6 +111,7 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
         "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
     })
     write_json(folder / "run.json", record)
+    args.summary = {"run": str(folder), "input": record["input"], "prediction": record["prediction"], "top5": record["top5"]}
     out.print(f"prediction: {spec.class_names[result.predicted]} (p={float(result.probabilities[result.predicted]):.3f}); "
               f"wrote {folder}/report.png", markup=False)
     return 0

@@ -85,19 +85,22 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
+    plan = []
     for layer in layers:
         count = len(selections[layer] or range(layer_units(model, spec, layer))) * args.diverse
         chunk = args.batch_size or auto_batch_size(model, spec, layer, args.diverse, config.device)
         chunk = max(args.diverse, chunk // args.diverse * args.diverse)
         err.print(f"plan: {layer}: {count} images × {config.steps} steps = {count * config.steps:,} image-steps, "
                   f"{-(-count // chunk)} chunk(s) of up to {chunk} on {config.device}", markup=False)
+        plan.append({"layer": layer, "images": count, "steps": config.steps, "chunk": chunk, "device": config.device})
     if args.dry_run:
+        args.summary = {"plan": plan}
         return 0
     data = load_examples_dataset(args, spec, err)
     folder = prepare_out_dir(args.out, "channels", args.force)
     started = time.time()
     results: list[ChannelsResult] = []
-    with progress(err) as bar:
+    with progress(err, args) as bar:
         for layer in layers:
             examples = None
             if data is not None:
@@ -122,6 +125,8 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
                 break
     write_channels_run(folder, results, loaded, data, args, time.time() - started)
     interrupted = next((r.interrupted_at for r in results if r.interrupted_at is not None), None)
+    args.summary = {"run": str(folder), "status": "complete" if interrupted is None else f"interrupted at step {interrupted}",
+                    "layers": [layer_summary(r) for r in results]}
     if interrupted is not None:
         err.print(f"interrupted at step {interrupted}: wrote the partial run to {folder}", markup=False)
         return 130

@@ -38,10 +38,11 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
     err.print(f"plan: {count} images × {config.steps} steps = {count * config.steps:,} image-steps in one batch "
               f"on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
     if args.dry_run:
+        args.summary = {"plan": {"images": count, "steps": config.steps, "device": config.device}}
         return 0
     folder = prepare_out_dir(args.out, "classes", args.force)
     started = time.time()
-    with progress(err) as bar:
+    with progress(err, args) as bar:
         task = bar.add_task("classes", total=config.steps, info="")
         result = visualize_classes(
             loaded.model, loaded.spec, classes, config, args.objective,
@@ -54,6 +55,9 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
                   "stopped there, the others went on", markup=False)
     write_classes_run(folder, result, loaded, formats, args, time.time() - started)
     status = result.render.interrupted_at
+    args.summary = {"run": str(folder), "status": "complete" if status is None else f"interrupted at step {status}",
+                    "images": [{"class": c, "name": n, "probability": float(p), "logit": float(l)} for c, n, p, l
+                               in zip(result.labels, result.class_names, result.probabilities, result.logits)]}
     if status is not None:
         err.print(f"interrupted at step {status}: wrote the partial run to {folder}", markup=False)
         return 130

@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
     p.set_defaults(run=run_evaluate)
 
+    p = sub.add_parser("rerun", help="repeat a run from its run.json",
+                       description="Repeat the command recorded in a run folder's run.json, into a new folder.")
+    p.add_argument("record", metavar="RUN_JSON", help="a run.json written by classes, channels or activations")
+    p.add_argument("--out", metavar="DIR", help="run folder for the repeat (default: a new numbered one)")
+    p.add_argument("--force", action="store_true", help="allow --out to overwrite an earlier run")
+    p.set_defaults(run=run_rerun)
+
     classes_cmd.register(sub)
     channels_cmd.register(sub)
     activations_cmd.register(sub)
@@ -64,6 +71,10 @@ def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
         table.add_row(name, info.type, shape, units)
     out.print(table)
+    args.summary = {"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
+                    "logits_layer": loaded.spec.logits_layer,
+                    "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),
+                                "units": i.units, "calls": i.calls} for i in infos]}
     if loaded.spec.logits_layer == "":
         out.print("logits: the model's output", markup=False)
     reused = [i.name for i in infos if i.calls > 1]
@@ -96,7 +107,7 @@ def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
                      activations=dict(architecture.activations),
                      spectrum=tuple(map(tuple, mean_spectrum(data.pixels()).tolist())))
     model = architecture.build(spec)
-    with progress(err) as bar:
+    with progress(err, args) as bar:
         task = bar.add_task("training", total=None, info="")
         train(model, spec, data, epochs=epochs, seed=args.seed, lr=recipe.lr, gamma=recipe.gamma,
               augment=recipe.augment, max_batches=args.max_batches,
@@ -106,6 +117,8 @@ def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     save_checkpoint(partial, model, spec)
     partial.replace(target)
     out.print(f"wrote {target} ({epochs} epochs on {len(data)} images, seed {args.seed})", markup=False)
+    args.summary = {"checkpoint": str(target), "epochs": epochs, "seed": args.seed, "images": len(data),
+                    "data_source": data.source}
     return 0
 
 
@@ -131,4 +144,39 @@ def run_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_row(n, *[(f"[bold]{v}[/]" if i == j else str(v)) if v else "·" for j, v in enumerate(result.confusion[i].tolist())])
     out.print(table)
     out.print(f"accuracy: {result.accuracy:.2%} on {result.count} images of {name} ({args.split})", markup=False)
+    args.summary = {"model": loaded.spec.name, "dataset": name, "split": args.split, "data_source": data.source,
+                    "accuracy": result.accuracy, "count": result.count, "confusion": result.confusion.tolist()}
     return 0
+
+
+def run_rerun(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import json
+
+    from .main import main
+
+    path = Path(args.record)
+    if path.is_dir():
+        path = path / "run.json"
+    try:
+        record = json.loads(path.read_text())
+        argv = list(record["argv"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"'{path}' is not a readable run.json with the recorded command ({exc})") from exc
+    if not argv or argv[0] == "rerun":
+        raise UserError(f"'{path}' records no command to repeat")
+    kept, skip = [], False
+    for item in argv:  # the original --out holds the original run: never write over it
+        if skip:
+            skip = False
+        elif item == "--out":
+            skip = True
+        elif not (item.startswith("--out=") or item == "--force"):
+            kept.append(item)
+    if args.out:
+        kept += ["--out", args.out] + (["--force"] if args.force else [])
+    for flag in ("--quiet", "--json", "--progress"):
+        if getattr(args, flag[2:]) and flag not in kept:
+            kept.append(flag)
+    err.print(f"rerun: introspect {' '.join(kept)}", markup=False)
+    args.json = False  # the repeated command prints its own summary
+    return main(kept)

@@ -175,11 +175,12 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def progress(console: Console) -> Progress:
+def progress(console: Console, args: argparse.Namespace) -> Progress:
+    """Progress bars on stderr: only when it is a terminal, unless --progress; never with --quiet."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        console=console, transient=False, disable=args.quiet or not (console.is_terminal or args.progress),
     )
 
 

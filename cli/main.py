@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 
@@ -31,9 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="What did my network actually learn? Activation maximization and layer introspection for PyTorch.",
     )
     parser.add_argument("--version", action="version", version=f"introspect {introspect.__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks of runtime failures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.register(sub)
+    for command in sub.choices.values():
+        g = command.add_argument_group("scripting")
+        g.add_argument("--quiet", action="store_true", help="print nothing on stderr but errors (no notes, plans or progress)")
+        g.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
+        g.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
+        g.add_argument("--debug", action="store_true", help="show full tracebacks of runtime failures")
     return parser
 
 
@@ -45,24 +51,31 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0)
     args.argv = argv
-    err = Console(stderr=True, soft_wrap=True)
-    out = Console(soft_wrap=True)
+    args.summary = {}
+    errors = Console(stderr=True, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True, quiet=args.quiet)
+    out = Console(soft_wrap=True, quiet=args.json)
     try:
-        return args.run(args, out, err) or EXIT_OK
+        code = args.run(args, out, err) or EXIT_OK
     except UserError as exc:
-        err.print(f"introspect {args.command}: error: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
+        errors.print(f"introspect {args.command}: error: {exc}", markup=False, highlight=False)
+        code = EXIT_USAGE
+        args.summary = {"error": str(exc)}
     except KeyboardInterrupt:
-        err.print("introspect: interrupted", markup=False)
-        return EXIT_INTERRUPTED
+        errors.print("introspect: interrupted", markup=False)
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             traceback.print_exc()
         else:
             first = str(exc).splitlines()[0] if str(exc) else ""
-            err.print(f"introspect {args.command}: failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
-                      markup=False, highlight=False)
-        return EXIT_FAILURE
+            errors.print(f"introspect {args.command}: failed: {type(exc).__name__}: {first} "
+                         "(rerun with --debug for the traceback)", markup=False, highlight=False)
+        code = EXIT_FAILURE
+        args.summary = {"error": f"{type(exc).__name__}: {exc}"}
+    if args.json:
+        print(json.dumps({"command": args.command, "exit_code": code, **args.summary}, default=str))
+    return code
 
 
 if __name__ == "__main__":

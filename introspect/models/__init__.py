@@ -106,6 +106,8 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _looks_like_pickle(path):
+            raise UserError(f"checkpoint '{path}' is corrupt or truncated: not a PyTorch file") from exc
         if not trust:
             raise UserError(
                 f"checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
@@ -117,6 +119,15 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
         raise UserError(f"checkpoint '{path}' could not be unpickled: {type(exc).__name__}: {exc}") from exc
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A torch.save zip archive or a raw pickle (protocol 2+ starts with 0x80)."""
+    import zipfile
+
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+    return zipfile.is_zipfile(path) or first == b"\x80"
 
 
 def unwrap_state_dict(payload: object, path: str | Path) -> dict[str, torch.Tensor]:

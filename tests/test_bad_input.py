@@ -1,0 +1,118 @@
+"""The bad-input matrix: one line on stderr saying what is wrong, exit 2, no traceback, nothing written."""
+import os
+import textwrap
+
+import pytest
+import torch
+
+from introspect.models import builtin_checkpoint_path, save_checkpoint
+from introspect_cli.main import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    good = builtin_checkpoint_path("mnist").read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 3])
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage" * 100)
+    (tmp_path / "not-image.png").write_text("hello")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "empty-dir").mkdir()
+    lenet = tmp_path / "lenet.pt"
+    from introspect.models import LeNet, load_model
+
+    save_checkpoint(lenet, LeNet(), load_model("mnist").spec.replace(architecture="lenet", logits_layer="fc3"))
+    return tmp_path
+
+
+CASES = {
+    "unknown layer": (["channels", "--layer", "conv9"], "closest: conv2, conv1"),
+    "channel out of range": (["channels", "--layer", "conv1", "--channels", "32"], "channels 0-31"),
+    "class out of range": (["classes", "--classes", "10"], "classes 0-9"),
+    "malformed range 5-3": (["channels", "--layer", "conv1", "--channels", "5-3"], "start is after the end"),
+    "malformed range a,b": (["channels", "--layer", "conv1", "--channels", "a,b"], "not N or N-M"),
+    "malformed range -1": (["channels", "--layer", "conv1", "--channels", "-1"], "not N or N-M"),
+    "unknown model": (["classes", "--model", "resnet"], "unknown model 'resnet'"),
+    "missing checkpoint": (["classes", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
+    "empty checkpoint": (["classes", "--checkpoint", "{tmp}/empty.pt"], "is empty"),
+    "corrupt checkpoint": (["classes", "--checkpoint", "{tmp}/corrupt.pt"], "corrupt or truncated"),
+    "truncated checkpoint": (["classes", "--checkpoint", "{tmp}/cut.pt"], "corrupt or truncated"),
+    "checkpoint of another architecture": (["classes", "--model", "torchvision:resnet18", "--size", "32",
+                                            "--checkpoint", "{tmp}/lenet.pt"], "does not fit the model"),
+    "size wrong for fixed input": (["classes", "--size", "32"], "does not run on input of shape (1, 32, 32)"),
+    "out is an existing file": (["classes", "--out", "{tmp}/a-file"], "is an existing file"),
+    "out not writable": (["classes", "--out", "{tmp}/a-file/sub"], "cannot create output folder"),
+    "steps 0": (["classes", "--steps", "0"], "must be at least 1"),
+    "steps negative": (["channels", "--layer", "conv1", "--steps", "-5"], "must be at least 1"),
+    "lr zero": (["classes", "--lr", "0"], "above 0"),
+    "lr nan": (["classes", "--lr", "nan"], "above 0"),
+    "unknown device": (["classes", "--device", "tpu"], "unknown device 'tpu'"),
+    "cuda without gpu": (["classes", "--device", "cuda"], "no CUDA GPU"),
+    "empty data dir": (["evaluate", "--data-dir", "{tmp}/empty-dir"], "holds no MNIST files"),
+    "data dir is a file": (["channels", "--layer", "conv1", "--dataset", "mnist", "--data-dir", "{tmp}/a-file"], "is a file"),
+    "image not an image": (["activations", "--image", "{tmp}/not-image.png"], "is not an image"),
+    "image missing": (["activations", "--image", "{tmp}/nope.png"], "does not exist"),
+    "unknown format": (["classes", "--format", "png,bmp"], "unknown --format 'bmp'"),
+    "snapshot past the end": (["classes", "--steps", "10", "--snapshots", "20"], "outside 1-10"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_matrix(name, files, capsys):
+    if name == "cuda without gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    argv, message = CASES[name]
+    argv = [a.replace("{tmp}", str(files)) for a in argv]
+    before = sorted(p.relative_to(files) for p in files.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("note:", "plan:", "data:"))]
+    assert len(lines) == 1, err
+    assert message in lines[0] and "Traceback" not in err
+    assert sorted(p.relative_to(files) for p in files.rglob("*")) == before  # nothing written or removed
+    assert not (files / "runs").exists()
+
+
+def test_runtime_failure_is_one_line_exit_1(tmp_path, capsys):
+    path = tmp_path / "boom.py"
+    path.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        class Boom(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 2, 3)
+                self.calls = 0
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > 3:
+                    raise RuntimeError("the model broke")
+                return self.conv(x).mean((2, 3))
+    """))
+    argv = ["classes", "--model", f"{path}:Boom", "--size", "8", "--steps", "5", "--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "failed: RuntimeError: the model broke" in err and "--debug" in err and "Traceback" not in err
+
+
+def test_nan_objective_stops_that_class_keeps_others(tmp_path, capsys):
+    path = tmp_path / "nanny.py"
+    path.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        class Nanny(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(16, 3)
+            def forward(self, x):
+                out = self.fc(x.flatten(1))
+                return torch.cat([out[:, :1], out[:, 1:2] * float("nan"), out[:, 2:]], 1)
+    """))
+    out = tmp_path / "run"
+    assert main(["classes", "--model", f"{path}:Nanny", "--input-shape", "1,4,4", "--steps", "4", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "class 1" in err and "NaN/inf" in err
+    import json
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["stopped_non_finite"] == [1]
