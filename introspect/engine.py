@@ -42,7 +42,7 @@ class RenderConfig:
     snapshots: tuple[int, ...] = ()
     device: str = "cpu"
     amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
-    channels_last: bool = True  # channels-last layout for conv models (same results, faster)
+    channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
 
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
@@ -197,7 +197,8 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     interrupted_at = None
     step = 0
     layout = contextlib.nullcontext(False)
-    if config.channels_last and len(input_shape) == 3:
+    use_layout = config.channels_last if config.channels_last is not None else input_shape[0] >= 3
+    if use_layout and len(input_shape) == 3:
         layout = channels_last(model)
     with frozen(model), layout as use_channels_last, HookRegistry(model, objective.layers) as hooks:
         def forward(images: torch.Tensor) -> torch.Tensor:
