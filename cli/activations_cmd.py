@@ -16,7 +16,7 @@ from introspect.errors import UserError
 from introspect.report import activations_figure, save_figure
 
 from .channels_cmd import resolve_layers
-from .common import (FORMATS, add_model_options, load_model_from_args, model_label, parse_formats, positive_int,
+from .common import (FORMATS, add_model_options, check_out_dir, load_model_from_args, model_label, parse_formats, positive_int,
                      prepare_out_dir, progress, resolve_device, run_record, write_json)
 
 
@@ -34,15 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
                    help="invert a grayscale image; auto: when its border is light (default: auto)")
     p.add_argument("--with-visualizations", action="store_true",
-                   help="beside each conv layer, the optimized images of its strongest channels")
-    p.add_argument("--top", type=positive_int, default=4, metavar="N",
-                   help="strongest channels visualized per layer with --with-visualizations (default: 4)")
+                   help="below each layer, the optimized images of its strongest channels or units")
+    p.add_argument("--top", type=positive_int, default=3, metavar="N",
+                   help="strongest channels highlighted (and visualized) per layer (default: 3)")
+    p.add_argument("--steps", type=positive_int, default=CHANNELS_DEFAULTS.steps,
+                   help=f"optimization steps for --with-visualizations (default: {CHANNELS_DEFAULTS.steps})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder (default: a new runs/activations-NNN)")
     g.add_argument("--force", action="store_true", help="allow --out to overwrite an earlier run")
     g.add_argument("--format", default="png", metavar="LIST",
-                   help=f"report formats besides png, comma-separated from {','.join(FORMATS)} (default: png)")
+                   help=f"report formats, comma-separated from {','.join(FORMATS)}; png is always written (default: png)")
     p.set_defaults(run=run_activations)
 
 
@@ -74,6 +76,7 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
     layers = resolve_layers(model, spec, args.layer)
     device = str(resolve_device(args.device))
     formats = parse_formats(args.format)
+    check_out_dir(args.out, args.force)
     folder = prepare_out_dir(args.out, "activations", args.force)
     started = time.time()
     result = inspect_image(model, spec, image, layers, device)
@@ -84,19 +87,22 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
             for layer in layers:
                 shown = result.shown(layer)
                 strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
-                top = torch.argsort(strength, descending=True)[:args.top].tolist()
+                top = [i for i in torch.argsort(strength, descending=True)[:args.top].tolist() if strength[i] > 0]
+                if not top:
+                    continue
                 task = bar.add_task(f"{layer}: optimizing", total=None, info="")
-                vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device),
+                vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device, steps=args.steps),
                                          callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
                 visualizations[layer] = (top, vis.images)
-    fig = activations_figure(result, visualizations, model_label(loaded))
+    fig = activations_figure(result, visualizations, model_label(loaded), highlight=args.top,
+                             logits_layer=spec.logits_layer)
     for fmt in formats:
         save_figure(fig, folder / f"report.{fmt}")
     arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
     arrays.update(input=image.pixels.numpy(), saliency=result.saliency.numpy(),
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
     np.savez_compressed(folder / "activations.npz", **arrays)
-    record = run_record(loaded, args, CHANNELS_DEFAULTS if args.with_visualizations else None,
+    record = run_record(loaded, args, CHANNELS_DEFAULTS.replace(steps=args.steps) if args.with_visualizations else None,
                         time.time() - started, None, 0)
     record.update({
         "command_name": "activations",

@@ -18,7 +18,8 @@ from introspect.layers import describe_layers, resolve_layer
 from introspect.report import channels_figure, index_figure, save_figure, to_uint8
 
 from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     model_label, positive_int, prepare_out_dir, progress, run_record, write_json)
+                     check_out_dir, model_label, plural, positive_int, prepare_out_dir, progress, run_record,
+                     write_json, written)
 
 HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
 
@@ -51,9 +52,9 @@ def resolve_layers(model: torch.nn.Module, spec, text: str) -> list[str]:
         if not layers:
             raise UserError("--layer all found no conv or Linear layers; name layers explicitly (see `introspect layers`)")
         return layers
-    layers = [name.strip() for name in text.split(",") if name.strip()]
-    if not layers:
-        raise UserError("--layer is empty; name a layer (see `introspect layers`)")
+    layers = [name.strip() for name in text.split(",")]
+    if not all(layers):
+        raise UserError(f"--layer '{text}' has an empty name; write e.g. conv1,conv2 (see `introspect layers`)")
     for name in layers:
         resolve_layer(model, name)
     return list(dict.fromkeys(layers))
@@ -85,12 +86,13 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
+    check_out_dir(args.out, args.force)
     plan = []
     for layer in layers:
         count = len(selections[layer] or range(layer_units(model, spec, layer))) * args.diverse
         chunk = args.batch_size or auto_batch_size(model, spec, layer, args.diverse, config.device)
         chunk = max(args.diverse, chunk // args.diverse * args.diverse)
-        err.print(f"plan: {layer}: {count} images × {config.steps} steps = {count * config.steps:,} image-steps, "
+        err.print(f"plan: {layer}: {plural(count, 'image')} × {config.steps} steps = {count * config.steps:,} image-steps, "
                   f"{-(-count // chunk)} chunk(s) of up to {chunk} on {config.device}", markup=False)
         plan.append({"layer": layer, "images": count, "steps": config.steps, "chunk": chunk, "device": config.device})
     if args.dry_run:
@@ -132,18 +134,18 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
         return 130
     for result in results:
         out.print(summary_line(result), markup=False)
-    out.print(f"wrote {folder}/report.png" + (" and report.pdf" if len(results) else ""), markup=False)
+    out.print(written(folder), markup=False)
     return 0
 
 
 def summary_line(result: ChannelsResult) -> str:
     if result.examples is None:
-        return f"{result.layer}: {len(result.channels)} channels (no dataset: no ratios)"
+        return f"{result.layer}: {plural(len(result.channels), 'channel')} (no dataset: no ratios)"
     live = ~result.dead
     ratios = result.ratio[live]
     share = float((ratios >= 1).float().mean()) if len(ratios) else float("nan")
     median = float(ratios.median()) if len(ratios) else float("nan")
-    return (f"{result.layer}: {len(result.channels)} channels, {int(live.sum())} live, {int((~live).sum())} dead; "
+    return (f"{result.layer}: {plural(len(result.channels), 'channel')}, {int(live.sum())} live, {int((~live).sum())} dead; "
             f"ratio >= 1.0 for {share:.0%} of live channels, median {median:.2f}")
 
 

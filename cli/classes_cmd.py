@@ -12,7 +12,8 @@ from introspect.api import CLASSES_DEFAULTS, OBJECTIVES, ClassesResult, resolve_
 from introspect.report import figure, save_figure, save_gif, to_uint8
 
 from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     model_label, parse_formats, prepare_out_dir, progress, run_record, write_json)
+                     check_out_dir, model_label, parse_formats, plural, prepare_out_dir, progress, run_record,
+                     write_json, written)
 
 
 
@@ -31,11 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_model_from_args(args, err, hooks=False)
-    classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes else None
+    classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes is not None else None
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)
+    check_out_dir(args.out, args.force)
     count = len(classes) if classes else loaded.spec.num_classes
-    err.print(f"plan: {count} images × {config.steps} steps = {count * config.steps:,} image-steps in one batch "
+    err.print(f"plan: {plural(count, 'image')} × {config.steps} steps = {count * config.steps:,} image-steps in one batch "
               f"on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
     if args.dry_run:
         args.summary = {"plan": {"images": count, "steps": config.steps, "device": config.device}}
@@ -62,8 +64,14 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"interrupted at step {status}: wrote the partial run to {folder}", markup=False)
         return 130
     lowest = int(result.probabilities.argmin())
-    out.print(f"wrote {folder}/report.png ({len(result.labels)} classes, {config.steps} steps); "
-              f"lowest probability {result.probabilities[lowest]:.3f} ({result.class_names[lowest]})", markup=False)
+    if result.probabilities[lowest] < 0.5:
+        err.print(f"note: class {result.class_names[lowest]} reached only p={result.probabilities[lowest]:.2f}; "
+                  "more --steps (or a higher --lr) usually gets further", markup=False)
+    count = len(result.labels)
+    out.print(f"{count} class{'es' if count != 1 else ''}, "
+              f"{config.steps} steps; lowest probability {result.probabilities[lowest]:.3f} "
+              f"(class {result.class_names[lowest]})", markup=False)
+    out.print(written(folder), markup=False)
     return 0
 
 

@@ -15,7 +15,7 @@ from introspect.params import mean_spectrum
 from introspect.training import TRAINING_RECIPES, evaluate, train
 
 from . import activations_cmd, channels_cmd, classes_cmd
-from .common import add_model_options, load_model_from_args, positive_int, progress
+from .common import add_model_options, load_model_from_args, model_label, positive_int, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,15 +62,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_layers(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_model_from_args(args, err)
     infos = describe_layers(loaded.model, loaded.spec.input_shape)
-    table = Table(title=f"{loaded.spec.name}: hookable layers (input {tuple(loaded.spec.input_shape)})")
+    table = Table(title=f"{model_label(loaded)}: hookable layers (input {tuple(loaded.spec.input_shape)})")
     for column in ("layer", "type", "output shape", "channels/units"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
+    rows = []
     for info in infos:
         shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
-        table.add_row(name, info.type, shape, units)
-    out.print(table)
+        rows.append((name, info.type, shape, units))
+        table.add_row(*rows[-1])
+    widths = [max(len(r[i]) for r in rows + [("layer", "type", "output shape", "channels/units")]) for i in range(4)]
+    for column, width in zip(table.columns, widths):
+        column.min_width = width  # never cut a layer name: it is what users copy
+    out.print(table, width=max(out.width, sum(widths) + 14))
     args.summary = {"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
                     "logits_layer": loaded.spec.logits_layer,
                     "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),

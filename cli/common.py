@@ -35,10 +35,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="torchvision weights: DEFAULT or an enum name; downloaded by torchvision (default: none)")
     group.add_argument("--trust-checkpoint", action="store_true",
                        help="allow a checkpoint that needs full unpickling (it can run code: only for files you trust)")
-    group.add_argument("--size", type=positive_int, metavar="N", help="square input size; channels from the first conv")
+    group.add_argument("--size", type=positive_int, metavar="N",
+                       help="square input size; channels from the first conv (default: the model's metadata)")
     group.add_argument("--input-shape", type=shape_list, metavar="C,H,W", help="input shape, e.g. 3,32,32")
-    group.add_argument("--mean", type=float_list, metavar="LIST", help="normalization mean, one value or one per channel")
-    group.add_argument("--std", type=float_list, metavar="LIST", help="normalization std, one value or one per channel")
+    group.add_argument("--mean", type=float_list, metavar="LIST",
+                       help="normalization mean, one value or one per channel (default: the model's metadata, else 0)")
+    group.add_argument("--std", type=float_list, metavar="LIST",
+                       help="normalization std, one value or one per channel (default: the model's metadata, else 1)")
     group.add_argument("--class-names", metavar="FILE", help="text file with one class name per line")
     group.add_argument("--logits-layer", metavar="NAME",
                        help="layer whose output holds the logits (default: the spec's, else the model's output)")
@@ -142,16 +145,26 @@ def next_run_dir(root: Path, prefix: str) -> Path:
     return root / f"{prefix}-{max(numbers, default=0) + 1:03d}"
 
 
+def check_out_dir(out: str | None, force: bool) -> None:
+    """Refuse an --out that is a file or holds an earlier run (without --force) before any work starts."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out '{path}' is an existing file; name a folder")
+    if (path / RUN_MARKER).exists() and not force:
+        raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot create output folder '{path}': '{parent}' is a file")
+            break
+
+
 def prepare_out_dir(out: str | None, prefix: str, force: bool) -> Path:
     """The folder a run writes to: a new numbered one, or ``out`` if it holds no earlier run (or --force)."""
-    if out is None:
-        path = next_run_dir(Path("runs"), prefix)
-    else:
-        path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise UserError(f"--out '{path}' is an existing file; name a folder")
-        if (path / RUN_MARKER).exists() and not force:
-            raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
+    check_out_dir(out, force)
+    path = next_run_dir(Path("runs"), prefix) if out is None else Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -182,6 +195,15 @@ def progress(console: Console, args: argparse.Namespace) -> Progress:
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False, disable=args.quiet or not (console.is_terminal or args.progress),
     )
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def written(folder: Path) -> str:
+    """'wrote runs/x: report.png, images.npz, ...' for the summary line."""
+    return f"wrote {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")))
 
 
 def model_label(loaded: LoadedModel) -> str:
@@ -237,7 +259,7 @@ def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -
     g.add_argument("--force", action="store_true", help="allow --out to overwrite an earlier run")
     if formats:
         g.add_argument("--format", default="png", metavar="LIST",
-                       help=f"report formats besides png, comma-separated from {','.join(FORMATS)} (default: png)")
+                       help=f"report formats, comma-separated from {','.join(FORMATS)}; png is always written (default: png)")
 
 
 def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:

@@ -19,6 +19,15 @@ from . import commands
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+EXAMPLES = """examples (the default model is the built-in MNIST net; each run writes a new runs/<command>-NNN folder):
+  introspect classes                                  the input each digit likes most -> runs/classes-001/report.png
+  introspect channels --layer conv2 --channels 0-15   what conv2's channels respond to, with real top examples
+  introspect activations --image my_digit.png         what each layer sees for one image, and a saliency map
+  introspect layers --model torchvision:resnet18      hookable layers of any model
+  introspect COMMAND --help                           every option, with its default
+"""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line naming the command and pointing to --help (exit 2)."""
 
@@ -29,6 +38,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="introspect",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
         description="What did my network actually learn? Activation maximization and layer introspection for PyTorch.",
     )
     parser.add_argument("--version", action="version", version=f"introspect {introspect.__version__}")

@@ -59,7 +59,9 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto") -> Image
         notes.append("converted to grayscale (luma)" if target_mode == "L" else "converted to RGB")
         image = image.convert(target_mode)
     if image.size != (width, height):
-        notes.append(f"resized {image.width}×{image.height} → {width}×{height} (bilinear; aspect ratio not kept)")
+        kept = image.width * height == image.height * width
+        notes.append(f"resized {image.width}×{image.height} → {width}×{height} (bilinear"
+                     + ("" if kept else "; aspect ratio not kept") + ")")
         image = image.resize((width, height), Image.BILINEAR)
     import numpy as np
 

@@ -60,7 +60,7 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
         indices.append(index)
     if not indices:
         raise UserError("no classes given")
-    return indices
+    return list(dict.fromkeys(indices))
 
 
 @torch.no_grad()

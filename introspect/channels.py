@@ -223,6 +223,7 @@ class ChannelsResult:
     examples: ExampleStats | None = None
     batch_size: int = 0
     stopped: list[int] = field(default_factory=list)  # channels whose objective turned non-finite
+    spatial: bool = True  # the layer's output is a map (conv), not a vector (Linear)
 
     @property
     def best(self) -> torch.Tensor:
@@ -275,15 +276,20 @@ def parse_channel_list(text: str, count: int) -> list[int]:
     return list(dict.fromkeys(channels))
 
 
-def layer_units(model: nn.Module, spec: ModelSpec, layer: str) -> int:
-    """Number of channels (conv) or units (Linear) of ``layer``'s output."""
+def layer_output_shape(model: nn.Module, spec: ModelSpec, layer: str) -> tuple[int, ...]:
+    """``layer``'s output shape without the batch dimension: (C,) or (C, H, W)."""
     resolve_layer(model, layer)
     info = next((i for i in describe_layers(model, spec.input_shape, stop_after=layer) if i.name == layer), None)
     if info is None or info.output_shape is None:
         raise UserError(f"layer '{layer}' does not run in the model's forward pass")
     if len(info.output_shape) not in (1, 3):
         raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,) or (C, H, W)")
-    return info.output_shape[0]
+    return info.output_shape
+
+
+def layer_units(model: nn.Module, spec: ModelSpec, layer: str) -> int:
+    """Number of channels (conv) or units (Linear) of ``layer``'s output."""
+    return layer_output_shape(model, spec, layer)[0]
 
 
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
@@ -295,7 +301,8 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     Each image's randomness comes from (config.seed, channel, copy), so the
     chunk size does not change the results; a diversity group is never split.
     """
-    count = layer_units(model, spec, layer)
+    shape = layer_output_shape(model, spec, layer)
+    count = shape[0]
     channels = list(range(count)) if channels is None else list(channels)
     bad = [c for c in channels if not 0 <= c < count]
     if bad:
@@ -330,7 +337,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             break
     return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
                           activation=activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
-                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped)
+                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped, spatial=len(shape) == 3)
 
 
 @torch.no_grad()

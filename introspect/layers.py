@@ -57,6 +57,13 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     calls: dict[str, int] = {}
     handles = []
 
+    started: dict[str, None] = {}  # modules in the order their forward began (parents before children)
+
+    def starter(name: str):
+        def pre_hook(_module, _inputs):
+            started.setdefault(name)
+        return pre_hook
+
     def recorder(name: str):
         def hook(_module, _inputs, output):
             calls[name] = calls.get(name, 0) + 1
@@ -71,6 +78,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     try:
         for name, module in layers.items():
             handles.append(module.register_forward_hook(recorder(name)))
+            handles.append(module.register_forward_pre_hook(starter(name)))
         model.eval()
         try:
             model(torch.zeros((1, *input_shape), device=device))
@@ -81,7 +89,9 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             handle.remove()
         model.train(was_training)
     infos = []
-    order = list(shapes) if stop_after is not None else list(layers)
+    # Execution order, then (for a full pass) the modules that never ran.
+    ran = [n for n in started if n in shapes]
+    order = ran if stop_after is not None else ran + [n for n in layers if n not in ran]
     for name in order:
         module = layers[name]
         shape = shapes.get(name)

@@ -29,6 +29,14 @@ class ReportFigure(Figure):
         return buffer.getvalue()
 
 
+def wrap(text: str, width_inches: float, fontsize: float) -> str:
+    """Wrap each line of a title to fit a figure ``width_inches`` wide at ``fontsize`` points."""
+    import textwrap
+
+    chars = max(20, int(width_inches * 72 / (fontsize * 0.6)))
+    return "\n".join(textwrap.fill(line, chars) if line else line for line in text.split("\n"))
+
+
 def to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
     """(C, H, W) in [0, 1] -> an array imshow takes, and the colormap for grayscale."""
     array = image.detach().cpu().clamp(0, 1).numpy()
@@ -51,7 +59,7 @@ def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns
         ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=10)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=12)
+        fig.suptitle(wrap(suptitle, fig.get_figwidth() if hasattr(fig, "get_figwidth") else 8, 12), fontsize=12)
 
 
 def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch.Tensor, final_step: int,
@@ -81,9 +89,9 @@ def figure(result, columns: int | None = None) -> ReportFigure:
     count = len(result.images)
     columns = columns or min(count, 5)
     rows = math.ceil(count / columns)
-    width = max(2.2 * columns, 1.0 * count) if snapshots else 2.2 * columns
-    tile_height = 2.3 * rows + 0.8
-    evo_height = (width / count) * (len(snapshots) + 1) + 0.8 if snapshots else 0
+    width = max(6.0, 2.2 * columns, 1.0 * count if snapshots else 0)
+    tile_height = 2.3 * rows + 1.2
+    evo_height = min(width / count, 1.6) * (len(snapshots) + 1) + 0.8 if snapshots else 0
     fig = ReportFigure(figsize=(width, tile_height + evo_height), layout="constrained")
     title = _classes_title(result)
     if snapshots:
@@ -142,7 +150,7 @@ def _as_unit(image: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_label(result) -> str:
-    what = "centre position" if result.neuron else "mean over the map"
+    what = ("centre position" if result.neuron else "mean over the map") if result.spatial else "the unit's value"
     if result.activation == "identity":
         return f"activation shown: {result.layer} output, {what}"
     return (f"activation shown: {result.activation}({result.layer}), {what} — the {result.activation} the model "
@@ -160,7 +168,8 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
     blocks_per_row = blocks_per_row or max(1, min(len(result.channels), 24 // width_images))
     rows = math.ceil(len(result.channels) / blocks_per_row)
     tile_w, tile_h = 0.62 * width_images + 0.3, 1.15
-    fig = ReportFigure(figsize=(max(8.0, tile_w * blocks_per_row), tile_h * rows + 1.3), layout="constrained")
+    fig_width = max(10.0, tile_w * blocks_per_row)
+    fig = ReportFigure(figsize=(fig_width, tile_h * rows + 1.6), layout="constrained")
     axes = fig.subplots(rows, blocks_per_row, squeeze=False)
     ratios, dead = result.ratio, result.dead
     for ax in axes.flat:
@@ -169,23 +178,28 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
         ax = axes.flat[n]
         viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
         shown = list(viz)
+        is_dead = examples is not None and bool(dead[n])
         if examples is not None:
-            shown += [to_display(_as_unit(dataset_images[int(i)]))[0] for i in examples.top_indices[channel]]
+            # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
+            shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
+                      for i in examples.top_indices[channel]]
         mosaic = _mosaic(shown)
         ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         size = viz[0].shape[1]
-        if examples is not None:
+        ax.text(result.diverse * (size + 2) / 2 - 1, -1, "optimized", ha="center", va="bottom", fontsize=6,
+                color="tab:blue")
+        if examples is not None and not is_dead:
             for j, value in enumerate(examples.top_values[channel].tolist()):
                 x = (result.diverse + j) * (size + 2) + size / 2
-                ax.text(x, -1, f"{value:.2g}", ha="center", va="bottom", fontsize=6, color="0.3")
-            if bool(dead[n]):
-                label = f"{result.layer}:{channel}  DEAD (no real image activates it; viz reached {result.best[n]:.2g})"
-                color = "red"
-            else:
-                label = f"{result.layer}:{channel}  ratio {ratios[n]:.2f}  (viz {result.best[n]:.2g})"
-                color = "black" if ratios[n] >= 1 else "darkorange"
+                ax.text(x, -1, f"{value:.3g}", ha="center", va="bottom", fontsize=7, color="0.25")
+        if is_dead:
+            label = f"{result.layer}:{channel}  DEAD: no real image activates it (optimized reached {result.best[n]:.2g})"
+            color = "red"
+        elif examples is not None:
+            label = f"{result.layer}:{channel}  ratio {ratios[n]:.2f}  (optimized {result.best[n]:.3g})"
+            color = "black" if ratios[n] >= 1 else "darkorange"
         else:
-            label, color = f"{result.layer}:{channel}  viz {result.best[n]:.2g}", "black"
+            label, color = f"{result.layer}:{channel}  optimized {result.best[n]:.3g}", "black"
         ax.set_title(label, fontsize=7, color=color, y=-0.32 if examples is not None else 1.0,
                      loc="left")
     header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels"
@@ -194,28 +208,34 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
         finite = ratios[~torch.isnan(ratios)]
         median = f"{finite.median():.2f}" if len(finite) else "n/a"
         header += (f" — {live} live, {len(dead) - live} dead; median ratio {median}\n"
-                   f"each tile: optimized image, then the {k} {examples.dataset} ({examples.split}) images that excite "
-                   f"it most, with their activations; ratio = viz / best real image")
+                   f"each tile: the optimized image (blue label), then the {k} {examples.dataset} ({examples.split}) "
+                   f"images that excite it most, with their activations; ratio = optimized / best real image "
+                   f"(orange: below 1; red: dead, no real image activates it)")
     else:
         header += "\nno dataset available: real examples and ratios omitted"
     header += "\n" + _activation_label(result)
     if result.interrupted_at is not None:
         header += f"\nINTERRUPTED at step {result.interrupted_at}: partial results"
-    fig.suptitle(header, fontsize=9)
+    fig.suptitle(wrap(header, fig_width, 9), fontsize=9)
     return fig
 
 
 def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
     """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
-    fig = ReportFigure(figsize=(10, 1.2 * len(results) + 0.8), layout="constrained")
+    fig = ReportFigure(figsize=(10, 1.5 * len(results) + 0.6), layout="constrained")
     axes = fig.subplots(len(results), 1, squeeze=False)[:, 0]
     for ax, result in zip(axes, results):
         ax.set_axis_off()
         ratios = result.ratio
         order = torch.argsort(torch.nan_to_num(ratios, nan=-1.0) if result.examples is not None else result.best,
                               descending=True)[:strongest]
-        strip = _mosaic([to_display(result.images[int(i) * result.diverse])[0] for i in order])
+        tiles = [to_display(result.images[int(i) * result.diverse])[0] for i in order]
+        strip = _mosaic(tiles)
         ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        width = tiles[0].shape[1] + 2
+        for position, i in enumerate(order):
+            ax.text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"{result.layer}:{result.channels[int(i)]}",
+                    ha="center", va="top", fontsize=7)
         if result.examples is not None:
             dead = result.dead
             finite = ratios[~torch.isnan(ratios)]
@@ -224,8 +244,7 @@ def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) ->
                     f"{int(dead.sum())} dead, median ratio {median}")
         else:
             text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
-        ax.set_title(text + f" — strongest: {', '.join(str(result.channels[int(i)]) for i in order)}",
-                     fontsize=9, loc="left")
+        ax.set_title(text + " — strongest channels:", fontsize=9, loc="left")
     fig.suptitle(f"{model_name}: channel report index", fontsize=11)
     return fig
 
@@ -245,7 +264,7 @@ def _feature_grid(maps: torch.Tensor, columns: int, gap: int = 1) -> tuple[np.nd
 
 
 def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
-                       model_name: str = "", highlight: int = 3) -> ReportFigure:
+                       model_name: str = "", highlight: int = 3, logits_layer: str | None = None) -> ReportFigure:
     """Input with prediction and top-5, saliency, then per layer its feature maps (conv) or unit bars (Linear)."""
     from matplotlib.patches import Rectangle
 
@@ -267,7 +286,7 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
                 color=["tab:red" if i == result.predicted else "tab:gray" for i in order])
     top[1].set_yticks(range(len(order))[::-1], names, fontsize=8)
     for row, i in zip(range(len(order))[::-1], order):
-        top[1].text(0.98, row, f"{float(result.probabilities[i]):.3g}", ha="right", va="center", fontsize=7)
+        top[1].text(0.98, row, f"{float(result.probabilities[i]):.3f}", ha="right", va="center", fontsize=8)
     top[1].set_xlim(0, 1)
     top[1].set_title(f"prediction: {result.class_names[result.predicted]} "
                      f"(p={float(result.probabilities[result.predicted]):.3f}); top-5", fontsize=9)
@@ -281,7 +300,7 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
         ax.set_axis_off()
         sections[0].colorbar(shown, ax=ax, shrink=0.8)
     note = "; ".join(result.input.conversion)
-    sections[0].suptitle(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), fontsize=9)
+    sections[0].suptitle(wrap(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), 11, 9), fontsize=9)
 
     for section, layer in zip(sections[1:], layers):
         shown = result.shown(layer)
@@ -305,23 +324,31 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
                 ax.text(x, y - 0.8, f"#{int(order[rank])}", color="red", fontsize=7, va="bottom")
             ax.set_axis_off()
             section.colorbar(im, ax=ax, shrink=0.8, label="activation")
-            ax.set_title(f"{label}: {len(order)} channels, strongest first (mean activation; top {highlight} in red); "
-                         f"one colour scale", fontsize=9)
+            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation (top {highlight} in red, "
+                         f"numbered); one colour scale", fontsize=9)
         else:
             axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[2.0, 1.3] if extra else None)[:, 0]
             ax = axes[0]
             values = shown.flatten()
-            strongest = torch.argsort(values, descending=True)[:highlight].tolist()
+            strongest = [i for i in torch.argsort(values, descending=True)[:highlight].tolist() if values[i] > 0]
             colors = ["tab:red" if i in strongest else "tab:blue" for i in range(len(values))]
-            ax.bar(range(len(values)), values.numpy(), color=colors, width=1.0)
+            ax.bar(range(len(values)), values.numpy(), color=colors, width=0.8 if len(values) <= 32 else 1.0)
             ax.set_xlim(-0.5, len(values) - 0.5)
-            ax.set_title(f"{label}: {len(values)} units (strongest in red: {', '.join(map(str, strongest))})", fontsize=9)
+            ax.axhline(0, color="0.5", linewidth=0.5)
+            if layer == logits_layer and len(values) <= 32:
+                ax.set_xticks(range(len(values)), [str(n) for n in result.class_names], fontsize=7)
+            title = f"{label}: {len(values)} units" + (" (the logits)" if layer == logits_layer else "")
+            ax.set_title(title + (f"; strongest in red: {', '.join(map(str, strongest))}" if strongest else ""), fontsize=9)
             ax.tick_params(labelsize=7)
         if extra:
             channels, images = extra
-            strip = _mosaic([to_display(img)[0] for img in images])
+            tiles = [to_display(img)[0] for img in images]
+            strip = _mosaic(tiles)
             axes[1].imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             axes[1].set_axis_off()
-            axes[1].set_title(f"what the strongest channels respond to (optimized images): "
-                              f"{', '.join(map(str, channels))}", fontsize=8)
+            width = tiles[0].shape[1] + 2
+            for position, channel in enumerate(channels):
+                axes[1].text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"#{channel}", ha="center",
+                             va="top", fontsize=7)
+            axes[1].set_title(f"what the {len(channels)} strongest respond to (optimized images)", fontsize=8)
     return fig

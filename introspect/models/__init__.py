@@ -107,14 +107,15 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not _looks_like_pickle(path):
-            raise UserError(f"checkpoint '{path}' is corrupt or truncated: not a PyTorch file") from exc
+            raise UserError(f"checkpoint '{path}' is corrupt or truncated (not a PyTorch file)") from exc
         if not trust:
             raise UserError(
                 f"checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
                 f"({str(exc).splitlines()[0][:120]}); if you trust its source, add --trust-checkpoint"
             ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"checkpoint '{path}' is corrupt or truncated: {str(exc).splitlines()[0]}") from exc
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise UserError(f"checkpoint '{path}' is corrupt or truncated ({reason})") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
