@@ -176,16 +176,15 @@ def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data
                                                  "example_activations", "ratio", "dead")}
     for r in results:
         n = len(r.channels) * r.diverse
-        repeat = lambda t: t.repeat_interleave(r.diverse, 0)  # noqa: E731 - per-channel values per image
         rows["images"].append(to_uint8(r.images[:n]))
         rows["labels"].append(np.repeat(r.channels, r.diverse))
         rows["layers"].append(np.array([r.layer] * n))
         rows["scores"].append(r.activations[:n].numpy())
-        rows["ratio"].append(repeat(r.ratio).numpy())
-        rows["dead"].append(repeat(r.dead).numpy())
+        rows["ratio"].append(r.ratio.repeat_interleave(r.diverse, 0).numpy())
+        rows["dead"].append(r.dead.repeat_interleave(r.diverse, 0).numpy())
         if r.examples is not None:
-            rows["examples"].append(repeat(r.examples.top_indices[r.channels]).numpy())
-            rows["example_activations"].append(repeat(r.examples.top_values[r.channels]).numpy())
+            rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
+            rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     np.savez_compressed(folder / "images.npz", **arrays)
 

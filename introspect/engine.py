@@ -7,7 +7,6 @@ comes from per-image generators, never from torch's global RNG.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 

@@ -1,5 +1,4 @@
 """The bad-input matrix: one line on stderr saying what is wrong, exit 2, no traceback, nothing written."""
-import os
 import textwrap
 
 import pytest

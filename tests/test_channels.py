@@ -11,7 +11,6 @@ from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, diversity,
 from introspect.data import ImageDataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
-from introspect.models import ModelSpec
 from introspect_cli.main import main
 
 FAST = CHANNELS_DEFAULTS.replace(steps=5)

@@ -1,6 +1,5 @@
 """Any model: torchvision (random init, small sizes), user files, TorchScript, safe loading."""
 import json
-import pickle
 import textwrap
 
 import pytest
