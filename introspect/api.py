@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,7 +31,6 @@ class ClassesResult:
     config: RenderConfig
     objective: str
     model_name: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def titles(self) -> list[str]:

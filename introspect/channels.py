@@ -8,6 +8,7 @@ centre position instead. Linear layers: the unit's value after its activation.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,15 +119,13 @@ class ExampleStats:
                 "split": self.split, "source": self.source, "count": self.count}
         arrays = {k: getattr(self, k).numpy() for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(repr(meta)), **arrays)
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "ExampleStats":
-        import ast
-
         with np.load(path) as data:
-            meta = ast.literal_eval(str(data["meta"]))
+            meta = json.loads(str(data["meta"]))
             arrays = {k: torch.from_numpy(data[k]) for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
         return cls(**meta, **arrays)
 
@@ -155,7 +154,7 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
     if path is not None and path.is_file():
         try:
             return ExampleStats.load(path)
-        except (OSError, ValueError, KeyError, SyntaxError):
+        except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
     resolve_layer(model, layer)
     values, peaks = [], []

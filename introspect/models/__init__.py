@@ -151,10 +151,14 @@ def unwrap_state_dict(payload: object, path: str | Path) -> dict[str, torch.Tens
     return payload
 
 
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model."""
+def load_checkpoint(path: str | Path, payload: object | None = None) -> LoadedModel:
+    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model.
+
+    ``payload``: the file's contents when the caller has already read them (no second read).
+    """
     path = Path(path)
-    payload = read_checkpoint(path)
+    if payload is None:
+        payload = read_checkpoint(path)
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
         raise UserError(
             f"checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); "

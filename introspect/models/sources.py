@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from . import (ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
+from . import (BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
                load_state, read_checkpoint, unwrap_state_dict)
 from .spec import ModelSpec
 
@@ -82,12 +82,11 @@ def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
         return load_checkpoint(builtin_checkpoint_path(name))
     payload = read_checkpoint(checkpoint, trust)
     if isinstance(payload, dict) and "spec" in payload:
-        return load_checkpoint(checkpoint)
-    # Plain weights for the built-in architecture: keep the built-in spec.
-    spec = load_checkpoint(builtin_checkpoint_path(name)).spec
-    model = ARCHITECTURES[spec.architecture].build(spec)
-    load_state(model, unwrap_state_dict(payload, checkpoint), checkpoint)
-    return LoadedModel(model.eval(), spec, str(checkpoint), file_sha256(checkpoint))
+        return load_checkpoint(checkpoint, payload)
+    # Plain weights for the built-in architecture: the built-in's spec and model, these weights.
+    loaded = load_checkpoint(builtin_checkpoint_path(name))
+    load_state(loaded.model, unwrap_state_dict(payload, checkpoint), checkpoint)
+    return LoadedModel(loaded.model.eval(), loaded.spec, str(checkpoint), file_sha256(checkpoint))
 
 
 def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: MetaOverrides) -> LoadedModel:
