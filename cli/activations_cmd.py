@@ -13,10 +13,11 @@ from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.data import DATASETS, load_dataset
 from introspect.errors import UserError
 from introspect.report import activations_figure, save_figure
+from introspect.runs import RunFolder, check_out
 
 from .channels_cmd import resolve_layers
-from .common import (FORMATS, add_model_options, check_out_dir, load_model_from_args, model_label, parse_formats, positive_int,
-                     prepare_out_dir, progress, resolve_device, run_record, write_json)
+from .common import (FORMATS, add_model_options, claim_out_dir, load_model_from_args, model_label, parse_formats,
+                     positive_int, progress, resolve_device, run_record)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,34 +76,61 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
     layers = resolve_layers(model, spec, args.layer)
     device = str(resolve_device(args.device))
     formats = parse_formats(args.format)
-    check_out_dir(args.out, args.force)
-    folder = prepare_out_dir(args.out, "activations", args.force)
-    started = time.time()
-    result = inspect_image(model, spec, image, layers, device)
-    visualizations = None
-    if args.with_visualizations:
-        visualizations = {}
-        with progress(err, args) as bar:
-            for layer in layers:
-                shown = result.shown(layer)
-                strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
-                top = [i for i in torch.argsort(strength, descending=True)[:args.top].tolist() if strength[i] > 0]
-                if not top:
-                    continue
-                task = bar.add_task(f"{layer}: optimizing", total=None, info="")
-                vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device, steps=args.steps),
-                                         callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
-                visualizations[layer] = (top, vis.images)
+    check_out(args.out, args.force)
+    run = claim_out_dir(args, "activations")
+    try:
+        started = time.time()
+        result = inspect_image(model, spec, image, layers, device)
+        visualizations = strongest_visualizations(args, model, spec, result, layers, device, err) \
+            if args.with_visualizations else None
+        with args.interrupts.deferred():
+            record = write_activations_run(run, args, loaded, image, result, visualizations, layers, formats,
+                                           time.time() - started)
+    except BaseException:
+        run.abandon()
+        raise
+    args.summary = {"run": str(run.path), "input": record["input"], "prediction": record["prediction"], "top5": record["top5"]}
+    out.print(f"prediction: {spec.class_names[result.predicted]} (p={float(result.probabilities[result.predicted]):.3f}); "
+              f"wrote {run.path}/report.png", markup=False)
+    if args.interrupts.received:
+        err.print(f"interrupted ({args.interrupts.name}) after the work was done: the run is complete", markup=False)
+        return args.interrupts.exit_code
+    return 0
+
+
+def strongest_visualizations(args: argparse.Namespace, model, spec, result, layers: list[str], device: str,
+                             err: Console) -> dict[str, tuple[list[int], torch.Tensor]]:
+    """Optimized images of each layer's strongest channels for this image."""
+    visualizations = {}
+    with progress(err, args) as bar:
+        for layer in layers:
+            shown = result.shown(layer)
+            strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
+            top = [i for i in torch.argsort(strength, descending=True)[:args.top].tolist() if strength[i] > 0]
+            if not top:
+                continue
+            task = bar.add_task(f"{layer}: optimizing", total=None, info="", unit="step")
+            vis = visualize_channels(model, spec, layer, top, CHANNELS_DEFAULTS.replace(device=device, steps=args.steps),
+                                     callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
+            visualizations[layer] = (top, vis.images)
+    return visualizations
+
+
+def write_activations_run(run: RunFolder, args: argparse.Namespace, loaded, image: ImageInput, result, visualizations,
+                          layers: list[str], formats: list[str], seconds: float) -> dict:
+    spec = loaded.spec
     fig = activations_figure(result, visualizations, model_label(loaded), highlight=args.top,
                              logits_layer=spec.logits_layer)
     for fmt in formats:
-        save_figure(fig, folder / f"report.{fmt}")
+        with run.file(f"report.{fmt}") as path:
+            save_figure(fig, path)
     arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
     arrays.update(input=image.pixels.numpy(), saliency=result.saliency.numpy(),
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
-    np.savez_compressed(folder / "activations.npz", **arrays)
+    with run.file("activations.npz") as path:
+        np.savez_compressed(path, **arrays)
     record = run_record(loaded, args, CHANNELS_DEFAULTS.replace(steps=args.steps) if args.with_visualizations else None,
-                        time.time() - started, None, 0)
+                        seconds, "complete", 0)
     record.update({
         "command_name": "activations",
         "input": {"source": image.source, "conversion": image.conversion, "label": image.label},
@@ -113,10 +141,6 @@ def run_activations(args: argparse.Namespace, out: Console, err: Console) -> int
         "layers": {layer: {"shape": list(result.outputs[layer].shape), "activation_shown": result.activations[layer]}
                    for layer in layers},
         "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
-        "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
     })
-    write_json(folder / "run.json", record)
-    args.summary = {"run": str(folder), "input": record["input"], "prediction": record["prediction"], "top5": record["top5"]}
-    out.print(f"prediction: {spec.class_names[result.predicted]} (p={float(result.probabilities[result.predicted]):.3f}); "
-              f"wrote {folder}/report.png", markup=False)
-    return 0
+    run.finish(record)
+    return record

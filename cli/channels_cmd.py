@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,10 +15,10 @@ from introspect.data import DATASETS, ImageDataset, load_dataset
 from introspect.errors import UserError
 from introspect.layers import describe_layers, resolve_layer
 from introspect.report import channels_figure, index_figure, save_figure, to_uint8
+from introspect.runs import RunFolder, check_out
 
-from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     check_out_dir, model_label, plural, positive_int, prepare_out_dir, progress, run_record,
-                     write_json, written)
+from .common import (add_model_options, add_output_options, add_render_options, claim_out_dir, config_from_args,
+                     load_model_from_args, model_label, plural, positive_int, progress, run_record, run_status, written)
 
 HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
 
@@ -86,7 +85,7 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
-    check_out_dir(args.out, args.force)
+    check_out(args.out, args.force)
     plan = []
     for layer in layers:
         count = len(selections[layer] or range(layer_units(model, spec, layer))) * args.diverse
@@ -99,43 +98,70 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
         args.summary = {"plan": plan}
         return 0
     data = load_examples_dataset(args, spec, err)
-    folder = prepare_out_dir(args.out, "channels", args.force)
+    interrupts = args.interrupts
+    run = claim_out_dir(args, "channels")
     started = time.time()
     results: list[ChannelsResult] = []
-    with progress(err, args) as bar:
-        for layer in layers:
-            examples = None
-            if data is not None:
-                task = bar.add_task(f"{layer}: examples", total=len(data), info="")
-                examples = dataset_examples(model, spec, layer, data, k=args.top_k, neuron=args.neuron,
-                                            device=config.device, cache_key=loaded.sha256,
-                                            callback=lambda done, total, task=task: bar.update(task, completed=done))
-                bar.update(task, completed=len(data))
-            task = bar.add_task(f"{layer}: optimizing", total=None, info="")
-            result = visualize_channels(
-                model, spec, layer, selections[layer], config, neuron=args.neuron, diverse=args.diverse,
-                batch_size=args.batch_size, examples=examples,
-                callback=lambda step, total, values, task=task: bar.update(
-                    task, completed=step, total=total, info=f"mean activation {values.mean():.3g}"))
-            results.append(result)
-            for note in dict.fromkeys(n for r in result.renders for n in r.notes):
-                err.print(f"note: {note}", markup=False)
-            if result.stopped:
-                err.print(f"warning: {layer}: the objective became NaN/inf for channel(s) {result.stopped}; "
-                          "their optimization stopped there, the others went on", markup=False)
-            if result.interrupted_at is not None:
-                break
-    write_channels_run(folder, results, loaded, data, args, time.time() - started)
-    interrupted = next((r.interrupted_at for r in results if r.interrupted_at is not None), None)
-    args.summary = {"run": str(folder), "status": "complete" if interrupted is None else f"interrupted at step {interrupted}",
-                    "layers": [layer_summary(r) for r in results]}
-    if interrupted is not None:
-        err.print(f"interrupted at step {interrupted}: wrote the partial run to {folder}", markup=False)
-        return 130
+    try:
+        with progress(err, args) as bar, interrupts.stepping():
+            try:
+                for layer in layers:
+                    interrupts.check()
+                    results.append(channels_of_layer(args, loaded, layer, selections[layer], config, data, bar, err))
+                    if results[-1].interrupted_at is not None:
+                        break
+            except KeyboardInterrupt:
+                if not results:
+                    raise
+        status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
+        if status == "complete" and len(results) < len(layers):
+            status = f"interrupted before layer {layers[len(results)]} ({len(results)} of {len(layers)} layers done)"
+        with interrupts.deferred():
+            write_channels_run(run, results, loaded, data, args, time.time() - started, status)
+    except BaseException:
+        run.abandon()
+        raise
+    args.summary = {"run": str(run.path), "status": status, "layers": [layer_summary(r) for r in results]}
+    if status != "complete":
+        err.print(f"{status} ({interrupts.name}): wrote the partial run to {run.path}", markup=False)
+        return interrupts.exit_code
     for result in results:
         out.print(summary_line(result), markup=False)
-    out.print(written(folder), markup=False)
+    out.print(written(run), markup=False)
+    if interrupts.received:
+        err.print(f"interrupted ({interrupts.name}) after the work was done: the run is complete", markup=False)
+        return interrupts.exit_code
     return 0
+
+
+def channels_of_layer(args: argparse.Namespace, loaded, layer: str, channels: list[int] | None, config,
+                      data: ImageDataset | None, bar, err: Console) -> ChannelsResult:
+    """Real examples (when there is data) and optimized images of one layer, checking for signals as it goes."""
+    interrupts = args.interrupts
+    examples = None
+    if data is not None:
+        task = bar.add_task(f"{layer}: examples", total=len(data), info="")
+
+        def on_batch(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+            interrupts.check()
+
+        examples = dataset_examples(loaded.model, loaded.spec, layer, data, k=args.top_k, neuron=args.neuron,
+                                    device=config.device, cache_key=loaded.sha256, callback=on_batch)
+    task = bar.add_task(f"{layer}: optimizing", total=None, info="", unit="step")
+
+    def on_step(step: int, total: int, values) -> None:
+        bar.update(task, completed=step, total=total, info=f"mean activation {values.mean():.3g}")
+        interrupts.check()
+
+    result = visualize_channels(loaded.model, loaded.spec, layer, channels, config, neuron=args.neuron,
+                                diverse=args.diverse, batch_size=args.batch_size, examples=examples, callback=on_step)
+    for note in dict.fromkeys(n for r in result.renders for n in r.notes):
+        err.print(f"note: {note}", markup=False)
+    if result.stopped:
+        err.print(f"warning: {layer}: the objective became NaN/inf for channel(s) {result.stopped}; "
+                  "their optimization stopped there, the others went on", markup=False)
+    return result
 
 
 def summary_line(result: ChannelsResult) -> str:
@@ -168,10 +194,8 @@ def layer_summary(result: ChannelsResult) -> dict:
     }
 
 
-def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data: ImageDataset | None,
-                       args: argparse.Namespace, seconds: float) -> None:
-    if not results:
-        return
+def write_channels_run(run: RunFolder, results: list[ChannelsResult], loaded, data: ImageDataset | None,
+                       args: argparse.Namespace, seconds: float, status: str) -> None:
     rows: dict[str, list] = {key: [] for key in ("images", "labels", "layers", "scores", "examples",
                                                  "example_activations", "ratio", "dead")}
     for r in results:
@@ -186,21 +210,24 @@ def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data
             rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
-    np.savez_compressed(folder / "images.npz", **arrays)
+    with run.file("images.npz") as path:
+        np.savez_compressed(path, **arrays)
 
     name = model_label(loaded)
     pages = [channels_figure(r, data.images if data is not None else None, name) for r in results]
     index = index_figure(results, name)
     for r, page in zip(results, pages):
-        save_figure(page, folder / f"report-{r.layer}.png")
-    save_figure(index, folder / "index.png")
-    save_figure(pages[0] if len(pages) == 1 else index, folder / "report.png")
-    with PdfPages(folder / "report.pdf") as pdf:
+        with run.file(f"report-{r.layer}.png") as path:
+            save_figure(page, path)
+    with run.file("index.png") as path:
+        save_figure(index, path)
+    with run.file("report.png") as path:
+        save_figure(pages[0] if len(pages) == 1 else index, path)
+    with run.file("report.pdf") as path, PdfPages(path) as pdf:
         for page in ([index] if len(pages) > 1 else []) + pages:
             pdf.savefig(page)
 
-    interrupted = next((r.interrupted_at for r in results if r.interrupted_at is not None), None)
-    record = run_record(loaded, args, results[0].config, seconds, interrupted, min(r.steps_done for r in results))
+    record = run_record(loaded, args, results[0].config, seconds, status, min(r.steps_done for r in results))
     record.update({
         "command_name": "channels",
         "dataset": None if data is None else {"name": data.name, "split": data.split, "source": data.source, "count": len(data)},
@@ -212,6 +239,5 @@ def write_channels_run(folder: Path, results: list[ChannelsResult], loaded, data
         },
         "neuron": args.neuron, "diverse": args.diverse, "top_k": args.top_k,
         "layers": [layer_summary(r) for r in results],
-        "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
     })
-    write_json(folder / "run.json", record)
+    run.finish(record)

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
 from introspect.api import CLASSES_DEFAULTS, OBJECTIVES, ClassesResult, resolve_classes, visualize_classes
 from introspect.report import figure, save_figure, save_gif, to_uint8
+from introspect.runs import RunFolder, check_out
 
-from .common import (add_model_options, add_output_options, add_render_options, config_from_args, load_model_from_args,
-                     check_out_dir, model_label, parse_formats, plural, prepare_out_dir, progress, run_record,
-                     write_json, written)
-
+from .common import (add_model_options, add_output_options, add_render_options, claim_out_dir, config_from_args,
+                     load_model_from_args, model_label, parse_formats, plural, progress, run_record, run_status,
+                     written)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,34 +34,42 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
     classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes is not None else None
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)
-    check_out_dir(args.out, args.force)
+    check_out(args.out, args.force)
     count = len(classes) if classes else loaded.spec.num_classes
     err.print(f"plan: {plural(count, 'image')} × {config.steps} steps = {count * config.steps:,} image-steps in one batch "
               f"on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
     if args.dry_run:
         args.summary = {"plan": {"images": count, "steps": config.steps, "device": config.device}}
         return 0
-    folder = prepare_out_dir(args.out, "classes", args.force)
-    started = time.time()
-    with progress(err, args) as bar:
-        task = bar.add_task("classes", total=config.steps, info="")
-        result = visualize_classes(
-            loaded.model, loaded.spec, classes, config, args.objective,
-            callback=lambda step, total, values: bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}"),
-        )
-    for note in result.render.notes:
-        err.print(f"note: {note}", markup=False)
-    for index in result.render.stopped:
-        err.print(f"warning: class {result.class_names[index]}: the objective became NaN/inf; its optimization "
-                  "stopped there, the others went on", markup=False)
-    write_classes_run(folder, result, loaded, formats, args, time.time() - started)
+    interrupts = args.interrupts
+    run = claim_out_dir(args, "classes")
+    try:
+        started = time.time()
+        with progress(err, args) as bar, interrupts.stepping():
+            task = bar.add_task("classes", total=config.steps, info="", unit="step")
+
+            def on_step(step: int, total: int, values) -> None:
+                bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}")
+                interrupts.check()
+
+            result = visualize_classes(loaded.model, loaded.spec, classes, config, args.objective, callback=on_step)
+        for note in result.render.notes:
+            err.print(f"note: {note}", markup=False)
+        for index in result.render.stopped:
+            err.print(f"warning: class {result.class_names[index]}: the objective became NaN/inf; its optimization "
+                      "stopped there, the others went on", markup=False)
+        with interrupts.deferred():
+            write_classes_run(run, result, loaded, formats, args, time.time() - started)
+    except BaseException:
+        run.abandon()
+        raise
     status = result.render.interrupted_at
-    args.summary = {"run": str(folder), "status": "complete" if status is None else f"interrupted at step {status}",
+    args.summary = {"run": str(run.path), "status": run_status(status),
                     "images": [{"class": c, "name": n, "probability": float(p), "logit": float(l)} for c, n, p, l
                                in zip(result.labels, result.class_names, result.probabilities, result.logits)]}
     if status is not None:
-        err.print(f"interrupted at step {status}: wrote the partial run to {folder}", markup=False)
-        return 130
+        err.print(f"interrupted at step {status} ({interrupts.name}): wrote the partial run to {run.path}", markup=False)
+        return interrupts.exit_code
     lowest = int(result.probabilities.argmin())
     if result.probabilities[lowest] < 0.5:
         err.print(f"note: class {result.class_names[lowest]} reached only p={result.probabilities[lowest]:.2f}; "
@@ -71,11 +78,14 @@ def run_classes(args: argparse.Namespace, out: Console, err: Console) -> int:
     out.print(f"{count} class{'es' if count != 1 else ''}, "
               f"{config.steps} steps; lowest probability {result.probabilities[lowest]:.3f} "
               f"(class {result.class_names[lowest]})", markup=False)
-    out.print(written(folder), markup=False)
+    out.print(written(run), markup=False)
+    if interrupts.received:
+        err.print(f"interrupted ({interrupts.name}) after the work was done: the run is complete", markup=False)
+        return interrupts.exit_code
     return 0
 
 
-def write_classes_run(folder: Path, result: ClassesResult, loaded, formats: list[str], args: argparse.Namespace,
+def write_classes_run(run: RunFolder, result: ClassesResult, loaded, formats: list[str], args: argparse.Namespace,
                       seconds: float) -> None:
     arrays = {"images": to_uint8(result.images), "labels": np.asarray(result.labels),
               "scores": result.logits.numpy(), "probabilities": result.probabilities.numpy()}
@@ -83,15 +93,19 @@ def write_classes_run(folder: Path, result: ClassesResult, loaded, formats: list
         steps = sorted(result.render.snapshots)
         arrays["snapshots"] = np.stack([to_uint8(result.render.snapshots[s]) for s in steps])
         arrays["snapshot_steps"] = np.asarray(steps)
-    np.savez_compressed(folder / "images.npz", **arrays)
+    with run.file("images.npz") as path:
+        np.savez_compressed(path, **arrays)
     result.model_name = model_label(loaded)
     fig = figure(result)
     for fmt in formats:
-        save_figure(fig, folder / f"report.{fmt}")
+        with run.file(f"report.{fmt}") as path:
+            save_figure(fig, path)
     if result.render.snapshots:
         steps = sorted(result.render.snapshots)
-        save_gif([result.render.snapshots[s] for s in steps] + [result.images], folder / "evolution.gif")
-    record = run_record(loaded, args, result.config, seconds, result.render.interrupted_at, result.render.steps_done)
+        with run.file("evolution.gif") as path:
+            save_gif([result.render.snapshots[s] for s in steps] + [result.images], path)
+    record = run_record(loaded, args, result.config, seconds, run_status(result.render.interrupted_at),
+                        result.render.steps_done)
     record.update({
         "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
         "command_name": "classes",
@@ -101,6 +115,5 @@ def write_classes_run(folder: Path, result: ClassesResult, loaded, formats: list
             for label, name, logit, p in zip(result.labels, result.class_names, result.logits, result.probabilities)
         ],
         "history": result.render.history.tolist(),
-        "files": sorted(p.name for p in folder.iterdir()) + ["run.json"],
     })
-    write_json(folder / "run.json", record)
+    run.finish(record)

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import re
 import shlex
 from dataclasses import asdict
 from pathlib import Path
@@ -17,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import introspect
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
-from introspect.models import BUILTIN_MODELS, LoadedModel
+from introspect.models import BUILTIN_MODELS, LoadedModel, file_sha256
+from introspect.runs import RunFolder, claim_run_folder
 from introspect.models.sources import MetaOverrides, open_model
 
-RUN_MARKER = "run.json"
 FORMATS = ("png", "pdf", "svg", "jpg")
 
 
@@ -139,61 +137,49 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
 
 
-def next_run_dir(root: Path, prefix: str) -> Path:
-    """runs/<prefix>-001, -002, ...: the first number after every existing one."""
-    numbers = [int(m.group(1)) for p in root.glob(f"{prefix}-*") if (m := re.fullmatch(rf"{re.escape(prefix)}-(\d+)", p.name))]
-    return root / f"{prefix}-{max(numbers, default=0) + 1:03d}"
+def claim_out_dir(args: argparse.Namespace, prefix: str) -> RunFolder:
+    """The run folder for this command, claimed exclusively (see introspect.runs)."""
+    return claim_run_folder(args.out, prefix, args.force)
 
 
-def check_out_dir(out: str | None, force: bool) -> None:
-    """Refuse an --out that is a file or holds an earlier run (without --force) before any work starts."""
-    if out is None:
-        return
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out '{path}' is an existing file; name a folder")
-    if (path / RUN_MARKER).exists() and not force:
-        raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot create output folder '{path}': '{parent}' is a file")
-            break
+class LineProgress:
+    """Progress as plain lines ("classes: step 3/128"), for --progress when stderr is not a terminal:
+    one line per step or batch, which logs keep and scripts can wait for."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def add_task(self, description: str, total: int | None = None, unit: str = "", **_fields) -> int:
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "unit": unit}
+        return len(self.tasks) - 1
+
+    def update(self, task: int, completed: int | None = None, total: int | None = None, **_fields) -> None:
+        state = self.tasks[task]
+        if total is not None:
+            state["total"] = total
+        if completed is not None and completed != state["completed"]:
+            state["completed"] = completed
+            unit = f"{state['unit']} " if state["unit"] else ""
+            self.console.print(f"{state['description']}: {unit}{completed}/{state['total'] or '?'}", markup=False,
+                               highlight=False)
+            self.console.file.flush()
 
 
-def prepare_out_dir(out: str | None, prefix: str, force: bool) -> Path:
-    """The folder a run writes to: a new numbered one, or ``out`` if it holds no earlier run (or --force)."""
-    check_out_dir(out, force)
-    path = next_run_dir(Path("runs"), prefix) if out is None else Path(out)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
-    if not _writable(path):
-        raise UserError(f"output folder '{path}' is not writable; choose another with --out")
-    return path
-
-
-def _writable(path: Path) -> bool:
-    probe = path / ".introspect-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def progress(console: Console, args: argparse.Namespace) -> Progress:
-    """Progress bars on stderr: only when it is a terminal, unless --progress; never with --quiet."""
+def progress(console: Console, args: argparse.Namespace) -> Progress | LineProgress:
+    """Progress on stderr: bars on a terminal; with --progress elsewhere, one line per step; never with --quiet."""
+    if args.progress and not args.quiet and not console.is_terminal:
+        return LineProgress(console)
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=args.quiet or not (console.is_terminal or args.progress),
+        console=console, transient=False, disable=args.quiet or not console.is_terminal,
     )
 
 
@@ -201,9 +187,20 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-def written(folder: Path) -> str:
+def written(run: RunFolder) -> str:
     """'wrote runs/x: report.png, images.npz, ...' for the summary line."""
-    return f"wrote {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")))
+    return f"wrote {run.path}: " + ", ".join(sorted(run.files))
+
+
+def input_files(args: argparse.Namespace) -> dict[str, dict]:
+    """Every file the command reads, by role: absolute path and sha256 (for run.json and rerun)."""
+    paths = {"checkpoint": args.checkpoint, "class_names": args.class_names, "image": getattr(args, "image", None)}
+    if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
+        paths["model_file"] = args.model.rsplit(":", 1)[0]
+    elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:"):
+        paths["model_file"] = args.model  # a TorchScript archive
+    return {role: {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+            for role, path in paths.items() if path is not None and Path(path).is_file()}
 
 
 def model_label(loaded: LoadedModel) -> str:
@@ -215,19 +212,25 @@ def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["introspect", *argv])
 
 
+def run_status(interrupted_at: int | None) -> str:
+    return "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}"
+
+
 def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConfig | None, seconds: float,
-               interrupted_at: int | None, steps_done: int) -> dict:
+               status: str, steps_done: int) -> dict:
     """What every run.json holds: model, settings, versions, status and the exact command."""
     import torchvision
 
     return {
         "command": command_line(args.argv),
         "argv": args.argv,
+        "cwd": str(Path.cwd()),
+        "inputs": input_files(args),
         "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
                   "random_weights": loaded.random_weights, "notes": loaded.notes},
         "settings": asdict(config) if config is not None else None,
         "seed": config.seed if config is not None else None,
-        "status": "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}",
+        "status": status,
         "steps_done": steps_done,
         "seconds": round(seconds, 3),
         "versions": {"introspect": introspect.__version__, "torch": torch.__version__,

@@ -1,22 +1,21 @@
 """Entry point: `introspect <command>`. main(argv) returns the exit code.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+Only the standard library is imported before the signal handlers are in place, so a
+Ctrl-C during start-up is one line, not a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 import traceback
 
-from rich.console import Console
+from .interrupts import Interrupts
 
-import introspect
-from introspect.errors import UserError
-
-from . import commands
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 EXAMPLES = """examples (the default model is the built-in MNIST net; each run writes a new runs/<command>-NNN folder):
@@ -28,14 +27,37 @@ EXAMPLES = """examples (the default model is the built-in MNIST net; each run wr
 """
 
 
+class UsageError(Exception):
+    """A command line that does not parse: the message is argparse's one line."""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line naming the command and pointing to --help (exit 2)."""
+    """argparse with no abbreviated options, whose usage errors are one line naming the command."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--ou` is not `--out`: recorded commands mean what they say
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
+@contextlib.contextmanager
+def _signals() -> Interrupts:
+    """Interrupt handling for this call; signals can only be caught on the main thread."""
+    interrupts = Interrupts()
+    if threading.current_thread() is threading.main_thread():
+        with interrupts:
+            yield interrupts
+    else:
+        yield interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import introspect
+
+    from . import commands
+
     parser = OneLineParser(
         prog="introspect",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,44 +71,78 @@ def build_parser() -> argparse.ArgumentParser:
         g = command.add_argument_group("scripting")
         g.add_argument("--quiet", action="store_true", help="print nothing on stderr but errors (no notes, plans or progress)")
         g.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
-        g.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
+        g.add_argument("--progress", action="store_true",
+                       help="show progress even when stderr is not a terminal: one line per step or batch")
         g.add_argument("--debug", action="store_true", help="show full tracebacks of runtime failures")
+    parser.set_defaults(command_parsers=sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with _signals() as interrupts:
+        try:
+            return _run(argv, interrupts)
+        except KeyboardInterrupt:
+            print(f"introspect: interrupted ({interrupts.name})", file=sys.stderr)
+            return interrupts.exit_code
+
+
+def _run(argv: list[str], interrupts: Interrupts) -> int:
+    from rich.console import Console
+
+    from .commands import RerunRequest
+
     parser = build_parser()
+    while True:
+        try:
+            args = parser.parse_args(argv)
+        except UsageError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except SystemExit as exc:  # --help or --version
+            return int(exc.code or 0)
+        args.argv, args.summary, args.interrupts = argv, {}, interrupts
+        code, outcome = _dispatch(args, Console)
+        if not isinstance(outcome, RerunRequest):
+            break
+        argv = outcome.argv  # the repeated command prints its own summary
+    if args.json:
+        print(json.dumps({"command": args.command, "exit_code": code, **args.summary}, default=str))
+    return code
+
+
+def _dispatch(args: argparse.Namespace, console_class) -> tuple[int, object]:
+    """Run the command's handler: (exit code, what it returned). Anything the command (or a user's
+    model) prints on stdout goes to stderr under --json, so stdout stays one JSON document."""
+    from introspect.errors import UserError
+
+    errors = console_class(stderr=True, soft_wrap=True)
+    err = console_class(stderr=True, soft_wrap=True, quiet=args.quiet)
+    out = console_class(soft_wrap=True, quiet=args.json)
+    redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
-        return int(exc.code or 0)
-    args.argv = argv
-    args.summary = {}
-    errors = Console(stderr=True, soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True, quiet=args.quiet)
-    out = Console(soft_wrap=True, quiet=args.json)
-    try:
-        code = args.run(args, out, err) or EXIT_OK
+        with redirect:
+            outcome = args.run(args, out, err)
+        return (outcome if isinstance(outcome, int) else EXIT_OK), outcome
     except UserError as exc:
         errors.print(f"introspect {args.command}: error: {exc}", markup=False, highlight=False)
-        code = EXIT_USAGE
         args.summary = {"error": str(exc)}
+        return EXIT_USAGE, None
     except KeyboardInterrupt:
-        errors.print("introspect: interrupted", markup=False)
-        code = EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - one line unless --debug; SystemExit: a model's sys.exit
         if args.debug:
             traceback.print_exc()
+        elif isinstance(exc, SystemExit):
+            errors.print(f"introspect {args.command}: failed: the model's code called sys.exit({exc.code!r}) "
+                         "(rerun with --debug for the traceback)", markup=False, highlight=False)
         else:
             first = str(exc).splitlines()[0] if str(exc) else ""
             errors.print(f"introspect {args.command}: failed: {type(exc).__name__}: {first} "
                          "(rerun with --debug for the traceback)", markup=False, highlight=False)
-        code = EXIT_FAILURE
         args.summary = {"error": f"{type(exc).__name__}: {exc}"}
-    if args.json:
-        print(json.dumps({"command": args.command, "exit_code": code, **args.summary}, default=str))
-    return code
+        return EXIT_FAILURE, None
 
 
 if __name__ == "__main__":

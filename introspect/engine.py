@@ -178,8 +178,9 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     """Optimize one batch of len(keys) images so that ``objective`` (B,) rises.
 
     ``keys`` identify the images (class or channel indices): each image's
-    initial values and transforms are drawn from (config.seed, key). Ctrl-C
-    stops the loop and returns the images so far with ``interrupted_at`` set.
+    initial values and transforms are drawn from (config.seed, key). A
+    KeyboardInterrupt (Ctrl-C, or raised by ``callback`` after a step) stops the
+    loop and returns the images so far with ``interrupted_at`` = the steps done.
     """
     if config.steps < 1:
         raise ValueError("steps must be at least 1")
@@ -194,7 +195,7 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     history: list[torch.Tensor] = []
     snapshots: dict[int, torch.Tensor] = {}
     interrupted_at = None
-    step = 0
+    steps_done = 0
     layout = contextlib.nullcontext(False)
     use_layout = config.channels_last if config.channels_last is not None else input_shape[0] >= 3
     if use_layout and len(input_shape) == 3:
@@ -224,11 +225,11 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
                 history.append(values.detach().cpu())
                 if step in config.snapshots:
                     snapshots[step] = images.detach().cpu()
+                steps_done = step
                 if callback is not None:
                     callback(step, config.steps, values.detach())
-        except KeyboardInterrupt:
-            interrupted_at = step
-            step -= 1
+        except KeyboardInterrupt:  # from Ctrl-C, or raised by the callback to stop after a finished step
+            interrupted_at = steps_done
         with torch.no_grad():
             final = param()
             values = forward(final)
@@ -236,7 +237,7 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     return RenderResult(
         images=final.detach().cpu(), values=values.detach().cpu(),
         history=torch.stack(history) if history else torch.zeros(0, batch),
-        snapshots=snapshots, steps_done=step, interrupted_at=interrupted_at, stopped=stopped, notes=notes,
+        snapshots=snapshots, steps_done=steps_done, interrupted_at=interrupted_at, stopped=stopped, notes=notes,
     )
 
 

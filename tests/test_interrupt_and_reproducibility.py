@@ -1,14 +1,11 @@
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import hook_count
+from helpers import hook_count, start_and_wait
 from introspect import RenderConfig, visualize_classes
 from introspect.channels import parse_channel_list
 from introspect.errors import UserError
@@ -19,12 +16,7 @@ from introspect_cli.main import main
 
 def test_sigint_writes_partial_run(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "introspect_cli.main", "classes", "--steps", "1000000",
-                                "--out", str(out)], stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if line.startswith("plan:"):
-            break
-    time.sleep(2.0)  # well inside the optimization loop
+    process, _ = start_and_wait(["classes", "--steps", "1000000", "--progress", "--out", str(out)], "classes: step 1/")
     process.send_signal(signal.SIGINT)
     rest = process.communicate(timeout=120)[1]
     assert process.returncode == 130, rest
@@ -32,7 +24,7 @@ def test_sigint_writes_partial_run(tmp_path):
     assert record["status"].startswith("interrupted at step ")
     assert record["steps_done"] >= 1
     assert (out / "report.png").exists() and (out / "images.npz").exists()
-    assert "interrupted at step" in rest
+    assert "interrupted at step" in rest and "Traceback" not in rest
 
 
 def test_same_command_same_bytes(tmp_path):

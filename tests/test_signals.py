@@ -1,0 +1,115 @@
+"""SIGINT and SIGTERM through real processes, waiting on events (stderr lines), never on time."""
+import json
+import os
+import signal
+import textwrap
+
+from PIL import Image
+
+from helpers import start_and_wait
+from introspect_cli.main import main
+
+
+def test_sigterm_finishes_the_step_and_saves(tmp_path):
+    out = tmp_path / "run"
+    process, _ = start_and_wait(["classes", "--steps", "1000000", "--progress", "--out", str(out)], "classes: step 1/")
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, rest
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == f"interrupted at step {record['steps_done']}" and record["steps_done"] >= 1
+    assert len(record["history"]) == record["steps_done"]
+    assert "SIGTERM" in rest and "Traceback" not in rest
+
+
+def test_interrupt_during_startup_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "slow.py").write_text(textwrap.dedent("""
+        import sys, time
+        from torch import nn
+        print("loading the model", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(0.01)
+        class Net(nn.Module):
+            pass
+    """))
+    process, _ = start_and_wait(["classes", "--model", f"{tmp_path / 'slow.py'}:Net", "--size", "8"],
+                                "loading the model", cwd=tmp_path)
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 130
+    assert rest.strip() == "introspect: interrupted (SIGINT)"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
+    import introspect_cli.channels_cmd as channels_cmd
+
+    real = channels_cmd.dataset_examples
+
+    def interrupted_pass(*args, callback, **kwargs):
+        def first_batch(done, total):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives during the pass
+            callback(done, total)
+        return real(*args, callback=first_batch, **kwargs)
+
+    monkeypatch.setattr(channels_cmd, "dataset_examples", interrupted_pass)
+    assert main(["channels", "--layer", "conv1", "--steps", "2", "--out", "run"]) == 130
+    err = capsys.readouterr().err
+    assert "introspect: interrupted (SIGINT)" in err and "Traceback" not in err
+    assert not os.path.exists("run")
+
+
+def test_signals_while_writing_are_deferred(monkeypatch, capsys):
+    import introspect_cli.classes_cmd as classes_cmd
+
+    real = classes_cmd.save_figure
+
+    def save_while_signalled(fig, path):
+        os.kill(os.getpid(), signal.SIGINT)  # two Ctrl-C during the write
+        os.kill(os.getpid(), signal.SIGINT)
+        real(fig, path)
+
+    monkeypatch.setattr(classes_cmd, "save_figure", save_while_signalled)
+    assert main(["classes", "--steps", "2", "--out", "run"]) == 130
+    record = json.loads(open("run/run.json").read())
+    assert record["status"] == "complete"
+    with Image.open("run/report.png") as image:
+        image.load()  # a whole, readable PNG
+    assert "after the work was done" in capsys.readouterr().err
+
+
+def test_model_sys_exit_is_a_failure(tmp_path, capsys):
+    (tmp_path / "quitter.py").write_text(textwrap.dedent("""
+        import sys
+        from torch import nn
+        class AtImport(nn.Module):
+            pass
+        class InForward(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                sys.exit(0)
+    """))
+    argv = ["classes", "--model", f"{tmp_path / 'quitter.py'}:InForward", "--input-shape", "1,2,2", "--out", "r"]
+    assert main(argv) == 1
+    assert "called sys.exit(0)" in capsys.readouterr().err
+    assert not os.path.exists("r")
+
+
+def test_model_prints_do_not_break_json(tmp_path, capsys):
+    (tmp_path / "chatty.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class Chatty(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                print("hello from forward")
+                return self.fc(x.flatten(1))
+    """))
+    argv = ["classes", "--model", f"{tmp_path / 'chatty.py'}:Chatty", "--input-shape", "1,2,2", "--steps", "2", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["exit_code"] == 0
+    assert "hello from forward" in captured.err
