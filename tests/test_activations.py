@@ -146,3 +146,20 @@ def test_exif_orientation_is_applied(tmp_path, tiny_spec, orientation, turns):
     torch.testing.assert_close(image.pixels[0], torch.from_numpy(seven).float() / 255)
     assert image.conversion == ["read 28×26 L", f"turned upright (EXIF orientation {orientation})"]
 
+
+def test_animated_gif_needs_a_frame(tmp_path, capsys):
+    seven, one = digit(7), digit(1)
+    Image.fromarray(seven).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(one)], duration=100)
+    gif, out = str(tmp_path / "anim.gif"), tmp_path / "r"
+    assert main(["activations", "--image", gif, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has 2 frames" in err and "--frame N (0-1)" in err
+    assert not out.exists()
+    assert main(["activations", "--image", gif, "--frame", "5", "--out", str(out)]) == 2
+    assert "--frame 5 is out of range" in capsys.readouterr().err and not out.exists()
+    assert main(["activations", "--dataset", "mnist", "--index", "0", "--frame", "1", "--out", str(out)]) == 2
+    assert "--frame goes with --image" in capsys.readouterr().err and not out.exists()
+    assert main(["activations", "--image", gif, "--frame", "1", "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out / "activations.npz")["input"][0], one / 255, atol=1e-6)
+    record = json.loads((out / "run.json").read_text())
+    assert "frame 1 of 2" in record["input"]["conversion"] and record["prediction"]["name"] == "1"
