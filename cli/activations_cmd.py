@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--image", metavar="PATH", help="any image file; converted to the model's input (the report says how)")
     source.add_argument("--dataset", choices=list(DATASETS), help="take the image from this dataset's held-out (test) split")
     source.add_argument("--index", type=int, metavar="N", help="index into the held-out split, with --dataset")
+    source.add_argument("--frame", type=int, metavar="N",
+                        help="frame of an animated or multi-page --image, from 0 (default: none; such images are refused)")
     p.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")
     p.add_argument("--layer", default="all", metavar="NAMES", help="layers, comma-separated, or all (default: all)")
     p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
@@ -54,7 +56,9 @@ def read_input(args: argparse.Namespace, spec, err: Console) -> ImageInput:
     if args.image is not None:
         if args.index is not None:
             raise UserError("--index goes with --dataset, not --image")
-        return load_image(args.image, spec, args.invert)
+        return load_image(args.image, spec, args.invert, args.frame)
+    if args.frame is not None:
+        raise UserError("--frame goes with --image, not --dataset")
     if args.index is None:
         raise UserError("--dataset needs --index N (an index into its held-out split)")
     data = load_dataset(args.dataset, "test", args.data_dir)

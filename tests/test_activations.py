@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ from torch import nn
 
 from helpers import hook_count
 from introspect.activations import ImageInput, inspect_image, load_image
+from introspect.data import load_dataset
 from introspect.errors import UserError
 from introspect.models import ModelSpec
 from introspect_cli.main import main
@@ -84,3 +86,80 @@ def test_cli_dataset_index_end_to_end(tmp_path):
     assert "held-out #17" in record["input"]["source"]
     assert record["prediction"]["name"] == str(record["input"]["label"])  # the shipped model gets it right
     assert main(["activations", "--dataset", "mnist", "--index", "5000"]) == 2
+
+
+def digit(label: int) -> np.ndarray:
+    """The first held-out MNIST digit with this label, (28, 28) uint8, light on dark."""
+    data = load_dataset("mnist", "test")
+    return data.images[data.labels == label][0, 0].numpy()
+
+
+def test_16bit_png_reads_like_the_8bit_one(tmp_path, shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    seven = digit(7)
+    Image.fromarray(seven).save(tmp_path / "8.png")
+    Image.fromarray(seven.astype(np.uint16) * 257).save(tmp_path / "16.png")
+    eight, sixteen = load_image(tmp_path / "8.png", spec), load_image(tmp_path / "16.png", spec)
+    assert sixteen.conversion == ["read 28×28 I;16", "16-bit values scaled by 1/65535"]
+    torch.testing.assert_close(sixteen.pixels, eight.pixels, atol=1 / 255, rtol=0)
+    assert inspect_image(model, spec, sixteen, []).predicted == inspect_image(model, spec, eight, []).predicted == 7
+
+
+def test_16bit_image_is_resized_in_float_and_replicated_for_rgb(tmp_path, tiny_spec):
+    ramp = np.tile(np.arange(56, dtype=np.uint16) * 50, (56, 1))  # every value below 256: nothing left in 8 bits
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    image = load_image(tmp_path / "ramp.png", dataclasses.replace(tiny_spec, input_shape=(3, 28, 28)))
+    assert image.pixels.shape == (3, 28, 28)
+    torch.testing.assert_close(image.pixels, image.pixels[:1].expand(3, -1, -1))
+    expected = (2 * torch.arange(1, 27) + 0.5) * 50 / 65535  # bilinear halving of a linear ramp, away from the edges
+    torch.testing.assert_close(image.pixels[0, :, 1:-1], expected.expand(28, 26), atol=1e-6, rtol=0)
+    assert image.conversion[-2:] == ["resized 56×56 → 28×28 (bilinear)", "grayscale replicated to 3 channels"]
+
+
+@pytest.mark.parametrize("scale", [1, 255])
+def test_float_tiff_in_unit_or_byte_range(tmp_path, tiny_spec, scale):
+    seven = digit(7)
+    Image.fromarray(seven).save(tmp_path / "8.png")
+    Image.fromarray(seven.astype(np.float32) / 255 * scale).save(tmp_path / "f.tif")
+    image = load_image(tmp_path / "f.tif", tiny_spec)
+    assert image.conversion == ["read 28×28 F", f"float values taken as [0, {scale}]"]
+    torch.testing.assert_close(image.pixels, load_image(tmp_path / "8.png", tiny_spec).pixels, atol=1e-6, rtol=0)
+
+
+def test_values_outside_the_range_are_clipped_and_said(tmp_path, tiny_spec):
+    array = np.zeros((28, 28), dtype=np.float32)
+    array[10:18, 10:18] = 300
+    array[0, 0] = -5
+    Image.fromarray(array).save(tmp_path / "f.tif")
+    image = load_image(tmp_path / "f.tif", tiny_spec)
+    assert image.conversion[1:] == ["float values taken as [0, 255]", "values outside [0, 1] clipped"]
+    assert image.pixels.min() == 0 and image.pixels.max() == 1 and image.pixels[0, 12, 12] == 1
+
+
+@pytest.mark.parametrize("orientation, turns", [(6, 1), (8, -1)])
+def test_exif_orientation_is_applied(tmp_path, tiny_spec, orientation, turns):
+    seven = digit(7)[:, 2:]  # 26 wide, 28 high
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation: how the stored pixels must be turned to be upright
+    Image.fromarray(np.rot90(seven, turns).copy()).save(tmp_path / "phone.png", exif=exif)
+    image = load_image(tmp_path / "phone.png", dataclasses.replace(tiny_spec, input_shape=(1, 28, 26)))
+    torch.testing.assert_close(image.pixels[0], torch.from_numpy(seven).float() / 255)
+    assert image.conversion == ["read 28×26 L", f"turned upright (EXIF orientation {orientation})"]
+
+
+def test_animated_gif_needs_a_frame(tmp_path, capsys):
+    seven, one = digit(7), digit(1)
+    Image.fromarray(seven).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(one)], duration=100)
+    gif, out = str(tmp_path / "anim.gif"), tmp_path / "r"
+    assert main(["activations", "--image", gif, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has 2 frames" in err and "--frame N (0-1)" in err
+    assert not out.exists()
+    assert main(["activations", "--image", gif, "--frame", "5", "--out", str(out)]) == 2
+    assert "--frame 5 is out of range" in capsys.readouterr().err and not out.exists()
+    assert main(["activations", "--dataset", "mnist", "--index", "0", "--frame", "1", "--out", str(out)]) == 2
+    assert "--frame goes with --image" in capsys.readouterr().err and not out.exists()
+    assert main(["activations", "--image", gif, "--frame", "1", "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out / "activations.npz")["input"][0], one / 255, atol=1e-6)
+    record = json.loads((out / "run.json").read_text())
+    assert "frame 1 of 2" in record["input"]["conversion"] and record["prediction"]["name"] == "1"
