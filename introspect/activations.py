@@ -57,7 +57,8 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
         raise UserError(f"--invert must be auto, yes or no, got '{invert}'")
     try:
         with Image.open(path) as opened:
-            frames = getattr(opened, "n_frames", 1)
+            # A phone's MPO JPEG holds its photo as frame 0 and previews or depth maps after it.
+            frames = 1 if opened.format == "MPO" else getattr(opened, "n_frames", 1)
             if frame is None and frames > 1:
                 raise UserError(f"'{path}' has {frames} frames (animated or multi-page); "
                                 f"choose one with --frame N (0-{frames - 1})")
