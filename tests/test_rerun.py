@@ -1,0 +1,92 @@
+"""rerun: the recorded files by absolute path and digest, code only with --trust, never over a run."""
+import json
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from introspect.models import builtin_checkpoint_path
+from introspect_cli.main import main
+
+NET = textwrap.dedent("""
+    from torch import nn
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+""")
+
+
+def _record(folder) -> dict:
+    return json.loads((folder / "run.json").read_text())
+
+
+def test_records_inputs_and_reruns_them_from_anywhere(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(builtin_checkpoint_path("mnist"), work / "weights.pt")
+    os.chdir(work)
+    assert main(["classes", "--checkpoint", "weights.pt", "--steps", "2", "--classes", "1", "--out", "a"]) == 0
+    inputs = _record(work / "a")["inputs"]
+    assert inputs["checkpoint"]["path"] == str(work / "weights.pt") and len(inputs["checkpoint"]["sha256"]) == 64
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)  # no weights.pt here: the recorded absolute path is used
+    assert main(["rerun", str(work / "a"), "--out", "b"]) == 0
+    assert (work / "a" / "images.npz").read_bytes() == (elsewhere / "b" / "images.npz").read_bytes()
+    err = capsys.readouterr().err
+    assert f"loads checkpoint {work / 'weights.pt'}" in err and "rerun: introspect classes --checkpoint" in err
+
+
+def test_changed_or_missing_input_is_refused(tmp_path, capsys):
+    shutil.copy(builtin_checkpoint_path("mnist"), "weights.pt")
+    assert main(["classes", "--checkpoint", "weights.pt", "--steps", "1", "--classes", "1", "--out", "a"]) == 0
+    shutil.copy(builtin_checkpoint_path("fashion-mnist"), "weights.pt")
+    assert main(["rerun", "a"]) == 2
+    assert "changed since the run" in capsys.readouterr().err and not os.path.exists("runs")
+    assert main(["rerun", "a", "--allow-changed", "--out", "b"]) == 0
+    os.remove("weights.pt")
+    assert main(["rerun", "a"]) == 2
+    assert "which is missing now" in capsys.readouterr().err
+
+
+def test_code_loading_runs_need_trust(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(NET)
+    assert main(["classes", "--model", "net.py:Net", "--input-shape", "1,2,2", "--steps", "1", "--out", "a"]) == 0
+    assert main(["rerun", "a"]) == 2
+    err = capsys.readouterr().err
+    assert "loads code" in err and "net.py is imported" in err and "--trust" in err
+    decoy = tmp_path / "other"
+    decoy.mkdir()
+    (decoy / "net.py").write_text("raise RuntimeError('the decoy ran')\n")
+    os.chdir(decoy)  # a different net.py in the current folder is never imported
+    assert main(["rerun", str(tmp_path / "a"), "--trust", "--out", "b"]) == 0
+    assert _record(decoy / "b")["inputs"]["model_file"]["path"] == str(tmp_path / "net.py")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["classes", "--ou", "victim", "--forc"], "does not parse"),
+    (["train", "--out", "victim.txt", "--force"], "rerun repeats classes, channels, activations runs only"),
+    (["classes", "--trust-checkpoint"], "loads code"),
+])
+def test_hostile_records_are_refused(argv, message, tmp_path, capsys):
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "run.json").write_text('{"mine": true}')
+    (tmp_path / "victim.txt").write_text("mine")
+    (tmp_path / "sent").mkdir()
+    (tmp_path / "sent" / "run.json").write_text(json.dumps({"argv": argv, "inputs": {}}))
+    assert main(["rerun", "sent"]) == 2
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "victim" / "run.json").read_text() == '{"mine": true}'
+    assert (tmp_path / "victim.txt").read_text() == "mine" and not (tmp_path / "runs").exists()
+
+
+def test_recorded_out_is_ignored(tmp_path):
+    assert main(["classes", "--steps", "1", "--classes", "0", "--out", "a", "--force"]) == 0
+    before = (tmp_path / "a" / "run.json").read_text()
+    assert main(["rerun", "a"]) == 0
+    assert (tmp_path / "a" / "run.json").read_text() == before
+    assert (tmp_path / "runs" / "classes-001" / "run.json").exists()
