@@ -102,6 +102,7 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     folder = prepare_out_dir(args.out, "channels", args.force)
     started = time.time()
     results: list[ChannelsResult] = []
+    cache_notes: set[str] = set()
     with progress(err, args) as bar:
         for layer in layers:
             examples = None
@@ -111,6 +112,10 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
                                             device=config.device, cache_key=loaded.sha256,
                                             callback=lambda done, total, task=task: bar.update(task, completed=done))
                 bar.update(task, completed=len(data))
+                for note in examples.notes:
+                    if note not in cache_notes:  # an unwritable cache would say so once per layer
+                        cache_notes.add(note)
+                        err.print(f"note: {note}", markup=False)
             task = bar.add_task(f"{layer}: optimizing", total=None, info="")
             result = visualize_channels(
                 model, spec, layer, selections[layer], config, neuron=args.neuron, diverse=args.diverse,
