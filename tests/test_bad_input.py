@@ -21,7 +21,20 @@ def files(tmp_path):
     from introspect.models import LeNet, load_model
 
     save_checkpoint(lenet, LeNet(), load_model("mnist").spec.replace(architecture="lenet", logits_layer="fc3"))
+    shipped = torch.load(builtin_checkpoint_path("mnist"), weights_only=True)
+    for name, change in BAD_SPECS.items():
+        torch.save({"state_dict": shipped["state_dict"], "spec": {**shipped["spec"], **change}}, tmp_path / f"{name}.pt")
+    (tmp_path / "three-names.txt").write_text("a\nb\nc\n")
     return tmp_path
+
+
+BAD_SPECS = {
+    "std0": {"std": [0.0]},
+    "no-classes": {"class_names": []},
+    "gelu": {"activations": {"conv1": "gelu"}},
+    "shape2": {"input_shape": [1, 28]},
+    "nan-mean": {"mean": [float("nan")]},
+}
 
 
 CASES = {
@@ -53,6 +66,17 @@ CASES = {
     "image missing": (["activations", "--image", "{tmp}/nope.png"], "does not exist"),
     "unknown format": (["classes", "--format", "png,bmp"], "unknown --format 'bmp'"),
     "snapshot past the end": (["classes", "--steps", "10", "--snapshots", "20"], "outside 1-10"),
+    "checkpoint spec with std 0": (["classes", "--checkpoint", "{tmp}/std0.pt"],
+                                   "checkpoint '{tmp}/std0.pt' has an invalid spec: std must be > 0 for every channel, got (0.0,)"),
+    "checkpoint spec without classes": (["classes", "--checkpoint", "{tmp}/no-classes.pt"],
+                                        "has an invalid spec: class_names must hold at least one name"),
+    "checkpoint spec with unknown activation": (["channels", "--layer", "conv1", "--checkpoint", "{tmp}/gelu.pt"],
+                                                "has an invalid spec: activations names unknown function 'gelu'"),
+    "checkpoint spec with malformed input_shape": (["layers", "--checkpoint", "{tmp}/shape2.pt"],
+                                                   "has an invalid spec: input_shape must be three positive whole numbers"),
+    "checkpoint spec with NaN mean": (["evaluate", "--checkpoint", "{tmp}/nan-mean.pt"],
+                                      "has an invalid spec: mean must hold one finite number per input channel"),
+    "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
 }
 
 
@@ -67,7 +91,7 @@ def test_bad_input_matrix(name, files, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if not line.startswith(("note:", "plan:", "data:"))]
     assert len(lines) == 1, err
-    assert message in lines[0] and "Traceback" not in err
+    assert message.replace("{tmp}", str(files)) in lines[0] and "Traceback" not in err
     assert sorted(p.relative_to(files) for p in files.rglob("*")) == before  # nothing written or removed
     assert not (files / "runs").exists()
 
