@@ -1,5 +1,6 @@
 """The bad-input matrix: one line on stderr saying what is wrong, exit 2, no traceback, nothing written."""
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -25,6 +26,9 @@ def files(tmp_path):
     for name, change in BAD_SPECS.items():
         torch.save({"state_dict": shipped["state_dict"], "spec": {**shipped["spec"], **change}}, tmp_path / f"{name}.pt")
     (tmp_path / "three-names.txt").write_text("a\nb\nc\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))).save(str(tmp_path / "scripted.pt"))
     return tmp_path
 
 
@@ -77,6 +81,10 @@ CASES = {
     "checkpoint spec with NaN mean": (["evaluate", "--checkpoint", "{tmp}/nan-mean.pt"],
                                       "has an invalid spec: mean must hold one finite number per input channel"),
     "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
+    "class names count differs": (["classes", "--class-names", "{tmp}/three-names.txt"],
+                                  "--class-names has 3 names, but the model has 10 classes"),
+    "logits layer of a TorchScript model": (["classes", "--model", "{tmp}/scripted.pt", "--input-shape", "1,2,2",
+                                             "--logits-layer", "1"], "TorchScript submodules cannot take"),
 }
 
 

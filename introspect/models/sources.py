@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..hooks import HookRegistry
 from . import (BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
                load_state, read_checkpoint, unwrap_state_dict)
 from .spec import ModelSpec
@@ -186,6 +187,9 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
         raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
     if meta.input_shape is None:
         raise UserError("a TorchScript model needs its input shape: pass --input-shape C,H,W")
+    if meta.logits_layer:
+        raise UserError("--logits-layer needs a forward hook, which TorchScript submodules cannot take; "
+                        "a TorchScript model's output is its logits")
     spec = _spec_from_flags(model, path.stem, meta)
     return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
 
@@ -263,6 +267,21 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
             spec = spec.replace(**changes)
         except ValueError as exc:
             raise UserError(f"{spec.name}'s metadata with these flags is invalid: {exc}") from exc
+    if meta.class_names is not None:
+        width = logits_width(loaded.model, spec)
+        if width is not None and width != spec.num_classes:
+            raise UserError(f"--class-names has {spec.num_classes} names, but the model has {width} classes "
+                            "(the width of its logits); give one name per class")
     loaded.spec = spec
     return loaded
 
+
+@torch.no_grad()
+def logits_width(model: nn.Module, spec: ModelSpec) -> int | None:
+    """How many classes the model scores: the width of ``spec.logits_layer``'s output on one dry forward
+    (None when that layer is not in the model, which the caller reports)."""
+    if spec.logits_layer not in dict(model.named_modules()):
+        return None
+    with HookRegistry(model, [spec.logits_layer]) as hooks:
+        output = hooks.run(torch.zeros(1, *spec.input_shape))[spec.logits_layer]
+    return output.flatten(1).shape[1]
