@@ -83,7 +83,7 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_model_from_args(args, err)
     model, spec = loaded.model, loaded.spec
     layers = resolve_layers(model, spec, args.layer)
-    selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
+    selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels is not None else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
     check_out_dir(args.out, args.force)

@@ -277,6 +277,8 @@ class ChannelsResult:
 
 def parse_channel_list(text: str, count: int) -> list[int]:
     """'0-15,20' -> [0, ..., 15, 20], each within 0..count-1."""
+    if not text.strip():
+        raise UserError("empty channel list: write e.g. 0-15,20, or leave out --channels for all channels")
     channels: list[int] = []
     for part in text.split(","):
         part = part.strip()

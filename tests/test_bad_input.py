@@ -48,6 +48,8 @@ CASES = {
     "malformed range 5-3": (["channels", "--layer", "conv1", "--channels", "5-3"], "start is after the end"),
     "malformed range a,b": (["channels", "--layer", "conv1", "--channels", "a,b"], "not N or N-M"),
     "malformed range -1": (["channels", "--layer", "conv1", "--channels", "-1"], "not N or N-M"),
+    "empty channel list": (["channels", "--layer", "conv1", "--channels", ""], "empty channel list"),
+    "blank channel list": (["channels", "--layer", "conv1", "--channels", " "], "empty channel list"),
     "unknown model": (["classes", "--model", "resnet"], "unknown model 'resnet'"),
     "missing checkpoint": (["classes", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
     "empty checkpoint": (["classes", "--checkpoint", "{tmp}/empty.pt"], "is empty"),

@@ -178,7 +178,8 @@ def test_parse_channel_list(text, expected):
 
 
 @pytest.mark.parametrize("text,message", [("5-3", "start is after the end"), ("a,b", "not N or N-M"),
-                                          ("-1", "not N or N-M"), ("3,", "empty item"), ("10", "out of range")])
+                                          ("-1", "not N or N-M"), ("3,", "empty item"), ("10", "out of range"),
+                                          ("", "empty channel list"), (" ", "empty channel list")])
 def test_parse_channel_list_errors(text, message):
     with pytest.raises(UserError, match=message):
         parse_channel_list(text, 10)
