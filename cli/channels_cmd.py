@@ -68,7 +68,7 @@ def load_examples_dataset(args: argparse.Namespace, spec, err: Console) -> Image
     try:
         data = load_dataset(name, args.split, args.data_dir)
     except UserError as exc:
-        if args.dataset:  # asked for explicitly: a real error
+        if args.dataset or args.data_dir:  # asked for explicitly: a real error
             raise
         err.print(f"note: {exc}; the report is written without real examples", markup=False)
         return None
