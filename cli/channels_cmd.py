@@ -67,7 +67,7 @@ def load_examples_dataset(args: argparse.Namespace, spec, err: Console) -> Image
     try:
         data = load_dataset(name, args.split, args.data_dir)
     except UserError as exc:
-        if args.dataset:  # asked for explicitly: a real error
+        if args.dataset or args.data_dir:  # asked for explicitly: a real error
             raise
         err.print(f"note: {exc}; the report is written without real examples", markup=False)
         return None
@@ -82,7 +82,7 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     loaded = load_model_from_args(args, err)
     model, spec = loaded.model, loaded.spec
     layers = resolve_layers(model, spec, args.layer)
-    selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels else None
+    selections = {layer: parse_channel_list(args.channels, layer_units(model, spec, layer)) if args.channels is not None else None
                   for layer in layers}
     config = config_from_args(args, CHANNELS_DEFAULTS)
     check_out(args.out, args.force)
@@ -102,12 +102,17 @@ def run_channels(args: argparse.Namespace, out: Console, err: Console) -> int:
     run = claim_out_dir(args, "channels")
     started = time.time()
     results: list[ChannelsResult] = []
+    cache_notes: set[str] = set()
     try:
         with progress(err, args) as bar, interrupts.stepping():
             try:
                 for layer in layers:
                     interrupts.check()
                     results.append(channels_of_layer(args, loaded, layer, selections[layer], config, data, bar, err))
+                    for note in results[-1].examples.notes if results[-1].examples else []:
+                        if note not in cache_notes:  # an unwritable cache would say so once per layer
+                            cache_notes.add(note)
+                            err.print(f"note: {note}", markup=False)
                     if results[-1].interrupted_at is not None:
                         break
             except KeyboardInterrupt:

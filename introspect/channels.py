@@ -7,7 +7,6 @@ centre position instead. Linear layers: the unit's value after its activation.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -25,16 +24,12 @@ from .errors import UserError
 from .hooks import HookRegistry
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
-from .objectives import Objective, reduce_channels
+from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, a faster rate and
 #: more steps reach activations above the best real image's (see the README's figures).
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, init_bias=0.0, free_brightness=True)
 
-ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu,
-    "identity": lambda x: x,
-}
 #: Weight of the pre-activation term that lets gradient through a ReLU where it is closed,
 #: so channels that start (or are) dead still move.
 PRE_ACTIVATION_WEIGHT = 0.01
@@ -43,10 +38,7 @@ DIVERSITY_WEIGHT = 1.0
 
 def layer_activation(spec: ModelSpec, layer: str) -> str:
     """Name of the activation the model applies to ``layer``'s output ("identity" if none is known)."""
-    name = (spec.activations or {}).get(layer, "identity")
-    if name not in ACTIVATION_FUNCTIONS:
-        raise ValueError(f"unknown activation '{name}' for layer {layer}; known: {', '.join(ACTIVATION_FUNCTIONS)}")
-    return name
+    return (spec.activations or {}).get(layer, "identity")
 
 
 def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) -> torch.Tensor:
@@ -108,6 +100,7 @@ class ExampleStats:
     split: str
     source: str
     count: int
+    notes: list[str] = field(default_factory=list)  # what happened to the cache entry; never saved in it
 
     @property
     def live(self) -> torch.Tensor:
@@ -119,8 +112,11 @@ class ExampleStats:
                 "split": self.split, "source": self.source, "count": self.count}
         arrays = {k: getattr(self, k).numpy() for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        tmp.replace(path)
+        try:
+            np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
 
     @classmethod
     def load(cls, path: Path) -> "ExampleStats":
@@ -131,11 +127,24 @@ class ExampleStats:
 
 
 def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> Path:
-    """Cache file keyed by checkpoint, dataset and split, layer and reduction."""
+    """Cache file keyed by checkpoint, the dataset's content (its digest), layer and reduction."""
     reduction = "centre" if neuron else "mean"
-    key = hashlib.sha256(f"{sha256}|{dataset.name}|{dataset.split}|{len(dataset)}|{dataset.source}".encode()).hexdigest()[:12]
     safe_layer = layer.replace("/", "_")
-    return cache_dir() / "examples" / f"{sha256[:16]}-{dataset.name}-{dataset.split}-{key}-{safe_layer}-{activation}-{reduction}-top{k}.npz"
+    return cache_dir() / "examples" / (f"{sha256[:16]}-{dataset.name}-{dataset.split}-{dataset.digest()[:16]}-"
+                                       f"{safe_layer}-{activation}-{reduction}-top{k}.npz")
+
+
+def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> ExampleStats:
+    """The cache entry at ``path``; ValueError when its contents do not fit the request."""
+    stats = ExampleStats.load(path)
+    channels, n = len(stats.max_value), len(dataset)
+    shapes = {"top_indices": (channels, min(k, n)), "top_values": (channels, min(k, n)), "peak": (channels,),
+              "quantiles": (channels, 3)}
+    if ((stats.layer, stats.activation, stats.neuron, stats.count) != (layer, activation, neuron, n)
+            or any(tuple(getattr(stats, name).shape) != shape for name, shape in shapes.items())
+            or not bool(((stats.top_indices >= 0) & (stats.top_indices < n)).all())):
+        raise ValueError("its contents do not fit this layer and dataset")
+    return stats
 
 
 @torch.no_grad()
@@ -147,15 +156,22 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
 
     One batched no-grad pass that stops after ``layer``. With ``cache_key`` (the
     checkpoint's sha256) the result is cached under the user cache folder, so
-    a second report does not recompute it.
+    a second report does not recompute it. A cache entry that cannot be read is
+    recomputed and rewritten; a cache folder that cannot be written means no
+    caching. Either is said in the result's ``notes``.
     """
     activation = layer_activation(spec, layer)
     path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k) if cache_key else None
-    if path is not None and path.is_file():
+    notes = []
+    if path is not None:
         try:
-            return ExampleStats.load(path)
-        except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)
+            return _read_cached(path, dataset, layer, activation, neuron, k)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, JSON, shapes)
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            notes.append(f"the examples cache entry '{path}' could not be read ({type(exc).__name__}: {reason}); "
+                         "recomputed it")
     resolve_layer(model, layer)
     values, peaks = [], []
     normalize = normalizer(spec.mean, spec.std, torch.device(device))
@@ -176,11 +192,15 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
         top_indices=top_indices.T.contiguous(), top_values=top_values.T.contiguous(),
         max_value=matrix.amax(0), peak=torch.cat(peaks).amax(0),
         quantiles=torch.quantile(matrix, torch.tensor([0.5, 0.9, 0.99]), dim=0).T.contiguous(),
-        dataset=dataset.name, split=dataset.split, source=dataset.source, count=len(dataset),
+        dataset=dataset.name, split=dataset.split, source=dataset.source, count=len(dataset), notes=notes,
     )
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stats.save(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(path)
+        except OSError as exc:
+            notes.append(f"cannot write the examples cache in '{path.parent}' ({exc.strerror or exc}); "
+                         "the examples are not cached")
     return stats
 
 
@@ -257,6 +277,8 @@ class ChannelsResult:
 
 def parse_channel_list(text: str, count: int) -> list[int]:
     """'0-15,20' -> [0, ..., 15, 20], each within 0..count-1."""
+    if not text.strip():
+        raise UserError("empty channel list: write e.g. 0-15,20, or leave out --channels for all channels")
     channels: list[int] = []
     for part in text.split(","):
         part = part.strip()

@@ -6,9 +6,10 @@ images came from, so reports and the CLI can name it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,21 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: tuple[str, ...]
     source: str
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def digest(self) -> str:
+        """sha256 of the uint8 images and the labels (bytes, dtypes, shapes), computed once: the data's identity."""
+        if self._digest is None:
+            digest = hashlib.sha256()
+            for tensor in (self.images, self.labels):
+                array = tensor.detach().cpu().contiguous().numpy()
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(array)
+            self._digest = digest.hexdigest()
+        return self._digest
 
     def pixels(self, index: slice | torch.Tensor | None = None) -> torch.Tensor:
         """Float images in [0, 1]."""

@@ -16,7 +16,7 @@ from torch import nn
 
 from .hooks import HookRegistry
 from .objectives import Objective
-from .params import FFTImage, PixelImage, frequency_scale, image_generators
+from .params import TRANSFORMS, FFTImage, PixelImage, frequency_scale, image_generators
 from .transforms import TransformConfig, apply_affine, random_affine_params
 
 
@@ -188,7 +188,7 @@ def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int]
     notes = [n for n in [train_mode_note(model)] if n]
     param = make_param(config, input_shape, keys, spectrum, start_bias(config, mean)).to(device)
     optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
-    generators = image_generators(config.seed + 1, keys)
+    generators = image_generators(config.seed, keys, TRANSFORMS)
     normalize = normalizer(mean, std, device)
     batch = len(keys)
     alive = torch.ones(batch, dtype=torch.bool, device=device)

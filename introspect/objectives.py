@@ -12,6 +12,12 @@ import torch.nn.functional as F
 
 Activations = dict[str, torch.Tensor]
 
+#: Activation functions a model may apply to a layer's output (ModelSpec.activations names them).
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "identity": lambda x: x,
+}
+
 
 class Objective:
     """A function of layer outputs -> (B,) values to maximize, one per image in the batch."""

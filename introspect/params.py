@@ -12,11 +12,30 @@ import torch
 from torch import nn
 
 
-def image_generators(seed: int, keys: Sequence[int]) -> list[torch.Generator]:
-    """One generator per image, seeded from (seed, key): results do not depend on batching."""
+WORD = 0xFFFFFFFF
+#: Random streams of one image: its starting values, and its random transforms.
+START, TRANSFORMS = 0, 1
+
+
+def seed_entropy(seed: int, key: int, stream: int = START) -> list[int]:
+    """The SeedSequence entropy of one image's ``stream``, for any Python int ``seed``.
+
+    Seeds 0..2**32-1 keep the original words [seed + stream mod 2**32, key], so earlier runs
+    repeat exactly. Other seeds give [key, tag, |seed|]: the tag (1-4) encodes sign and stream,
+    and |seed| > 0 puts a non-zero word after the first two, so the result never equals the
+    zero-padded [seed, key, 0, 0] of an in-range seed, nor another out-of-range seed's.
+    """
+    seed, key = int(seed), int(key) & WORD
+    if 0 <= seed <= WORD:
+        return [(seed + stream) & WORD, key]
+    return [key, 1 + 2 * stream + (seed < 0), abs(seed)]
+
+
+def image_generators(seed: int, keys: Sequence[int], stream: int = START) -> list[torch.Generator]:
+    """One generator per image, seeded from (seed, key, stream): results do not depend on batching."""
     generators = []
     for key in keys:
-        state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFF]).generate_state(2, np.uint32)
+        state = np.random.SeedSequence(seed_entropy(seed, key, stream)).generate_state(2, np.uint32)
         generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
     return generators
 

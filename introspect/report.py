@@ -1,7 +1,8 @@
 """Matplotlib reports built without pyplot's global state.
 
 ``figure(result)`` returns a Figure that renders itself inline in Jupyter;
-``save_figure`` writes it in any matplotlib format.
+``save_figure`` writes it in any matplotlib format. All text is plain text:
+a "$" in a class, layer or model name is drawn as typed, never as mathtext.
 """
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+#: Applied while figures are built: every Text made then keeps parse_math=False.
+PLAIN_TEXT = {"text.parse_math": False}
 
 
 class ReportFigure(Figure):
@@ -45,6 +50,7 @@ def to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
     return np.transpose(array, (1, 2, 0)), None
 
 
+@rc_context(PLAIN_TEXT)
 def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns: int | None = None,
                suptitle: str | None = None) -> None:
     """Tiles of images, nearest-neighbour upscaled, each with its title."""
@@ -62,6 +68,7 @@ def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns
         fig.suptitle(wrap(suptitle, fig.get_figwidth() if hasattr(fig, "get_figwidth") else 8, 12), fontsize=12)
 
 
+@rc_context(PLAIN_TEXT)
 def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch.Tensor, final_step: int,
                    column_labels: Sequence[str]) -> None:
     """One row per snapshot step, ending with the final images; one column per image."""
@@ -83,6 +90,7 @@ def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch
     fig.suptitle("evolution during optimization", fontsize=11)
 
 
+@rc_context(PLAIN_TEXT)
 def figure(result, columns: int | None = None) -> ReportFigure:
     """The report figure of a ClassesResult: tiles titled with class and probability, plus evolution if snapshotted."""
     snapshots = result.render.snapshots
@@ -157,6 +165,7 @@ def _activation_label(result) -> str:
             f"applies after {result.layer}, i.e. what the next layer sees")
 
 
+@rc_context(PLAIN_TEXT)
 def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
                     blocks_per_row: int | None = None) -> ReportFigure:
     """One tile per channel: its optimized image(s), then the top-k real images with their activations;
@@ -220,6 +229,7 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
     return fig
 
 
+@rc_context(PLAIN_TEXT)
 def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
     """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
     fig = ReportFigure(figsize=(10, 1.5 * len(results) + 0.6), layout="constrained")
@@ -263,6 +273,7 @@ def _feature_grid(maps: torch.Tensor, columns: int, gap: int = 1) -> tuple[np.nd
     return grid, corners
 
 
+@rc_context(PLAIN_TEXT)
 def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None) -> ReportFigure:
     """Input with prediction and top-5, saliency, then per layer its feature maps (conv) or unit bars (Linear)."""

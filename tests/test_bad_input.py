@@ -1,5 +1,6 @@
 """The bad-input matrix: one line on stderr saying what is wrong, exit 2, no traceback, nothing written."""
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -21,7 +22,23 @@ def files(tmp_path):
     from introspect.models import LeNet, load_model
 
     save_checkpoint(lenet, LeNet(), load_model("mnist").spec.replace(architecture="lenet", logits_layer="fc3"))
+    shipped = torch.load(builtin_checkpoint_path("mnist"), weights_only=True)
+    for name, change in BAD_SPECS.items():
+        torch.save({"state_dict": shipped["state_dict"], "spec": {**shipped["spec"], **change}}, tmp_path / f"{name}.pt")
+    (tmp_path / "three-names.txt").write_text("a\nb\nc\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))).save(str(tmp_path / "scripted.pt"))
     return tmp_path
+
+
+BAD_SPECS = {
+    "std0": {"std": [0.0]},
+    "no-classes": {"class_names": []},
+    "gelu": {"activations": {"conv1": "gelu"}},
+    "shape2": {"input_shape": [1, 28]},
+    "nan-mean": {"mean": [float("nan")]},
+}
 
 
 CASES = {
@@ -31,6 +48,8 @@ CASES = {
     "malformed range 5-3": (["channels", "--layer", "conv1", "--channels", "5-3"], "start is after the end"),
     "malformed range a,b": (["channels", "--layer", "conv1", "--channels", "a,b"], "not N or N-M"),
     "malformed range -1": (["channels", "--layer", "conv1", "--channels", "-1"], "not N or N-M"),
+    "empty channel list": (["channels", "--layer", "conv1", "--channels", ""], "empty channel list"),
+    "blank channel list": (["channels", "--layer", "conv1", "--channels", " "], "empty channel list"),
     "unknown model": (["classes", "--model", "resnet"], "unknown model 'resnet'"),
     "missing checkpoint": (["classes", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
     "empty checkpoint": (["classes", "--checkpoint", "{tmp}/empty.pt"], "is empty"),
@@ -48,11 +67,30 @@ CASES = {
     "unknown device": (["classes", "--device", "tpu"], "unknown device 'tpu'"),
     "cuda without gpu": (["classes", "--device", "cuda"], "no CUDA GPU"),
     "empty data dir": (["evaluate", "--data-dir", "{tmp}/empty-dir"], "holds no MNIST files"),
+    "channels data dir without a dataset": (["channels", "--layer", "conv1", "--data-dir", "{tmp}/empty-dir"],
+                                            "--data-dir '{tmp}/empty-dir' holds no MNIST files"),
+    "channels fashion data dir without a dataset": (["channels", "--model", "fashion-mnist", "--layer", "conv1",
+                                                     "--data-dir", "{tmp}/empty-dir"], "holds no FashionMNIST files"),
     "data dir is a file": (["channels", "--layer", "conv1", "--dataset", "mnist", "--data-dir", "{tmp}/a-file"], "is a file"),
     "image not an image": (["activations", "--image", "{tmp}/not-image.png"], "is not an image"),
     "image missing": (["activations", "--image", "{tmp}/nope.png"], "does not exist"),
     "unknown format": (["classes", "--format", "png,bmp"], "unknown --format 'bmp'"),
     "snapshot past the end": (["classes", "--steps", "10", "--snapshots", "20"], "outside 1-10"),
+    "checkpoint spec with std 0": (["classes", "--checkpoint", "{tmp}/std0.pt"],
+                                   "checkpoint '{tmp}/std0.pt' has an invalid spec: std must be > 0 for every channel, got (0.0,)"),
+    "checkpoint spec without classes": (["classes", "--checkpoint", "{tmp}/no-classes.pt"],
+                                        "has an invalid spec: class_names must hold at least one name"),
+    "checkpoint spec with unknown activation": (["channels", "--layer", "conv1", "--checkpoint", "{tmp}/gelu.pt"],
+                                                "has an invalid spec: activations names unknown function 'gelu'"),
+    "checkpoint spec with malformed input_shape": (["layers", "--checkpoint", "{tmp}/shape2.pt"],
+                                                   "has an invalid spec: input_shape must be three positive whole numbers"),
+    "checkpoint spec with NaN mean": (["evaluate", "--checkpoint", "{tmp}/nan-mean.pt"],
+                                      "has an invalid spec: mean must hold one finite number per input channel"),
+    "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
+    "class names count differs": (["classes", "--class-names", "{tmp}/three-names.txt"],
+                                  "--class-names has 3 names, but the model has 10 classes"),
+    "logits layer of a TorchScript model": (["classes", "--model", "{tmp}/scripted.pt", "--input-shape", "1,2,2",
+                                             "--logits-layer", "1"], "TorchScript submodules cannot take"),
 }
 
 
@@ -67,7 +105,7 @@ def test_bad_input_matrix(name, files, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if not line.startswith(("note:", "plan:", "data:"))]
     assert len(lines) == 1, err
-    assert message in lines[0] and "Traceback" not in err
+    assert message.replace("{tmp}", str(files)) in lines[0] and "Traceback" not in err
     assert sorted(p.relative_to(files) for p in files.rglob("*")) == before  # nothing written or removed
     assert not (files / "runs").exists()
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,84 @@ def test_examples_cached_by_checkpoint(tiny_model, tiny_spec, tmp_path):
     assert torch.equal(first.top_indices, second.top_indices) and torch.equal(first.max_value, second.max_value)
 
 
+def test_dataset_digest_is_its_content():
+    data = tiny_dataset()
+    same = tiny_dataset()
+    assert data.digest() == same.digest() and len(data.digest()) == 64
+    assert tiny_dataset(seed=1).digest() != data.digest()
+    relabelled = tiny_dataset()
+    relabelled.labels[0] = 9
+    assert relabelled.digest() != data.digest()
+    data.images.zero_()
+    assert data.digest() == same.digest()  # computed once per object
+
+
+def test_examples_cache_follows_the_dataset_content(tiny_model, tiny_spec):
+    first = dataset_examples(tiny_model, tiny_spec, "fc1", tiny_dataset(seed=0), k=2, cache_key="ab" * 32)
+    replaced = tiny_dataset(seed=1)  # same name, split, count and source; other images
+    second = dataset_examples(tiny_model, tiny_spec, "fc1", replaced, k=2, cache_key="ab" * 32)
+    fresh = dataset_examples(tiny_model, tiny_spec, "fc1", replaced, k=2)
+    assert not torch.equal(first.max_value, second.max_value)
+    assert torch.equal(second.max_value, fresh.max_value) and torch.equal(second.top_indices, fresh.top_indices)
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"garbage" * 10, lambda b: b""])
+def test_unreadable_cache_entry_is_recomputed_and_rewritten(tiny_model, tiny_spec, tmp_path, damage):
+    data = tiny_dataset()
+    first = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2, cache_key="ab" * 32)
+    (entry,) = (tmp_path / "cache" / "examples").glob("*.npz")
+    entry.write_bytes(damage(entry.read_bytes()))
+    second = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2, cache_key="ab" * 32)
+    assert len(second.notes) == 1 and "could not be read" in second.notes[0] and "recomputed" in second.notes[0]
+    assert torch.equal(first.top_indices, second.top_indices)
+    third = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2, cache_key="ab" * 32)
+    assert third.notes == [] and torch.equal(third.max_value, first.max_value)  # rewritten, readable again
+
+
+def test_cache_entry_of_other_shape_is_recomputed(tiny_model, tiny_spec, tmp_path):
+    data = tiny_dataset()
+    stats = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2, cache_key="ab" * 32)
+    (entry,) = (tmp_path / "cache" / "examples").glob("*.npz")
+    stats.top_indices = stats.top_indices + len(data)  # parses, but points past the dataset
+    stats.save(entry)
+    again = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2, cache_key="ab" * 32)
+    assert "do not fit" in again.notes[0] and bool((again.top_indices < len(data)).all())
+
+
+def test_cache_folder_that_is_a_file_means_no_caching(tiny_model, tiny_spec, tmp_path, monkeypatch):
+    (tmp_path / "cache-file").write_text("x")
+    monkeypatch.setenv("INTROSPECT_CACHE", str(tmp_path / "cache-file"))
+    stats = dataset_examples(tiny_model, tiny_spec, "conv1", tiny_dataset(), k=2, cache_key="ab" * 32)
+    assert len(stats.notes) == 1 and "not cached" in stats.notes[0] and "Not a directory" in stats.notes[0]
+    assert torch.equal(stats.max_value, dataset_examples(tiny_model, tiny_spec, "conv1", tiny_dataset(), k=2).max_value)
+    assert (tmp_path / "cache-file").read_text() == "x"
+
+
+def test_full_cache_disk_means_no_caching_and_no_partial_file(tiny_model, tiny_spec, tmp_path, monkeypatch):
+    import errno
+
+    def full(path, **arrays):
+        Path(path).write_bytes(b"PK partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("introspect.channels.np.savez_compressed", full)
+    stats = dataset_examples(tiny_model, tiny_spec, "conv1", tiny_dataset(), k=2, cache_key="ab" * 32)
+    assert len(stats.notes) == 1 and "No space left on device" in stats.notes[0]
+    assert list((tmp_path / "cache" / "examples").iterdir()) == []
+
+
+def test_cli_channels_survives_a_damaged_cache(tmp_path, capsys):
+    argv = ["channels", "--layer", "conv1", "--channels", "0", "--steps", "1", "--top-k", "2"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    (entry,) = (tmp_path / "cache" / "examples").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: the examples cache")]
+    assert len(notes) == 1 and "recomputed it" in notes[0]
+    assert np.array_equal(np.load(tmp_path / "a" / "images.npz")["examples"], np.load(tmp_path / "b" / "images.npz")["examples"])
+
+
 def test_constructed_dead_channel_is_reported_dead(tiny_model, tiny_spec):
     with torch.no_grad():
         tiny_model.conv1.weight[3].zero_()
@@ -99,7 +178,8 @@ def test_parse_channel_list(text, expected):
 
 
 @pytest.mark.parametrize("text,message", [("5-3", "start is after the end"), ("a,b", "not N or N-M"),
-                                          ("-1", "not N or N-M"), ("3,", "empty item"), ("10", "out of range")])
+                                          ("-1", "not N or N-M"), ("3,", "empty item"), ("10", "out of range"),
+                                          ("", "empty channel list"), (" ", "empty channel list")])
 def test_parse_channel_list_errors(text, message):
     with pytest.raises(UserError, match=message):
         parse_channel_list(text, 10)

@@ -3,7 +3,7 @@ import torch
 
 from introspect.engine import RenderConfig, frozen, render
 from introspect.objectives import channel, class_logits
-from introspect.params import FFTImage, PixelImage, frequency_scale, image_generators
+from introspect.params import TRANSFORMS, FFTImage, PixelImage, frequency_scale, image_generators, seed_entropy
 from introspect.transforms import TransformConfig, apply_affine, random_affine_params
 
 from helpers import hook_count
@@ -152,3 +152,45 @@ def test_objective_arithmetic():
     assert combined.layers == ("conv2",)
     only_second = channel("conv2", 1, batch=1)(acts)
     assert only_second[0] == 0 and only_second[1] == acts["conv2"][1, 1].mean()
+
+
+#: Generator seeds of keys 0 and 7 under the original 32-bit scheme (computed before seeds grew past 32 bits).
+ORIGINAL_STREAMS = {
+    0: [12750949206108985319, 5883240814030732630],
+    1: [7883430198869069541, 18233058305187354009],
+    2**32 - 1: [8557400077998867938, 11741669340207635646],
+}
+
+
+@pytest.mark.parametrize("seed", list(ORIGINAL_STREAMS))
+def test_in_range_seeds_keep_their_original_streams(seed):
+    assert [g.initial_seed() for g in image_generators(seed, [0, 7])] == ORIGINAL_STREAMS[seed]
+
+
+def test_transform_stream_is_the_original_seed_plus_one_in_32_bits():
+    assert [g.initial_seed() for g in image_generators(0, [0, 7], TRANSFORMS)] == ORIGINAL_STREAMS[1]
+    assert [g.initial_seed() for g in image_generators(2**32 - 1, [0, 7], TRANSFORMS)] == ORIGINAL_STREAMS[0]
+
+
+def test_seeds_past_32_bits_and_negative_seeds_do_not_alias():
+    seeds = [0, 2**32, -1, 2**64, -(2**32), 2**32 - 1]
+    streams = {(s, stream): tuple(g.initial_seed() for g in image_generators(s, [0, 7], stream))
+               for s in seeds for stream in (0, TRANSFORMS)}
+    assert len(set(streams.values())) == len(streams) - 1  # only 2**32-1's transforms reuse 0's start, as before
+    assert streams[(2**32 - 1, TRANSFORMS)] == streams[(0, 0)]
+    first = {s: torch.randn(3, generator=image_generators(s, [0])[0]) for s in seeds}
+    assert len({tuple(v.tolist()) for v in first.values()}) == len(seeds)
+
+
+@pytest.mark.parametrize("seed", [2**32, -1, -(2**32), 2**64, -(2**100)])
+def test_out_of_range_entropy_never_looks_like_an_in_range_one(seed):
+    for stream in (0, TRANSFORMS):
+        words = seed_entropy(seed, 5, stream)
+        assert words[0] == 5 and words[1] in (1, 2, 3, 4) and words[2] > 0  # [key, tag, |seed|]: never [s, k, 0, 0]
+
+
+def test_render_differs_for_seeds_that_used_to_alias(tiny_model, tiny_spec):
+    config = FAST.replace(steps=2)
+    images = {s: run(tiny_model, tiny_spec, config.replace(seed=s), keys=(0,)).images for s in (0, 2**32, -1)}
+    assert not torch.equal(images[0], images[2**32]) and not torch.equal(images[0], images[-1])
+    assert not torch.equal(images[2**32], images[-1])

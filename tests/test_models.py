@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import pytest
 import torch
@@ -8,14 +9,14 @@ from introspect.models import BUILTIN_MODELS, ModelSpec, load_checkpoint, load_m
 
 
 def test_checkpoint_round_trip_weights_only(tmp_path, tiny_model, tiny_spec):
-    spec = tiny_spec.replace(spectrum=[[1.0, 2.0], [3.0, 4.0]])
+    spec = tiny_spec.replace(spectrum=[[float(i + j) for j in range(15)] for i in range(28)])  # H x (W//2+1)
     path = tmp_path / "m.pt"
     save_checkpoint(path, tiny_model, spec)
     raw = torch.load(path, weights_only=True)  # must not need full unpickling
     assert set(raw) == {"state_dict", "spec"}
     loaded = load_checkpoint(path)
     assert loaded.spec == spec
-    assert loaded.spec.spectrum == ((1.0, 2.0), (3.0, 4.0))
+    assert isinstance(loaded.spec.spectrum, tuple) and loaded.spec.spectrum[1][:2] == (1.0, 2.0)
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value)
     assert len(loaded.sha256) == 64
@@ -75,3 +76,45 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
     save_checkpoint(path, tiny_model, tiny_spec.replace(class_names=[str(i) for i in range(5)]))
     with pytest.raises(UserError, match="fc2.weight"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"input_shape": [1, 28]}, "input_shape must be three positive whole numbers (C, H, W), got (1, 28)"),
+    ({"input_shape": [1, 0, 28]}, "input_shape must be three positive"),
+    ({"input_shape": [1.5, 28, 28]}, "input_shape must be three positive"),
+    ({"input_shape": None}, "input_shape must be a list, got None"),
+    ({"mean": [0.1, 0.2]}, "mean must hold one finite number per input channel (1), got (0.1, 0.2)"),
+    ({"mean": [float("inf")]}, "mean must hold one finite number"),
+    ({"std": []}, "std must hold one finite number per input channel (1), got ()"),
+    ({"std": ["1"]}, "std must hold one finite number"),
+    ({"std": [0.0]}, "std must be > 0 for every channel, got (0.0,)"),
+    ({"std": [-0.5]}, "std must be > 0 for every channel"),
+    ({"class_names": []}, "class_names must hold at least one name"),
+    ({"class_names": [1, 2]}, "class_names must hold at least one name (strings)"),
+    ({"activations": {"conv1": "gelu"}}, "activations names unknown function 'gelu' for layer 'conv1'; known: relu, identity"),
+    ({"activations": ["relu"]}, "activations must map layers to function names"),
+    ({"spectrum": [[1.0, 2.0]]}, "spectrum must be 28 x 15"),
+    ({"spectrum": "abc"}, "spectrum must be a list of rows of numbers"),
+    ({"logits_layer": None}, "logits_layer must be a string"),
+])
+def test_invalid_spec_is_refused_naming_the_field(tiny_spec, change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ModelSpec.from_dict({**tiny_spec.to_dict(), **change})
+
+
+def test_spec_validates_when_built_directly_too(tiny_spec):
+    with pytest.raises(ValueError, match="std must be > 0"):
+        ModelSpec(name="x", architecture="y", input_shape=(3, 8, 8), mean=(0.5,) * 3, std=(1.0, 0.0, 1.0),
+                  logits_layer="", class_names=("a",))
+    with pytest.raises(ValueError, match="missing spec fields: input_shape"):
+        ModelSpec.from_dict({k: v for k, v in tiny_spec.to_dict().items() if k != "input_shape"})
+    with pytest.raises(ValueError, match="must be a mapping"):
+        ModelSpec.from_dict([1, 2])
+
+
+def test_checkpoint_with_invalid_spec_is_a_user_error(tmp_path, tiny_model, tiny_spec):
+    path = tmp_path / "x.pt"
+    torch.save({"state_dict": tiny_model.state_dict(), "spec": {**tiny_spec.to_dict(), "std": [0.0]}}, path)
+    with pytest.raises(UserError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"checkpoint '{path}' has an invalid spec: std must be > 0 for every channel, got (0.0,)"

@@ -156,3 +156,14 @@ def test_train_mode_model_runs_in_eval_and_says_so():
     assert model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key  # BatchNorm running stats untouched
+
+
+def test_class_names_must_match_the_logits_width(small_net_file):
+    model = f"{small_net_file}:SmallNet"
+    assert open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"))).spec.class_names == ("a", "b", "c")
+    with pytest.raises(UserError, match="--class-names has 2 names, but the model has 3 classes"):
+        open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b")))
+    with pytest.raises(UserError, match="--class-names has 3 names, but the model has 3136 classes"):
+        open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"), logits_layer="block1.0"))  # 4 x 28 x 28
+    with pytest.raises(UserError, match="--class-names has 3 names, but the model has 1000 classes"):
+        open_model("torchvision:resnet18", meta=MetaOverrides(size=32, class_names=("a", "b", "c")))

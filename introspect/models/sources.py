@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..hooks import HookRegistry
 from . import (BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
                load_state, read_checkpoint, unwrap_state_dict)
 from .spec import ModelSpec
@@ -40,6 +41,8 @@ def open_model(source: str = "mnist", checkpoint: str | Path | None = None, weig
     or a TorchScript archive; ``checkpoint`` holds its weights, ``weights`` names torchvision's."""
     if weights is not None and not source.startswith("torchvision:"):
         raise UserError("--weights only applies to --model torchvision:NAME; use --checkpoint for other models")
+    if meta.std is not None and any(s <= 0 for s in meta.std):
+        raise UserError("--std values must be above 0")
     if source.startswith("torchvision:"):
         loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
     elif ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
@@ -184,6 +187,9 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
         raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
     if meta.input_shape is None:
         raise UserError("a TorchScript model needs its input shape: pass --input-shape C,H,W")
+    if meta.logits_layer:
+        raise UserError("--logits-layer needs a forward hook, which TorchScript submodules cannot take; "
+                        "a TorchScript model's output is its logits")
     spec = _spec_from_flags(model, path.stem, meta)
     return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
 
@@ -238,24 +244,44 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         changes["input_shape"] = meta.input_shape
     elif meta.size is not None:
         changes["input_shape"] = (spec.input_shape[0], meta.size, meta.size)
+    shape = changes.get("input_shape", spec.input_shape)
+    if "input_shape" in changes:
+        try:
+            with torch.no_grad():
+                loaded.model(torch.zeros(1, *shape))
+        except Exception as exc:  # noqa: BLE001 - any shape error of the user's model
+            raise UserError(f"{spec.name} does not run on input of shape {shape}: {str(exc).splitlines()[0]}; "
+                            f"its input may be fixed at {spec.input_shape}") from exc
+        if spec.spectrum is not None and tuple(shape[1:]) != tuple(spec.input_shape[1:]):
+            changes["spectrum"] = None  # measured on images of the old size
     if meta.mean is not None:
-        changes["mean"] = _per_channel(meta.mean, (changes.get("input_shape") or spec.input_shape)[0], "--mean")
+        changes["mean"] = _per_channel(meta.mean, shape[0], "--mean")
     if meta.std is not None:
-        if any(s <= 0 for s in meta.std):
-            raise UserError("--std values must be above 0")
-        changes["std"] = _per_channel(meta.std, (changes.get("input_shape") or spec.input_shape)[0], "--std")
+        changes["std"] = _per_channel(meta.std, shape[0], "--std")
     if meta.class_names is not None:
         changes["class_names"] = meta.class_names
     if meta.logits_layer is not None:
         changes["logits_layer"] = meta.logits_layer
     if changes:
-        spec = spec.replace(**changes)
-    if "input_shape" in changes:
         try:
-            with torch.no_grad():
-                loaded.model(torch.zeros(1, *spec.input_shape))
-        except Exception as exc:  # noqa: BLE001 - any shape error of the user's model
-            raise UserError(f"{spec.name} does not run on input of shape {spec.input_shape}: {str(exc).splitlines()[0]}; "
-                            f"its input may be fixed at {loaded.spec.input_shape}") from exc
+            spec = spec.replace(**changes)
+        except ValueError as exc:
+            raise UserError(f"{spec.name}'s metadata with these flags is invalid: {exc}") from exc
+    if meta.class_names is not None:
+        width = logits_width(loaded.model, spec)
+        if width is not None and width != spec.num_classes:
+            raise UserError(f"--class-names has {spec.num_classes} names, but the model has {width} classes "
+                            "(the width of its logits); give one name per class")
     loaded.spec = spec
     return loaded
+
+
+@torch.no_grad()
+def logits_width(model: nn.Module, spec: ModelSpec) -> int | None:
+    """How many classes the model scores: the width of ``spec.logits_layer``'s output on one dry forward
+    (None when that layer is not in the model, which the caller reports)."""
+    if spec.logits_layer not in dict(model.named_modules()):
+        return None
+    with HookRegistry(model, [spec.logits_layer]) as hooks:
+        output = hooks.run(torch.zeros(1, *spec.input_shape))[spec.logits_layer]
+    return output.flatten(1).shape[1]

@@ -1,8 +1,11 @@
 """ModelSpec: what the tools need to know about a model besides its weights."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
+
+from ..objectives import ACTIVATION_FUNCTIONS
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,38 @@ class ModelSpec:
     activations: dict[str, str] | None = None
     spectrum: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        """Refuse a spec the tools cannot use: ValueError naming the field."""
+        for name in ("name", "architecture", "logits_layer"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise ValueError(f"dataset must be a string or None, got {self.dataset!r}")
+        shape = self.input_shape
+        if not (isinstance(shape, tuple) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
+            raise ValueError(f"input_shape must be three positive whole numbers (C, H, W), got {shape!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not (isinstance(values, tuple) and len(values) == shape[0]
+                    and all(_is_number(v) and math.isfinite(v) for v in values)):
+                raise ValueError(f"{name} must hold one finite number per input channel ({shape[0]}), got {values!r}")
+        if any(v <= 0 for v in self.std):
+            raise ValueError(f"std must be > 0 for every channel, got {self.std!r}")
+        if not (isinstance(self.class_names, tuple) and self.class_names
+                and all(isinstance(n, str) for n in self.class_names)):
+            raise ValueError(f"class_names must hold at least one name (strings), got {self.class_names!r}")
+        if self.activations is not None:
+            if not isinstance(self.activations, dict):
+                raise ValueError(f"activations must map layers to function names, got {self.activations!r}")
+            unknown = [(layer, name) for layer, name in self.activations.items() if name not in ACTIVATION_FUNCTIONS]
+            if unknown:
+                raise ValueError(f"activations names unknown function {unknown[0][1]!r} for layer {unknown[0][0]!r}; "
+                                 f"known: {', '.join(ACTIVATION_FUNCTIONS)}")
+        if self.spectrum is not None:
+            rows, cols = shape[1], shape[2] // 2 + 1
+            if len(self.spectrum) != rows or any(len(row) != cols for row in self.spectrum):
+                raise ValueError(f"spectrum must be {rows} x {cols} (H x W//2+1 of input_shape {shape})")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -44,17 +79,28 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        """The spec stored as ``to_dict`` wrote it; ValueError naming the field when it is malformed."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the spec must be a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown spec fields: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown spec fields: {', '.join(sorted(map(str, unknown)))}")
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
+        if missing:
+            raise ValueError(f"missing spec fields: {', '.join(missing)}")
         values = dict(data)
         for key in ("input_shape", "mean", "std", "class_names"):
+            if not isinstance(values[key], (list, tuple)):
+                raise ValueError(f"{key} must be a list, got {values[key]!r}")
             values[key] = tuple(values[key])
-        if values.get("activations") is not None:
+        if isinstance(values.get("activations"), dict):
             values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
         if values.get("spectrum") is not None:
-            values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
+            try:
+                values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
+            except (TypeError, ValueError):
+                raise ValueError("spectrum must be a list of rows of numbers") from None
         return cls(**values)
 
     def replace(self, **changes: Any) -> "ModelSpec":
@@ -65,3 +111,11 @@ def _to_lists(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_to_lists(v) for v in value]
     return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
