@@ -108,7 +108,7 @@ def test_16bit_png_reads_like_the_8bit_one(tmp_path, shipped_mnist):
 def test_16bit_image_is_resized_in_float_and_replicated_for_rgb(tmp_path, tiny_spec):
     ramp = np.tile(np.arange(56, dtype=np.uint16) * 50, (56, 1))  # every value below 256: nothing left in 8 bits
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
-    image = load_image(tmp_path / "ramp.png", dataclasses.replace(tiny_spec, input_shape=(3, 28, 28)))
+    image = load_image(tmp_path / "ramp.png", dataclasses.replace(tiny_spec, input_shape=(3, 28, 28), mean=(0.1307,) * 3, std=(0.3081,) * 3))
     assert image.pixels.shape == (3, 28, 28)
     torch.testing.assert_close(image.pixels, image.pixels[:1].expand(3, -1, -1))
     expected = (2 * torch.arange(1, 27) + 0.5) * 50 / 65535  # bilinear halving of a linear ramp, away from the edges
