@@ -37,25 +37,25 @@ class ModelSpec:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
         for name in ("name", "architecture", "logits_layer"):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be a string, got {_brief(getattr(self, name))}")
         if self.dataset is not None and not isinstance(self.dataset, str):
-            raise ValueError(f"dataset must be a string or None, got {self.dataset!r}")
+            raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape
         if not (isinstance(shape, tuple) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
-            raise ValueError(f"input_shape must be three positive whole numbers (C, H, W), got {shape!r}")
+            raise ValueError(f"input_shape must be three positive whole numbers (C, H, W), got {_brief(shape)}")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if not (isinstance(values, tuple) and len(values) == shape[0]
                     and all(_is_number(v) and math.isfinite(v) for v in values)):
-                raise ValueError(f"{name} must hold one finite number per input channel ({shape[0]}), got {values!r}")
+                raise ValueError(f"{name} must hold one finite number per input channel ({shape[0]}), got {_brief(values)}")
         if any(v <= 0 for v in self.std):
-            raise ValueError(f"std must be > 0 for every channel, got {self.std!r}")
+            raise ValueError(f"std must be > 0 for every channel, got {_brief(self.std)}")
         if not (isinstance(self.class_names, tuple) and self.class_names
                 and all(isinstance(n, str) for n in self.class_names)):
-            raise ValueError(f"class_names must hold at least one name (strings), got {self.class_names!r}")
+            raise ValueError(f"class_names must hold at least one name (strings), got {_brief(self.class_names)}")
         if self.activations is not None:
             if not isinstance(self.activations, dict):
-                raise ValueError(f"activations must map layers to function names, got {self.activations!r}")
+                raise ValueError(f"activations must map layers to function names, got {_brief(self.activations)}")
             unknown = [(layer, name) for layer, name in self.activations.items() if name not in ACTIVATION_FUNCTIONS]
             if unknown:
                 raise ValueError(f"activations names unknown function {unknown[0][1]!r} for layer {unknown[0][0]!r}; "
@@ -92,7 +92,7 @@ class ModelSpec:
         values = dict(data)
         for key in ("input_shape", "mean", "std", "class_names"):
             if not isinstance(values[key], (list, tuple)):
-                raise ValueError(f"{key} must be a list, got {values[key]!r}")
+                raise ValueError(f"{key} must be a list, got {_brief(values[key])}")
             values[key] = tuple(values[key])
         if isinstance(values.get("activations"), dict):
             values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
@@ -119,3 +119,9 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _brief(value: Any) -> str:
+    """repr(value), cut to fit an error line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + " ..."
