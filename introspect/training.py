@@ -5,6 +5,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +34,14 @@ def random_affine(pixels: torch.Tensor, generator: torch.Generator, degrees: flo
     return F.grid_sample(pixels, grid, align_corners=False, padding_mode="zeros")
 
 
+def torch_seed(seed: int) -> int:
+    """A seed torch takes (0..2**64-1) for any Python int: those in range unchanged, others hashed into it."""
+    if 0 <= seed < 1 << 64:
+        return seed
+    state = np.random.SeedSequence([1 + (seed < 0), abs(seed)]).generate_state(2, np.uint32)
+    return int(state[0]) << 32 | int(state[1])
+
+
 @dataclass
 class EpochStats:
     epoch: int
@@ -51,6 +60,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
     a forked global RNG, so the caller's RNG state is left as it was.
     ``on_batch(done, total)`` reports progress; ``max_batches`` caps each epoch (tests).
     """
+    seed = torch_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)

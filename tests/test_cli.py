@@ -97,3 +97,11 @@ def test_explicit_out_with_run_needs_force(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert (out / "images.npz").read_bytes() == before
     assert main(["classes", "--steps", "3", "--classes", "1", "--out", str(out), "--force"]) == 0
+
+
+def test_any_int_is_a_training_seed():
+    from introspect.training import torch_seed
+
+    assert [torch_seed(s) for s in (0, 1, 2**64 - 1)] == [0, 1, 2**64 - 1]
+    hashed = {torch_seed(s) for s in (2**64, -1, -(2**64), 2**200)}
+    assert len(hashed) == 4 and all(0 <= s < 2**64 for s in hashed)
