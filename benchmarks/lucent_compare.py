@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
-from introspect.models.sources import open_model, MetaOverrides
+from introspect.models.sources import load_model, MetaOverrides
 
 LUCENT_SCRIPT = textwrap.dedent("""
     import copy, sys, time, torch, torchvision
@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "resnet18-random.pt"
         torch.save(state, weights)
-        loaded = open_model("torchvision:resnet18", checkpoint=weights, meta=MetaOverrides(size=args.size))
+        loaded = load_model("torchvision:resnet18", checkpoint=weights, meta=MetaOverrides(size=args.size))
         config = CHANNELS_DEFAULTS.replace(steps=args.steps)
         visualize_channels(loaded.model, loaded.spec, "layer3", [0, 1], config.replace(steps=2))  # warm-up
         timings = {}

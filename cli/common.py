@@ -14,12 +14,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import introspect
 from introspect.engine import RenderConfig
-from introspect.errors import UserError
+from introspect.errors import UserError, render
 from introspect.models import BUILTIN_MODELS, LoadedModel, file_sha256
 from introspect.runs import RunFolder, claim_run_folder
-from introspect.models.sources import MetaOverrides, open_model
+from introspect.models.sources import MetaOverrides, load_model
 
 FORMATS = ("png", "pdf", "svg", "jpg")
+
+#: How the CLI spells each setting a library message names (see introspect.errors).
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "model", "checkpoint",
+    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer")}
+FLAGS["layers_command"] = "`introspect layers`"
+
+
+def say(text: str) -> str:
+    """A library message or note as the CLI shows it: settings spelled as flags."""
+    return render(getattr(text, "template", text), FLAGS)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +70,7 @@ def load_model_from_args(args: argparse.Namespace, err: Console | None = None, h
             raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
     meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
                          class_names=class_names, logits_layer=args.logits_layer)
-    loaded = open_model(args.model, args.checkpoint, args.weights, args.trust_checkpoint, meta)
+    loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint, meta=meta)
     if hooks and loaded.scripted:
         raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "
                         "`introspect classes` works on TorchScript, or load the eager model (file.py:ClassName + --checkpoint)")
@@ -67,7 +78,7 @@ def load_model_from_args(args: argparse.Namespace, err: Console | None = None, h
         raise UserError(f"--logits-layer '{loaded.spec.logits_layer}' is not a layer of the model (see `introspect layers`)")
     if err is not None:
         for note in loaded.notes:
-            err.print(f"note: {note}", markup=False)
+            err.print(f"note: {say(note)}", markup=False)
     return loaded
 
 

@@ -117,6 +117,8 @@ def _dispatch(args: argparse.Namespace, console_class) -> tuple[int, object]:
     model) prints on stdout goes to stderr under --json, so stdout stays one JSON document."""
     from introspect.errors import UserError
 
+    from .common import FLAGS
+
     errors = console_class(stderr=True, soft_wrap=True)
     err = console_class(stderr=True, soft_wrap=True, quiet=args.quiet)
     out = console_class(soft_wrap=True, quiet=args.json)
@@ -126,8 +128,9 @@ def _dispatch(args: argparse.Namespace, console_class) -> tuple[int, object]:
             outcome = args.run(args, out, err)
         return (outcome if isinstance(outcome, int) else EXIT_OK), outcome
     except UserError as exc:
-        errors.print(f"introspect {args.command}: error: {exc}", markup=False, highlight=False)
-        args.summary = {"error": str(exc)}
+        message = exc.message.render(FLAGS)
+        errors.print(f"introspect {args.command}: error: {message}", markup=False, highlight=False)
+        args.summary = {"error": message}
         return EXIT_USAGE, None
     except KeyboardInterrupt:
         raise

@@ -54,17 +54,17 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     if channels not in (1, 3):
         raise UserError(f"the model takes {channels}-channel input; only grayscale or RGB images can be converted")
     if invert not in ("auto", "yes", "no"):
-        raise UserError(f"--invert must be auto, yes or no, got '{invert}'")
+        raise UserError(f"{{invert}} must be auto, yes or no, got '{invert}'")
     try:
         with Image.open(path) as opened:
             # A phone's MPO JPEG holds its photo as frame 0 and previews or depth maps after it.
             frames = 1 if opened.format == "MPO" else getattr(opened, "n_frames", 1)
             if frame is None and frames > 1:
                 raise UserError(f"'{path}' has {frames} frames (animated or multi-page); "
-                                f"choose one with --frame N (0-{frames - 1})")
+                                f"choose one with {{frame}} N (0-{frames - 1})")
             if frame is not None:
                 if not 0 <= frame < frames:
-                    raise UserError(f"--frame {frame} is out of range: '{path}' has {frames} frame(s), 0-{frames - 1}")
+                    raise UserError(f"{{frame}} {frame} is out of range: '{path}' has {frames} frame(s), 0-{frames - 1}")
                 opened.seek(frame)
             opened.load()
             notes = [f"read {opened.width}×{opened.height} {opened.mode}"]
@@ -72,6 +72,8 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
                 notes.append(f"frame {frame} of {frames}")
             orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
             image = ImageOps.exif_transpose(opened)
+    except UserError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UserError(f"'{path}' is not an image that can be read (PNG, JPEG, BMP, ...): {exc}") from None
     if 2 <= orientation <= 8:

@@ -278,7 +278,7 @@ class ChannelsResult:
 def parse_channel_list(text: str, count: int) -> list[int]:
     """'0-15,20' -> [0, ..., 15, 20], each within 0..count-1."""
     if not text.strip():
-        raise UserError("empty channel list: write e.g. 0-15,20, or leave out --channels for all channels")
+        raise UserError("empty channel list: write e.g. 0-15,20, or leave out {channels} for all channels")
     channels: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -330,7 +330,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     if bad:
         raise UserError(f"channel {bad[0]} is out of range: layer {layer} has channels 0-{count - 1}")
     if diverse < 1:
-        raise UserError("--diverse must be at least 1")
+        raise UserError("{diverse} must be at least 1")
     activation = layer_activation(spec, layer)
     model = model.to(config.device)
     size = batch_size or auto_batch_size(model, spec, layer, diverse, config.device)

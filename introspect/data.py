@@ -143,8 +143,8 @@ def _from_folder(cls_name: str, split: str, data_dir: Path, strict: bool):
                 data_dir.rmdir()
     if arrays is None and strict:
         raise UserError(
-            f"--data-dir '{data_dir}' holds no {cls_name} files (torchvision's layout or IDX files) and the download "
-            "failed (offline?); leave out --data-dir to use the offline copy"
+            f"{{data_dir}} '{data_dir}' holds no {cls_name} files (torchvision's layout or IDX files) and the download "
+            "failed (offline?); leave out {data_dir} to use the offline copy"
         )
     return arrays
 
@@ -213,8 +213,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         raise UserError(f"unknown split '{split}'; choose train or test")
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"--data-dir '{folder}' is a file, not a folder")
+        raise UserError(f"{{data_dir}} '{folder}' is a file, not a folder")
     if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
-        raise UserError(f"--data-dir '{folder}' is not readable")
+        raise UserError(f"{{data_dir}} '{folder}' is not readable")
     # An explicit --data-dir is taken at its word: no silent fallback to another source.
     return DATASETS[name].loader(split, folder, data_dir is not None)

@@ -24,7 +24,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         return layers[name]
     close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
     hint = f"closest: {', '.join(close)}; " if close else ""
-    raise UserError(f"unknown layer '{name}' ({hint}run `introspect layers` to list them all)")
+    raise UserError(f"unknown layer '{name}' ({hint}see {{layers_command}} for them all)")
 
 
 class StopForward(Exception):

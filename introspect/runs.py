@@ -126,7 +126,7 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the runs folder '{root}': {exc.strerror}; choose a folder with --out") from exc
+        raise UserError(f"cannot create the runs folder '{root}': {exc.strerror}; choose a folder with {out}") from exc
     pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
     number = max((int(m.group(1)) for p in root.iterdir() if (m := pattern.fullmatch(p.name))), default=0) + 1
     while True:
@@ -150,12 +150,12 @@ def check_out(out: str | Path | None, force: bool) -> None:
     if out is None:
         return
     if str(out).strip() == "":
-        raise UserError("--out is empty; name a folder (leave --out out for a new numbered one)")
+        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)")
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise UserError(f"--out '{path}' is an existing file; name a folder")
+        raise UserError(f"{{out}} '{path}' is an existing file; name a folder")
     if holds_run(path) and not force:
-        raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
+        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -176,14 +176,14 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         created = True
     except FileExistsError:
         if not path.is_dir():
-            raise UserError(f"--out '{path}' is an existing file; name a folder") from None
+            raise UserError(f"{{out}} '{path}' is an existing file; name a folder") from None
     except OSError as exc:
         raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
     fd = _lock(path)
     if fd is None:
-        raise UserError(f"another introspect run is writing into --out '{path}'; wait for it or choose another folder")
+        raise UserError(f"another introspect run is writing into {{out}} '{path}'; wait for it or choose another folder")
     run = RunFolder(path, created, fd)
     if holds_run(path) and not force:  # written by a run that finished after our first check
         run.release()
-        raise UserError(f"--out '{path}' already holds a run; choose another folder or add --force to overwrite it")
+        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
     return run

@@ -12,6 +12,7 @@ from torch import nn
 
 from .data import ImageDataset
 from .models.spec import ModelSpec
+from .outputs import output_kind
 
 
 def normalize(pixels: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
@@ -81,7 +82,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
                     pixels = random_affine(pixels, generator)
                 target = dataset.labels[index]
                 logits = model(normalize(pixels, spec))
-                loss = F.nll_loss(logits, target) if _is_log_probs(logits) else F.cross_entropy(logits, target)
+                loss = F.nll_loss(logits, target) if output_kind(logits) == "log-softmax" else F.cross_entropy(logits, target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -97,11 +98,6 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
                 on_epoch(stats)
     model.eval()
     return history
-
-
-def _is_log_probs(output: torch.Tensor) -> bool:
-    with torch.no_grad():
-        return bool(torch.allclose(output.exp().sum(1), torch.ones(len(output)), atol=1e-3))
 
 
 @dataclass

@@ -19,7 +19,7 @@ def test_describe_layers_shapes(tiny_model):
 
 def test_resolve_layer_suggests_closest(tiny_model):
     assert resolve_layer(tiny_model, "conv2") is tiny_model.conv2
-    with pytest.raises(UserError, match="closest: conv2.*introspect layers"):
+    with pytest.raises(UserError, match="closest: conv2.*describe_layers"):
         resolve_layer(tiny_model, "conv3")
 
 

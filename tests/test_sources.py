@@ -10,7 +10,7 @@ from helpers import hook_count
 from introspect.channels import visualize_channels, CHANNELS_DEFAULTS
 from introspect.engine import RenderConfig, make_param, render
 from introspect.errors import UserError
-from introspect.models.sources import MetaOverrides, open_model
+from introspect.models.sources import MetaOverrides, load_model
 from introspect.objectives import class_logits
 from introspect.params import FFTImage, image_generators, frequency_scale
 from introspect_cli.main import main
@@ -44,11 +44,11 @@ def small_net_file(tmp_path):
 
 
 def small_state(small_net_file):
-    return open_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model.state_dict()
+    return load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model.state_dict()
 
 
 def test_torchvision_nested_layer_random_init():
-    loaded = open_model("torchvision:resnet18", meta=MetaOverrides(size=32))
+    loaded = load_model("torchvision:resnet18", meta=MetaOverrides(size=32))
     assert loaded.random_weights and loaded.spec.input_shape == (3, 32, 32)
     assert len(loaded.spec.class_names) == 1000 and loaded.spec.mean == (0.485, 0.456, 0.406)
     result = visualize_channels(loaded.model, loaded.spec, "layer3.1.conv2", [0, 5], CHANNELS_DEFAULTS.replace(steps=2))
@@ -58,9 +58,9 @@ def test_torchvision_nested_layer_random_init():
 
 def test_torchvision_unknown_name_and_weights():
     with pytest.raises(UserError, match="closest: resnet18"):
-        open_model("torchvision:resnet81")
-    with pytest.raises(UserError, match="unknown --weights"):
-        open_model("torchvision:resnet18", weights="NOPE")
+        load_model("torchvision:resnet81")
+    with pytest.raises(UserError, match="unknown weights"):
+        load_model("torchvision:resnet18", weights="NOPE")
 
 
 def test_user_file_with_wrapped_dataparallel_checkpoint(small_net_file, tmp_path):
@@ -81,7 +81,7 @@ def test_shape_mismatch_names_first_key(small_net_file, tmp_path):
     state["head.weight"] = torch.zeros(5, 6)
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(UserError, match="head.weight"):
-        open_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "bad.pt", meta=MetaOverrides(size=28))
+        load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "bad.pt", meta=MetaOverrides(size=28))
 
 
 class Payload:
@@ -102,15 +102,15 @@ def test_weights_only_refusal_and_trust(small_net_file, tmp_path):
     path = tmp_path / "pickled.pt"
     torch.save({"state_dict": small_state(small_net_file), "extra": Payload()}, path)
     Payload.ran = False
-    with pytest.raises(UserError, match="--trust-checkpoint"):
-        open_model(f"{small_net_file}:SmallNet", checkpoint=path, meta=MetaOverrides(size=28))
+    with pytest.raises(UserError, match="trust_checkpoint"):
+        load_model(f"{small_net_file}:SmallNet", checkpoint=path, meta=MetaOverrides(size=28))
     assert not Payload.ran  # nothing in the file ran
-    loaded = open_model(f"{small_net_file}:SmallNet", checkpoint=path, trust_checkpoint=True, meta=MetaOverrides(size=28))
+    loaded = load_model(f"{small_net_file}:SmallNet", checkpoint=path, trust_checkpoint=True, meta=MetaOverrides(size=28))
     assert Payload.ran and not loaded.random_weights
 
 
 def test_torchscript_classes_only(small_net_file, tmp_path, capsys):
-    model = open_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model
+    model = load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model
     torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
     out = tmp_path / "run"
     assert main(["classes", "--model", str(tmp_path / "scripted.pt"), "--input-shape", "1,28,28", "--steps", "2",
@@ -160,10 +160,10 @@ def test_train_mode_model_runs_in_eval_and_says_so():
 
 def test_class_names_must_match_the_logits_width(small_net_file):
     model = f"{small_net_file}:SmallNet"
-    assert open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"))).spec.class_names == ("a", "b", "c")
-    with pytest.raises(UserError, match="--class-names has 2 names, but the model has 3 classes"):
-        open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b")))
-    with pytest.raises(UserError, match="--class-names has 3 names, but the model has 3136 classes"):
-        open_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"), logits_layer="block1.0"))  # 4 x 28 x 28
-    with pytest.raises(UserError, match="--class-names has 3 names, but the model has 1000 classes"):
-        open_model("torchvision:resnet18", meta=MetaOverrides(size=32, class_names=("a", "b", "c")))
+    assert load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"))).spec.class_names == ("a", "b", "c")
+    with pytest.raises(UserError, match="class_names has 2 names, but the model has 3 classes"):
+        load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b")))
+    with pytest.raises(UserError, match="class_names has 3 names, but the model has 3136 classes"):
+        load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"), logits_layer="block1.0"))  # 4 x 28 x 28
+    with pytest.raises(UserError, match="class_names has 3 names, but the model has 1000 classes"):
+        load_model("torchvision:resnet18", meta=MetaOverrides(size=32, class_names=("a", "b", "c")))

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import Message, UserError
 from ..hooks import HookRegistry
-from . import (BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path, file_sha256, load_checkpoint,
-               load_state, read_checkpoint, unwrap_state_dict)
+from ..outputs import output_kind
+from .checkpoint import file_sha256, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
+from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .spec import ModelSpec
 
 
@@ -35,14 +36,15 @@ class MetaOverrides:
     logits_layer: str | None = None
 
 
-def open_model(source: str = "mnist", checkpoint: str | Path | None = None, weights: str | None = None,
+def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, weights: str | None = None,
                trust_checkpoint: bool = False, meta: MetaOverrides = MetaOverrides()) -> LoadedModel:
-    """Load the model named by ``source``: a built-in name, ``torchvision:NAME``, ``file.py:ClassName``
-    or a TorchScript archive; ``checkpoint`` holds its weights, ``weights`` names torchvision's."""
+    """The one way in: load the model named by ``source`` — a built-in name, ``torchvision:NAME``,
+    ``file.py:ClassName`` or a TorchScript archive — with its spec. ``checkpoint`` holds its weights
+    (or an introspect checkpoint), ``weights`` names torchvision's; ``meta`` overrides metadata."""
     if weights is not None and not source.startswith("torchvision:"):
-        raise UserError("--weights only applies to --model torchvision:NAME; use --checkpoint for other models")
+        raise UserError("{weights} only applies to {model} torchvision:NAME; use {checkpoint} for other models")
     if meta.std is not None and any(s <= 0 for s in meta.std):
-        raise UserError("--std values must be above 0")
+        raise UserError("{std} values must be above 0")
     if source.startswith("torchvision:"):
         loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
     elif ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
@@ -66,18 +68,14 @@ def open_model(source: str = "mnist", checkpoint: str | Path | None = None, weig
 
 
 @torch.no_grad()
-def output_kind_warning(model: nn.Module, spec: ModelSpec) -> str | None:
+def output_kind_warning(model: nn.Module, spec: ModelSpec) -> Message | None:
     """A warning when the model's output looks like probabilities or log-probabilities, not logits."""
     generator = torch.Generator().manual_seed(0)
-    output = model(torch.rand(2, *spec.input_shape, generator=generator)).float()
-    if torch.allclose(output.sum(1), torch.ones(2), atol=1e-3) and (output >= 0).all():
-        kind = "softmax probabilities"
-    elif torch.allclose(output.exp().sum(1), torch.ones(2), atol=1e-3):
-        kind = "log-softmax"
-    else:
+    kind = output_kind(model(torch.rand(2, *spec.input_shape, generator=generator)).float())
+    if kind is None:
         return None
-    return (f"the model's output looks like {kind}, not logits: raising a class there can mean pushing others down; "
-            "pass --logits-layer NAME (the layer before the softmax) to use the logits")
+    return Message(f"the model's output looks like {kind}, not logits: raising a class there can mean pushing others "
+                   "down; pass {logits_layer} NAME (the layer before the softmax) to use the logits")
 
 
 def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
@@ -88,7 +86,7 @@ def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
         return load_checkpoint(checkpoint, payload)
     # Plain weights for the built-in architecture: the built-in's spec and model, these weights.
     loaded = load_checkpoint(builtin_checkpoint_path(name))
-    load_state(loaded.model, unwrap_state_dict(payload, checkpoint), checkpoint)
+    load_state(loaded.model, unwrap_state_dict(payload, checkpoint), checkpoint)  # read once: no load_weights
     return LoadedModel(loaded.model.eval(), loaded.spec, str(checkpoint), file_sha256(checkpoint))
 
 
@@ -104,14 +102,14 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
         hint = f" (closest: {', '.join(close)})" if close else ""
         raise UserError(f"torchvision has no classification model '{name}'{hint}")
     if weights is not None and checkpoint is not None:
-        raise UserError("give --weights or --checkpoint, not both")
+        raise UserError("give {weights} or {checkpoint}, not both")
     enum = get_model_weights(name)
     chosen = None
     if weights is not None:
         try:
             chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
         except KeyError:
-            raise UserError(f"unknown --weights '{weights}' for {name}; choose DEFAULT or one of: "
+            raise UserError(f"unknown {{weights}} '{weights}' for {name}; choose DEFAULT or one of: "
                             f"{', '.join(w.name for w in enum)}") from None
     info = chosen or enum.DEFAULT
     transform = info.transforms()
@@ -123,16 +121,16 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
         model = get_model(name, weights=chosen)
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError(f"could not get torchvision weights {info}: {str(exc).splitlines()[0]} — offline, download "
-                        "them elsewhere and pass the file with --checkpoint") from exc
+                        "them elsewhere and pass the file with {checkpoint}") from exc
     random_weights = chosen is None and checkpoint is None
     sha = None
     source = f"torchvision:{name}" + (f" weights {chosen}" if chosen else "")
     if checkpoint is not None:
-        load_state(model, unwrap_state_dict(read_checkpoint(checkpoint, trust), checkpoint), checkpoint)
-        sha, source = file_sha256(checkpoint), f"torchvision:{name} + {checkpoint}"
+        sha, source = load_weights(model, checkpoint, trust), f"torchvision:{name} + {checkpoint}"
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
     if random_weights:
-        loaded.notes.append(f"{name} has random weights (no --weights or --checkpoint): results show the untrained network")
+        loaded.notes.append(Message(f"{name} has random weights (no {{weights}} or {{checkpoint}}): results show the "
+                                    "untrained network"))
     return loaded
 
 
@@ -157,12 +155,11 @@ def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: Met
         raise UserError(f"{class_name}() needs arguments ({exc}); give it defaults so it can be built without any") from exc
     sha, source = None, f"{path}:{class_name}"
     if checkpoint is not None:
-        load_state(model, unwrap_state_dict(read_checkpoint(checkpoint, trust), checkpoint), checkpoint)
-        sha, source = file_sha256(checkpoint), f"{path}:{class_name} + {checkpoint}"
+        sha, source = load_weights(model, checkpoint, trust), f"{path}:{class_name} + {checkpoint}"
     spec = _spec_from_flags(model, f"{path.stem}.{class_name}", meta)
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=checkpoint is None)
     if checkpoint is None:
-        loaded.notes.append(f"{class_name} has random weights (no --checkpoint): results show the untrained network")
+        loaded.notes.append(Message(f"{class_name} has random weights (no {{checkpoint}}): results show the untrained network"))
     return loaded
 
 
@@ -176,7 +173,7 @@ def is_torchscript(path: Path) -> bool:
 def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
     if not is_torchscript(path):
         raise UserError(f"'{path}' is not a TorchScript archive; for a state dict, name its architecture with "
-                        "--model (torchvision:NAME or file.py:ClassName) and pass the file as --checkpoint")
+                        "{model} (torchvision:NAME or file.py:ClassName) and pass the file as {checkpoint}")
     import warnings
 
     try:
@@ -186,9 +183,9 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
     if meta.input_shape is None:
-        raise UserError("a TorchScript model needs its input shape: pass --input-shape C,H,W")
+        raise UserError("a TorchScript model needs its input shape: pass {input_shape} C,H,W")
     if meta.logits_layer:
-        raise UserError("--logits-layer needs a forward hook, which TorchScript submodules cannot take; "
+        raise UserError("{logits_layer} needs a forward hook, which TorchScript submodules cannot take; "
                         "a TorchScript model's output is its logits")
     spec = _spec_from_flags(model, path.stem, meta)
     return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
@@ -208,24 +205,30 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     elif meta.size is not None:
         channels = first_conv_channels(model)
         if channels is None:
-            raise UserError("cannot tell the input channels (no conv layer): pass --input-shape C,H,W instead of --size")
+            raise UserError("cannot tell the input channels (no conv layer): pass {input_shape} C,H,W instead of {size}")
         shape = (channels, meta.size, meta.size)
     else:
-        raise UserError(f"{name} carries no input size: pass --size N (square) or --input-shape C,H,W")
+        raise UserError(f"{name} carries no input size: pass {{size}} N (square) or {{input_shape}} C,H,W")
     mean = meta.mean or (0.0,) * shape[0]
     std = meta.std or (1.0,) * shape[0]
-    try:
-        with torch.no_grad():
-            output = model.eval()(torch.zeros(1, *shape))
-    except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
-        raise UserError(f"{name} does not run on input of shape {shape}: {str(exc).splitlines()[0]} "
-                        "(check --size / --input-shape)") from exc
+    output = dry_forward(model.eval(), shape, name, "(check {size} / {input_shape})")
     if not isinstance(output, torch.Tensor) or output.ndim != 2:
         shape_text = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise UserError(f"{name}'s output is {shape_text}, not (batch, classes); name the logits with --logits-layer")
+        raise UserError(f"{name}'s output is {shape_text}, not (batch, classes); name the logits with {{logits_layer}}")
     classes = meta.class_names or tuple(str(i) for i in range(output.shape[1]))
-    return ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "--mean"),
-                     std=_per_channel(std, shape[0], "--std"), logits_layer="", class_names=classes, activations={})
+    return ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
+                     std=_per_channel(std, shape[0], "{std}"), logits_layer="", class_names=classes, activations={})
+
+
+@torch.no_grad()
+def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, hint: str) -> object:
+    """The model's output on one zero image of ``shape``; a UserError with ``hint`` if it does not run."""
+    try:
+        return model(torch.zeros(1, *shape))
+    except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{name} does not run on input of shape {shape}: {first}" + ("" if hint.startswith(";") else " ")
+                        + hint) from exc
 
 
 def _per_channel(values: tuple[float, ...], channels: int, flag: str) -> tuple[float, ...]:
@@ -246,18 +249,13 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         changes["input_shape"] = (spec.input_shape[0], meta.size, meta.size)
     shape = changes.get("input_shape", spec.input_shape)
     if "input_shape" in changes:
-        try:
-            with torch.no_grad():
-                loaded.model(torch.zeros(1, *shape))
-        except Exception as exc:  # noqa: BLE001 - any shape error of the user's model
-            raise UserError(f"{spec.name} does not run on input of shape {shape}: {str(exc).splitlines()[0]}; "
-                            f"its input may be fixed at {spec.input_shape}") from exc
+        dry_forward(loaded.model, shape, spec.name, f"; its input may be fixed at {spec.input_shape}")
         if spec.spectrum is not None and tuple(shape[1:]) != tuple(spec.input_shape[1:]):
             changes["spectrum"] = None  # measured on images of the old size
     if meta.mean is not None:
-        changes["mean"] = _per_channel(meta.mean, shape[0], "--mean")
+        changes["mean"] = _per_channel(meta.mean, shape[0], "{mean}")
     if meta.std is not None:
-        changes["std"] = _per_channel(meta.std, shape[0], "--std")
+        changes["std"] = _per_channel(meta.std, shape[0], "{std}")
     if meta.class_names is not None:
         changes["class_names"] = meta.class_names
     if meta.logits_layer is not None:
@@ -270,7 +268,7 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
     if meta.class_names is not None:
         width = logits_width(loaded.model, spec)
         if width is not None and width != spec.num_classes:
-            raise UserError(f"--class-names has {spec.num_classes} names, but the model has {width} classes "
+            raise UserError(f"{{class_names}} has {spec.num_classes} names, but the model has {width} classes "
                             "(the width of its logits); give one name per class")
     loaded.spec = spec
     return loaded

@@ -1,0 +1,141 @@
+"""The checkpoint format and safe loading of weights.
+
+A checkpoint is one file holding ``{"state_dict": ..., "spec": {...}}`` with plain
+types only, so it loads with ``torch.load(weights_only=True)`` and carries its own
+class names, normalization and dataset. Other files are read as state dicts.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .registry import ARCHITECTURES, LoadedModel
+from .spec import ModelSpec
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec) -> None:
+    """Write ``model``'s weights and ``spec`` in the introspect checkpoint format."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "spec": spec.to_dict()}, Path(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> object:
+    """torch.load with ``weights_only=True``: a file that needs full unpickling (which can run
+    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist (or is not a file)")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint '{path}' is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not _looks_like_pickle(path):
+            raise UserError(f"checkpoint '{path}' is corrupt or truncated (not a PyTorch file)") from exc
+        if not trust:
+            raise UserError(
+                f"checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
+                f"({str(exc).splitlines()[0][:120]}); if you trust its source, add {{trust_checkpoint}}"
+            ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise UserError(f"checkpoint '{path}' is corrupt or truncated ({reason})") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
+        raise UserError(f"checkpoint '{path}' could not be unpickled: {type(exc).__name__}: {exc}") from exc
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A torch.save zip archive or a raw pickle (protocol 2+ starts with 0x80)."""
+    import zipfile
+
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+    return zipfile.is_zipfile(path) or first == b"\x80"
+
+
+def unwrap_state_dict(payload: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict inside common wrappers: {"state_dict"|"model"|"model_state_dict": ...},
+    a pickled module, and DataParallel's "module." prefixes."""
+    for _ in range(3):
+        if isinstance(payload, nn.Module):
+            payload = payload.state_dict()
+        if isinstance(payload, dict):
+            for key in ("state_dict", "model_state_dict", "model"):
+                if key in payload and isinstance(payload[key], (dict, nn.Module)):
+                    payload = payload[key]
+                    break
+            else:
+                break
+    if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise UserError(f"checkpoint '{path}' holds no state dict (a mapping of parameter names to tensors)")
+    if all(k.startswith("module.") for k in payload):
+        payload = {k[len("module."):]: v for k, v in payload.items()}
+    return payload
+
+
+def load_checkpoint(path: str | Path, payload: object | None = None) -> LoadedModel:
+    """Load an introspect checkpoint safely (``weights_only=True``) and rebuild its model.
+
+    ``payload``: the file's contents when the caller has already read them (no second read).
+    """
+    path = Path(path)
+    if payload is None:
+        payload = read_checkpoint(path)
+    if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
+        raise UserError(
+            f"checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); "
+            "write one with `introspect train` or introspect.models.save_checkpoint"
+        )
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"checkpoint '{path}' has an invalid spec: {exc}") from exc
+    if spec.architecture not in ARCHITECTURES:
+        raise UserError(
+            f"checkpoint '{path}' names architecture '{spec.architecture}'; known: {', '.join(ARCHITECTURES)}"
+        )
+    architecture = ARCHITECTURES[spec.architecture]
+    if spec.activations is None:
+        spec = spec.replace(activations=dict(architecture.activations))
+    model = architecture.build(spec)
+    load_state(model, unwrap_state_dict(payload["state_dict"], path), path)
+    model.eval()
+    return LoadedModel(model=model, spec=spec, source=str(path), sha256=file_sha256(path))
+
+
+def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
+    """Load ``state`` into ``model``; a missing, unexpected or mis-shaped key is a UserError naming it."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise UserError(f"checkpoint '{path}' does not fit the model: {detail}")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise UserError(
+                f"checkpoint '{path}' does not fit the model: '{key}' has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(tensor.shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def load_weights(model: nn.Module, path: str | Path, trust: bool = False) -> str:
+    """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256."""
+    load_state(model, unwrap_state_dict(read_checkpoint(path, trust), path), path)
+    return file_sha256(path)
