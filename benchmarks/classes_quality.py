@@ -18,20 +18,29 @@ from pathlib import Path
 
 import torch
 
+import dataclasses
+
 from blog_loop import blog_loop
-from introspect import RenderConfig, TransformConfig, class_scores, load_checkpoint, load_model, visualize_classes
+from introspect import ImageConfig, RenderConfig, TransformConfig, class_scores, load_checkpoint, load_model, visualize_classes
 from introspect.data import load_dataset
 from introspect.quality import realism
 
 NO_TRANSFORMS = TransformConfig(jitter=0, scale=0, rotate=0)
 DEFAULT = RenderConfig()
+
+
+def image(**changes) -> ImageConfig:
+    return dataclasses.replace(DEFAULT.image, **changes)
+
+
 SETTINGS = {
-    "pixel, logit, no transforms, grey start": DEFAULT.replace(parametrization="pixel", transforms=NO_TRANSFORMS, init_bias=0.0),
-    "pixel + transforms, dark start": DEFAULT.replace(parametrization="pixel"),
-    "pixel + transforms + TV 0.5, dark start": DEFAULT.replace(parametrization="pixel", tv=0.5),
-    "FFT 1/f (lucid-like), grey start": DEFAULT.replace(use_spectrum=False, init_bias=0.0),
-    "FFT 1/f, dark start": DEFAULT.replace(use_spectrum=False),
-    "FFT real-digit spectrum, grey start": DEFAULT.replace(init_bias=0.0),
+    "pixel, logit, no transforms, grey start": DEFAULT.replace(image=image(parametrization="pixel", init_bias=0.0),
+                                                               transforms=NO_TRANSFORMS),
+    "pixel + transforms, dark start": DEFAULT.replace(image=image(parametrization="pixel")),
+    "pixel + transforms + TV 0.5, dark start": DEFAULT.replace(image=image(parametrization="pixel"), tv=0.5),
+    "FFT 1/f (lucid-like), grey start": DEFAULT.replace(image=image(use_spectrum=False, init_bias=0.0)),
+    "FFT 1/f, dark start": DEFAULT.replace(image=image(use_spectrum=False)),
+    "FFT real-digit spectrum, grey start": DEFAULT.replace(image=image(init_bias=0.0)),
     "FFT real-digit spectrum, no transforms": DEFAULT.replace(transforms=NO_TRANSFORMS),
     "default (FFT real-digit spectrum + transforms, dark start)": DEFAULT,
 }

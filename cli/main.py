@@ -89,10 +89,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str], interrupts: Interrupts) -> int:
-    from rich.console import Console
-
-    from .commands import RerunRequest
-
     parser = build_parser()
     while True:
         try:
@@ -102,36 +98,37 @@ def _run(argv: list[str], interrupts: Interrupts) -> int:
             return EXIT_USAGE
         except SystemExit as exc:  # --help or --version
             return int(exc.code or 0)
-        args.argv, args.summary, args.interrupts = argv, {}, interrupts
-        code, outcome = _dispatch(args, Console)
-        if not isinstance(outcome, RerunRequest):
+        args.argv = argv
+        outcome = _dispatch(args, interrupts)
+        if outcome.rerun is None:
             break
-        argv = outcome.argv  # the repeated command prints its own summary
+        argv = outcome.rerun  # the repeated command prints its own summary
     if args.json:
-        print(json.dumps({"command": args.command, "exit_code": code, **args.summary}, default=str))
-    return code
+        print(json.dumps({"command": args.command, "exit_code": outcome.code, **outcome.summary}, default=str))
+    return outcome.code
 
 
-def _dispatch(args: argparse.Namespace, console_class) -> tuple[int, object]:
-    """Run the command's handler: (exit code, what it returned). Anything the command (or a user's
-    model) prints on stdout goes to stderr under --json, so stdout stays one JSON document."""
+def _dispatch(args: argparse.Namespace, interrupts: Interrupts):
+    """Run the command's handler and turn failures into one line and an exit code. Anything the
+    command (or a user's model) prints on stdout goes to stderr under --json, so stdout stays one
+    JSON document."""
+    from rich.console import Console
+
     from introspect.errors import UserError
 
-    from .common import FLAGS
+    from .output import Outcome, Output, say
 
-    errors = console_class(stderr=True, soft_wrap=True)
-    err = console_class(stderr=True, soft_wrap=True, quiet=args.quiet)
-    out = console_class(soft_wrap=True, quiet=args.json)
+    errors = Console(stderr=True, soft_wrap=True)
+    io = Output(out=Console(soft_wrap=True, quiet=args.json), err=Console(stderr=True, soft_wrap=True, quiet=args.quiet),
+                interrupts=interrupts, args=args)
     redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
         with redirect:
-            outcome = args.run(args, out, err)
-        return (outcome if isinstance(outcome, int) else EXIT_OK), outcome
+            return args.run(args, io)
     except UserError as exc:
-        message = exc.message.render(FLAGS)
+        message = say(exc.message)
         errors.print(f"introspect {args.command}: error: {message}", markup=False, highlight=False)
-        args.summary = {"error": message}
-        return EXIT_USAGE, None
+        return Outcome(EXIT_USAGE, {"error": message})
     except KeyboardInterrupt:
         raise
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - one line unless --debug; SystemExit: a model's sys.exit
@@ -144,8 +141,7 @@ def _dispatch(args: argparse.Namespace, console_class) -> tuple[int, object]:
             first = str(exc).splitlines()[0] if str(exc) else ""
             errors.print(f"introspect {args.command}: failed: {type(exc).__name__}: {first} "
                          "(rerun with --debug for the traceback)", markup=False, highlight=False)
-        args.summary = {"error": f"{type(exc).__name__}: {exc}"}
-        return EXIT_FAILURE, None
+        return Outcome(EXIT_FAILURE, {"error": f"{type(exc).__name__}: {exc}"})
 
 
 if __name__ == "__main__":

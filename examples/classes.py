@@ -1,6 +1,6 @@
 """Which input does the built-in MNIST model like most for each digit? The Python API, end to end.
 
-    python examples/classes.py            # writes classes.png beside where you run it
+    python examples/classes.py            # writes classes.png and a run folder under runs/ beside where you run it
 
 In a notebook, the last line of a cell holding ``introspect.figure(result)``
 shows the report inline.
@@ -17,3 +17,4 @@ for name, probability, logit in zip(result.class_names, result.probabilities, re
 fig = introspect.figure(result)
 fig.savefig("classes.png")
 print("wrote classes.png")
+print("wrote", introspect.save_run(result, loaded=loaded), "(`introspect rerun` repeats it)")

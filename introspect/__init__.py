@@ -6,18 +6,40 @@ Activation maximization and layer introspection for PyTorch models::
     loaded = introspect.load_model("mnist")
     result = introspect.visualize_classes(loaded.model, loaded.spec)
     introspect.figure(result)          # shown inline in Jupyter
+    introspect.save_run(result, loaded=loaded)   # a run folder `introspect rerun` can repeat
+
+Importing introspect does not import matplotlib: figures load it when first drawn.
 """
 __version__ = "0.1.0"
 
-from .api import ClassesResult, class_scores, resolve_classes, visualize_classes
-from .engine import RenderConfig, RenderResult, render
-from .models import ModelSpec, load_checkpoint, load_model, save_checkpoint
+from .activations import ActivationsResult, inspect_image, load_image
+from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, dataset_examples, plan_channels,
+                       visualize_channels)
+from .classes import CLASSES_DEFAULTS, ClassesResult, class_scores, resolve_classes, visualize_classes
+from .data import load_dataset
+from .engine import RenderConfig, RenderResult, adam, render
+from .errors import UserError
+from .hooks import HookRegistry, Probe, record
+from .layers import describe_layers, select_layers
+from .models import MetaOverrides, ModelSpec, load_checkpoint, load_model, save_checkpoint
 from .objectives import Objective, channel, class_logit, class_logits
-from .report import figure
-from .transforms import TransformConfig
+from .params import ImageConfig, image_for
+from .runs import load_run, save_run
+from .transforms import Normalize, RandomAffine, TransformConfig
+
+
+def figure(result, **options):
+    """The report figure of a classes, channels or activations result (a matplotlib Figure)."""
+    from .report import figure as draw
+
+    return draw(result, **options)
+
 
 __all__ = [
-    "ClassesResult", "ModelSpec", "Objective", "RenderConfig", "RenderResult", "TransformConfig",
-    "channel", "class_logit", "class_logits", "class_scores", "figure", "load_checkpoint", "load_model",
-    "render", "resolve_classes", "save_checkpoint", "visualize_classes",
+    "ActivationsResult", "CHANNELS_DEFAULTS", "CLASSES_DEFAULTS", "ChannelsPlan", "ChannelsResult", "ClassesResult",
+    "HookRegistry", "ImageConfig", "MetaOverrides", "ModelSpec", "Normalize", "Objective", "Probe", "RandomAffine",
+    "RenderConfig", "RenderResult", "TransformConfig", "UserError", "adam", "channel", "class_logit", "class_logits",
+    "class_scores", "dataset_examples", "describe_layers", "figure", "image_for", "inspect_image", "load_checkpoint",
+    "load_dataset", "load_image", "load_model", "load_run", "plan_channels", "record", "render", "resolve_classes",
+    "save_checkpoint", "save_run", "select_layers", "visualize_channels", "visualize_classes",
 ]

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .engine import frozen, normalizer
 from .errors import UserError
-from .hooks import HookRegistry
+from .hooks import Probe
+from .objectives import ACTIVATION_FUNCTIONS
 from .models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -149,8 +149,7 @@ class ActivationsResult:
 
     def shown(self, layer: str) -> torch.Tensor:
         """The layer's output after the activation the model applies (what the next layer sees)."""
-        output = self.outputs[layer]
-        return torch.relu(output) if self.activations[layer] == "relu" else output
+        return ACTIVATION_FUNCTIONS[self.activations[layer]](self.outputs[layer])
 
 
 def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: Sequence[str],
@@ -161,14 +160,13 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     space [0, 1] (through the normalization); the model is left as it was.
     """
     pixels = image.pixels.unsqueeze(0).to(device).requires_grad_(True)
-    normalize = normalizer(spec.mean, spec.std, torch.device(device))
     wanted = list(dict.fromkeys([*layers, spec.logits_layer]))
-    with frozen(model), HookRegistry(model, wanted, early_exit=False) as hooks:
-        outputs = hooks.run(normalize(pixels))
+    with Probe(model, spec, wanted, device, early_exit=False) as probe:
+        outputs = probe(pixels)
         logits = outputs[spec.logits_layer].flatten(1)[0]
         predicted = int(logits.argmax())
         (saliency,) = torch.autograd.grad(logits[predicted], pixels)
-    activations = {layer: (spec.activations or {}).get(layer, "identity") for layer in layers}
+    activations = {layer: spec.activation(layer) for layer in layers}
     return ActivationsResult(
         input=image,
         outputs={layer: outputs[layer][0].detach().cpu() for layer in layers},

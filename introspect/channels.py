@@ -19,26 +19,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageDataset, cache_dir
-from .engine import ProgressCallback, RenderConfig, RenderResult, frozen, normalizer, render
+from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
-from .hooks import HookRegistry
+from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
+from .params import ImageConfig
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, a faster rate and
 #: more steps reach activations above the best real image's (see the README's figures).
-CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, init_bias=0.0, free_brightness=True)
+CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True))
 
 #: Weight of the pre-activation term that lets gradient through a ReLU where it is closed,
 #: so channels that start (or are) dead still move.
 PRE_ACTIVATION_WEIGHT = 0.01
 DIVERSITY_WEIGHT = 1.0
-
-
-def layer_activation(spec: ModelSpec, layer: str) -> str:
-    """Name of the activation the model applies to ``layer``'s output ("identity" if none is known)."""
-    return (spec.activations or {}).get(layer, "identity")
 
 
 def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) -> torch.Tensor:
@@ -160,7 +156,7 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
     recomputed and rewritten; a cache folder that cannot be written means no
     caching. Either is said in the result's ``notes``.
     """
-    activation = layer_activation(spec, layer)
+    activation = spec.activation(layer)
     path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k) if cache_key else None
     notes = []
     if path is not None:
@@ -174,11 +170,9 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
                          "recomputed it")
     resolve_layer(model, layer)
     values, peaks = [], []
-    normalize = normalizer(spec.mean, spec.std, torch.device(device))
-    with frozen(model), HookRegistry(model, [layer]) as hooks:
+    with Probe(model, spec, [layer], device) as probe:
         for start in range(0, len(dataset), batch_size):
-            pixels = dataset.pixels(slice(start, start + batch_size)).to(device)
-            output = hooks.run(normalize(pixels))[layer].float()
+            output = probe(dataset.pixels(slice(start, start + batch_size)))[layer].float()
             post = ACTIVATION_FUNCTIONS[activation](output)
             values.append(reduce_channels(post, neuron).cpu())
             peaks.append(post.flatten(2).amax(2).cpu() if post.ndim == 4 else post.cpu())
@@ -204,27 +198,104 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
     return stats
 
 
-def auto_batch_size(model: nn.Module, spec: ModelSpec, layer: str, group: int = 1, device: str = "cpu",
-                    budget_bytes: int | None = None) -> int:
-    """Images per chunk so that activations up to ``layer`` (kept for backward) fit a memory budget.
+def memory_budget(device: str | torch.device) -> int:
+    """Bytes a chunk may use: half the free GPU memory on CUDA; on the CPU a quarter of the RAM, at most 8 GiB."""
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return free // 2
+    import os
 
-    Budget: half the free GPU memory on CUDA; on the CPU a quarter of the RAM, at most 8 GiB.
-    Always a multiple of ``group``.
-    """
-    infos = describe_layers(model, spec.input_shape, device, stop_after=layer)
-    per_image = sum(math.prod(info.output_shape) for info in infos if info.output_shape)
-    per_image = 4 * 4 * (per_image + 8 * math.prod(spec.input_shape))  # float32; outputs, grads, saved tensors
-    if budget_bytes is None:
-        if torch.device(device).type == "cuda":
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            budget_bytes = free // 2
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 << 30
+    return min(8 << 30, ram // 4)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer of a channels run: what its channels are, and the chunks their images are optimized in."""
+
+    layer: str
+    output_shape: tuple[int, ...]  # (C,) or (C, H, W), without the batch dimension
+    activation: str
+    channels: tuple[int, ...]
+    diverse: int
+    chunk: int  # images optimized at once, a multiple of ``diverse``
+    bytes_per_image: int  # estimated memory of one image's forward and backward up to the layer
+
+    @property
+    def images(self) -> int:
+        return len(self.channels) * self.diverse
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(self.images / self.chunk)
+
+    @property
+    def spatial(self) -> bool:
+        return len(self.output_shape) == 3
+
+
+@dataclass(frozen=True)
+class ChannelsPlan:
+    """Every layer's plan, from one dry forward pass; ``--dry-run`` prints it and the run follows it."""
+
+    layers: tuple[LayerPlan, ...]
+    steps: int
+    device: str
+
+    def __getitem__(self, layer: str) -> LayerPlan:
+        return next(p for p in self.layers if p.layer == layer)
+
+
+def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
+                  channels: str | Sequence[int] | None = None, *, diverse: int = 1, batch_size: int | None = None,
+                  steps: int = CHANNELS_DEFAULTS.steps, device: str = "cpu",
+                  budget_bytes: int | None = None) -> ChannelsPlan:
+    """Plan a channels run of ``layers`` from one dry forward pass: output shapes, the activation, the
+    channels (all, a list, or text such as "0-15,20" read against each layer's count) and the chunk
+    size — ``batch_size``, or as many images as the activations up to the layer (kept for backward)
+    fit in the device's memory budget, a multiple of ``diverse``."""
+    if diverse < 1:
+        raise UserError("{diverse} must be at least 1")
+    for layer in layers:
+        resolve_layer(model, layer)
+    infos = {info.name: info for info in describe_layers(model, spec.input_shape, device, stop_after=layers)}
+    budget = budget_bytes
+    plans = []
+    for layer in layers:
+        info = infos.get(layer)
+        if info is None or info.output_shape is None:
+            raise UserError(f"layer '{layer}' does not run in the model's forward pass")
+        if len(info.output_shape) not in (1, 3):
+            raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,) or (C, H, W)")
+        count = info.output_shape[0]
+        if isinstance(channels, str):
+            chosen = parse_channel_list(channels, count)
         else:
-            import os
+            chosen = list(range(count)) if channels is None else list(channels)
+            bad = [c for c in chosen if not 0 <= c < count]
+            if bad:
+                raise UserError(f"channel {bad[0]} is out of range: layer {layer} has channels 0-{count - 1}")
+        before = [i for i in infos.values() if i.finished is not None and i.finished <= info.finished and i.output_shape]
+        per_image = 4 * 4 * (sum(math.prod(i.output_shape) for i in before) + 8 * math.prod(spec.input_shape))
+        if batch_size:
+            chunk = batch_size
+        else:
+            budget = memory_budget(device) if budget is None else budget
+            chunk = max(1, budget // max(1, per_image))
+        chunk = max(diverse, chunk // diverse * diverse)
+        plans.append(LayerPlan(layer, info.output_shape, spec.activation(layer), tuple(chosen), diverse, chunk, per_image))
+    return ChannelsPlan(tuple(plans), steps, str(device))
 
-            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 8 << 30
-            budget_bytes = min(8 << 30, ram // 4)
-    images = max(1, budget_bytes // max(1, per_image))
-    return max(group, images // group * group)
+
+@dataclass(frozen=True)
+class ChannelsSummary:
+    """How one layer's channels did: counts, and ratios over the live channels that have one."""
+
+    channels: int
+    live: int | None  # None without a dataset
+    dead: int | None
+    median_ratio: float | None
+    share_ratio_at_least_1: float | None
 
 
 @dataclass
@@ -266,6 +337,19 @@ class ChannelsResult:
         ratio = self.best / reference.clamp(min=1e-12)
         return torch.where(self.dead | (reference <= 0), torch.full_like(ratio, float("nan")), ratio)
 
+    def summary(self) -> ChannelsSummary:
+        """Live and dead counts, median ratio and the share of ratios >= 1 (NaN ratios left out)."""
+        ratio = self.ratio
+        finite = ratio[~torch.isnan(ratio)]
+        with_data = self.examples is not None
+        return ChannelsSummary(
+            channels=len(self.channels),
+            live=int((~self.dead).sum()) if with_data else None,
+            dead=int(self.dead.sum()) if with_data else None,
+            median_ratio=float(finite.median()) if len(finite) else None,
+            share_ratio_at_least_1=float((finite >= 1).float().mean()) if len(finite) else None,
+        )
+
     @property
     def interrupted_at(self) -> int | None:
         return next((r.interrupted_at for r in self.renders if r.interrupted_at is not None), None)
@@ -298,76 +382,51 @@ def parse_channel_list(text: str, count: int) -> list[int]:
     return list(dict.fromkeys(channels))
 
 
-def layer_output_shape(model: nn.Module, spec: ModelSpec, layer: str) -> tuple[int, ...]:
-    """``layer``'s output shape without the batch dimension: (C,) or (C, H, W)."""
-    resolve_layer(model, layer)
-    info = next((i for i in describe_layers(model, spec.input_shape, stop_after=layer) if i.name == layer), None)
-    if info is None or info.output_shape is None:
-        raise UserError(f"layer '{layer}' does not run in the model's forward pass")
-    if len(info.output_shape) not in (1, 3):
-        raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,) or (C, H, W)")
-    return info.output_shape
-
-
-def layer_units(model: nn.Module, spec: ModelSpec, layer: str) -> int:
-    """Number of channels (conv) or units (Linear) of ``layer``'s output."""
-    return layer_output_shape(model, spec, layer)[0]
-
-
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
                        config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
                        batch_size: int | None = None, examples: ExampleStats | None = None,
-                       callback: ProgressCallback | None = None) -> ChannelsResult:
+                       callback: ProgressCallback | None = None, plan: LayerPlan | None = None) -> ChannelsResult:
     """One optimized image (or ``diverse`` images) per channel of ``layer``, all in batched chunks.
 
     Each image's randomness comes from (config.seed, channel, copy), so the
     chunk size does not change the results; a diversity group is never split.
+    ``plan`` (from ``plan_channels``) fixes the channels and chunk size; without it one is made.
+    The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
-    shape = layer_output_shape(model, spec, layer)
-    count = shape[0]
-    channels = list(range(count)) if channels is None else list(channels)
-    bad = [c for c in channels if not 0 <= c < count]
-    if bad:
-        raise UserError(f"channel {bad[0]} is out of range: layer {layer} has channels 0-{count - 1}")
-    if diverse < 1:
-        raise UserError("{diverse} must be at least 1")
-    activation = layer_activation(spec, layer)
-    model = model.to(config.device)
-    size = batch_size or auto_batch_size(model, spec, layer, diverse, config.device)
-    per_chunk = max(1, size // diverse)
-    spectrum = torch.tensor(spec.spectrum) if spec.spectrum is not None else None
+    if plan is None:
+        plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
+                             steps=config.steps, device=config.device)[layer]
+    diverse, per_chunk = plan.diverse, plan.chunk // plan.diverse
+    channels = list(plan.channels)
     renders, images, values, stopped = [], [], [], []
     total_steps = config.steps * math.ceil(len(channels) / per_chunk)
-    for start in range(0, len(channels), per_chunk):
-        chunk = channels[start:start + per_chunk]
-        objective = channel_objective(layer, chunk, activation, neuron, diverse)
-        if diverse > 1:
-            objective = objective + DIVERSITY_WEIGHT * diversity(layer, diverse)
-        keys = [c * diverse + j for c in chunk for j in range(diverse)]
-        offset = config.steps * len(renders)
-        progress = None if callback is None else (
-            lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
-        result = render(model, objective, input_shape=spec.input_shape, mean=spec.mean, std=spec.std, keys=keys,
-                        config=config, spectrum=spectrum, callback=progress)
-        renders.append(result)
-        stopped.extend(dict.fromkeys(chunk[i // diverse] for i in result.stopped))
-        images.append(result.images)
-        values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
-                                       activation, neuron, config.device))
-        if result.interrupted_at is not None:
-            channels = channels[:start + len(chunk)]
-            break
+    with on_device(model, config.device) as model:
+        for start in range(0, len(channels), per_chunk):
+            chunk = channels[start:start + per_chunk]
+            objective = channel_objective(layer, chunk, plan.activation, neuron, diverse)
+            if diverse > 1:
+                objective = objective + DIVERSITY_WEIGHT * diversity(layer, diverse)
+            keys = [c * diverse + j for c in chunk for j in range(diverse)]
+            offset = config.steps * len(renders)
+            progress = None if callback is None else (
+                lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
+            result = config.render(model, objective, spec, keys, progress)
+            renders.append(result)
+            stopped.extend(dict.fromkeys(chunk[i // diverse] for i in result.stopped))
+            images.append(result.images)
+            values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
+                                           plan.activation, neuron, config.device))
+            if result.interrupted_at is not None:
+                channels = channels[:start + len(chunk)]
+                break
     return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
-                          activation=activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
-                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped, spatial=len(shape) == 3)
+                          activation=plan.activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
+                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped, spatial=plan.spatial)
 
 
-@torch.no_grad()
 def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor, channels: Sequence[int],
                      activation: str, neuron: bool = False, device: str = "cpu") -> torch.Tensor:
     """Post-activation activation of channel ``channels[i]`` on pixel-space image i, (N,)."""
-    normalize = normalizer(spec.mean, spec.std, torch.device(device))
-    with frozen(model), HookRegistry(model, [layer]) as hooks:
-        output = hooks.run(normalize(images.to(device)))[layer].float()
+    output = record(model, spec, images, [layer], device)[layer].float()
     picked = torch.as_tensor(list(channels), device=output.device).view(-1, 1)
     return channel_values(output, activation, neuron).gather(1, picked).squeeze(1).cpu()

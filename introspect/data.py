@@ -218,3 +218,10 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         raise UserError(f"{{data_dir}} '{folder}' is not readable")
     # An explicit --data-dir is taken at its word: no silent fallback to another source.
     return DATASETS[name].loader(split, folder, data_dir is not None)
+
+
+def check_fits(dataset: ImageDataset, input_shape: tuple[int, ...]) -> None:
+    """A UserError when the dataset's images are not of the model's input shape."""
+    if tuple(dataset.images.shape[1:]) != tuple(input_shape):
+        raise UserError(f"{dataset.name} images are {tuple(dataset.images.shape[1:])}, the model takes "
+                        f"{tuple(input_shape)}; choose another {{dataset}}")

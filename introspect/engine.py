@@ -1,50 +1,34 @@
-"""The one optimization loop: param -> transforms -> normalize -> model (hooked) -> objective -> Adam.
+"""The one optimization loop, built from parts: param -> transforms -> normalize -> model (hooked) -> objective -> optimizer.
 
-No I/O and no printing: progress goes through a callback. The caller's model
-is left exactly as it was (mode, requires_grad flags, hooks), and randomness
-comes from per-image generators, never from torch's global RNG.
+``render`` takes any image parametrization (an nn.Module returning images), any
+transform (a callable), any optimizer factory and any objective (regularizers are
+objectives too); ``RenderConfig`` names the default parts for the visualize_*
+functions and the CLI. No I/O and no printing: progress goes through a callback.
+The caller's model is left exactly as it was (mode, requires_grad flags, hooks),
+and randomness comes from per-image generators, never from torch's global RNG.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .hooks import HookRegistry
-from .objectives import Objective
-from .params import TRANSFORMS, FFTImage, PixelImage, frequency_scale, image_generators
-from .transforms import TransformConfig, apply_affine, random_affine_params
+from .hooks import HookRegistry, frozen
+from .models.spec import ModelSpec
+from .objectives import INPUT, Objective, blur, l2, total_variation
+from .params import ImageConfig, image_for
+from .transforms import Normalize, RandomAffine, TransformConfig
+
+Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+ProgressCallback = Callable[[int, int, torch.Tensor], None]
 
 
-@dataclass(frozen=True)
-class RenderConfig:
-    """Every setting of a visualization run; the CLI's defaults come from here."""
-
-    steps: int = 128
-    lr: float = 0.05
-    seed: int = 0
-    parametrization: str = "fft"  # "fft" or "pixel"
-    decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
-    use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
-    free_brightness: bool = False  # with a spectrum: let the mean brightness move too
-    init_std: float = 0.01
-    init_bias: float | None = None  # sigmoid bias; None: -5 (dark, like MNIST) when the data's mean is dark, else 0
-    decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
-    transforms: TransformConfig = field(default_factory=TransformConfig)
-    tv: float = 0.0  # total-variation penalty weight
-    l2: float = 0.0  # penalty on mean squared pixel value
-    blur: float = 0.0  # penalty on the difference to a 3x3-blurred copy
-    snapshots: tuple[int, ...] = ()
-    device: str = "cpu"
-    amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
-    channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
-
-    def replace(self, **changes) -> "RenderConfig":
-        return replace(self, **changes)
+def adam(lr: float = 0.05) -> Optimizer:
+    """The default optimizer: Adam at ``lr``, its state kept across all steps."""
+    return lambda parameters: torch.optim.Adam(parameters, lr=lr)
 
 
 @dataclass
@@ -73,9 +57,6 @@ def train_mode_note(model: nn.Module) -> str | None:
             "inference behaviour) and left it in train mode afterwards")
 
 
-ProgressCallback = Callable[[int, int, torch.Tensor], None]
-
-
 @contextlib.contextmanager
 def channels_last(model: nn.Module) -> Iterator[bool]:
     """Conv weights in channels-last layout for the duration (faster convolutions on CPU and GPU);
@@ -93,151 +74,72 @@ def channels_last(model: nn.Module) -> Iterator[bool]:
             p.data = data
 
 
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no weight gradients for the duration; the caller's flags restored afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes.items():
-            m.training = mode
-
-
-DARK_DATA_MEAN = 0.25
-
-
-def start_bias(config: RenderConfig, mean: Sequence[float]) -> float:
-    """The sigmoid bias of the starting image: dark for dark data (MNIST's mean pixel is 0.13)."""
-    if config.init_bias is not None:
-        return config.init_bias
-    return -5.0 if sum(mean) / len(mean) < DARK_DATA_MEAN else 0.0
-
-
-def make_param(config: RenderConfig, input_shape: Sequence[int], keys: Sequence[int],
-               spectrum: torch.Tensor | None = None, bias: float = 0.0) -> nn.Module:
-    """The image parametrization named by ``config`` for len(keys) images."""
-    generators = image_generators(config.seed, keys)
-    if config.parametrization == "pixel":
-        return PixelImage(input_shape, generators, std=config.init_std, bias=bias)
-    if config.parametrization == "fft":
-        _, height, width = input_shape
-        if spectrum is not None and config.use_spectrum:
-            magnitude = spectrum.float().clone()
-            # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
-            # near the start (dark for classes); free_brightness lets it move like the strongest frequency.
-            if config.free_brightness:
-                magnitude[0, 0] = magnitude.max()
-        else:
-            magnitude = frequency_scale(height, width, config.decay)
-        return FFTImage(input_shape, generators, magnitude, std=config.init_std, bias=bias,
-                        decorrelate=config.decorrelate and input_shape[0] == 3)
-    raise ValueError(f"unknown parametrization '{config.parametrization}' (fft or pixel)")
-
-
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Per-image mean absolute difference between neighbouring pixels, (B,)."""
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
-    return dx + dy
-
-
-def _blur3(images: torch.Tensor) -> torch.Tensor:
-    kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device, dtype=images.dtype)
-    kernel = (kernel[:, None] * kernel[None, :] / 16).expand(images.shape[1], 1, 3, 3)
-    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1])
-
-
-def penalties(images: torch.Tensor, config: RenderConfig) -> torch.Tensor:
-    """Per-image regularization (B,), subtracted from the objective."""
-    total = torch.zeros(images.shape[0], device=images.device, dtype=images.dtype)
-    if config.tv:
-        total = total + config.tv * total_variation(images)
-    if config.l2:
-        total = total + config.l2 * images.pow(2).flatten(1).mean(1)
-    if config.blur:
-        total = total + config.blur * (images - _blur3(images)).pow(2).flatten(1).mean(1)
-    return total
-
-
-def normalizer(mean: Sequence[float], std: Sequence[float], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    m = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
-    s = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
-    return lambda x: (x - m) / s
-
-
-def render(model: nn.Module, objective: Objective, *, input_shape: Sequence[int], mean: Sequence[float],
-           std: Sequence[float], keys: Sequence[int], config: RenderConfig = RenderConfig(),
-           spectrum: torch.Tensor | None = None, callback: ProgressCallback | None = None) -> RenderResult:
+def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Sequence[int],
+           param: nn.Module | None = None, transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           optimizer: Optimizer | None = None, steps: int = 128, seed: int = 0, snapshots: Sequence[int] = (),
+           device: torch.device | str = "cpu", amp: bool = False, channels_last_layout: bool | None = None,
+           on_step: ProgressCallback | None = None) -> RenderResult:
     """Optimize one batch of len(keys) images so that ``objective`` (B,) rises.
 
-    ``keys`` identify the images (class or channel indices): each image's
-    initial values and transforms are drawn from (config.seed, key). A
-    KeyboardInterrupt (Ctrl-C, or raised by ``callback`` after a step) stops the
-    loop and returns the images so far with ``interrupted_at`` = the steps done.
+    ``param`` returns the images (B, C, H, W) in [0, 1] (default: ``image_for(spec, ImageConfig(), keys, seed)``);
+    ``transforms`` maps them to what the model sees each step (default: ``RandomAffine``); ``optimizer``
+    builds the optimizer from the parameters (default: ``adam(0.05)``); the spec's normalization comes last.
+    ``keys`` identify the images (class or channel indices): the default parts draw each image's
+    randomness from (seed, key). ``on_step(step, steps, values)`` runs after each step. A
+    KeyboardInterrupt (Ctrl-C, or raised by ``on_step``) stops the loop and returns the images so far
+    with ``interrupted_at`` = the steps done. The model runs on ``device`` as it is: move it there first.
     """
-    if config.steps < 1:
+    if steps < 1:
         raise ValueError("steps must be at least 1")
-    device = torch.device(config.device)
+    device = torch.device(device)
     notes = [n for n in [train_mode_note(model)] if n]
-    param = make_param(config, input_shape, keys, spectrum, start_bias(config, mean)).to(device)
-    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
-    generators = image_generators(config.seed, keys, TRANSFORMS)
-    normalize = normalizer(mean, std, device)
+    param = (param if param is not None else image_for(spec, ImageConfig(), keys, seed)).to(device)
+    transforms = transforms if transforms is not None else RandomAffine.for_keys(TransformConfig(), seed, keys)
+    optimizer = (optimizer or adam())(param.parameters())
+    normalize = Normalize.of(spec, device)
     batch = len(keys)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     history: list[torch.Tensor] = []
-    snapshots: dict[int, torch.Tensor] = {}
+    kept: dict[int, torch.Tensor] = {}
     interrupted_at = None
     steps_done = 0
-    layout = contextlib.nullcontext(False)
-    use_layout = config.channels_last if config.channels_last is not None else input_shape[0] >= 3
-    if use_layout and len(input_shape) == 3:
-        layout = channels_last(model)
-    with frozen(model), layout as use_channels_last, HookRegistry(model, objective.layers) as hooks:
-        def forward(images: torch.Tensor) -> torch.Tensor:
-            inputs = normalize(images)
-            if use_channels_last:
+    use_layout = channels_last_layout if channels_last_layout is not None else spec.input_shape[0] >= 3
+    layout = channels_last(model) if use_layout else contextlib.nullcontext(False)
+    with frozen(model), layout as layout_applies, HookRegistry(model, objective.layers) as hooks:
+        def forward(images: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+            inputs = normalize(seen)
+            if layout_applies:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                return objective(hooks.run(inputs)).float()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                return objective({**hooks.run(inputs), INPUT: images}).float()
 
         try:
-            for step in range(1, config.steps + 1):
+            for step in range(1, steps + 1):
                 images = param()
-                seen = apply_affine(images, random_affine_params(generators), config.transforms) \
-                    if config.transforms.enabled else images
-                values = forward(seen)
-                finite = torch.isfinite(values)
-                alive &= finite
-                gain = torch.where(alive, values - penalties(images, config), torch.zeros_like(values))
+                values = forward(images, transforms(images))
+                alive &= torch.isfinite(values)
+                gain = torch.where(alive, values, torch.zeros_like(values))
                 optimizer.zero_grad(set_to_none=True)
                 (-gain.sum()).backward()
                 if not bool(alive.all()):
                     _freeze_rows(param, ~alive)
                 optimizer.step()
                 history.append(values.detach().cpu())
-                if step in config.snapshots:
-                    snapshots[step] = images.detach().cpu()
+                if step in snapshots:
+                    kept[step] = images.detach().cpu()
                 steps_done = step
-                if callback is not None:
-                    callback(step, config.steps, values.detach())
-        except KeyboardInterrupt:  # from Ctrl-C, or raised by the callback to stop after a finished step
+                if on_step is not None:
+                    on_step(step, steps, values.detach())
+        except KeyboardInterrupt:  # from Ctrl-C, or raised by on_step to stop after a finished step
             interrupted_at = steps_done
         with torch.no_grad():
             final = param()
-            values = forward(final)
-    stopped = (~alive).nonzero().flatten().tolist()
+            values = forward(final, final)
     return RenderResult(
         images=final.detach().cpu(), values=values.detach().cpu(),
         history=torch.stack(history) if history else torch.zeros(0, batch),
-        snapshots=snapshots, steps_done=steps_done, interrupted_at=interrupted_at, stopped=stopped, notes=notes,
+        snapshots=kept, steps_done=steps_done, interrupted_at=interrupted_at,
+        stopped=(~alive).nonzero().flatten().tolist(), notes=notes,
     )
 
 
@@ -247,3 +149,54 @@ def _freeze_rows(param: nn.Module, rows: torch.Tensor) -> None:
         if p.grad is not None:
             p.grad[rows] = 0
             p.grad.nan_to_num_(0.0)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """The settings of a visualization run — which parts ``render`` gets, and how long it runs.
+    The CLI's defaults and help come from here."""
+
+    steps: int = 128
+    lr: float = 0.05
+    seed: int = 0
+    image: ImageConfig = field(default_factory=ImageConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    tv: float = 0.0  # total-variation regularizer weight
+    l2: float = 0.0  # mean squared pixel value regularizer weight
+    blur: float = 0.0  # difference-to-a-blurred-copy regularizer weight
+    snapshots: tuple[int, ...] = ()
+    device: str = "cpu"
+    amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
+    channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
+
+    def replace(self, **changes) -> "RenderConfig":
+        return replace(self, **changes)
+
+    def regularized(self, objective: Objective) -> Objective:
+        """``objective`` plus the regularizers with a non-zero weight."""
+        for weight, regularizer in ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)):
+            if weight:
+                objective = objective + regularizer(weight)
+        return objective
+
+    def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],
+               on_step: ProgressCallback | None = None) -> RenderResult:
+        """``render`` with the parts these settings name."""
+        return render(model, self.regularized(objective), spec=spec, keys=keys,
+                      param=image_for(spec, self.image, keys, self.seed),
+                      transforms=RandomAffine.for_keys(self.transforms, self.seed, keys), optimizer=adam(self.lr),
+                      steps=self.steps, seed=self.seed, snapshots=self.snapshots, device=self.device, amp=self.amp,
+                      channels_last_layout=self.channels_last, on_step=on_step)
+
+
+@contextlib.contextmanager
+def on_device(model: nn.Module, device: torch.device | str) -> Iterator[nn.Module]:
+    """The model on ``device`` without moving the caller's: itself when already there, else a copy."""
+    device = torch.device(device)
+    current = next((p.device for p in model.parameters()), device)
+    if current.type == device.type and (device.index is None or current.index == device.index):
+        yield model
+        return
+    import copy
+
+    yield copy.deepcopy(model).to(device)

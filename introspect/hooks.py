@@ -1,12 +1,37 @@
-"""HookRegistry: forward hooks on exactly the layers an objective needs, always removed."""
+"""Forward hooks on exactly the layers a computation needs, always removed; a frozen model meanwhile.
+
+``HookRegistry`` records named layers' outputs; ``Probe`` adds what every look inside a
+model needs (eval mode, no weight gradients, the model's normalization) and ``record`` does
+one such look.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from .layers import StopForward, resolve_layer
+from .models.spec import ModelSpec
+from .transforms import Normalize
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no weight gradients for the duration; the caller's flags restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes.items():
+            m.training = mode
 
 
 class HookRegistry:
@@ -71,3 +96,34 @@ class HookRegistry:
         if missing:
             raise RuntimeError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass")
         return self.outputs
+
+
+class Probe:
+    """A frozen model with hooks on ``layers``: call it with pixel-space images (N, C, H, W) in [0, 1]
+    to get {layer: output}. Gradients flow to the images unless the caller disables them."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, layers: Sequence[str], device: torch.device | str = "cpu",
+                 early_exit: bool = True) -> None:
+        self.model, self.layers, self.early_exit = model, list(layers), early_exit
+        self.normalize = Normalize.of(spec, device)
+        self.device = torch.device(device)
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "Probe":
+        self._stack.enter_context(frozen(self.model))
+        self.hooks = self._stack.enter_context(HookRegistry(self.model, self.layers, self.early_exit))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stack.close()
+
+    def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.hooks.run(self.normalize(pixels.to(self.device)))
+
+
+@torch.no_grad()
+def record(model: nn.Module, spec: ModelSpec, images: torch.Tensor, layers: Sequence[str],
+           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """``layers``' outputs for pixel-space ``images`` in one no-grad forward pass that stops after the last of them."""
+    with Probe(model, spec, layers, device) as probe:
+        return probe(images)

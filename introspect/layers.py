@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,7 @@ class LayerInfo:
     units: int | None  # channels of a conv map, features of a vector
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
+    finished: int | None = None  # when its first call ended, counted over all modules (None: never called)
 
     @property
     def depth(self) -> int:
@@ -47,14 +49,16 @@ class LayerInfo:
 
 @torch.no_grad()
 def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
-                    stop_after: str | None = None) -> list[LayerInfo]:
+                    stop_after: str | Sequence[str] | None = None) -> list[LayerInfo]:
     """One dry forward pass on zeros records each layer's output shape and call count.
 
-    With ``stop_after`` the pass ends once that layer has run: only the layers
-    before it are described (in execution order), and nothing after it is computed.
+    With ``stop_after`` (a layer or several) the pass ends once they have all run: only
+    the layers before are described (in execution order), and nothing after is computed.
     """
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    targets = set() if stop_after is None else {stop_after} if isinstance(stop_after, str) else set(stop_after)
     handles = []
 
     started: dict[str, None] = {}  # modules in the order their forward began (parents before children)
@@ -67,9 +71,10 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     def recorder(name: str):
         def hook(_module, _inputs, output):
             calls[name] = calls.get(name, 0) + 1
+            finished.setdefault(name, len(finished))
             if isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
-            if name == stop_after:
+            if name in targets and targets <= finished.keys():
                 raise StopForward
         return hook
 
@@ -97,5 +102,25 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         shape = shapes.get(name)
         units = shape[0] if shape else None
         infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0),
-                               bool(getattr(module, "inplace", False))))
+                               bool(getattr(module, "inplace", False)), finished.get(name)))
     return infos
+
+
+#: Layer types whose channels or units ``select_layers(..., "all")`` picks.
+HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
+
+
+def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | Sequence[str]) -> list[str]:
+    """Layer names from "all" (every conv or Linear layer that runs, in execution order),
+    "a,b" or a list; each must exist. Duplicates are dropped."""
+    if isinstance(layers, str) and layers.strip() == "all":
+        names = [i.name for i in describe_layers(model, input_shape) if i.type in HOOKABLE_TYPES and i.output_shape]
+        if not names:
+            raise UserError("'all' found no conv or Linear layers; name the layers (see {layers_command})")
+        return names
+    names = [name.strip() for name in layers.split(",")] if isinstance(layers, str) else list(layers)
+    if not names or not all(names):
+        raise UserError(f"the layer list {layers!r} has an empty name; write e.g. conv1,conv2 (see {{layers_command}})")
+    for name in names:
+        resolve_layer(model, name)
+    return list(dict.fromkeys(names))

@@ -12,6 +12,10 @@ import torch.nn.functional as F
 
 Activations = dict[str, torch.Tensor]
 
+#: The key under which an objective finds the images being optimized, in pixel space [0, 1]
+#: before any transform (for regularizers such as ``total_variation``).
+INPUT = "<input>"
+
 #: Activation functions a model may apply to a layer's output (ModelSpec.activations names them).
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -113,3 +117,28 @@ def channel(layer: str, index: int, batch: int | None = None, neuron: bool = Fal
     """Mean activation of channel (or unit) ``index`` of ``layer``; the centre position with ``neuron``."""
     return Objective(lambda a: _per_image(reduce_channels(a[layer], neuron)[:, index], batch), [layer],
                      f"channel({layer}, {index})")
+
+
+def total_variation(weight: float) -> Objective:
+    """Minus ``weight`` x the images' total variation (mean neighbour difference): smoother images score higher."""
+    from .quality import total_variation as tv
+
+    return Objective(lambda a: -weight * tv(a[INPUT], reduction="mean"), [], f"total_variation({weight:g})")
+
+
+def l2(weight: float) -> Objective:
+    """Minus ``weight`` x the images' mean squared pixel value: darker images score higher."""
+    return Objective(lambda a: -weight * a[INPUT].pow(2).flatten(1).mean(1), [], f"l2({weight:g})")
+
+
+def blur(weight: float) -> Objective:
+    """Minus ``weight`` x the mean squared difference to a 3x3-blurred copy: fewer sharp details score higher."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        images = a[INPUT]
+        kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device, dtype=images.dtype)
+        kernel = (kernel[:, None] * kernel[None, :] / 16).expand(images.shape[1], 1, 3, 3)
+        blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1])
+        return -weight * (images - blurred).pow(2).flatten(1).mean(1)
+
+    return Objective(fn, [], f"blur({weight:g})")

@@ -6,10 +6,13 @@ so an image does not change when it is optimized in a different batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from .models.spec import ModelSpec
 
 
 WORD = 0xFFFFFFFF
@@ -111,3 +114,48 @@ def mean_spectrum(pixels: torch.Tensor) -> torch.Tensor:
     """Mean rfft2 magnitude (H, W//2+1) of real images (N, C, H, W) in [0, 1], centred per image."""
     centred = pixels - pixels.mean(dim=(-2, -1), keepdim=True)
     return torch.fft.rfft2(centred, norm="ortho").abs().mean(dim=(0, 1))
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How the image being optimized is parametrized and where it starts."""
+
+    parametrization: str = "fft"  # "fft" or "pixel"
+    decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
+    use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
+    free_brightness: bool = False  # with a spectrum: let the mean brightness move too
+    init_std: float = 0.01
+    init_bias: float | None = None  # sigmoid bias; None: -5 (dark, like MNIST) when the data's mean is dark, else 0
+    decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
+
+
+DARK_DATA_MEAN = 0.25
+
+
+def start_bias(config: ImageConfig, mean: Sequence[float]) -> float:
+    """The sigmoid bias of the starting image: dark for dark data (MNIST's mean pixel is 0.13)."""
+    if config.init_bias is not None:
+        return config.init_bias
+    return -5.0 if sum(mean) / len(mean) < DARK_DATA_MEAN else 0.0
+
+
+def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: int) -> nn.Module:
+    """The parametrization ``config`` names for len(keys) images of ``spec``'s input, each image's
+    starting values drawn from (seed, key)."""
+    generators = image_generators(seed, keys)
+    bias = start_bias(config, spec.mean)
+    if config.parametrization == "pixel":
+        return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias)
+    if config.parametrization == "fft":
+        _, height, width = spec.input_shape
+        if spec.spectrum is not None and config.use_spectrum:
+            magnitude = torch.tensor(spec.spectrum).float().clone()
+            # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
+            # near the start (dark for classes); free_brightness lets it move like the strongest frequency.
+            if config.free_brightness:
+                magnitude[0, 0] = magnitude.max()
+        else:
+            magnitude = frequency_scale(height, width, config.decay)
+        return FFTImage(spec.input_shape, generators, magnitude, std=config.init_std, bias=bias,
+                        decorrelate=config.decorrelate and spec.input_shape[0] == 3)
+    raise ValueError(f"unknown parametrization '{config.parametrization}' (fft or pixel)")

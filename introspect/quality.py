@@ -10,11 +10,14 @@ from dataclasses import dataclass
 import torch
 
 
-def total_variation_sum(images: torch.Tensor) -> torch.Tensor:
-    """Per-image sum of absolute differences between neighbouring pixels, (N,)."""
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).sum(1)
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).sum(1)
-    return dx + dy
+def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Per-image absolute differences between neighbouring pixels, (N,): their sum, or with
+    ``reduction="mean"`` the mean vertical plus the mean horizontal difference."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1)
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1)
+    if reduction == "mean":
+        return dx.mean(1) + dy.mean(1)
+    return dx.sum(1) + dy.sum(1)
 
 
 def bright_share(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -37,7 +40,7 @@ class Realism:
 def realism(images: torch.Tensor, real: torch.Tensor) -> Realism:
     """Compare ``images`` with ``real`` (both (N, C, H, W) in [0, 1])."""
     return Realism(
-        tv_ratio=float(total_variation_sum(images).mean() / total_variation_sum(real).mean()),
+        tv_ratio=float(total_variation(images).mean() / total_variation(real).mean()),
         bright_ratio=float(bright_share(images).mean() / bright_share(real).mean()),
         mean_ratio=float(images.mean() / real.mean()),
     )

@@ -90,8 +90,20 @@ def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch
     fig.suptitle("evolution during optimization", fontsize=11)
 
 
+def figure(result, **options) -> ReportFigure:
+    """The report figure of a classes, channels or activations result."""
+    from .activations import ActivationsResult
+    from .channels import ChannelsResult
+
+    if isinstance(result, ChannelsResult):
+        return channels_figure(result, **options)
+    if isinstance(result, ActivationsResult):
+        return activations_figure(result, **options)
+    return classes_figure(result, **options)
+
+
 @rc_context(PLAIN_TEXT)
-def figure(result, columns: int | None = None) -> ReportFigure:
+def classes_figure(result, columns: int | None = None) -> ReportFigure:
     """The report figure of a ClassesResult: tiles titled with class and probability, plus evolution if snapshotted."""
     snapshots = result.render.snapshots
     count = len(result.images)
@@ -121,25 +133,6 @@ def _classes_title(result) -> str:
 
 def save_figure(fig: Figure, path: str | Path) -> None:
     fig.savefig(Path(path), dpi=100)
-
-
-def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, duration_ms: int = 400) -> None:
-    """Each frame (N, C, H, W) becomes one GIF frame: the N images side by side, upscaled."""
-    from PIL import Image
-
-    pictures = []
-    for frame in frames:
-        tiles = [np.pad(to_uint8(img), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
-        strip = np.concatenate(tiles, axis=2)
-        strip = strip[0] if strip.shape[0] == 1 else np.transpose(strip, (1, 2, 0))
-        picture = Image.fromarray(strip)
-        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
-    pictures[0].save(Path(path), save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
-    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def _mosaic(images: Sequence[np.ndarray], gap: int = 2, fill: float = 1.0) -> np.ndarray:
@@ -213,10 +206,9 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
                      loc="left")
     header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels"
     if examples is not None:
-        live = int((~dead).sum())
-        finite = ratios[~torch.isnan(ratios)]
-        median = f"{finite.median():.2f}" if len(finite) else "n/a"
-        header += (f" — {live} live, {len(dead) - live} dead; median ratio {median}\n"
+        summary = result.summary()
+        median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
+        header += (f" — {summary.live} live, {summary.dead} dead; median ratio {median}\n"
                    f"each tile: the optimized image (blue label), then the {k} {examples.dataset} ({examples.split}) "
                    f"images that excite it most, with their activations; ratio = optimized / best real image "
                    f"(orange: below 1; red: dead, no real image activates it)")
@@ -247,11 +239,10 @@ def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) ->
             ax.text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"{result.layer}:{result.channels[int(i)]}",
                     ha="center", va="top", fontsize=7)
         if result.examples is not None:
-            dead = result.dead
-            finite = ratios[~torch.isnan(ratios)]
-            median = f"{finite.median():.2f}" if len(finite) else "n/a"
-            text = (f"{result.layer}: {len(result.channels)} channels, {int((~dead).sum())} live, "
-                    f"{int(dead.sum())} dead, median ratio {median}")
+            summary = result.summary()
+            median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
+            text = (f"{result.layer}: {summary.channels} channels, {summary.live} live, {summary.dead} dead, "
+                    f"median ratio {median}")
         else:
             text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
         ax.set_title(text + " — strongest channels:", fontsize=9, loc="left")

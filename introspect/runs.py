@@ -1,4 +1,7 @@
-"""Run folders: claimed exclusively, written file by file atomically, finished by run.json.
+"""Run folders: what a run leaves behind, for the CLI and notebooks alike.
+
+``save_run`` writes a result as the CLI does and ``load_run`` reads a folder back.
+Folders are claimed exclusively, written file by file atomically, finished by run.json.
 
 A folder "holds a run" only when its run.json parses. While a run writes, it
 holds a lock file in the folder, so two runs never write into the same one; a
@@ -13,10 +16,16 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from .errors import UserError
+from .models.registry import ARCHITECTURES, LoadedModel
 
 RUN_RECORD = "run.json"
 LOCK_NAME = ".introspect-lock"
@@ -187,3 +196,312 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         run.release()
         raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
     return run
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
+    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, duration_ms: int = 400) -> None:
+    """Each frame (N, C, H, W) becomes one GIF frame: the N images side by side, upscaled."""
+    from PIL import Image
+
+    pictures = []
+    for frame in frames:
+        tiles = [np.pad(to_uint8(img), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
+        strip = np.concatenate(tiles, axis=2)
+        strip = strip[0] if strip.shape[0] == 1 else np.transpose(strip, (1, 2, 0))
+        picture = Image.fromarray(strip)
+        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
+    pictures[0].save(Path(path), save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+
+
+@dataclass
+class Provenance:
+    """Where a run came from, for its run.json: the model, the command (if any) and the files it read."""
+
+    model: dict
+    label: str  # the model's name for report titles, flagged when its weights are random
+    argv: list[str] | None = None  # the command line, for runs of the CLI
+    inputs: dict = field(default_factory=dict)
+    cwd: str = field(default_factory=lambda: str(Path.cwd()))
+    recipe: dict | None = None  # for runs written from Python: what repeats them (see ``recipe``)
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, argv: list[str] | None = None, inputs: dict | None = None) -> "Provenance":
+        return cls(model={"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
+                          "random_weights": loaded.random_weights, "notes": [str(n) for n in loaded.notes]},
+                   label=loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else ""),
+                   argv=argv, inputs=dict(inputs or {}))
+
+
+def run_status(interrupted_at: int | None) -> str:
+    return "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}"
+
+
+def base_record(provenance: Provenance, config, seconds: float, status: str, steps_done: int) -> dict:
+    """What every run.json holds: model, settings, versions, status and the command that repeats it."""
+    import platform
+
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),
+        "argv": provenance.argv,
+        "recipe": provenance.recipe,
+        "cwd": provenance.cwd,
+        "inputs": provenance.inputs,
+        "model": provenance.model,
+        "settings": asdict(config) if config is not None else None,
+        "seed": config.seed if config is not None else None,
+        "status": status,
+        "steps_done": steps_done,
+        "seconds": round(seconds, 3),
+        "versions": {"introspect": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+    }
+
+
+def write_classes(run: RunFolder, result, provenance: Provenance, formats: Sequence[str] = ("png",),
+                  seconds: float = 0.0) -> None:
+    """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
+    from . import report
+
+    arrays = {"images": to_uint8(result.images), "labels": np.asarray(result.labels),
+              "scores": result.logits.numpy(), "probabilities": result.probabilities.numpy()}
+    steps = sorted(result.render.snapshots)
+    if steps:
+        arrays["snapshots"] = np.stack([to_uint8(result.render.snapshots[s]) for s in steps])
+        arrays["snapshot_steps"] = np.asarray(steps)
+    with run.file("images.npz") as path:
+        np.savez_compressed(path, **arrays)
+    result.model_name = provenance.label
+    fig = report.classes_figure(result)
+    for fmt in formats:
+        with run.file(f"report.{fmt}") as path:
+            report.save_figure(fig, path)
+    if steps:
+        with run.file("evolution.gif") as path:
+            save_gif([result.render.snapshots[s] for s in steps] + [result.images], path)
+    record = base_record(provenance, result.config, seconds, run_status(result.render.interrupted_at),
+                         result.render.steps_done)
+    record.update({
+        "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
+        "command_name": "classes",
+        "objective": result.objective,
+        "images": [{"class": label, "name": name, "logit": float(logit), "probability": float(p)}
+                   for label, name, logit, p in zip(result.labels, result.class_names, result.logits, result.probabilities)],
+        "history": result.render.history.tolist(),
+    })
+    run.finish(record)
+
+
+CHANNEL_DEFINITIONS = {
+    "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
+                  "Linear: the unit's value after its activation; neuron: the centre position",
+    "live": "some real image gives the channel a positive output somewhere",
+    "ratio": "the visualization's activation / the highest activation of any real image (live channels only)",
+}
+
+
+def layer_record(result) -> dict:
+    """One layer of a channels run in run.json."""
+    summary = result.summary()
+    ratio = result.ratio
+    return {
+        "layer": result.layer, "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
+        "channels": result.channels, "batch_size": result.batch_size,
+        "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
+        "share_ratio_at_least_1": summary.share_ratio_at_least_1,
+        "per_channel": [
+            {"channel": c, "activation": float(result.best[i]),
+             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i])}
+            for i, c in enumerate(result.channels)
+        ],
+    }
+
+
+def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
+                   status: str | None = None) -> None:
+    """images.npz (all layers), a report page per layer, index.png, report.png and report.pdf, then run.json."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from . import report
+
+    rows: dict[str, list] = {key: [] for key in ("images", "labels", "layers", "scores", "examples",
+                                                 "example_activations", "ratio", "dead")}
+    for r in results:
+        n = len(r.channels) * r.diverse
+        rows["images"].append(to_uint8(r.images[:n]))
+        rows["labels"].append(np.repeat(r.channels, r.diverse))
+        rows["layers"].append(np.array([r.layer] * n))
+        rows["scores"].append(r.activations[:n].numpy())
+        rows["ratio"].append(r.ratio.repeat_interleave(r.diverse, 0).numpy())
+        rows["dead"].append(r.dead.repeat_interleave(r.diverse, 0).numpy())
+        if r.examples is not None:
+            rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
+            rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
+    with run.file("images.npz") as path:
+        np.savez_compressed(path, **{k: np.concatenate(v) for k, v in rows.items() if v})
+    pages = [report.channels_figure(r, dataset.images if dataset is not None else None, provenance.label)
+             for r in results]
+    index = report.index_figure(results, provenance.label)
+    for r, page in zip(results, pages):
+        with run.file(f"report-{r.layer}.png") as path:
+            report.save_figure(page, path)
+    with run.file("index.png") as path:
+        report.save_figure(index, path)
+    with run.file("report.png") as path:
+        report.save_figure(pages[0] if len(pages) == 1 else index, path)
+    with run.file("report.pdf") as path, PdfPages(path) as pdf:
+        for page in ([index] if len(pages) > 1 else []) + pages:
+            pdf.savefig(page)
+    if status is None:
+        status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
+    record = base_record(provenance, results[0].config, seconds, status, min(r.steps_done for r in results))
+    first = results[0]
+    record.update({
+        "command_name": "channels",
+        "dataset": None if dataset is None else {"name": dataset.name, "split": dataset.split, "source": dataset.source,
+                                                 "count": len(dataset)},
+        "definitions": CHANNEL_DEFINITIONS,
+        "neuron": first.neuron, "diverse": first.diverse,
+        "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None,
+        "layers": [layer_record(r) for r in results],
+    })
+    run.finish(record)
+
+
+def write_activations(run: RunFolder, result, provenance: Provenance, visualizations=None, config=None,
+                      formats: Sequence[str] = ("png",), highlight: int = 3, seconds: float = 0.0,
+                      logits_layer: str | None = None) -> dict:
+    """The report in each format, activations.npz, then run.json (returned)."""
+    from . import report
+
+    fig = report.activations_figure(result, visualizations, provenance.label, highlight=highlight,
+                                    logits_layer=logits_layer)
+    for fmt in formats:
+        with run.file(f"report.{fmt}") as path:
+            report.save_figure(fig, path)
+    arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
+    arrays.update(input=result.input.pixels.numpy(), saliency=result.saliency.numpy(),
+                  grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
+    with run.file("activations.npz") as path:
+        np.savez_compressed(path, **arrays)
+    names = result.class_names
+    record = base_record(provenance, config, seconds, "complete", 0)
+    record.update({
+        "command_name": "activations",
+        "input": {"source": result.input.source, "conversion": list(result.input.conversion), "label": result.input.label},
+        "prediction": {"class": result.predicted, "name": names[result.predicted],
+                       "probability": float(result.probabilities[result.predicted])},
+        "top5": [{"class": int(i), "name": names[int(i)], "probability": float(result.probabilities[i])}
+                 for i in torch.argsort(result.probabilities, descending=True)[:5]],
+        "layers": {layer: {"shape": list(output.shape), "activation_shown": result.activations[layer]}
+                   for layer, output in result.outputs.items()},
+        "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
+    })
+    run.finish(record)
+    return record
+
+
+def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | None = None,
+             formats: Sequence[str] = ("png",), dataset=None, force: bool = False,
+             provenance: Provenance | None = None) -> Path:
+    """Write a classes, channels (one result or a list) or activations result as a run folder — the
+    same files the CLI writes — into ``folder`` (default: a new ``runs/<kind>-NNN``); returns it.
+    With ``loaded`` (what ``load_model`` returned) for a built-in model or checkpoint, run.json
+    records a recipe that ``introspect rerun`` can repeat."""
+    from .activations import ActivationsResult
+    from .channels import ChannelsResult
+
+    results = [result] if isinstance(result, ChannelsResult) else result
+    kind = ("channels" if isinstance(results, list) else
+            "activations" if isinstance(result, ActivationsResult) else "classes")
+    if provenance is None:
+        if loaded is None:
+            raise ValueError("save_run needs loaded= (the model's LoadedModel) or provenance=")
+        provenance = Provenance.of(loaded)
+        provenance.recipe = recipe(kind, result, loaded, dataset)
+        if provenance.recipe and "checkpoint" in provenance.recipe:
+            provenance.inputs["checkpoint"] = {"path": provenance.recipe["checkpoint"], "sha256": loaded.sha256}
+    run = claim_run_folder(folder, kind, force)
+    try:
+        if kind == "classes":
+            write_classes(run, result, provenance, formats)
+        elif kind == "channels":
+            write_channels(run, results, provenance, dataset)
+        else:
+            write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits_layer
+                              if loaded is not None else None)
+    except BaseException:
+        run.abandon()
+        raise
+    return run.path
+
+
+def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
+    """What repeats ``result`` in words the command line also has — the model (a built-in name or an
+    introspect checkpoint), the settings it exposes, the classes or layers — or None when the
+    run used anything else. ``introspect rerun`` turns it into a command."""
+    from .channels import CHANNELS_DEFAULTS
+    from .classes import CLASSES_DEFAULTS
+    from .models.registry import BUILTIN_MODELS, builtin_checkpoint_path
+
+    builtin = next((name for name in BUILTIN_MODELS if loaded.source == str(builtin_checkpoint_path(name))), None)
+    if builtin is not None:
+        model = {"model": builtin}
+    elif loaded.spec.architecture in ARCHITECTURES and loaded.sha256 and Path(loaded.source).is_file():
+        model = {"checkpoint": str(Path(loaded.source).resolve())}
+    else:
+        return None
+    results = result if isinstance(result, list) else [result]
+    config = results[0].config
+    defaults = CLASSES_DEFAULTS if kind == "classes" else CHANNELS_DEFAULTS
+    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "l2": config.l2,
+                "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
+                "param": config.image.parametrization}
+    expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots")},
+                          snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"]))
+    if kind == "activations" or expressible != config:
+        return None
+    if kind == "classes":
+        return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective}
+    first = results[0]
+    if len({tuple(r.channels) for r in results}) != 1:
+        return None
+    return {"command": kind, **model, **settings, "layer": [r.layer for r in results], "channels": list(first.channels),
+            "diverse": first.diverse, "batch_size": first.batch_size, "neuron": first.neuron,
+            "dataset": dataset.name if dataset is not None else "none",
+            "split": first.examples.split if first.examples is not None else None,
+            "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None}
+
+
+@dataclass
+class Run:
+    """A run folder read back: its run.json and its arrays (images.npz or activations.npz)."""
+
+    path: Path
+    record: dict
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def kind(self) -> str:
+        return self.record.get("command_name", "")
+
+
+def load_run(folder: str | Path) -> Run:
+    """Read a run folder written by the CLI or ``save_run``; a UserError if it holds no complete run.json."""
+    path = Path(folder)
+    record = read_record(path)
+    folder = path if path.is_dir() else path.parent
+    arrays = {}
+    for name in ("images.npz", "activations.npz"):
+        if (folder / name).is_file():
+            with np.load(folder / name) as data:
+                arrays = {key: data[key] for key in data.files}
+            break
+    return Run(folder, record, arrays)

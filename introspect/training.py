@@ -13,13 +13,7 @@ from torch import nn
 from .data import ImageDataset
 from .models.spec import ModelSpec
 from .outputs import output_kind
-
-
-def normalize(pixels: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    """Pixel-space images in [0, 1] -> the model's normalized input."""
-    mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
-    return (pixels - mean) / std
+from .transforms import Normalize, affine
 
 
 def random_affine(pixels: torch.Tensor, generator: torch.Generator, degrees: float = 10.0,
@@ -29,10 +23,7 @@ def random_affine(pixels: torch.Tensor, generator: torch.Generator, degrees: flo
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
     zoom = torch.empty(n).uniform_(scale[0], scale[1], generator=generator)
     offset = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift * 2
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(pixels), list(pixels.shape), align_corners=False)
-    return F.grid_sample(pixels, grid, align_corners=False, padding_mode="zeros")
+    return affine(pixels, angle, zoom, offset[:, 0], offset[:, 1])
 
 
 def torch_seed(seed: int) -> int:
@@ -63,6 +54,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
     """
     seed = torch_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    normalize = Normalize.of(spec)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
     batches = math.ceil(len(dataset) / batch_size)
@@ -81,7 +73,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
                 if augment:
                     pixels = random_affine(pixels, generator)
                 target = dataset.labels[index]
-                logits = model(normalize(pixels, spec))
+                logits = model(normalize(pixels))
                 loss = F.nll_loss(logits, target) if output_kind(logits) == "log-softmax" else F.cross_entropy(logits, target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -112,12 +104,13 @@ def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_siz
     """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
     was_training = model.training
     model.eval()
+    normalize = Normalize.of(spec)
     try:
         k = spec.num_classes
         confusion = torch.zeros(k, k, dtype=torch.long)
         for start in range(0, len(dataset), batch_size):
             pixels = dataset.pixels(slice(start, start + batch_size))
-            predicted = model(normalize(pixels, spec)).argmax(1)
+            predicted = model(normalize(pixels)).argmax(1)
             target = dataset.labels[start:start + batch_size]
             confusion += torch.bincount(target * k + predicted, minlength=k * k).view(k, k)
     finally:

@@ -1,8 +1,6 @@
-"""Shape-keeping random transforms sized to the input: one affine resample per step.
-
-Jitter, small scale and small rotation are combined into one grid_sample, so
-the batch keeps its (B, C, H, W) shape and values stay in [0, 1].
-"""
+"""Transforms between the image and the model: shape-keeping random affine resamples sized to
+the input (jitter, small scale and rotation in one grid_sample, values kept in [0, 1]), and the
+model's normalization, applied last."""
 from __future__ import annotations
 
 import math
@@ -11,6 +9,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .models.spec import ModelSpec
+from .params import TRANSFORMS, image_generators
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,47 @@ def apply_affine(images: torch.Tensor, draws: torch.Tensor, config: TransformCon
     zoom = 1 + draws[:, 1] * config.scale
     shift_x = torch.round(draws[:, 2] * jitter) * 2 / width
     shift_y = torch.round(draws[:, 3] * jitter) * 2 / height
+    return affine(images, angle, zoom, shift_x, shift_y)
+
+
+def affine(images: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift_x: torch.Tensor,
+           shift_y: torch.Tensor) -> torch.Tensor:
+    """Rotate by ``angle`` (radians), zoom and shift (in [-1, 1] grid units) each image; zeros fill the border."""
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class RandomAffine:
+    """The default transform of ``render``: each image shifted, scaled and rotated at random every
+    step, its draws coming from its own generator (so batching does not change them)."""
+
+    def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
+        self.config = config
+        self.generators = list(generators)
+
+    @classmethod
+    def for_keys(cls, config: TransformConfig, seed: int, keys: Sequence[int]) -> "RandomAffine":
+        """Draws from (seed, key) of each image, on a stream of their own."""
+        return cls(config, image_generators(seed, keys, TRANSFORMS))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.config.enabled:
+            return images
+        return apply_affine(images, random_affine_params(self.generators), self.config)
+
+
+class Normalize:
+    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> None:
+        self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+
+    @classmethod
+    def of(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "Normalize":
+        return cls(spec.mean, spec.std, device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.mean) / self.std

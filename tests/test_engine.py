@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from introspect.engine import RenderConfig, frozen, render
+from introspect.engine import RenderConfig, render
+from introspect.hooks import frozen
+from introspect.models import ModelSpec
 from introspect.objectives import channel, class_logits
 from introspect.params import TRANSFORMS, FFTImage, PixelImage, frequency_scale, image_generators, seed_entropy
 from introspect.transforms import TransformConfig, apply_affine, random_affine_params
@@ -13,8 +15,7 @@ FAST = RenderConfig(steps=6)
 
 def run(model, spec, config=FAST, keys=(0, 1, 2), objective=None):
     objective = objective or class_logits("fc2", keys)
-    return render(model, objective, input_shape=spec.input_shape, mean=spec.mean, std=spec.std,
-                  keys=list(keys), config=config)
+    return config.render(model, objective, spec, list(keys))
 
 
 def test_images_in_range_and_shape(tiny_model, tiny_spec):
@@ -58,8 +59,7 @@ def test_hooks_removed_after_failure(tiny_model, tiny_spec):
             raise RuntimeError("callback failed")
 
     with pytest.raises(RuntimeError, match="callback failed"):
-        render(tiny_model, class_logits("fc2", [0]), input_shape=(1, 28, 28), mean=(0.1,), std=(0.3,),
-               keys=[0], config=FAST, callback=fail)
+        render(tiny_model, class_logits("fc2", [0]), spec=tiny_spec, keys=[0], steps=6, on_step=fail)
     assert hook_count(tiny_model) == 0
     assert all(p.requires_grad for p in tiny_model.parameters())
 
@@ -100,8 +100,7 @@ def test_interrupt_returns_partial_result(tiny_model, tiny_spec):
         if step == 3:
             raise KeyboardInterrupt
 
-    result = render(tiny_model, class_logits("fc2", [0]), input_shape=(1, 28, 28), mean=(0.1,), std=(0.3,),
-                    keys=[0], config=RenderConfig(steps=20), callback=interrupt)
+    result = render(tiny_model, class_logits("fc2", [0]), spec=tiny_spec, keys=[0], steps=20, on_step=interrupt)
     assert result.interrupted_at == 3 and result.images.shape == (1, 1, 28, 28)
     assert hook_count(tiny_model) == 0
 

@@ -8,7 +8,7 @@ from matplotlib.text import Text
 from torch import nn
 
 from introspect.activations import ImageInput, inspect_image
-from introspect.api import visualize_classes
+from introspect.classes import visualize_classes
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.engine import RenderConfig
 from introspect.models import ModelSpec

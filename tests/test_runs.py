@@ -93,3 +93,28 @@ def test_out_refusals(argv, message, capsys, tmp_path):
     assert main(["classes", "--steps", "1", *argv]) == 2
     assert message in capsys.readouterr().err
     assert (tmp_path / "report.png").read_bytes() == b"mine" and not (tmp_path / "runs").exists()
+
+
+def test_a_notebook_run_is_a_run_rerun_repeats(shipped_mnist, tmp_path):
+    import introspect
+    from introspect.runs import load_run
+
+    result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
+                                          introspect.RenderConfig(steps=3, seed=5))
+    folder = introspect.save_run(result, loaded=shipped_mnist)
+    run = load_run(folder)
+    assert run.kind == "classes" and run.arrays["images"].shape == (2, 1, 28, 28) and run.record["argv"] is None
+    assert run.record["recipe"]["classes"] == [3, 8] and run.record["recipe"]["seed"] == 5
+    assert main(["rerun", str(folder), "--out", "again"]) == 0
+    assert (tmp_path / "again" / "images.npz").read_bytes() == (folder / "images.npz").read_bytes()
+
+
+def test_a_run_from_settings_the_cli_lacks_records_no_recipe(shipped_mnist, capsys):
+    import introspect
+
+    config = introspect.RenderConfig(steps=2, image=introspect.ImageConfig(init_std=0.5))
+    folder = introspect.save_run(introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [1], config),
+                                 loaded=shipped_mnist)
+    assert json.loads((folder / "run.json").read_text())["recipe"] is None
+    assert main(["rerun", str(folder)]) == 2
+    assert "records no command to repeat" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def test_interrupt_during_startup_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
-    import introspect_cli.channels_cmd as channels_cmd
+    import introspect_cli.commands.channels as channels_cmd
 
     real = channels_cmd.dataset_examples
 
@@ -60,16 +60,16 @@ def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
 
 
 def test_signals_while_writing_are_deferred(monkeypatch, capsys):
-    import introspect_cli.classes_cmd as classes_cmd
+    import introspect.report as report
 
-    real = classes_cmd.save_figure
+    real = report.save_figure
 
     def save_while_signalled(fig, path):
         os.kill(os.getpid(), signal.SIGINT)  # two Ctrl-C during the write
         os.kill(os.getpid(), signal.SIGINT)
         real(fig, path)
 
-    monkeypatch.setattr(classes_cmd, "save_figure", save_while_signalled)
+    monkeypatch.setattr(report, "save_figure", save_while_signalled)
     assert main(["classes", "--steps", "2", "--out", "run"]) == 130
     record = json.loads(open("run/run.json").read())
     assert record["status"] == "complete"

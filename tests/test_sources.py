@@ -8,7 +8,9 @@ from torch import nn
 
 from helpers import hook_count
 from introspect.channels import visualize_channels, CHANNELS_DEFAULTS
-from introspect.engine import RenderConfig, make_param, render
+from introspect.engine import render
+from introspect.models import ModelSpec
+from introspect.params import ImageConfig, image_for
 from introspect.errors import UserError
 from introspect.models.sources import MetaOverrides, load_model
 from introspect.objectives import class_logits
@@ -138,8 +140,11 @@ def test_wrong_size_for_fixed_input_model(capsys):
 
 
 def test_decorrelated_colour_for_rgb_only():
-    rgb = make_param(RenderConfig(), (3, 16, 16), [0, 1])
-    gray = make_param(RenderConfig(), (1, 16, 16), [0])
+    def spec(channels):
+        return ModelSpec("s", "user", (channels, 16, 16), (0.5,) * channels, (0.5,) * channels, "", ("a",))
+
+    rgb = image_for(spec(3), ImageConfig(), [0, 1], seed=0)
+    gray = image_for(spec(1), ImageConfig(), [0], seed=0)
     assert rgb.mixing is not None and rgb.mixing.shape == (3, 3)
     assert gray.mixing is None
     with pytest.raises(ValueError, match="3 channels"):
@@ -150,8 +155,8 @@ def test_train_mode_model_runs_in_eval_and_says_so():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Dropout(), nn.Linear(4 * 14 * 14, 3))
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = render(model, class_logits("4", [0, 1]), input_shape=(3, 16, 16), mean=(0.5,) * 3, std=(0.5,) * 3,
-                    keys=[0, 1], config=RenderConfig(steps=3))
+    spec = ModelSpec("s", "user", (3, 16, 16), (0.5,) * 3, (0.5,) * 3, "4", ("a", "b", "c"))
+    result = render(model, class_logits("4", [0, 1]), spec=spec, keys=[0, 1], steps=3)
     assert any("train mode" in note for note in result.notes)
     assert model.training
     for key, value in model.state_dict().items():

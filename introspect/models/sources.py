@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from ..errors import Message, UserError
-from ..hooks import HookRegistry
 from ..outputs import output_kind
 from .checkpoint import file_sha256, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
@@ -278,6 +277,8 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
 def logits_width(model: nn.Module, spec: ModelSpec) -> int | None:
     """How many classes the model scores: the width of ``spec.logits_layer``'s output on one dry forward
     (None when that layer is not in the model, which the caller reports)."""
+    from ..hooks import HookRegistry  # hooks need models.spec: imported here to keep the package import acyclic
+
     if spec.logits_layer not in dict(model.named_modules()):
         return None
     with HookRegistry(model, [spec.logits_layer]) as hooks:

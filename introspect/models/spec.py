@@ -69,6 +69,10 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def activation(self, layer: str) -> str:
+        """The activation the model applies to ``layer``'s output ("identity" when none is known)."""
+        return (self.activations or {}).get(layer, "identity")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only, so checkpoints load with ``weights_only=True``."""
         out = asdict(self)

@@ -1,36 +1,25 @@
-"""Shared CLI pieces: model options, output folders, progress bars, value parsing."""
+"""Command-line options: argparse types, the option groups commands share, and how flags become
+library values (a LoadedModel, a RenderConfig). FLAGS spells the library's settings as flags."""
 from __future__ import annotations
 
 import argparse
-import platform
-import shlex
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-import introspect
+from introspect.data import DATASETS
 from introspect.engine import RenderConfig
-from introspect.errors import UserError, render
-from introspect.models import BUILTIN_MODELS, LoadedModel, file_sha256
-from introspect.runs import RunFolder, claim_run_folder
-from introspect.models.sources import MetaOverrides, load_model
+from introspect.errors import UserError
+from introspect.models import BUILTIN_MODELS, LoadedModel, MetaOverrides, file_sha256, load_model
 
 FORMATS = ("png", "pdf", "svg", "jpg")
 
-#: How the CLI spells each setting a library message names (see introspect.errors).
+#: How the CLI spells each setting a library message names (see introspect.errors): the one table.
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "model", "checkpoint",
-    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer")}
+    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset")}
 FLAGS["layers_command"] = "`introspect layers`"
-
-
-def say(text: str) -> str:
-    """A library message or note as the CLI shows it: settings spelled as flags."""
-    return render(getattr(text, "template", text), FLAGS)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +45,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="layer whose output holds the logits (default: the spec's, else the model's output)")
 
 
-def load_model_from_args(args: argparse.Namespace, err: Console | None = None, hooks: bool = True) -> LoadedModel:
-    """The model the flags name; prints its notes (random weights, softmax output). ``hooks``:
-    the command needs forward hooks on inner layers, which TorchScript models cannot take."""
+def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> LoadedModel:
+    """The model the flags name. ``hooks``: the command needs forward hooks on inner layers,
+    which TorchScript models cannot take."""
     class_names = None
     if args.class_names:
         try:
@@ -76,10 +65,18 @@ def load_model_from_args(args: argparse.Namespace, err: Console | None = None, h
                         "`introspect classes` works on TorchScript, or load the eager model (file.py:ClassName + --checkpoint)")
     if loaded.spec.logits_layer and loaded.spec.logits_layer not in dict(loaded.model.named_modules()):
         raise UserError(f"--logits-layer '{loaded.spec.logits_layer}' is not a layer of the model (see `introspect layers`)")
-    if err is not None:
-        for note in loaded.notes:
-            err.print(f"note: {say(note)}", markup=False)
     return loaded
+
+
+def input_files(args: argparse.Namespace) -> dict[str, dict]:
+    """Every file the command reads, by role: absolute path and sha256 (for run.json and rerun)."""
+    paths = {"checkpoint": args.checkpoint, "class_names": args.class_names, "image": getattr(args, "image", None)}
+    if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
+        paths["model_file"] = args.model.rsplit(":", 1)[0]
+    elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:"):
+        paths["model_file"] = args.model  # a TorchScript archive
+    return {role: {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+            for role, path in paths.items() if path is not None and Path(path).is_file()}
 
 
 def shape_list(text: str) -> tuple[int, int, int]:
@@ -100,24 +97,6 @@ def float_list(text: str) -> tuple[float, ...]:
     if not all(v == v and abs(v) != float("inf") for v in values):
         raise argparse.ArgumentTypeError(f"'{text}' holds a NaN or infinite value")
     return values
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available; an explicit device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda[:N]") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif device.type != "cpu":
-        raise UserError(f"unsupported device '{name}'; use auto, cpu or cuda[:N]")
-    return device
 
 
 def positive_int(text: str) -> int:
@@ -148,105 +127,22 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of whole numbers") from None
 
 
-def claim_out_dir(args: argparse.Namespace, prefix: str) -> RunFolder:
-    """The run folder for this command, claimed exclusively (see introspect.runs)."""
-    return claim_run_folder(args.out, prefix, args.force)
-
-
-class LineProgress:
-    """Progress as plain lines ("classes: step 3/128"), for --progress when stderr is not a terminal:
-    one line per step or batch, which logs keep and scripts can wait for."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.tasks: dict[int, dict] = {}
-
-    def __enter__(self) -> "LineProgress":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        pass
-
-    def add_task(self, description: str, total: int | None = None, unit: str = "", **_fields) -> int:
-        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "unit": unit}
-        return len(self.tasks) - 1
-
-    def update(self, task: int, completed: int | None = None, total: int | None = None, **_fields) -> None:
-        state = self.tasks[task]
-        if total is not None:
-            state["total"] = total
-        if completed is not None and completed != state["completed"]:
-            state["completed"] = completed
-            unit = f"{state['unit']} " if state["unit"] else ""
-            self.console.print(f"{state['description']}: {unit}{completed}/{state['total'] or '?'}", markup=False,
-                               highlight=False)
-            self.console.file.flush()
-
-
-def progress(console: Console, args: argparse.Namespace) -> Progress | LineProgress:
-    """Progress on stderr: bars on a terminal; with --progress elsewhere, one line per step; never with --quiet."""
-    if args.progress and not args.quiet and not console.is_terminal:
-        return LineProgress(console)
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=args.quiet or not console.is_terminal,
-    )
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def written(run: RunFolder) -> str:
-    """'wrote runs/x: report.png, images.npz, ...' for the summary line."""
-    return f"wrote {run.path}: " + ", ".join(sorted(run.files))
-
-
-def input_files(args: argparse.Namespace) -> dict[str, dict]:
-    """Every file the command reads, by role: absolute path and sha256 (for run.json and rerun)."""
-    paths = {"checkpoint": args.checkpoint, "class_names": args.class_names, "image": getattr(args, "image", None)}
-    if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
-        paths["model_file"] = args.model.rsplit(":", 1)[0]
-    elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:"):
-        paths["model_file"] = args.model  # a TorchScript archive
-    return {role: {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
-            for role, path in paths.items() if path is not None and Path(path).is_file()}
-
-
-def model_label(loaded: LoadedModel) -> str:
-    """The model's name for report titles, flagged when its weights are random."""
-    return loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else "")
-
-
-def command_line(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in ["introspect", *argv])
-
-
-def run_status(interrupted_at: int | None) -> str:
-    return "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}"
-
-
-def run_record(loaded: LoadedModel, args: argparse.Namespace, config: RenderConfig | None, seconds: float,
-               status: str, steps_done: int) -> dict:
-    """What every run.json holds: model, settings, versions, status and the exact command."""
-    import torchvision
-
-    return {
-        "command": command_line(args.argv),
-        "argv": args.argv,
-        "cwd": str(Path.cwd()),
-        "inputs": input_files(args),
-        "model": {"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
-                  "random_weights": loaded.random_weights, "notes": loaded.notes},
-        "settings": asdict(config) if config is not None else None,
-        "seed": config.seed if config is not None else None,
-        "status": status,
-        "steps_done": steps_done,
-        "seconds": round(seconds, 3),
-        "versions": {"introspect": introspect.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "numpy": np.__version__, "python": platform.python_version()},
-    }
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available; an explicit device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda[:N]") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise UserError(f"unsupported device '{name}'; use auto, cpu or cuda[:N]")
+    return device
 
 
 def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> None:
@@ -255,8 +151,8 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--steps", type=positive_int, default=defaults.steps, help=f"optimization steps (default: {defaults.steps})")
     g.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr})")
     g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
-    g.add_argument("--param", default=defaults.parametrization, choices=["fft", "pixel"],
-                   help=f"image parametrization (default: {defaults.parametrization})")
+    g.add_argument("--param", default=defaults.image.parametrization, choices=["fft", "pixel"],
+                   help=f"image parametrization (default: {defaults.image.parametrization})")
     g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
     g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
     g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
@@ -284,7 +180,8 @@ def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> Render
     bad = [s for s in args.snapshots if not 1 <= s <= args.steps]
     if bad:
         raise UserError(f"--snapshots {bad[0]} is outside 1-{args.steps} (the run's --steps)")
-    return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed, parametrization=args.param,
+    return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed,
+                            image=replace(defaults.image, parametrization=args.param),
                             tv=args.tv, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
                             device=str(resolve_device(args.device)), amp=args.amp)
 
@@ -295,3 +192,7 @@ def parse_formats(text: str) -> list[str]:
     if unknown:
         raise UserError(f"unknown --format '{unknown[0]}'; choose from {', '.join(FORMATS)}")
     return ["png"] + [f for f in dict.fromkeys(formats) if f != "png"]
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")

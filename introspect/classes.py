@@ -1,4 +1,4 @@
-"""The public Python API for notebooks and scripts: visualize classes of any classifier."""
+"""Classes: the input each class of a classifier likes most, all classes in one batch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .engine import ProgressCallback, RenderConfig, RenderResult, frozen, normalizer, render
+from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
-from .hooks import HookRegistry
+from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_logits
 
@@ -62,13 +62,9 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
     return list(dict.fromkeys(indices))
 
 
-@torch.no_grad()
 def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
     """Logits (N, classes) of ``spec.logits_layer`` for pixel-space images (N, C, H, W) in [0, 1]."""
-    with frozen(model), HookRegistry(model, [spec.logits_layer]) as hooks:
-        normalize = normalizer(spec.mean, spec.std, torch.device(device))
-        logits = hooks.run(normalize(images.to(device)))[spec.logits_layer].flatten(1)
-    return logits.float().cpu()
+    return record(model, spec, images, [spec.logits_layer], device)[spec.logits_layer].flatten(1).float().cpu()
 
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
@@ -78,15 +74,14 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
 
     ``objective`` is "logit" (default: the class's logit on ``spec.logits_layer``)
     or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
+    The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective '{objective}'; choose {' or '.join(OBJECTIVES)}")
     labels = resolve_classes(spec, classes)
-    spectrum = torch.tensor(spec.spectrum) if spec.spectrum is not None else None
-    model = model.to(config.device)
-    result = render(model, OBJECTIVES[objective](spec.logits_layer, labels), input_shape=spec.input_shape,
-                    mean=spec.mean, std=spec.std, keys=labels, config=config, spectrum=spectrum, callback=callback)
-    logits = class_scores(model, spec, result.images, config.device)
+    with on_device(model, config.device) as model:
+        result = config.render(model, OBJECTIVES[objective](spec.logits_layer, labels), spec, labels, callback)
+        logits = class_scores(model, spec, result.images, config.device)
     picked = torch.tensor(labels).view(-1, 1)
     return ClassesResult(
         images=result.images, labels=labels, class_names=[spec.class_names[i] for i in labels],

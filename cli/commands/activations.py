@@ -1,0 +1,118 @@
+"""`introspect activations`: what each layer sees for one image, and which pixels drove the decision."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from introspect.activations import ImageInput, inspect_image, load_image
+from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+from introspect.data import DATASETS, check_fits, load_dataset
+from introspect.errors import UserError
+from introspect.layers import select_layers
+from introspect.runs import Provenance, check_out, claim_run_folder, write_activations
+
+from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_model_from_args,
+                       parse_formats, positive_int, resolve_device)
+from ..output import Outcome, Output
+from .classes import finished
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("activations", help="what each layer sees for one image, and a saliency map",
+                       description="Show the input as the model sees it with its prediction, every layer's feature maps "
+                                   "or unit activations, and the saliency of the predicted class.")
+    add_model_options(p)
+    source = p.add_argument_group("image (one of)")
+    source.add_argument("--image", metavar="PATH", help="any image file; converted to the model's input (the report says how)")
+    source.add_argument("--dataset", choices=list(DATASETS), help="take the image from this dataset's held-out (test) split")
+    source.add_argument("--index", type=int, metavar="N", help="index into the held-out split, with --dataset")
+    source.add_argument("--frame", type=int, metavar="N",
+                        help="frame of an animated or multi-page --image, from 0 (default: none; such images are refused)")
+    add_data_dir(p)
+    p.add_argument("--layer", default="all", metavar="NAMES", help="layers, comma-separated, or all (default: all)")
+    p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
+                   help="invert a grayscale image; auto: when its border is light (default: auto)")
+    p.add_argument("--with-visualizations", action="store_true",
+                   help="below each layer, the optimized images of its strongest channels or units")
+    p.add_argument("--top", type=positive_int, default=3, metavar="N",
+                   help="strongest channels highlighted (and visualized) per layer (default: 3)")
+    p.add_argument("--steps", type=positive_int, default=CHANNELS_DEFAULTS.steps,
+                   help=f"optimization steps for --with-visualizations (default: {CHANNELS_DEFAULTS.steps})")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    add_output_options(p, "activations", formats=True)
+    p.set_defaults(run=run)
+
+
+
+def read_input(args: argparse.Namespace, spec, io: Output) -> ImageInput:
+    if (args.image is None) == (args.dataset is None):
+        raise UserError("give either --image PATH or --dataset NAME --index N")
+    if args.image is not None:
+        if args.index is not None:
+            raise UserError("--index goes with --dataset, not --image")
+        return load_image(args.image, spec, args.invert, args.frame)
+    if args.frame is not None:
+        raise UserError("--frame goes with --image, not --dataset")
+    if args.index is None:
+        raise UserError("--dataset needs --index N (an index into its held-out split)")
+    data = load_dataset(args.dataset, "test", args.data_dir)
+    if not 0 <= args.index < len(data):
+        raise UserError(f"--index {args.index} is out of range: the {args.dataset} held-out split has 0-{len(data) - 1}")
+    check_fits(data, spec.input_shape)
+    io.err.print(f"data: {data.source}", markup=False)
+    label = int(data.labels[args.index])
+    return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
+                      source=f"{args.dataset} held-out #{args.index} (label {data.class_names[label]}; {data.source})",
+                      label=label)
+
+
+
+def run(args: argparse.Namespace, io: Output) -> Outcome:
+    loaded = load_model_from_args(args)
+    for note in loaded.notes:
+        io.note(note)
+    model, spec = loaded.model, loaded.spec
+    image = read_input(args, spec, io)
+    layers = select_layers(model, spec.input_shape, args.layer)
+    device = str(resolve_device(args.device))
+    formats = parse_formats(args.format)
+    check_out(args.out, args.force)
+    provenance = Provenance.of(loaded, args.argv, input_files(args))
+    run_folder = claim_run_folder(args.out, "activations", args.force)
+    config = CHANNELS_DEFAULTS.replace(device=device, steps=args.steps)
+    try:
+        started = time.time()
+        result = inspect_image(model, spec, image, layers, device)
+        visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
+            if args.with_visualizations else None
+        with io.interrupts.deferred():
+            record = write_activations(run_folder, result, provenance, visualizations,
+                                       config if args.with_visualizations else None, formats, args.top,
+                                       time.time() - started, spec.logits_layer)
+    except BaseException:
+        run_folder.abandon()
+        raise
+    io.out.print(f"prediction: {record['prediction']['name']} (p={record['prediction']['probability']:.3f}); "
+                 f"wrote {run_folder.path}/report.png", markup=False)
+    return finished(io, {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
+                         "top5": record["top5"]})
+
+
+def strongest_visualizations(args: argparse.Namespace, model, spec, result, layers: list[str], config,
+                             io: Output) -> dict[str, tuple[list[int], torch.Tensor]]:
+    """Optimized images of each layer's strongest channels for this image."""
+    visualizations = {}
+    with io.progress() as bar:
+        for layer in layers:
+            shown = result.shown(layer)
+            strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
+            top = [i for i in torch.argsort(strength, descending=True)[:args.top].tolist() if strength[i] > 0]
+            if not top:
+                continue
+            task = bar.add_task(f"{layer}: optimizing", total=None, info="", unit="step")
+            vis = visualize_channels(model, spec, layer, top, config,
+                                     callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
+            visualizations[layer] = (top, vis.images)
+    return visualizations

@@ -1,0 +1,88 @@
+"""`introspect classes`: the input each class likes most, as a saved report."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, resolve_classes, visualize_classes
+from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
+
+from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
+                       load_model_from_args, parse_formats)
+from ..output import Outcome, Output, plural, written
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classes", help="the input each class likes most (activation maximization of class logits)",
+                       description="Optimize one image per class, all in one batch, to maximize the class's logit; "
+                                   "writes report.png, images.npz and run.json into a run folder.")
+    add_model_options(p)
+    p.add_argument("--classes", metavar="LIST", help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: all)")
+    add_render_options(p, CLASSES_DEFAULTS)
+    p.add_argument("--objective", default="logit", choices=list(OBJECTIVES),
+                   help="logit: the class's logit; blog: the original -10*logsoftmax[target]+sum(logsoftmax) (default: logit)")
+    add_output_options(p, "classes", formats=True)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, io: Output) -> Outcome:
+    loaded = load_model_from_args(args, hooks=False)
+    for note in loaded.notes:
+        io.note(note)
+    classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes is not None else None
+    config = config_from_args(args, CLASSES_DEFAULTS)
+    formats = parse_formats(args.format)
+    check_out(args.out, args.force)
+    count = len(classes) if classes else loaded.spec.num_classes
+    io.err.print(f"plan: {plural(count, 'image')} × {config.steps} steps = {count * config.steps:,} image-steps in one "
+                 f"batch on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
+    if args.dry_run:
+        return Outcome(summary={"plan": {"images": count, "steps": config.steps, "device": config.device}})
+    interrupts = io.interrupts
+    provenance = Provenance.of(loaded, args.argv, input_files(args))
+    run_folder = claim_run_folder(args.out, "classes", args.force)
+    try:
+        started = time.time()
+        with io.progress() as bar, interrupts.stepping():
+            task = bar.add_task("classes", total=config.steps, info="", unit="step")
+
+            def on_step(step: int, total: int, values) -> None:
+                bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}")
+                interrupts.check()
+
+            result = visualize_classes(loaded.model, loaded.spec, classes, config, args.objective, callback=on_step)
+        for note in result.render.notes:
+            io.note(note)
+        for index in result.render.stopped:
+            io.err.print(f"warning: class {result.class_names[index]}: the objective became NaN/inf; its optimization "
+                         "stopped there, the others went on", markup=False)
+        with interrupts.deferred():
+            write_classes(run_folder, result, provenance, formats, time.time() - started)
+    except BaseException:
+        run_folder.abandon()
+        raise
+    status = result.render.interrupted_at
+    summary = {"run": str(run_folder.path), "status": run_status(status),
+               "images": [{"class": c, "name": n, "probability": float(p), "logit": float(l)} for c, n, p, l
+                          in zip(result.labels, result.class_names, result.probabilities, result.logits)]}
+    if status is not None:
+        io.err.print(f"interrupted at step {status} ({interrupts.name}): wrote the partial run to {run_folder.path}",
+                     markup=False)
+        return Outcome(interrupts.exit_code, summary)
+    lowest = int(result.probabilities.argmin())
+    if result.probabilities[lowest] < 0.5:
+        io.note(f"class {result.class_names[lowest]} reached only p={result.probabilities[lowest]:.2f}; "
+                "more --steps (or a higher --lr) usually gets further")
+    count = len(result.labels)
+    io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps; lowest probability "
+                 f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
+    io.out.print(written(run_folder), markup=False)
+    return finished(io, summary)
+
+
+def finished(io: Output, summary: dict) -> Outcome:
+    """A complete run; exit 130/143 all the same if a signal came while it was finishing."""
+    if io.interrupts.received:
+        io.err.print(f"interrupted ({io.interrupts.name}) after the work was done: the run is complete", markup=False)
+        return Outcome(io.interrupts.exit_code, summary)
+    return Outcome(0, summary)

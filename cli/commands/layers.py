@@ -1,0 +1,55 @@
+"""`introspect layers`: the hookable layers of a model, as a tree in execution order."""
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from introspect.layers import describe_layers
+from introspect.runs import Provenance
+
+from ..options import add_model_options, load_model_from_args
+from ..output import Outcome, Output
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("layers", help="list the hookable layers of a model with their output shapes",
+                       description="List every hookable layer (dotted named_modules path) with its type, output shape and unit count.")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, io: Output) -> Outcome:
+    loaded = load_model_from_args(args)
+    for note in loaded.notes:
+        io.note(note)
+    infos = describe_layers(loaded.model, loaded.spec.input_shape)
+    table = Table(title=f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})")
+    header = ("layer", "type", "output shape", "channels/units")
+    for column in header:
+        table.add_column(column, no_wrap=True)
+    rows = []
+    for info in infos:
+        shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
+        units = "" if info.units is None else str(info.units)
+        name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
+        rows.append((name, info.type, shape, units))
+        table.add_row(*rows[-1])
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    for column, width in zip(table.columns, widths):
+        column.min_width = width  # never cut a layer name: it is what users copy
+    io.out.print(table, width=max(io.out.width, sum(widths) + 14))
+    if loaded.spec.logits_layer == "":
+        io.out.print("logits: the model's output", markup=False)
+    reused = [i.name for i in infos if i.calls > 1]
+    if reused:
+        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
+                     markup=False)
+    inplace = [i.name for i in infos if i.inplace]
+    if inplace:
+        io.err.print(f"warning: in-place modules ({', '.join(inplace[:5])}{', ...' if len(inplace) > 5 else ''}) "
+                     "overwrite their input; introspect copies hooked outputs so they stay intact", markup=False)
+    return Outcome(summary={"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
+                            "logits_layer": loaded.spec.logits_layer,
+                            "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),
+                                        "units": i.units, "calls": i.calls} for i in infos]})
