@@ -236,7 +236,7 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class ChannelsPlan:
-    """Every layer's plan, from one dry forward pass; ``--dry-run`` prints it and the run follows it."""
+    """Every layer's plan, from one dry forward pass; a dry run prints it and the run follows it."""
 
     layers: tuple[LayerPlan, ...]
     steps: int

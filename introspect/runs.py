@@ -148,7 +148,7 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
         except OSError as exc:
             raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
         fd = _lock(path)
-        if fd is None:  # someone else's --out pointed here first: take the next number
+        if fd is None:  # another run claimed this folder first: take the next number
             number += 1
             continue
         return RunFolder(path, True, fd)

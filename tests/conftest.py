@@ -34,3 +34,9 @@ def tiny_model() -> Net:
 @pytest.fixture(scope="session")
 def shipped_mnist():
     return load_model("mnist")
+
+
+@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def device(request) -> str:
+    """Every device this machine has: the CUDA paths run wherever a GPU exists."""
+    return request.param

@@ -10,7 +10,6 @@ from introspect import RenderConfig, visualize_classes
 from introspect.channels import parse_channel_list
 from introspect.errors import UserError
 from introspect.layers import resolve_layer
-from introspect.transforms import TransformConfig, apply_affine
 from introspect_cli.main import main
 
 
@@ -99,14 +98,3 @@ def test_layer_names_resolve_or_fail_clearly(name):
         assert name not in modules and exc.settings == ("layers_command",)
         return
     assert module is modules[name]
-
-
-@settings(max_examples=40, deadline=None)
-@given(batch=st.integers(1, 3), channels=st.sampled_from([1, 3]), height=st.integers(4, 40), width=st.integers(4, 40),
-       jitter=st.integers(0, 6), scale=st.floats(0, 0.5), rotate=st.floats(0, 45),
-       draws=st.lists(st.floats(-1, 0.999), min_size=4, max_size=4))
-def test_transforms_keep_shape_and_range_property(batch, channels, height, width, jitter, scale, rotate, draws):
-    images = torch.rand(batch, channels, height, width)
-    out = apply_affine(images, torch.tensor([draws] * batch), TransformConfig(jitter=jitter, scale=scale, rotate=rotate))
-    assert out.shape == images.shape
-    assert out.min() >= 0 and out.max() <= 1 + 1e-6

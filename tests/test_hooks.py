@@ -3,7 +3,7 @@ import torch
 from helpers import hook_count
 
 from introspect.errors import UserError
-from introspect.hooks import HookRegistry
+from introspect.hooks import HookRegistry, frozen, record
 from introspect.layers import describe_layers, resolve_layer
 
 
@@ -54,3 +54,22 @@ def test_early_exit_skips_later_layers(tiny_model):
             assert hooks.run(torch.zeros(1, 1, 28, 28))["conv2"].shape == (1, 64, 24, 24)
     finally:
         handle.remove()
+
+
+def test_frozen_restores_on_error(tiny_model):
+    tiny_model.train()
+    with pytest.raises(ValueError):
+        with frozen(tiny_model):
+            assert not tiny_model.training
+            assert not any(p.requires_grad for p in tiny_model.parameters())
+            raise ValueError
+    assert tiny_model.training and all(p.requires_grad for p in tiny_model.parameters())
+
+
+def test_probe_and_record_normalize_freeze_and_clean_up(tiny_model, tiny_spec):
+    images = torch.rand(2, 1, 28, 28)
+    tiny_model.train()
+    outputs = record(tiny_model, tiny_spec, images, ["conv1"])
+    expected = tiny_model.conv1((images - tiny_spec.mean[0]) / tiny_spec.std[0])
+    torch.testing.assert_close(outputs["conv1"], expected)
+    assert tiny_model.training and hook_count(tiny_model) == 0

@@ -1,0 +1,34 @@
+"""Objectives: composable (B,) values to maximize; regularizers are objectives on the input images."""
+import torch
+
+from introspect.engine import RenderConfig
+from introspect.objectives import INPUT, blur, channel, class_logits, l2, total_variation
+from introspect.quality import total_variation as tv
+
+
+def test_objective_arithmetic():
+    acts = {"conv2": torch.arange(2 * 3 * 2 * 2, dtype=torch.float).view(2, 3, 2, 2)}
+    combined = 0.5 * channel("conv2", 1) + channel("conv2", 2) - channel("conv2", 0)
+    expected = 0.5 * acts["conv2"][:, 1].mean((1, 2)) + acts["conv2"][:, 2].mean((1, 2)) - acts["conv2"][:, 0].mean((1, 2))
+    torch.testing.assert_close(combined(acts), expected)
+    assert combined.layers == ("conv2",)
+    only_second = channel("conv2", 1, batch=1)(acts)
+    assert only_second[0] == 0 and only_second[1] == acts["conv2"][1, 1].mean()
+
+
+def test_regularizers_read_the_input_images():
+    images = torch.rand(2, 1, 8, 8)
+    acts = {INPUT: images}
+    torch.testing.assert_close(total_variation(2.0)(acts), -2.0 * tv(images, reduction="mean"))
+    torch.testing.assert_close(l2(0.5)(acts), -0.5 * images.pow(2).flatten(1).mean(1))
+    flat = {INPUT: torch.full((1, 1, 8, 8), 0.3)}
+    assert blur(1.0)(flat).abs().max() < 1e-7  # a flat image is its own blur
+    assert total_variation(1.0).layers == () and l2(1.0).layers == ()  # no hooks needed
+
+
+def test_config_adds_only_weighted_regularizers():
+    base = class_logits("fc2", [0])
+    assert RenderConfig().regularized(base) is base
+    acts = {"fc2": torch.zeros(1, 10), INPUT: torch.rand(1, 1, 8, 8)}
+    combined = RenderConfig(tv=1.0).regularized(base)
+    torch.testing.assert_close(combined(acts), -tv(acts[INPUT], reduction="mean"))

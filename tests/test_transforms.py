@@ -1,0 +1,65 @@
+"""Transforms: shape-keeping random affine resamples (shared with training's augmentation) and normalization."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from introspect.models import ModelSpec
+from introspect.params import TRANSFORMS, image_generators
+from introspect.transforms import (Normalize, RandomAffine, TransformConfig, affine, apply_affine,
+                                   random_affine_params)
+
+
+@pytest.mark.parametrize("config", [TransformConfig(), TransformConfig(jitter=5, scale=0.3, rotate=45),
+                                    TransformConfig(jitter=0, scale=0, rotate=0)])
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (3, 3, 32, 48)])
+def test_transforms_keep_shape_and_range(config, shape):
+    images = torch.rand(shape)
+    out = apply_affine(images, random_affine_params(image_generators(0, range(shape[0]))), config)
+    assert out.shape == images.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_identity_transform_is_identity():
+    images = torch.rand(2, 1, 28, 28)
+    draws = torch.zeros(2, 4)
+    torch.testing.assert_close(apply_affine(images, draws, TransformConfig()), images, atol=1e-5, rtol=0)
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), channels=st.sampled_from([1, 3]), height=st.integers(4, 40), width=st.integers(4, 40),
+       jitter=st.integers(0, 6), scale=st.floats(0, 0.5), rotate=st.floats(0, 45),
+       draws=st.lists(st.floats(-1, 0.999), min_size=4, max_size=4))
+def test_transforms_keep_shape_and_range_property(batch, channels, height, width, jitter, scale, rotate, draws):
+    images = torch.rand(batch, channels, height, width)
+    out = apply_affine(images, torch.tensor([draws] * batch), TransformConfig(jitter=jitter, scale=scale, rotate=rotate))
+    assert out.shape == images.shape
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+def test_random_affine_draws_per_image_from_its_key():
+    images = torch.rand(2, 1, 16, 16)
+    one = RandomAffine.for_keys(TransformConfig(), seed=0, keys=[4, 9])(images)
+    again = RandomAffine(TransformConfig(), image_generators(0, [4, 9], TRANSFORMS))(images)
+    torch.testing.assert_close(one, again)
+    assert torch.equal(RandomAffine.for_keys(TransformConfig(jitter=0, scale=0, rotate=0), 0, [1])(images), images)
+
+
+def test_training_augmentation_is_the_same_affine():
+    from introspect.training import random_affine
+
+    images = torch.rand(3, 1, 28, 28)
+    augmented = random_affine(images, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    angle = (torch.rand(3, generator=generator) * 2 - 1) * torch.pi / 18
+    zoom = torch.empty(3).uniform_(0.9, 1.1, generator=generator)
+    offset = (torch.rand(3, 2, generator=generator) * 2 - 1) * 0.2
+    torch.testing.assert_close(augmented, affine(images, angle, zoom, offset[:, 0], offset[:, 1]))
+
+
+def test_normalize_uses_the_spec():
+    spec = ModelSpec("s", "user", (3, 2, 2), (0.1, 0.2, 0.3), (0.5, 0.5, 2.0), "", ("a",))
+    x = torch.rand(1, 3, 2, 2)
+    expected = (x - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.5, 2.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(Normalize.of(spec)(x), expected)
