@@ -17,7 +17,7 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 
 #: How the CLI spells each setting a library message names (see introspect.errors): the one table.
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "model", "checkpoint",
+    "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset")}
 FLAGS["layers_command"] = "`introspect layers`"
 
@@ -43,6 +43,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--class-names", metavar="FILE", help="text file with one class name per line")
     group.add_argument("--logits-layer", metavar="NAME",
                        help="layer whose output holds the logits (default: the spec's, else the model's output)")
+    group.add_argument("--logits-output", metavar="KEY",
+                       help="the logits' place in a structured output: an index of a tuple, a key of a dict, an "
+                            "attribute (default: the output itself when it is one tensor)")
 
 
 def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> LoadedModel:
@@ -58,12 +61,12 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
         if not class_names:
             raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
     meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
-                         class_names=class_names, logits_layer=args.logits_layer)
+                         class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output)
     loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint, meta=meta)
     if hooks and loaded.scripted:
         raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "
                         "`introspect classes` works on TorchScript, or load the eager model (file.py:ClassName + --checkpoint)")
-    if loaded.spec.logits_layer and loaded.spec.logits_layer not in dict(loaded.model.named_modules()):
+    if loaded.spec.logits_layer and not loaded.scripted and loaded.spec.logits_layer not in dict(loaded.model.named_modules()):
         raise UserError(f"--logits-layer '{loaded.spec.logits_layer}' is not a layer of the model (see `introspect layers`)")
     return loaded
 
@@ -73,7 +76,7 @@ def input_files(args: argparse.Namespace) -> dict[str, dict]:
     paths = {"checkpoint": args.checkpoint, "class_names": args.class_names, "image": getattr(args, "image", None)}
     if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
         paths["model_file"] = args.model.rsplit(":", 1)[0]
-    elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:"):
+    elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:") and Path(args.model).is_file():
         paths["model_file"] = args.model  # a TorchScript archive
     return {role: {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
             for role, path in paths.items() if path is not None and Path(path).is_file()}

@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import UserError
 from .hooks import Probe
-from .objectives import ACTIVATION_FUNCTIONS
+from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
 from .models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -138,9 +138,9 @@ class ActivationsResult:
     input: ImageInput
     outputs: dict[str, torch.Tensor]  # layer -> output (without the batch dimension), as recorded by the hook
     activations: dict[str, str]  # layer -> activation applied for display ("relu" or "identity")
-    probabilities: torch.Tensor  # (classes,)
-    predicted: int
-    saliency: torch.Tensor  # (C, H, W): d logit[predicted] / d pixel, in pixel space [0, 1]
+    probabilities: torch.Tensor  # (classes,); empty when the model's logits are unknown
+    predicted: int | None  # None when the model's logits are unknown
+    saliency: torch.Tensor  # (C, H, W): d logit[predicted] / d pixel in pixel space [0, 1] (unknown logits: of the last layer's strongest unit)
     class_names: Sequence[str]
 
     @property
@@ -149,7 +149,8 @@ class ActivationsResult:
 
     def shown(self, layer: str) -> torch.Tensor:
         """The layer's output after the activation the model applies (what the next layer sees)."""
-        return ACTIVATION_FUNCTIONS[self.activations[layer]](self.outputs[layer])
+        shown = ACTIVATION_FUNCTIONS[self.activations[layer]](self.outputs[layer])
+        return shown.mean(0) if shown.ndim == 2 else shown  # tokens (N, D): each unit's mean over the tokens
 
 
 def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: Sequence[str],
@@ -160,18 +161,23 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     space [0, 1] (through the normalization); the model is left as it was.
     """
     pixels = image.pixels.unsqueeze(0).to(device).requires_grad_(True)
-    wanted = list(dict.fromkeys([*layers, spec.logits_layer]))
+    wanted = list(dict.fromkeys([*layers, *([spec.logits] if spec.logits is not None else [])]))
     with Probe(model, spec, wanted, device, early_exit=False) as probe:
         outputs = probe(pixels)
-        logits = outputs[spec.logits_layer].flatten(1)[0]
-        predicted = int(logits.argmax())
-        (saliency,) = torch.autograd.grad(logits[predicted], pixels)
+        if spec.logits is not None:
+            logits = outputs[spec.logits].flatten(1)[0]
+            predicted = int(logits.argmax())
+            target, probabilities = logits[predicted], torch.softmax(logits.detach().float(), 0).cpu()
+        else:
+            units = reduce_channels(outputs[layers[-1]])[0]
+            predicted, target, probabilities = None, units.max(), torch.zeros(0)
+        (saliency,) = torch.autograd.grad(target, pixels)
     activations = {layer: spec.activation(layer) for layer in layers}
     return ActivationsResult(
         input=image,
         outputs={layer: outputs[layer][0].detach().cpu() for layer in layers},
         activations=activations,
-        probabilities=torch.softmax(logits.detach().float(), 0).cpu(),
+        probabilities=probabilities,
         predicted=predicted,
         saliency=saliency[0].detach().cpu(),
         class_names=spec.class_names,

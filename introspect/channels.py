@@ -52,7 +52,11 @@ def channel_objective(layer: str, channels: Sequence[int], activation: str, neur
         output = acts[layer]
         # Take each image's own channel first: the activation and the reduction then touch one map
         # per image instead of all of them (64x less work on conv2's output).
-        own = output[torch.arange(len(output), device=output.device), index.to(output.device)].unsqueeze(1)
+        rows, picked = torch.arange(len(output), device=output.device), index.to(output.device)
+        if output.ndim == 3:  # tokens (B, N, D): unit d of every token
+            own = output[rows, :, picked].unsqueeze(2)
+        else:
+            own = output[rows, picked].unsqueeze(1)
         post = channel_values(own, activation, neuron).squeeze(1)
         if activation == "identity":
             return post
@@ -175,7 +179,8 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
             output = probe(dataset.pixels(slice(start, start + batch_size)))[layer].float()
             post = ACTIVATION_FUNCTIONS[activation](output)
             values.append(reduce_channels(post, neuron).cpu())
-            peaks.append(post.flatten(2).amax(2).cpu() if post.ndim == 4 else post.cpu())
+            peaks.append(post.flatten(2).amax(2).cpu() if post.ndim == 4 else post.amax(1).cpu() if post.ndim == 3
+                         else post.cpu())
             if callback is not None:
                 callback(min(start + batch_size, len(dataset)), len(dataset))
     matrix = torch.cat(values)  # (N, C)
@@ -265,9 +270,10 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
         info = infos.get(layer)
         if info is None or info.output_shape is None:
             raise UserError(f"layer '{layer}' does not run in the model's forward pass")
-        if len(info.output_shape) not in (1, 3):
-            raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,) or (C, H, W)")
-        count = info.output_shape[0]
+        if len(info.output_shape) not in (1, 2, 3):
+            raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,), (N, D) tokens "
+                            "or (C, H, W)")
+        count = info.output_shape[-1] if len(info.output_shape) == 2 else info.output_shape[0]
         if isinstance(channels, str):
             chosen = parse_channel_list(channels, count)
         else:

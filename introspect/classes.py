@@ -62,9 +62,18 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
     return list(dict.fromkeys(indices))
 
 
+def logits_of(spec: ModelSpec) -> str:
+    """Where the spec's logits are (see ``ModelSpec.logits``); a UserError when it does not say."""
+    if spec.logits is None:
+        raise UserError(f"{spec.name}'s logits are unknown (its output is not one (batch, classes) tensor): name the "
+                        "layer that computes them with {logits_layer}, or the part of the output with {logits_output}")
+    return spec.logits
+
+
 def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
-    """Logits (N, classes) of ``spec.logits_layer`` for pixel-space images (N, C, H, W) in [0, 1]."""
-    return record(model, spec, images, [spec.logits_layer], device)[spec.logits_layer].flatten(1).float().cpu()
+    """Logits (N, classes) of the spec's logits for pixel-space images (N, C, H, W) in [0, 1]."""
+    where = logits_of(spec)
+    return record(model, spec, images, [where], device)[where].flatten(1).float().cpu()
 
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
@@ -72,7 +81,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
                       callback: ProgressCallback | None = None) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 
-    ``objective`` is "logit" (default: the class's logit on ``spec.logits_layer``)
+    ``objective`` is "logit" (default: the class's logit, where ``spec.logits`` says)
     or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
@@ -80,7 +89,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         raise UserError(f"unknown objective '{objective}'; choose {' or '.join(OBJECTIVES)}")
     labels = resolve_classes(spec, classes)
     with on_device(model, config.device) as model:
-        result = config.render(model, OBJECTIVES[objective](spec.logits_layer, labels), spec, labels, callback)
+        result = config.render(model, OBJECTIVES[objective](logits_of(spec), labels), spec, labels, callback)
         logits = class_scores(model, spec, result.images, config.device)
     picked = torch.tensor(labels).view(-1, 1)
     return ClassesResult(

@@ -14,7 +14,13 @@ from torch import nn
 
 from .layers import StopForward, resolve_layer
 from .models.spec import ModelSpec
+from .outputs import pick
 from .transforms import Normalize
+
+
+def is_output(name: str) -> bool:
+    """"" (the model's output) and ":KEY" (a part of it) name no layer: no hook, the forward's result."""
+    return name == "" or name.startswith(":")
 
 
 @contextlib.contextmanager
@@ -43,14 +49,15 @@ class HookRegistry:
     hooked layer is computed. Outputs that later modules could still overwrite
     in place (an in-place ReLU) are cloned. The name "" stands for the model's
     own output, taken from the forward call's return value without a hook, so
-    it also works for TorchScript models.
+    it also works for TorchScript models; ":KEY" is one part of a structured
+    output (an index of a tuple, a key of a dict, an attribute; see ``outputs.pick``).
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True) -> None:
         self.model = model
         self.names = tuple(dict.fromkeys(layers))
         self.early_exit = early_exit
-        self.hooked = tuple(name for name in self.names if name != "")
+        self.hooked = tuple(name for name in self.names if not is_output(name))
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
@@ -74,7 +81,7 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(_module, _inputs, output):
-            last = self.early_exit and "" not in self.names and len(self.outputs | {name: None}) == len(self.names)
+            last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.
             keep = output.clone() if isinstance(output, torch.Tensor) and not last else output
@@ -88,8 +95,9 @@ class HookRegistry:
         self.outputs = {}
         try:
             result = self.model(inputs)
-            if "" in self.names:
-                self.outputs[""] = result
+            for name in self.names:
+                if is_output(name):
+                    self.outputs[name] = pick(result, name[1:])
         except StopForward:
             pass
         missing = [name for name in self.names if name not in self.outputs]

@@ -37,7 +37,7 @@ class LayerInfo:
     name: str
     type: str
     output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called
-    units: int | None  # channels of a conv map, features of a vector
+    units: int | None  # channels of a conv map, features of a vector, units of a token sequence (N, D)
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
     finished: int | None = None  # when its first call ended, counted over all modules (None: never called)
@@ -45,6 +45,13 @@ class LayerInfo:
     @property
     def depth(self) -> int:
         return self.name.count(".")
+
+    @property
+    def channel(self) -> str:
+        """What one of its channels is, as channel objectives and reports measure it."""
+        if self.output_shape is None:
+            return ""
+        return {1: "a unit", 2: "a unit, mean over tokens", 3: "a map, spatial mean"}.get(len(self.output_shape), "")
 
 
 @torch.no_grad()
@@ -100,7 +107,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     for name in order:
         module = layers[name]
         shape = shapes.get(name)
-        units = shape[0] if shape else None
+        units = (shape[-1] if len(shape) == 2 else shape[0]) if shape else None
         infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0),
                                bool(getattr(module, "inplace", False)), finished.get(name)))
     return infos

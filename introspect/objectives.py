@@ -103,14 +103,23 @@ def blog_loss(layer: str, classes: Sequence[int]) -> Objective:
 
 
 def reduce_channels(output: torch.Tensor, neuron: bool = False) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C) by spatial mean, or the centre position with ``neuron``; (B, C) stays."""
+    """A layer's output -> (B, C) channel values: conv maps (B, C, H, W) by spatial mean (the centre
+    position with ``neuron``); token sequences (B, N, D) by the mean over tokens (the first, class,
+    token with ``neuron``), a channel being unit d; vectors (B, C) stay."""
     if output.ndim == 2:
         return output
+    if output.ndim == 3:
+        return output[:, 0] if neuron else output.mean(dim=1)
     if output.ndim != 4:
-        raise ValueError(f"expected a (B, C) or (B, C, H, W) output, got shape {tuple(output.shape)}")
+        raise ValueError(f"expected a (B, C), (B, N, D) or (B, C, H, W) output, got shape {tuple(output.shape)}")
     if neuron:
         return output[:, :, output.shape[2] // 2, output.shape[3] // 2]
     return output.mean(dim=(2, 3))
+
+
+def channel_axis(output: torch.Tensor) -> int:
+    """The axis that indexes channels: the last for token sequences (B, N, D), else 1."""
+    return 2 if output.ndim == 3 else 1
 
 
 def channel(layer: str, index: int, batch: int | None = None, neuron: bool = False) -> Objective:

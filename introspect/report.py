@@ -290,9 +290,14 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
     for row, i in zip(range(len(order))[::-1], order):
         top[1].text(0.98, row, f"{float(result.probabilities[i]):.3f}", ha="right", va="center", fontsize=8)
     top[1].set_xlim(0, 1)
-    top[1].set_title(f"prediction: {result.class_names[result.predicted]} "
-                     f"(p={float(result.probabilities[result.predicted]):.3f}); top-5", fontsize=9)
-    for ax, data, title in ((top[2], result.saliency, "saliency: d logit / d pixel"),
+    if result.predicted is None:
+        top[1].set_title("no prediction: the model's logits are unknown", fontsize=9)
+        top[1].set_yticks([])
+    else:
+        top[1].set_title(f"prediction: {result.class_names[result.predicted]} "
+                         f"(p={float(result.probabilities[result.predicted]):.3f}); top-5", fontsize=9)
+    what = "logit" if result.predicted is not None else f"(strongest unit of {layers[-1]})"
+    for ax, data, title in ((top[2], result.saliency, f"saliency: d {what} / d pixel"),
                             (top[3], result.grad_times_input, "gradient × input")):
         values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
         limit = float(values.abs().max()) or 1.0

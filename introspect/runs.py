@@ -396,8 +396,9 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     record.update({
         "command_name": "activations",
         "input": {"source": result.input.source, "conversion": list(result.input.conversion), "label": result.input.label},
-        "prediction": {"class": result.predicted, "name": names[result.predicted],
-                       "probability": float(result.probabilities[result.predicted])},
+        "prediction": None if result.predicted is None else {
+            "class": result.predicted, "name": names[result.predicted],
+            "probability": float(result.probabilities[result.predicted])},
         "top5": [{"class": int(i), "name": names[int(i)], "probability": float(result.probabilities[i])}
                  for i in torch.argsort(result.probabilities, descending=True)[:5]],
         "layers": {layer: {"shape": list(output.shape), "activation_shown": result.activations[layer]}
@@ -435,7 +436,7 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         elif kind == "channels":
             write_channels(run, results, provenance, dataset)
         else:
-            write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits_layer
+            write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits
                               if loaded is not None else None)
     except BaseException:
         run.abandon()

@@ -90,12 +90,13 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         with io.interrupts.deferred():
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,
-                                       time.time() - started, spec.logits_layer)
+                                       time.time() - started, spec.logits)
     except BaseException:
         run_folder.abandon()
         raise
-    io.out.print(f"prediction: {record['prediction']['name']} (p={record['prediction']['probability']:.3f}); "
-                 f"wrote {run_folder.path}/report.png", markup=False)
+    prediction = record["prediction"]
+    io.out.print((f"prediction: {prediction['name']} (p={prediction['probability']:.3f}); " if prediction else
+                  "no prediction (the model's logits are unknown); ") + f"wrote {run_folder.path}/report.png", markup=False)
     return finished(io, {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
                          "top5": record["top5"]})
 

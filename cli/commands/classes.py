@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, resolve_classes, visualize_classes
+from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, logits_of, resolve_classes, visualize_classes
 from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
 
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     loaded = load_model_from_args(args, hooks=False)
     for note in loaded.notes:
         io.note(note)
+    logits_of(loaded.spec)  # before any plan: a model whose logits are unknown cannot do classes
     classes = resolve_classes(loaded.spec, args.classes.split(",")) if args.classes is not None else None
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)

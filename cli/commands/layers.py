@@ -25,22 +25,25 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     infos = describe_layers(loaded.model, loaded.spec.input_shape)
     table = Table(title=f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})")
-    header = ("layer", "type", "output shape", "channels/units")
+    header = ("layer", "type", "output shape", "channels/units", "a channel is")
     for column in header:
         table.add_column(column, no_wrap=True)
     rows = []
     for info in infos:
         shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
         units = "" if info.units is None else str(info.units)
-        name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits_layer else "")
-        rows.append((name, info.type, shape, units))
+        name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
+        rows.append((name, info.type, shape, units, info.channel))
         table.add_row(*rows[-1])
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for column, width in zip(table.columns, widths):
         column.min_width = width  # never cut a layer name: it is what users copy
     io.out.print(table, width=max(io.out.width, sum(widths) + 14))
-    if loaded.spec.logits_layer == "":
-        io.out.print("logits: the model's output", markup=False)
+    logits = loaded.spec.logits
+    io.out.print("logits: " + ("unknown (name them with --logits-layer or --logits-output to visualize classes)"
+                               if logits is None else "the model's output" if logits == "" else
+                               f"item {logits[1:]} of the model's output" if logits.startswith(":") else logits),
+                 markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
         io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
@@ -50,6 +53,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.err.print(f"warning: in-place modules ({', '.join(inplace[:5])}{', ...' if len(inplace) > 5 else ''}) "
                      "overwrite their input; introspect copies hooked outputs so they stay intact", markup=False)
     return Outcome(summary={"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
-                            "logits_layer": loaded.spec.logits_layer,
+                            "logits": loaded.spec.logits,
                             "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),
                                         "units": i.units, "calls": i.calls} for i in infos]})

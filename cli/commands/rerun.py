@@ -88,9 +88,11 @@ def _recorded_command(argv: list[str], parser: argparse.ArgumentParser, inputs: 
         elif option == "--model" and ":" in value and value.rsplit(":", 1)[0].endswith(".py"):
             value = _recorded_path("model_file", value.rsplit(":", 1)[0], inputs, cwd, source) + ":" + value.rsplit(":", 1)[1]
             code.append(f"the model file {value.rsplit(':', 1)[0]} is imported")
-        elif option == "--model" and value not in BUILTIN_MODELS and not value.startswith("torchvision:"):
+        elif option == "--model" and "model_file" in inputs and value not in BUILTIN_MODELS:
             value = _recorded_path("model_file", value, inputs, cwd, source)
             code.append(f"the TorchScript archive {value} is loaded")
+        elif option == "--model" and ":" in value and not value.startswith("torchvision:"):
+            code.append(f"the installed module {value.rsplit(':', 1)[0]} is imported")
         elif option == "--data-dir" and cwd:
             value = str(Path(cwd) / value)
         command += [option] if value is None else [option, value]

@@ -7,6 +7,7 @@ clear error naming the flag.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import zipfile
@@ -33,6 +34,7 @@ class MetaOverrides:
     std: tuple[float, ...] | None = None
     class_names: tuple[str, ...] | None = None
     logits_layer: str | None = None
+    logits_output: str | None = None  # an index of a tuple output, a key of a dict, an attribute
 
 
 def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, weights: str | None = None,
@@ -53,13 +55,16 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
         loaded = _builtin(source, checkpoint, trust_checkpoint)
     elif Path(source).is_file():
         loaded = _torchscript(Path(source), meta)
+    elif ":" in source:
+        module_name, class_name = source.rsplit(":", 1)
+        loaded = _package_class(module_name, class_name, checkpoint, trust_checkpoint, meta)
     else:
         raise UserError(
             f"unknown model '{source}'; use a built-in name ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, "
-            "path/to/file.py:ClassName, or a TorchScript file"
+            "path/to/file.py:ClassName, package.module:ClassName, or a TorchScript file"
         )
     loaded = _apply_overrides(loaded, meta)
-    if loaded.spec.logits_layer == "":
+    if loaded.spec.logits is not None and loaded.spec.logits_layer == "":
         warning = output_kind_warning(loaded.model, loaded.spec)
         if warning:
             loaded.notes.append(warning)
@@ -68,9 +73,13 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
 
 @torch.no_grad()
 def output_kind_warning(model: nn.Module, spec: ModelSpec) -> Message | None:
-    """A warning when the model's output looks like probabilities or log-probabilities, not logits."""
+    """A warning when the model's logits (where the spec says) look like probabilities or log-probabilities."""
+    from ..hooks import HookRegistry  # hooks need models.spec: imported here to keep the package import acyclic
+
     generator = torch.Generator().manual_seed(0)
-    kind = output_kind(model(torch.rand(2, *spec.input_shape, generator=generator)).float())
+    with HookRegistry(model, [spec.logits]) as hooks:
+        logits = hooks.run(torch.rand(2, *spec.input_shape, generator=generator))[spec.logits]
+    kind = output_kind(logits.flatten(1).float())
     if kind is None:
         return None
     return Message(f"the model's output looks like {kind}, not logits: raising a class there can mean pushing others "
@@ -144,21 +153,43 @@ def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: Met
         spec_.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
         raise UserError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from exc
+    return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
+                       checkpoint, trust, meta)
+
+
+def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
+    """A class of an installed package, built with no arguments: whatever weights its constructor
+    loads (some packages ship trained weights) unless ``checkpoint`` replaces them."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import '{module_name}' for {{model}} {module_name}:{class_name} ({exc}); install the "
+                        "package, or give path/to/file.py:ClassName") from exc
+    return _from_class(module, f"module {module_name}", class_name, f"{module_name}.{class_name}",
+                       f"{module_name}:{class_name}", checkpoint, trust, meta, weights_by_constructor=True)
+
+
+def _from_class(module, where: str, class_name: str, name: str, source: str, checkpoint, trust: bool,
+                meta: MetaOverrides, weights_by_constructor: bool = False) -> LoadedModel:
     cls = getattr(module, class_name, None)
     if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name]
-        raise UserError(f"'{path}' has no nn.Module class '{class_name}'; it defines: {', '.join(names) or 'none'}")
+        names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
+                 and v.__module__ == module.__name__]
+        raise UserError(f"{where} has no nn.Module class '{class_name}'; it defines: {', '.join(names) or 'none'}")
     try:
         model = cls()
     except TypeError as exc:
         raise UserError(f"{class_name}() needs arguments ({exc}); give it defaults so it can be built without any") from exc
-    sha, source = None, f"{path}:{class_name}"
+    sha = None
     if checkpoint is not None:
-        sha, source = load_weights(model, checkpoint, trust), f"{path}:{class_name} + {checkpoint}"
-    spec = _spec_from_flags(model, f"{path.stem}.{class_name}", meta)
-    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=checkpoint is None)
-    if checkpoint is None:
+        sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
+    spec = _spec_from_flags(model, name, meta)
+    random_weights = checkpoint is None and not weights_by_constructor
+    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
+    if random_weights:
         loaded.notes.append(Message(f"{class_name} has random weights (no {{checkpoint}}): results show the untrained network"))
+    elif checkpoint is None:
+        loaded.notes.append(f"{class_name} has the weights its constructor loads (no checkpoint given)")
     return loaded
 
 
@@ -211,12 +242,17 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     mean = meta.mean or (0.0,) * shape[0]
     std = meta.std or (1.0,) * shape[0]
     output = dry_forward(model.eval(), shape, name, "(check {size} / {input_shape})")
-    if not isinstance(output, torch.Tensor) or output.ndim != 2:
-        shape_text = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise UserError(f"{name}'s output is {shape_text}, not (batch, classes); name the logits with {{logits_layer}}")
-    classes = meta.class_names or tuple(str(i) for i in range(output.shape[1]))
-    return ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
-                     std=_per_channel(std, shape[0], "{std}"), logits_layer="", class_names=classes, activations={})
+    spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
+                     std=_per_channel(std, shape[0], "{std}"), logits_layer=None, class_names=(), activations={})
+    plain = isinstance(output, torch.Tensor) and output.ndim == 2
+    if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
+        return spec  # logits unknown: layers, channels and activations need none
+    layer = meta.logits_layer or ""
+    if layer and layer not in dict(model.named_modules()):
+        raise UserError(f"{{logits_layer}} '{layer}' is not a layer of the model (see {{layers_command}})")
+    width = logits_width(model, shape, layer, meta.logits_output if not layer else None)
+    return spec.replace(logits_layer=layer, logits_output=None if layer else meta.logits_output,
+                        class_names=meta.class_names or tuple(str(i) for i in range(width)))
 
 
 @torch.no_grad()
@@ -259,14 +295,18 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         changes["class_names"] = meta.class_names
     if meta.logits_layer is not None:
         changes["logits_layer"] = meta.logits_layer
+    if meta.logits_output is not None:
+        changes["logits_output"] = meta.logits_output
+        changes.setdefault("logits_layer", "")
     if changes:
         try:
             spec = spec.replace(**changes)
         except ValueError as exc:
             raise UserError(f"{spec.name}'s metadata with these flags is invalid: {exc}") from exc
-    if meta.class_names is not None:
-        width = logits_width(loaded.model, spec)
-        if width is not None and width != spec.num_classes:
+    if meta.class_names is not None and spec.logits is not None and (
+            not spec.logits_layer or spec.logits_layer in dict(loaded.model.named_modules())):
+        width = logits_width(loaded.model, spec.input_shape, spec.logits_layer, spec.logits_output)
+        if width != spec.num_classes:
             raise UserError(f"{{class_names}} has {spec.num_classes} names, but the model has {width} classes "
                             "(the width of its logits); give one name per class")
     loaded.spec = spec
@@ -274,13 +314,18 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
 
 
 @torch.no_grad()
-def logits_width(model: nn.Module, spec: ModelSpec) -> int | None:
-    """How many classes the model scores: the width of ``spec.logits_layer``'s output on one dry forward
-    (None when that layer is not in the model, which the caller reports)."""
+def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, output_key: str | None = None) -> int:
+    """How many classes the model scores: the width of its logits — ``layer``'s output, or the model's
+    output (its part ``output_key``) when ``layer`` is "" — on one dry forward."""
     from ..hooks import HookRegistry  # hooks need models.spec: imported here to keep the package import acyclic
 
-    if spec.logits_layer not in dict(model.named_modules()):
-        return None
-    with HookRegistry(model, [spec.logits_layer]) as hooks:
-        output = hooks.run(torch.zeros(1, *spec.input_shape))[spec.logits_layer]
+    where = layer or (":" + output_key if output_key else "")
+    try:
+        with HookRegistry(model, [where]) as hooks:
+            output = hooks.run(torch.zeros(1, *input_shape))[where]
+    except KeyError as exc:  # a part of the output that is not there
+        raise UserError(f"{{logits_output}} '{output_key}': {exc.args[0]}") from None
+    if output.ndim < 2:
+        raise UserError(f"the logits have shape {tuple(output.shape)}, not (batch, classes); "
+                        "name them with {logits_layer} or {logits_output}")
     return output.flatten(1).shape[1]

@@ -20,6 +20,10 @@ class ModelSpec:
     hook can see), so channel reports can show what the next layer receives.
     ``spectrum`` optionally holds the mean Fourier magnitude of real inputs
     (shape H x (W//2+1), as nested lists) used to shape visualizations.
+    ``logits_output`` picks the logits out of a structured output (an index of a
+    tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
+    ``logits_layer`` of None means the logits are unknown: layers, channels and
+    activations work, class objectives do not.
     """
 
     name: str
@@ -27,17 +31,21 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    logits_layer: str
+    logits_layer: str | None
     class_names: tuple[str, ...]
     dataset: str | None = None
     activations: dict[str, str] | None = None
     spectrum: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
+    logits_output: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
-        for name in ("name", "architecture", "logits_layer"):
+        for name in ("name", "architecture"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string, got {_brief(getattr(self, name))}")
+        for name in ("logits_layer", "logits_output"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string or None, got {_brief(getattr(self, name))}")
         if self.dataset is not None and not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape
@@ -50,7 +58,7 @@ class ModelSpec:
                 raise ValueError(f"{name} must hold one finite number per input channel ({shape[0]}), got {_brief(values)}")
         if any(v <= 0 for v in self.std):
             raise ValueError(f"std must be > 0 for every channel, got {_brief(self.std)}")
-        if not (isinstance(self.class_names, tuple) and self.class_names
+        if not (isinstance(self.class_names, tuple) and (self.class_names or self.logits_layer is None)
                 and all(isinstance(n, str) for n in self.class_names)):
             raise ValueError(f"class_names must hold at least one name (strings), got {_brief(self.class_names)}")
         if self.activations is not None:
@@ -68,6 +76,15 @@ class ModelSpec:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def logits(self) -> str | None:
+        """Where the logits are, as a HookRegistry name: a layer, "" (the output), ":KEY" (part of it), or None."""
+        if self.logits_layer is None:
+            return None
+        if self.logits_layer == "" and self.logits_output:
+            return ":" + self.logits_output
+        return self.logits_layer
 
     def activation(self, layer: str) -> str:
         """The activation the model applies to ``layer``'s output ("identity" when none is known)."""
