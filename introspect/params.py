@@ -130,20 +130,24 @@ class ImageConfig:
 
 
 DARK_DATA_MEAN = 0.25
+STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of the starting image
 
 
-def start_bias(config: ImageConfig, mean: Sequence[float]) -> float:
-    """The sigmoid bias of the starting image: dark for dark data (MNIST's mean pixel is 0.13)."""
+def start_bias(config: ImageConfig, spec: ModelSpec) -> float:
+    """The sigmoid bias of the starting image. Dark (-5) only for models whose spec carries a
+    real-image spectrum and whose data is dark (the built-in MNIST models, tuned on digits);
+    grey (0) otherwise: a dark start can leave a model's first ReLUs closed, and nothing moves."""
     if config.init_bias is not None:
         return config.init_bias
-    return -5.0 if sum(mean) / len(mean) < DARK_DATA_MEAN else 0.0
+    dark = spec.spectrum is not None and sum(spec.mean) / len(spec.mean) < DARK_DATA_MEAN
+    return STARTS["dark"] if dark else STARTS["grey"]
 
 
 def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: int) -> nn.Module:
     """The parametrization ``config`` names for len(keys) images of ``spec``'s input, each image's
     starting values drawn from (seed, key)."""
     generators = image_generators(seed, keys)
-    bias = start_bias(config, spec.mean)
+    bias = start_bias(config, spec)
     if config.parametrization == "pixel":
         return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias)
     if config.parametrization == "fft":

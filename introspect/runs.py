@@ -462,11 +462,15 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     results = result if isinstance(result, list) else [result]
     config = results[0].config
     defaults = CLASSES_DEFAULTS if kind == "classes" else CHANNELS_DEFAULTS
+    from .params import STARTS
+
+    start = next((name for name, bias in STARTS.items() if bias == config.image.init_bias and name != "auto"), None)
     settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "l2": config.l2,
                 "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
-                "param": config.image.parametrization}
-    expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots")},
-                          snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"]))
+                "param": config.image.parametrization, "start": start}
+    expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},
+                          snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"],
+                                                                    init_bias=config.image.init_bias))
     if kind == "activations" or expressible != config:
         return None
     if kind == "classes":

@@ -6,7 +6,7 @@ import time
 
 from introspect.channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, dataset_examples, plan_channels,
                                  visualize_channels)
-from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset
+from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
 from introspect.errors import UserError
 from introspect.layers import select_layers
 from introspect.runs import Provenance, check_out, claim_run_folder, layer_record, run_status, write_channels
@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="N different images per channel, pushed apart by a diversity term (default: 1)")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="real examples per channel (default: 5)")
     p.add_argument("--dataset", metavar="NAME", help=f"dataset for examples: {', '.join(DATASETS)} or none (default: the model's training dataset)")
+    p.add_argument("--images", metavar="DIR",
+                   help="your own pictures as the dataset (sub-folders are classes; each converted to the model's "
+                        "input like activations --image; default: none)")
     p.add_argument("--split", default="train", choices=["train", "test"], help="dataset split (default: train)")
     add_data_dir(p)
     p.add_argument("--batch-size", type=positive_int, metavar="N", help="images optimized at once (default: automatic, to fit memory)")
@@ -40,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def examples_dataset(args: argparse.Namespace, spec, io: Output) -> ImageDataset | None:
     """The dataset for real examples: --dataset, else the model's own; None (said) without one."""
+    if args.images is not None:
+        if args.dataset is not None:
+            raise UserError("give --dataset or --images, not both")
+        data = load_image_folder(args.images, spec)
+        io.err.print(f"data: {data.source}", markup=False)
+        return data
     name = args.dataset or spec.dataset
     if name is None or name == "none":
         io.err.print("no dataset: the report shows no real examples or ratios (pass --dataset to add them)", markup=False)
@@ -109,6 +118,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         return Outcome(interrupts.exit_code, summary)
     for result in results:
         io.out.print(summary_line(result), markup=False)
+        summary = result.summary()
+        if summary.share_ratio_at_least_1 is not None and summary.share_ratio_at_least_1 < 0.9:
+            io.note(f"health: {result.layer}: only {summary.share_ratio_at_least_1:.0%} of live channels reached the "
+                    "best real image (ratio >= 1); more --steps or a higher --lr usually gets further")
     io.out.print(written(run_folder), markup=False)
     return finished(io, summary)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, logits_of, resolve_classes, visualize_classes
 from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
 
@@ -71,9 +73,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                      markup=False)
         return Outcome(interrupts.exit_code, summary)
     lowest = int(result.probabilities.argmin())
-    if result.probabilities[lowest] < 0.5:
-        io.note(f"class {result.class_names[lowest]} reached only p={result.probabilities[lowest]:.2f}; "
-                "more --steps (or a higher --lr) usually gets further")
+    health = classes_health(result)
+    if health:
+        io.note(health)
     count = len(result.labels)
     io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps; lowest probability "
                  f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
@@ -87,3 +89,20 @@ def finished(io: Output, summary: dict) -> Outcome:
         io.err.print(f"interrupted ({io.interrupts.name}) after the work was done: the run is complete", markup=False)
         return Outcome(io.interrupts.exit_code, summary)
     return Outcome(0, summary)
+
+
+def classes_health(result) -> str | None:
+    """A line when an objective did not get far (p < 0.5), saying what to change; None when all did."""
+    weak = [i for i, p in enumerate(result.probabilities.tolist()) if p < 0.5]
+    if not weak:
+        return None
+    history = result.render.history
+    moved = (history[-1] - history[0]).abs() if len(history) > 1 else torch.zeros(len(result.labels))
+    stuck = [i for i in weak if moved[i] < 0.1]
+    lowest = min(weak, key=lambda i: float(result.probabilities[i]))
+    text = (f"health: {len(weak)} of {len(result.labels)} classes reached p < 0.5 "
+            f"(lowest: {result.class_names[lowest]}, p={result.probabilities[lowest]:.2f}); ")
+    if stuck:
+        return text + (f"{len(stuck)} logit(s) barely moved: the starting image may leave the model's units closed; "
+                       "try --start grey (or dark), or --param pixel")
+    return text + "more --steps (or a higher --lr) usually gets further"
