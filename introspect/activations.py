@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .engine import on_device
 from .errors import UserError
 from .hooks import Probe
 from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
@@ -162,7 +163,7 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     """
     pixels = image.pixels.unsqueeze(0).to(device).requires_grad_(True)
     wanted = list(dict.fromkeys([*layers, *([spec.logits] if spec.logits is not None else [])]))
-    with Probe(model, spec, wanted, device, early_exit=False) as probe:
+    with on_device(model, device) as model, Probe(model, spec, wanted, device, early_exit=False) as probe:
         outputs = probe(pixels)
         if spec.logits is not None:
             logits = outputs[spec.logits].flatten(1)[0]

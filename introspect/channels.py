@@ -174,7 +174,7 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
                          "recomputed it")
     resolve_layer(model, layer)
     values, peaks = [], []
-    with Probe(model, spec, [layer], device) as probe:
+    with on_device(model, device) as model, Probe(model, spec, [layer], device) as probe:
         for start in range(0, len(dataset), batch_size):
             output = probe(dataset.pixels(slice(start, start + batch_size)))[layer].float()
             post = ACTIVATION_FUNCTIONS[activation](output)
@@ -263,7 +263,8 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
         raise UserError("{diverse} must be at least 1")
     for layer in layers:
         resolve_layer(model, layer)
-    infos = {info.name: info for info in describe_layers(model, spec.input_shape, device, stop_after=layers)}
+    here = next((p.device for p in model.parameters()), torch.device("cpu"))  # the dry pass runs where the model is
+    infos = {info.name: info for info in describe_layers(model, spec.input_shape, here, stop_after=layers)}
     budget = budget_bytes
     plans = []
     for layer in layers:

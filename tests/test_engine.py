@@ -125,3 +125,24 @@ def test_amp_and_channels_last_paths_on_every_device(device):
         assert result.images.shape == (4, 3, 16, 16) and torch.isfinite(result.logits).all()
     assert next(model.parameters()).device.type == "cpu" and hook_count(model) == 0
     assert all(torch.equal(v, weights[k]) and v.is_contiguous() for k, v in model.state_dict().items())
+
+
+def test_channels_examples_and_activations_on_every_device(device):
+    """The caller's model stays on the CPU while the work runs on ``device`` (a copy when it differs)."""
+    from torch import nn
+
+    from introspect.activations import ImageInput, inspect_image
+    from introspect.channels import dataset_examples, visualize_channels
+    from introspect.data import ImageDataset
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    spec = ModelSpec("gray", "user", (1, 12, 12), (0.5,), (0.25,), "4", ("a", "b", "c"))
+    data = ImageDataset("toy", "train", torch.randint(0, 256, (10, 1, 12, 12), dtype=torch.uint8),
+                        torch.zeros(10, dtype=torch.long), ("a",), "toy")
+    examples = dataset_examples(model, spec, "0", data, k=2, device=device)
+    result = visualize_channels(model, spec, "0", config=RenderConfig(steps=2, device=device), examples=examples)
+    inspected = inspect_image(model, spec, ImageInput(torch.rand(1, 12, 12), "noise"), ["0", "4"], device)
+    assert result.images.shape == (4, 1, 12, 12) and examples.top_indices.shape == (4, 2)
+    assert inspected.predicted in (0, 1, 2) and inspected.saliency.shape == (1, 12, 12)
+    assert next(model.parameters()).device.type == "cpu" and hook_count(model) == 0
