@@ -31,6 +31,10 @@ HIST_BINS = 24
 CLASS_TOP = 8
 MAX_OUTPUT_CLASSES = 100
 ASSETS = Path(__file__).with_name("explore_assets")
+#: A run folder's index.html: opens its site/.
+OPEN_SITE = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
+             "<meta http-equiv=\"refresh\" content=\"0; url=site/index.html\"><title>explorer</title></head>"
+             "<body><a href=\"site/index.html\">open the explorer</a></body></html>\n")
 
 
 def slug(name: str) -> str:

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -265,6 +266,24 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
     }
 
 
+def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None:
+    """The run's explorer: ``site/`` (pages, data, images; see introspect.explore) and an index.html opening it."""
+    from . import explore
+
+    temporary = run.path / f".tmp{os.getpid()}-site"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        explore.build_site([Run(run.path, record, arrays)], temporary, compute=False, dataset=dataset)
+        shutil.rmtree(run.path / "site", ignore_errors=True)
+        os.replace(temporary, run.path / "site")
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    if "site" not in run.files:
+        run.files.append("site")
+    with run.file("index.html") as path:
+        path.write_text(explore.OPEN_SITE)
+
+
 def write_classes(run: RunFolder, result, provenance: Provenance, formats: Sequence[str] = ("png",),
                   seconds: float = 0.0) -> None:
     """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
@@ -296,6 +315,7 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
                    for label, name, logit, p in zip(result.labels, result.class_names, result.logits, result.probabilities)],
         "history": result.render.history.tolist(),
     })
+    write_site(run, record, arrays)
     run.finish(record)
 
 
@@ -344,8 +364,9 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         if r.examples is not None:
             rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
+    arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
-        np.savez_compressed(path, **{k: np.concatenate(v) for k, v in rows.items() if v})
+        np.savez_compressed(path, **arrays)
     pages = [report.channels_figure(r, dataset.images if dataset is not None else None, provenance.label)
              for r in results]
     index = report.index_figure(results, provenance.label)
@@ -372,6 +393,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None,
         "layers": [layer_record(r) for r in results],
     })
+    write_site(run, record, arrays, dataset)
     run.finish(record)
 
 
@@ -404,6 +426,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
                    for layer, output in result.outputs.items()},
         "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
     })
+    write_site(run, record, arrays)
     run.finish(record)
     return record
 
