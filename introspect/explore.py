@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .channels import RARE_SHARE
 from .errors import UserError
 
-#: A channel active (post-activation > 0 somewhere) on fewer than this share of images is "rarely active".
-RARE_SHARE = 0.01
 HIST_BINS = 24
 CLASS_TOP = 8
 MAX_OUTPUT_CLASSES = 100
@@ -508,9 +507,9 @@ def _layer_stats(layer: dict, extra: dict | None) -> tuple[list[dict], dict]:
     rows = []
     for i, c in enumerate(sorted(layer["per"])):
         entry = layer["per"][c]
-        share = float(extra["active"][c]) if extra else None
+        share = float(extra["active"][c]) if extra else entry.get("active_share")
         dead = bool(entry.get("dead")) or (share == 0.0)
-        rare = share is not None and 0 < share < RARE_SHARE
+        rare = not dead and share is not None and share < RARE_SHARE
         reached = max(entry["scores"]) > 0
         rows.append({"c": c, "ratio": None if (dead or rare or not reached) else _num(entry.get("ratio")), "active": _num(share),
                      "dead": dead, "rare": rare, "reached": reached, "best": _num(entry["activation"])})

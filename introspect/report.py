@@ -197,6 +197,13 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
         if is_dead:
             label = f"{result.layer}:{channel}  DEAD: no real image activates it (optimized reached {result.best[n]:.2g})"
             color = "red"
+        elif examples is not None and bool(result.rare[n]):
+            share = float(examples.active_share[channel])
+            label = f"{result.layer}:{channel}  RARELY ACTIVE: {share:.2%} of images (no ratio)"
+            color = "purple"
+        elif bool(result.not_reached[n]):
+            label = f"{result.layer}:{channel}  NOT REACHED: optimized {result.best[n]:.2g}"
+            color = "0.45"
         elif examples is not None:
             label = f"{result.layer}:{channel}  ratio {ratios[n]:.2f}  (optimized {result.best[n]:.3g})"
             color = "black" if ratios[n] >= 1 else "darkorange"
@@ -208,10 +215,12 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
     if examples is not None:
         summary = result.summary()
         median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
-        header += (f" — {summary.live} live, {summary.dead} dead; median ratio {median}\n"
+        header += (f" — {summary.live} live, {summary.dead} dead, {summary.rare} rarely active, "
+                   f"{summary.not_reached} not reached; median ratio {median} (the others)\n"
                    f"each tile: the optimized image (blue label), then the {k} {examples.dataset} ({examples.split}) "
                    f"images that excite it most, with their activations; ratio = optimized / best real image "
-                   f"(orange: below 1; red: dead, no real image activates it)")
+                   f"(orange: below 1; red: dead, no real image activates it; purple: rarely active, on under 1% "
+                   f"of images; grey: not reached)")
     else:
         header += "\nno dataset available: real examples and ratios omitted"
     header += "\n" + _activation_label(result)
@@ -242,7 +251,7 @@ def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) ->
             summary = result.summary()
             median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
             text = (f"{result.layer}: {summary.channels} channels, {summary.live} live, {summary.dead} dead, "
-                    f"median ratio {median}")
+                    f"{summary.rare} rarely active, {summary.not_reached} not reached, median ratio {median}")
         else:
             text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
         ax.set_title(text + " — strongest channels:", fontsize=9, loc="left")

@@ -323,22 +323,28 @@ CHANNEL_DEFINITIONS = {
     "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
                   "Linear: the unit's value after its activation; neuron: the centre position",
     "live": "some real image gives the channel a positive output somewhere",
-    "ratio": "the visualization's activation / the highest activation of any real image (live channels only)",
+    "ratio": "the visualization's activation / the highest activation of any real image (live channels that are "
+             "neither rarely active nor not reached)",
+    "rarely active": "live, but active (post-activation > 0 somewhere) on fewer than 1% of the dataset's images",
+    "not reached": "no optimized image got a positive activation",
 }
 
 
 def layer_record(result) -> dict:
     """One layer of a channels run in run.json."""
     summary = result.summary()
-    ratio = result.ratio
+    ratio, rare, not_reached = result.ratio, result.rare, result.not_reached
     return {
         "layer": result.layer, "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
         "channels": result.channels, "batch_size": result.batch_size,
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,
+        "rarely_active": summary.rare, "not_reached": summary.not_reached,
         "per_channel": [
             {"channel": c, "activation": float(result.best[i]),
-             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i])}
+             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),
+             "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]),
+             "active_share": None if result.examples is None else float(result.examples.active_share[c])}
             for i, c in enumerate(result.channels)
         ],
     }

@@ -149,5 +149,6 @@ def summary_line(result: ChannelsResult) -> str:
         return f"{result.layer}: {plural(summary.channels, 'channel')} (no dataset: no ratios)"
     share = "n/a" if summary.share_ratio_at_least_1 is None else f"{summary.share_ratio_at_least_1:.0%}"
     median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
-    return (f"{result.layer}: {plural(summary.channels, 'channel')}, {summary.live} live, {summary.dead} dead; "
-            f"ratio >= 1.0 for {share} of live channels, median {median}")
+    return (f"{result.layer}: {plural(summary.channels, 'channel')}, {summary.live} live, {summary.dead} dead, "
+            f"{summary.rare} rarely active, {summary.not_reached} not reached; "
+            f"ratio >= 1.0 for {share} of the others, median {median}")
