@@ -6,6 +6,7 @@ a "$" in a class, layer or model name is drawn as typed, never as mathtext.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -165,25 +166,19 @@ DPI = 100
 
 
 def text_size(text: str, fontsize: float) -> tuple[float, float]:
-    """Width and height in inches of ``text`` (one or more lines) drawn at ``fontsize`` points."""
+    """Width and height in inches of ``text`` (one or more lines) drawn at ``fontsize`` points: the sum of
+    its characters' measured widths, 3% more for kerning."""
+    widths = [sum(_char_width(c, fontsize) for c in line) * 1.03 for line in text.split("\n")]
+    return max(widths) / DPI, fontsize * 1.2 / 72 * len(widths)
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_width(char: str, fontsize: float) -> float:
+    """Pixels at DPI, as Agg measures it."""
+    from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
-    renderer = _measurer()
-    font = FontProperties(size=fontsize)
-    sizes = [renderer.get_text_width_height_descent(line or " ", font, ismath=False) for line in text.split("\n")]
-    line_height = fontsize * 1.2 / 72
-    return max(w for w, _, _ in sizes) / DPI, line_height * len(sizes)
-
-
-_RENDERER = []
-
-
-def _measurer():
-    from matplotlib.backends.backend_agg import RendererAgg
-
-    if not _RENDERER:
-        _RENDERER.append(RendererAgg(10, 10, DPI))
-    return _RENDERER[0]
+    return RendererAgg(1, 1, DPI).get_text_width_height_descent(char, FontProperties(size=fontsize), ismath=False)[0]
 
 
 def fit(text: str, width_inches: float, fontsize: float) -> str:
@@ -213,9 +208,11 @@ def fit(text: str, width_inches: float, fontsize: float) -> str:
     return "\n".join(out)
 
 
-def _channel_label(result, n: int, channel: int, examples) -> tuple[str, str]:
+def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None) -> tuple[str, str]:
     """The text under a channel's tile, and its colour."""
     name = f"{result.layer}:{channel}"
+    if unit_names is not None and channel < len(unit_names):
+        name += f" ({unit_names[channel]})"
     if examples is not None and bool(result.dead[n]):
         return f"{name} DEAD: no real image activates it (optimized reached {result.best[n]:.2g})", "red"
     if examples is not None and bool(result.rare[n]):
@@ -252,25 +249,27 @@ IMAGE_INCHES, PAD, LABEL_SIZE, VALUE_SIZE, HEADER_SIZE, MAX_WIDTH = 0.62, 0.15, 
 
 @rc_context(PLAIN_TEXT)
 def channels_figures(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
-                     max_height_px: int = MAX_PAGE_PX) -> list[ReportFigure]:
+                     max_height_px: float = MAX_PAGE_PX, unit_names: Sequence[str] | None = None) -> list[ReportFigure]:
     """The channel report as pages no taller than ``max_height_px``: one tile per channel (its
     optimized image(s), then the top-k real images with their activations) and a label under each,
-    wrapped to the tile's measured width so no two texts touch."""
+    wrapped to the tile's measured width so no two texts touch. ``unit_names`` name the channels
+    (class names for the logits layer)."""
     examples = result.examples if dataset_images is not None else None
     k = examples.top_indices.shape[1] if examples is not None else 0
     images_per_tile = result.diverse + k
     tile_w = max(IMAGE_INCHES * images_per_tile, 1.1)
     columns = max(1, min(len(result.channels), int((MAX_WIDTH - 2 * PAD) // (tile_w + PAD))))
     fig_w = max(8.0, columns * (tile_w + PAD) + PAD)
-    labels = [_channel_label(result, n, c, examples) for n, c in enumerate(result.channels)]
+    labels = [_channel_label(result, n, c, examples, unit_names) for n, c in enumerate(result.channels)]
     wrapped = [(fit(text, tile_w, LABEL_SIZE), color) for text, color in labels]
     label_h = max(text_size(text, LABEL_SIZE)[1] for text, _ in wrapped)
     value_h = text_size("0", VALUE_SIZE)[1]
     tile_h = value_h + IMAGE_INCHES + label_h + PAD
     header = fit(_channels_header(result, model_name, examples, k), fig_w - 2 * PAD, HEADER_SIZE)
     header_h = text_size(header, HEADER_SIZE)[1] + PAD
-    rows_per_page = max(1, int((max_height_px / DPI - header_h - 2 * PAD) // tile_h))
-    per_page = rows_per_page * columns
+    rows = math.ceil(len(result.channels) / columns)
+    rows_per_page = min(rows, max(1, (max_height_px / DPI - header_h - 2 * PAD) // tile_h))
+    per_page = int(rows_per_page) * columns
     pages = math.ceil(len(result.channels) / per_page)
     figures = []
     for page in range(pages):
@@ -323,9 +322,10 @@ def _draw_tile(fig, result, n: int, examples, dataset_images, label: tuple[str, 
     fig.text(x / fig_w, (y_image - 0.03) / fig_h, text, ha="left", va="top", fontsize=LABEL_SIZE, color=color)
 
 
-def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "") -> ReportFigure:
+def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
+                    unit_names: Sequence[str] | None = None) -> ReportFigure:
     """The channel report of one layer on one page, however tall (``channels_figures`` splits it)."""
-    return channels_figures(result, dataset_images, model_name, max_height_px=math.inf)[0]
+    return channels_figures(result, dataset_images, model_name, max_height_px=math.inf, unit_names=unit_names)[0]
 
 
 @rc_context(PLAIN_TEXT)
@@ -430,11 +430,13 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
             for rank in range(min(highlight, len(order))):
                 y, x = corners[rank]
                 ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
-                ax.text(x, y - 0.8, f"#{int(order[rank])}", color="red", fontsize=7, va="bottom")
+            for rank, (y, x) in enumerate(corners):  # every tile's channel number in its top-left corner
+                ax.text(x, y - 0.5, str(int(order[rank])), color="red" if rank < highlight else "white", fontsize=5,
+                        va="top", ha="left", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
             ax.set_axis_off()
             section.colorbar(im, ax=ax, shrink=0.8, label="activation")
-            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation (top {highlight} in red, "
-                         f"numbered); one colour scale", fontsize=9)
+            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation, each numbered (top "
+                         f"{highlight} in red); one colour scale", fontsize=9)
         else:
             axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[2.0, 1.3] if extra else None)[:, 0]
             ax = axes[0]

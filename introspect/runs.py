@@ -351,8 +351,11 @@ def layer_record(result) -> dict:
 
 
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
-                   status: str | None = None) -> None:
-    """images.npz (all layers), a report page per layer, index.png, report.png and report.pdf, then run.json."""
+                   status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
+                   logits_layer: str | None = None) -> None:
+    """images.npz (all layers), report pages per layer (report-LAYER.png, then -2, -3... for pages past
+    4,000 px), the overview as index.png and report.png (and report.FORMAT; a PDF holds every page),
+    the site, then run.json. The logits layer's units are named by ``class_names``."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     from . import report
@@ -373,19 +376,26 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
         np.savez_compressed(path, **arrays)
-    pages = [report.channels_figure(r, dataset.images if dataset is not None else None, provenance.label)
-             for r in results]
+    pages = []
+    for r in results:
+        names = class_names if r.layer == logits_layer else None
+        for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
+                                                              provenance.label, unit_names=names), 1):
+            with run.file(f"report-{r.layer}{'' if number == 1 else f'-{number}'}.png") as path:
+                report.save_figure(page, path)
+            pages.append(page)
     index = report.index_figure(results, provenance.label)
-    for r, page in zip(results, pages):
-        with run.file(f"report-{r.layer}.png") as path:
-            report.save_figure(page, path)
-    with run.file("index.png") as path:
-        report.save_figure(index, path)
-    with run.file("report.png") as path:
-        report.save_figure(pages[0] if len(pages) == 1 else index, path)
-    with run.file("report.pdf") as path, PdfPages(path) as pdf:
-        for page in ([index] if len(pages) > 1 else []) + pages:
-            pdf.savefig(page)
+    for name in ("index.png", "report.png"):
+        with run.file(name) as path:
+            report.save_figure(index, path)
+    for fmt in formats:
+        if fmt == "pdf":
+            with run.file("report.pdf") as path, PdfPages(path) as pdf:
+                for page in [index] + pages:
+                    pdf.savefig(page)
+        elif fmt != "png":
+            with run.file(f"report.{fmt}") as path:
+                report.save_figure(index, path)
     if status is None:
         status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
     record = base_record(provenance, results[0].config, seconds, status, min(r.steps_done for r in results))
@@ -462,7 +472,9 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         if kind == "classes":
             write_classes(run, result, provenance, formats)
         elif kind == "channels":
-            write_channels(run, results, provenance, dataset)
+            write_channels(run, results, provenance, dataset, formats=formats,
+                           class_names=loaded.spec.class_names if loaded is not None else None,
+                           logits_layer=loaded.spec.logits_layer if loaded is not None else None)
         else:
             write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits_layer
                               if loaded is not None else None)

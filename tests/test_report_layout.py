@@ -65,3 +65,10 @@ def test_every_channel_labelled_once_across_pages():
     figures = channels_figures(result, data, max_height_px=1500)
     tiles = [t for fig in figures for t, _ in text_boxes(fig) if t == "optimized"]
     assert len(figures) > 1 and len(tiles) == 64
+
+
+def test_logit_units_are_named_by_their_classes():
+    result, _ = make_result(3, False, layer="fc2")
+    figure, = channels_figures(result, unit_names=["zero", "one", "two"])
+    texts = " ".join(t for t, _ in text_boxes(figure))
+    assert "fc2:0 (zero)" in texts and "fc2:2 (two)" in texts
