@@ -5,7 +5,7 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
   const fmt = (v, d = 3) => (v === null || v === undefined ? "n/a" : Number(v).toPrecision(d));
   const pct = (v) => (v === null || v === undefined ? "n/a" : (100 * v).toFixed(v < 0.01 ? 2 : 1) + "%");
-  const link = (href, text) => (href ? `<a href="${esc(href)}">${text}</a>` : text);
+  const link = (href, text) => (href ? `<a href="${esc(href)}">${text}</a>` : `<span class="nolink">${text}</span>`);
   const img = (src, cls, alt, lazy) => `<img class="px ${cls || ""}" src="${esc(src)}" alt="${esc(alt || "")}"${lazy ? ' loading="lazy"' : ""}>`;
   const notes = (list) => (list || []).map((n) => `<div class="note">${esc(n)}</div>`).join("");
   const nav = (extra) => `<nav class="top"><a href="index.html">model</a>${extra || ""}</nav>`;
