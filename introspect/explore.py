@@ -119,15 +119,20 @@ def load_recorded_model(record: dict):
             loaded = load_model(recipe.get("model") or "mnist", recipe.get("checkpoint"))
         elif record.get("argv") is not None:
             a = _argv_model(record["argv"])
+            files = {role: entry["path"] for role, entry in (record.get("inputs") or {}).items()}  # absolute paths
+            source, checkpoint = a.model or "mnist", files.get("checkpoint", a.checkpoint)
+            if "model_file" in files:
+                is_class = ":" in source and source.rsplit(":", 1)[0].endswith(".py")
+                source = files["model_file"] + (":" + source.rsplit(":", 1)[1] if is_class else "")
             floats = (lambda t: None if t is None else tuple(float(v) for v in t.split(",")))
             names = None
             if a.class_names:
-                names = tuple(n.strip() for n in Path(a.class_names).read_text().splitlines() if n.strip())
+                text = Path(files.get("class_names", a.class_names)).read_text()
+                names = tuple(n.strip() for n in text.splitlines() if n.strip())
             meta = MetaOverrides(size=int(a.size) if a.size else None, mean=floats(a.mean), std=floats(a.std),
                                  input_shape=tuple(int(v) for v in a.input_shape.split(",")) if a.input_shape else None,
                                  class_names=names, logits_layer=a.logits_layer)
-            loaded = load_model(a.model or "mnist", a.checkpoint, weights=a.weights,
-                                trust_checkpoint=a.trust_checkpoint, meta=meta)
+            loaded = load_model(source, checkpoint, weights=a.weights, trust_checkpoint=a.trust_checkpoint, meta=meta)
         else:
             return None, "the run records neither a recipe nor a command line to load its model from"
     except Exception as exc:  # noqa: BLE001 - any failure to load means: show what the runs hold
