@@ -35,6 +35,8 @@ CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=
 #: so channels that start (or are) dead still move.
 PRE_ACTIVATION_WEIGHT = 0.01
 DIVERSITY_WEIGHT = 1.0
+#: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
+RARE_SHARE = 0.01
 
 
 def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) -> torch.Tensor:
@@ -96,6 +98,7 @@ class ExampleStats:
     max_value: torch.Tensor  # (C,) the highest channel activation of any image
     peak: torch.Tensor  # (C,) the highest post-activation value anywhere in the map
     quantiles: torch.Tensor  # (C, 3) 50th, 90th, 99th percentile of the channel activation
+    active_share: torch.Tensor  # (C,) share of images with a positive post-activation output somewhere
     dataset: str
     split: str
     source: str
@@ -107,10 +110,15 @@ class ExampleStats:
         """Some real image gives the channel a positive output somewhere."""
         return self.peak > 0
 
+    @property
+    def rare(self) -> torch.Tensor:
+        """Live, but active on fewer than RARE_SHARE of the images."""
+        return self.live & (self.active_share < RARE_SHARE)
+
     def save(self, path: Path) -> None:
         meta = {"layer": self.layer, "activation": self.activation, "neuron": self.neuron, "dataset": self.dataset,
                 "split": self.split, "source": self.source, "count": self.count}
-        arrays = {k: getattr(self, k).numpy() for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
+        arrays = {k: getattr(self, k).numpy() for k in STATS_ARRAYS}
         tmp = path.with_name(path.name + ".tmp.npz")
         try:
             np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
@@ -122,8 +130,11 @@ class ExampleStats:
     def load(cls, path: Path) -> "ExampleStats":
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            arrays = {k: torch.from_numpy(data[k]) for k in ("top_indices", "top_values", "max_value", "peak", "quantiles")}
+            arrays = {k: torch.from_numpy(data[k]) for k in STATS_ARRAYS}
         return cls(**meta, **arrays)
+
+
+STATS_ARRAYS = ("top_indices", "top_values", "max_value", "peak", "quantiles", "active_share")
 
 
 def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> Path:
@@ -131,7 +142,7 @@ def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activati
     reduction = "centre" if neuron else "mean"
     safe_layer = layer.replace("/", "_")
     return cache_dir() / "examples" / (f"{sha256[:16]}-{dataset.name}-{dataset.split}-{dataset.digest()[:16]}-"
-                                       f"{safe_layer}-{activation}-{reduction}-top{k}.npz")
+                                       f"{safe_layer}-{activation}-{reduction}-top{k}-v2.npz")
 
 
 def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> ExampleStats:
@@ -139,7 +150,7 @@ def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str,
     stats = ExampleStats.load(path)
     channels, n = len(stats.max_value), len(dataset)
     shapes = {"top_indices": (channels, min(k, n)), "top_values": (channels, min(k, n)), "peak": (channels,),
-              "quantiles": (channels, 3)}
+              "quantiles": (channels, 3), "active_share": (channels,)}
     if ((stats.layer, stats.activation, stats.neuron, stats.count) != (layer, activation, neuron, n)
             or any(tuple(getattr(stats, name).shape) != shape for name, shape in shapes.items())
             or not bool(((stats.top_indices >= 0) & (stats.top_indices < n)).all())):
@@ -189,7 +200,7 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: Ima
     stats = ExampleStats(
         layer=layer, activation=activation, neuron=neuron,
         top_indices=top_indices.T.contiguous(), top_values=top_values.T.contiguous(),
-        max_value=matrix.amax(0), peak=torch.cat(peaks).amax(0),
+        max_value=matrix.amax(0), peak=torch.cat(peaks).amax(0), active_share=(torch.cat(peaks) > 0).float().mean(0),
         quantiles=torch.quantile(matrix, torch.tensor([0.5, 0.9, 0.99]), dim=0).T.contiguous(),
         dataset=dataset.name, split=dataset.split, source=dataset.source, count=len(dataset), notes=notes,
     )
@@ -296,13 +307,16 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
 
 @dataclass(frozen=True)
 class ChannelsSummary:
-    """How one layer's channels did: counts, and ratios over the live channels that have one."""
+    """How one layer's channels did: counts, and ratios over the live, not rarely active channels
+    whose optimization reached a positive activation."""
 
     channels: int
-    live: int | None  # None without a dataset
+    live: int | None  # None without a dataset; rarely active channels count as live
     dead: int | None
     median_ratio: float | None
     share_ratio_at_least_1: float | None
+    rare: int | None = None  # live but active on fewer than RARE_SHARE of the images
+    not_reached: int = 0  # the optimized activation stayed at or below 0
 
 
 @dataclass
@@ -336,16 +350,31 @@ class ChannelsResult:
         return ~self.examples.live[self.channels]
 
     @property
+    def rare(self) -> torch.Tensor:
+        """(N,) bool: live but rarely active (all False without examples)."""
+        if self.examples is None:
+            return torch.zeros(len(self.channels), dtype=torch.bool)
+        return self.examples.rare[self.channels]
+
+    @property
+    def not_reached(self) -> torch.Tensor:
+        """(N,) bool: no optimized image of the channel got a positive activation."""
+        return self.best <= 0
+
+    @property
     def ratio(self) -> torch.Tensor:
-        """(N,) best visualization activation / highest activation of any real image; NaN for dead channels or without examples."""
+        """(N,) best visualization activation / highest activation of any real image; NaN for dead, rarely
+        active or not reached channels, or without examples."""
         if self.examples is None:
             return torch.full((len(self.channels),), float("nan"))
         reference = self.examples.max_value[self.channels]
         ratio = self.best / reference.clamp(min=1e-12)
-        return torch.where(self.dead | (reference <= 0), torch.full_like(ratio, float("nan")), ratio)
+        left_out = self.dead | self.rare | self.not_reached | (reference <= 0)
+        return torch.where(left_out, torch.full_like(ratio, float("nan")), ratio)
 
     def summary(self) -> ChannelsSummary:
-        """Live and dead counts, median ratio and the share of ratios >= 1 (NaN ratios left out)."""
+        """Live, dead, rarely active and not reached counts; median ratio and the share of ratios >= 1
+        over the channels that have a ratio (neither dead, rarely active nor not reached)."""
         ratio = self.ratio
         finite = ratio[~torch.isnan(ratio)]
         with_data = self.examples is not None
@@ -355,6 +384,8 @@ class ChannelsResult:
             dead=int(self.dead.sum()) if with_data else None,
             median_ratio=float(finite.median()) if len(finite) else None,
             share_ratio_at_least_1=float((finite >= 1).float().mean()) if len(finite) else None,
+            rare=int(self.rare.sum()) if with_data else None,
+            not_reached=int(self.not_reached.sum()),
         )
 
     @property

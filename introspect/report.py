@@ -6,8 +6,10 @@ a "$" in a class, layer or model name is drawn as typed, never as mathtext.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -158,67 +160,172 @@ def _activation_label(result) -> str:
             f"applies after {result.layer}, i.e. what the next layer sees")
 
 
-@rc_context(PLAIN_TEXT)
-def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
-                    blocks_per_row: int | None = None) -> ReportFigure:
-    """One tile per channel: its optimized image(s), then the top-k real images with their activations;
-    under each tile the channel's ratio (visualization / best real image), or DEAD.
-    ``dataset_images`` (uint8 or float, N x C x H x W) are the images the examples index into."""
-    examples = result.examples if dataset_images is not None else None
-    k = examples.top_indices.shape[1] if examples is not None else 0
-    width_images = result.diverse + k
-    blocks_per_row = blocks_per_row or max(1, min(len(result.channels), 24 // width_images))
-    rows = math.ceil(len(result.channels) / blocks_per_row)
-    tile_w, tile_h = 0.62 * width_images + 0.3, 1.15
-    fig_width = max(10.0, tile_w * blocks_per_row)
-    fig = ReportFigure(figsize=(fig_width, tile_h * rows + 1.6), layout="constrained")
-    axes = fig.subplots(rows, blocks_per_row, squeeze=False)
-    ratios, dead = result.ratio, result.dead
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for n, channel in enumerate(result.channels):
-        ax = axes.flat[n]
-        viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
-        shown = list(viz)
-        is_dead = examples is not None and bool(dead[n])
-        if examples is not None:
-            # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
-            shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
-                      for i in examples.top_indices[channel]]
-        mosaic = _mosaic(shown)
-        ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        size = viz[0].shape[1]
-        ax.text(result.diverse * (size + 2) / 2 - 1, -1, "optimized", ha="center", va="bottom", fontsize=6,
-                color="tab:blue")
-        if examples is not None and not is_dead:
-            for j, value in enumerate(examples.top_values[channel].tolist()):
-                x = (result.diverse + j) * (size + 2) + size / 2
-                ax.text(x, -1, f"{value:.3g}", ha="center", va="bottom", fontsize=7, color="0.25")
-        if is_dead:
-            label = f"{result.layer}:{channel}  DEAD: no real image activates it (optimized reached {result.best[n]:.2g})"
-            color = "red"
-        elif examples is not None:
-            label = f"{result.layer}:{channel}  ratio {ratios[n]:.2f}  (optimized {result.best[n]:.3g})"
-            color = "black" if ratios[n] >= 1 else "darkorange"
-        else:
-            label, color = f"{result.layer}:{channel}  optimized {result.best[n]:.3g}", "black"
-        ax.set_title(label, fontsize=7, color=color, y=-0.32 if examples is not None else 1.0,
-                     loc="left")
+#: Reports split into pages no taller than this (pixels at the saved 100 dpi).
+MAX_PAGE_PX = 4000
+DPI = 100
+
+
+def text_size(text: str, fontsize: float) -> tuple[float, float]:
+    """Width and height in inches of ``text`` (one or more lines) drawn at ``fontsize`` points: the sum of
+    its characters' measured widths, 3% more for kerning."""
+    widths = [sum(_char_width(c, fontsize) for c in line) * 1.03 for line in text.split("\n")]
+    return max(widths) / DPI, fontsize * 1.2 / 72 * len(widths)
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_width(char: str, fontsize: float) -> float:
+    """Pixels at DPI, as Agg measures it."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    return RendererAgg(1, 1, DPI).get_text_width_height_descent(char, FontProperties(size=fontsize), ismath=False)[0]
+
+
+def fit(text: str, width_inches: float, fontsize: float) -> str:
+    """``text`` wrapped at spaces (and, in long names, after dots or colons) so no line is wider than
+    ``width_inches`` at ``fontsize``, as measured; a single piece wider than that is cut into pieces."""
+    lines = []
+    for paragraph in text.split("\n"):
+        pieces = re.findall(r"[^\s.:]+[.:]?|\s+|[.:]", paragraph)
+        line = ""
+        for piece in pieces:
+            candidate = line + piece
+            if not line.strip() or text_size(candidate.rstrip(), fontsize)[0] <= width_inches:
+                line = candidate
+                continue
+            lines.append(line.rstrip())
+            line = piece.lstrip()
+        lines.append(line.rstrip())
+    out = []
+    for line in lines:  # one piece still too wide: cut it by characters
+        while len(line) > 1 and text_size(line, fontsize)[0] > width_inches:
+            cut = len(line) - 1
+            while cut > 1 and text_size(line[:cut], fontsize)[0] > width_inches:
+                cut -= 1
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None) -> tuple[str, str]:
+    """The text under a channel's tile, and its colour."""
+    name = f"{result.layer}:{channel}"
+    if unit_names is not None and channel < len(unit_names):
+        name += f" ({unit_names[channel]})"
+    if examples is not None and bool(result.dead[n]):
+        return f"{name} DEAD: no real image activates it (optimized reached {result.best[n]:.2g})", "red"
+    if examples is not None and bool(result.rare[n]):
+        return f"{name} RARELY ACTIVE: {float(examples.active_share[channel]):.2%} of images (no ratio)", "purple"
+    if bool(result.not_reached[n]):
+        return f"{name} NOT REACHED: optimized {result.best[n]:.2g}", "0.45"
+    if examples is not None:
+        ratio = float(result.ratio[n])
+        return f"{name} ratio {ratio:.2f} (optimized {result.best[n]:.3g})", "black" if ratio >= 1 else "darkorange"
+    return f"{name} optimized {result.best[n]:.3g}", "black"
+
+
+def _channels_header(result, model_name: str, examples, k: int) -> str:
     header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels"
     if examples is not None:
         summary = result.summary()
         median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
-        header += (f" — {summary.live} live, {summary.dead} dead; median ratio {median}\n"
+        header += (f" — {summary.live} live, {summary.dead} dead, {summary.rare} rarely active, "
+                   f"{summary.not_reached} not reached; median ratio {median} (the others)\n"
                    f"each tile: the optimized image (blue label), then the {k} {examples.dataset} ({examples.split}) "
                    f"images that excite it most, with their activations; ratio = optimized / best real image "
-                   f"(orange: below 1; red: dead, no real image activates it)")
+                   f"(orange: below 1; red: dead, no real image activates it; purple: rarely active, on under 1% "
+                   f"of images; grey: not reached)")
     else:
         header += "\nno dataset available: real examples and ratios omitted"
     header += "\n" + _activation_label(result)
     if result.interrupted_at is not None:
         header += f"\nINTERRUPTED at step {result.interrupted_at}: partial results"
-    fig.suptitle(wrap(header, fig_width, 9), fontsize=9)
-    return fig
+    return header
+
+
+IMAGE_INCHES, PAD, LABEL_SIZE, VALUE_SIZE, HEADER_SIZE, MAX_WIDTH = 0.62, 0.15, 7, 6, 9, 20.0
+
+
+@rc_context(PLAIN_TEXT)
+def channels_figures(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
+                     max_height_px: float = MAX_PAGE_PX, unit_names: Sequence[str] | None = None) -> list[ReportFigure]:
+    """The channel report as pages no taller than ``max_height_px``: one tile per channel (its
+    optimized image(s), then the top-k real images with their activations) and a label under each,
+    wrapped to the tile's measured width so no two texts touch. ``unit_names`` name the channels
+    (class names for the logits layer)."""
+    examples = result.examples if dataset_images is not None else None
+    k = examples.top_indices.shape[1] if examples is not None else 0
+    images_per_tile = result.diverse + k
+    tile_w = max(IMAGE_INCHES * images_per_tile, 1.1)
+    columns = max(1, min(len(result.channels), int((MAX_WIDTH - 2 * PAD) // (tile_w + PAD))))
+    fig_w = max(8.0, columns * (tile_w + PAD) + PAD)
+    labels = [_channel_label(result, n, c, examples, unit_names) for n, c in enumerate(result.channels)]
+    wrapped = [(fit(text, tile_w, LABEL_SIZE), color) for text, color in labels]
+    label_h = max(text_size(text, LABEL_SIZE)[1] for text, _ in wrapped)
+    value_h = text_size("0", VALUE_SIZE)[1]
+    tile_h = value_h + IMAGE_INCHES + label_h + PAD
+    header = fit(_channels_header(result, model_name, examples, k), fig_w - 2 * PAD, HEADER_SIZE)
+    header_h = text_size(header, HEADER_SIZE)[1] + PAD
+    rows = math.ceil(len(result.channels) / columns)
+    rows_per_page = min(rows, max(1, (max_height_px / DPI - header_h - 2 * PAD) // tile_h))
+    per_page = int(rows_per_page) * columns
+    pages = math.ceil(len(result.channels) / per_page)
+    figures = []
+    for page in range(pages):
+        start = page * per_page
+        count = min(per_page, len(result.channels) - start)
+        rows = math.ceil(count / columns)
+        fig_h = header_h + rows * tile_h + 2 * PAD
+        fig = ReportFigure(figsize=(fig_w, fig_h))
+        title = header if pages == 1 else f"{header}\npage {page + 1} of {pages}"
+        if pages > 1:
+            fig.set_figheight(fig_h + text_size("page", HEADER_SIZE)[1])
+            fig_h = fig.get_figheight()
+        fig.text(PAD / fig_w, 1 - PAD / fig_h, title, ha="left", va="top", fontsize=HEADER_SIZE)
+        top = fig_h - PAD - (header_h + (text_size("page", HEADER_SIZE)[1] if pages > 1 else 0))
+        for i in range(count):
+            n = start + i
+            row, col = divmod(i, columns)
+            _draw_tile(fig, result, n, examples, dataset_images, wrapped[n],
+                       x=PAD + col * (tile_w + PAD), y_top=top - row * tile_h, fig_w=fig_w, fig_h=fig_h,
+                       value_h=value_h)
+        figures.append(fig)
+    return figures
+
+
+def _draw_tile(fig, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, y_top: float,
+               fig_w: float, fig_h: float, value_h: float) -> None:
+    channel = result.channels[n]
+    viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
+    shown = list(viz)
+    is_dead = examples is not None and bool(result.dead[n])
+    if examples is not None:
+        # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
+        shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
+                  for i in examples.top_indices[channel]]
+    mosaic = _mosaic(shown)
+    width = IMAGE_INCHES * len(shown)
+    y_image = y_top - value_h - IMAGE_INCHES
+    ax = fig.add_axes((x / fig_w, y_image / fig_h, width / fig_w, IMAGE_INCHES / fig_h))
+    ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
+              aspect="auto")
+    ax.set_axis_off()
+    centre = lambda j: (x + IMAGE_INCHES * (j + 0.5)) / fig_w
+    fig.text((x + IMAGE_INCHES * result.diverse / 2) / fig_w, (y_image + 0.02) / fig_h, "optimized", ha="center",
+             va="bottom", fontsize=VALUE_SIZE, color="tab:blue")
+    if examples is not None and not is_dead:
+        for j, value in enumerate(examples.top_values[channel].tolist()):
+            fig.text(centre(result.diverse + j), (y_image + 0.02) / fig_h, f"{value:.3g}", ha="center", va="bottom",
+                     fontsize=VALUE_SIZE, color="0.25")
+    text, color = label
+    fig.text(x / fig_w, (y_image - 0.03) / fig_h, text, ha="left", va="top", fontsize=LABEL_SIZE, color=color)
+
+
+def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
+                    unit_names: Sequence[str] | None = None) -> ReportFigure:
+    """The channel report of one layer on one page, however tall (``channels_figures`` splits it)."""
+    return channels_figures(result, dataset_images, model_name, max_height_px=math.inf, unit_names=unit_names)[0]
 
 
 @rc_context(PLAIN_TEXT)
@@ -236,13 +343,13 @@ def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) ->
         ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         width = tiles[0].shape[1] + 2
         for position, i in enumerate(order):
-            ax.text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"{result.layer}:{result.channels[int(i)]}",
+            ax.text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"#{result.channels[int(i)]}",
                     ha="center", va="top", fontsize=7)
         if result.examples is not None:
             summary = result.summary()
             median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
             text = (f"{result.layer}: {summary.channels} channels, {summary.live} live, {summary.dead} dead, "
-                    f"median ratio {median}")
+                    f"{summary.rare} rarely active, {summary.not_reached} not reached, median ratio {median}")
         else:
             text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
         ax.set_title(text + " — strongest channels:", fontsize=9, loc="left")
@@ -328,11 +435,13 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
             for rank in range(min(highlight, len(order))):
                 y, x = corners[rank]
                 ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
-                ax.text(x, y - 0.8, f"#{int(order[rank])}", color="red", fontsize=7, va="bottom")
+            for rank, (y, x) in enumerate(corners):  # every tile's channel number in its top-left corner
+                ax.text(x, y - 0.5, str(int(order[rank])), color="red" if rank < highlight else "white", fontsize=5,
+                        va="top", ha="left", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
             ax.set_axis_off()
             section.colorbar(im, ax=ax, shrink=0.8, label="activation")
-            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation (top {highlight} in red, "
-                         f"numbered); one colour scale", fontsize=9)
+            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation, each numbered (top "
+                         f"{highlight} in red); one colour scale", fontsize=9)
         else:
             axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[2.0, 1.3] if extra else None)[:, 0]
             ax = axes[0]

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -265,6 +266,24 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
     }
 
 
+def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None:
+    """The run's explorer: ``site/`` (pages, data, images; see introspect.explore) and an index.html opening it."""
+    from . import explore
+
+    temporary = run.path / f".tmp{os.getpid()}-site"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        explore.build_site([Run(run.path, record, arrays)], temporary, compute=False, dataset=dataset)
+        shutil.rmtree(run.path / "site", ignore_errors=True)
+        os.replace(temporary, run.path / "site")
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    if "site" not in run.files:
+        run.files.append("site")
+    with run.file("index.html") as path:
+        path.write_text(explore.OPEN_SITE)
+
+
 def write_classes(run: RunFolder, result, provenance: Provenance, formats: Sequence[str] = ("png",),
                   seconds: float = 0.0) -> None:
     """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
@@ -296,6 +315,7 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
                    for label, name, logit, p in zip(result.labels, result.class_names, result.logits, result.probabilities)],
         "history": result.render.history.tolist(),
     })
+    write_site(run, record, arrays)
     run.finish(record)
 
 
@@ -303,30 +323,39 @@ CHANNEL_DEFINITIONS = {
     "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
                   "Linear: the unit's value after its activation; neuron: the centre position",
     "live": "some real image gives the channel a positive output somewhere",
-    "ratio": "the visualization's activation / the highest activation of any real image (live channels only)",
+    "ratio": "the visualization's activation / the highest activation of any real image (live channels that are "
+             "neither rarely active nor not reached)",
+    "rarely active": "live, but active (post-activation > 0 somewhere) on fewer than 1% of the dataset's images",
+    "not reached": "no optimized image got a positive activation",
 }
 
 
 def layer_record(result) -> dict:
     """One layer of a channels run in run.json."""
     summary = result.summary()
-    ratio = result.ratio
+    ratio, rare, not_reached = result.ratio, result.rare, result.not_reached
     return {
         "layer": result.layer, "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
         "channels": result.channels, "batch_size": result.batch_size,
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,
+        "rarely_active": summary.rare, "not_reached": summary.not_reached,
         "per_channel": [
             {"channel": c, "activation": float(result.best[i]),
-             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i])}
+             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),
+             "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]),
+             "active_share": None if result.examples is None else float(result.examples.active_share[c])}
             for i, c in enumerate(result.channels)
         ],
     }
 
 
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
-                   status: str | None = None) -> None:
-    """images.npz (all layers), a report page per layer, index.png, report.png and report.pdf, then run.json."""
+                   status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
+                   logits_layer: str | None = None) -> None:
+    """images.npz (all layers), report pages per layer (report-LAYER.png, then -2, -3... for pages past
+    4,000 px), the overview as index.png and report.png (and report.FORMAT; a PDF holds every page),
+    the site, then run.json. The logits layer's units are named by ``class_names``."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     from . import report
@@ -344,21 +373,29 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         if r.examples is not None:
             rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
+    arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
-        np.savez_compressed(path, **{k: np.concatenate(v) for k, v in rows.items() if v})
-    pages = [report.channels_figure(r, dataset.images if dataset is not None else None, provenance.label)
-             for r in results]
+        np.savez_compressed(path, **arrays)
+    pages = []
+    for r in results:
+        names = class_names if r.layer == logits_layer else None
+        for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
+                                                              provenance.label, unit_names=names), 1):
+            with run.file(f"report-{r.layer}{'' if number == 1 else f'-{number}'}.png") as path:
+                report.save_figure(page, path)
+            pages.append(page)
     index = report.index_figure(results, provenance.label)
-    for r, page in zip(results, pages):
-        with run.file(f"report-{r.layer}.png") as path:
-            report.save_figure(page, path)
-    with run.file("index.png") as path:
-        report.save_figure(index, path)
-    with run.file("report.png") as path:
-        report.save_figure(pages[0] if len(pages) == 1 else index, path)
-    with run.file("report.pdf") as path, PdfPages(path) as pdf:
-        for page in ([index] if len(pages) > 1 else []) + pages:
-            pdf.savefig(page)
+    for name in ("index.png", "report.png"):
+        with run.file(name) as path:
+            report.save_figure(index, path)
+    for fmt in formats:
+        if fmt == "pdf":
+            with run.file("report.pdf") as path, PdfPages(path) as pdf:
+                for page in [index] + pages:
+                    pdf.savefig(page)
+        elif fmt != "png":
+            with run.file(f"report.{fmt}") as path:
+                report.save_figure(index, path)
     if status is None:
         status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
     record = base_record(provenance, results[0].config, seconds, status, min(r.steps_done for r in results))
@@ -372,6 +409,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None,
         "layers": [layer_record(r) for r in results],
     })
+    write_site(run, record, arrays, dataset)
     run.finish(record)
 
 
@@ -405,6 +443,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
                    for layer, output in result.outputs.items()},
         "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
     })
+    write_site(run, record, arrays)
     run.finish(record)
     return record
 
@@ -434,7 +473,9 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         if kind == "classes":
             write_classes(run, result, provenance, formats)
         elif kind == "channels":
-            write_channels(run, results, provenance, dataset)
+            write_channels(run, results, provenance, dataset, formats=formats,
+                           class_names=loaded.spec.class_names if loaded is not None else None,
+                           logits_layer=loaded.spec.logits_layer if loaded is not None else None)
         else:
             write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits
                               if loaded is not None else None)

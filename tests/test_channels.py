@@ -197,8 +197,9 @@ def test_inplace_relu_model_same_values_with_and_without_early_exit():
 
 def test_cli_channels_layer_all_writes_every_page(tmp_path):
     out = tmp_path / "run"
-    assert main(["channels", "--layer", "all", "--channels", "0-1", "--steps", "2", "--out", str(out)]) == 0
-    for name in ("index.png", "report.png", "report.pdf", "images.npz", "run.json",
+    assert main(["channels", "--layer", "all", "--channels", "0-1", "--steps", "2", "--out", str(out),
+                 "--format", "pdf"]) == 0
+    for name in ("index.png", "report.png", "report.pdf", "images.npz", "run.json", "index.html", "site/index.html",
                  "report-conv1.png", "report-conv2.png", "report-fc1.png", "report-fc2.png"):
         assert (out / name).stat().st_size > 0, name
     data = np.load(out / "images.npz")

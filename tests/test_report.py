@@ -52,3 +52,11 @@ def test_cli_classes_with_dollar_class_names_writes_the_report(tmp_path):
     out = tmp_path / "run"
     assert main(["classes", "--class-names", str(names), "--steps", "2", "--snapshots", "1", "--out", str(out)]) == 0
     assert (out / "report.png").stat().st_size > 0
+
+
+def test_every_feature_map_tile_carries_its_channel_number(dollar_model):
+    model, spec = dollar_model
+    inspected = inspect_image(model, spec, ImageInput(torch.rand(1, 8, 8), "x"), ["$c_$", "fc"])
+    fig = activations_figure(inspected, highlight=1, logits_layer="fc")
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert "0" in texts and "1" in texts

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import activations, channels, classes, evaluate, layers, rerun, train
+from . import activations, channels, classes, evaluate, explore, layers, rerun, train
 
-COMMANDS = (layers, train, evaluate, rerun, classes, channels, activations)
+COMMANDS = (layers, train, evaluate, rerun, classes, channels, activations, explore)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from introspect.layers import select_layers
 from introspect.runs import Provenance, check_out, claim_run_folder, layer_record, run_status, write_channels
 
 from ..options import (add_data_dir, add_model_options, add_output_options, add_render_options, config_from_args,
-                       input_files, load_model_from_args, positive_int)
+                       input_files, load_model_from_args, parse_formats, positive_int)
 from ..output import Outcome, Output, plural, written
 from .classes import finished
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     p.add_argument("--batch-size", type=positive_int, metavar="N", help="images optimized at once (default: automatic, to fit memory)")
     add_render_options(p, CHANNELS_DEFAULTS)
-    add_output_options(p, "channels", formats=False)
+    add_output_options(p, "channels", formats=True)
     p.set_defaults(run=run)
 
 
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     config = config_from_args(args, CHANNELS_DEFAULTS)
     plan = plan_channels(loaded.model, loaded.spec, layers, args.channels, diverse=args.diverse,
                          batch_size=args.batch_size, steps=config.steps, device=config.device)
+    formats = parse_formats(args.format)
     check_out(args.out, args.force)
     for layer in plan.layers:
         io.err.print(f"plan: {layer.layer}: {plural(layer.images, 'image')} × {config.steps} steps = "
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         if status == "complete" and len(results) < len(layers):
             status = f"interrupted before layer {layers[len(results)]} ({len(results)} of {len(layers)} layers done)"
         with interrupts.deferred():
-            write_channels(run_folder, results, provenance, data, time.time() - started, status)
+            write_channels(run_folder, results, provenance, data, time.time() - started, status, formats,
+                           loaded.spec.class_names, loaded.spec.logits_layer)
     except BaseException:
         run_folder.abandon()
         raise
@@ -162,5 +164,6 @@ def summary_line(result: ChannelsResult) -> str:
         return f"{result.layer}: {plural(summary.channels, 'channel')} (no dataset: no ratios)"
     share = "n/a" if summary.share_ratio_at_least_1 is None else f"{summary.share_ratio_at_least_1:.0%}"
     median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
-    return (f"{result.layer}: {plural(summary.channels, 'channel')}, {summary.live} live, {summary.dead} dead; "
-            f"ratio >= 1.0 for {share} of live channels, median {median}")
+    return (f"{result.layer}: {plural(summary.channels, 'channel')}, {summary.live} live, {summary.dead} dead, "
+            f"{summary.rare} rarely active, {summary.not_reached} not reached; "
+            f"ratio >= 1.0 for {share} of the others, median {median}")

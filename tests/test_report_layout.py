@@ -1,0 +1,74 @@
+"""Channel report pages never collide: no two texts overlap, no text leaves the figure, pages stay under 4,000 px."""
+import numpy as np
+import pytest
+import torch
+from matplotlib.text import Text
+
+from introspect.channels import CHANNELS_DEFAULTS, ChannelsResult, ExampleStats
+from introspect.report import MAX_PAGE_PX, channels_figures
+
+LONG = "features.denseblock4.denselayer16.conv2"
+
+
+def make_result(channels: int, with_examples: bool, layer: str = LONG) -> tuple[ChannelsResult, torch.Tensor | None]:
+    generator = torch.Generator().manual_seed(channels)
+    k = 5
+    examples = None
+    if with_examples:
+        peak = torch.rand(channels, generator=generator) - 0.1  # some dead
+        examples = ExampleStats(
+            layer=layer, activation="relu", neuron=False,
+            top_indices=torch.randint(0, 50, (channels, k), generator=generator),
+            top_values=torch.rand(channels, k, generator=generator) * 1000 - 1,
+            max_value=torch.rand(channels, generator=generator) * 3, peak=peak,
+            quantiles=torch.zeros(channels, 3), active_share=torch.rand(channels, generator=generator) * 0.05,
+            dataset="a-dataset-with-a-long-name", split="train", source="test", count=50)
+    result = ChannelsResult(
+        layer=layer, channels=list(range(channels)), images=torch.rand(channels, 3, 32, 32, generator=generator),
+        activations=torch.randn(channels, generator=generator) * 1e4, activation="relu", neuron=False, diverse=1,
+        config=CHANNELS_DEFAULTS, renders=[], examples=examples, spatial=True)
+    data = torch.randint(0, 255, (50, 3, 32, 32), dtype=torch.uint8, generator=generator) if with_examples else None
+    return result, data
+
+
+def text_boxes(fig) -> list:
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("with_examples", [False, True])
+@pytest.mark.parametrize("channels", [1, 8, 24, 64, 512])
+def test_channel_pages_have_no_colliding_text(channels, with_examples):
+    result, data = make_result(channels, with_examples)
+    figures = channels_figures(result, data, model_name="torchvision:densenet121 (RANDOM WEIGHTS)")
+    for fig in figures:
+        fig.canvas.draw()
+        width, height = fig.bbox.width, fig.bbox.height
+        assert height <= MAX_PAGE_PX + 1
+        boxes = text_boxes(fig)
+        corners = np.array([[b.x0, b.y0, b.x1, b.y1] for _, b in boxes])
+        assert (corners[:, 0] >= 0).all() and (corners[:, 1] >= 0).all(), "text leaves the figure"
+        assert (corners[:, 2] <= width).all() and (corners[:, 3] <= height).all(), "text leaves the figure"
+        x0, y0, x1, y1 = (corners[:, i] for i in range(4))
+        overlap = ((x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None])
+                   & (y0[:, None] < y1[None, :]) & (y0[None, :] < y1[:, None]))
+        np.fill_diagonal(overlap, False)
+        pairs = np.argwhere(overlap)
+        assert len(pairs) == 0, f"{channels} channels: {boxes[pairs[0][0]][0]!r} overlaps {boxes[pairs[0][1]][0]!r}"
+    if channels == 512:
+        assert len(figures) > 1  # taller than 4,000 px: split
+
+
+def test_every_channel_labelled_once_across_pages():
+    result, data = make_result(64, True)
+    figures = channels_figures(result, data, max_height_px=1500)
+    tiles = [t for fig in figures for t, _ in text_boxes(fig) if t == "optimized"]
+    assert len(figures) > 1 and len(tiles) == 64
+
+
+def test_logit_units_are_named_by_their_classes():
+    result, _ = make_result(3, False, layer="fc2")
+    figure, = channels_figures(result, unit_names=["zero", "one", "two"])
+    texts = " ".join(t for t, _ in text_boxes(figure))
+    assert "fc2:0 (zero)" in texts and "fc2:2 (two)" in texts
