@@ -658,10 +658,11 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
     prediction = record["prediction"]
     href = f"image-{n}.html"
     data = {"kind": "image", "title": f"{site.label}: {record['input']['source']}", "input": record["input"],
-            "prediction": {**prediction, "href": f"class-{prediction['class']}.html"
-                           if prediction["class"] in class_pages else None},
+            "prediction": None if prediction is None else {
+                **prediction, "href": f"class-{prediction['class']}.html" if prediction["class"] in class_pages else None},
             "top5": record["top5"], "input_src": f"{base}/input.png", "saliency_src": f"{base}/saliency.png",
             "layers": layers, "notes": list(site.notes)}
     _write_page(out, href, data["title"], data)
-    return {"href": href, "source": record["input"]["source"], "prediction": prediction["name"],
-            "probability": _num(prediction["probability"]), "thumb": f"{base}/input.png"}
+    return {"href": href, "source": record["input"]["source"], "thumb": f"{base}/input.png",
+            "prediction": prediction["name"] if prediction else "no prediction (logits unknown)",
+            "probability": _num(prediction["probability"]) if prediction else None}

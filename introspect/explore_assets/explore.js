@@ -111,8 +111,9 @@
   function image() {
     let h = nav() + `<h1>${esc(P.title)}</h1>` + notes(P.notes);
     h += `<div class="big">${img(P.input_src, "", "input")}${img(P.saliency_src, "", "saliency")}</div>`;
-    h += `<p>prediction: ${link(P.prediction.href, esc(P.prediction.name))} (p=${fmt(P.prediction.probability)}); top-5: ` +
-      P.top5.map((t) => `${esc(t.name)} ${fmt(t.probability)}`).join(", ") + "</p><p>left: the input as the model sees it; right: saliency (d logit / d pixel)</p>";
+    h += P.prediction ? `<p>prediction: ${link(P.prediction.href, esc(P.prediction.name))} (p=${fmt(P.prediction.probability)}); top-5: ` +
+      P.top5.map((t) => `${esc(t.name)} ${fmt(t.probability)}`).join(", ") + "</p><p>left: the input as the model sees it; right: saliency (d logit / d pixel)</p>"
+      : "<p>no prediction: the model's logits are unknown</p><p>left: the input as the model sees it; right: saliency of the last layer's strongest unit</p>";
     for (const l of P.layers) {
       h += `<h2>${link(l.href, esc(l.layer))} (${l.shape.join("×")}, ${esc(l.activation)}), strongest first</h2><div>`;
       h += l.channels.map((c) => `<span class="fmap">${c.src ? img(c.src, "", "channel " + c.channel, true) : ""}${link(c.href, (c.name !== undefined ? esc(c.name) : "#" + c.channel))} ${fmt(c.value, 2)}</span>`).join("");
