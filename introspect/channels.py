@@ -479,6 +479,61 @@ def parse_channel_list(text: str, count: int) -> list[int]:
     return list(dict.fromkeys(channels))
 
 
+@dataclass
+class ChunkResult:
+    """One chunk of a layer's plan, optimized: the unit of work a run splits, saves and resumes."""
+
+    layer: str
+    index: int  # the chunk's place in the layer's plan
+    channels: list[int]
+    render: RenderResult
+    activations: torch.Tensor  # (images,) post-activation channel activation of each image
+
+    def to_dict(self) -> dict:
+        """Plain tensors, lists and numbers (loadable with ``torch.load(weights_only=True)``)."""
+        return {"layer": self.layer, "index": self.index, "channels": self.channels,
+                "activations": self.activations, "render": dict(vars(self.render))}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChunkResult":
+        return cls(data["layer"], data["index"], data["channels"], RenderResult(**data["render"]), data["activations"])
+
+
+def chunk_channels(plan: LayerPlan, index: int) -> list[int]:
+    """The channels of chunk ``index`` of ``plan``."""
+    per_chunk = plan.chunk // plan.diverse
+    return list(plan.channels[index * per_chunk:(index + 1) * per_chunk])
+
+
+def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
+                    config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False,
+                    callback: ProgressCallback | None = None) -> ChunkResult:
+    """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
+    comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs."""
+    channels, diverse = chunk_channels(plan, index), plan.diverse
+    objective = channel_objective(plan.layer, channels, plan.activation, neuron, diverse)
+    if diverse > 1:
+        objective = objective + DIVERSITY_WEIGHT * diversity(plan.layer, diverse)
+    keys = [c * diverse + j for c in channels for j in range(diverse)]
+    render = config.render(model, objective, spec, keys, callback)
+    values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
+                              plan.activation, neuron, config.device)
+    return ChunkResult(plan.layer, index, channels, render, values)
+
+
+def assemble_channels(plan: LayerPlan, chunks: Sequence[ChunkResult], config: RenderConfig, neuron: bool = False,
+                      examples: ExampleStats | None = None) -> ChannelsResult:
+    """A layer's result from its chunks (in plan order; a run stopped early has only the first ones)."""
+    chunks = sorted(chunks, key=lambda c: c.index)
+    stopped = [chunk.channels[i // plan.diverse] for chunk in chunks for i in chunk.render.stopped]
+    return ChannelsResult(layer=plan.layer, channels=[c for chunk in chunks for c in chunk.channels],
+                          images=torch.cat([c.render.images for c in chunks]),
+                          activations=torch.cat([c.activations for c in chunks]), activation=plan.activation,
+                          neuron=neuron, diverse=plan.diverse, config=config, renders=[c.render for c in chunks],
+                          examples=examples, batch_size=plan.chunk, stopped=list(dict.fromkeys(stopped)),
+                          spatial=plan.spatial)
+
+
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
                        config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
                        batch_size: int | None = None, examples: ExampleStats | None = None,
@@ -493,32 +548,17 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     if plan is None:
         plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device)[layer]
-    diverse, per_chunk = plan.diverse, plan.chunk // plan.diverse
-    channels = list(plan.channels)
-    renders, images, values, stopped = [], [], [], []
-    total_steps = config.steps * math.ceil(len(channels) / per_chunk)
+    total_steps = config.steps * plan.chunks
+    chunks: list[ChunkResult] = []
     with on_device(model, config.device) as model:
-        for start in range(0, len(channels), per_chunk):
-            chunk = channels[start:start + per_chunk]
-            objective = channel_objective(layer, chunk, plan.activation, neuron, diverse)
-            if diverse > 1:
-                objective = objective + DIVERSITY_WEIGHT * diversity(layer, diverse)
-            keys = [c * diverse + j for c in chunk for j in range(diverse)]
-            offset = config.steps * len(renders)
+        for index in range(plan.chunks):
+            offset = config.steps * index
             progress = None if callback is None else (
                 lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
-            result = config.render(model, objective, spec, keys, progress)
-            renders.append(result)
-            stopped.extend(dict.fromkeys(chunk[i // diverse] for i in result.stopped))
-            images.append(result.images)
-            values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
-                                           plan.activation, neuron, config.device))
-            if result.interrupted_at is not None:
-                channels = channels[:start + len(chunk)]
+            chunks.append(visualize_chunk(model, spec, plan, index, config, neuron, progress))
+            if chunks[-1].render.interrupted_at is not None:
                 break
-    return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
-                          activation=plan.activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
-                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped, spatial=plan.spatial)
+    return assemble_channels(plan, chunks, config, neuron, examples)
 
 
 def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor, channels: Sequence[int],
@@ -527,3 +567,49 @@ def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torc
     output = record(model, spec, images, [layer], device)[layer].float()
     picked = torch.as_tensor(list(channels), device=output.device).view(-1, 1)
     return channel_values(output, activation, neuron).gather(1, picked).squeeze(1).cpu()
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One chunk of a layer's plan: the unit a run splits over processes, saves, and resumes."""
+
+    id: int  # its place among all the plan's chunks, layer by layer
+    layer: str
+    index: int  # the chunk's place in its layer's plan
+    images: int
+    cost: float  # estimated: images x memory per image (a stand-in for compute) x steps
+
+
+def work_items(plan: ChannelsPlan) -> list[WorkItem]:
+    """Every chunk of every layer, in plan order."""
+    items: list[WorkItem] = []
+    for layer in plan.layers:
+        for index in range(layer.chunks):
+            images = len(chunk_channels(layer, index)) * layer.diverse
+            items.append(WorkItem(len(items), layer.layer, index, images,
+                                  float(images) * layer.bytes_per_image * plan.steps))
+    return items
+
+
+def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
+    """Items over ``world`` processes, balanced by cost (largest first, each to the least loaded, ties to the
+    lower rank): the same split on every process. Each process's items stay in plan order."""
+    loads, shares = [0.0] * world, [[] for _ in range(world)]
+    for item in sorted(items, key=lambda i: (-i.cost, i.id)):
+        rank = min(range(world), key=lambda r: (loads[r], r))
+        shares[rank].append(item)
+        loads[rank] += item.cost
+    return [sorted(share, key=lambda i: i.id) for share in shares]
+
+
+def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+               neuron: bool = False, steps: int = 3) -> float:
+    """Seconds per optimization step of the layer's first (full-size) chunk, from ``steps`` timed steps
+    after one warm-up step."""
+    import time
+
+    stamps: list[float] = []
+    with on_device(model, config.device) as model:
+        visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
+                        lambda *_: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
