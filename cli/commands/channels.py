@@ -30,7 +30,7 @@ from introspect.runs import (Provenance, check_out, claim_run_folder, finished_i
 from ..distributed import Ranks, fault_after, join
 from ..options import (add_data_dir, add_model_options, add_output_options, add_render_options, config_from_args,
                        input_files, load_model_from_args, positive_float, positive_int)
-from ..output import Outcome, Output, plural, written
+from ..output import LineProgress, Outcome, Output, plural, written
 from .classes import finished
 
 
@@ -291,7 +291,7 @@ def optimize(loaded, plan: ChannelsPlan, mine, config, args: argparse.Namespace,
     process) or dropped (several), to be redone by --resume."""
     interrupts = io.interrupts
     with io.progress() as bar, interrupts.stepping(), on_device(loaded.model, config.device) as model:
-        overall = None if not hasattr(bar, "columns") or len(mine) < 2 else \
+        overall = None if isinstance(bar, LineProgress) or len(mine) < 2 else \
             bar.add_task("all layers", total=config.steps * len(mine), info="", unit="step")
         tasks, done = {}, {}
         for item in mine:
