@@ -120,10 +120,9 @@ def resumed(args: argparse.Namespace) -> argparse.Namespace:
     """The settings of the run in --resume RUN_DIR (from its manifest), with this command's output flags."""
     manifest = read_manifest(args.resume)
     stored = args.command_parsers["channels"].parse_args(manifest["argv"][1:])
-    for name in ("quiet", "json", "progress", "debug", "resume"):
+    for name in ("quiet", "json", "progress", "debug", "resume", "dry_run"):
         setattr(stored, name, getattr(args, name))
     stored.argv, stored.out, stored.distributed = manifest["argv"], args.resume, None
-    stored.dry_run = stored.dry_run or args.dry_run
     return stored
 
 
@@ -135,13 +134,9 @@ def pinned(plan: ChannelsPlan, manifest: dict) -> ChannelsPlan:
     expected = [{"layer": i.layer, "index": i.index, "channels": chunk_channels(plan[i.layer], i.index)}
                 for i in work_items(plan)]
     if [{k: item.get(k) for k in ("layer", "index", "channels")} for item in manifest.get("items", [])] != expected:
-        raise UserError(f"the work items in '{args_path(manifest)}' do not match this model's plan; "
-                        "was the model or its file changed?")
+        raise UserError(f"the work items in the manifest of '{manifest.get('folder')}' do not match this model's "
+                        "plan; was the model or its file changed?")
     return plan
-
-
-def args_path(manifest: dict) -> str:
-    return manifest.get("folder", "the manifest")
 
 
 def estimate(loaded, plan: ChannelsPlan, config, args: argparse.Namespace, ranks: Ranks, io: Output) -> list[dict]:
