@@ -144,11 +144,12 @@ def estimate(loaded, plan: ChannelsPlan, config, args: argparse.Namespace, ranks
     rows, total = [], 0.0
     for layer in plan.layers:
         per_step = time_chunk(loaded.model, loaded.spec, layer, config, args.neuron)
-        seconds = per_step * config.steps * layer.images / layer.chunk
+        first = len(chunk_channels(layer, 0)) * layer.diverse  # the timed chunk: a full one, or all images
+        seconds = per_step * config.steps * layer.images / first
         total += seconds
-        memory = layer.chunk * layer.bytes_per_image
+        memory = first * layer.bytes_per_image
         rows.append({"layer": layer.layer, "seconds_per_step": per_step, "seconds": seconds, "memory_bytes": memory})
-        io.err.print(f"estimate: {layer.layer}: {per_step:.3g} s per step of {layer.chunk} image(s) -> "
+        io.err.print(f"estimate: {layer.layer}: {per_step:.3g} s per step of {first} image(s) -> "
                      f"{duration(seconds)}; about {memory / 2**20:,.0f} MiB per chunk", markup=False)
     shared = f", about {duration(total / ranks.world)} over {ranks.world} processes" if ranks.world > 1 else ""
     io.err.print(f"estimate: total {duration(total)} of optimization{shared} (without the dataset pass)", markup=False)
