@@ -86,19 +86,34 @@ def diversity(layer: str, group: int) -> Objective:
     return Objective(fn, [layer], f"diversity({layer}, {group})")
 
 
+#: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
+#: bin 0 holds values <= 0, bin 1 values in (0, 1e-4), then 32 log-spaced bins from 1e-4 to 1e4 (four per
+#: decade, each [lower, upper)), and the last bin values >= 1e4.
+HISTOGRAM_EDGES = torch.logspace(-4, 4, 33, dtype=torch.float64)
+HISTOGRAM_BINS = len(HISTOGRAM_EDGES) + 2
+QUANTILES = (0.5, 0.9, 0.99)
+_ARRAYS = ("top_indices", "top_values", "max_value", "peak", "active", "histogram")
+
+
+def histogram_bins(values: torch.Tensor) -> torch.Tensor:
+    """The bin (0..HISTOGRAM_BINS-1) of each value, see HISTOGRAM_EDGES."""
+    inside = torch.bucketize(values.double(), HISTOGRAM_EDGES.to(values.device), right=True) + 1
+    return torch.where(values <= 0, torch.zeros_like(inside), inside)
+
+
 @dataclass
 class ExampleStats:
-    """Per-channel statistics of one layer over a dataset (one no-grad pass)."""
+    """Per-channel statistics of one layer over a dataset (one no-grad pass); ``merge`` adds shards exactly."""
 
     layer: str
     activation: str
     neuron: bool
-    top_indices: torch.Tensor  # (C, k) dataset indices, strongest first
+    top_indices: torch.Tensor  # (C, k) dataset indices, strongest first (ties: lower index first)
     top_values: torch.Tensor  # (C, k) their channel activations
     max_value: torch.Tensor  # (C,) the highest channel activation of any image
     peak: torch.Tensor  # (C,) the highest post-activation value anywhere in the map
-    quantiles: torch.Tensor  # (C, 3) 50th, 90th, 99th percentile of the channel activation
-    active_share: torch.Tensor  # (C,) share of images with a positive post-activation output somewhere
+    active: torch.Tensor  # (C,) int64: images on which the channel's output is positive somewhere
+    histogram: torch.Tensor  # (C, HISTOGRAM_BINS) int64: images per bin of the channel activation
     dataset: str
     split: str
     source: str
@@ -113,12 +128,38 @@ class ExampleStats:
     @property
     def rare(self) -> torch.Tensor:
         """Live, but active on fewer than RARE_SHARE of the images."""
-        return self.live & (self.active_share < RARE_SHARE)
+        return self.live & (self.active_fraction < RARE_SHARE)
+
+    @property
+    def active_fraction(self) -> torch.Tensor:
+        """(C,) the fraction of images on which the channel is active."""
+        return self.active.double() / max(1, self.count)
+
+    @property
+    def quantiles(self) -> torch.Tensor:
+        """(C, 3) 50th, 90th, 99th percentile of the channel activation, read from the histogram: the upper
+        edge of the bin that holds it (0 for the bin of values <= 0)."""
+        uppers = torch.cat([torch.zeros(1, dtype=torch.float64), HISTOGRAM_EDGES, torch.full((1,), math.inf)])
+        cumulative = self.histogram.cumsum(1)
+        total = cumulative[:, -1:].clamp(min=1).double()
+        index = torch.stack([(cumulative.double() < q * total).sum(1) for q in QUANTILES], 1)
+        return uppers[index.clamp(max=HISTOGRAM_BINS - 1)].float()
+
+    def merge(self, other: "ExampleStats") -> "ExampleStats":
+        """The statistics of both shards' images together (the same as one pass over all of them)."""
+        values = torch.cat([self.top_values, other.top_values], 1)
+        indices = torch.cat([self.top_indices, other.top_indices], 1)
+        top_values, top_indices = _top(values, indices, self.top_values.shape[1])
+        return ExampleStats(
+            self.layer, self.activation, self.neuron, top_indices, top_values,
+            torch.maximum(self.max_value, other.max_value), torch.maximum(self.peak, other.peak),
+            self.active + other.active, self.histogram + other.histogram, self.dataset, self.split, self.source,
+            self.count, self.notes + [n for n in other.notes if n not in self.notes])
 
     def save(self, path: Path) -> None:
         meta = {"layer": self.layer, "activation": self.activation, "neuron": self.neuron, "dataset": self.dataset,
                 "split": self.split, "source": self.source, "count": self.count}
-        arrays = {k: getattr(self, k).numpy() for k in STATS_ARRAYS}
+        arrays = {k: getattr(self, k).numpy() for k in _ARRAYS}
         tmp = path.with_name(path.name + ".tmp.npz")
         try:
             np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
@@ -130,11 +171,16 @@ class ExampleStats:
     def load(cls, path: Path) -> "ExampleStats":
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            arrays = {k: torch.from_numpy(data[k]) for k in STATS_ARRAYS}
+            arrays = {k: torch.from_numpy(data[k]) for k in _ARRAYS}
         return cls(**meta, **arrays)
 
 
-STATS_ARRAYS = ("top_indices", "top_values", "max_value", "peak", "quantiles", "active_share")
+def _top(values: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of each row, ties broken by the lower index, so any order of merging gives the same."""
+    order = indices.argsort(stable=True, dim=1)
+    values, indices = values.gather(1, order), indices.gather(1, order)
+    order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
+    return values.gather(1, order), indices.gather(1, order)
 
 
 def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> Path:
@@ -150,7 +196,7 @@ def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str,
     stats = ExampleStats.load(path)
     channels, n = len(stats.max_value), len(dataset)
     shapes = {"top_indices": (channels, min(k, n)), "top_values": (channels, min(k, n)), "peak": (channels,),
-              "quantiles": (channels, 3), "active_share": (channels,)}
+              "active": (channels,), "histogram": (channels, HISTOGRAM_BINS)}
     if ((stats.layer, stats.activation, stats.neuron, stats.count) != (layer, activation, neuron, n)
             or any(tuple(getattr(stats, name).shape) != shape for name, shape in shapes.items())
             or not bool(((stats.top_indices >= 0) & (stats.top_indices < n)).all())):
@@ -158,60 +204,106 @@ def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str,
     return stats
 
 
-@torch.no_grad()
-def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: ImageDataset, k: int = 5,
-                     neuron: bool = False, batch_size: int = 500, device: str = "cpu",
-                     callback: Callable[[int, int], None] | None = None,
-                     cache_key: str | None = None) -> ExampleStats:
-    """Top-k dataset images per channel of ``layer`` and its activation distribution.
-
-    One batched no-grad pass that stops after ``layer``. With ``cache_key`` (the
-    checkpoint's sha256) the result is cached under the user cache folder, so
-    a second report does not recompute it. A cache entry that cannot be read is
-    recomputed and rewritten; a cache folder that cannot be written means no
-    caching. Either is said in the result's ``notes``.
-    """
-    activation = spec.activation(layer)
-    path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k) if cache_key else None
-    notes = []
-    if path is not None:
+def cached_examples(spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset, k: int, neuron: bool,
+                    cache_key: str | None) -> tuple[dict[str, ExampleStats], list[str]]:
+    """The layers' cache entries that can be read, and notes on those that could not (to be recomputed)."""
+    found, notes = {}, []
+    for layer in layers if cache_key else []:
+        path = examples_cache_path(cache_key, dataset, layer, spec.activation(layer), neuron, k)
         try:
-            return _read_cached(path, dataset, layer, activation, neuron, k)
+            found[layer] = _read_cached(path, dataset, layer, spec.activation(layer), neuron, k)
         except (FileNotFoundError, NotADirectoryError):
             pass
         except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, JSON, shapes)
             reason = str(exc).splitlines()[0] if str(exc) else ""
             notes.append(f"the examples cache entry '{path}' could not be read ({type(exc).__name__}: {reason}); "
                          "recomputed it")
-    resolve_layer(model, layer)
-    values, peaks = [], []
-    with on_device(model, device) as model, Probe(model, spec, [layer], device) as probe:
-        for start in range(0, len(dataset), batch_size):
-            output = probe(dataset.pixels(slice(start, start + batch_size)))[layer].float()
-            post = ACTIVATION_FUNCTIONS[activation](output)
-            values.append(reduce_channels(post, neuron).cpu())
-            peaks.append(post.flatten(2).amax(2).cpu() if post.ndim == 4 else post.amax(1).cpu() if post.ndim == 3
-                         else post.cpu())
-            if callback is not None:
-                callback(min(start + batch_size, len(dataset)), len(dataset))
-    matrix = torch.cat(values)  # (N, C)
-    k = min(k, len(matrix))
-    top_values, top_indices = matrix.topk(k, dim=0)
-    stats = ExampleStats(
-        layer=layer, activation=activation, neuron=neuron,
-        top_indices=top_indices.T.contiguous(), top_values=top_values.T.contiguous(),
-        max_value=matrix.amax(0), peak=torch.cat(peaks).amax(0), active_share=(torch.cat(peaks) > 0).float().mean(0),
-        quantiles=torch.quantile(matrix, torch.tensor([0.5, 0.9, 0.99]), dim=0).T.contiguous(),
-        dataset=dataset.name, split=dataset.split, source=dataset.source, count=len(dataset), notes=notes,
-    )
-    if path is not None:
+    return found, notes
+
+
+def cache_examples(stats: dict[str, ExampleStats], dataset: ImageDataset, k: int, cache_key: str) -> list[str]:
+    """Write each layer's statistics to the cache; notes when it cannot be written."""
+    notes = []
+    for layer, entry in stats.items():
+        path = examples_cache_path(cache_key, dataset, layer, entry.activation, entry.neuron, k)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            stats.save(path)
+            entry.save(path)
         except OSError as exc:
             notes.append(f"cannot write the examples cache in '{path.parent}' ({exc.strerror or exc}); "
                          "the examples are not cached")
+            break
+    return notes
+
+
+@torch.no_grad()
+def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset, k: int = 5,
+                  neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                  callback: Callable[[int, int], None] | None = None, shard: tuple[int, int] = (0, 1)
+                  ) -> dict[str, ExampleStats]:
+    """One batched no-grad pass over ``dataset`` that records all ``layers`` at once (stopping after the
+    deepest) and keeps each layer's statistics. ``shard=(rank, world)`` takes only the batches
+    ``rank, rank + world, ...`` of the whole pass; ``ExampleStats.merge`` of all shards equals the whole pass."""
+    for layer in layers:
+        resolve_layer(model, layer)
+    rank, world = shard
+    starts = list(range(0, len(dataset), batch_size))[rank::world]
+    k = min(k, len(dataset))
+    total = sum(min(batch_size, len(dataset) - start) for start in starts)
+    done = 0
+    stats: dict[str, ExampleStats] = {}
+    with on_device(model, device) as model, Probe(model, spec, list(layers), device) as probe:
+        for start in starts:
+            outputs = probe(dataset.pixels(slice(start, start + batch_size)))
+            for layer in layers:
+                post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
+                values = reduce_channels(post, neuron).cpu()  # (B, C)
+                peaks = (post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post).cpu()
+                channels = values.shape[1]
+                histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
+                histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
+                                     torch.ones(values.numel(), dtype=torch.int64))
+                indices = torch.arange(start, start + len(values)).expand(channels, -1)
+                top_values, top_indices = _top(values.T, indices, k)
+                part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
+                                    peaks.amax(0), (peaks > 0).sum(0), histogram.view(channels, HISTOGRAM_BINS),
+                                    dataset.name, dataset.split, dataset.source, len(dataset))
+                stats[layer] = stats[layer].merge(part) if layer in stats else part
+            done += len(values)
+            if callback is not None:
+                callback(done, total)
     return stats
+
+
+def dataset_examples_many(model: nn.Module, spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset,
+                          k: int = 5, neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                          callback: Callable[[int, int], None] | None = None,
+                          cache_key: str | None = None) -> dict[str, ExampleStats]:
+    """Top-k dataset images per channel and activation statistics of every layer in ``layers``, from one
+    pass for all the layers not cached yet (none when all are).
+
+    With ``cache_key`` (the checkpoint's sha256) each layer is cached on its own under the user cache
+    folder, so later runs of any subset reuse it. A cache entry that cannot be read is recomputed and
+    rewritten; a cache folder that cannot be written means no caching. Either is said in the ``notes``.
+    """
+    layers = list(dict.fromkeys(layers))
+    found, notes = cached_examples(spec, layers, dataset, k, neuron, cache_key)
+    missing = [layer for layer in layers if layer not in found]
+    fresh = examples_pass(model, spec, missing, dataset, k, neuron, batch_size, device, callback) if missing else {}
+    if cache_key and fresh:
+        notes += cache_examples(fresh, dataset, k, cache_key)
+    stats = {layer: found.get(layer) or fresh[layer] for layer in layers}
+    for entry in stats.values():
+        entry.notes = list(notes)
+    return stats
+
+
+def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: ImageDataset, k: int = 5,
+                     neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                     callback: Callable[[int, int], None] | None = None,
+                     cache_key: str | None = None) -> ExampleStats:
+    """``dataset_examples_many`` for one layer."""
+    return dataset_examples_many(model, spec, [layer], dataset, k, neuron, batch_size, device, callback, cache_key)[layer]
 
 
 def memory_budget(device: str | torch.device) -> int:
@@ -420,6 +512,61 @@ def parse_channel_list(text: str, count: int) -> list[int]:
     return list(dict.fromkeys(channels))
 
 
+@dataclass
+class ChunkResult:
+    """One chunk of a layer's plan, optimized: the unit of work a run splits, saves and resumes."""
+
+    layer: str
+    index: int  # the chunk's place in the layer's plan
+    channels: list[int]
+    render: RenderResult
+    activations: torch.Tensor  # (images,) post-activation channel activation of each image
+
+    def to_dict(self) -> dict:
+        """Plain tensors, lists and numbers (loadable with ``torch.load(weights_only=True)``)."""
+        return {"layer": self.layer, "index": self.index, "channels": self.channels,
+                "activations": self.activations, "render": dict(vars(self.render))}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChunkResult":
+        return cls(data["layer"], data["index"], data["channels"], RenderResult(**data["render"]), data["activations"])
+
+
+def chunk_channels(plan: LayerPlan, index: int) -> list[int]:
+    """The channels of chunk ``index`` of ``plan``."""
+    per_chunk = plan.chunk // plan.diverse
+    return list(plan.channels[index * per_chunk:(index + 1) * per_chunk])
+
+
+def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
+                    config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False,
+                    callback: ProgressCallback | None = None) -> ChunkResult:
+    """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
+    comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs."""
+    channels, diverse = chunk_channels(plan, index), plan.diverse
+    objective = channel_objective(plan.layer, channels, plan.activation, neuron, diverse)
+    if diverse > 1:
+        objective = objective + DIVERSITY_WEIGHT * diversity(plan.layer, diverse)
+    keys = [c * diverse + j for c in channels for j in range(diverse)]
+    render = config.render(model, objective, spec, keys, callback)
+    values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
+                              plan.activation, neuron, config.device)
+    return ChunkResult(plan.layer, index, channels, render, values)
+
+
+def assemble_channels(plan: LayerPlan, chunks: Sequence[ChunkResult], config: RenderConfig, neuron: bool = False,
+                      examples: ExampleStats | None = None) -> ChannelsResult:
+    """A layer's result from its chunks (in plan order; a run stopped early has only the first ones)."""
+    chunks = sorted(chunks, key=lambda c: c.index)
+    stopped = [chunk.channels[i // plan.diverse] for chunk in chunks for i in chunk.render.stopped]
+    return ChannelsResult(layer=plan.layer, channels=[c for chunk in chunks for c in chunk.channels],
+                          images=torch.cat([c.render.images for c in chunks]),
+                          activations=torch.cat([c.activations for c in chunks]), activation=plan.activation,
+                          neuron=neuron, diverse=plan.diverse, config=config, renders=[c.render for c in chunks],
+                          examples=examples, batch_size=plan.chunk, stopped=list(dict.fromkeys(stopped)),
+                          spatial=plan.spatial)
+
+
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
                        config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
                        batch_size: int | None = None, examples: ExampleStats | None = None,
@@ -434,32 +581,17 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     if plan is None:
         plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device)[layer]
-    diverse, per_chunk = plan.diverse, plan.chunk // plan.diverse
-    channels = list(plan.channels)
-    renders, images, values, stopped = [], [], [], []
-    total_steps = config.steps * math.ceil(len(channels) / per_chunk)
+    total_steps = config.steps * plan.chunks
+    chunks: list[ChunkResult] = []
     with on_device(model, config.device) as model:
-        for start in range(0, len(channels), per_chunk):
-            chunk = channels[start:start + per_chunk]
-            objective = channel_objective(layer, chunk, plan.activation, neuron, diverse)
-            if diverse > 1:
-                objective = objective + DIVERSITY_WEIGHT * diversity(layer, diverse)
-            keys = [c * diverse + j for c in chunk for j in range(diverse)]
-            offset = config.steps * len(renders)
+        for index in range(plan.chunks):
+            offset = config.steps * index
             progress = None if callback is None else (
                 lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
-            result = config.render(model, objective, spec, keys, progress)
-            renders.append(result)
-            stopped.extend(dict.fromkeys(chunk[i // diverse] for i in result.stopped))
-            images.append(result.images)
-            values.append(measure_channels(model, spec, layer, result.images, [c for c in chunk for _ in range(diverse)],
-                                           plan.activation, neuron, config.device))
-            if result.interrupted_at is not None:
-                channels = channels[:start + len(chunk)]
+            chunks.append(visualize_chunk(model, spec, plan, index, config, neuron, progress))
+            if chunks[-1].render.interrupted_at is not None:
                 break
-    return ChannelsResult(layer=layer, channels=channels, images=torch.cat(images), activations=torch.cat(values),
-                          activation=plan.activation, neuron=neuron, diverse=diverse, config=config, renders=renders,
-                          examples=examples, batch_size=per_chunk * diverse, stopped=stopped, spatial=plan.spatial)
+    return assemble_channels(plan, chunks, config, neuron, examples)
 
 
 def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor, channels: Sequence[int],
@@ -468,3 +600,49 @@ def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torc
     output = record(model, spec, images, [layer], device)[layer].float()
     picked = torch.as_tensor(list(channels), device=output.device).view(-1, 1)
     return channel_values(output, activation, neuron).gather(1, picked).squeeze(1).cpu()
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One chunk of a layer's plan: the unit a run splits over processes, saves, and resumes."""
+
+    id: int  # its place among all the plan's chunks, layer by layer
+    layer: str
+    index: int  # the chunk's place in its layer's plan
+    images: int
+    cost: float  # estimated: images x memory per image (a stand-in for compute) x steps
+
+
+def work_items(plan: ChannelsPlan) -> list[WorkItem]:
+    """Every chunk of every layer, in plan order."""
+    items: list[WorkItem] = []
+    for layer in plan.layers:
+        for index in range(layer.chunks):
+            images = len(chunk_channels(layer, index)) * layer.diverse
+            items.append(WorkItem(len(items), layer.layer, index, images,
+                                  float(images) * layer.bytes_per_image * plan.steps))
+    return items
+
+
+def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
+    """Items over ``world`` processes, balanced by cost (largest first, each to the least loaded, ties to the
+    lower rank): the same split on every process. Each process's items stay in plan order."""
+    loads, shares = [0.0] * world, [[] for _ in range(world)]
+    for item in sorted(items, key=lambda i: (-i.cost, i.id)):
+        rank = min(range(world), key=lambda r: (loads[r], r))
+        shares[rank].append(item)
+        loads[rank] += item.cost
+    return [sorted(share, key=lambda i: i.id) for share in shares]
+
+
+def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+               neuron: bool = False, steps: int = 3) -> float:
+    """Seconds per optimization step of the layer's first (full-size) chunk, from ``steps`` timed steps
+    after one warm-up step."""
+    import time
+
+    stamps: list[float] = []
+    with on_device(model, config.device) as model:
+        visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
+                        lambda *_: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)

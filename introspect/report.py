@@ -216,7 +216,7 @@ def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[
     if examples is not None and bool(result.dead[n]):
         return f"{name} DEAD: no real image activates it (optimized reached {result.best[n]:.2g})", "red"
     if examples is not None and bool(result.rare[n]):
-        return f"{name} RARELY ACTIVE: {float(examples.active_share[channel]):.2%} of images (no ratio)", "purple"
+        return f"{name} RARELY ACTIVE: {float(examples.active_fraction[channel]):.2%} of images (no ratio)", "purple"
     if bool(result.not_reached[n]):
         return f"{name} NOT REACHED: optimized {result.best[n]:.2g}", "0.45"
     if examples is not None:

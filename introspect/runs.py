@@ -30,6 +30,8 @@ from .models.registry import ARCHITECTURES, LoadedModel
 
 RUN_RECORD = "run.json"
 LOCK_NAME = ".introspect-lock"
+MANIFEST = "manifest.json"
+PARTS = "parts"
 
 
 def holds_run(folder: str | Path) -> bool:
@@ -125,11 +127,12 @@ class RunFolder:
             self._lock_fd = None
 
     def abandon(self) -> None:
-        """Release the folder; remove it if this run created it and nothing was written."""
+        """Release the folder; remove it if this run created it and wrote nothing (no file, no finished chunk)."""
         self.release()
-        if self.created and not self.files:
-            with contextlib.suppress(OSError):
-                self.path.rmdir()
+        if self.created and not self.files and not finished_items(self.path):
+            for remove in ((self.path / MANIFEST).unlink, (self.path / PARTS).rmdir, self.path.rmdir):
+                with contextlib.suppress(OSError):
+                    remove()
 
 
 def _numbered(root: Path, prefix: str) -> RunFolder:
@@ -173,9 +176,18 @@ def check_out(out: str | Path | None, force: bool) -> None:
             break
 
 
-def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, root: str | Path = "runs") -> RunFolder:
+def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, root: str | Path = "runs",
+                     resume: bool = False) -> RunFolder:
     """The folder a run writes to, claimed for this process: a new ``root/prefix-NNN``, or ``out``
-    if it holds no earlier run (or ``force``) and no other run is writing into it."""
+    if it holds no earlier run (or ``force``) and no other run is writing into it. ``resume``: ``out``
+    is an earlier run's folder with a manifest, to be completed."""
+    if resume:
+        path = Path(out)
+        read_manifest(path)
+        fd = _lock(path)
+        if fd is None:
+            raise UserError(f"another introspect run is writing into '{path}'; wait for it to end before resuming")
+        return RunFolder(path, False, fd)
     if out is None:
         return _numbered(Path(root), prefix)
     check_out(out, force)
@@ -197,6 +209,55 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         run.release()
         raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
     return run
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """The run's plan and work items (for --resume), written atomically."""
+    temporary = folder / f".tmp{os.getpid()}-{MANIFEST}"
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, folder / MANIFEST)
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of a run folder; UserError when there is none."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"'{folder}' has no readable {MANIFEST}: only runs of `introspect channels` can be resumed "
+                        f"({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("argv"), list):
+        raise UserError(f"'{path}' is not a manifest of `introspect channels`")
+    return manifest
+
+
+def part_path(folder: Path, item: int) -> Path:
+    return folder / PARTS / f"item-{item:05d}.pt"
+
+
+def write_part(folder: Path, item: int, data: dict) -> None:
+    """One finished work item, written atomically: a part file present is a finished item."""
+    target = part_path(folder, item)
+    target.parent.mkdir(exist_ok=True)
+    temporary = target.with_name(f".tmp{os.getpid()}-{target.name}")
+    try:
+        torch.save(data, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_part(folder: Path, item: int) -> dict:
+    return torch.load(part_path(folder, item), weights_only=True)
+
+
+def finished_items(folder: Path) -> set[int]:
+    """The work items whose part file is in ``folder``."""
+    pattern = re.compile(r"item-(\d+)\.pt")
+    try:
+        return {int(m.group(1)) for p in (folder / PARTS).iterdir() if (m := pattern.fullmatch(p.name))}
+    except OSError:
+        return set()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -344,7 +405,7 @@ def layer_record(result) -> dict:
             {"channel": c, "activation": float(result.best[i]),
              "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),
              "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]),
-             "active_share": None if result.examples is None else float(result.examples.active_share[c])}
+             "active_share": None if result.examples is None else float(result.examples.active_fraction[c])}
             for i, c in enumerate(result.channels)
         ],
     }
@@ -352,10 +413,10 @@ def layer_record(result) -> dict:
 
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
                    status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
-                   logits_layer: str | None = None) -> None:
+                   logits_layer: str | None = None, extra: dict | None = None) -> None:
     """images.npz (all layers), report pages per layer (report-LAYER.png, then -2, -3... for pages past
     4,000 px), the overview as index.png and report.png (and report.FORMAT; a PDF holds every page),
-    the site, then run.json. The logits layer's units are named by ``class_names``."""
+    the site, then run.json (updated with ``extra``). The logits layer's units are named by ``class_names``."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     from . import report
@@ -408,6 +469,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         "neuron": first.neuron, "diverse": first.diverse,
         "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None,
         "layers": [layer_record(r) for r in results],
+        **(extra or {}),
     })
     write_site(run, record, arrays, dataset)
     run.finish(record)

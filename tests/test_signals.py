@@ -44,7 +44,7 @@ def test_interrupt_during_startup_is_one_line_and_writes_nothing(tmp_path):
 def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
     import introspect_cli.commands.channels as channels_cmd
 
-    real = channels_cmd.dataset_examples
+    real = channels_cmd.dataset_examples_many
 
     def interrupted_pass(*args, callback, **kwargs):
         def first_batch(done, total):
@@ -52,7 +52,7 @@ def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
             callback(done, total)
         return real(*args, callback=first_batch, **kwargs)
 
-    monkeypatch.setattr(channels_cmd, "dataset_examples", interrupted_pass)
+    monkeypatch.setattr(channels_cmd, "dataset_examples_many", interrupted_pass)
     assert main(["channels", "--layer", "conv1", "--steps", "2", "--out", "run"]) == 130
     err = capsys.readouterr().err
     assert "introspect: interrupted (SIGINT)" in err and "Traceback" not in err

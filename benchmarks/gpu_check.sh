@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 14 on a CUDA machine, as is, from the repository root: chunk speed with and without --amp,
+# chunks planned against free GPU memory (and the peak memory of the largest chunk against that plan),
+# and one against two processes (two processes need two GPUs: nccl takes one device per local rank).
+set -euo pipefail
+PY=${PYTHON:-python}
+OUT=${OUT:-/tmp/introspect-gpu-check}
+rm -rf "$OUT" && mkdir -p "$OUT"
+export INTROSPECT_CACHE="$OUT/cache"
+$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; f, t = torch.cuda.mem_get_info(); print(torch.cuda.get_device_name(), f'{f / 2**30:.1f} of {t / 2**30:.1f} GiB free')"
+
+echo "== image-steps/s against chunk size (resnet50 layer4.2.conv3, 224 px)"
+$PY benchmarks/chunk_speed.py --model torchvision:resnet50 --layer layer4.2.conv3 --sizes 8,32,128 --device cuda
+$PY benchmarks/chunk_speed.py --model torchvision:resnet50 --layer layer4.2.conv3 --sizes 8,32,128 --device cuda --amp
+
+echo "== --layer all planned against free memory, with the time estimate"
+$PY -m introspect_cli.main channels --model torchvision:resnet50 --layer all --steps 256 --dataset none --device cuda --amp --dry-run
+
+echo "== peak memory of the largest layer's chunk against the plan's budget"
+$PY - <<'PY'
+import torch
+from introspect.channels import CHANNELS_DEFAULTS, memory_budget, plan_channels, visualize_chunk
+from introspect.engine import on_device
+from introspect.layers import select_layers
+from introspect.models import load_model
+loaded = load_model("torchvision:resnet50")
+layers = select_layers(loaded.model, loaded.spec.input_shape, "all")
+budget = memory_budget("cuda")
+plan = plan_channels(loaded.model, loaded.spec, layers, device="cuda", steps=1)
+largest = max(plan.layers, key=lambda p: p.chunk * p.bytes_per_image)
+with on_device(loaded.model, "cuda") as model:
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    for amp in (False, True):
+        visualize_chunk(model, loaded.spec, largest, 0, CHANNELS_DEFAULTS.replace(steps=1, device="cuda", amp=amp))
+peak = torch.cuda.max_memory_allocated() - base
+print(f"{largest.layer}: chunk {largest.chunk}, peak {peak / 2**30:.2f} GiB, budget {budget / 2**30:.2f} GiB",
+      "OK" if peak <= budget else "OVER BUDGET")
+PY
+
+echo "== one process against two"
+ARGS="channels --model torchvision:resnet50 --layer layer1.0.conv1,layer4.2.conv3 --channels 0-63 --steps 32 --batch-size 16 --dataset none --device cuda"
+time $PY -m introspect_cli.main $ARGS --quiet --out "$OUT/one"
+if [ "$($PY -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  time $PY -m torch.distributed.run --standalone --nproc-per-node 2 -m introspect_cli.main $ARGS --quiet --out "$OUT/two"
+  cmp "$OUT/one/images.npz" "$OUT/two/images.npz" && echo "two processes: the same images.npz bytes"
+else
+  echo "one GPU: two processes skipped (nccl needs a device per process)"
+fi
