@@ -166,3 +166,11 @@ def test_resnet50_all_layers_plan_fits_and_one_chunk_stays_within_budget(tmp_pat
     report = json.loads(done.stdout)
     assert report["input"] == [3, 224, 224] and report["layers"] > 50 and report["fits"]
     assert 0 <= report["growth"] <= report["budget"], report
+
+
+def test_distributed_option_wraps_torchrun(tmp_path):
+    argv = ["channels", "--layer", "conv1", "--channels", "0-3", "--steps", "1", "--batch-size", "2", "--dataset", "none"]
+    done = introspect(argv + ["--distributed", "2", "--out", "run"])
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["distributed"]["items_per_rank"] == [1, 1] and "--distributed" not in record["command"]
