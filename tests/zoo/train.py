@@ -1,0 +1,269 @@
+"""Train the conformance zoo and its judges, reproducibly, on the CPU.
+
+    python tests/zoo/train.py [--only NAME ...] [--out DIR]
+
+Writes tests/assets/zoo/NAME.pt (a plain state_dict) for each model and
+updates tests/assets/zoo/manifest.json with its class, dataset, held-out
+accuracy, seed, epochs, normalization and where its logits are. MNIST is the
+offline 4,000/1,000 split (so its models train with augmentation),
+Fashion-MNIST the full 60,000/10,000. All of it takes about 15 CPU-minutes on
+two threads; a rerun on the same setup rewrites byte-identical checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# On shared cores, OpenMP threads that spin while waiting for a descheduled partner make
+# training several times slower; passive waiting avoids that (read when torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import models  # noqa: E402  # tests/zoo/models.py, beside this script
+from introspect.data import DATASETS, ImageDataset, load_dataset  # noqa: E402
+from introspect.training import random_affine  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
+BARS = {"mnist": 0.97, "fashion-mnist": 0.85}
+CLOSED_BIAS = -1.5  # seqcnn-closed: every first-layer bias, frozen
+
+
+@dataclass(frozen=True)
+class Recipe:
+    cls: str
+    dataset: str
+    seed: int
+    epochs: int
+    augment: str | None = None  # a key of AUGMENTATIONS
+    lr: float = 5e-3
+    batch_size: int = 64
+    logits: dict = field(default_factory=lambda: {"output": None})
+    closed: bool = False
+
+
+def zoo_affine(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The zoo's MNIST augmentation: the library's small random rotation, scale and shift."""
+    return random_affine(pixels, generator)
+
+
+def distort(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The MNIST judges' augmentation: stronger rotation, scale, shear and shift, plus a smooth elastic warp."""
+    n = pixels.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(15)
+    zoom = 0.85 + 0.3 * torch.rand(n, generator=generator)
+    shear = (torch.rand(n, generator=generator) * 2 - 1) * 0.2
+    offset = (torch.rand(n, 2, generator=generator) * 2 - 1) * 0.2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, shear - sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    warp = torch.randn(n, 2, 4, 4, generator=generator) * 0.03
+    grid = grid + F.interpolate(warp, size=pixels.shape[-2:], mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    return F.grid_sample(pixels, grid, align_corners=False, padding_mode="zeros")
+
+
+def flip(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror half of the images left to right (Fashion-MNIST's classes are symmetric that way)."""
+    mirrored = torch.rand(pixels.shape[0], generator=generator) < 0.5
+    return torch.where(mirrored.view(-1, 1, 1, 1), pixels.flip(3), pixels)
+
+
+def flip_shift(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flips plus shifts of up to 5% of the width."""
+    return random_affine(flip(pixels, generator), generator, degrees=0.0, scale=(1.0, 1.0), shift=0.05)
+
+
+AUGMENTATIONS = {"affine": zoo_affine, "distort": distort, "flip": flip, "flip-shift": flip_shift}
+
+# MNIST: 4,000 digits, so augmented and many epochs; Fashion-MNIST: 60,000 images, few epochs.
+# The judges use other seeds and other augmentations than the zoo.
+RECIPES: dict[str, Recipe] = {
+    "seqcnn": Recipe("SeqCNN", "mnist", seed=1, epochs=15, augment="affine"),
+    "seqcnn-closed": Recipe("SeqCNN", "mnist", seed=2, epochs=15, augment="affine", closed=True),
+    "bnresnet": Recipe("BNResNet", "mnist", seed=3, epochs=15, augment="affine"),
+    "actnet": Recipe("ActNet", "mnist", seed=4, epochs=15, augment="affine"),
+    "functionalnet": Recipe("FunctionalNet", "mnist", seed=5, epochs=15, augment="affine"),
+    "multihead": Recipe("MultiHead", "mnist", seed=6, epochs=15, augment="affine", logits={"layer": "classify"}),
+    "dictnet": Recipe("DictNet", "mnist", seed=7, epochs=15, augment="affine", logits={"output": "logits"}),
+    "mlp": Recipe("MLP", "fashion-mnist", seed=8, epochs=10, lr=2e-3, batch_size=128),
+    "tinyvit": Recipe("TinyViT", "fashion-mnist", seed=9, epochs=4, lr=2e-3, batch_size=256),
+    "mnist-judge-vgg": Recipe("JudgeVGG", "mnist", seed=101, epochs=15, augment="distort"),
+    "mnist-judge-mlp": Recipe("JudgeMLP", "mnist", seed=102, epochs=150, augment="distort", lr=3e-3, batch_size=128),
+    "fashion-mnist-judge-vgg": Recipe("JudgeVGG", "fashion-mnist", seed=103, epochs=4, augment="flip-shift",
+                                      lr=3e-3, batch_size=128),
+    "fashion-mnist-judge-mlp": Recipe("JudgeMLP", "fashion-mnist", seed=104, epochs=20, augment="flip", lr=2e-3,
+                                      batch_size=128),
+}
+
+
+def normalize(pixels: torch.Tensor, dataset: str) -> torch.Tensor:
+    info = DATASETS[dataset]
+    return (pixels - info.mean[0]) / info.std[0]
+
+
+class Logits:
+    """Calls a model and picks its logits: a module's output ({"layer": NAME}) or an item of its output."""
+
+    def __init__(self, model: nn.Module, where: dict):
+        self.model, self.where, self.captured, self.handle = model, where, None, None
+        if "layer" in where:
+            self.handle = model.get_submodule(where["layer"]).register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output):
+        self.captured = output
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        if "layer" in self.where:
+            return self.captured
+        key = self.where["output"]
+        return output if key is None else output[key]
+
+
+def build(recipe: Recipe) -> nn.Module:
+    torch.manual_seed(recipe.seed)
+    model = getattr(models, recipe.cls)()
+    if recipe.closed:
+        conv = model.features[0]
+        with torch.no_grad():
+            conv.bias.fill_(CLOSED_BIAS)
+        conv.bias.requires_grad_(False)
+    return model
+
+
+def fit(model: nn.Module, recipe: Recipe, train_set: ImageDataset) -> None:
+    """AdamW with a one-cycle schedule; seeded shuffling, augmentation and dropout."""
+    generator = torch.Generator().manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    steps = math.ceil(len(train_set) / recipe.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.epochs * steps,
+                                                   pct_start=0.2)
+    logits_of = Logits(model, recipe.logits)
+    model.train()
+    for _ in range(recipe.epochs):
+        order = torch.randperm(len(train_set), generator=generator)
+        for b in range(steps):
+            index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+            pixels = train_set.pixels(index)
+            if recipe.augment is not None:
+                pixels = AUGMENTATIONS[recipe.augment](pixels, generator)
+            x = normalize(pixels, recipe.dataset).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(logits_of(x), train_set.labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    logits_of.remove()
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, where: dict, dataset: str, test_set: ImageDataset) -> float:
+    """Held-out accuracy (the same computation as tests/test_zoo_models.py)."""
+    model.eval()
+    logits_of = Logits(model, where)
+    correct = 0
+    for start in range(0, len(test_set), 1000):
+        x = normalize(test_set.pixels(slice(start, start + 1000)), dataset)
+        predicted = logits_of(x).argmax(1)
+        correct += (predicted == test_set.labels[start:start + 1000]).sum().item()
+    logits_of.remove()
+    return correct / len(test_set)
+
+
+@torch.no_grad()
+def open_channels(model: nn.Module, dataset: str) -> int:
+    """First-layer channels positive anywhere (after the ReLU) on an all-black image."""
+    black = normalize(torch.zeros(1, 1, 28, 28), dataset)
+    return int((model.features[1](model.features[0](black)).amax((2, 3)) > 0).sum())
+
+
+def manifest_entry(name: str, recipe: Recipe, model: nn.Module, acc: float) -> dict:
+    info = DATASETS[recipe.dataset]
+    entry = {
+        "class": recipe.cls, "role": "judge" if "judge" in name else "zoo", "dataset": recipe.dataset,
+        "accuracy": round(acc, 4), "held_out": f"{len(load_cached(recipe.dataset, 'test'))} test images",
+        "seed": recipe.seed, "epochs": recipe.epochs, "augment": recipe.augment,
+        "input_shape": [1, 28, 28], "mean": list(info.mean), "std": list(info.std),
+        "class_names": list(info.class_names), "logits": recipe.logits,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    if recipe.cls == "MultiHead":
+        entry["outputs"] = ["box_regression", "landmarks", "probabilities"]
+        entry["note"] = "output 2 is softmax probabilities, not logits; the logits are the output of layer 'classify'"
+    if recipe.closed:
+        entry["closed_bias"] = CLOSED_BIAS
+        entry["open_channels_on_black"] = open_channels(model, recipe.dataset)
+        entry["note"] = ("features.0's biases were set to closed_bias and frozen during training: on an all-black "
+                         "image at most 2 of its 32 channels are positive after the ReLU")
+    return entry
+
+
+def format_manifest(manifest: dict) -> str:
+    """JSON with one line per field, models sorted by name."""
+    blocks = []
+    for name, entry in sorted(manifest.items()):
+        fields = ",\n".join(f"    {json.dumps(key)}: {json.dumps(value)}" for key, value in entry.items())
+        blocks.append(f"  {json.dumps(name)}: {{\n{fields}\n  }}")
+    return "{\n" + ",\n".join(blocks) + "\n}\n"
+
+
+_CACHE: dict[tuple[str, str], ImageDataset] = {}
+
+
+def load_cached(name: str, split: str) -> ImageDataset:
+    if (name, split) not in _CACHE:
+        _CACHE[name, split] = load_dataset(name, split)
+    return _CACHE[name, split]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), metavar="NAME",
+                        help=f"train only these (default: all): {', '.join(RECIPES)}")
+    parser.add_argument("--out", type=Path, default=ASSETS, help="output folder (default: tests/assets/zoo)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    started = time.time()
+    failures = []
+    for name in args.only or RECIPES:
+        recipe = RECIPES[name]
+        t0 = time.time()
+        model = build(recipe).to(memory_format=torch.channels_last)
+        fit(model, recipe, load_cached(recipe.dataset, "train"))
+        model = model.to(memory_format=torch.contiguous_format)
+        acc = accuracy(model, recipe.logits, recipe.dataset, load_cached(recipe.dataset, "test"))
+        seconds = time.time() - t0
+        entry = manifest_entry(name, recipe, model, acc)
+        torch.save(model.state_dict(), args.out / f"{name}.pt")
+        manifest[name] = entry
+        manifest_path.write_text(format_manifest(manifest))
+        size = (args.out / f"{name}.pt").stat().st_size
+        print(f"{name:24s} {recipe.dataset:13s} acc {acc:.4f}  params {entry['params']:7d}  "
+              f"{size / 1e6:.2f} MB  {seconds:6.1f} s", flush=True)
+        if acc < BARS[recipe.dataset] or entry.get("open_channels_on_black", 0) > 2:
+            failures.append(name)
+    print(f"total {time.time() - started:.0f} s")
+    if failures:
+        sys.exit(f"below the bar: {', '.join(failures)}")
+
+
+if __name__ == "__main__":
+    main()
