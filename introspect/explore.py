@@ -470,7 +470,8 @@ def _write_page(out: Path, name: str, title: str, data: dict) -> None:
 
 
 def _num(value) -> float | None:
-    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+    value = None if value is None else float(value)
+    return None if value is None or not np.isfinite(value) else round(value, 4)
 
 
 def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
