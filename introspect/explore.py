@@ -643,6 +643,8 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
         values = torch.as_tensor(arrays[layer])
         shown = ACTIVATION_FUNCTIONS[info["activation_shown"]](values)
         channels = []
+        if shown.ndim == 2:  # tokens (N, D): each unit's mean over the tokens, as channels are measured
+            shown = shown.mean(0)
         strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
         limit = float(shown.max()) or 1.0
         for ch in torch.argsort(strength, descending=True).tolist():
