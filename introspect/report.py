@@ -329,6 +329,12 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
 
 
 @rc_context(PLAIN_TEXT)
+def index_figures(results: Sequence, model_name: str = "", max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
+    """The overview split into pages no taller than ``max_height_px`` (at 100 dpi): as many layers per page as fit."""
+    per_page = max(1, int((max_height_px / 100 - 0.6) // 1.5))
+    return [index_figure(results[start:start + per_page], model_name) for start in range(0, len(results), per_page)]
+
+
 def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
     """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
     fig = ReportFigure(figsize=(10, 1.5 * len(results) + 0.6), layout="constrained")

@@ -445,14 +445,18 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             with run.file(f"report-{r.layer}{'' if number == 1 else f'-{number}'}.png") as path:
                 report.save_figure(page, path)
             pages.append(page)
-    index = report.index_figure(results, provenance.label)
+    overview = report.index_figures(results, provenance.label)
+    index = overview[0]
     for name in ("index.png", "report.png"):
         with run.file(name) as path:
             report.save_figure(index, path)
+    for number, page in enumerate(overview[1:], 2):
+        with run.file(f"index-{number}.png") as path:
+            report.save_figure(page, path)
     for fmt in formats:
         if fmt == "pdf":
             with run.file("report.pdf") as path, PdfPages(path) as pdf:
-                for page in [index] + pages:
+                for page in overview + pages:
                     pdf.savefig(page)
         elif fmt != "png":
             with run.file(f"report.{fmt}") as path:

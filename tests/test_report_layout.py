@@ -4,7 +4,7 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from introspect.channels import CHANNELS_DEFAULTS, ChannelsResult, ExampleStats
+from introspect.channels import CHANNELS_DEFAULTS, HISTOGRAM_BINS, ChannelsResult, ExampleStats
 from introspect.report import MAX_PAGE_PX, channels_figures
 
 LONG = "features.denseblock4.denselayer16.conv2"
@@ -21,7 +21,8 @@ def make_result(channels: int, with_examples: bool, layer: str = LONG) -> tuple[
             top_indices=torch.randint(0, 50, (channels, k), generator=generator),
             top_values=torch.rand(channels, k, generator=generator) * 1000 - 1,
             max_value=torch.rand(channels, generator=generator) * 3, peak=peak,
-            quantiles=torch.zeros(channels, 3), active_share=torch.rand(channels, generator=generator) * 0.05,
+            active=(torch.rand(channels, generator=generator) * 2.5).long(),  # of 50 images: some rarely active
+            histogram=torch.zeros(channels, HISTOGRAM_BINS, dtype=torch.int64),
             dataset="a-dataset-with-a-long-name", split="train", source="test", count=50)
     result = ChannelsResult(
         layer=layer, channels=list(range(channels)), images=torch.rand(channels, 3, 32, 32, generator=generator),
@@ -72,3 +73,11 @@ def test_logit_units_are_named_by_their_classes():
     figure, = channels_figures(result, unit_names=["zero", "one", "two"])
     texts = " ".join(t for t, _ in text_boxes(figure))
     assert "fc2:0 (zero)" in texts and "fc2:2 (two)" in texts
+
+
+def test_the_overview_splits_past_4000_px():
+    from introspect.report import index_figures
+
+    pages = index_figures([make_result(2, True, f"layer{i}.block.conv")[0] for i in range(60)], "m")
+    assert len(pages) == 3
+    assert all(page.get_figheight() * 100 <= 4000 for page in pages)
