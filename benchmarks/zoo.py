@@ -29,7 +29,7 @@ MIDDLE = {"seqcnn": "features.3", "seqcnn-closed": "features.3", "bnresnet": Non
 
 def load(name: str, entry: dict):
     logits = entry["logits"]
-    meta = MetaOverrides(size=28, mean=tuple(entry["mean"]), std=tuple(entry["std"]),
+    meta = MetaOverrides(input_shape=tuple(entry["input_shape"]), mean=tuple(entry["mean"]), std=tuple(entry["std"]),
                          logits_layer=logits.get("layer"),
                          logits_output=None if logits.get("output") is None else str(logits["output"]))
     return introspect.load_model(f"{ZOO}:{entry['class']}", ASSETS / f"{name}.pt", meta=meta)
