@@ -378,19 +378,9 @@ def _feature_grid(maps: torch.Tensor, columns: int, gap: int = 1) -> tuple[np.nd
 
 
 @rc_context(PLAIN_TEXT)
-def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
-                       model_name: str = "", highlight: int = 3, logits_layer: str | None = None) -> ReportFigure:
-    """Input with prediction and top-5, saliency, then per layer its feature maps (conv) or unit bars (Linear)."""
-    from matplotlib.patches import Rectangle
-
-    layers = list(result.outputs)
-    heights = [2.8] + [3.8 if result.outputs[l].ndim == 3 else 2.0 for l in layers]
-    if visualizations:
-        heights = [h + (1.3 if l in visualizations else 0) for h, l in zip(heights, [None] + layers)]
-    fig = ReportFigure(figsize=(11, sum(heights) + 0.6), layout="constrained")
-    sections = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
-
-    top = sections[0].subplots(1, 4, width_ratios=[1, 1.4, 1, 1])
+def _activation_header(section, result, model_name: str, layers: Sequence[str]) -> None:
+    """The first section of the activations report: input, prediction with top-5, saliency and gradient × input."""
+    top = section.subplots(1, 4, width_ratios=[1, 1.4, 1, 1])
     image, cmap = to_display(result.input.pixels)
     top[0].imshow(image, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     top[0].set_title("input as the model sees it", fontsize=9)
@@ -418,11 +408,48 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
                           vmin=-limit if data.shape[0] == 1 else 0, vmax=limit, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-        sections[0].colorbar(shown, ax=ax, shrink=0.8)
+        section.colorbar(shown, ax=ax, shrink=0.8)
     note = "; ".join(result.input.conversion)
-    sections[0].suptitle(wrap(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), 11, 9), fontsize=9)
+    section.suptitle(wrap(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), 11, 9), fontsize=9)
 
-    for section, layer in zip(sections[1:], layers):
+
+def _activation_heights(result, layers: Sequence[str], visualizations) -> list[float]:
+    return [(3.8 if result.outputs[l].ndim == 3 else 2.0) + (1.3 if visualizations and l in visualizations else 0)
+            for l in layers]
+
+
+def activations_figures(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
+                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
+                        max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
+    """The activations report split into pages no taller than ``max_height_px``: the input, prediction and
+    saliency on the first, then as many layers per page as fit."""
+    pages, page, height = [], [], 2.8 + 0.6
+    for layer, layer_height in zip(result.outputs, _activation_heights(result, list(result.outputs), visualizations)):
+        if page and (height + layer_height) * 100 > max_height_px:
+            pages.append(page)
+            page, height = [], 0.6
+        page.append(layer)
+        height += layer_height
+    pages.append(page)
+    return [activations_figure(result, visualizations, model_name, highlight, logits_layer, layers=layers,
+                               header=number == 0) for number, layers in enumerate(pages)]
+
+
+def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
+                       model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
+                       layers: Sequence[str] | None = None, header: bool = True) -> ReportFigure:
+    """Input with prediction and top-5, saliency (``header``), then per layer its feature maps (conv) or
+    unit bars (Linear) — of ``layers`` (default: all recorded)."""
+    from matplotlib.patches import Rectangle
+
+    layers = list(result.outputs) if layers is None else list(layers)
+    heights = ([2.8] if header else []) + _activation_heights(result, layers, visualizations)
+    fig = ReportFigure(figsize=(11, sum(heights) + 0.6), layout="constrained")
+    sections = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
+    if header:
+        _activation_header(sections.pop(0), result, model_name, list(result.outputs))
+
+    for section, layer in zip(sections, layers):
         shown = result.shown(layer)
         activation = result.activations[layer]
         label = f"{activation}({layer})" if activation != "identity" else layer

@@ -482,14 +482,25 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
 def write_activations(run: RunFolder, result, provenance: Provenance, visualizations=None, config=None,
                       formats: Sequence[str] = ("png",), highlight: int = 3, seconds: float = 0.0,
                       logits_layer: str | None = None) -> dict:
-    """The report in each format, activations.npz, then run.json (returned)."""
+    """The report (report.png, then report-2.png... for pages past 4,000 px; a PDF holds every page; other
+    formats the first), activations.npz, then run.json (returned)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
     from . import report
 
-    fig = report.activations_figure(result, visualizations, provenance.label, highlight=highlight,
-                                    logits_layer=logits_layer)
+    pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
+                                       logits_layer=logits_layer)
+    for number, page in enumerate(pages, 1):
+        with run.file("report.png" if number == 1 else f"report-{number}.png") as path:
+            report.save_figure(page, path)
     for fmt in formats:
-        with run.file(f"report.{fmt}") as path:
-            report.save_figure(fig, path)
+        if fmt == "pdf":
+            with run.file("report.pdf") as path, PdfPages(path) as pdf:
+                for page in pages:
+                    pdf.savefig(page)
+        elif fmt != "png":
+            with run.file(f"report.{fmt}") as path:
+                report.save_figure(pages[0], path)
     arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
     arrays.update(input=result.input.pixels.numpy(), saliency=result.saliency.numpy(),
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())

@@ -81,3 +81,16 @@ def test_the_overview_splits_past_4000_px():
     pages = index_figures([make_result(2, True, f"layer{i}.block.conv")[0] for i in range(60)], "m")
     assert len(pages) == 3
     assert all(page.get_figheight() * 100 <= 4000 for page in pages)
+
+
+def test_the_activations_report_splits_past_4000_px():
+    from introspect.activations import ActivationsResult, ImageInput
+    from introspect.report import activations_figures
+
+    outputs = {f"stage{i}.block{j}.conv": torch.rand(16, 6, 6) for i in range(4) for j in range(6)}
+    result = ActivationsResult(input=ImageInput(torch.rand(3, 24, 24), "noise"), outputs=outputs,
+                               activations={name: "relu" for name in outputs}, probabilities=torch.tensor([0.3, 0.7]),
+                               predicted=1, saliency=torch.rand(3, 24, 24), class_names=["a", "b"])
+    pages = activations_figures(result, model_name="m")
+    assert len(pages) >= 3 and all(page.get_figheight() * 100 <= MAX_PAGE_PX for page in pages)
+    assert sum(len(page.subfigs) for page in pages) == len(outputs) + 1  # every layer once, the header once
