@@ -49,6 +49,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                             "attribute (default: the output itself when it is one tensor)")
 
 
+def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
+    """load_model's arguments for this command, with absolute paths, for run.json (explore reloads the model)."""
+    absolute = lambda path: None if path is None else str(Path(path).resolve())  # noqa: E731
+    source = args.model
+    if ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
+        source = absolute(source.rsplit(":", 1)[0]) + ":" + source.rsplit(":", 1)[1]
+    elif source not in BUILTIN_MODELS and Path(source).is_file():
+        source = absolute(source)
+    meta = {"size": args.size, "input_shape": args.input_shape, "mean": args.mean, "std": args.std,
+            "class_names": list(loaded.spec.class_names) if args.class_names else None,
+            "logits_layer": args.logits_layer, "logits_output": args.logits_output}
+    return {"source": source, "checkpoint": absolute(args.checkpoint), "weights": args.weights,
+            "trust_checkpoint": args.trust_checkpoint, "meta": meta}
+
+
 def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> LoadedModel:
     """The model the flags name. ``hooks``: the command needs forward hooks on inner layers,
     which TorchScript models cannot take."""

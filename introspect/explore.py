@@ -10,7 +10,6 @@ say so.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import html
 import json
@@ -96,45 +95,30 @@ def overlay(image: np.ndarray, activation_map: np.ndarray | None, mark: bool = F
 # --- the model and data behind the runs -------------------------------------------------------
 
 
-def _argv_model(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(add_help=False)
-    for flag in ("--model", "--checkpoint", "--weights", "--size", "--input-shape", "--mean", "--std",
-                 "--class-names", "--logits-layer"):
-        parser.add_argument(flag)
-    parser.add_argument("--trust-checkpoint", action="store_true")
-    return parser.parse_known_args(argv or [])[0]
-
-
-def load_recorded_model(record: dict):
-    """The model a run.json names (its recipe or its command line), checked against the recorded
-    checkpoint digest; (LoadedModel, None) or (None, why not)."""
+def load_recorded_model(record: dict, trust: bool = False):
+    """The model a run.json names (the arguments it was loaded with, or its recipe), checked against the
+    recorded checkpoint digest; (LoadedModel, None) or (None, why not). A model that loads code (a .py
+    file, a package class, a TorchScript archive, a checkpoint that needs unpickling) only with ``trust``."""
     from .models import MetaOverrides, load_model
+    from .models.registry import BUILTIN_MODELS
 
     model = record.get("model") or {}
     if model.get("random_weights"):
         return None, "the run's model has random weights, which cannot be loaded again"
-    recipe = record.get("recipe") or {}
+    recipe, arguments = record.get("recipe") or {}, record.get("load")
     try:
-        if recipe.get("model") or recipe.get("checkpoint"):
+        if isinstance(arguments, dict):
+            source = arguments.get("source") or "mnist"
+            code = (source not in BUILTIN_MODELS and not source.startswith("torchvision:")) or arguments.get("trust_checkpoint")
+            if code and not trust:
+                return None, f"the run's model loads code ({source}); explore it with trust to load it"
+            meta = {k: tuple(v) if isinstance(v, list) else v for k, v in (arguments.get("meta") or {}).items()}
+            loaded = load_model(source, arguments.get("checkpoint"), weights=arguments.get("weights"),
+                                trust_checkpoint=bool(arguments.get("trust_checkpoint")), meta=MetaOverrides(**meta))
+        elif recipe.get("model") or recipe.get("checkpoint"):
             loaded = load_model(recipe.get("model") or "mnist", recipe.get("checkpoint"))
-        elif record.get("argv") is not None:
-            a = _argv_model(record["argv"])
-            files = {role: entry["path"] for role, entry in (record.get("inputs") or {}).items()}  # absolute paths
-            source, checkpoint = a.model or "mnist", files.get("checkpoint", a.checkpoint)
-            if "model_file" in files:
-                is_class = ":" in source and source.rsplit(":", 1)[0].endswith(".py")
-                source = files["model_file"] + (":" + source.rsplit(":", 1)[1] if is_class else "")
-            floats = (lambda t: None if t is None else tuple(float(v) for v in t.split(",")))
-            names = None
-            if a.class_names:
-                text = Path(files.get("class_names", a.class_names)).read_text()
-                names = tuple(n.strip() for n in text.splitlines() if n.strip())
-            meta = MetaOverrides(size=int(a.size) if a.size else None, mean=floats(a.mean), std=floats(a.std),
-                                 input_shape=tuple(int(v) for v in a.input_shape.split(",")) if a.input_shape else None,
-                                 class_names=names, logits_layer=a.logits_layer)
-            loaded = load_model(source, checkpoint, weights=a.weights, trust_checkpoint=a.trust_checkpoint, meta=meta)
         else:
-            return None, "the run records neither a recipe nor a command line to load its model from"
+            return None, "the run records neither the model's load arguments nor a recipe"
     except Exception as exc:  # noqa: BLE001 - any failure to load means: show what the runs hold
         return None, f"the model could not be loaded ({type(exc).__name__}: {exc})"
     if model.get("checkpoint_sha256") and loaded.sha256 != model["checkpoint_sha256"]:
@@ -347,7 +331,7 @@ class Site:
     logits_layer: str | None = None
 
 
-def _gather(runs: Sequence, compute: bool, dataset=None) -> Site:
+def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) -> Site:
     from .runs import Run, load_run
 
     runs = [r if isinstance(r, Run) else load_run(r) for r in runs]
@@ -358,7 +342,7 @@ def _gather(runs: Sequence, compute: bool, dataset=None) -> Site:
     if len(digests) > 1:
         raise UserError("the run folders hold runs of different models; explore joins runs of one model")
     first = runs[0].record
-    loaded, why = load_recorded_model(first) if compute else (None, None)
+    loaded, why = load_recorded_model(first, trust) if compute else (None, None)
     names = list(loaded.spec.class_names) if loaded is not None else []
     site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name", "model"), class_names=names)
     if why:
@@ -479,9 +463,9 @@ def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
     return [(int(i), _num(values[i])) for i in order]
 
 
-def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None) -> Path:
+def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False) -> Path:
     """Write the site of ``runs`` (run folders or :class:`~introspect.runs.Run`s of one model) into ``out``."""
-    site = _gather(runs, compute, dataset)
+    site = _gather(runs, compute, dataset, trust)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("data", "img"):

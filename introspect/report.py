@@ -328,13 +328,13 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
     return channels_figures(result, dataset_images, model_name, max_height_px=math.inf, unit_names=unit_names)[0]
 
 
-@rc_context(PLAIN_TEXT)
 def index_figures(results: Sequence, model_name: str = "", max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
     """The overview split into pages no taller than ``max_height_px`` (at 100 dpi): as many layers per page as fit."""
     per_page = max(1, int((max_height_px / 100 - 0.6) // 1.5))
     return [index_figure(results[start:start + per_page], model_name) for start in range(0, len(results), per_page)]
 
 
+@rc_context(PLAIN_TEXT)
 def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
     """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
     fig = ReportFigure(figsize=(10, 1.5 * len(results) + 0.6), layout="constrained")
@@ -435,6 +435,7 @@ def activations_figures(result, visualizations: dict[str, tuple[list[int], torch
                                header=number == 0) for number, layers in enumerate(pages)]
 
 
+@rc_context(PLAIN_TEXT)
 def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
                        layers: Sequence[str] | None = None, header: bool = True) -> ReportFigure:

@@ -212,7 +212,7 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """The run's plan and work items (for --resume), written atomically."""
+    """The run's plan and work items (for resuming it), written atomically."""
     temporary = folder / f".tmp{os.getpid()}-{MANIFEST}"
     temporary.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(temporary, folder / MANIFEST)
@@ -289,6 +289,7 @@ class Provenance:
     inputs: dict = field(default_factory=dict)
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
     recipe: dict | None = None  # for runs written from Python: what repeats them (see ``recipe``)
+    load: dict | None = None  # load_model's arguments (source, checkpoint, weights, trust_checkpoint, meta)
 
     @classmethod
     def of(cls, loaded: LoadedModel, argv: list[str] | None = None, inputs: dict | None = None) -> "Provenance":
@@ -314,6 +315,7 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
         "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),
         "argv": provenance.argv,
         "recipe": provenance.recipe,
+        "load": provenance.load,
         "cwd": provenance.cwd,
         "inputs": provenance.inputs,
         "model": provenance.model,

@@ -95,7 +95,7 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
     ({"activations": ["relu"]}, "activations must map layers to function names"),
     ({"spectrum": [[1.0, 2.0]]}, "spectrum must be 28 x 15"),
     ({"spectrum": "abc"}, "spectrum must be a list of rows of numbers"),
-    ({"logits_layer": None}, "logits_layer must be a string"),
+    ({"logits_layer": 5}, "logits_layer must be a string or None"),
 ])
 def test_invalid_spec_is_refused_naming_the_field(tiny_spec, change, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -13,8 +13,8 @@ from introspect.errors import UserError
 from introspect.layers import select_layers
 from introspect.runs import Provenance, check_out, claim_run_folder, write_activations
 
-from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_model_from_args,
-                       parse_formats, positive_int, resolve_device)
+from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_arguments,
+                       load_model_from_args, parse_formats, positive_int, resolve_device)
 from ..output import Outcome, Output
 from .classes import finished
 
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     formats = parse_formats(args.format)
     check_out(args.out, args.force)
     provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance.load = load_arguments(args, loaded)
     run_folder = claim_run_folder(args.out, "activations", args.force)
     config = CHANNELS_DEFAULTS.replace(device=device, steps=args.steps)
     try:

@@ -29,7 +29,7 @@ from introspect.runs import (Provenance, check_out, claim_run_folder, finished_i
 
 from ..distributed import Ranks, fault_after, join
 from ..options import (add_data_dir, add_model_options, add_output_options, add_render_options, config_from_args,
-                       input_files, load_model_from_args, parse_formats, positive_float, positive_int)
+                       input_files, load_arguments, load_model_from_args, parse_formats, positive_float, positive_int)
 from ..output import LineProgress, Outcome, Output, plural, written
 from .classes import finished
 
@@ -194,6 +194,7 @@ def run_ranked(args: argparse.Namespace, io: Output, loaded, layers: list[str], 
     data = examples_dataset(args, loaded.spec, io)
     examples = examples_of(args, loaded, layers, data, config, ranks, io)
     provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance.load = load_arguments(args, loaded)
     items = work_items(plan)
     run_folder = None
     if ranks.main:

@@ -10,7 +10,7 @@ from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, logits_of, resolve_
 from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
 
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
-                       load_model_from_args, parse_formats)
+                       load_arguments, load_model_from_args, parse_formats)
 from ..output import Outcome, Output, plural, written
 
 
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         return Outcome(summary={"plan": {"images": count, "steps": config.steps, "device": config.device}})
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance.load = load_arguments(args, loaded)
     run_folder = claim_run_folder(args.out, "classes", args.force)
     try:
         started = time.time()

@@ -21,11 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--serve", nargs="?", type=int, const=DEFAULT_PORT, metavar="PORT",
                    help=f"serve the site on http://127.0.0.1:PORT until interrupted; PORT defaults to {DEFAULT_PORT} "
                         "(default: do not serve)")
+    p.add_argument("--trust", action="store_true",
+                   help="load a recorded model that loads code (a .py file, a package class, a TorchScript archive, "
+                        "an unpickled checkpoint) to compute what the runs lack (default: such models are not loaded)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
-    out = build_site(args.runs, Path(args.out))
+    out = build_site(args.runs, Path(args.out), trust=args.trust)
     index = out.resolve() / "index.html"
     io.out.print(f"wrote {index}", markup=False)
     if args.serve is not None:
