@@ -11,9 +11,9 @@ from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
 from .hooks import record
 from .models.spec import ModelSpec
-from .objectives import blog_loss, class_logits
+from .objectives import blog_loss, class_confidence, class_logits
 
-OBJECTIVES = {"logit": class_logits, "blog": blog_loss}
+OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations (tuned on MNIST; see benchmarks/classes_quality.py).
 CLASSES_DEFAULTS = RenderConfig()
 
@@ -77,12 +77,12 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
 
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
-                      config: RenderConfig = CLASSES_DEFAULTS, objective: str = "logit",
+                      config: RenderConfig = CLASSES_DEFAULTS, objective: str = "confidence",
                       callback: ProgressCallback | None = None) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 
-    ``objective`` is "logit" (default: the class's logit, where ``spec.logits`` says)
-    or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
+    ``objective`` is "confidence" (default: the class's logit plus 10 x its log-probability, from
+    where ``spec.logits`` says), "logit" (the logit alone) or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:

@@ -126,7 +126,8 @@ def classes_figure(result, columns: int | None = None) -> ReportFigure:
 
 
 def _classes_title(result) -> str:
-    objective = "logit" if result.objective == "logit" else "blog loss (log-softmax)"
+    objective = {"confidence": "logit + 10 x log-probability", "logit": "logit"}.get(result.objective,
+                                                                                     "blog loss (log-softmax)")
     title = f"{result.model_name}: the input each class likes most ({objective}, {result.render.steps_done} steps)"
     if result.render.interrupted_at is not None:
         title += f" — INTERRUPTED at step {result.render.interrupted_at}"

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--classes", metavar="LIST", help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: all)")
     add_render_options(p, CLASSES_DEFAULTS)
-    p.add_argument("--objective", default="logit", choices=list(OBJECTIVES),
-                   help="logit: the class's logit; blog: the original -10*logsoftmax[target]+sum(logsoftmax) (default: logit)")
+    p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),
+                   help="confidence: the class's logit + 10 x its log-probability; logit: the logit alone; blog: the original "
+                        "-10*logsoftmax[target]+sum(logsoftmax) (default: confidence)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 
