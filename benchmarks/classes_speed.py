@@ -13,7 +13,7 @@ import time
 import torch
 
 from blog_loop import blog_loop
-from introspect import RenderConfig, load_model, visualize_classes
+from introspect import CLASSES_DEFAULTS, load_model, visualize_classes
 
 
 def best_time(fn, repeats: int) -> float:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; the best is kept (default: 3)")
     args = parser.parse_args()
     loaded = load_model(args.model)
-    config = RenderConfig()
+    config = CLASSES_DEFAULTS
     classes = list(range(loaded.spec.num_classes))
     ours = best_time(lambda: visualize_classes(loaded.model, loaded.spec, config=config), args.repeats)
     blog_steps = 50

@@ -173,8 +173,8 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--param", default=defaults.image.parametrization, choices=["fft", "pixel"],
                    help=f"image parametrization (default: {defaults.image.parametrization})")
     g.add_argument("--start", default="auto", choices=list(STARTS),
-                   help="starting image: dark, grey, or auto (dark for built-in models with a real-image spectrum "
-                        "and dark data, else grey) (default: auto)")
+                   help="starting image: dark, grey, or auto (the data's mean image when the model carries a prior "
+                        "estimated from its data, else grey) (default: auto)")
     g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
     g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
     g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")

@@ -14,8 +14,8 @@ from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
-#: Defaults of class visualizations (tuned on MNIST; see benchmarks/classes_quality.py).
-CLASSES_DEFAULTS = RenderConfig()
+#: Defaults of class visualizations, chosen on the whole conformance zoo (benchmarks/quality.py).
+CLASSES_DEFAULTS = RenderConfig(lr=0.1, tv=0.5, redirect_relu=True)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .hooks import HookRegistry, frozen
+from .hooks import HookRegistry, frozen, redirected_relus
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, l2, total_variation
 from .params import ImageConfig, image_for
@@ -78,7 +78,7 @@ def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Seq
            param: nn.Module | None = None, transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
            optimizer: Optimizer | None = None, steps: int = 128, seed: int = 0, snapshots: Sequence[int] = (),
            device: torch.device | str = "cpu", amp: bool = False, channels_last_layout: bool | None = None,
-           on_step: ProgressCallback | None = None) -> RenderResult:
+           redirect_relu: bool = False, on_step: ProgressCallback | None = None) -> RenderResult:
     """Optimize one batch of len(keys) images so that ``objective`` (B,) rises.
 
     ``param`` returns the images (B, C, H, W) in [0, 1] (default: ``image_for(spec, ImageConfig(), keys, seed)``);
@@ -88,6 +88,8 @@ def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Seq
     randomness from (seed, key). ``on_step(step, steps, values)`` runs after each step. A
     KeyboardInterrupt (Ctrl-C, or raised by ``on_step``) stops the loop and returns the images so far
     with ``interrupted_at`` = the steps done. The model runs on ``device`` as it is: move it there first.
+    ``redirect_relu`` lets an image whose gradient dies in an nn.ReLU open closed units (see
+    ``hooks.redirected_relus``).
     """
     if steps < 1:
         raise ValueError("steps must be at least 1")
@@ -105,7 +107,8 @@ def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Seq
     steps_done = 0
     use_layout = channels_last_layout if channels_last_layout is not None else spec.input_shape[0] >= 3
     layout = channels_last(model) if use_layout else contextlib.nullcontext(False)
-    with frozen(model), layout as layout_applies, HookRegistry(model, objective.layers) as hooks:
+    redirect = redirected_relus(model) if redirect_relu else contextlib.nullcontext(0)
+    with frozen(model), layout as layout_applies, redirect, HookRegistry(model, objective.layers) as hooks:
         def forward(images: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
             inputs = normalize(seen)
             if layout_applies:
@@ -168,6 +171,7 @@ class RenderConfig:
     device: str = "cpu"
     amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
     channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
+    redirect_relu: bool = False  # let images whose gradient dies in a closed nn.ReLU still move
 
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
@@ -186,7 +190,7 @@ class RenderConfig:
                       param=image_for(spec, self.image, keys, self.seed),
                       transforms=RandomAffine.for_keys(self.transforms, self.seed, keys), optimizer=adam(self.lr),
                       steps=self.steps, seed=self.seed, snapshots=self.snapshots, device=self.device, amp=self.amp,
-                      channels_last_layout=self.channels_last, on_step=on_step)
+                      channels_last_layout=self.channels_last, redirect_relu=self.redirect_relu, on_step=on_step)
 
 
 @contextlib.contextmanager

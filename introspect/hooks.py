@@ -40,6 +40,51 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose backward, for an image whose gradient through this ReLU is all zero (every unit
+    it reaches is closed), lets through the gradient that would open closed units (lucid's
+    "redirected ReLU"): an image that starts or falls where the model is dead can still move."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        normal = grad * (x > 0)
+        dead = normal.flatten(1).abs().amax(1) == 0
+        if not bool(dead.any()):
+            return normal
+        redirected = grad * ((x > 0) | (grad < 0))  # grad of the loss < 0: raising x helps
+        return torch.where(dead.view(-1, *[1] * (grad.ndim - 1)), redirected, normal)
+
+
+def _redirect(_module, inputs, _output):
+    return _RedirectedReLU.apply(inputs[0])
+
+
+@contextlib.contextmanager
+def redirected_relus(model: nn.Module) -> Iterator[int]:
+    """Every nn.ReLU module of ``model`` computes ``_RedirectedReLU`` for the duration (in-place ReLUs
+    run out of place meanwhile); hooks removed and ``inplace`` flags restored afterwards. Functional
+    relu calls in a forward cannot be reached. Yields how many modules were redirected."""
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    flags = [(m, m.inplace) for m in relus]
+    handles = []
+    try:
+        for m in relus:
+            m.inplace = False
+            handles.append(m.register_forward_hook(_redirect))
+        yield len(relus)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in flags:
+            m.inplace = flag
+
+
 class HookRegistry:
     """Context manager recording the latest output of named layers.
 

@@ -99,7 +99,11 @@ def class_confidence(layer: str, classes: Sequence[int], weight: float = 10.0) -
     def fn(a: Activations) -> torch.Tensor:
         logits = a[layer].flatten(1)
         picked = index.to(logits.device).view(-1, 1)
-        return (logits.gather(1, picked) + weight * F.log_softmax(logits, dim=1).gather(1, picked)).squeeze(1)
+        target = logits.gather(1, picked)
+        # Another class's non-finite logit must not poison this image's objective: it counts as absent.
+        others = torch.where(torch.isfinite(logits), logits, torch.full_like(logits, float("-inf")))
+        log_probability = target - torch.logsumexp(others.scatter(1, picked, target), dim=1, keepdim=True)
+        return (target + weight * log_probability).squeeze(1)
 
     return Objective(fn, [layer], f"class_confidence({layer})")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .models.spec import ModelSpec
@@ -47,17 +48,34 @@ def _stack_normal(generators: Sequence[torch.Generator], shape: Sequence[int]) -
     return torch.stack([torch.randn(*shape, generator=g) for g in generators])
 
 
+Bias = float | torch.Tensor
+
+
+class Prior(nn.Module):
+    """What both parametrizations share: the sigmoid bias (a number, or one per pixel (C, H, W)) and
+    an optional per-pixel ceiling ``support`` (C, H, W) in [0, 1] the image is multiplied by."""
+
+    def __init__(self, bias: Bias, support: torch.Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
+        self.register_buffer("support", support)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        image = torch.sigmoid(raw + self.bias)
+        return image if self.support is None else image * self.support
+
+
 class PixelImage(nn.Module):
-    """Free pixels through a sigmoid: image = sigmoid(logits + bias)."""
+    """Free pixels through a sigmoid: image = sigmoid(logits + bias) [x support]."""
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], std: float = 0.01,
-                 bias: float = 0.0) -> None:
+                 bias: Bias = 0.0, support: torch.Tensor | None = None) -> None:
         super().__init__()
         self.logits = nn.Parameter(_stack_normal(generators, shape) * std)
-        self.bias = bias
+        self.prior = Prior(bias, support)
 
     def forward(self) -> torch.Tensor:
-        return torch.sigmoid(self.logits + self.bias)
+        return self.prior(self.logits)
 
 
 def frequency_scale(height: int, width: int, decay: float) -> torch.Tensor:
@@ -84,12 +102,13 @@ class FFTImage(nn.Module):
     ``magnitude`` (H, W//2+1) sets how strongly each frequency may move: 1/|f|^decay
     by default, or the mean spectrum of real images (MaCo-style), so the
     optimization favours the frequencies natural images have.
-    image = sigmoid(irfft2(coefficients * magnitude) + bias). With ``decorrelate`` (3
+    image = sigmoid(irfft2(coefficients * magnitude) + bias) [x support]. With ``decorrelate`` (3
     channels only) the channels are decorrelated colours, mixed into RGB before the sigmoid.
     """
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], magnitude: torch.Tensor,
-                 std: float = 0.01, bias: float = 0.0, decorrelate: bool = False) -> None:
+                 std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None,
+                 decorrelate: bool = False) -> None:
         super().__init__()
         channels, height, width = shape
         if decorrelate and channels != 3:
@@ -100,14 +119,14 @@ class FFTImage(nn.Module):
         self.size = (height, width)
         self.register_buffer("magnitude", magnitude / magnitude.mean())
         self.coefficients = nn.Parameter(_stack_normal(generators, (channels, height, width // 2 + 1, 2)) * std)
-        self.bias = bias
+        self.prior = Prior(bias, support)
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.coefficients) * self.magnitude
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
         if self.mixing is not None:
             image = torch.einsum("ij,bjhw->bihw", self.mixing, image)
-        return torch.sigmoid(image + self.bias)
+        return self.prior(image)
 
 
 def mean_spectrum(pixels: torch.Tensor) -> torch.Tensor:
@@ -116,50 +135,102 @@ def mean_spectrum(pixels: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft2(centred, norm="ortho").abs().mean(dim=(0, 1))
 
 
+#: Largest side of the stored mean image and support (resized to the input when used).
+PRIOR_SIZE = 32
+#: Share of the real inputs a pixel's support value stays above (its 95th percentile).
+SUPPORT_QUANTILE = 0.95
+
+
+def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
+    """The image prior of real inputs (N, C, H, W) in [0, 1], as ModelSpec fields: ``spectrum`` (mean
+    Fourier magnitude), ``image_mean`` (the mean input) and ``image_support`` (per pixel, the 95th
+    percentile of brightness, scaled so the brightest pixel is 1: where real inputs have content).
+    At most ``limit`` images, evenly spaced, are used; mean and support are stored at most
+    PRIOR_SIZE pixels a side."""
+    if pixels.ndim != 4 or not len(pixels):
+        raise ValueError(f"estimate_prior needs real images (N, C, H, W), got shape {tuple(pixels.shape)}")
+    if len(pixels) > limit:
+        pixels = pixels[torch.linspace(0, len(pixels) - 1, limit).long()]
+    pixels = pixels.float()
+    height, width = pixels.shape[-2:]
+    scale = min(1.0, PRIOR_SIZE / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    small = F.interpolate(pixels, size=size, mode="area") if size != (height, width) else pixels
+    support = torch.quantile(small.flatten(2).permute(1, 2, 0), SUPPORT_QUANTILE, dim=2).view(-1, *size)
+    support = support / support.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1)
+    as_lists = lambda t: tuple(map(tuple, t.tolist())) if t.ndim == 2 else tuple(as_lists(p) for p in t)  # noqa: E731
+    return {"spectrum": as_lists(mean_spectrum(pixels)), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
+            "image_support": as_lists(support.clamp(0, 1))}
+
+
+def prior_map(values: Sequence, shape: Sequence[int]) -> torch.Tensor:
+    """A stored C x h x w prior map resized (bilinear) to the input's (C, H, W)."""
+    planes = torch.tensor(values, dtype=torch.float32)
+    if tuple(planes.shape[-2:]) != tuple(shape[1:]):
+        planes = F.interpolate(planes[None], size=tuple(shape[1:]), mode="bilinear", align_corners=False)[0]
+    return planes.clamp(0, 1)
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """How the image being optimized is parametrized and where it starts."""
 
     parametrization: str = "fft"  # "fft" or "pixel"
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
-    use_spectrum: bool = True  # shape the FFT by the spec's real-image spectrum when it has one
+    use_prior: bool = True  # use the spec's data prior when it has one: spectrum, mean-image start, support
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
-    init_bias: float | None = None  # sigmoid bias; None: -5 (dark, like MNIST) when the data's mean is dark, else 0
+    init_bias: float | None = None  # sigmoid bias of a uniform start; None: the data's mean image, else grey
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
 
 
-DARK_DATA_MEAN = 0.25
-STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of the starting image
+STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of uniform starting images
+#: The mean-image start is clamped to this margin from 0 and 1, so every pixel can still move.
+START_MARGIN = 0.01
 
 
-def start_bias(config: ImageConfig, spec: ModelSpec) -> float:
-    """The sigmoid bias of the starting image. Dark (-5) only for models whose spec carries a
-    real-image spectrum and whose data is dark (the built-in MNIST models, tuned on digits);
-    grey (0) otherwise: a dark start can leave a model's first ReLUs closed, and nothing moves."""
+def start_bias(config: ImageConfig, spec: ModelSpec) -> float | torch.Tensor:
+    """The sigmoid bias of the starting image: ``init_bias`` when set; else the logit of the data's mean
+    input (C, H, W) when the spec carries one (a dark frame and a blurred average object for MNIST, a
+    grey field for natural images); else grey (0): a dark start can leave a model's first ReLUs closed."""
     if config.init_bias is not None:
         return config.init_bias
-    dark = spec.spectrum is not None and sum(spec.mean) / len(spec.mean) < DARK_DATA_MEAN
-    return STARTS["dark"] if dark else STARTS["grey"]
+    if spec.image_mean is not None and config.use_prior:
+        return torch.logit(prior_map(spec.image_mean, spec.input_shape).clamp(START_MARGIN, 1 - START_MARGIN))
+    return STARTS["grey"]
+
+
+def support_of(config: ImageConfig, spec: ModelSpec) -> torch.Tensor | None:
+    """Per-pixel ceiling of the image (C, H, W), from where the data has content; None without a prior."""
+    if spec.image_support is None or not config.use_prior:
+        return None
+    return prior_map(spec.image_support, spec.input_shape)
 
 
 def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: int) -> nn.Module:
     """The parametrization ``config`` names for len(keys) images of ``spec``'s input, each image's
     starting values drawn from (seed, key)."""
     generators = image_generators(seed, keys)
-    bias = start_bias(config, spec)
+    bias, support = start_bias(config, spec), support_of(config, spec)
     if config.parametrization == "pixel":
-        return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias)
+        return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias, support=support)
     if config.parametrization == "fft":
         _, height, width = spec.input_shape
-        if spec.spectrum is not None and config.use_spectrum:
+        if spec.spectrum is not None and config.use_prior:
             magnitude = torch.tensor(spec.spectrum).float().clone()
             # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
-            # near the start (dark for classes); free_brightness lets it move like the strongest frequency.
+            # near the start; free_brightness lets it move like the strongest frequency.
             if config.free_brightness:
                 magnitude[0, 0] = magnitude.max()
         else:
             magnitude = frequency_scale(height, width, config.decay)
-        return FFTImage(spec.input_shape, generators, magnitude, std=config.init_std, bias=bias,
+        return FFTImage(spec.input_shape, generators, magnitude, std=config.init_std, bias=bias, support=support,
                         decorrelate=config.decorrelate and spec.input_shape[0] == 3)
     raise ValueError(f"unknown parametrization '{config.parametrization}' (fft or pixel)")
+
+
+def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:
+    """``spec`` carrying the image prior of real inputs ``pixels`` (N, C, H, W) in [0, 1] (``estimate_prior``)."""
+    if tuple(pixels.shape[1:]) != tuple(spec.input_shape):
+        raise ValueError(f"the images are {tuple(pixels.shape[1:])}, the model takes {tuple(spec.input_shape)}")
+    return spec.replace(**estimate_prior(pixels))

@@ -290,13 +290,25 @@ class Provenance:
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
     recipe: dict | None = None  # for runs written from Python: what repeats them (see ``recipe``)
     load: dict | None = None  # load_model's arguments (source, checkpoint, weights, trust_checkpoint, meta)
+    prior: dict | None = None  # the image prior the images started from (see ``prior_record``)
 
     @classmethod
-    def of(cls, loaded: LoadedModel, argv: list[str] | None = None, inputs: dict | None = None) -> "Provenance":
+    def of(cls, loaded: LoadedModel, argv: list[str] | None = None, inputs: dict | None = None,
+           prior: str | None = None) -> "Provenance":
+        """``prior`` says where the spec's image prior came from (default: the spec itself)."""
         return cls(model={"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
                           "random_weights": loaded.random_weights, "notes": [str(n) for n in loaded.notes]},
                    label=loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else ""),
-                   argv=argv, inputs=dict(inputs or {}))
+                   argv=argv, inputs=dict(inputs or {}), prior=prior_record(loaded.spec, prior))
+
+
+def prior_record(spec, source: str | None = None) -> dict:
+    """The image prior for run.json: where it came from and its values (rounded), or that there was none."""
+    if spec.image_mean is None and spec.spectrum is None:
+        return {"source": source or "none"}
+    rounded = lambda values: None if values is None else np.round(np.asarray(values, dtype=np.float64), 5).tolist()  # noqa: E731
+    return {"source": source or "stored with the model", "spectrum": rounded(spec.spectrum),
+            "image_mean": rounded(spec.image_mean), "image_support": rounded(spec.image_support)}
 
 
 def run_status(interrupted_at: int | None) -> str:
@@ -316,6 +328,7 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
         "argv": provenance.argv,
         "recipe": provenance.recipe,
         "load": provenance.load,
+        "prior": provenance.prior,
         "cwd": provenance.cwd,
         "inputs": provenance.inputs,
         "model": provenance.model,

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 from helpers import hook_count
 
 from introspect.errors import UserError
@@ -73,3 +74,28 @@ def test_probe_and_record_normalize_freeze_and_clean_up(tiny_model, tiny_spec):
     expected = tiny_model.conv1((images - tiny_spec.mean[0]) / tiny_spec.std[0])
     torch.testing.assert_close(outputs["conv1"], expected)
     assert tiny_model.training and hook_count(tiny_model) == 0
+
+
+def test_redirected_relus_let_a_dead_image_move_and_leave_the_model_as_it_was():
+    from introspect.hooks import redirected_relus
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    with torch.no_grad():
+        model[0].bias.fill_(-10.0)  # every unit closed on inputs in [0, 1]
+    image = torch.rand(2, 1, 8, 8, requires_grad=True)
+    model(image)[:, 0].sum().backward()
+    assert image.grad.abs().max() == 0  # plain ReLU: no gradient at all
+    image.grad = None
+    with redirected_relus(model) as count:
+        assert count == 1 and not model[1].inplace
+        model(image)[:, 0].sum().backward()
+    assert image.grad.abs().max() > 0
+    assert model[1].inplace and not model[1]._forward_hooks
+    with pytest.raises(RuntimeError), redirected_relus(model):
+        raise RuntimeError("a failure inside")
+    assert model[1].inplace and not model[1]._forward_hooks
+    alive = torch.rand(2, 1, 8, 8)  # forward values are exactly ReLU's
+    with torch.no_grad(), redirected_relus(model):
+        redirected = model(alive)
+    assert torch.equal(redirected, model(alive).detach())

@@ -4,7 +4,7 @@ import torch
 
 from introspect.models import ModelSpec
 from introspect.params import (TRANSFORMS, FFTImage, ImageConfig, PixelImage, frequency_scale, image_for,
-                               image_generators, seed_entropy, start_bias)
+                               PRIOR_SIZE, estimate_prior, image_generators, seed_entropy, start_bias, with_prior)
 
 
 @pytest.mark.parametrize("param", ["fft", "pixel"])
@@ -72,13 +72,49 @@ def test_image_for_follows_the_spec():
         image_for(_spec(), ImageConfig(parametrization="wavelet"), [0], seed=0)
 
 
-def test_start_is_dark_only_for_dark_data_with_a_spectrum():
-    flat = tuple(tuple(1.0 for _ in range(9)) for _ in range(16))
-    assert start_bias(ImageConfig(), _spec(mean=0.13, spectrum=flat)) == -5.0
-    assert start_bias(ImageConfig(), _spec(mean=0.5, spectrum=flat)) == 0.0
-    assert start_bias(ImageConfig(), _spec(mean=0.13)) == 0.0  # a user's model: no luck needed with its ReLUs
-    assert start_bias(ImageConfig(init_bias=1.5), _spec(mean=0.13, spectrum=flat)) == 1.5
-    assert image_for(_spec(mean=0.1, spectrum=flat), ImageConfig(), [0], seed=0)().mean() < 0.05
+def _centred_blobs(n=200, size=16, seed=0):
+    """Dark images with a bright blob near the centre: data with a dark frame, like digits."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = size / 2 + torch.randn(n, 2, generator=g)
+    d2 = (yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2
+    return torch.exp(-d2 / 8).unsqueeze(1).clamp(0, 1)
+
+
+def test_prior_is_estimated_from_data_and_shapes_the_start():
+    data = _centred_blobs()
+    spec = with_prior(_spec(mean=0.1), data)
+    assert len(spec.spectrum) == 16 and len(spec.spectrum[0]) == 9
+    mean, support = torch.tensor(spec.image_mean), torch.tensor(spec.image_support)
+    assert mean.shape == support.shape == (1, 16, 16)
+    assert torch.allclose(mean, data.mean(0), atol=1e-5)
+    assert support.max() == 1 and support[0, 0, 0] < 0.01 < support[0, 8, 8]
+    image = image_for(spec, ImageConfig(), [0, 1], seed=0)()
+    frame = torch.ones(16, 16, dtype=torch.bool)
+    frame[3:-3, 3:-3] = False
+    assert image[..., frame].max() < 0.02 and image[..., 8, 8].min() > 0.3  # starts as the mean input
+    # a uniform start when asked, and no prior at all with use_prior=False
+    assert torch.allclose(image_for(spec, ImageConfig(init_bias=0.0, use_prior=False), [0], seed=0)(),
+                          torch.full((1, 1, 16, 16), 0.5), atol=0.05)
+
+
+def test_without_a_prior_the_start_is_grey():
+    assert start_bias(ImageConfig(), _spec(mean=0.13)) == 0.0  # a user's model without data: no dark start
+    assert start_bias(ImageConfig(init_bias=1.5), _spec(mean=0.13)) == 1.5
+
+
+def test_prior_of_large_inputs_is_stored_small_and_resized():
+    pixels = torch.rand(20, 3, 64, 48)
+    prior = estimate_prior(pixels)
+    assert torch.tensor(prior["image_mean"]).shape == (3, PRIOR_SIZE, 24)
+    spec = ModelSpec(name="s", architecture="user", input_shape=(3, 64, 48), mean=(0.5,) * 3, std=(0.2,) * 3,
+                     logits_layer="", class_names=("a",), **prior)
+    assert image_for(spec, ImageConfig(), [0], seed=0)().shape == (1, 3, 64, 48)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="image_mean must be C x h x w"):
+        spec.replace(image_mean=[[[0.5]]])
+    with pytest.raises(ValueError, match="the images are"):
+        with_prior(spec, torch.rand(2, 1, 64, 48))
 
 
 def test_same_key_same_start_whatever_the_batch():

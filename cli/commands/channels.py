@@ -20,7 +20,7 @@ from introspect.channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult
                                  assemble_channels, cache_examples, cached_examples, chunk_channels,
                                  dataset_examples_many, examples_pass, plan_channels, split_items, time_chunk,
                                  visualize_chunk, work_items)
-from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
+from introspect.data import ImageDataset
 from introspect.engine import on_device
 from introspect.errors import UserError
 from introspect.layers import select_layers
@@ -28,7 +28,8 @@ from introspect.runs import (Provenance, check_out, claim_run_folder, finished_i
                              read_part, run_status, write_channels, write_manifest, write_part)
 
 from ..distributed import Ranks, fault_after, join
-from ..options import (add_data_dir, add_model_options, add_output_options, add_render_options, config_from_args,
+from ..data import add_data_options, apply_prior, dataset_from_args
+from ..options import (add_model_options, add_output_options, add_render_options, config_from_args,
                        input_files, load_arguments, load_model_from_args, parse_formats, positive_float, positive_int)
 from ..output import LineProgress, Outcome, Output, plural, written
 from .classes import finished
@@ -47,12 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--diverse", type=positive_int, default=1, metavar="N",
                    help="N different images per channel, pushed apart by a diversity term (default: 1)")
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="real examples per channel (default: 5)")
-    p.add_argument("--dataset", metavar="NAME", help=f"dataset for examples: {', '.join(DATASETS)} or none (default: the model's training dataset)")
-    p.add_argument("--images", metavar="DIR",
-                   help="your own pictures as the dataset (sub-folders are classes; each converted to the model's "
-                        "input like activations --image; default: none)")
-    p.add_argument("--split", default="train", choices=["train", "test"], help="dataset split (default: train)")
-    add_data_dir(p)
+    add_data_options(p, "for real examples, ratios and the image prior")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="images optimized at once, one chunk (default: automatic, to fit memory)")
     p.add_argument("--memory", type=positive_float, metavar="GIB",
@@ -65,30 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_render_options(p, CHANNELS_DEFAULTS)
     add_output_options(p, "channels", formats=True)
     p.set_defaults(run=run)
-
-
-def examples_dataset(args: argparse.Namespace, spec, io: Output) -> ImageDataset | None:
-    """The dataset for real examples: --dataset, else the model's own; None (said) without one."""
-    if args.images is not None:
-        if args.dataset is not None:
-            raise UserError("give --dataset or --images, not both")
-        data = load_image_folder(args.images, spec)
-        io.err.print(f"data: {data.source}", markup=False)
-        return data
-    name = args.dataset or spec.dataset
-    if name is None or name == "none":
-        io.err.print("no dataset: the report shows no real examples or ratios (pass --dataset to add them)", markup=False)
-        return None
-    try:
-        data = load_dataset(name, args.split, args.data_dir)
-    except UserError as exc:
-        if args.dataset or args.data_dir:  # asked for explicitly: a real error
-            raise
-        io.note(f"{exc.message.template}; the report is written without real examples")
-        return None
-    check_fits(data, spec.input_shape)
-    io.err.print(f"data: {data.source}", markup=False)
-    return data
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
@@ -191,9 +163,10 @@ def run_ranked(args: argparse.Namespace, io: Output, loaded, layers: list[str], 
         rows = estimate(loaded, plan, config, args, ranks, io) if ranks.main else []
         return Outcome(summary={"plan": [{"layer": p.layer, "images": p.images, "steps": config.steps, "chunk": p.chunk,
                                           "device": config.device, **row} for p, row in zip(plan.layers, rows)]})
-    data = examples_dataset(args, loaded.spec, io)
+    data = dataset_from_args(args, loaded.spec, io, "the report shows no real examples or ratios")
+    prior = apply_prior(loaded, data, io)
     examples = examples_of(args, loaded, layers, data, config, ranks, io)
-    provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.load = load_arguments(args, loaded)
     items = work_items(plan)
     run_folder = None

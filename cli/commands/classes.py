@@ -9,6 +9,7 @@ import torch
 from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, logits_of, resolve_classes, visualize_classes
 from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
 
+from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_arguments, load_model_from_args, parse_formats)
 from ..output import Outcome, Output, plural, written
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "writes report.png, images.npz and run.json into a run folder.")
     add_model_options(p)
     p.add_argument("--classes", metavar="LIST", help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: all)")
+    add_data_options(p, "to estimate the image prior from when the model carries none")
     add_render_options(p, CLASSES_DEFAULTS)
     p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),
                    help="confidence: the class's logit + 10 x its log-probability; logit: the logit alone; blog: the original "
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                  f"batch on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
     if args.dry_run:
         return Outcome(summary={"plan": {"images": count, "steps": config.steps, "device": config.device}})
+    prior = apply_prior(loaded, prior_data(args, loaded, io), io)
     interrupts = io.interrupts
-    provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.load = load_arguments(args, loaded)
     run_folder = claim_run_folder(args.out, "classes", args.force)
     try:

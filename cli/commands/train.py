@@ -7,7 +7,7 @@ from pathlib import Path
 from introspect.data import DATASETS, load_dataset
 from introspect.errors import UserError
 from introspect.models import ARCHITECTURES, ModelSpec, save_checkpoint
-from introspect.params import mean_spectrum
+from introspect.params import estimate_prior
 from introspect.training import TRAINING_RECIPES, train
 
 from ..options import add_data_dir, positive_int
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     spec = ModelSpec(name=target.stem, architecture=args.arch, input_shape=(1, 28, 28), mean=info.mean, std=info.std,
                      logits_layer=architecture.logits_layer, class_names=info.class_names, dataset=args.dataset,
                      activations=dict(architecture.activations),
-                     spectrum=tuple(map(tuple, mean_spectrum(data.pixels()).tolist())))
+                     **estimate_prior(data.pixels()))
     model = architecture.build(spec)
     with io.progress() as bar:
         task = bar.add_task("training", total=None, info="")

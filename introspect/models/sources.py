@@ -285,8 +285,8 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
     shape = changes.get("input_shape", spec.input_shape)
     if "input_shape" in changes:
         dry_forward(loaded.model, shape, spec.name, f"; its input may be fixed at {spec.input_shape}")
-        if spec.spectrum is not None and tuple(shape[1:]) != tuple(spec.input_shape[1:]):
-            changes["spectrum"] = None  # measured on images of the old size
+        if tuple(shape) != tuple(spec.input_shape):
+            changes.update(spectrum=None, image_mean=None, image_support=None)  # measured on inputs of the old shape
     if meta.mean is not None:
         changes["mean"] = _per_channel(meta.mean, shape[0], "{mean}")
     if meta.std is not None:

@@ -20,6 +20,10 @@ class ModelSpec:
     hook can see), so channel reports can show what the next layer receives.
     ``spectrum`` optionally holds the mean Fourier magnitude of real inputs
     (shape H x (W//2+1), as nested lists) used to shape visualizations.
+    ``image_mean`` and ``image_support`` (C x h x w nested lists, at most PRIOR_SIZE pixels a side,
+    resized to the input when used) are the mean real input and, per pixel, how bright real inputs
+    get there (the 95th percentile, scaled so the brightest pixel is 1): with ``spectrum`` they make
+    the image prior estimated from the model's data (``introspect.params.estimate_prior``).
     ``logits_output`` picks the logits out of a structured output (an index of a
     tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
     ``logits_layer`` of None means the logits are unknown: layers, channels and
@@ -37,6 +41,8 @@ class ModelSpec:
     activations: dict[str, str] | None = None
     spectrum: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
     logits_output: str | None = None
+    image_mean: tuple[tuple[tuple[float, ...], ...], ...] | None = field(default=None, repr=False)
+    image_support: tuple[tuple[tuple[float, ...], ...], ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
@@ -72,6 +78,16 @@ class ModelSpec:
             rows, cols = shape[1], shape[2] // 2 + 1
             if len(self.spectrum) != rows or any(len(row) != cols for row in self.spectrum):
                 raise ValueError(f"spectrum must be {rows} x {cols} (H x W//2+1 of input_shape {shape})")
+        for name in ("image_mean", "image_support"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not (len(values) == shape[0] and len(values[0]) > 0 and len(values[0][0]) > 0
+                    and all(len(plane) == len(values[0]) and all(len(row) == len(values[0][0]) for row in plane)
+                            for plane in values)):
+                raise ValueError(f"{name} must be C x h x w with C = {shape[0]} (input channels)")
+            if not all(0.0 <= v <= 1.0 for plane in values for row in plane for v in row):
+                raise ValueError(f"{name} must hold pixel values in [0, 1]")
 
     @property
     def num_classes(self) -> int:
@@ -122,6 +138,12 @@ class ModelSpec:
                 values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
             except (TypeError, ValueError):
                 raise ValueError("spectrum must be a list of rows of numbers") from None
+        for key in ("image_mean", "image_support"):
+            if values.get(key) is not None:
+                try:
+                    values[key] = tuple(tuple(tuple(float(v) for v in row) for row in plane) for plane in values[key])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{key} must be a list of planes of rows of numbers") from None
         return cls(**values)
 
     def replace(self, **changes: Any) -> "ModelSpec":

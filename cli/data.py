@@ -1,0 +1,75 @@
+"""Data flags shared by the commands that render: --dataset, --images, --split, and the image prior
+estimated from that data (see introspect.params.estimate_prior)."""
+from __future__ import annotations
+
+import argparse
+
+from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
+from introspect.errors import UserError
+from introspect.models import LoadedModel
+from introspect.params import with_prior
+
+from .options import add_data_dir
+from .output import Output
+
+
+def add_data_options(p: argparse.ArgumentParser, purpose: str) -> None:
+    """--dataset, --images, --split and --data-dir; ``purpose`` says what the data is for, in the help."""
+    p.add_argument("--dataset", metavar="NAME",
+                   help=f"dataset {purpose}: {', '.join(DATASETS)} or none (default: the model's training dataset)")
+    p.add_argument("--images", metavar="DIR",
+                   help="your own pictures as the dataset (sub-folders are classes; each converted to the model's "
+                        "input size and channels as --image is; unreadable files skipped and counted)")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="dataset split (default: train)")
+    add_data_dir(p)
+
+
+def dataset_from_args(args: argparse.Namespace, spec, io: Output, missing: str) -> ImageDataset | None:
+    """--images, else --dataset, else the model's own dataset; None (with ``missing`` said) without one.
+    A dataset named explicitly that cannot be loaded is an error; the model's own is only a note."""
+    if args.images is not None:
+        if args.dataset is not None:
+            raise UserError("give --dataset or --images, not both")
+        data = load_image_folder(args.images, spec)
+        io.err.print(f"data: {data.source}", markup=False)
+        return data
+    name = args.dataset or spec.dataset
+    if name is None or name == "none":
+        io.err.print(f"no dataset: {missing} (pass --dataset or --images DIR)", markup=False)
+        return None
+    try:
+        data = load_dataset(name, args.split, args.data_dir)
+    except UserError as exc:
+        if args.dataset or args.data_dir:  # asked for explicitly: a real error
+            raise
+        io.note(f"{exc.message.template}; {missing}")
+        return None
+    check_fits(data, spec.input_shape)
+    io.err.print(f"data: {data.source}", markup=False)
+    return data
+
+
+def asked_for_data(args: argparse.Namespace) -> bool:
+    return args.images is not None or (args.dataset not in (None, "none"))
+
+
+def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output) -> str:
+    """Give ``loaded`` the image prior of ``data`` (estimated as for the built-in models); say which prior
+    the images use and return that line for run.json."""
+    if data is not None:
+        loaded.spec = with_prior(loaded.spec, data.pixels())
+        line = f"estimated from {len(data):,} images ({data.source})"
+    elif loaded.spec.image_mean is not None:
+        line = "stored with the model"
+    else:
+        line = "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"
+    io.err.print(f"prior: {line}", markup=False)
+    return line
+
+
+def prior_data(args: argparse.Namespace, loaded: LoadedModel, io: Output) -> ImageDataset | None:
+    """The data classes estimate their prior from: what the flags name, else the model's own dataset
+    when the model carries no prior of its own; None when there is none (said)."""
+    if not asked_for_data(args) and (loaded.spec.image_mean is not None or args.dataset == "none"):
+        return None
+    return dataset_from_args(args, loaded.spec, io, "class images start from a plain grey prior")
