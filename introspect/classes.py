@@ -1,8 +1,11 @@
 """Classes: the input each class of a classifier likes most, all classes in one batch."""
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -12,29 +15,85 @@ from .errors import UserError
 from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
+from .params import STARTS, start_bias
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen on the whole conformance zoo (benchmarks/quality.py).
 CLASSES_DEFAULTS = RenderConfig(lr=0.1, tv=0.5, redirect_relu=True)
+#: Candidate j of class c is rendered with key c + j * CANDIDATE_STRIDE: candidate 0 is the image a run
+#: without candidates makes, and every (class, candidate) draws its own randomness.
+CANDIDATE_STRIDE = 2 ** 20
+MAX_CANDIDATES = 4096  # keys stay below 2**32 (params.seed_entropy keeps 32 bits of a key)
+NAME_CHARS = 16  # class names longer than this are shortened in tile titles
+
+
+def format_probability(p: float) -> str:
+    """"p=0.734"; "p=1.000" and "p=0.000" only when the value is exactly 1 or 0, else "p>0.999" / "p<0.001"
+    where three decimals would round to them."""
+    if math.isnan(p):
+        return "p=nan"
+    if p == 1.0 or p == 0.0:
+        return f"p={p:.3f}"
+    if p >= 0.9995:
+        return "p>0.999"
+    if p < 0.0005:
+        return "p<0.001"
+    return f"p={p:.3f}"
+
+
+def _short(name: str, chars: int = NAME_CHARS) -> str:
+    return name if len(name) <= chars else name[:chars - 1] + "…"
 
 
 @dataclass
 class ClassesResult:
-    """One optimized image per class with the model's verdict on it."""
+    """One optimized image per class with the model's verdict on it.
+
+    With ``candidates`` > 1 each class was rendered that many times (in the same batch, each from its
+    own seed key) and the candidate with the largest margin was kept; ``images``, ``render`` (values,
+    history, snapshots, stopped) and every per-class field describe the kept candidates only.
+    """
 
     images: torch.Tensor  # (N, C, H, W) in [0, 1]
     labels: list[int]
     class_names: list[str]
     logits: torch.Tensor  # (N,) the target class's logit on the final image
     probabilities: torch.Tensor  # (N,) softmax probability of the target class
+    runner_up: list[int | None]  # the highest other class on the final image (None for a one-class model)
+    runner_up_logits: torch.Tensor  # (N,) its logit
+    runner_up_probabilities: torch.Tensor  # (N,) its softmax probability
+    margins: torch.Tensor  # (N,) target logit - runner-up logit (NaN for a one-class model)
     render: RenderResult
     config: RenderConfig
     objective: str
     model_name: str = ""
+    candidates: int = 1
+    chosen: list[int] = field(default_factory=list)  # which candidate (0-based) was kept, per class
+    candidate_margins: torch.Tensor | None = None  # (candidates, N) every candidate's margin
+    runner_up_names: list[str] = field(default_factory=list)
+    start: str = ""  # the starting image, in words ("dark (auto)", "grey", ...)
 
     @property
     def titles(self) -> list[str]:
-        return [f"{name}\np={p:.3f}" for name, p in zip(self.class_names, self.probabilities.tolist())]
+        """Tile titles: class, "logit 23.4  p=1.000", "next: 1 (p=0.000)" (the runner-up)."""
+        titles = []
+        for i, (name, logit, p) in enumerate(zip(self.class_names, self.logits.tolist(), self.probabilities.tolist())):
+            title = f"{_short(name)}\nlogit {logit:.1f}  {format_probability(p)}"
+            if self.runner_up[i] is not None:
+                title += (f"\nnext: {_short(self.runner_up_names[i])} "
+                          f"({format_probability(float(self.runner_up_probabilities[i]))})")
+            titles.append(title)
+        return titles
+
+    @property
+    def settings(self) -> str:
+        """The run's settings in one plain-text line (for the report)."""
+        c = self.config
+        parts = [f"objective {self.objective}", f"steps {c.steps}", f"lr {c.lr:g}", f"seed {c.seed}",
+                 f"param {c.image.parametrization}", f"start {self.start or 'auto'}"]
+        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("l2", c.l2), ("blur", c.blur)) if weight]
+        parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
+        return "settings: " + ", ".join(parts)
 
 
 def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> list[int]:
@@ -76,24 +135,101 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
     return record(model, spec, images, [where], device)[where].flatten(1).float().cpu()
 
 
+def describe_start(config: RenderConfig, spec: ModelSpec) -> str:
+    """The starting image in words: "data mean (auto)", "dark", "grey", "grey (auto)", or the sigmoid bias."""
+    bias = start_bias(config.image, spec)
+    if isinstance(bias, torch.Tensor):
+        return "data mean (auto)"
+    name = next((n for n, b in STARTS.items() if b == bias and n != "auto"), f"bias {bias:g}")
+    return name + (" (auto)" if config.image.init_bias is None else "")
+
+
+class Verdicts(NamedTuple):
+    """The model's verdict on rows of images, each with its target class."""
+
+    logits: torch.Tensor  # (B,) the target's logit
+    probabilities: torch.Tensor  # (B,) the target's softmax probability
+    runner_up: torch.Tensor  # (B,) the highest other class (-1 for a one-class model)
+    runner_up_logits: torch.Tensor  # (B,) its logit (NaN for a one-class model)
+    runner_up_probabilities: torch.Tensor  # (B,) its probability (0 for a one-class model)
+    margins: torch.Tensor  # (B,) target logit - runner-up logit (NaN for a one-class model)
+
+
+def verdicts(logits: torch.Tensor, labels: Sequence[int]) -> Verdicts:
+    """The verdicts of logits (B, classes) on rows whose targets are ``labels``."""
+    picked = torch.as_tensor(list(labels), dtype=torch.long).view(-1, 1)
+    probabilities = torch.softmax(logits, 1)
+    target, target_p = logits.gather(1, picked).squeeze(1), probabilities.gather(1, picked).squeeze(1)
+    if logits.shape[1] < 2:
+        nan = torch.full_like(target, float("nan"))
+        return Verdicts(target, target_p, torch.full_like(picked.squeeze(1), -1), nan, torch.zeros_like(target), nan)
+    runner_logit, runner = logits.scatter(1, picked, float("-inf")).max(1)
+    return Verdicts(target, target_p, runner, runner_logit, probabilities.gather(1, runner.view(-1, 1)).squeeze(1),
+                    target - runner_logit)
+
+
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
                       config: RenderConfig = CLASSES_DEFAULTS, objective: str = "confidence",
-                      callback: ProgressCallback | None = None) -> ClassesResult:
+                      callback: ProgressCallback | None = None, candidates: int = 1) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 
     ``objective`` is "confidence" (default: the class's logit plus 10 x its log-probability, from
     where ``spec.logits`` says), "logit" (the logit alone) or "blog" (the original -10*logsoftmax[target] + sum(logsoftmax) loss, for comparison).
+    ``candidates`` > 1 renders that many images per class in the same batch (candidate j of class c
+    from seed key c + j * 2**20) and keeps, per class, the one whose final, untransformed image has the
+    largest margin of the target logit over the best other logit (the model's own logits; no other
+    model takes part in the choice; ties go to the lower candidate). ``candidates=1`` is exactly a
+    run without candidates. Candidate 0 starts from the same random draws as that run, but the larger
+    batch can change the model's floating-point kernels (CPU conv/matmul blocking), so it ends close
+    to that image, not always byte-identical with it. The result's render (values, history,
+    snapshots, stopped) covers the kept candidates only; ``candidate_margins`` holds every margin.
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective '{objective}'; choose {' or '.join(OBJECTIVES)}")
+    try:
+        whole = None if isinstance(candidates, bool) else operator.index(candidates)
+    except TypeError:
+        whole = None
+    if whole is None or not 1 <= whole <= MAX_CANDIDATES:
+        raise UserError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}")
+    candidates = whole
     labels = resolve_classes(spec, classes)
+    if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
+        raise UserError(f"candidates need fewer than {CANDIDATE_STRIDE} classes (seed keys would repeat)")
+    count = len(labels)
+    rows_labels = labels * candidates  # row j * count + i: candidate j of class labels[i]
+    keys = [c + j * CANDIDATE_STRIDE for j in range(candidates) for c in labels]
     with on_device(model, config.device) as model:
-        result = config.render(model, OBJECTIVES[objective](logits_of(spec), labels), spec, labels, callback)
+        result = config.render(model, OBJECTIVES[objective](logits_of(spec), rows_labels), spec, keys, callback)
         logits = class_scores(model, spec, result.images, config.device)
-    picked = torch.tensor(labels).view(-1, 1)
+    verdict = verdicts(logits, rows_labels)
+    by_candidate = verdict.margins.view(candidates, count)
+    score = verdict.logits.view(candidates, count) if logits.shape[1] < 2 else by_candidate
+    chosen = torch.nan_to_num(score, nan=float("-inf")).argmax(0)  # ties and all-NaN: the first candidate
+    rows = chosen * count + torch.arange(count)
+    kept = rows.tolist()
+    if candidates > 1:
+        position = {row: i for i, row in enumerate(kept)}
+        result_all, result = result, RenderResult(
+            images=result.images[rows], values=result.values[rows], history=result.history[:, rows],
+            snapshots={step: frame[rows] for step, frame in result.snapshots.items()},
+            steps_done=result.steps_done, interrupted_at=result.interrupted_at,
+            stopped=[position[r] for r in result.stopped if r in position], notes=list(result.notes),
+        )
+        dropped = [r for r in result_all.stopped if r not in position]
+        if dropped:
+            result.notes.append(f"{len(dropped)} candidate(s) not kept had a NaN/inf objective "
+                                "(their optimization stopped there)")
+    runner_up = [None if r < 0 else int(r) for r in verdict.runner_up[rows].tolist()]
     return ClassesResult(
         images=result.images, labels=labels, class_names=[spec.class_names[i] for i in labels],
-        logits=logits.gather(1, picked).squeeze(1), probabilities=torch.softmax(logits, 1).gather(1, picked).squeeze(1),
+        logits=verdict.logits[rows], probabilities=verdict.probabilities[rows], runner_up=runner_up,
+        runner_up_logits=verdict.runner_up_logits[rows], runner_up_probabilities=verdict.runner_up_probabilities[rows],
+        margins=verdict.margins[rows],
         render=result, config=config, objective=objective, model_name=spec.name,
+        candidates=candidates, chosen=chosen.tolist(), candidate_margins=by_candidate,
+        runner_up_names=["" if r is None else spec.class_names[r] if r < len(spec.class_names) else str(r)
+                         for r in runner_up],
+        start=describe_start(config, spec),
     )

@@ -54,8 +54,10 @@ def to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
 
 @rc_context(PLAIN_TEXT)
 def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns: int | None = None,
-               suptitle: str | None = None) -> None:
-    """Tiles of images, nearest-neighbour upscaled, each with its title."""
+               suptitle: str | None = None, fontsize: float = 10) -> None:
+    """Tiles of images, nearest-neighbour upscaled, each with its title. One intensity scale for all
+    tiles: pixel values 0..1 map to black..white (grayscale: vmin=0, vmax=1; RGB: drawn as they are),
+    never stretched per tile, so a dim image looks dim next to a bright one."""
     count = len(images)
     columns = columns or min(count, 5)
     rows = math.ceil(count / columns)
@@ -65,7 +67,7 @@ def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns
     for ax, image, title in zip(axes.flat, images, titles):
         array, cmap = to_display(image)
         ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=fontsize)
     if suptitle:
         fig.suptitle(wrap(suptitle, fig.get_figwidth() if hasattr(fig, "get_figwidth") else 8, 12), fontsize=12)
 
@@ -106,22 +108,25 @@ def figure(result, **options) -> ReportFigure:
 
 @rc_context(PLAIN_TEXT)
 def classes_figure(result, columns: int | None = None) -> ReportFigure:
-    """The report figure of a ClassesResult: tiles titled with class and probability, plus evolution if snapshotted."""
+    """The report figure of a ClassesResult: tiles titled with class, logit, probability and the runner-up
+    class, all on one intensity scale; the settings under the title; the evolution if snapshotted."""
     snapshots = result.render.snapshots
     count = len(result.images)
     columns = columns or min(count, 5)
     rows = math.ceil(count / columns)
     width = max(6.0, 2.2 * columns, 1.0 * count if snapshots else 0)
-    tile_height = 2.3 * rows + 1.2
+    titles = [fit(t, 0.95 * width / columns, 9) for t in result.titles]
+    title_lines = max(t.count("\n") + 1 for t in titles)
+    tile_height = (2.0 + 0.16 * title_lines) * rows + 1.4
     evo_height = min(width / count, 1.6) * (len(snapshots) + 1) + 0.8 if snapshots else 0
     fig = ReportFigure(figsize=(width, tile_height + evo_height), layout="constrained")
-    title = _classes_title(result)
+    title = _classes_title(result) + "\n" + result.settings
     if snapshots:
         top, bottom = fig.subfigures(2, 1, height_ratios=[tile_height, evo_height])
-        draw_tiles(top, result.images, result.titles, columns, title)
+        draw_tiles(top, result.images, titles, columns, title, fontsize=9)
         draw_evolution(bottom, snapshots, result.images, result.render.steps_done, result.class_names)
     else:
-        draw_tiles(fig, result.images, result.titles, columns, title)
+        draw_tiles(fig, result.images, titles, columns, title, fontsize=9)
     return fig
 
 

@@ -360,13 +360,36 @@ def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None
         path.write_text(explore.OPEN_SITE)
 
 
+def _finite(value: float) -> float | None:
+    """A float for JSON, None where it is NaN or infinite (JSON has no such numbers)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def classes_image_records(result) -> list[dict]:
+    """Per class of a ClassesResult: its logit and probability on the final image, the runner-up class
+    (the highest other logit), the margin between the two logits, and which candidate was kept."""
+    chosen = result.chosen or [0] * len(result.labels)
+    return [{"class": label, "name": name, "logit": float(logit), "probability": float(p),
+             "runner_up": runner, "runner_up_name": None if runner is None else runner_name,
+             "runner_up_logit": _finite(runner_logit), "runner_up_probability": float(runner_p),
+             "margin": _finite(margin), "candidate": candidate}
+            for label, name, logit, p, runner, runner_name, runner_logit, runner_p, margin, candidate
+            in zip(result.labels, result.class_names, result.logits, result.probabilities, result.runner_up,
+                   result.runner_up_names, result.runner_up_logits, result.runner_up_probabilities, result.margins,
+                   chosen)]
+
+
 def write_classes(run: RunFolder, result, provenance: Provenance, formats: Sequence[str] = ("png",),
                   seconds: float = 0.0) -> None:
     """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
     from . import report
+    from .classes import CANDIDATE_STRIDE
 
     arrays = {"images": to_uint8(result.images), "labels": np.asarray(result.labels),
-              "scores": result.logits.numpy(), "probabilities": result.probabilities.numpy()}
+              "scores": result.logits.numpy(), "probabilities": result.probabilities.numpy(),
+              "runner_up": np.asarray([-1 if r is None else r for r in result.runner_up]),
+              "margins": result.margins.numpy(), "candidate": np.asarray(result.chosen or [0] * len(result.labels))}
     steps = sorted(result.render.snapshots)
     if steps:
         arrays["snapshots"] = np.stack([to_uint8(result.render.snapshots[s]) for s in steps])
@@ -387,9 +410,14 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
         "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
         "command_name": "classes",
         "objective": result.objective,
-        "images": [{"class": label, "name": name, "logit": float(logit), "probability": float(p)}
-                   for label, name, logit, p in zip(result.labels, result.class_names, result.logits, result.probabilities)],
-        "history": result.render.history.tolist(),
+        "candidates": result.candidates,
+        "candidate_key_stride": CANDIDATE_STRIDE,
+        "selection": "per class, the candidate with the largest margin of the target logit over the runner-up's "
+                     "(the model's own logits on the final, untransformed image)",
+        "images": classes_image_records(result),
+        "candidate_margins": None if result.candidate_margins is None or result.candidates == 1 else
+        [[_finite(m) for m in row] for row in result.candidate_margins.tolist()],  # (candidates, classes)
+        "history": result.render.history.tolist(),  # (steps, classes): the kept candidates' objective
     })
     write_site(run, record, arrays)
     run.finish(record)
@@ -607,7 +635,8 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     if kind == "activations" or expressible != config:
         return None
     if kind == "classes":
-        return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective}
+        return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective,
+                "candidates": result.candidates}
     first = results[0]
     if len({tuple(r.channels) for r in results}) != 1:
         return None

@@ -105,3 +105,27 @@ def test_any_int_is_a_training_seed():
     assert [torch_seed(s) for s in (0, 1, 2**64 - 1)] == [0, 1, 2**64 - 1]
     hashed = {torch_seed(s) for s in (2**64, -1, -(2**64), 2**200)}
     assert len(hashed) == 4 and all(0 <= s < 2**64 for s in hashed)
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_classes_candidates_below_1_are_refused(value, tmp_path, capsys):
+    assert main(["classes", "--candidates", value, "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--candidates" in err and "at least 1" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_classes_candidates_plan_summary_and_record(tmp_path, capsys):
+    assert main(["classes", "--classes", "1,7", "--candidates", "3", "--dry-run", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["plan"]["images"] == 6 and "6 images (2 classes × 3 candidates)" in captured.err
+    assert main(["classes", "--classes", "1,7", "--candidates", "3", "--steps", "2", "--out", "a", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert summary["candidates"] == 3 and record["candidates"] == 3 and "--candidates" in record["argv"]
+    for image in summary["images"]:
+        assert image["runner_up"] != image["class"] and image["candidate"] in (0, 1, 2)
+        assert image["margin"] == pytest.approx(image["logit"] - image["runner_up_logit"])
+    assert record["images"] == summary["images"]
+    data = np.load(tmp_path / "a" / "images.npz")
+    assert data["images"].shape == (2, 1, 28, 28) and list(data["candidate"]) == [i["candidate"] for i in summary["images"]]

@@ -2,6 +2,7 @@
 import io
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.text import Text
@@ -60,3 +61,41 @@ def test_every_feature_map_tile_carries_its_channel_number(dollar_model):
     fig = activations_figure(inspected, highlight=1, logits_layer="fc")
     texts = [t.get_text() for t in fig.findobj(Text)]
     assert "0" in texts and "1" in texts
+
+
+def test_classes_figure_says_logit_probability_runner_up_and_settings(shipped_mnist):
+    from introspect.classes import visualize_classes
+
+    result = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [1, 7], RenderConfig(steps=2, seed=3),
+                               candidates=2)
+    texts = [t.get_text() for t in figure(result).findobj(Text)]
+    tiles = [t for t in texts if t.startswith(("1\n", "7\n"))]
+    assert len(tiles) == 2
+    assert all("logit " in t and ("p=" in t or "p>" in t or "p<" in t) and "\nnext: " in t for t in tiles)
+    settings = next(t for t in texts if "settings:" in t)
+    for part in ("objective confidence", "steps 2", "lr 0.05", "seed 3", "param fft", f"start {result.start}",
+                 "candidates 2"):
+        assert part in settings.replace("\n", " "), part
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_classes_tiles_share_one_intensity_scale(channels):
+    """Pixel values map to the same grey (or colour) in every tile: a dim image is not stretched to full range."""
+    from matplotlib.image import AxesImage
+
+    from introspect.classes import visualize_classes
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(channels * 4 * 4, 3))
+    spec = ModelSpec(name="m", architecture="user", input_shape=(channels, 4, 4), mean=(0.5,) * channels,
+                     std=(0.5,) * channels, logits_layer="1", class_names=("a", "b", "c"))
+    result = visualize_classes(model, spec, config=RenderConfig(steps=1))
+    result.images = torch.linspace(0, 1, 3).view(3, 1, 1, 1) * torch.rand(3, channels, 4, 4)  # dark, mid, bright
+    result.images[:, :, 0, 0] = 0.2
+    images = figure(result).findobj(AxesImage)
+    assert len(images) == 3
+    for image, original in zip(images, result.images):
+        if channels == 1:  # grayscale goes through the colormap: one fixed range
+            assert image.norm.vmin == 0 and image.norm.vmax == 1
+        array = np.asarray(image.get_array())
+        expected = original[0] if channels == 1 else original.permute(1, 2, 0)
+        assert np.allclose(array, expected.numpy())  # drawn as they are: no per-tile rescaling

@@ -90,3 +90,24 @@ def test_recorded_out_is_ignored(tmp_path):
     assert main(["rerun", "a"]) == 0
     assert (tmp_path / "a" / "run.json").read_text() == before
     assert (tmp_path / "runs" / "classes-001" / "run.json").exists()
+
+
+def test_rerun_repeats_a_candidates_run_byte_for_byte(tmp_path):
+    assert main(["classes", "--steps", "4", "--classes", "1,7", "--candidates", "3", "--out", "a"]) == 0
+    assert main(["rerun", "a", "--out", "b"]) == 0
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "b" / "images.npz").read_bytes()
+    first, again = _record(tmp_path / "a"), _record(tmp_path / "b")
+    assert again["candidates"] == 3 and again["images"] == first["images"]
+    assert len(first["candidate_margins"]) == 3 and len(first["candidate_margins"][0]) == 2
+
+
+def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
+    import introspect
+
+    result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
+                                          introspect.RenderConfig(steps=3, seed=5), candidates=2)
+    folder = introspect.save_run(result, loaded=shipped_mnist)
+    assert _record(folder)["recipe"]["candidates"] == 2
+    assert main(["rerun", str(folder), "--out", "again"]) == 0
+    assert (tmp_path / "again" / "images.npz").read_bytes() == (folder / "images.npz").read_bytes()
+    assert "--candidates" in _record(tmp_path / "again")["argv"]

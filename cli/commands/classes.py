@@ -6,12 +6,15 @@ import time
 
 import torch
 
-from introspect.classes import CLASSES_DEFAULTS, OBJECTIVES, logits_of, resolve_classes, visualize_classes
-from introspect.runs import Provenance, check_out, claim_run_folder, run_status, write_classes
+from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, logits_of, resolve_classes,
+                                visualize_classes)
+from introspect.errors import UserError
+from introspect.runs import (Provenance, check_out, claim_run_folder, classes_image_records, run_status,
+                             write_classes)
 
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
-                       load_arguments, load_model_from_args, parse_formats)
+                       load_arguments, load_model_from_args, parse_formats, positive_int)
 from ..output import Outcome, Output, plural, written
 
 
@@ -26,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),
                    help="confidence: the class's logit + 10 x its log-probability; logit: the logit alone; blog: the original "
                         "-10*logsoftmax[target]+sum(logsoftmax) (default: confidence)")
+    p.add_argument("--candidates", type=positive_int, default=1, metavar="N",
+                   help="render N images per class in the same batch and keep the one whose target logit leads the "
+                        "runner-up class by the most, on the model's own logits (default: 1)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 
@@ -39,11 +45,16 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)
     check_out(args.out, args.force)
+    if args.candidates > MAX_CANDIDATES:
+        raise UserError(f"--candidates {args.candidates} is more than {MAX_CANDIDATES}")
     count = len(classes) if classes else loaded.spec.num_classes
-    io.err.print(f"plan: {plural(count, 'image')} × {config.steps} steps = {count * config.steps:,} image-steps in one "
-                 f"batch on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
+    images = count * args.candidates
+    each = "" if args.candidates == 1 else f" ({count} class{'es' if count != 1 else ''} × {args.candidates} candidates)"
+    io.err.print(f"plan: {plural(images, 'image')}{each} × {config.steps} steps = {images * config.steps:,} image-steps "
+                 f"in one batch on {config.device}{' with bfloat16 autocast' if config.amp else ''}", markup=False)
     if args.dry_run:
-        return Outcome(summary={"plan": {"images": count, "steps": config.steps, "device": config.device}})
+        return Outcome(summary={"plan": {"images": images, "classes": count, "candidates": args.candidates,
+                                         "steps": config.steps, "device": config.device}})
     prior = apply_prior(loaded, prior_data(args, loaded, io), io)
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
@@ -58,7 +69,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                 bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}")
                 interrupts.check()
 
-            result = visualize_classes(loaded.model, loaded.spec, classes, config, args.objective, callback=on_step)
+            result = visualize_classes(loaded.model, loaded.spec, classes, config, args.objective, callback=on_step,
+                                       candidates=args.candidates)
         for note in result.render.notes:
             io.note(note)
         for index in result.render.stopped:
@@ -71,8 +83,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise
     status = result.render.interrupted_at
     summary = {"run": str(run_folder.path), "status": run_status(status),
-               "images": [{"class": c, "name": n, "probability": float(p), "logit": float(l)} for c, n, p, l
-                          in zip(result.labels, result.class_names, result.probabilities, result.logits)]}
+               "candidates": result.candidates, "images": classes_image_records(result)}
     if status is not None:
         io.err.print(f"interrupted at step {status} ({interrupts.name}): wrote the partial run to {run_folder.path}",
                      markup=False)
@@ -82,7 +93,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if health:
         io.note(health)
     count = len(result.labels)
-    io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps; lowest probability "
+    best = f" (best of {result.candidates} candidates by logit margin)" if result.candidates > 1 else ""
+    io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps{best}; lowest probability "
                  f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
     io.out.print(written(run_folder), markup=False)
     return finished(io, summary)

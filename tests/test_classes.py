@@ -1,0 +1,98 @@
+"""Classes: the verdict on each final image (logit, probability, runner-up, margin) and --candidates."""
+import pytest
+import torch
+
+from introspect.classes import (CANDIDATE_STRIDE, OBJECTIVES, class_scores, format_probability, logits_of,
+                                verdicts, visualize_classes)
+from introspect.engine import RenderConfig
+from introspect.errors import UserError
+
+CONFIG = RenderConfig(steps=4)
+
+
+def test_runner_up_is_never_the_target_and_margins_are_logit_differences(shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    result = visualize_classes(model, spec, None, CONFIG)
+    logits = class_scores(model, spec, result.images)
+    for i, label in enumerate(result.labels):
+        others = logits[i].clone()
+        others[label] = float("-inf")
+        runner = result.runner_up[i]
+        assert runner != label and runner == int(others.argmax())
+        assert result.runner_up_names[i] == spec.class_names[runner]
+        assert float(result.margins[i]) == pytest.approx(float(logits[i, label] - logits[i, runner]), abs=1e-5)
+        assert float(result.logits[i]) == pytest.approx(float(logits[i, label]), abs=1e-5)
+        assert float(result.runner_up_logits[i]) == pytest.approx(float(logits[i, runner]), abs=1e-5)
+        probabilities = torch.softmax(logits[i], 0)
+        assert float(result.runner_up_probabilities[i]) == pytest.approx(float(probabilities[runner]), abs=1e-6)
+    assert result.candidates == 1 and result.chosen == [0] * 10
+
+
+def test_candidates_1_renders_exactly_the_images_of_a_run_without_it(shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    plain = visualize_classes(model, spec, [2, 5, 9], CONFIG)
+    one = visualize_classes(model, spec, [2, 5, 9], CONFIG, candidates=1)
+    direct = CONFIG.render(model, OBJECTIVES["confidence"](logits_of(spec), [2, 5, 9]), spec, [2, 5, 9])  # the old path
+    assert torch.equal(plain.images, one.images) and torch.equal(plain.images, direct.images)
+    assert torch.equal(plain.render.history, direct.history)
+
+
+def test_candidates_keep_the_largest_margin_of_each_class(shipped_mnist):
+    """Each candidate rendered on its own gives the same margins (up to the floating-point effect of a
+    larger batch on the model's kernels) and the kept image is the one with the largest."""
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    labels = list(range(10))
+    result = visualize_classes(model, spec, None, CONFIG.replace(snapshots=(2,)), candidates=3)
+    assert result.candidate_margins.shape == (3, 10)
+    assert result.chosen == result.candidate_margins.argmax(0).tolist()
+    assert set(result.chosen) != {0}, "the test needs a class whose first candidate was not kept"
+    alone_images, alone_margins = [], []
+    for j in range(3):
+        alone = CONFIG.render(model, OBJECTIVES["confidence"](logits_of(spec), labels), spec,
+                              [c + j * CANDIDATE_STRIDE for c in labels])
+        alone_images.append(alone.images)
+        alone_margins.append(verdicts(class_scores(model, spec, alone.images), labels).margins)
+    alone_margins = torch.stack(alone_margins)
+    assert torch.allclose(alone_margins, result.candidate_margins, atol=1e-4)
+    assert alone_margins.argmax(0).tolist() == result.chosen
+    for i, j in enumerate(result.chosen):
+        assert torch.allclose(result.images[i], alone_images[j][i], atol=1e-4)
+        assert float(result.margins[i]) == pytest.approx(float(result.candidate_margins[j, i]))
+    # everything about the render describes the kept candidates, one column per class
+    assert result.render.history.shape == (4, 10) and result.render.values.shape == (10,)
+    assert result.render.snapshots[2].shape == (10, 1, 28, 28)
+
+
+def test_stopped_candidates_map_to_their_class(shipped_mnist, monkeypatch):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    render = RenderConfig.render
+
+    def stopping(self, *args, **kwargs):  # report candidate 1 of every class as stopped
+        result = render(self, *args, **kwargs)
+        result.stopped = [3 + i for i in range(3)]
+        return result
+
+    monkeypatch.setattr(RenderConfig, "render", stopping)
+    result = visualize_classes(model, spec, [0, 6, 7], CONFIG, candidates=2)
+    assert result.render.stopped == [i for i, j in enumerate(result.chosen) if j == 1]
+    not_kept = result.chosen.count(0)
+    assert any(f"{not_kept} candidate(s) not kept" in n for n in result.render.notes) == (not_kept > 0)
+
+
+@pytest.mark.parametrize("candidates", [0, -1, True, 2.5, "3"])
+def test_bad_candidates_are_refused(shipped_mnist, candidates):
+    with pytest.raises(UserError, match="candidates"):
+        visualize_classes(shipped_mnist.model, shipped_mnist.spec, [1], CONFIG, candidates=candidates)
+
+
+def test_probabilities_are_written_honestly():
+    assert format_probability(1.0) == "p=1.000" and format_probability(0.0) == "p=0.000"
+    assert format_probability(0.9996) == "p>0.999" and format_probability(0.99949) == "p=0.999"
+    assert format_probability(0.0004) == "p<0.001" and format_probability(0.5) == "p=0.500"
+
+
+def test_titles_say_logit_probability_and_runner_up(shipped_mnist):
+    result = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [7], CONFIG)
+    name, verdict, runner = result.titles[0].split("\n")
+    assert name == "7" and verdict.startswith(f"logit {float(result.logits[0]):.1f}  p")
+    assert runner.startswith(f"next: {result.runner_up_names[0]} (p") and "$" not in result.titles[0]
