@@ -67,8 +67,10 @@ class Reference:
         return values / real
 
 
-def measure(loaded, reference: Reference, seed: int, config=introspect.CLASSES_DEFAULTS, objective: str = "confidence") -> dict:
-    result = introspect.visualize_classes(loaded.model, loaded.spec, config=config.replace(seed=seed), objective=objective)
+def measure(loaded, reference: Reference, seed: int, config=introspect.CLASSES_DEFAULTS, objective: str = "confidence",
+            candidates: int = 1) -> dict:
+    result = introspect.visualize_classes(loaded.model, loaded.spec, config=config.replace(seed=seed), objective=objective,
+                                          candidates=candidates)
     images, labels = result.images, torch.tensor(result.labels)
     row = {"own": float(result.probabilities.min())}
     for kind, judge in reference.judges.items():

@@ -176,6 +176,8 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
                    help="starting image: dark, grey, or auto (the data's mean image when the model carries a prior "
                         "estimated from its data, else grey) (default: auto)")
     g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
+    g.add_argument("--pull", type=float, default=defaults.pull,
+                   help=f"weight of the pull toward the data's mean input, for models with a data prior (default: {defaults.pull:g})")
     g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
     g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
     g.add_argument("--snapshots", type=int_list, default=(), metavar="STEPS",
@@ -195,7 +197,7 @@ def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -
 
 
 def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:
-    for name in ("tv", "l2", "blur"):
+    for name in ("tv", "pull", "l2", "blur"):
         value = getattr(args, name)
         if not (value >= 0 and value != float("inf")):
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
@@ -205,7 +207,7 @@ def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> Render
     return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed,
                             image=replace(defaults.image, parametrization=args.param,
                                           init_bias=STARTS[args.start] if args.start != "auto" else defaults.image.init_bias),
-                            tv=args.tv, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
+                            tv=args.tv, pull=args.pull, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
                             device=str(resolve_device(args.device)), amp=args.amp)
 
 

@@ -19,7 +19,7 @@ from .params import STARTS, start_bias
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen on the whole conformance zoo (benchmarks/quality.py).
-CLASSES_DEFAULTS = RenderConfig(lr=0.1, tv=0.5, redirect_relu=True)
+CLASSES_DEFAULTS = RenderConfig(lr=0.1, tv=20.0, pull=10.0, redirect_relu=True)
 #: Candidate j of class c is rendered with key c + j * CANDIDATE_STRIDE: candidate 0 is the image a run
 #: without candidates makes, and every (class, candidate) draws its own randomness.
 CANDIDATE_STRIDE = 2 ** 20
@@ -91,7 +91,7 @@ class ClassesResult:
         c = self.config
         parts = [f"objective {self.objective}", f"steps {c.steps}", f"lr {c.lr:g}", f"seed {c.seed}",
                  f"param {c.image.parametrization}", f"start {self.start or 'auto'}"]
-        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("l2", c.l2), ("blur", c.blur)) if weight]
+        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("pull", c.pull), ("l2", c.l2), ("blur", c.blur)) if weight]
         parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
         return "settings: " + ", ".join(parts)
 

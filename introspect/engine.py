@@ -18,8 +18,8 @@ from torch import nn
 
 from .hooks import HookRegistry, frozen, redirected_relus
 from .models.spec import ModelSpec
-from .objectives import INPUT, Objective, blur, l2, total_variation
-from .params import ImageConfig, image_for
+from .objectives import INPUT, Objective, blur, l2, total_variation, toward
+from .params import ImageConfig, image_for, prior_map
 from .transforms import Normalize, RandomAffine, TransformConfig
 
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -172,21 +172,24 @@ class RenderConfig:
     amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
     channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
     redirect_relu: bool = False  # let images whose gradient dies in a closed nn.ReLU still move
+    pull: float = 0.0  # weight of the squared distance to the data's mean input (specs with a prior only)
 
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
 
-    def regularized(self, objective: Objective) -> Objective:
-        """``objective`` plus the regularizers with a non-zero weight."""
+    def regularized(self, objective: Objective, spec: ModelSpec | None = None) -> Objective:
+        """``objective`` plus the regularizers with a non-zero weight (``pull`` needs the spec's mean input)."""
         for weight, regularizer in ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)):
             if weight:
                 objective = objective + regularizer(weight)
+        if self.pull and spec is not None and spec.image_mean is not None and self.image.use_prior:
+            objective = objective + toward(prior_map(spec.image_mean, spec.input_shape), self.pull)
         return objective
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],
                on_step: ProgressCallback | None = None) -> RenderResult:
         """``render`` with the parts these settings name."""
-        return render(model, self.regularized(objective), spec=spec, keys=keys,
+        return render(model, self.regularized(objective, spec), spec=spec, keys=keys,
                       param=image_for(spec, self.image, keys, self.seed),
                       transforms=RandomAffine.for_keys(self.transforms, self.seed, keys), optimizer=adam(self.lr),
                       steps=self.steps, seed=self.seed, snapshots=self.snapshots, device=self.device, amp=self.amp,

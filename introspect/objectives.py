@@ -162,6 +162,17 @@ def l2(weight: float) -> Objective:
     return Objective(lambda a: -weight * a[INPUT].pow(2).flatten(1).mean(1), [], f"l2({weight:g})")
 
 
+def toward(image: torch.Tensor, weight: float) -> Objective:
+    """Minus ``weight`` x the mean squared difference to ``image`` (C, H, W), e.g. the data's mean input:
+    pixels stay near it unless the objective gains by moving them."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        images = a[INPUT]
+        return -weight * (images - image.to(images)).pow(2).flatten(1).mean(1)
+
+    return Objective(fn, [], f"toward({weight:g})")
+
+
 def blur(weight: float) -> Objective:
     """Minus ``weight`` x the mean squared difference to a 3x3-blurred copy: fewer sharp details score higher."""
 

@@ -178,6 +178,7 @@ class ImageConfig:
     parametrization: str = "fft"  # "fft" or "pixel"
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
     use_prior: bool = True  # use the spec's data prior when it has one: spectrum, mean-image start, support
+    use_support: bool = True  # with the prior: keep the image within where real inputs have content
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
     init_bias: float | None = None  # sigmoid bias of a uniform start; None: the data's mean image, else grey
@@ -202,7 +203,7 @@ def start_bias(config: ImageConfig, spec: ModelSpec) -> float | torch.Tensor:
 
 def support_of(config: ImageConfig, spec: ModelSpec) -> torch.Tensor | None:
     """Per-pixel ceiling of the image (C, H, W), from where the data has content; None without a prior."""
-    if spec.image_support is None or not config.use_prior:
+    if spec.image_support is None or not (config.use_prior and config.use_support):
         return None
     return prior_map(spec.image_support, spec.input_shape)
 

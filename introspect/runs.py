@@ -626,7 +626,7 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     from .params import STARTS
 
     start = next((name for name, bias in STARTS.items() if bias == config.image.init_bias and name != "auto"), None)
-    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "l2": config.l2,
+    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "pull": config.pull, "l2": config.l2,
                 "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
                 "param": config.image.parametrization, "start": start}
     expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},

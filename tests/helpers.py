@@ -22,3 +22,20 @@ def start_and_wait(argv: list[str], marker: str, **popen) -> tuple[subprocess.Po
             return process, lines
     process.wait()
     raise AssertionError(f"never printed {marker!r} (exit {process.returncode}):\n{''.join(lines)}")
+
+
+def zoo_model(name: str):
+    """A model of the conformance zoo (tests/zoo/models.py + tests/assets/zoo), loaded as a user would:
+    its file, its checkpoint and the metadata flags of its manifest entry."""
+    import json
+    from pathlib import Path
+
+    from introspect import MetaOverrides, load_model
+
+    here = Path(__file__).resolve().parent
+    entry = json.loads((here / "assets" / "zoo" / "manifest.json").read_text())[name]
+    logits = entry["logits"]
+    meta = MetaOverrides(input_shape=tuple(entry["input_shape"]), mean=tuple(entry["mean"]), std=tuple(entry["std"]),
+                         logits_layer=logits.get("layer"),
+                         logits_output=None if logits.get("output") is None else str(logits["output"]))
+    return load_model(f"{here / 'zoo' / 'models.py'}:{entry['class']}", here / "assets" / "zoo" / f"{name}.pt", meta=meta)

@@ -1,12 +1,14 @@
-"""Cheap guards of the class-visualization quality targets (seconds): see benchmarks/classes_quality.py."""
+"""Cheap guards of the class-visualization quality bars (one seed; the full table is benchmarks/quality.py).
+Judges are the zoo's independent classifiers (tests/assets/zoo), never used during optimization."""
 from pathlib import Path
 
 import pytest
 import torch
 
-from introspect import class_scores, load_checkpoint, visualize_classes
+from introspect import class_scores, load_checkpoint, load_model, visualize_classes
 from introspect.data import load_dataset
-from introspect.quality import realism
+from introspect.quality import bright_share, frame_brightness, realism, total_variation
+from helpers import zoo_model
 
 JUDGE = Path(__file__).parent / "assets" / "mnist-judge.pt"
 
@@ -35,3 +37,41 @@ def test_statistics_like_real_digits(default_classes):
     assert 0.5 <= stats.bright_ratio <= 2.0
     corners = default_classes.images[:, :, :4, :4]
     assert corners.mean() < 0.1  # dark background
+
+
+def _named(judge_name: str, result) -> tuple[int, int]:
+    """(named correctly with p >= 0.9, named correctly) of ``result``'s images by a zoo judge."""
+    judge = zoo_model(judge_name)
+    probabilities = torch.softmax(class_scores(judge.model, judge.spec, result.images), 1)
+    labels = torch.tensor(result.labels)
+    right = probabilities.argmax(1) == labels
+    sure = probabilities.gather(1, labels.view(-1, 1)).squeeze(1) >= 0.9
+    return int((right & sure).sum()), int(right.sum())
+
+
+def _per_class_ratio(statistic, result, real, labels) -> torch.Tensor:
+    return statistic(result.images) / torch.stack([statistic(real[labels == c]).mean() for c in result.labels])
+
+
+def test_mnist_bars_seed_0(default_classes):
+    """Both zoo judges name every digit with p >= 0.9; the frame stays dark; strokes like real digits."""
+    assert _named("mnist-judge-vgg", default_classes) == (10, 10)
+    assert _named("mnist-judge-mlp", default_classes) == (10, 10)
+    assert frame_brightness(default_classes.images).max() <= 0.02  # real digits: 0.003
+    test = load_dataset("mnist", "test")
+    real, labels = test.pixels(), test.labels
+    tv = _per_class_ratio(total_variation, default_classes, real, labels)
+    bright = _per_class_ratio(bright_share, default_classes, real, labels)
+    assert 0.7 <= tv.min() and tv.max() <= 1.5, tv
+    assert 0.7 <= bright.min() and bright.max() <= 1.4, bright
+
+
+def test_fashion_mnist_bars_seed_0():
+    """Items, not textures: each judge names >= 9 of 10 with p >= 0.9 (shirts pass for T-shirts even when
+    real), and the 3-pixel frame is at most twice as bright as real items'."""
+    loaded = load_model("fashion-mnist")
+    result = visualize_classes(loaded.model, loaded.spec)
+    assert _named("fashion-mnist-judge-vgg", result)[0] >= 9
+    assert _named("fashion-mnist-judge-mlp", result)[0] >= 9
+    real = load_dataset("fashion-mnist", "test").pixels()
+    assert frame_brightness(result.images).max() <= 2 * frame_brightness(real).mean()

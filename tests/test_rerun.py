@@ -105,7 +105,7 @@ def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
     import introspect
 
     result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
-                                          introspect.RenderConfig(steps=3, seed=5), candidates=2)
+                                          introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5), candidates=2)
     folder = introspect.save_run(result, loaded=shipped_mnist)
     assert _record(folder)["recipe"]["candidates"] == 2
     assert main(["rerun", str(folder), "--out", "again"]) == 0

@@ -100,7 +100,7 @@ def test_a_notebook_run_is_a_run_rerun_repeats(shipped_mnist, tmp_path):
     from introspect.runs import load_run
 
     result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
-                                          introspect.RenderConfig(steps=3, seed=5))
+                                          introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5))
     folder = introspect.save_run(result, loaded=shipped_mnist)
     run = load_run(folder)
     assert run.kind == "classes" and run.arrays["images"].shape == (2, 1, 28, 28) and run.record["argv"] is None

@@ -112,7 +112,7 @@ def argv_from_recipe(recipe: dict | None) -> list[str] | None:
         return None
     argv = [recipe["command"]]
     argv += ["--model", recipe["model"]] if "model" in recipe else ["--checkpoint", recipe["checkpoint"]]
-    for key in ("steps", "lr", "seed", "param", "start", "tv", "l2", "blur", "device", "objective", "candidates",
+    for key in ("steps", "lr", "seed", "param", "start", "tv", "pull", "l2", "blur", "device", "objective", "candidates",
                 "diverse", "batch_size", "dataset", "split", "top_k"):
         if recipe.get(key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(recipe[key])]

@@ -127,6 +127,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
         model = get_model(name, weights=chosen)
+        spec = spec.replace(activations=sequential_activations(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError(f"could not get torchvision weights {info}: {str(exc).splitlines()[0]} — offline, download "
                         "them elsewhere and pass the file with {checkpoint}") from exc
@@ -228,6 +229,21 @@ def first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
+def sequential_activations(model: nn.Module) -> dict[str, str]:
+    """{layer: "relu"} for every module that an nn.ReLU directly follows inside an nn.Sequential
+    (Conv2d, ReLU or Conv2d, BatchNorm2d, ReLU: the BatchNorm): what the next layer receives, so a
+    channel report measures the ReLU's output, not the negative pre-activations of a closed unit."""
+    found = {}
+    for prefix, module in model.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (name, _), (_, following) in zip(children, children[1:]):
+            if isinstance(following, nn.ReLU):
+                found[f"{prefix}.{name}" if prefix else name] = "relu"
+    return found
+
+
 def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelSpec:
     """A spec for a model that carries none: input shape, normalization and classes from the flags."""
     if meta.input_shape is not None:
@@ -243,7 +259,8 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     std = meta.std or (1.0,) * shape[0]
     output = dry_forward(model.eval(), shape, name, "(check {size} / {input_shape})")
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
-                     std=_per_channel(std, shape[0], "{std}"), logits_layer=None, class_names=(), activations={})
+                     std=_per_channel(std, shape[0], "{std}"), logits_layer=None, class_names=(),
+                     activations=sequential_activations(model))
     plain = isinstance(output, torch.Tensor) and output.ndim == 2
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none
