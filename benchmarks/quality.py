@@ -1,6 +1,7 @@
 """Do class images look like the data? Default settings, seeds 0-4, against real images of each class.
 
     python benchmarks/quality.py [--models mnist,fashion-mnist,seqcnn-closed,multihead,tinyvit] [--seeds 0,1,2,3,4]
+    python benchmarks/quality.py --ablation [--seeds 0,1]     # the defaults with one part changed at a time
 
 For each model (the built-in models, and zoo models from tests/assets/zoo, whose image prior is
 estimated from their training data as `introspect classes --dataset NAME` does) and seed:
@@ -38,6 +39,42 @@ from zoo import ASSETS, load  # noqa: E402
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 FRAME_BAR = {"mnist": ("<= 0.02", lambda value, real: value <= 0.02),
              "fashion-mnist": ("<= 2x real", lambda value, real: value <= 2 * real)}
+
+
+def _without_prior(spec):
+    return spec.replace(spectrum=None, image_mean=None, image_support=None)
+
+
+D = introspect.CLASSES_DEFAULTS
+#: The defaults with one part changed: (settings, objective, candidates, what the spec keeps).
+ABLATIONS = {
+    "defaults": (D, "confidence", 1, None),
+    "no data prior (grey start, 1/f spectrum)": (D, "confidence", 1, _without_prior),
+    "no redirected ReLU gradient": (D.replace(redirect_relu=False), "confidence", 1, None),
+    "logit objective": (D, "logit", 1, None),
+    "TV 0.5 instead of 20": (D.replace(tv=0.5), "confidence", 1, None),
+    "no pull toward the mean input": (D.replace(pull=0.0), "confidence", 1, None),
+    "lr 0.05 instead of 0.1": (D.replace(lr=0.05), "confidence", 1, None),
+    "--candidates 3": (D, "confidence", 3, None),
+}
+
+
+def ablation(models: list[str], seeds: list[int]) -> None:
+    references: dict[str, Reference] = {}
+    print("| setting | model | own p (min) | judges p>=0.9, worst seed (VGG / MLP) | TV / real | bright / real "
+          "| frame (max) | off-manifold (max) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, (config, objective, candidates, change) in ABLATIONS.items():
+        for name in models:
+            loaded, dataset = model_and_data(name)
+            if change is not None:
+                loaded.spec = change(loaded.spec)
+            reference = references.setdefault(dataset, Reference(dataset))
+            rows = [measure(loaded, reference, seed, config, objective, candidates) for seed in seeds]
+            tv, bright, manifold = (span([row[key] for row in rows]) for key in ("tv", "bright", "manifold"))
+            print(f"| {label} | {name} | {min(row['own'] for row in rows):.3f} | {min(row['vgg'] for row in rows)[0]}/10 / "
+                  f"{min(row['mlp'] for row in rows)[0]}/10 | {tv[0]:.2f}-{tv[1]:.2f} | {bright[0]:.2f}-{bright[1]:.2f} "
+                  f"| {max(row['frame'] for row in rows):.3f} | {manifold[1]:.2f} |", flush=True)
 
 
 def model_and_data(name: str):
@@ -116,7 +153,14 @@ def main() -> None:
                         help="built-in and zoo model names (default: mnist,fashion-mnist,seqcnn-closed,multihead,tinyvit,mlp)")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
     parser.add_argument("--no-timing", action="store_true", help="skip the timing ratio to the blog loop")
+    parser.add_argument("--ablation", action="store_true",
+                        help="instead: the defaults with one part changed at a time, on mnist, fashion-mnist, "
+                             "seqcnn-closed and tinyvit unless --models is given")
     args = parser.parse_args()
+    if args.ablation:
+        models = args.models.split(",") if "--models" in sys.argv else ["mnist", "fashion-mnist", "seqcnn-closed", "tinyvit"]
+        ablation(models, [int(s) for s in args.seeds.split(",")])
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seeds = [int(s) for s in args.seeds.split(",")]
     references: dict[str, Reference] = {}

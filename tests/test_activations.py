@@ -163,3 +163,26 @@ def test_animated_gif_needs_a_frame(tmp_path, capsys):
     np.testing.assert_allclose(np.load(out / "activations.npz")["input"][0], one / 255, atol=1e-6)
     record = json.loads((out / "run.json").read_text())
     assert "frame 1 of 2" in record["input"]["conversion"] and record["prediction"]["name"] == "1"
+
+
+def test_activations_of_one_of_your_own_pictures(tmp_path, capsys):
+    """--images DIR --index N: the picture of that index (sorted by path), unreadable files skipped."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from PIL import Image
+
+    from introspect_cli.main import main
+
+    (tmp_path / "pics" / "seven").mkdir(parents=True)
+    (tmp_path / "pics" / "zzz").mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "examples" / "seven.png", tmp_path / "pics" / "seven" / "a.png")
+    (tmp_path / "pics" / "zzz" / "broken.png").write_text("not a picture")
+    Image.new("L", (28, 28)).save(tmp_path / "pics" / "zzz" / "black.png")
+    assert main(["activations", "--images", "pics", "--index", "0", "--out", "a", "--quiet"]) == 0
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert record["prediction"]["class"] == 7 and "1 unreadable skipped" in record["input"]["source"]
+    assert main(["activations", "--images", "pics", "--index", "2", "--out", "b"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["activations", "--images", "pics", "--image", "x.png", "--out", "b"]) == 2

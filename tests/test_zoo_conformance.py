@@ -1,5 +1,5 @@
 """Models nobody here trained, with defaults and no wrappers: every command runs on each (fast subset;
-the quality bars of the full matrix are issue work still open). The zoo is tests/zoo/models.py with the
+the quality bars of the full matrix are the slow test at the end). The zoo is tests/zoo/models.py with the
 checkpoints of tests/assets/zoo (trained by tests/zoo/train.py)."""
 import json
 from pathlib import Path
@@ -68,3 +68,66 @@ def test_the_closed_relu_model_with_its_data_looks_like_digits(tmp_path):
         images = torch.from_numpy(arrays["images"]).float() / 255
     judge = zoo_model("mnist-judge-vgg")
     assert int((class_scores(judge.model, judge.spec, images).argmax(1) == torch.arange(10)).sum()) >= 8
+
+
+#: name -> (middle layer, judges of another architecture family): benchmarks/zoo.py's matrix.
+MATRIX = {
+    "seqcnn": ("features.3", ["vgg", "mlp"]), "seqcnn-closed": ("features.3", ["vgg", "mlp"]),
+    "bnresnet": ("block1.relu2", ["vgg", "mlp"]), "actnet": ("gelu", ["vgg", "mlp"]),
+    "functionalnet": ("conv2", ["vgg", "mlp"]), "multihead": ("trunk.4", ["vgg", "mlp"]),
+    "dictnet": ("body.3", ["vgg", "mlp"]), "mlp": ("layers.3", ["vgg"]),
+    "tinyvit": ("vit.encoder.layers.encoder_layer_1", ["vgg", "mlp"]),
+}
+#: Bars the defaults do not reach yet (issue #10 stays open for them); strict: a fix shows up as XPASS.
+MISSED = {
+    "functionalnet": "channels of conv2 are pre-activation (its F.gelu cannot be hooked): about half reach ratio 1",
+    "mlp": "the VGG judge (the only other architecture family) names 7 of 10 Fashion-MNIST class images",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=MISSED[n]))
+                                  if n in MISSED else n for n in MATRIX])
+def test_zoo_bars_with_defaults(name):
+    """Defaults and the model's own data only: every class p >= 0.9, a judge of another architecture
+    family names >= 8 of 10, and >= 90% of live channels of a middle layer reach ratio >= 1."""
+    import torch
+
+    from helpers import zoo_model
+    from introspect import class_scores, dataset_examples, load_dataset, visualize_channels, visualize_classes
+    from introspect.params import with_prior
+
+    layer, judges = MATRIX[name]
+    loaded = zoo_model(name)
+    data = load_dataset(MANIFEST[name]["dataset"], "train")
+    loaded.spec = with_prior(loaded.spec, data.pixels())
+    classes = visualize_classes(loaded.model, loaded.spec)
+    assert classes.probabilities.min() >= 0.9, classes.probabilities
+    named = []
+    for kind in judges:
+        judge = zoo_model(f"{MANIFEST[name]['dataset']}-judge-{kind}")
+        named.append(int((class_scores(judge.model, judge.spec, classes.images).argmax(1)
+                          == torch.tensor(classes.labels)).sum()))
+    assert max(named) >= 8, named
+    channels = visualize_channels(loaded.model, loaded.spec, layer,
+                                  examples=dataset_examples(loaded.model, loaded.spec, layer, data))
+    live = ~(channels.dead | channels.rare)
+    assert float(((channels.ratio >= 1) & live).sum() / live.sum()) >= 0.9
+
+
+def test_prior_from_your_own_pictures_and_none_without_data(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "pics").mkdir()
+    for i in range(3):
+        image = Image.new("L", (28, 28))
+        image.paste(255, (10 + i, 6, 16 + i, 22))  # a bright bar on black, like a "1"
+        image.save(tmp_path / "pics" / f"{i}.png")
+    assert main(["classes", *_model("seqcnn"), "--images", "pics", "--steps", "2", "--out", "mine"]) == 0
+    prior = json.loads((tmp_path / "mine" / "run.json").read_text())["prior"]
+    assert prior["source"].startswith("estimated from 3 images")
+    assert prior["image_mean"][0][0][0] == 0 and prior["image_support"][0][14][13] == 1
+    assert main(["classes", *_model("seqcnn"), "--steps", "2", "--out", "none"]) == 0
+    assert json.loads((tmp_path / "none" / "run.json").read_text())["prior"] == {
+        "source": "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"}
+    assert "prior: none" in capsys.readouterr().err

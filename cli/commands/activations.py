@@ -8,11 +8,12 @@ import torch
 
 from introspect.activations import ImageInput, inspect_image, load_image
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
-from introspect.data import DATASETS, check_fits, load_dataset
+from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
 from introspect.errors import UserError
 from introspect.layers import select_layers
 from introspect.runs import Provenance, check_out, claim_run_folder, write_activations
 
+from ..data import apply_prior
 from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_arguments,
                        load_model_from_args, parse_formats, positive_int, resolve_device)
 from ..output import Outcome, Output
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_argument_group("image (one of)")
     source.add_argument("--image", metavar="PATH", help="any image file; converted to the model's input (the report says how)")
     source.add_argument("--dataset", choices=list(DATASETS), help="take the image from this dataset's held-out (test) split")
-    source.add_argument("--index", type=int, metavar="N", help="index into the held-out split, with --dataset")
+    source.add_argument("--images", metavar="DIR",
+                        help="take the image from your own pictures (sorted by path; sub-folders are classes), with --index")
+    source.add_argument("--index", type=int, metavar="N", help="index into the held-out split, with --dataset, or into --images")
     source.add_argument("--frame", type=int, metavar="N",
                         help="frame of an animated or multi-page --image, from 0 (default: none; such images are refused)")
     add_data_dir(p)
@@ -46,26 +49,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 
-def read_input(args: argparse.Namespace, spec, io: Output) -> ImageInput:
-    if (args.image is None) == (args.dataset is None):
-        raise UserError("give either --image PATH or --dataset NAME --index N")
+def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, ImageDataset | None]:
+    """The image to inspect, and the dataset it came from (for the prior of --with-visualizations)."""
+    if sum(x is not None for x in (args.image, args.dataset, args.images)) != 1:
+        raise UserError("give one of --image PATH, --dataset NAME --index N or --images DIR --index N")
     if args.image is not None:
         if args.index is not None:
             raise UserError("--index goes with --dataset, not --image")
-        return load_image(args.image, spec, args.invert, args.frame)
+        return load_image(args.image, spec, args.invert, args.frame), None
     if args.frame is not None:
-        raise UserError("--frame goes with --image, not --dataset")
+        raise UserError("--frame goes with --image")
+    what = "--dataset" if args.images is None else "--images"
     if args.index is None:
-        raise UserError("--dataset needs --index N (an index into its held-out split)")
-    data = load_dataset(args.dataset, "test", args.data_dir)
+        raise UserError(f"{what} needs --index N (an index into {'its held-out split' if args.images is None else 'the pictures'})")
+    if args.images is None:
+        data = load_dataset(args.dataset, "test", args.data_dir)
+        check_fits(data, spec.input_shape)
+        name = f"{args.dataset} held-out"
+    else:
+        data = load_image_folder(args.images, spec, args.invert)
+        name = f"{args.images}"
     if not 0 <= args.index < len(data):
-        raise UserError(f"--index {args.index} is out of range: the {args.dataset} held-out split has 0-{len(data) - 1}")
-    check_fits(data, spec.input_shape)
+        raise UserError(f"--index {args.index} is out of range: {name} has 0-{len(data) - 1}")
     io.err.print(f"data: {data.source}", markup=False)
     label = int(data.labels[args.index])
     return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
-                      source=f"{args.dataset} held-out #{args.index} (label {data.class_names[label]}; {data.source})",
-                      label=label)
+                      source=f"{name} #{args.index} (label {data.class_names[label]}; {data.source})",
+                      label=label), data
 
 
 
@@ -74,12 +84,14 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for note in loaded.notes:
         io.note(note)
     model, spec = loaded.model, loaded.spec
-    image = read_input(args, spec, io)
+    image, data = read_input(args, spec, io)
+    prior = apply_prior(loaded, data, io) if args.with_visualizations else None
+    spec = loaded.spec
     layers = select_layers(model, spec.input_shape, args.layer)
     device = str(resolve_device(args.device))
     formats = parse_formats(args.format)
     check_out(args.out, args.force)
-    provenance = Provenance.of(loaded, args.argv, input_files(args))
+    provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.load = load_arguments(args, loaded)
     run_folder = claim_run_folder(args.out, "activations", args.force)
     config = CHANNELS_DEFAULTS.replace(device=device, steps=args.steps)
