@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import introspect  # noqa: E402
 from blog_loop import blog_loop  # noqa: E402
+from classes_speed import best_time  # noqa: E402
 from introspect.data import load_dataset  # noqa: E402
 from introspect.params import with_prior  # noqa: E402
 from introspect.quality import Manifold, bright_share, frame_brightness, total_variation  # noqa: E402
@@ -133,17 +134,8 @@ def verdict(ok: bool) -> str:
 def timing_ratio(repeats: int = 3) -> tuple[float, float, float]:
     """Best wall times of `introspect classes` (defaults) and the blog loop on the built-in MNIST model."""
     loaded = introspect.load_model("mnist")
-
-    def best(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    ours = best(lambda: introspect.visualize_classes(loaded.model, loaded.spec))
-    blog = best(lambda: blog_loop(loaded.model, loaded.spec))
+    ours = best_time(lambda: introspect.visualize_classes(loaded.model, loaded.spec), repeats)
+    blog = best_time(lambda: blog_loop(loaded.model, loaded.spec), repeats)
     return ours, blog, ours / blog
 
 
