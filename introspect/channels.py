@@ -28,9 +28,8 @@ from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 from .params import ImageConfig
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
-#: not its support (which holds channels below what they can reach: 67% against 98% of the zoo SeqCNN's
-#: features.3 channels at ratio >= 1), a faster rate and more steps reach activations above the best
-#: real image's (benchmarks/zoo.py).
+#: not its support (which holds channels below what they can reach), a faster rate and more steps
+#: reach activations above the best real image's (benchmarks/zoo.py).
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
 
