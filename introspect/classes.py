@@ -72,6 +72,7 @@ class ClassesResult:
     candidate_margins: torch.Tensor | None = None  # (candidates, N) every candidate's margin
     runner_up_names: list[str] = field(default_factory=list)
     start: str = ""  # the starting image, in words ("dark (auto)", "grey", ...)
+    pulled: bool = False  # the pull toward the data's mean input applied (the spec had a prior)
 
     @property
     def titles(self) -> list[str]:
@@ -91,7 +92,7 @@ class ClassesResult:
         c = self.config
         parts = [f"objective {self.objective}", f"steps {c.steps}", f"lr {c.lr:g}", f"seed {c.seed}",
                  f"param {c.image.parametrization}", f"start {self.start or 'auto'}"]
-        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("pull", c.pull), ("l2", c.l2), ("blur", c.blur)) if weight]
+        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("pull", c.pull if self.pulled else 0), ("l2", c.l2), ("blur", c.blur)) if weight]
         parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
         return "settings: " + ", ".join(parts)
 
@@ -232,4 +233,5 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         runner_up_names=["" if r is None else spec.class_names[r] if r < len(spec.class_names) else str(r)
                          for r in runner_up],
         start=describe_start(config, spec),
+        pulled=bool(config.pull and spec.image_mean is not None and config.image.use_prior),
     )

@@ -96,3 +96,13 @@ def test_titles_say_logit_probability_and_runner_up(shipped_mnist):
     name, verdict, runner = result.titles[0].split("\n")
     assert name == "7" and verdict.startswith(f"logit {float(result.logits[0]):.1f}  p")
     assert runner.startswith(f"next: {result.runner_up_names[0]} (p") and "$" not in result.titles[0]
+
+
+def test_settings_name_the_pull_only_where_it_applied(shipped_mnist):
+    from introspect import CLASSES_DEFAULTS
+
+    config = CLASSES_DEFAULTS.replace(steps=1)
+    with_prior = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config)
+    bare = shipped_mnist.spec.replace(spectrum=None, image_mean=None, image_support=None)
+    without = visualize_classes(shipped_mnist.model, bare, [3], config)
+    assert "pull 10" in with_prior.settings and "pull" not in without.settings
