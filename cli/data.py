@@ -57,7 +57,7 @@ def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output) -> s
     """Give ``loaded`` the image prior of ``data`` (estimated as for the built-in models); say which prior
     the images use and return that line for run.json."""
     if data is not None:
-        loaded.spec = with_prior(loaded.spec, data.pixels())
+        loaded.spec = with_prior(loaded.spec, data.images)  # uint8: only the sample used is made float
         line = f"estimated from {len(data):,} images ({data.source})"
     elif loaded.spec.image_mean is not None:
         line = "stored with the model"

@@ -141,17 +141,23 @@ PRIOR_SIZE = 32
 SUPPORT_QUANTILE = 0.95
 
 
+#: At most this many pixel values (images x C x H x W) go into an estimate: 10,000 MNIST digits,
+#: about 330 images at 224 x 224 RGB (the float copies stay near 200 MB).
+PRIOR_BUDGET = 50_000_000
+
+
 def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
-    """The image prior of real inputs (N, C, H, W) in [0, 1], as ModelSpec fields: ``spectrum`` (mean
-    Fourier magnitude), ``image_mean`` (the mean input) and ``image_support`` (per pixel, the 95th
-    percentile of brightness, scaled so the brightest pixel is 1: where real inputs have content).
-    At most ``limit`` images, evenly spaced, are used; mean and support are stored at most
-    PRIOR_SIZE pixels a side."""
+    """The image prior of real inputs (N, C, H, W) — floats in [0, 1], or uint8 — as ModelSpec fields:
+    ``spectrum`` (mean Fourier magnitude), ``image_mean`` (the mean input) and ``image_support`` (per
+    pixel, the 95th percentile of brightness, scaled so the brightest pixel is 1: where real inputs
+    have content). At most ``limit`` images (fewer for large inputs, see PRIOR_BUDGET), evenly
+    spaced, are used; mean and support are stored at most PRIOR_SIZE pixels a side."""
     if pixels.ndim != 4 or not len(pixels):
         raise ValueError(f"estimate_prior needs real images (N, C, H, W), got shape {tuple(pixels.shape)}")
+    limit = max(1, min(limit, PRIOR_BUDGET // pixels[0].numel()))
     if len(pixels) > limit:
         pixels = pixels[torch.linspace(0, len(pixels) - 1, limit).long()]
-    pixels = pixels.float()
+    pixels = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
     height, width = pixels.shape[-2:]
     scale = min(1.0, PRIOR_SIZE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -231,7 +237,8 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
 
 
 def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:
-    """``spec`` carrying the image prior of real inputs ``pixels`` (N, C, H, W) in [0, 1] (``estimate_prior``)."""
+    """``spec`` carrying the image prior of real inputs ``pixels`` (N, C, H, W), floats in [0, 1] or
+    uint8 (``estimate_prior``)."""
     if tuple(pixels.shape[1:]) != tuple(spec.input_shape):
         raise ValueError(f"the images are {tuple(pixels.shape[1:])}, the model takes {tuple(spec.input_shape)}")
     return spec.replace(**estimate_prior(pixels))

@@ -121,3 +121,16 @@ def test_same_key_same_start_whatever_the_batch():
     alone = image_for(_spec(), ImageConfig(), [7], seed=3)()
     batched = image_for(_spec(), ImageConfig(), [1, 7], seed=3)()
     torch.testing.assert_close(alone[0], batched[1])
+
+
+def test_prior_of_uint8_images_matches_floats_and_large_inputs_are_sampled(monkeypatch):
+    import introspect.params as params
+
+    data = _centred_blobs(n=50)
+    as_uint8 = (data * 255).round().to(torch.uint8)
+    from_uint8, from_float = estimate_prior(as_uint8), estimate_prior(as_uint8.float() / 255)
+    assert from_uint8 == from_float
+    monkeypatch.setattr(params, "PRIOR_BUDGET", 16 * 16 * 10)  # room for 10 images of 16 x 16
+    sampled = estimate_prior(as_uint8)
+    assert sampled != from_uint8  # fewer images went in
+    assert sampled == estimate_prior(as_uint8[torch.linspace(0, 49, 10).long()])
