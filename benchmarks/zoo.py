@@ -27,9 +27,8 @@ from introspect.models import MetaOverrides  # noqa: E402
 from introspect.params import with_prior  # noqa: E402
 
 ZOO, ASSETS = ROOT / "tests" / "zoo" / "models.py", ROOT / "tests" / "assets" / "zoo"
-#: A middle layer of each model, as a user would pick one: a stage's output after its activation where
-#: the model has an activation module (a functional F.relu/F.gelu cannot be seen: FunctionalNet's conv2
-#: is its pre-activation output).
+#: A middle layer of each model, as a user would pick one (its activation, a module or an F.gelu call,
+#: is found at load: see introspect.models.sources.find_activations).
 MIDDLE = {"seqcnn": "features.3", "seqcnn-closed": "features.3", "bnresnet": "block1.relu2", "actnet": "gelu",
           "functionalnet": "conv2", "multihead": "trunk.4", "dictnet": "body.3", "mlp": "layers.3",
           "tinyvit": "vit.encoder.layers.encoder_layer_1"}

@@ -19,6 +19,8 @@ INPUT = "<input>"
 #: Activation functions a model may apply to a layer's output (ModelSpec.activations names them).
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
     "identity": lambda x: x,
 }
 

@@ -172,3 +172,32 @@ def test_class_names_must_match_the_logits_width(small_net_file):
         load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"), logits_layer="block1.0"))  # 4 x 28 x 28
     with pytest.raises(UserError, match="class_names has 3 names, but the model has 1000 classes"):
         load_model("torchvision:resnet18", meta=MetaOverrides(size=32, class_names=("a", "b", "c")))
+
+
+def test_activations_are_found_in_sequentials_and_traced_forwards():
+    """What the next layer receives: nn.Sequential neighbours, functional calls and modules called in
+    forward; a forward torch.fx cannot trace keeps what nn.Sequential shows."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from introspect.models.sources import find_activations
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2, self.act = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.SiLU()
+            self.block = nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.GELU())
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x):
+            x = self.act(self.conv2(F.relu(self.conv1(x))))
+            return self.fc(self.block(x).mean((2, 3)))
+
+    class Branchy(Functional):
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace this
+                x = F.relu(self.conv1(x))
+            return self.fc(self.block(self.conv2(x)).mean((2, 3)))
+
+    assert find_activations(Functional()) == {"conv1": "relu", "conv2": "silu", "block.1": "gelu"}
+    assert find_activations(Branchy()) == {"block.1": "gelu"}

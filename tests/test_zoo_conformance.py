@@ -80,7 +80,6 @@ MATRIX = {
 }
 #: Bars the defaults do not reach yet (issue #10 stays open for them); strict: a fix shows up as XPASS.
 MISSED = {
-    "functionalnet": "channels of conv2 are pre-activation (its F.gelu cannot be hooked): about half reach ratio 1",
     "mlp": "the VGG judge (the only other architecture family) names 7 of 10 Fashion-MNIST class images",
 }
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import Message, UserError
@@ -127,7 +129,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
         model = get_model(name, weights=chosen)
-        spec = spec.replace(activations=sequential_activations(model))
+        spec = spec.replace(activations=find_activations(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError(f"could not get torchvision weights {info}: {str(exc).splitlines()[0]} — offline, download "
                         "them elsewhere and pass the file with {checkpoint}") from exc
@@ -229,18 +231,54 @@ def first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
-def sequential_activations(model: nn.Module) -> dict[str, str]:
-    """{layer: "relu"} for every module that an nn.ReLU directly follows inside an nn.Sequential
-    (Conv2d, ReLU or Conv2d, BatchNorm2d, ReLU: the BatchNorm): what the next layer receives, so a
-    channel report measures the ReLU's output, not the negative pre-activations of a closed unit."""
+#: Activation modules and calls whose output is what the next layer receives.
+ACTIVATION_MODULES = {nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu"}
+ACTIVATION_CALLS = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
+
+
+def find_activations(model: nn.Module) -> dict[str, str]:
+    """{layer: activation} for every module whose output goes straight into a ReLU, GELU or SiLU — a
+    module that follows it in an nn.Sequential, or, where torch.fx can trace the forward, a module or
+    an F.relu/F.gelu/F.silu call that is its only use — so a channel report measures what the next
+    layer receives, not the negative pre-activations of a closed unit. Untraceable forwards (data-
+    dependent control flow) keep what nn.Sequential shows."""
     found = {}
     for prefix, module in model.named_modules():
-        if not isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (name, _), (_, following) in zip(children, children[1:]):
+                if type(following) in ACTIVATION_MODULES:
+                    found[f"{prefix}.{name}" if prefix else name] = ACTIVATION_MODULES[type(following)]
+    for layer, activation in _traced_activations(model).items():
+        found.setdefault(layer, activation)
+    return found
+
+
+def _traced_activations(model: nn.Module) -> dict[str, str]:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - any forward fx cannot trace: fall back to what nn.Sequential shows
+        return {}
+    modules = dict(model.named_modules())
+    found = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.users) != 1:
             continue
-        children = list(module.named_children())
-        for (name, _), (_, following) in zip(children, children[1:]):
-            if isinstance(following, nn.ReLU):
-                found[f"{prefix}.{name}" if prefix else name] = "relu"
+        (user,) = node.users
+        if user.op == "call_function":
+            activation = ACTIVATION_CALLS.get(user.target)
+        elif user.op == "call_method":
+            activation = "relu" if user.target in ("relu", "relu_") else None
+        elif user.op == "call_module":
+            activation = ACTIVATION_MODULES.get(type(modules.get(user.target)))
+        else:
+            activation = None
+        if activation is not None:
+            found[node.target] = activation
     return found
 
 
@@ -260,7 +298,7 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     output = dry_forward(model.eval(), shape, name, "(check {size} / {input_shape})")
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
                      std=_per_channel(std, shape[0], "{std}"), logits_layer=None, class_names=(),
-                     activations=sequential_activations(model))
+                     activations=find_activations(model))
     plain = isinstance(output, torch.Tensor) and output.ndim == 2
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none
