@@ -5,7 +5,8 @@ channel ratios of a middle layer, one row per model.
 
 Each model gets its image prior from its training data, as `introspect classes --dataset NAME` does.
 Judges are the zoo's independent classifiers (tests/assets/zoo, never used during optimization):
-how many of the 10 class images each names correctly (bar: >= 8 by a judge of another architecture).
+how many of the 10 class images each names correctly; then the best of the other zoo models of a
+different architecture trained on the same data (issue #10's bar: >= 8 of 10).
 Channels: the share of live channels (neither dead nor rarely active) whose best image excites the
 channel at least as much as the best real image (ratio >= 1; bar: >= 90%).
 """
@@ -49,8 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     manifest = json.loads((ASSETS / "manifest.json").read_text())
     names = [n for n, e in manifest.items() if e.get("role") == "zoo" and (not args.only or n in args.only.split(","))]
-    print("| model | data | held-out acc | own p (min) | judge correct (VGG / MLP) | middle layer | live ratio >= 1 | s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | data | held-out acc | own p (min) | judge correct (VGG / MLP) | other zoo models: best | middle layer "
+          "| live ratio >= 1 | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         entry, started = manifest[name], time.time()
         loaded = load(name, entry)
@@ -64,6 +66,14 @@ def main() -> None:
             judge = load(judge_name, manifest[judge_name])
             logits = introspect.class_scores(judge.model, judge.spec, classes.images)
             verdicts.append(int((logits.argmax(1) == torch.tensor(classes.labels)).sum()))
+        others = []  # the issue's bar: another zoo model of a different architecture, trained on the same data
+        for other, other_entry in manifest.items():
+            if other_entry.get("role") == "zoo" and other_entry["dataset"] == entry["dataset"] \
+                    and other_entry["class"] != entry["class"]:
+                judge = load(other, other_entry)
+                logits = introspect.class_scores(judge.model, judge.spec, classes.images)
+                others.append((int((logits.argmax(1) == torch.tensor(classes.labels)).sum()), other))
+        best = max(others)
         layer = MIDDLE[name]
         examples = introspect.dataset_examples(loaded.model, loaded.spec, layer, data)
         channels = introspect.visualize_channels(loaded.model, loaded.spec, layer, examples=examples)
@@ -71,7 +81,8 @@ def main() -> None:
         reached = (channels.ratio >= 1) & eligible  # NaN ratios compare False
         share = f"{int(reached.sum())}/{int(eligible.sum())} ({float(reached.sum() / eligible.sum().clamp(min=1)):.0%})"
         print(f"| {name} | {entry['dataset']} | {entry['accuracy']:.1%} | {classes.probabilities.min():.3f} | "
-              f"{verdicts[0]}/10 / {verdicts[1]}/10 | {layer} | {share} | {time.time() - started:.0f} |",
+              f"{verdicts[0]}/10 / {verdicts[1]}/10 | {best[0]}/10 ({best[1]}) | {layer} | {share} "
+              f"| {time.time() - started:.0f} |",
               flush=True)
 
 
