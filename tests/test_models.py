@@ -91,7 +91,7 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
     ({"std": [-0.5]}, "std must be > 0 for every channel"),
     ({"class_names": []}, "class_names must hold at least one name"),
     ({"class_names": [1, 2]}, "class_names must hold at least one name (strings)"),
-    ({"activations": {"conv1": "gelu"}}, "activations names unknown function 'gelu' for layer 'conv1'; known: relu, identity"),
+    ({"activations": {"conv1": "swish"}}, "activations names unknown function 'swish' for layer 'conv1'; known: relu, gelu, silu, identity"),
     ({"activations": ["relu"]}, "activations must map layers to function names"),
     ({"spectrum": [[1.0, 2.0]]}, "spectrum must be 28 x 15"),
     ({"spectrum": "abc"}, "spectrum must be a list of rows of numbers"),
