@@ -35,7 +35,7 @@ from classes_speed import best_time  # noqa: E402
 from introspect.data import load_dataset  # noqa: E402
 from introspect.params import with_prior  # noqa: E402
 from introspect.quality import Manifold, bright_share, frame_brightness, total_variation  # noqa: E402
-from zoo import ASSETS, load  # noqa: E402
+from zoo import ASSETS, zoo_model  # noqa: E402
 
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 FRAME_BAR = {"mnist": ("<= 0.02", lambda value, real: value <= 0.02),
@@ -83,7 +83,7 @@ def model_and_data(name: str):
     if name in ("mnist", "fashion-mnist"):
         return introspect.load_model(name), name
     entry = MANIFEST[name]
-    loaded = load(name, entry)
+    loaded = zoo_model(name)
     loaded.spec = with_prior(loaded.spec, load_dataset(entry["dataset"], "train").pixels())
     return loaded, entry["dataset"]
 
@@ -95,7 +95,7 @@ class Reference:
         test = load_dataset(dataset, "test")
         self.pixels, self.labels = test.pixels(), test.labels
         self.manifold = Manifold.fit(load_dataset(dataset, "train").pixels())
-        self.judges = {kind: load(f"{dataset}-judge-{kind}", MANIFEST[f"{dataset}-judge-{kind}"]) for kind in ("vgg", "mlp")}
+        self.judges = {kind: zoo_model(f"{dataset}-judge-{kind}") for kind in ("vgg", "mlp")}
         self.real_frame = float(frame_brightness(self.pixels).mean())
 
     def per_class(self, statistic, images: torch.Tensor, labels: list[int]) -> torch.Tensor:

@@ -22,25 +22,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import introspect  # noqa: E402
-from introspect.models import MetaOverrides  # noqa: E402
+from helpers import zoo_model  # noqa: E402  (loads a zoo model as a user would: its file and manifest flags)
 from introspect.params import with_prior  # noqa: E402
 
-ZOO, ASSETS = ROOT / "tests" / "zoo" / "models.py", ROOT / "tests" / "assets" / "zoo"
+ASSETS = ROOT / "tests" / "assets" / "zoo"
 #: A middle layer of each model, as a user would pick one (its activation, a module or an F.gelu call,
 #: is found at load: see introspect.models.sources.find_activations).
 MIDDLE = {"seqcnn": "features.3", "seqcnn-closed": "features.3", "bnresnet": "block1.relu2", "actnet": "gelu",
           "functionalnet": "conv2", "multihead": "trunk.4", "dictnet": "body.3", "mlp": "layers.3",
           "tinyvit": "vit.encoder.layers.encoder_layer_1"}
-
-
-def load(name: str, entry: dict):
-    logits = entry["logits"]
-    meta = MetaOverrides(input_shape=tuple(entry["input_shape"]), mean=tuple(entry["mean"]), std=tuple(entry["std"]),
-                         logits_layer=logits.get("layer"),
-                         logits_output=None if logits.get("output") is None else str(logits["output"]))
-    return introspect.load_model(f"{ZOO}:{entry['class']}", ASSETS / f"{name}.pt", meta=meta)
 
 
 def main() -> None:
@@ -55,7 +48,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         entry, started = manifest[name], time.time()
-        loaded = load(name, entry)
+        loaded = zoo_model(name)
         data = introspect.load_dataset(entry["dataset"], "train")
         loaded.spec = with_prior(loaded.spec, data.pixels())
         classes = introspect.visualize_classes(loaded.model, loaded.spec,
@@ -63,14 +56,14 @@ def main() -> None:
         verdicts = []
         for kind in ("vgg", "mlp"):
             judge_name = f"{entry['dataset']}-judge-{kind}"
-            judge = load(judge_name, manifest[judge_name])
+            judge = zoo_model(judge_name)
             logits = introspect.class_scores(judge.model, judge.spec, classes.images)
             verdicts.append(int((logits.argmax(1) == torch.tensor(classes.labels)).sum()))
         others = []  # the bar: another zoo model of a different architecture, trained on the same data
         for other, other_entry in manifest.items():
             if other_entry.get("role") == "zoo" and other_entry["dataset"] == entry["dataset"] \
                     and other_entry["class"] != entry["class"]:
-                judge = load(other, other_entry)
+                judge = zoo_model(other)
                 logits = introspect.class_scores(judge.model, judge.spec, classes.images)
                 others.append((int((logits.argmax(1) == torch.tensor(classes.labels)).sum()), other))
         best = max(others)
