@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ import introspect  # noqa: E402
 from blog_loop import blog_loop  # noqa: E402
 from classes_speed import best_time  # noqa: E402
 from introspect.data import load_dataset  # noqa: E402
-from introspect.params import with_prior  # noqa: E402
+from introspect.params import with_prior, without_prior  # noqa: E402
 from introspect.quality import Manifold, bright_share, frame_brightness, total_variation  # noqa: E402
 from zoo import ASSETS, zoo_model  # noqa: E402
 
@@ -42,20 +43,17 @@ FRAME_BAR = {"mnist": ("<= 0.02", lambda value, real: value <= 0.02),
              "fashion-mnist": ("<= 2x real", lambda value, real: value <= 2 * real)}
 
 
-def _without_prior(spec):
-    return spec.replace(spectrum=None, image_mean=None, image_support=None)
-
-
 D = introspect.CLASSES_DEFAULTS
 #: The defaults with one part changed: (settings, objective, candidates, what the spec keeps).
 ABLATIONS = {
     "defaults": (D, "confidence", 1, None),
-    "no data prior (grey start, 1/f spectrum)": (D, "confidence", 1, _without_prior),
+    "no data prior (grey start, 1/f spectrum)": (D, "confidence", 1, without_prior),
+    "FFT with the data's spectrum instead of the data basis": (D.replace(image=replace(D.image, parametrization="fft")),
+                                                               "confidence", 1, None),
+    "no ink term": (D.replace(ink=0.0), "confidence", 1, None),
     "no redirected ReLU gradient": (D.replace(redirect_relu=False), "confidence", 1, None),
     "logit objective": (D, "logit", 1, None),
-    "TV 0.5 instead of 20": (D.replace(tv=0.5), "confidence", 1, None),
-    "no pull toward the mean input": (D.replace(pull=0.0), "confidence", 1, None),
-    "lr 0.05 instead of 0.1": (D.replace(lr=0.05), "confidence", 1, None),
+    "TV 0.5 instead of 15": (D.replace(tv=0.5), "confidence", 1, None),
     "--candidates 3": (D, "confidence", 3, None),
 }
 

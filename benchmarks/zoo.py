@@ -1,7 +1,7 @@
 """The conformance zoo with defaults: class images (own-model p, another architecture's verdict) and
 channel ratios of a middle layer, one row per model.
 
-    python benchmarks/zoo.py [--steps 128] [--only seqcnn,tinyvit]
+    python benchmarks/zoo.py [--steps N] [--only seqcnn,tinyvit]
 
 Each model gets its image prior from its training data, as `introspect classes --dataset NAME` does.
 Judges are the zoo's independent classifiers (tests/assets/zoo, never used during optimization):
@@ -38,7 +38,8 @@ MIDDLE = {"seqcnn": "features.3", "seqcnn-closed": "features.3", "bnresnet": "bl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=128, help="class steps (default: 128, the CLI's default)")
+    parser.add_argument("--steps", type=int, default=introspect.CLASSES_DEFAULTS.steps,
+                        help=f"class steps (default: {introspect.CLASSES_DEFAULTS.steps}, the CLI's default)")
     parser.add_argument("--only", help="comma-separated zoo names (default: all)")
     args = parser.parse_args()
     manifest = json.loads((ASSETS / "manifest.json").read_text())

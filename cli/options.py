@@ -170,14 +170,19 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--steps", type=positive_int, default=defaults.steps, help=f"optimization steps (default: {defaults.steps})")
     g.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr})")
     g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
-    g.add_argument("--param", default=defaults.image.parametrization, choices=["fft", "pixel"],
-                   help=f"image parametrization (default: {defaults.image.parametrization})")
+    g.add_argument("--param", default=defaults.image.parametrization, choices=["basis", "fft", "pixel"],
+                   help="image parametrization: basis (the principal directions of the model's data, for inputs up to "
+                        "32 px with a data prior; else fft), fft or pixel "
+                        f"(default: {defaults.image.parametrization})")
     g.add_argument("--start", default="auto", choices=list(STARTS),
                    help="starting image: dark, grey, or auto (the data's mean image when the model carries a prior "
                         "estimated from its data, else grey) (default: auto)")
     g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
     g.add_argument("--pull", type=float, default=defaults.pull,
                    help=f"weight of the pull toward the data's mean input, for models with a data prior (default: {defaults.pull:g})")
+    g.add_argument("--ink", type=float, default=defaults.ink,
+                   help="weight of the penalty on images fainter than the data's ink level, for models with a data prior "
+                        f"(default: {defaults.ink:g})")
     g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
     g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
     g.add_argument("--snapshots", type=int_list, default=(), metavar="STEPS",
@@ -197,7 +202,7 @@ def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -
 
 
 def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:
-    for name in ("tv", "pull", "l2", "blur"):
+    for name in ("tv", "pull", "ink", "l2", "blur"):
         value = getattr(args, name)
         if not (value >= 0 and value != float("inf")):
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
@@ -207,7 +212,7 @@ def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> Render
     return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed,
                             image=replace(defaults.image, parametrization=args.param,
                                           init_bias=STARTS[args.start] if args.start != "auto" else defaults.image.init_bias),
-                            tv=args.tv, pull=args.pull, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
+                            tv=args.tv, pull=args.pull, ink=args.ink, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
                             device=str(resolve_device(args.device)), amp=args.amp)
 
 

@@ -15,11 +15,12 @@ from .errors import UserError
 from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
-from .params import STARTS, start_bias
+from .params import STARTS, ImageConfig, parametrization_of, start_bias
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
-#: Defaults of class visualizations, chosen on the whole conformance zoo (benchmarks/quality.py).
-CLASSES_DEFAULTS = RenderConfig(lr=0.1, tv=20.0, pull=10.0, redirect_relu=True)
+#: Defaults of class visualizations, chosen with benchmarks/quality.py (MNIST, Fashion-MNIST and the zoo):
+#: the data basis where the spec has one (else FFT), the data's ink level, TV, redirected ReLU gradient.
+CLASSES_DEFAULTS = RenderConfig(steps=144, lr=0.1, tv=15.0, ink=50.0, redirect_relu=True, image=ImageConfig(parametrization="basis"))
 #: Candidate j of class c is rendered with key c + j * CANDIDATE_STRIDE: candidate 0 is the image a run
 #: without candidates makes, and every (class, candidate) draws its own randomness.
 CANDIDATE_STRIDE = 2 ** 20
@@ -73,6 +74,8 @@ class ClassesResult:
     runner_up_names: list[str] = field(default_factory=list)
     start: str = ""  # the starting image, in words ("dark (auto)", "grey", ...)
     pulled: bool = False  # the pull toward the data's mean input applied (the spec had a prior)
+    inked: bool = False  # the ink-level term applied (the spec had a prior)
+    parametrization: str = ""  # the parametrization used ("basis" falls back to "fft" without a data basis)
 
     @property
     def titles(self) -> list[str]:
@@ -91,8 +94,10 @@ class ClassesResult:
         """The run's settings in one plain-text line (for the report)."""
         c = self.config
         parts = [f"objective {self.objective}", f"steps {c.steps}", f"lr {c.lr:g}", f"seed {c.seed}",
-                 f"param {c.image.parametrization}", f"start {self.start or 'auto'}"]
-        parts += [f"{name} {weight:g}" for name, weight in (("tv", c.tv), ("pull", c.pull if self.pulled else 0), ("l2", c.l2), ("blur", c.blur)) if weight]
+                 f"param {self.parametrization or c.image.parametrization}", f"start {self.start or 'auto'}"]
+        applied = (("tv", c.tv), ("pull", c.pull if self.pulled else 0), ("ink", c.ink if self.inked else 0),
+                   ("l2", c.l2), ("blur", c.blur))
+        parts += [f"{name} {weight:g}" for name, weight in applied if weight]
         parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
         return "settings: " + ", ".join(parts)
 
@@ -234,4 +239,6 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
                          for r in runner_up],
         start=describe_start(config, spec),
         pulled=bool(config.pull and spec.image_mean is not None and config.image.use_prior),
+        inked=bool(config.ink and spec.ink_level is not None and config.image.use_prior),
+        parametrization=parametrization_of(config.image, spec),
     )

@@ -18,7 +18,7 @@ from torch import nn
 
 from .hooks import HookRegistry, frozen, redirected_relus
 from .models.spec import ModelSpec
-from .objectives import INPUT, Objective, blur, l2, total_variation, toward
+from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
 from .params import ImageConfig, image_for, prior_map
 from .transforms import Normalize, RandomAffine, TransformConfig
 
@@ -173,17 +173,20 @@ class RenderConfig:
     channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
     redirect_relu: bool = False  # let images whose gradient dies in a closed nn.ReLU still move
     pull: float = 0.0  # weight of the squared distance to the data's mean input (specs with a prior only)
+    ink: float = 0.0  # weight of the shortfall below the data's ink level (specs with a prior only)
 
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
 
     def regularized(self, objective: Objective, spec: ModelSpec | None = None) -> Objective:
-        """``objective`` plus the regularizers with a non-zero weight (``pull`` needs the spec's mean input)."""
+        """``objective`` plus the regularizers with a non-zero weight (``pull`` and ``ink`` need the spec's prior)."""
         for weight, regularizer in ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)):
             if weight:
                 objective = objective + regularizer(weight)
         if self.pull and spec is not None and spec.image_mean is not None and self.image.use_prior:
             objective = objective + toward(prior_map(spec.image_mean, spec.input_shape), self.pull)
+        if self.ink and spec is not None and spec.ink_level is not None and self.image.use_prior:
+            objective = objective + ink(spec.ink_level, self.ink)
         return objective
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],

@@ -175,6 +175,19 @@ def toward(image: torch.Tensor, weight: float) -> Objective:
     return Objective(fn, [], f"toward({weight:g})")
 
 
+def ink(level: float, weight: float) -> Objective:
+    """Minus ``weight`` x the squared shortfall of the images' ink level (sum(x^2) / sum(x): the
+    brightness of their bright part) below ``level``, e.g. the data's (``params.ink_level``). A model
+    often names a class from a faint outline; real inputs are drawn in full strength."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        images = a[INPUT].flatten(1)
+        reached = images.pow(2).sum(1) / images.sum(1).clamp(min=1e-6)
+        return -weight * (reached - level).clamp(max=0).pow(2)
+
+    return Objective(fn, [], f"ink({level:.3f}, {weight:g})")
+
+
 def blur(weight: float) -> Objective:
     """Minus ``weight`` x the mean squared difference to a 3x3-blurred copy: fewer sharp details score higher."""
 

@@ -5,6 +5,7 @@ so an image does not change when it is optimized in a different batch.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.spec import ModelSpec
+from .models.spec import PRIOR_FIELDS, ModelSpec
 
 
 WORD = 0xFFFFFFFF
@@ -63,6 +64,29 @@ class Prior(nn.Module):
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         image = torch.sigmoid(raw + self.bias)
         return image if self.support is None else image * self.support
+
+
+class BasisImage(nn.Module):
+    """An image in the principal directions of the data: image = sigmoid(mean_logit + z @ basis) [x support].
+
+    ``basis`` (k, C*H*W) holds the top principal directions of real inputs' logits, each scaled by
+    its standard deviation (see ``estimate_basis``), so the optimization moves along the ways real
+    inputs differ from each other, the common ones fastest: the data's own decorrelation, of which
+    lucid's 1/f Fourier scaling is the translation-invariant special case.
+    """
+
+    def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], basis: torch.Tensor,
+                 std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if basis.ndim != 2 or basis.shape[1] != math.prod(shape):
+            raise ValueError(f"basis must be (components, {math.prod(shape)}), got {tuple(basis.shape)}")
+        self.shape = tuple(shape)
+        self.register_buffer("basis", basis)
+        self.coefficients = nn.Parameter(_stack_normal(generators, (len(basis),)) * std)
+        self.prior = Prior(bias, support)
+
+    def forward(self) -> torch.Tensor:
+        return self.prior((self.coefficients @ self.basis).view(-1, *self.shape))
 
 
 class PixelImage(nn.Module):
@@ -146,12 +170,46 @@ SUPPORT_QUANTILE = 0.95
 PRIOR_BUDGET = 50_000_000
 
 
+#: The data basis keeps the principal directions that explain this share of the variance of real
+#: inputs' logits (chosen on MNIST and Fashion-MNIST with benchmarks/quality.py) ...
+BASIS_VARIANCE = 0.91
+#: ... and at most this many.
+BASIS_COMPONENTS = 256
+
+
+def estimate_basis(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The principal directions of real inputs (N, C, H, W) in [0, 1], in logit space (pixels clamped
+    to START_MARGIN from 0 and 1): (basis (k, C*H*W), mean logit (C*H*W,)). Each direction is scaled
+    by its standard deviation relative to the mean over all directions (as ``FFTImage`` scales its
+    frequencies); k is the fewest that explain BASIS_VARIANCE of the variance, at most
+    BASIS_COMPONENTS."""
+    logits = torch.logit(pixels.flatten(1).double().clamp(START_MARGIN, 1 - START_MARGIN))
+    mean = logits.mean(0)
+    centred = logits - mean
+    variances, directions = torch.linalg.eigh(centred.T @ centred / len(logits))
+    variances, directions = variances.flip(0).clamp(min=0), directions.flip(1)
+    explained = variances.cumsum(0) / variances.sum().clamp(min=1e-12)
+    count = min(int((explained < BASIS_VARIANCE).sum()) + 1, BASIS_COMPONENTS, len(variances))
+    spread = variances.sqrt()
+    scale = spread[:count] / spread.mean().clamp(min=1e-12)
+    return (directions[:, :count].T * scale[:, None]).float(), mean.float()
+
+
+def ink_level(pixels: torch.Tensor) -> float:
+    """How bright real inputs' bright parts are: the mean over images of sum(x^2) / sum(x), which is v
+    for an image of ink at brightness v on black (about 0.85 for MNIST, 0.68 for Fashion-MNIST)."""
+    flat = pixels.flatten(1).double()
+    return float((flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)).mean())
+
+
 def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     """The image prior of real inputs (N, C, H, W) — floats in [0, 1], or uint8 — as ModelSpec fields:
-    ``spectrum`` (mean Fourier magnitude), ``image_mean`` (the mean input) and ``image_support`` (per
+    ``spectrum`` (mean Fourier magnitude), ``image_mean`` (the mean input), ``image_support`` (per
     pixel, the 95th percentile of brightness, scaled so the brightest pixel is 1: where real inputs
-    have content). At most ``limit`` images (fewer for large inputs, see PRIOR_BUDGET), evenly
-    spaced, are used; mean and support are stored at most PRIOR_SIZE pixels a side."""
+    have content), ``ink_level`` and, for inputs at most PRIOR_SIZE pixels a side, the data basis
+    (``image_basis``, ``basis_mean``: see ``estimate_basis``). At most ``limit`` images (fewer for
+    large inputs, see PRIOR_BUDGET), evenly spaced, are used; mean and support are stored at most
+    PRIOR_SIZE pixels a side."""
     if pixels.ndim != 4 or not len(pixels):
         raise ValueError(f"estimate_prior needs real images (N, C, H, W), got shape {tuple(pixels.shape)}")
     limit = max(1, min(limit, PRIOR_BUDGET // pixels[0].numel()))
@@ -165,8 +223,13 @@ def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     support = torch.quantile(small.flatten(2).permute(1, 2, 0), SUPPORT_QUANTILE, dim=2).view(-1, *size)
     support = support / support.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1)
     as_lists = lambda t: tuple(map(tuple, t.tolist())) if t.ndim == 2 else tuple(as_lists(p) for p in t)  # noqa: E731
-    return {"spectrum": as_lists(mean_spectrum(pixels)), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
-            "image_support": as_lists(support.clamp(0, 1))}
+    prior = {"spectrum": as_lists(mean_spectrum(pixels)), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
+             "image_support": as_lists(support.clamp(0, 1)), "ink_level": ink_level(pixels),
+             "image_basis": None, "basis_mean": None}
+    if size == (height, width):
+        basis, mean = estimate_basis(pixels)
+        prior.update(image_basis=as_lists(basis), basis_mean=tuple(mean.tolist()))
+    return prior
 
 
 def prior_map(values: Sequence, shape: Sequence[int]) -> torch.Tensor:
@@ -181,7 +244,7 @@ def prior_map(values: Sequence, shape: Sequence[int]) -> torch.Tensor:
 class ImageConfig:
     """How the image being optimized is parametrized and where it starts."""
 
-    parametrization: str = "fft"  # "fft" or "pixel"
+    parametrization: str = "fft"  # "fft", "pixel", or "basis" (the data basis; fft where the spec has none)
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
     use_prior: bool = True  # use the spec's data prior when it has one: spectrum, mean-image start, support
     use_support: bool = True  # with the prior: keep the image within where real inputs have content
@@ -196,12 +259,22 @@ STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of uniform 
 START_MARGIN = 0.01
 
 
+def parametrization_of(config: ImageConfig, spec: ModelSpec) -> str:
+    """The parametrization ``image_for`` builds: "basis" falls back to "fft" without a data basis."""
+    if config.parametrization == "basis" and not (spec.image_basis is not None and config.use_prior):
+        return "fft"
+    return config.parametrization
+
+
 def start_bias(config: ImageConfig, spec: ModelSpec) -> float | torch.Tensor:
-    """The sigmoid bias of the starting image: ``init_bias`` when set; else the logit of the data's mean
-    input (C, H, W) when the spec carries one (a dark frame and a blurred average object for MNIST, a
-    grey field for natural images); else grey (0): a dark start can leave a model's first ReLUs closed."""
+    """The sigmoid bias of the starting image: ``init_bias`` when set; else, in the data basis, the
+    data's mean logit; else the logit of the data's mean input (C, H, W) when the spec carries one (a
+    dark frame and a blurred average object for MNIST, a grey field for natural images); else grey (0):
+    a dark start can leave a model's first ReLUs closed."""
     if config.init_bias is not None:
         return config.init_bias
+    if parametrization_of(config, spec) == "basis":
+        return torch.tensor(spec.basis_mean, dtype=torch.float32).view(spec.input_shape)
     if spec.image_mean is not None and config.use_prior:
         return torch.logit(prior_map(spec.image_mean, spec.input_shape).clamp(START_MARGIN, 1 - START_MARGIN))
     return STARTS["grey"]
@@ -219,9 +292,13 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
     starting values drawn from (seed, key)."""
     generators = image_generators(seed, keys)
     bias, support = start_bias(config, spec), support_of(config, spec)
-    if config.parametrization == "pixel":
+    parametrization = parametrization_of(config, spec)
+    if parametrization == "pixel":
         return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias, support=support)
-    if config.parametrization == "fft":
+    if parametrization == "basis":
+        basis = torch.tensor(spec.image_basis, dtype=torch.float32)
+        return BasisImage(spec.input_shape, generators, basis, std=config.init_std, bias=bias, support=support)
+    if parametrization == "fft":
         _, height, width = spec.input_shape
         if spec.spectrum is not None and config.use_prior:
             magnitude = torch.tensor(spec.spectrum).float().clone()
@@ -233,7 +310,12 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
             magnitude = frequency_scale(height, width, config.decay)
         return FFTImage(spec.input_shape, generators, magnitude, std=config.init_std, bias=bias, support=support,
                         decorrelate=config.decorrelate and spec.input_shape[0] == 3)
-    raise ValueError(f"unknown parametrization '{config.parametrization}' (fft or pixel)")
+    raise ValueError(f"unknown parametrization '{config.parametrization}' (fft, pixel or basis)")
+
+
+def without_prior(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with no image prior (grey start, 1/f spectrum)."""
+    return spec.replace(**dict.fromkeys(PRIOR_FIELDS))
 
 
 def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:

@@ -13,6 +13,7 @@ leaves a half-written file or a folder that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -307,8 +308,13 @@ def prior_record(spec, source: str | None = None) -> dict:
     if spec.image_mean is None and spec.spectrum is None:
         return {"source": source or "none"}
     rounded = lambda values: None if values is None else np.round(np.asarray(values, dtype=np.float64), 5).tolist()  # noqa: E731
-    return {"source": source or "stored with the model", "spectrum": rounded(spec.spectrum),
-            "image_mean": rounded(spec.image_mean), "image_support": rounded(spec.image_support)}
+    record = {"source": source or "stored with the model", "spectrum": rounded(spec.spectrum),
+              "image_mean": rounded(spec.image_mean), "image_support": rounded(spec.image_support),
+              "ink_level": None if spec.ink_level is None else round(spec.ink_level, 5)}
+    if spec.image_basis is not None:  # k x C*H*W numbers: its size and digest, not the values
+        values = np.asarray([spec.basis_mean, *spec.image_basis], dtype=np.float32)
+        record["basis"] = {"components": len(spec.image_basis), "sha256": hashlib.sha256(values.tobytes()).hexdigest()}
+    return record
 
 
 def run_status(interrupted_at: int | None) -> str:
@@ -626,8 +632,8 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     from .params import STARTS
 
     start = next((name for name, bias in STARTS.items() if bias == config.image.init_bias and name != "auto"), None)
-    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "pull": config.pull, "l2": config.l2,
-                "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
+    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "pull": config.pull,
+                "ink": config.ink, "l2": config.l2, "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
                 "param": config.image.parametrization, "start": start}
     expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},
                           snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"],

@@ -64,6 +64,8 @@ CASES = {
     "steps negative": (["channels", "--layer", "conv1", "--steps", "-5"], "must be at least 1"),
     "lr zero": (["classes", "--lr", "0"], "above 0"),
     "lr nan": (["classes", "--lr", "nan"], "above 0"),
+    "negative ink": (["classes", "--ink", "-1"], "--ink must be a finite number >= 0"),
+    "infinite tv": (["classes", "--tv", "inf"], "--tv must be a finite number >= 0"),
     "unknown device": (["classes", "--device", "tpu"], "unknown device 'tpu'"),
     "cuda without gpu": (["classes", "--device", "cuda"], "no CUDA GPU"),
     "empty data dir": (["evaluate", "--data-dir", "{tmp}/empty-dir"], "holds no MNIST files"),

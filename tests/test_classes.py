@@ -6,6 +6,7 @@ from introspect.classes import (CANDIDATE_STRIDE, OBJECTIVES, class_scores, form
                                 verdicts, visualize_classes)
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
+from introspect.params import without_prior
 
 CONFIG = RenderConfig(steps=4)
 
@@ -98,11 +99,13 @@ def test_titles_say_logit_probability_and_runner_up(shipped_mnist):
     assert runner.startswith(f"next: {result.runner_up_names[0]} (p") and "$" not in result.titles[0]
 
 
-def test_settings_name_the_pull_only_where_it_applied(shipped_mnist):
+def test_settings_name_the_data_terms_and_parametrization_only_where_they_applied(shipped_mnist):
     from introspect import CLASSES_DEFAULTS
 
-    config = CLASSES_DEFAULTS.replace(steps=1)
+    config = CLASSES_DEFAULTS.replace(steps=1, pull=10.0)
     with_prior = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config)
-    bare = shipped_mnist.spec.replace(spectrum=None, image_mean=None, image_support=None)
+    bare = without_prior(shipped_mnist.spec)
     without = visualize_classes(shipped_mnist.model, bare, [3], config)
     assert "pull 10" in with_prior.settings and "pull" not in without.settings
+    assert "ink 50" in with_prior.settings and "ink" not in without.settings
+    assert "param basis" in with_prior.settings and "param fft" in without.settings

@@ -2,7 +2,7 @@
 import torch
 
 from introspect.engine import RenderConfig
-from introspect.objectives import INPUT, blur, channel, class_logits, l2, total_variation
+from introspect.objectives import INPUT, blur, channel, class_logits, ink, l2, total_variation
 from introspect.quality import total_variation as tv
 
 
@@ -32,3 +32,15 @@ def test_config_adds_only_weighted_regularizers():
     acts = {"fc2": torch.zeros(1, 10), INPUT: torch.rand(1, 1, 8, 8)}
     combined = RenderConfig(tv=1.0).regularized(base)
     torch.testing.assert_close(combined(acts), -tv(acts[INPUT], reduction="mean"))
+
+
+def test_ink_penalizes_only_images_fainter_than_the_level():
+    images = torch.zeros(3, 1, 4, 4)
+    images[0, 0, 1:3, 1:3] = 0.9  # ink 0.9: above the level
+    images[1, 0, 1:3, 1:3] = 0.5  # ink 0.5: 0.2 short
+    images[2, 0, 1:3, 1:3] = 0.7  # exactly the level
+    values = ink(0.7, 10.0)({INPUT: images})
+    torch.testing.assert_close(values, torch.tensor([0.0, -10 * 0.2 ** 2, 0.0]))
+    faint = images[1:2].clone().requires_grad_(True)
+    ink(0.7, 10.0)({INPUT: faint}).sum().backward()
+    assert faint.grad[0, 0, 1, 1] > 0  # raising the objective brightens the ink

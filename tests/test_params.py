@@ -3,14 +3,16 @@ import pytest
 import torch
 
 from introspect.models import ModelSpec
-from introspect.params import (TRANSFORMS, FFTImage, ImageConfig, PixelImage, frequency_scale, image_for,
-                               PRIOR_SIZE, estimate_prior, image_generators, seed_entropy, start_bias, with_prior)
+from introspect.params import (BASIS_VARIANCE, TRANSFORMS, BasisImage, FFTImage, ImageConfig, PixelImage, estimate_basis,
+                               frequency_scale, image_for, ink_level, parametrization_of, PRIOR_SIZE, estimate_prior,
+                               image_generators, seed_entropy, start_bias, with_prior, without_prior)
 
 
-@pytest.mark.parametrize("param", ["fft", "pixel"])
+@pytest.mark.parametrize("param", ["fft", "pixel", "basis"])
 def test_parametrizations_in_unit_range(param):
     gens = image_generators(0, [0, 1])
     module = (FFTImage((1, 28, 28), gens, frequency_scale(28, 28, 1.0)) if param == "fft"
+              else BasisImage((1, 28, 28), gens, torch.randn(5, 784)) if param == "basis"
               else PixelImage((1, 28, 28), gens))
     with torch.no_grad():
         for p in module.parameters():
@@ -134,3 +136,61 @@ def test_prior_of_uint8_images_matches_floats_and_large_inputs_are_sampled(monke
     sampled = estimate_prior(as_uint8)
     assert sampled != from_uint8  # fewer images went in
     assert sampled == estimate_prior(as_uint8[torch.linspace(0, 49, 10).long()])
+
+
+def test_data_basis_holds_the_main_directions_of_the_data_logits():
+    data = _centred_blobs(n=300)
+    basis, mean = estimate_basis(data)
+    logits = torch.logit(data.flatten(1).double().clamp(0.01, 0.99))
+    torch.testing.assert_close(mean, logits.mean(0).float())
+    scales = basis.norm(dim=1)
+    assert (scales[:-1] >= scales[1:] - 1e-5).all()  # the commonest way of varying first
+    directions = (basis / scales[:, None]).double()
+    torch.testing.assert_close(directions @ directions.T, torch.eye(len(basis), dtype=torch.float64), atol=1e-4, rtol=0)
+    centred = logits - logits.mean(0)
+    kept = (centred @ directions.T).pow(2).sum() / centred.pow(2).sum()
+    assert kept >= BASIS_VARIANCE  # the fewest directions that explain that share
+    fewer = (centred @ directions[:-1].T).pow(2).sum() / centred.pow(2).sum()
+    assert fewer < BASIS_VARIANCE
+
+
+def test_basis_images_start_at_the_data_mean_logit_and_stay_in_its_directions():
+    data = _centred_blobs(n=300)
+    spec = with_prior(_spec(mean=0.1), data)
+    assert spec.image_basis is not None and len(spec.basis_mean) == 256
+    config = ImageConfig(parametrization="basis", use_support=False, init_std=0.0)
+    module = image_for(spec, config, [0, 1], seed=0)
+    assert isinstance(module, BasisImage) and parametrization_of(config, spec) == "basis"
+    start = torch.sigmoid(torch.tensor(spec.basis_mean).view(1, 16, 16))
+    torch.testing.assert_close(module(), start.expand(2, 1, 16, 16))
+    with torch.no_grad():
+        module.coefficients.normal_(0, 0.05)  # a move short of saturating the sigmoid
+    moved = torch.logit(module().flatten(1).double()) - torch.tensor(spec.basis_mean).double()
+    basis = torch.tensor(spec.image_basis).double()
+    residual = moved - moved @ torch.linalg.pinv(basis) @ basis
+    assert residual.norm() < 1e-3 * moved.norm()  # nowhere outside the data's directions (float32 rounding aside)
+    # no basis (no prior, or a prior of inputs over PRIOR_SIZE): the FFT image instead
+    assert isinstance(image_for(without_prior(spec), config, [0], seed=0), FFTImage)
+    assert isinstance(image_for(spec, ImageConfig(parametrization="basis", use_prior=False), [0], seed=0), FFTImage)
+    assert estimate_prior(torch.rand(4, 1, 40, 40))["image_basis"] is None
+
+
+def test_ink_level_is_the_brightness_of_the_bright_part():
+    ink = torch.zeros(2, 1, 8, 8)
+    ink[0, 0, 2:5, 2:5] = 0.8
+    ink[1, 0, 1:7, 3] = 0.6
+    assert ink_level(ink) == pytest.approx(0.7)
+    assert with_prior(_spec(mean=0.1), _centred_blobs()).ink_level == pytest.approx(ink_level(_centred_blobs()))
+
+
+def test_spec_refuses_a_malformed_basis():
+    spec = with_prior(_spec(mean=0.1), _centred_blobs())
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="give both or neither"):
+        spec.replace(basis_mean=None)
+    with pytest.raises(ValueError, match="rows of C\\*H\\*W = 256"):
+        spec.replace(image_basis=[[0.0] * 255])
+    with pytest.raises(ValueError, match="finite"):
+        spec.replace(basis_mean=[float("nan")] * 256)
+    with pytest.raises(ValueError, match="ink_level"):
+        spec.replace(ink_level=0.0)

@@ -111,3 +111,12 @@ def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
     assert main(["rerun", str(folder), "--out", "again"]) == 0
     assert (tmp_path / "again" / "images.npz").read_bytes() == (folder / "images.npz").read_bytes()
     assert "--candidates" in _record(tmp_path / "again")["argv"]
+
+
+def test_a_recipe_from_before_the_ink_term_reruns_without_it():
+    from introspect_cli.commands.rerun import argv_from_recipe
+
+    old = {"command": "classes", "model": "mnist", "steps": 128, "tv": 20.0, "pull": 10.0, "param": "fft"}
+    assert argv_from_recipe(old)[-2:] == ["--ink", "0"]
+    new = argv_from_recipe({**old, "ink": 50.0})
+    assert new.count("--ink") == 1 and new[new.index("--ink") + 1] == "50.0"

@@ -78,8 +78,6 @@ MATRIX = {
     "dictnet": ("body.3", ["vgg", "mlp"]), "mlp": ("layers.3", ["vgg"]),
     "tinyvit": ("vit.encoder.layers.encoder_layer_1", ["vgg", "mlp"]),
 }
-#: The stricter judge bar the defaults do not reach yet; strict: a fix shows up as XPASS.
-JUDGE_MISSED = {"mlp": "the VGG judge (the only judge of another family) names 7 of 10 Fashion-MNIST class images"}
 
 
 def _zoo_classes(name: str):
@@ -125,8 +123,7 @@ def test_zoo_bars_with_defaults(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=JUDGE_MISSED[n]))
-                                  if n in JUDGE_MISSED else n for n in MATRIX])
+@pytest.mark.parametrize("name", list(MATRIX))
 def test_zoo_class_images_named_by_a_judge_of_another_family(name):
     """Stricter than another zoo model: an independent judge (never a zoo model) of another family names >= 8."""
     _, _, classes = _zoo_classes(name)

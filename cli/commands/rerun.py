@@ -112,7 +112,7 @@ def argv_from_recipe(recipe: dict | None) -> list[str] | None:
         return None
     argv = [recipe["command"]]
     argv += ["--model", recipe["model"]] if "model" in recipe else ["--checkpoint", recipe["checkpoint"]]
-    for key in ("steps", "lr", "seed", "param", "start", "tv", "pull", "l2", "blur", "device", "objective", "candidates",
+    for key in ("steps", "lr", "seed", "param", "start", "tv", "pull", "ink", "l2", "blur", "device", "objective", "candidates",
                 "diverse", "batch_size", "dataset", "split", "top_k"):
         if recipe.get(key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(recipe[key])]
@@ -120,4 +120,6 @@ def argv_from_recipe(recipe: dict | None) -> list[str] | None:
         if recipe.get(key):
             argv += [f"--{key}", ",".join(map(str, recipe[key]))]
     argv += [flag for flag in ("--amp", "--neuron") if recipe.get(flag[2:])]
+    if "ink" not in recipe:  # written before the ink term existed: the run had none
+        argv += ["--ink", "0"]
     return argv

@@ -23,7 +23,7 @@ from ..errors import Message, UserError
 from ..outputs import output_kind
 from .checkpoint import file_sha256, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
-from .spec import ModelSpec
+from .spec import PRIOR_FIELDS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
     if "input_shape" in changes:
         dry_forward(loaded.model, shape, spec.name, f"; its input may be fixed at {spec.input_shape}")
         if tuple(shape) != tuple(spec.input_shape):
-            changes.update(spectrum=None, image_mean=None, image_support=None)  # measured on inputs of the old shape
+            changes.update(dict.fromkeys(PRIOR_FIELDS))  # measured on inputs of the old shape
     if meta.mean is not None:
         changes["mean"] = _per_channel(meta.mean, shape[0], "{mean}")
     if meta.std is not None:

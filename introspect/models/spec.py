@@ -7,6 +7,9 @@ from typing import Any
 
 from ..objectives import ACTIVATION_FUNCTIONS
 
+#: The fields that make a spec's image prior (estimated together by ``introspect.params.estimate_prior``).
+PRIOR_FIELDS = ("spectrum", "image_mean", "image_support", "ink_level", "image_basis", "basis_mean")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -23,7 +26,10 @@ class ModelSpec:
     ``image_mean`` and ``image_support`` (C x h x w nested lists, at most PRIOR_SIZE pixels a side,
     resized to the input when used) are the mean real input and, per pixel, how bright real inputs
     get there (the 95th percentile, scaled so the brightest pixel is 1): with ``spectrum`` they make
-    the image prior estimated from the model's data (``introspect.params.estimate_prior``).
+    the image prior estimated from the model's data (``introspect.params.estimate_prior``), with
+    ``ink_level`` (how bright real inputs' bright parts are) and, for small inputs, the data basis:
+    ``image_basis`` (k rows of C*H*W: principal directions of real inputs' logits, each scaled by its
+    spread) and ``basis_mean`` (C*H*W: their mean logit).
     ``logits_output`` picks the logits out of a structured output (an index of a
     tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
     ``logits_layer`` of None means the logits are unknown: layers, channels and
@@ -43,6 +49,9 @@ class ModelSpec:
     logits_output: str | None = None
     image_mean: tuple[tuple[tuple[float, ...], ...], ...] | None = field(default=None, repr=False)
     image_support: tuple[tuple[tuple[float, ...], ...], ...] | None = field(default=None, repr=False)
+    ink_level: float | None = None
+    image_basis: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
+    basis_mean: tuple[float, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
@@ -88,6 +97,17 @@ class ModelSpec:
                 raise ValueError(f"{name} must be C x h x w with C = {shape[0]} (input channels)")
             if not all(0.0 <= v <= 1.0 for plane in values for row in plane for v in row):
                 raise ValueError(f"{name} must hold pixel values in [0, 1]")
+
+        if self.ink_level is not None and not (_is_number(self.ink_level) and 0 < self.ink_level <= 1):
+            raise ValueError(f"ink_level must be a number in (0, 1], got {_brief(self.ink_level)}")
+        if (self.image_basis is None) != (self.basis_mean is None):
+            raise ValueError("image_basis and basis_mean come together: give both or neither")
+        if self.image_basis is not None:
+            size = shape[0] * shape[1] * shape[2]
+            if len(self.basis_mean) != size or not self.image_basis or any(len(row) != size for row in self.image_basis):
+                raise ValueError(f"image_basis must be rows of C*H*W = {size} numbers, and basis_mean {size} numbers")
+            if not all(math.isfinite(v) for row in (*self.image_basis, self.basis_mean) for v in row):
+                raise ValueError("image_basis and basis_mean must hold finite numbers")
 
     @property
     def num_classes(self) -> int:
@@ -144,6 +164,13 @@ class ModelSpec:
                     values[key] = tuple(tuple(tuple(float(v) for v in row) for row in plane) for plane in values[key])
                 except (TypeError, ValueError):
                     raise ValueError(f"{key} must be a list of planes of rows of numbers") from None
+        try:
+            if values.get("image_basis") is not None:
+                values["image_basis"] = tuple(tuple(float(v) for v in row) for row in values["image_basis"])
+            if values.get("basis_mean") is not None:
+                values["basis_mean"] = tuple(float(v) for v in values["basis_mean"])
+        except (TypeError, ValueError):
+            raise ValueError("image_basis must be a list of rows of numbers, basis_mean a list of numbers") from None
         return cls(**values)
 
     def replace(self, **changes: Any) -> "ModelSpec":
