@@ -70,7 +70,8 @@ def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output) -> s
 def prior_data(args: argparse.Namespace, loaded: LoadedModel, io: Output) -> ImageDataset | None:
     """The data classes estimate their prior from: what the flags name, else the model's own dataset
     when the model carries no prior of its own; None when there is none (said)."""
-    if not asked_for_data(args) and (loaded.spec.image_mean is not None or args.dataset == "none"
+    # A prior stored before the ink level and the data basis existed is estimated again when the data is known.
+    if not asked_for_data(args) and (loaded.spec.ink_level is not None or args.dataset == "none"
                                      or loaded.spec.dataset is None):
         return None  # apply_prior says which prior the images use
     return dataset_from_args(args, loaded.spec, io, "class images start from a plain grey prior")

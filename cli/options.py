@@ -171,8 +171,8 @@ def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> No
     g.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr})")
     g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
     g.add_argument("--param", default=defaults.image.parametrization, choices=["basis", "fft", "pixel"],
-                   help="image parametrization: basis (the principal directions of the model's data, for inputs up to "
-                        "32 px with a data prior; else fft), fft or pixel "
+                   help="image parametrization: basis (the principal directions of the model's data, for inputs of "
+                        "up to 3,072 values with a data prior; else fft), fft or pixel "
                         f"(default: {defaults.image.parametrization})")
     g.add_argument("--start", default="auto", choices=list(STARTS),
                    help="starting image: dark, grey, or auto (the data's mean image when the model carries a prior "

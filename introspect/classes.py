@@ -142,10 +142,11 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
 
 
 def describe_start(config: RenderConfig, spec: ModelSpec) -> str:
-    """The starting image in words: "data mean (auto)", "dark", "grey", "grey (auto)", or the sigmoid bias."""
+    """The starting image in words: "data mean logit (auto)" (data basis), "data mean (auto)", "dark", "grey",
+    "grey (auto)", or the sigmoid bias."""
     bias = start_bias(config.image, spec)
     if isinstance(bias, torch.Tensor):
-        return "data mean (auto)"
+        return "data mean logit (auto)" if parametrization_of(config.image, spec) == "basis" else "data mean (auto)"
     name = next((n for n, b in STARTS.items() if b == bias and n != "auto"), f"bias {bias:g}")
     return name + (" (auto)" if config.image.init_bias is None else "")
 

@@ -173,40 +173,45 @@ PRIOR_BUDGET = 50_000_000
 #: The data basis keeps the principal directions that explain this share of the variance of real
 #: inputs' logits (chosen on MNIST and Fashion-MNIST with benchmarks/quality.py) ...
 BASIS_VARIANCE = 0.91
-#: ... and at most this many.
+#: ... and at most this many; inputs of at most BASIS_VALUES values (C x H x W) get a basis.
 BASIS_COMPONENTS = 256
+BASIS_VALUES = 3 * PRIOR_SIZE * PRIOR_SIZE
 
 
-def estimate_basis(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_basis(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The principal directions of real inputs (N, C, H, W) in [0, 1], in logit space (pixels clamped
     to START_MARGIN from 0 and 1): (basis (k, C*H*W), mean logit (C*H*W,)). Each direction is scaled
     by its standard deviation relative to the mean over all directions (as ``FFTImage`` scales its
     frequencies); k is the fewest that explain BASIS_VARIANCE of the variance, at most
-    BASIS_COMPONENTS."""
+    BASIS_COMPONENTS. None when the images do not vary."""
     logits = torch.logit(pixels.flatten(1).double().clamp(START_MARGIN, 1 - START_MARGIN))
     mean = logits.mean(0)
     centred = logits - mean
     variances, directions = torch.linalg.eigh(centred.T @ centred / len(logits))
     variances, directions = variances.flip(0).clamp(min=0), directions.flip(1)
-    explained = variances.cumsum(0) / variances.sum().clamp(min=1e-12)
+    if variances.sum() <= 1e-9:
+        return None  # one image, or all alike: no direction to move in
+    explained = variances.cumsum(0) / variances.sum()
     count = min(int((explained < BASIS_VARIANCE).sum()) + 1, BASIS_COMPONENTS, len(variances))
     spread = variances.sqrt()
     scale = spread[:count] / spread.mean().clamp(min=1e-12)
     return (directions[:, :count].T * scale[:, None]).float(), mean.float()
 
 
-def ink_level(pixels: torch.Tensor) -> float:
+def ink_level(pixels: torch.Tensor) -> float | None:
     """How bright real inputs' bright parts are: the mean over images of sum(x^2) / sum(x), which is v
-    for an image of ink at brightness v on black (about 0.85 for MNIST, 0.68 for Fashion-MNIST)."""
+    for an image of ink at brightness v on black (about 0.85 for MNIST, 0.68 for Fashion-MNIST).
+    None when every image is black."""
     flat = pixels.flatten(1).double()
-    return float((flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)).mean())
+    level = float((flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)).mean())
+    return level if level > 0 else None
 
 
 def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     """The image prior of real inputs (N, C, H, W) — floats in [0, 1], or uint8 — as ModelSpec fields:
     ``spectrum`` (mean Fourier magnitude), ``image_mean`` (the mean input), ``image_support`` (per
     pixel, the 95th percentile of brightness, scaled so the brightest pixel is 1: where real inputs
-    have content), ``ink_level`` and, for inputs at most PRIOR_SIZE pixels a side, the data basis
+    have content), ``ink_level`` and, for inputs of at most BASIS_VALUES values, the data basis
     (``image_basis``, ``basis_mean``: see ``estimate_basis``). At most ``limit`` images (fewer for
     large inputs, see PRIOR_BUDGET), evenly spaced, are used; mean and support are stored at most
     PRIOR_SIZE pixels a side."""
@@ -226,9 +231,9 @@ def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     prior = {"spectrum": as_lists(mean_spectrum(pixels)), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
              "image_support": as_lists(support.clamp(0, 1)), "ink_level": ink_level(pixels),
              "image_basis": None, "basis_mean": None}
-    if size == (height, width):
-        basis, mean = estimate_basis(pixels)
-        prior.update(image_basis=as_lists(basis), basis_mean=tuple(mean.tolist()))
+    basis = estimate_basis(pixels) if pixels[0].numel() <= BASIS_VALUES else None
+    if basis is not None:
+        prior.update(image_basis=as_lists(basis[0]), basis_mean=tuple(basis[1].tolist()))
     return prior
 
 

@@ -172,7 +172,18 @@ def test_basis_images_start_at_the_data_mean_logit_and_stay_in_its_directions():
     # no basis (no prior, or a prior of inputs over PRIOR_SIZE): the FFT image instead
     assert isinstance(image_for(without_prior(spec), config, [0], seed=0), FFTImage)
     assert isinstance(image_for(spec, ImageConfig(parametrization="basis", use_prior=False), [0], seed=0), FFTImage)
-    assert estimate_prior(torch.rand(4, 1, 40, 40))["image_basis"] is None
+    assert estimate_prior(torch.rand(4, 3, 40, 40))["image_basis"] is None  # more than BASIS_VALUES values
+    assert estimate_prior(torch.rand(4, 1, 40, 40))["image_basis"] is not None
+
+
+def test_data_that_does_not_vary_gives_no_basis_and_black_data_no_ink():
+    same = _centred_blobs(n=1).expand(5, 1, 16, 16)
+    prior = estimate_prior(same)
+    assert prior["image_basis"] is None and prior["basis_mean"] is None and prior["ink_level"] > 0
+    black = estimate_prior(torch.zeros(3, 1, 16, 16))
+    assert black["ink_level"] is None and black["image_basis"] is None
+    spec = with_prior(_spec(mean=0.1), torch.zeros(3, 1, 16, 16))  # a valid spec: FFT, no ink term
+    assert isinstance(image_for(spec, ImageConfig(parametrization="basis"), [0], seed=0), FFTImage)
 
 
 def test_ink_level_is_the_brightness_of_the_bright_part():

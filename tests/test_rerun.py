@@ -120,3 +120,18 @@ def test_a_recipe_from_before_the_ink_term_reruns_without_it():
     assert argv_from_recipe(old)[-2:] == ["--ink", "0"]
     new = argv_from_recipe({**old, "ink": 50.0})
     assert new.count("--ink") == 1 and new[new.index("--ink") + 1] == "50.0"
+
+
+def test_a_run_made_under_other_defaults_reruns_with_its_own_settings(tmp_path, capsys):
+    assert main(["classes", "--steps", "2", "--classes", "3", "--out", "a"]) == 0
+    record = _record(tmp_path / "a")
+    assert main(["rerun", "a", "--out", "same"]) == 0  # today's defaults: nothing to keep
+    assert "defaults changed" not in capsys.readouterr().err
+    # as an older introspect wrote it: FFT image, TV 20, a pull of 10, no ink term
+    settings = {key: value for key, value in record["settings"].items() if key != "ink"}
+    settings.update(tv=20.0, pull=10.0, image={**settings["image"], "parametrization": "fft"})
+    (tmp_path / "a" / "run.json").write_text(json.dumps({**record, "settings": settings}))
+    assert main(["rerun", "a", "--out", "b"]) == 0
+    err = capsys.readouterr().err
+    assert "keeping its settings: --tv 20.0 --pull 10.0 --ink 0.0 --param fft" in err
+    assert _record(tmp_path / "b")["settings"]["tv"] == 20.0 and _record(tmp_path / "b")["settings"]["ink"] == 0.0

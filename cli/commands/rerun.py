@@ -41,9 +41,13 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise UserError(f"'{args.record}' records `introspect {argv[0]}`; rerun repeats {', '.join(RERUNNABLE)} runs only")
     parser = args.command_parsers[argv[0]]
     try:
-        parser.parse_args(argv[1:])
+        parsed = parser.parse_args(argv[1:])
     except Exception as exc:  # noqa: BLE001 - UsageError: the recorded line does not parse (abbreviations included)
         raise UserError(f"the command recorded in '{args.record}' does not parse: {exc}") from None
+    pinned = changed_defaults(argv[0], parsed, record.get("settings"))
+    if pinned:
+        io.err.print(f"note: the defaults changed since this run; keeping its settings: {shlex.join(pinned)}", markup=False)
+        argv = [*argv, *pinned]
     inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
     command, code = _recorded_command(argv, parser, inputs, record.get("cwd"), args.record)
     if code and not args.trust:
@@ -65,6 +69,26 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for role, entry in inputs.items():
         io.err.print(f"rerun: loads {role.replace('_', ' ')} {entry['path']} (sha256 {entry['sha256'][:16]}…)", markup=False)
     return Outcome(rerun=command)
+
+
+#: Optimization settings a classes/channels run records (run.json "settings") that its flags can set.
+PINNABLE = ("steps", "lr", "tv", "pull", "ink", "l2", "blur")
+
+
+def changed_defaults(command: str, parsed: argparse.Namespace, settings: object) -> list[str]:
+    """Flags that give a recorded classes/channels command the settings its run used, where today's
+    defaults differ (a run from before the ink term had none)."""
+    if command not in ("classes", "channels") or not isinstance(settings, dict):
+        return []
+    recorded = {key: settings.get(key) for key in PINNABLE}
+    recorded["ink"] = settings.get("ink", 0.0)
+    image = settings.get("image") if isinstance(settings.get("image"), dict) else {}
+    recorded["param"] = image.get("parametrization")
+    flags = []
+    for key, value in recorded.items():
+        if value is not None and hasattr(parsed, key) and getattr(parsed, key) != value:
+            flags += [f"--{key}", str(value)]
+    return flags
 
 
 def _recorded_command(argv: list[str], parser: argparse.ArgumentParser, inputs: dict, cwd: str | None,
