@@ -416,6 +416,7 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
         "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
         "command_name": "classes",
         "objective": result.objective,
+        "parametrization": result.parametrization,  # the one used: "basis" falls back to "fft" without a data basis
         "candidates": result.candidates,
         "candidate_key_stride": CANDIDATE_STRIDE,
         "selection": "per class, the candidate with the largest margin of the target logit over the runner-up's "

@@ -139,10 +139,13 @@ def test_prior_from_your_own_pictures_and_none_without_data(tmp_path, capsys):
         image.paste(255, (10 + i, 6, 16 + i, 22))  # a bright bar on black, like a "1"
         image.save(tmp_path / "pics" / f"{i}.png")
     assert main(["classes", *_model("seqcnn"), "--images", "pics", "--steps", "2", "--out", "mine"]) == 0
-    prior = json.loads((tmp_path / "mine" / "run.json").read_text())["prior"]
+    mine = json.loads((tmp_path / "mine" / "run.json").read_text())
+    prior = mine["prior"]
     assert prior["source"].startswith("estimated from 3 images")
+    assert mine["parametrization"] == "basis" and prior["basis"]["components"] >= 1
     assert prior["image_mean"][0][0][0] == 0 and prior["image_support"][0][14][13] == 1
     assert main(["classes", *_model("seqcnn"), "--steps", "2", "--out", "none"]) == 0
+    assert json.loads((tmp_path / "none" / "run.json").read_text())["parametrization"] == "fft"  # no basis to use
     assert json.loads((tmp_path / "none" / "run.json").read_text())["prior"] == {
         "source": "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"}
     assert "prior: none" in capsys.readouterr().err
