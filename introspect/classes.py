@@ -239,7 +239,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         runner_up_names=["" if r is None else spec.class_names[r] if r < len(spec.class_names) else str(r)
                          for r in runner_up],
         start=describe_start(config, spec),
-        pulled=bool(config.pull and spec.image_mean is not None and config.image.use_prior),
-        inked=bool(config.ink and spec.ink_level is not None and config.image.use_prior),
+        pulled="pull" in config.prior_terms(spec),
+        inked="ink" in config.prior_terms(spec),
         parametrization=parametrization_of(config.image, spec),
     )

@@ -178,15 +178,24 @@ class RenderConfig:
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
 
+    def prior_terms(self, spec: ModelSpec | None) -> dict[str, float]:
+        """The data-prior regularizers that apply to ``spec`` (name -> weight): ``pull`` needs its mean
+        input, ``ink`` its ink level, both a non-zero weight and ``image.use_prior``."""
+        if spec is None or not self.image.use_prior:
+            return {}
+        available = {"pull": spec.image_mean is not None, "ink": spec.ink_level is not None}
+        return {name: getattr(self, name) for name, ok in available.items() if ok and getattr(self, name)}
+
     def regularized(self, objective: Objective, spec: ModelSpec | None = None) -> Objective:
         """``objective`` plus the regularizers with a non-zero weight (``pull`` and ``ink`` need the spec's prior)."""
         for weight, regularizer in ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)):
             if weight:
                 objective = objective + regularizer(weight)
-        if self.pull and spec is not None and spec.image_mean is not None and self.image.use_prior:
-            objective = objective + toward(prior_map(spec.image_mean, spec.input_shape), self.pull)
-        if self.ink and spec is not None and spec.ink_level is not None and self.image.use_prior:
-            objective = objective + ink(spec.ink_level, self.ink)
+        terms = self.prior_terms(spec)
+        if "pull" in terms:
+            objective = objective + toward(prior_map(spec.image_mean, spec.input_shape), terms["pull"])
+        if "ink" in terms:
+            objective = objective + ink(spec.ink_level, terms["ink"])
         return objective
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],

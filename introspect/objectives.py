@@ -180,10 +180,10 @@ def ink(level: float, weight: float) -> Objective:
     brightness of their bright part) below ``level``, e.g. the data's (``params.ink_level``). A model
     often names a class from a faint outline; real inputs are drawn in full strength."""
 
+    from .quality import ink_level
+
     def fn(a: Activations) -> torch.Tensor:
-        images = a[INPUT].flatten(1)
-        reached = images.pow(2).sum(1) / images.sum(1).clamp(min=1e-6)
-        return -weight * (reached - level).clamp(max=0).pow(2)
+        return -weight * (ink_level(a[INPUT]) - level).clamp(max=0).pow(2)
 
     return Objective(fn, [], f"ink({level:.3f}, {weight:g})")
 

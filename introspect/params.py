@@ -53,7 +53,7 @@ Bias = float | torch.Tensor
 
 
 class Prior(nn.Module):
-    """What both parametrizations share: the sigmoid bias (a number, or one per pixel (C, H, W)) and
+    """What every parametrization ends with: the sigmoid bias (a number, or one per pixel (C, H, W)) and
     an optional per-pixel ceiling ``support`` (C, H, W) in [0, 1] the image is multiplied by."""
 
     def __init__(self, bias: Bias, support: torch.Tensor | None) -> None:
@@ -202,8 +202,9 @@ def ink_level(pixels: torch.Tensor) -> float | None:
     """How bright real inputs' bright parts are: the mean over images of sum(x^2) / sum(x), which is v
     for an image of ink at brightness v on black (about 0.85 for MNIST, 0.68 for Fashion-MNIST).
     None when every image is black."""
-    flat = pixels.flatten(1).double()
-    level = float((flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)).mean())
+    from .quality import ink_level as per_image
+
+    level = float(per_image(pixels.double()).mean())
     return level if level > 0 else None
 
 

@@ -20,6 +20,13 @@ def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tenso
     return dx.sum(1) + dy.sum(1)
 
 
+def ink_level(images: torch.Tensor) -> torch.Tensor:
+    """Per-image brightness of the bright part, sum(x^2) / sum(x), (N,): v for ink at brightness v on
+    black, 0 for a black image (in the images' dtype)."""
+    flat = images.flatten(1)
+    return flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)
+
+
 def bright_share(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Per-image share of pixels above ``threshold`` (images in [0, 1]), (N,)."""
     return (images > threshold).float().flatten(1).mean(1)

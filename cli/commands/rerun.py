@@ -80,8 +80,7 @@ def changed_defaults(command: str, parsed: argparse.Namespace, settings: object)
     defaults differ (a run from before the ink term had none)."""
     if command not in ("classes", "channels") or not isinstance(settings, dict):
         return []
-    recorded = {key: settings.get(key) for key in PINNABLE}
-    recorded["ink"] = settings.get("ink", 0.0)
+    recorded = {key: settings.get(key, 0.0 if key == "ink" else None) for key in PINNABLE}
     image = settings.get("image") if isinstance(settings.get("image"), dict) else {}
     recorded["param"] = image.get("parametrization")
     flags = []
