@@ -19,7 +19,8 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 #: How the CLI spells each setting a library message names (see introspect.errors): the one table.
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
-    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images")}
+    "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
+    "trust")}
 FLAGS["layers_command"] = "`introspect layers`"
 
 

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from dataclasses import dataclass, field
+
+import torch
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from introspect.channel_runs import RunListener
+from introspect.channels import ChannelsPlan
 from introspect.errors import render
 from introspect.runs import RunFolder
 
@@ -92,3 +97,70 @@ def plural(count: int, word: str) -> str:
 def written(run: RunFolder) -> str:
     """'wrote runs/x: report.png, images.npz, ...' for the summary line."""
     return f"wrote {run.path}: " + ", ".join(sorted(run.files))
+
+
+def duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+class RunProgress(RunListener):
+    """The run's events as bars (a terminal) or lines (--progress), its notes as `note:` lines; signals stop it
+    after the current step while it optimizes and wait while it writes."""
+
+    def __init__(self, io: Output, steps: int | None) -> None:
+        self.io, self.steps = io, steps
+        self.stack = contextlib.ExitStack()
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        self.overall = None
+        self.position: dict[int, int] = {}
+        self.offsets: dict[int, int] = {}
+
+    def __enter__(self) -> "RunProgress":
+        self.stack.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stack.__exit__(*exc_info)
+
+    def plan(self, plan: ChannelsPlan) -> None:
+        self.steps = plan.steps
+        for layer in plan.layers:
+            self.io.err.print(f"plan: {layer.layer}: {plural(layer.images, 'image')} × {plan.steps} steps = "
+                              f"{layer.images * plan.steps:,} image-steps, {layer.chunks} chunk(s) of up to "
+                              f"{layer.chunk} on {plan.device}", markup=False)
+
+    def examples(self, done: int, total: int) -> None:
+        if "examples" not in self.tasks:
+            self.bar = self.bar or self.stack.enter_context(self.io.progress())
+            self.tasks["examples"] = self.bar.add_task("examples", total=total, info="", unit="image")
+        self.bar.update(self.tasks["examples"], completed=done, total=total)
+        self.io.interrupts.check()
+
+    def started(self, items, steps: int) -> None:
+        self.stack.enter_context(self.io.interrupts.stepping())
+        self.bar = self.bar or self.stack.enter_context(self.io.progress())
+        if not isinstance(self.bar, LineProgress) and len(items) > 1:
+            self.overall = self.bar.add_task("all layers", total=steps * len(items), info="", unit="step")
+        for position, item in enumerate(items):
+            if item.layer not in self.tasks:
+                count = sum(1 for i in items if i.layer == item.layer)
+                self.tasks[item.layer] = self.bar.add_task(f"{item.layer}: optimizing", total=steps * count, info="",
+                                                           unit="step")
+            self.offsets[item.id] = steps * sum(1 for i in items[:position] if i.layer == item.layer)
+            self.position[item.id] = position
+
+    def step(self, item, step: int, values: torch.Tensor) -> None:
+        self.bar.update(self.tasks[item.layer], completed=self.offsets[item.id] + step,
+                        info=f"mean activation {values.mean():.3g}")
+        if self.overall is not None:
+            self.bar.update(self.overall, completed=self.steps * self.position[item.id] + step)
+        self.io.interrupts.check()
+
+    def note(self, text: str) -> None:
+        self.io.note(text)
+
+    def writing(self):
+        return self.io.interrupts.deferred()

@@ -110,7 +110,7 @@ class RunFolder:
         with self.file(name) as path:
             path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
-    def finish(self, record: dict) -> None:
+    def finish(self, record: dict) -> dict:
         """Drop an overwritten earlier run's files that this run did not write, then write run.json last."""
         if (self.path / RUN_RECORD).exists():
             (self.path / RUN_RECORD).unlink()
@@ -120,6 +120,7 @@ class RunFolder:
         record = {**record, "files": sorted(set(self.files) | {RUN_RECORD})}
         self.write_json(RUN_RECORD, record)
         self.release()
+        return record
 
     def release(self) -> None:
         if self._lock_fd is not None:
@@ -183,8 +184,7 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
     if it holds no earlier run (or ``force``) and no other run is writing into it. ``resume``: ``out``
     is an earlier run's folder with a manifest, to be completed."""
     if resume:
-        path = Path(out)
-        read_manifest(path)
+        path = Path(out)  # its manifest was read and checked by the caller
         fd = _lock(path)
         if fd is None:
             raise UserError(f"another introspect run is writing into '{path}'; wait for it to end before resuming")
@@ -210,46 +210,6 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         run.release()
         raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
     return run
-
-
-def write_manifest(folder: Path, manifest: dict) -> None:
-    """The run's plan and work items (for resuming it), written atomically."""
-    temporary = folder / f".tmp{os.getpid()}-{MANIFEST}"
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, folder / MANIFEST)
-
-
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of a run folder; UserError when there is none."""
-    path = Path(folder) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{folder}' has no readable {MANIFEST}: only runs of `introspect channels` can be resumed "
-                        f"({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("argv"), list):
-        raise UserError(f"'{path}' is not a manifest of `introspect channels`")
-    return manifest
-
-
-def part_path(folder: Path, item: int) -> Path:
-    return folder / PARTS / f"item-{item:05d}.pt"
-
-
-def write_part(folder: Path, item: int, data: dict) -> None:
-    """One finished work item, written atomically: a part file present is a finished item."""
-    target = part_path(folder, item)
-    target.parent.mkdir(exist_ok=True)
-    temporary = target.with_name(f".tmp{os.getpid()}-{target.name}")
-    try:
-        torch.save(data, temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def read_part(folder: Path, item: int) -> dict:
-    return torch.load(part_path(folder, item), weights_only=True)
 
 
 def finished_items(folder: Path) -> set[int]:
@@ -463,10 +423,10 @@ def layer_record(result) -> dict:
 
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
                    status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
-                   logits_layer: str | None = None, extra: dict | None = None) -> None:
+                   logits_layer: str | None = None, extra: dict | None = None) -> dict:
     """images.npz (all layers), report pages per layer (report-LAYER.png, then -2, -3... for pages past
     4,000 px), the overview as index.png and report.png (and report.FORMAT; a PDF holds every page),
-    the site, then run.json (updated with ``extra``). The logits layer's units are named by ``class_names``."""
+    the site, then run.json (updated with ``extra``; returned). The logits layer's units are named by ``class_names``."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     from . import report
@@ -526,7 +486,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         **(extra or {}),
     })
     write_site(run, record, arrays, dataset)
-    run.finish(record)
+    return run.finish(record)
 
 
 def write_activations(run: RunFolder, result, provenance: Provenance, visualizations=None, config=None,

@@ -71,6 +71,8 @@ def test_code_loading_runs_need_trust(tmp_path, capsys):
     (["classes", "--ou", "victim", "--forc"], "does not parse"),
     (["train", "--out", "victim.txt", "--force"], "rerun repeats classes, channels, activations runs only"),
     (["classes", "--trust-checkpoint"], "loads code"),
+    (["channels", "--resume", "victim"], "continues or launches other runs"),
+    (["channels", "--layer", "conv1", "--distributed=2"], "continues or launches other runs"),
 ])
 def test_hostile_records_are_refused(argv, message, tmp_path, capsys):
     (tmp_path / "victim").mkdir()

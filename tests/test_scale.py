@@ -112,7 +112,7 @@ def test_three_ranks_share_five_items(tmp_path):
 def test_single_process_interrupt_then_resume(tmp_path, monkeypatch):
     """One process stopped after its second chunk; --resume completes the folder in place. (The reference
     runs in this process too: the dataset pass's low bits depend on the number of threads.)"""
-    import introspect_cli.commands.channels as channels_cmd
+    import introspect.channel_runs as channels_cmd
 
     assert main(SMALL + ["--out", "reference", "--quiet"]) == 0
     real = channels_cmd.write_part

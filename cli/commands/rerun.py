@@ -39,6 +39,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise UserError(f"'{args.record}' records no command to repeat")
     if argv[0] not in RERUNNABLE:
         raise UserError(f"'{args.record}' records `introspect {argv[0]}`; rerun repeats {', '.join(RERUNNABLE)} runs only")
+    if any(a == "--resume" or a.startswith("--resume=") or a == "--distributed" or a.startswith("--distributed=")
+           for a in argv):
+        raise UserError(f"'{args.record}' records a command that continues or launches other runs (--resume, "
+                        "--distributed); rerun repeats single runs only")
     parser = args.command_parsers[argv[0]]
     try:
         parsed = parser.parse_args(argv[1:])
