@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from introspect.errors import render
-from introspect.runs import RunFolder
+from introspect.folders import RunFolder
 
 from .interrupts import Interrupts
 from .options import FLAGS

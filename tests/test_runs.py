@@ -5,7 +5,7 @@ import multiprocessing
 import pytest
 
 from introspect.errors import UserError
-from introspect.runs import LOCK_NAME, claim_run_folder, holds_run
+from introspect.folders import LOCK_NAME, claim_run_folder, holds_run
 from introspect_cli.main import main
 
 
@@ -97,7 +97,7 @@ def test_out_refusals(argv, message, capsys, tmp_path):
 
 def test_a_notebook_run_is_a_run_rerun_repeats(shipped_mnist, tmp_path):
     import introspect
-    from introspect.runs import load_run
+    from introspect.folders import load_run
 
     result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
                                           introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5))

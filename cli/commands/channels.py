@@ -23,9 +23,10 @@ from introspect.channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult
 from introspect.data import ImageDataset
 from introspect.engine import on_device
 from introspect.errors import UserError
+from introspect.folders import (check_out, claim_run_folder, finished_items, read_manifest, read_part, write_manifest,
+                                write_part)
 from introspect.layers import select_layers
-from introspect.runs import (Provenance, check_out, claim_run_folder, finished_items, layer_record, read_manifest,
-                             read_part, run_status, write_channels, write_manifest, write_part)
+from introspect.records import Provenance, layer_record, run_status, write_channels
 
 from ..distributed import Ranks, fault_after, join
 from ..data import add_data_options, apply_prior, dataset_from_args
