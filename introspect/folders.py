@@ -132,14 +132,24 @@ class RunFolder:
                     remove()
 
 
+def _cannot_create_root(root: Path, reason: str) -> UserError:
+    return UserError(f"cannot create the runs folder '{root}' ({reason}); name an output folder with {{out}}")
+
+
+def _check_root(root: Path) -> None:
+    """Refuse a runs folder that is a file or lies below one (mkdir would fail with less to say)."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise _cannot_create_root(root, "it is an existing file" if existing == root else f"'{existing}' is a file")
+
+
 def _numbered(root: Path, prefix: str) -> RunFolder:
     """A new ``root/prefix-NNN`` (the next free number), created and locked by this process."""
+    _check_root(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # FileExistsError too: ``root`` is a file
-        reason = "it is an existing file" if root.exists() and not root.is_dir() else exc.strerror or str(exc)
-        raise UserError(f"cannot create the runs folder '{root}' ({reason}); name an output folder with "
-                        "{out}") from exc
+    except OSError as exc:
+        raise _cannot_create_root(root, exc.strerror or str(exc)) from exc
     pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
     number = max((int(m.group(1)) for p in root.iterdir() if (m := pattern.fullmatch(p.name))), default=0) + 1
     while True:
@@ -158,9 +168,10 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
         return RunFolder(path, True, fd)
 
 
-def check_out(out: str | Path | None, force: bool) -> None:
-    """Refuse an output folder that cannot be used, before any work starts."""
+def check_out(out: str | Path | None, force: bool, root: str | Path = "runs") -> None:
+    """Refuse an output folder (or, without one, a runs folder ``root``) that cannot be used, before any work starts."""
     if out is None:
+        _check_root(Path(root))
         return
     if str(out).strip() == "":
         raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)")

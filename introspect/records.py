@@ -351,6 +351,8 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     """What repeats ``result`` in words the command line also has — the model (a built-in name or an
     introspect checkpoint), the settings it exposes, the classes or layers — or None when the
     run used anything else. ``introspect rerun`` turns it into a command."""
+    if kind == "activations":
+        return None
     builtin = next((name for name in BUILTIN_MODELS if loaded.source == str(builtin_checkpoint_path(name))), None)
     if builtin is not None:
         model = {"model": builtin}
@@ -368,7 +370,7 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},
                           snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"],
                                                                     init_bias=config.image.init_bias))
-    if kind == "activations" or expressible != config:
+    if expressible != config:
         return None
     if kind == "classes":
         return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective,
