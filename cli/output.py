@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from introspect.channel_runs import RunListener
 from introspect.channels import ChannelsPlan
 from introspect.errors import render
-from introspect.runs import RunFolder
+from introspect.folders import RunFolder
 
 from .interrupts import Interrupts
 from .options import FLAGS

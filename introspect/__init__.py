@@ -24,7 +24,8 @@ from .layers import describe_layers, select_layers
 from .models import MetaOverrides, ModelSpec, load_checkpoint, load_model, save_checkpoint
 from .objectives import Objective, channel, class_logit, class_logits
 from .params import ImageConfig, image_for
-from .runs import load_run, save_run
+from .folders import load_run
+from .records import save_run
 from .transforms import Normalize, RandomAffine, TransformConfig
 
 

@@ -34,10 +34,9 @@ from .distributed import Ranks, fault_after
 from .engine import RenderConfig, on_device
 from .errors import UserError
 from .models.spec import ModelSpec
-from .runs import Provenance, claim_run_folder, prior_record, run_status, write_channels
+from .folders import MANIFEST, PARTS, claim_run_folder
+from .records import Provenance, prior_record, run_status, write_channels
 
-MANIFEST = "manifest.json"
-PARTS = "parts"
 MANIFEST_FORMAT = "introspect-channels-manifest/2"
 _PART = re.compile(r"item-(\d{5})\.pt")
 

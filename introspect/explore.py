@@ -1,95 +1,29 @@
-"""A static web site from run folders of one model: model, layer, channel, class and image pages.
+"""What the explorer shows beyond the runs, computed from the recorded model and dataset.
 
-``build_site(runs, out)`` writes ``index.html``, one HTML page per layer, channel, class and
-image, ``data/*.js`` (each page's data, loaded by a ``<script>`` tag: no fetch, so the site
-works from file://), PNGs under ``img/`` and the shared ``explore.js``/``explore.css``.
-With ``compute=True`` what the runs lack — per-example activation maps, histograms, how
-often channels are active, attributions, confusions — is computed from the recorded model
-and dataset and cached under ``cache_dir()/explore``; when they cannot be loaded the pages
-say so.
+Per channel: a histogram of its activation over the dataset (the bins of
+``channels.HISTOGRAM_EDGES``), the share of images that activate it, its map on its top
+examples, the previous layer's channels that feed it (activation x gradient) and the classes
+it raises. Per class: the confusions on the held-out split, its highest-scoring images and
+the channels that drive it. ``introspect.site`` turns these into pages.
 """
 from __future__ import annotations
 
-import hashlib
-import html
-import json
-import re
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from .channels import RARE_SHARE
-from .errors import UserError
+from .channels import HISTOGRAM_BINS, channel_values, histogram_bins
+from .data import load_dataset
+from .hooks import Probe
+from .models import MetaOverrides, load_model
+from .models.registry import BUILTIN_MODELS
+from .objectives import ACTIVATION_FUNCTIONS
 
-HIST_BINS = 24
+#: Highest-scoring held-out images kept per class.
 CLASS_TOP = 8
+#: Output attributions (per class) only for models with at most this many classes.
 MAX_OUTPUT_CLASSES = 100
-ASSETS = Path(__file__).with_name("explore_assets")
-#: A run folder's index.html: opens its site/.
-OPEN_SITE = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
-             "<meta http-equiv=\"refresh\" content=\"0; url=site/index.html\"><title>explorer</title></head>"
-             "<body><a href=\"site/index.html\">open the explorer</a></body></html>\n")
-
-
-def slug(name: str) -> str:
-    """A layer name as a file-name part."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
-
-
-def channel_page(layer: str, channel: int) -> str:
-    return f"channel-{slug(layer)}-{channel}.html"
-
-
-def _png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if array.ndim == 3 and array.shape[0] in (1, 3):
-        array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
-    Image.fromarray(np.ascontiguousarray(array)).save(path, optimize=False, compress_level=1)
-
-
-def _colored(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) -> np.ndarray:
-    """(H, W) floats -> (H, W, 3) uint8 through a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    values = np.nan_to_num(values.astype(np.float32))
-    if symmetric:
-        limit = float(np.abs(values).max()) or 1.0
-        scaled = (values / limit + 1) / 2
-    else:
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / ((high - low) or 1.0)
-    return (colormaps[cmap](scaled)[..., :3] * 255).astype(np.uint8)
-
-
-def overlay(image: np.ndarray, activation_map: np.ndarray | None, mark: bool = False) -> np.ndarray:
-    """A uint8 (C, H, W) image with a channel's map (h, w) over it as a heat overlay, (H, W, 3) uint8;
-    ``mark`` outlines the centre position (a --neuron run's objective)."""
-    rgb = np.repeat(image, 3, 0) if image.shape[0] == 1 else image
-    rgb = np.transpose(rgb, (1, 2, 0)).astype(np.float32)
-    if activation_map is None:
-        return rgb.astype(np.uint8)
-    height, width = rgb.shape[:2]
-    up = torch.nn.functional.interpolate(torch.as_tensor(activation_map, dtype=torch.float32)[None, None],
-                                         size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
-    peak = float(up.max())
-    strength = np.clip(up / peak, 0, 1)[..., None] if peak > 0 else np.zeros((height, width, 1), np.float32)
-    heat = _colored(np.clip(up, 0, None), "inferno").astype(np.float32)
-    out = rgb * (1 - 0.6 * strength) + heat * 0.6 * strength
-    if mark:
-        h, w = activation_map.shape
-        cy, cx = (h // 2 + 0.5) * height / h, (w // 2 + 0.5) * width / w
-        r = max(2, int(round(height / h)))
-        y0, y1, x0, x1 = (int(max(0, cy - r)), int(min(height - 1, cy + r)), int(max(0, cx - r)),
-                          int(min(width - 1, cx + r)))
-        for y, x in [(y0, slice(x0, x1 + 1)), (y1, slice(x0, x1 + 1)), (slice(y0, y1 + 1), x0), (slice(y0, y1 + 1), x1)]:
-            out[y, x] = (0, 255, 0)
-    return out.clip(0, 255).astype(np.uint8)
 
 
 # --- the model and data behind the runs -------------------------------------------------------
@@ -99,9 +33,6 @@ def load_recorded_model(record: dict, trust: bool = False):
     """The model a run.json names (the arguments it was loaded with, or its recipe), checked against the
     recorded checkpoint digest; (LoadedModel, None) or (None, why not). A model that loads code (a .py
     file, a package class, a TorchScript archive, a checkpoint that needs unpickling) only with ``trust``."""
-    from .models import MetaOverrides, load_model
-    from .models.registry import BUILTIN_MODELS
-
     model = record.get("model") or {}
     if model.get("random_weights"):
         return None, "the run's model has random weights, which cannot be loaded again"
@@ -126,9 +57,8 @@ def load_recorded_model(record: dict, trust: bool = False):
     return loaded, None
 
 
-def _load_data(name: str | None, split: str):
-    from .data import load_dataset
-
+def load_data(name: str | None, split: str):
+    """The dataset a run used, as (ImageDataset, None) or (None, why not)."""
     if not name or name == "none":
         return None, "the runs used no dataset"
     try:
@@ -140,56 +70,28 @@ def _load_data(name: str | None, split: str):
 # --- what explore computes ----------------------------------------------------------------------
 
 
-class _Hooks:
-    """Forward hooks keeping layers' outputs as they are (in the autograd graph); stops after ``stop``."""
-
-    def __init__(self, model, layers: Sequence[str], stop: str | None = None) -> None:
-        from .layers import resolve_layer
-
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = [resolve_layer(model, name).register_forward_hook(self._hook(name, name == stop))
-                        for name in dict.fromkeys(layers)]
-
-    def _hook(self, name: str, last: bool):
-        from .layers import StopForward
-
-        def hook(_module, _inputs, output):
-            self.outputs[name] = output
-            if last:
-                raise StopForward
-        return hook
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+def forward(loaded, pixels: torch.Tensor, layers: Sequence[str], logits: bool = True,
+            grad: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Outputs of ``layers`` (and the logits, or None without ``logits``) for pixel-space images, in one
+    pass that stops as soon as it has them all. With ``grad`` they are the tensors the forward went on
+    with, in the autograd graph, so gradients with respect to them can be taken."""
+    name = (loaded.spec.logits or "") if logits else None
+    wanted = list(layers) + ([name] if name is not None else [])
+    with Probe(loaded.model, loaded.spec, wanted, clone=not grad) as probe, torch.set_grad_enabled(grad):
+        outputs = probe(pixels.requires_grad_(grad))
+    return outputs, None if name is None else outputs[name]
 
 
-def _forward(loaded, pixels: torch.Tensor, layers: Sequence[str], stop: str | None = None,
-             grad: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Outputs of ``layers`` (and the logits unless ``stop``) for pixel-space images."""
-    from .hooks import frozen
-    from .layers import StopForward
-    from .transforms import Normalize
-
-    spec, model = loaded.spec, loaded.model
-    logits_layer = spec.logits_layer
-    wanted = list(layers) + ([logits_layer] if logits_layer and stop is None else [])
-    hooks = _Hooks(model, wanted, stop)
-    logits = None
-    try:
-        with frozen(model), torch.set_grad_enabled(grad):
-            inputs = Normalize.of(spec, "cpu")(pixels.requires_grad_(grad))
-            try:
-                result = model(inputs)
-                logits = hooks.outputs[logits_layer] if logits_layer else result
-            except StopForward:
-                pass
-    finally:
-        hooks.close()
-    return hooks.outputs, logits
+def channel_histograms(values: torch.Tensor) -> torch.Tensor:
+    """(N, C) channel activations -> (C, HISTOGRAM_BINS) int64: images per bin (see channels.HISTOGRAM_EDGES)."""
+    channels = values.shape[1]
+    counts = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
+    counts.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
+                      torch.ones(values.numel(), dtype=torch.int64))
+    return counts.view(channels, HISTOGRAM_BINS)
 
 
-def _chunks(n: int, size: int = 256):
+def _chunks(n: int, size: int = 256) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
@@ -204,14 +106,11 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
     activate it, each channel's map on its top examples, input attributions (activation x gradient
     of the previous layer, averaged over the top examples) and output attributions (per class).
     ``examples[layer]`` (C, k) holds the top examples of the channels ``channel_lists[layer]``."""
-    from .channels import channel_values
-    from .objectives import ACTIVATION_FUNCTIONS
-
     spec = loaded.spec
     values = {layer: [] for layer in layers}
     active = {layer: [] for layer in layers}
     for part in _chunks(len(dataset), 500):
-        outputs, _ = _forward(loaded, dataset.pixels(part), layers, stop=layers[-1] if layers else None)
+        outputs, _ = forward(loaded, dataset.pixels(part), layers, logits=False)
         for layer in layers:
             post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
             values[layer].append(channel_values(outputs[layer].float(), spec.activation(layer), neuron))
@@ -219,19 +118,15 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
     found: dict[str, dict] = {}
     for layer in layers:
         matrix = torch.cat(values[layer])
-        low, high = matrix.amin(0), matrix.amax(0)
-        span = (high - low).clamp(min=1e-12)
-        bins = ((matrix - low) / span * HIST_BINS).long().clamp(0, HIST_BINS - 1)
-        counts = torch.zeros(matrix.shape[1], HIST_BINS, dtype=torch.long)
-        counts.scatter_add_(1, bins.T.contiguous(), torch.ones_like(bins.T))
-        found[layer] = {"hist": counts, "low": low, "high": high, "active": torch.cat(active[layer]).float().mean(0)}
+        found[layer] = {"hist": channel_histograms(matrix), "low": matrix.amin(0), "high": matrix.amax(0),
+                        "active": torch.cat(active[layer]).float().mean(0)}
     for layer in layers:
         top = torch.as_tensor(examples[layer])  # (C, k)
         channels, k = top.shape
         maps = []
         for part in _chunks(channels * k):
             flat = top.flatten()[part]
-            outputs, _ = _forward(loaded, dataset.pixels(flat), [layer], stop=layer)
+            outputs, _ = forward(loaded, dataset.pixels(flat), [layer], logits=False)
             output = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
             own = torch.as_tensor(channel_lists[layer])[torch.arange(part.start, part.stop) // k]
             maps.append(output[torch.arange(len(flat)), own])
@@ -241,7 +136,8 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
         channels, k = top.shape
         attributions = []
         for part in _chunks(channels * k, 128):
-            outputs, _ = _forward(loaded, dataset.pixels(top.flatten()[part]), [previous, layer], stop=layer, grad=True)
+            outputs, _ = forward(loaded, dataset.pixels(top.flatten()[part]), [previous, layer], logits=False,
+                                 grad=True)
             own = torch.as_tensor(channel_lists[layer])[torch.arange(part.start, part.stop) // k].view(-1, 1)
             objective = channel_values(outputs[layer], spec.activation(layer), neuron).gather(1, own).sum()
             gradient, = torch.autograd.grad(objective, outputs[previous])
@@ -252,7 +148,7 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
         position = {int(v): i for i, v in enumerate(union.tolist())}
         per_class: dict[str, torch.Tensor] = {}
         for part in _chunks(len(union), 128):
-            outputs, logits = _forward(loaded, dataset.pixels(union[part]), layers, grad=True)
+            outputs, logits = forward(loaded, dataset.pixels(union[part]), layers, grad=True)
             for j in range(spec.num_classes):
                 grads = torch.autograd.grad(logits[:, j].sum(), [outputs[l] for l in layers], retain_graph=True)
                 for layer, gradient in zip(layers, grads):
@@ -270,7 +166,7 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
 def compute_classes(loaded, heldout, layers: Sequence[str]) -> dict:
     """Over the held-out split: the confusion matrix, each class's highest-scoring images, and per
     layer the channels' attribution (activation x gradient of the class logit) on those images."""
-    logits = torch.cat([_forward(loaded, heldout.pixels(part), [])[1].detach() for part in _chunks(len(heldout), 500)])
+    logits = torch.cat([forward(loaded, heldout.pixels(part), [])[1].detach() for part in _chunks(len(heldout), 500)])
     classes = logits.shape[1]
     confusion = torch.zeros(classes, classes, dtype=torch.long)
     confusion.index_put_((heldout.labels, logits.argmax(1)), torch.ones(len(heldout), dtype=torch.long), accumulate=True)
@@ -280,376 +176,9 @@ def compute_classes(loaded, heldout, layers: Sequence[str]) -> dict:
         flat, owner = top.flatten(), torch.arange(classes).repeat_interleave(top.shape[1])
         sums = {layer: [] for layer in layers}
         for part in _chunks(len(flat), 128):
-            outputs, out = _forward(loaded, heldout.pixels(flat[part]), layers, grad=True)
+            outputs, out = forward(loaded, heldout.pixels(flat[part]), layers, grad=True)
             grads = torch.autograd.grad(out.gather(1, owner[part].view(-1, 1)).sum(), [outputs[l] for l in layers])
             for layer, gradient in zip(layers, grads):
                 sums[layer].append(_spatial_sum(outputs[layer].detach() * gradient))
         found["channels"] = {layer: torch.cat(v).view(classes, top.shape[1], -1).mean(1) for layer, v in sums.items()}
     return found
-
-
-def _cached(key: dict, compute):
-    """``compute()``'s result, cached under cache_dir()/explore by ``key``; computed again if the entry is unreadable."""
-    from .data import cache_dir
-
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_dir() / "explore" / f"{digest}.pt"
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 - missing or damaged: compute
-        pass
-    value = compute()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(value, tmp)
-        tmp.replace(path)
-    except OSError:
-        pass
-    return value
-
-
-# --- gathering the runs -------------------------------------------------------------------------
-
-
-@dataclass
-class Site:
-    """Everything the pages show, gathered from the runs (and computed extras)."""
-
-    model: dict
-    label: str
-    class_names: list[str]
-    layers: list[dict] = field(default_factory=list)  # channels layers in model order
-    classes: dict | None = None  # classes run images, by class
-    images: list = field(default_factory=list)  # activations runs
-    notes: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # computed per layer
-    class_extra: dict | None = None
-    dataset: object = None
-    heldout: object = None
-    types: dict = field(default_factory=dict)  # layer -> (type, output shape)
-    logits_layer: str | None = None
-
-
-def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) -> Site:
-    from .runs import Run, load_run
-
-    runs = [r if isinstance(r, Run) else load_run(r) for r in runs]
-    if not runs:
-        raise UserError("explore needs at least one run folder")
-    digests = {(r.record.get("model") or {}).get("checkpoint_sha256") or (r.record.get("model") or {}).get("name")
-               for r in runs}
-    if len(digests) > 1:
-        raise UserError("the run folders hold runs of different models; explore joins runs of one model")
-    first = runs[0].record
-    loaded, why = load_recorded_model(first, trust) if compute else (None, None)
-    names = list(loaded.spec.class_names) if loaded is not None else []
-    site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name", "model"), class_names=names)
-    if why:
-        site.notes.append(f"Not computed (activation maps, histograms, attributions, confusions): {why}.")
-    channels_runs = [r for r in runs if r.kind == "channels"]
-    for run in channels_runs:
-        _gather_channels(site, run)
-    for run in (r for r in runs if r.kind == "classes"):
-        names = names or [str(i["name"]) for i in sorted(run.record["images"], key=lambda i: i["class"])]
-        site.classes = {int(label): {"image": run.arrays["images"][i], "probability": float(run.arrays["probabilities"][i]),
-                                     "logit": float(run.arrays["scores"][i])}
-                        for i, label in enumerate(run.arrays["labels"])}
-    for run in (r for r in runs if r.kind == "activations"):
-        site.images.append(run)
-        if not names:
-            names = [str(t["name"]) for t in sorted(run.record["top5"], key=lambda t: t["class"])]
-    if loaded is not None:
-        from .layers import describe_layers
-
-        site.logits_layer = loaded.spec.logits_layer
-
-        site.types = {i.name: (i.type, i.output_shape) for i in describe_layers(loaded.model, loaded.spec.input_shape)}
-        order = list(site.types)
-        site.layers.sort(key=lambda l: order.index(l["layer"]) if l["layer"] in order else len(order))
-    width = max([len(site.class_names)] + [len(r.arrays.get("probabilities", [])) for r in site.images])
-    site.class_names = names or [str(i) for i in range(width)]
-    if site.classes:
-        site.class_names += [str(i) for i in range(len(site.class_names), max(site.classes) + 1)]
-    if dataset is not None:
-        site.dataset = dataset
-    if loaded is not None:
-        _compute(site, loaded, channels_runs)
-    return site
-
-
-def _gather_channels(site: Site, run) -> None:
-    arrays, record = run.arrays, run.record
-    diverse = int(record.get("diverse") or 1)
-    for layer in record["layers"]:
-        if any(l["layer"] == layer["layer"] for l in site.layers):
-            continue
-        rows = np.flatnonzero(arrays["layers"] == layer["layer"])
-        per = {}
-        for n, entry in enumerate(layer["per_channel"]):
-            idx = rows[n * diverse:(n + 1) * diverse]
-            per[entry["channel"]] = {
-                **entry, "images": arrays["images"][idx], "scores": arrays["scores"][idx].tolist(),
-                "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
-                "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
-            }
-        site.layers.append({**{k: v for k, v in layer.items() if k != "per_channel"}, "per": per, "diverse": diverse,
-                            "neuron": bool(record.get("neuron")), "dataset": record.get("dataset"), "run": str(run.path)})
-
-
-def _compute(site: Site, loaded, channels_runs) -> None:
-    with_data = [l for l in site.layers if l["dataset"]]
-    if with_data:
-        info = with_data[0]["dataset"]
-        data = site.dataset
-        if data is None or (data.name, data.split) != (info["name"], info["split"]):
-            data, why = _load_data(info["name"], info["split"])
-            if why:
-                site.notes.append(f"Not computed: {why}.")
-        if data is not None and len(data) == info["count"]:
-            site.dataset = data
-            groups: dict[bool, list] = {}
-            for layer in with_data:
-                groups.setdefault(layer["neuron"], []).append(layer)
-            for neuron, group in groups.items():
-                names = [l["layer"] for l in group]
-                examples = {l["layer"]: np.array([l["per"][c]["examples"] for c in sorted(l["per"])]) for l in group}
-                channel_lists = {l["layer"]: sorted(l["per"]) for l in group}
-                key = {"what": "layers", "model": loaded.sha256, "data": data.digest(), "layers": names,
-                       "neuron": neuron, "examples": {n: e.tolist() for n, e in examples.items()}, "v": 1}
-                try:
-                    found = _cached(key, lambda: compute_layers(loaded, data, names, examples, channel_lists, neuron))
-                except Exception as exc:  # noqa: BLE001
-                    site.notes.append(f"Not computed for {', '.join(names)}: {type(exc).__name__}: {exc}.")
-                    continue
-                for name in names:
-                    site.extra[name] = {"channels": channel_lists[name], **found[name]}
-        elif data is not None:
-            site.notes.append("Not computed: the dataset differs in size from the one the run used.")
-    heldout, why = _load_data(loaded.spec.dataset, "test")
-    if heldout is None:
-        site.notes.append(f"No class pages' real images or confusions: {why}.")
-        return
-    site.heldout = heldout
-    names = [l["layer"] for l in site.layers]
-    key = {"what": "classes", "model": loaded.sha256, "data": heldout.digest(), "layers": names, "v": 1}
-    try:
-        site.class_extra = _cached(key, lambda: compute_classes(loaded, heldout, names))
-    except Exception as exc:  # noqa: BLE001
-        site.notes.append(f"Class pages not computed: {type(exc).__name__}: {exc}.")
-
-
-# --- writing the site ---------------------------------------------------------------------------
-
-
-def _write_page(out: Path, name: str, title: str, data: dict) -> None:
-    script = f"data/{name[:-5]}.js"
-    (out / script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
-    (out / name).write_text(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
-        f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
-        "<body><main id=\"main\"><noscript>This page needs JavaScript.</noscript></main>\n"
-        f"<script src=\"{script}\"></script><script src=\"explore.js\"></script></body></html>\n")
-
-
-def _num(value) -> float | None:
-    value = None if value is None else float(value)
-    return None if value is None or not np.isfinite(value) else round(value, 4)
-
-
-def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
-    order = torch.argsort(values, descending=True)[:count]
-    return [(int(i), _num(values[i])) for i in order]
-
-
-def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False) -> Path:
-    """Write the site of ``runs`` (run folders or :class:`~introspect.runs.Run`s of one model) into ``out``."""
-    site = _gather(runs, compute, dataset, trust)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "img"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir()
-    for asset in ("explore.js", "explore.css"):
-        shutil.copyfile(ASSETS / asset, out / asset)
-    class_pages = _class_pages(site)
-    pages = {"classes": [{"class": c, "name": site.class_names[c], "href": f"class-{c}.html"} for c in class_pages]}
-    layer_rows = [_write_layer(out, site, layer, class_pages) for layer in site.layers]
-    image_rows = [_write_image(out, site, run, n, class_pages) for n, run in enumerate(site.images)]
-    for c in class_pages:
-        _write_class(out, site, c, class_pages)
-    _write_page(out, "index.html", f"{site.label}: explorer",
-                {"kind": "model", "title": site.label, "model": site.model, "layers": layer_rows,
-                 "images": image_rows, "notes": site.notes, **pages})
-    return out
-
-
-def _class_pages(site: Site) -> list[int]:
-    classes = set(site.classes or {})
-    if site.class_extra is not None:
-        classes |= set(range(site.class_extra["confusion"].shape[0]))
-    return sorted(c for c in classes if c < len(site.class_names))
-
-
-def _layer_stats(layer: dict, extra: dict | None) -> tuple[list[dict], dict]:
-    """Each channel's row (ratio, share active, labels) and the layer's counts."""
-    rows = []
-    for i, c in enumerate(sorted(layer["per"])):
-        entry = layer["per"][c]
-        share = float(extra["active"][c]) if extra else entry.get("active_share")
-        dead = bool(entry.get("dead")) or (share == 0.0)
-        rare = not dead and share is not None and share < RARE_SHARE
-        reached = max(entry["scores"]) > 0
-        rows.append({"c": c, "ratio": None if (dead or rare or not reached) else _num(entry.get("ratio")), "active": _num(share),
-                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry["activation"])})
-    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-    counts = {"channels": len(rows), "dead": sum(r["dead"] for r in rows), "rare": sum(r["rare"] for r in rows),
-              "not_reached": sum(not r["reached"] for r in rows),
-              "median_ratio": _num(float(np.median(ratios))) if ratios else None}
-    counts["live"] = counts["channels"] - counts["dead"] if layer["dataset"] else None
-    if not layer["dataset"]:
-        counts["dead"] = None
-    return rows, counts
-
-
-def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> dict:
-    name = layer["layer"]
-    extra = site.extra.get(name)
-    rows, counts = _layer_stats(layer, extra)
-    folder = out / "img" / slug(name)
-    for row in rows:
-        entry = layer["per"][row["c"]]
-        for j, image in enumerate(entry["images"]):
-            _png(folder / f"{row['c']}{'' if j == 0 else f'-{j}'}.png", image)
-        row["href"] = channel_page(name, row["c"])
-        if name == site.logits_layer and row["c"] < len(site.class_names):
-            row["name"] = site.class_names[row["c"]]
-        row["thumb"] = f"img/{slug(name)}/{row['c']}.png"
-    kind, shape = site.types.get(name, (None, None))
-    summary = {"layer": name, "href": f"layer-{slug(name)}.html", "type": kind, "shape": list(shape) if shape else None,
-               **counts, "first": rows[0]["thumb"] if rows else None}
-    _write_page(out, summary["href"], f"{site.label}: {name}",
-                {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
-                 "rare_share": RARE_SHARE, "notes": site.notes})
-    index = {n: i for i, n in enumerate(l["layer"] for l in site.layers)}
-    previous = site.layers[index[name] - 1] if index[name] > 0 else None
-    for i, row in enumerate(rows):
-        _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None, rows[i + 1] if i + 1 < len(rows) else None,
-                       previous, class_pages, summary)
-    return summary
-
-
-def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: dict, before: dict | None,
-                   after: dict | None, previous: dict | None, class_pages: list[int], summary: dict) -> None:
-    name, c = layer["layer"], row["c"]
-    entry = layer["per"][c]
-    named = f" (class {row['name']})" if "name" in row else ""
-    data = {"kind": "channel", "title": f"{site.label}: {name} channel {c}{named}", "layer": name, "channel": c,
-            "layer_href": summary["href"], "row": row, "neuron": layer["neuron"],
-            "optimized": [{"src": f"img/{slug(name)}/{c}{'' if j == 0 else f'-{j}'}.png", "activation": _num(s)}
-                          for j, s in enumerate(entry["scores"])],
-            "prev": before and before["href"], "next": after and after["href"], "notes": list(site.notes),
-            "examples": [], "hist": None, "inputs": [], "outputs": []}
-    data["rare_share"] = RARE_SHARE
-    dataset = site.dataset
-    if entry["examples"] and dataset is not None and not row["dead"]:
-        maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None
-        for j, (index, value) in enumerate(zip(entry["examples"], entry["example_values"])):
-            src = f"img/{slug(name)}/{c}-ex{j}.png"
-            picture = dataset.images[index].numpy()
-            activation_map = maps[j] if maps is not None and maps.ndim == 3 else None
-            _png(out / src, overlay(picture, activation_map, mark=layer["neuron"] and activation_map is not None))
-            data["examples"].append({"src": src, "index": index, "value": _num(value),
-                                     "label": site.class_names[int(dataset.labels[index])]
-                                     if int(dataset.labels[index]) < len(site.class_names) else None})
-        if extra is None:
-            data["notes"].append("Real examples shown without activation maps (not computed).")
-    if extra is not None:
-        k = extra["channels"].index(c)
-        data["hist"] = {"counts": extra["hist"][k].tolist(), "low": _num(extra["low"][k]), "high": _num(extra["high"][k])}
-        if "inputs" in extra and previous is not None:
-            prev_name = previous["layer"]
-            data["inputs"] = [{"layer": prev_name, "channel": i, "value": v,
-                               "href": channel_page(prev_name, i) if i in previous["per"] else None,
-                               "thumb": f"img/{slug(prev_name)}/{i}.png" if i in previous["per"] else None}
-                              for i, v in _top(extra["inputs"][k])]
-        if "outputs" in extra:
-            data["outputs"] = [{"class": j, "name": site.class_names[j], "value": v,
-                                "href": f"class-{j}.html" if j in class_pages else None}
-                               for j, v in _top(extra["outputs"][k], 5)]
-    _write_page(out, row["href"], data["title"], data)
-
-
-def _write_class(out: Path, site: Site, c: int, class_pages: list[int]) -> None:
-    data = {"kind": "class", "title": f"{site.label}: class {site.class_names[c]}", "class": c,
-            "name": site.class_names[c], "notes": list(site.notes), "image": None, "top": [], "confusions": [],
-            "channels": [], "prev": f"class-{class_pages[class_pages.index(c) - 1]}.html" if class_pages.index(c) else None,
-            "next": f"class-{class_pages[class_pages.index(c) + 1]}.html" if c != class_pages[-1] else None}
-    if site.classes and c in site.classes:
-        _png(out / f"img/class-{c}.png", site.classes[c]["image"])
-        data["image"] = {"src": f"img/class-{c}.png", "probability": _num(site.classes[c]["probability"])}
-    extra = site.class_extra
-    if extra is not None:
-        for j, (index, score) in enumerate(zip(extra["top"][c].tolist(), extra["top_scores"][c].tolist())):
-            src = f"img/class-{c}-top{j}.png"
-            _png(out / src, site.heldout.images[index].numpy())
-            label = int(site.heldout.labels[index])
-            data["top"].append({"src": src, "index": index, "score": _num(score), "label": site.class_names[label]})
-        row = extra["confusion"][c]
-        total = int(row.sum())
-        data["heldout"] = {"count": total, "correct": int(row[c]), "source": site.heldout.source}
-        data["confusions"] = [{"class": j, "name": site.class_names[j], "count": int(row[j]),
-                               "as_this": int(extra["confusion"][j, c]), "href": f"class-{j}.html"}
-                              for j in torch.argsort(row + extra["confusion"][:, c], descending=True).tolist()
-                              if j != c and (row[j] or extra["confusion"][j, c])][:5]
-        pages = {l["layer"]: l for l in site.layers}
-        for layer, values in extra["channels"].items():
-            data["channels"] += [{"layer": layer, "channel": i, "value": v, "href": channel_page(layer, i),
-                                  "thumb": f"img/{slug(layer)}/{i}.png"}
-                                 for i, v in _top(values[c], 4) if i in pages[layer]["per"]]
-    _write_page(out, f"class-{c}.html", data["title"], data)
-
-
-def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> dict:
-    from .objectives import ACTIVATION_FUNCTIONS
-
-    arrays, record = run.arrays, run.record
-    base = f"img/image-{n}"
-    _png(out / f"{base}/input.png", (np.clip(arrays["input"], 0, 1) * 255).round().astype(np.uint8))
-    saliency = arrays["saliency"]
-    _png(out / f"{base}/saliency.png", _colored(saliency[0] if saliency.shape[0] == 1 else np.abs(saliency).max(0),
-                                                 "RdBu_r", symmetric=saliency.shape[0] == 1))
-    pages = {l["layer"]: l for l in site.layers}
-    logits_layer = site.logits_layer or list(record["layers"])[-1]
-    layers = []
-    for layer, info in record["layers"].items():
-        values = torch.as_tensor(arrays[layer])
-        shown = ACTIVATION_FUNCTIONS[info["activation_shown"]](values)
-        channels = []
-        if shown.ndim == 2:  # tokens (N, D): each unit's mean over the tokens, as channels are measured
-            shown = shown.mean(0)
-        strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
-        limit = float(shown.max()) or 1.0
-        for ch in torch.argsort(strength, descending=True).tolist():
-            item = {"channel": ch, "value": _num(strength[ch]),
-                    "href": channel_page(layer, ch) if layer in pages and ch in pages[layer]["per"] else None}
-            if shown.ndim == 3:
-                item["src"] = f"{base}/{slug(layer)}-{ch}.png"
-                _png(out / item["src"], (np.clip(shown[ch].numpy() / limit, 0, 1) * 255).astype(np.uint8))
-            if shown.ndim == 1 and layer == logits_layer and len(shown) == len(site.class_names):
-                item["name"] = site.class_names[ch]
-            channels.append(item)
-        layers.append({"layer": layer, "shape": info["shape"], "activation": info["activation_shown"], "channels": channels,
-                       "href": f"layer-{slug(layer)}.html" if layer in pages else None})
-    prediction = record["prediction"]
-    href = f"image-{n}.html"
-    data = {"kind": "image", "title": f"{site.label}: {record['input']['source']}", "input": record["input"],
-            "prediction": None if prediction is None else {
-                **prediction, "href": f"class-{prediction['class']}.html" if prediction["class"] in class_pages else None},
-            "top5": record["top5"], "input_src": f"{base}/input.png", "saliency_src": f"{base}/saliency.png",
-            "layers": layers, "notes": list(site.notes)}
-    _write_page(out, href, data["title"], data)
-    return {"href": href, "source": record["input"]["source"], "thumb": f"{base}/input.png",
-            "prediction": prediction["name"] if prediction else "no prediction (logits unknown)",
-            "probability": _num(prediction["probability"]) if prediction else None}

@@ -96,12 +96,15 @@ class HookRegistry:
     own output, taken from the forward call's return value without a hook, so
     it also works for TorchScript models; ":KEY" is one part of a structured
     output (an index of a tuple, a key of a dict, an attribute; see ``outputs.pick``).
+    ``clone=False`` records the very tensors the forward goes on with, so that gradients with
+    respect to them can be taken (a later in-place module then changes what was recorded).
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True) -> None:
+    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True, clone: bool = True) -> None:
         self.model = model
         self.names = tuple(dict.fromkeys(layers))
         self.early_exit = early_exit
+        self.clone = clone
         self.hooked = tuple(name for name in self.names if not is_output(name))
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
@@ -129,7 +132,7 @@ class HookRegistry:
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.
-            keep = output.clone() if isinstance(output, torch.Tensor) and not last else output
+            keep = output.clone() if self.clone and isinstance(output, torch.Tensor) and not last else output
             self.outputs[name] = keep
             if last:
                 raise StopForward
@@ -153,18 +156,19 @@ class HookRegistry:
 
 class Probe:
     """A frozen model with hooks on ``layers``: call it with pixel-space images (N, C, H, W) in [0, 1]
-    to get {layer: output}. Gradients flow to the images unless the caller disables them."""
+    to get {layer: output}. Gradients flow to the images unless the caller disables them; ``clone``: see
+    HookRegistry."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, layers: Sequence[str], device: torch.device | str = "cpu",
-                 early_exit: bool = True) -> None:
-        self.model, self.layers, self.early_exit = model, list(layers), early_exit
+                 early_exit: bool = True, clone: bool = True) -> None:
+        self.model, self.layers, self.early_exit, self.clone = model, list(layers), early_exit, clone
         self.normalize = Normalize.of(spec, device)
         self.device = torch.device(device)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Probe":
         self._stack.enter_context(frozen(self.model))
-        self.hooks = self._stack.enter_context(HookRegistry(self.model, self.layers, self.early_exit))
+        self.hooks = self._stack.enter_context(HookRegistry(self.model, self.layers, self.early_exit, self.clone))
         return self
 
     def __exit__(self, *exc_info) -> None:

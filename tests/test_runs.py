@@ -5,7 +5,7 @@ import multiprocessing
 import pytest
 
 from introspect.errors import UserError
-from introspect.runs import LOCK_NAME, claim_run_folder, holds_run
+from introspect.folders import LOCK_NAME, claim_run_folder, holds_run
 from introspect_cli.main import main
 
 
@@ -97,7 +97,7 @@ def test_out_refusals(argv, message, capsys, tmp_path):
 
 def test_a_notebook_run_is_a_run_rerun_repeats(shipped_mnist, tmp_path):
     import introspect
-    from introspect.runs import load_run
+    from introspect.folders import load_run
 
     result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
                                           introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5))
@@ -118,3 +118,84 @@ def test_a_run_from_settings_the_cli_lacks_records_no_recipe(shipped_mnist, caps
     assert json.loads((folder / "run.json").read_text())["recipe"] is None
     assert main(["rerun", str(folder)]) == 2
     assert "records no command to repeat" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make_root", ["runs is a file", "its parent is a file"])
+def test_a_runs_folder_that_cannot_be_created_is_a_user_error(make_root, tmp_path, capsys):
+    from introspect.folders import claim_run_folder as claim
+
+    (tmp_path / "runs" if make_root == "runs is a file" else tmp_path / "parent").write_text("mine")
+    root = "runs" if make_root == "runs is a file" else "parent/runs"
+    with pytest.raises(UserError) as caught:
+        claim(None, "classes", root=root)
+    reason = "it is an existing file" if make_root == "runs is a file" else "'parent' is a file"
+    assert str(caught.value) == f"cannot create the runs folder '{root}' ({reason}); name an output folder with out"
+    if make_root == "runs is a file":
+        assert main(["classes", "--steps", "1", "--classes", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot create the runs folder 'runs' (it is an existing file)" in err and "--out" in err
+        assert err.count("error:") == 1 and "plan:" not in err  # refused before any work
+        assert (tmp_path / "runs").read_text() == "mine"
+
+
+def test_claimed_run_lets_go_on_any_exception_and_keeps_a_finished_run(tmp_path):
+    from introspect.folders import claimed_run
+
+    with pytest.raises(KeyboardInterrupt):
+        with claimed_run(tmp_path / "r", "classes"):
+            raise KeyboardInterrupt
+    assert not (tmp_path / "r").exists()  # created by this run, nothing written: removed
+    with claimed_run(tmp_path / "r", "classes") as run:
+        run.write_json("owner.json", {})
+        run.finish({"status": "complete"})
+    assert holds_run(tmp_path / "r") and not (tmp_path / "r" / LOCK_NAME).exists()
+    with claimed_run(tmp_path / "s", "classes") as run:
+        run.write_json("half.json", {})
+    assert (tmp_path / "s" / "half.json").exists() and not (tmp_path / "s" / LOCK_NAME).exists()
+
+
+def _snapshot(value):
+    """A deep copy of a result to compare with later (tensors and arrays copied)."""
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def _same(a, b) -> bool:
+    """Equal, tensors and arrays included (NaN equal to NaN)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and torch.equal(
+            torch.nan_to_num(a), torch.nan_to_num(b)) and torch.equal(a.isnan(), b.isnan()) if a.is_floating_point() \
+            else isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return a == b
+
+
+def test_writers_never_change_the_results_they_write(shipped_mnist):
+    from pathlib import Path
+
+    import introspect
+
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    classes = introspect.visualize_classes(model, spec, [3, 8], introspect.CLASSES_DEFAULTS.replace(steps=2, snapshots=(1,)))
+    channels = introspect.visualize_channels(model, spec, "conv1", [0, 1], introspect.CHANNELS_DEFAULTS.replace(steps=2))
+    seven = Path(__file__).resolve().parents[1] / "examples" / "seven.png"
+    activations = introspect.inspect_image(model, spec, introspect.load_image(seven, spec), ["conv1", "fc2"])
+    for result in (classes, channels, [channels], activations):
+        before = _snapshot(result)
+        introspect.save_run(result, loaded=shipped_mnist)
+        assert _same(before, result), type(result).__name__

@@ -10,8 +10,9 @@ from introspect.activations import ImageInput, inspect_image, load_image
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
 from introspect.errors import UserError
+from introspect.folders import check_out, claimed_run
 from introspect.layers import select_layers
-from introspect.runs import Provenance, check_out, claim_run_folder, write_activations
+from introspect.records import Provenance, write_activations
 
 from ..data import apply_prior
 from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_arguments,
@@ -93,9 +94,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     check_out(args.out, args.force)
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.load = load_arguments(args, loaded)
-    run_folder = claim_run_folder(args.out, "activations", args.force)
     config = CHANNELS_DEFAULTS.replace(device=device, steps=args.steps)
-    try:
+    with claimed_run(args.out, "activations", args.force) as run_folder:
         started = time.time()
         result = inspect_image(model, spec, image, layers, device)
         visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
@@ -104,9 +104,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,
                                        time.time() - started, spec.logits)
-    except BaseException:
-        run_folder.abandon()
-        raise
     prediction = record["prediction"]
     io.out.print((f"prediction: {prediction['name']} (p={prediction['probability']:.3f}); " if prediction else
                   "no prediction (the model's logits are unknown); ") + f"wrote {run_folder.path}/report.png", markup=False)

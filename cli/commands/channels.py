@@ -19,10 +19,11 @@ from introspect.channel_runs import ChannelsRun, estimate_channels, read_manifes
 from introspect.channels import CHANNELS_DEFAULTS, ChannelsResult, plan_channels
 from introspect.distributed import Ranks, join
 from introspect.errors import UserError
+from introspect.folders import check_out
 from introspect.layers import select_layers
 from introspect.models import file_sha256
+from introspect.records import Provenance, layer_record
 from introspect.repeat import load_recorded
-from introspect.runs import Provenance, check_out, layer_record
 
 from ..data import add_data_options, apply_prior, dataset_from_args
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,

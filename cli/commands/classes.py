@@ -9,8 +9,8 @@ import torch
 from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, logits_of, resolve_classes,
                                 visualize_classes)
 from introspect.errors import UserError
-from introspect.runs import (Provenance, check_out, claim_run_folder, classes_image_records, run_status,
-                             write_classes)
+from introspect.folders import check_out, claimed_run
+from introspect.records import Provenance, classes_image_records, run_status, write_classes
 
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.load = load_arguments(args, loaded)
-    run_folder = claim_run_folder(args.out, "classes", args.force)
-    try:
+    with claimed_run(args.out, "classes", args.force) as run_folder:
         started = time.time()
         with io.progress() as bar, interrupts.stepping():
             task = bar.add_task("classes", total=config.steps, info="", unit="step")
@@ -78,9 +77,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                          "stopped there, the others went on", markup=False)
         with interrupts.deferred():
             write_classes(run_folder, result, provenance, formats, time.time() - started)
-    except BaseException:
-        run_folder.abandon()
-        raise
     status = result.render.interrupted_at
     summary = {"run": str(run_folder.path), "status": run_status(status),
                "candidates": result.candidates, "images": classes_image_records(result)}

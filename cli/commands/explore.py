@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from introspect.explore import build_site
+from introspect.site import build_site
 
 from ..output import Outcome, Output
 

@@ -6,7 +6,7 @@ import argparse
 from rich.table import Table
 
 from introspect.layers import describe_layers
-from introspect.runs import Provenance
+from introspect.records import Provenance
 
 from ..options import add_model_options, load_model_from_args
 from ..output import Outcome, Output

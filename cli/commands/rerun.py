@@ -7,7 +7,7 @@ from pathlib import Path
 
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, file_sha256
-from introspect.runs import read_record
+from introspect.folders import read_record
 
 from ..output import Outcome, Output
 
@@ -134,7 +134,7 @@ def _recorded_path(role: str, value: str, inputs: dict, cwd: str | None, source:
 
 
 def argv_from_recipe(recipe: dict | None) -> list[str] | None:
-    """The command line of a run written from Python (introspect.runs.recipe), or None."""
+    """The command line of a run written from Python (introspect.records.recipe), or None."""
     if not isinstance(recipe, dict) or recipe.get("command") not in ("classes", "channels"):
         return None
     argv = [recipe["command"]]

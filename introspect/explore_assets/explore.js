@@ -57,11 +57,30 @@
     draw();
   }
 
+  // hist: images per bin of channels.HISTOGRAM_EDGES, the non-empty span only. lower/upper: each bin's edges
+  // (null: unbounded; the first bin of all holds values <= 0). Bins are log-spaced (four per decade), so the
+  // edges are labelled: the powers of ten between bars, and both ends.
   function histogram(hist) {
-    const w = 360, hgt = 120, n = hist.counts.length, top = Math.max(...hist.counts, 1);
-    let bars = hist.counts.map((c, i) => `<rect x="${(i * w) / n}" y="${hgt - (c / top) * hgt}" width="${w / n - 1}" height="${(c / top) * hgt}"><title>${c}</title></rect>`).join("");
-    return `<svg class="hist" width="${w}" height="${hgt + 18}">${bars}<text x="0" y="${hgt + 14}" font-size="11">${fmt(hist.low)}</text>` +
-      `<text x="${w}" y="${hgt + 14}" font-size="11" text-anchor="end">${fmt(hist.high)}</text></svg>`;
+    const w = 360, hgt = 120, n = hist.counts.length, top = Math.max(...hist.counts, 1), step = w / n;
+    const decade = (v) => v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-6;
+    const edge = (v) => (v === 0 ? "0" : Number(v).toExponential(0).replace("e+", "e"));
+    const range = (i) => (hist.upper[i] === 0 ? "≤ 0" : hist.upper[i] === null ? `≥ ${edge(hist.lower[i])}` :
+      `${edge(hist.lower[i])} to ${edge(hist.upper[i])}`);
+    const bars = hist.counts.map((c, i) => `<rect x="${i * step}" y="${hgt - (c / top) * hgt}" width="${Math.max(step - 1, 1)}" ` +
+      `height="${(c / top) * hgt}"><title>${range(i)}: ${c} image${c === 1 ? "" : "s"}</title></rect>`).join("");
+    const label = (x, text, anchor) => `<text x="${x}" y="${hgt + 14}" font-size="11" text-anchor="${anchor}">${esc(text)}</text>`;
+    let labels = "";
+    for (let i = 0; i <= n; i++) {
+      const value = i < n ? hist.lower[i] : hist.upper[n - 1];
+      const anchor = i === 0 ? "start" : i === n ? "end" : "middle";
+      if (i === 0 && value === null) labels += label(0, "≤ 0", "start");
+      else if (i === n && value === null) labels += label(w, `≥ ${edge(hist.lower[n - 1])}`, "end");
+      else if (value !== null && (i === 0 || i === n || decade(value))) {
+        if (i === 0 || i === n || (i * step > 24 && w - i * step > 24)) labels += label(i * step, edge(value), anchor);
+      }
+    }
+    return `<svg class="hist" width="${w}" height="${hgt + 18}">${bars}${labels}</svg>` +
+      `<p>images per bin of the activation (bins four per decade); lowest ${fmt(hist.low)}, highest ${fmt(hist.high)}</p>`;
   }
 
   function arrows() {

@@ -1,243 +1,29 @@
-"""Run folders: what a run leaves behind, for the CLI and notebooks alike.
+"""What a run leaves behind: run.json records and the writers of each command's run folder.
 
-``save_run`` writes a result as the CLI does and ``load_run`` reads a folder back.
-Folders are claimed exclusively, written file by file atomically, finished by run.json.
-
-A folder "holds a run" only when its run.json parses. While a run writes, it
-holds a lock file in the folder, so two runs never write into the same one; a
-numbered folder (``runs/classes-001``) is created with an exclusive mkdir and the
-next free number is taken on a clash. Every file is written to a temporary name
-and moved into place, run.json last, so an interruption or a full disk never
-leaves a half-written file or a folder that looks complete.
+``save_run`` writes a result as the CLI does (``introspect.folders.load_run`` reads it back). The
+writers only read the results they are given: they never change them.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
-import re
 import shlex
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import UserError
-from .models.registry import ARCHITECTURES, LoadedModel
-
-RUN_RECORD = "run.json"
-LOCK_NAME = ".introspect-lock"
-MANIFEST = "manifest.json"
-PARTS = "parts"
-
-
-def holds_run(folder: str | Path) -> bool:
-    """True when ``folder`` has a run.json that parses as a JSON object."""
-    try:
-        return isinstance(json.loads((Path(folder) / RUN_RECORD).read_text()), dict)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-
-
-def read_record(folder: str | Path) -> dict:
-    """The run.json of ``folder`` (or of the run.json path itself); UserError if unreadable."""
-    path = Path(folder)
-    if path.is_dir():
-        path = path / RUN_RECORD
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{path}' is not a readable run.json ({exc})") from exc
-    if not isinstance(record, dict):
-        raise UserError(f"'{path}' is not a run.json (not a JSON object)")
-    return record
-
-
-def _lock(folder: Path) -> int | None:
-    """Take the folder's lock: an open descriptor, or None when another live process holds it."""
-    import fcntl
-
-    path = folder / LOCK_NAME
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise UserError(f"output folder '{folder}' is not writable ({exc.strerror}); choose another") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:  # the holder before us may have removed the file after we opened it: lock the current one
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-
-
-class RunFolder:
-    """A claimed run folder: write files with :meth:`file`, then :meth:`finish` with the record,
-    or :meth:`abandon` to let it go (removing it if this run created it and wrote nothing)."""
-
-    def __init__(self, path: Path, created: bool, lock_fd: int) -> None:
-        self.path = path
-        self.created = created
-        self.files: list[str] = []
-        self._lock_fd: int | None = lock_fd
-        self._previous = read_record(path).get("files", []) if holds_run(path) else []
-
-    @contextlib.contextmanager
-    def file(self, name: str) -> Iterator[Path]:
-        """A temporary path to write ``name`` to; moved into place when the block ends without error."""
-        target = self.path / name
-        temporary = self.path / f".tmp{os.getpid()}-{name}"
-        try:
-            yield temporary
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
-        if name not in self.files:
-            self.files.append(name)
-
-    def write_json(self, name: str, data: dict) -> None:
-        with self.file(name) as path:
-            path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-    def finish(self, record: dict) -> dict:
-        """Drop an overwritten earlier run's files that this run did not write, then write run.json last."""
-        if (self.path / RUN_RECORD).exists():
-            (self.path / RUN_RECORD).unlink()
-        for name in self._previous:
-            if isinstance(name, str) and name not in self.files and name != RUN_RECORD and "/" not in name:
-                (self.path / name).unlink(missing_ok=True)
-        record = {**record, "files": sorted(set(self.files) | {RUN_RECORD})}
-        self.write_json(RUN_RECORD, record)
-        self.release()
-        return record
-
-    def release(self) -> None:
-        if self._lock_fd is not None:
-            (self.path / LOCK_NAME).unlink(missing_ok=True)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def abandon(self) -> None:
-        """Release the folder; remove it if this run created it and wrote nothing (no file, no finished chunk)."""
-        self.release()
-        if self.created and not self.files and not finished_items(self.path):
-            for remove in ((self.path / MANIFEST).unlink, (self.path / PARTS).rmdir, self.path.rmdir):
-                with contextlib.suppress(OSError):
-                    remove()
-
-
-def _numbered(root: Path, prefix: str) -> RunFolder:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the runs folder '{root}': {exc.strerror}; choose a folder with {out}") from exc
-    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
-    number = max((int(m.group(1)) for p in root.iterdir() if (m := pattern.fullmatch(p.name))), default=0) + 1
-    while True:
-        path = root / f"{prefix}-{number:03d}"
-        try:
-            path.mkdir()
-        except FileExistsError:
-            number += 1
-            continue
-        except OSError as exc:
-            raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
-        fd = _lock(path)
-        if fd is None:  # another run claimed this folder first: take the next number
-            number += 1
-            continue
-        return RunFolder(path, True, fd)
-
-
-def check_out(out: str | Path | None, force: bool) -> None:
-    """Refuse an output folder that cannot be used, before any work starts."""
-    if out is None:
-        return
-    if str(out).strip() == "":
-        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{{out}} '{path}' is an existing file; name a folder")
-    if holds_run(path) and not force:
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"cannot create output folder '{path}': '{parent}' is a file")
-            break
-
-
-def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, root: str | Path = "runs",
-                     resume: bool = False) -> RunFolder:
-    """The folder a run writes to, claimed for this process: a new ``root/prefix-NNN``, or ``out``
-    if it holds no earlier run (or ``force``) and no other run is writing into it. ``resume``: ``out``
-    is an earlier run's folder with a manifest, to be completed."""
-    if resume:
-        path = Path(out)  # its manifest was read and checked by the caller
-        fd = _lock(path)
-        if fd is None:
-            raise UserError(f"another introspect run is writing into '{path}'; wait for it to end before resuming")
-        return RunFolder(path, False, fd)
-    if out is None:
-        return _numbered(Path(root), prefix)
-    check_out(out, force)
-    path = Path(out)
-    created = False
-    try:
-        path.mkdir(parents=True)
-        created = True
-    except FileExistsError:
-        if not path.is_dir():
-            raise UserError(f"{{out}} '{path}' is an existing file; name a folder") from None
-    except OSError as exc:
-        raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
-    fd = _lock(path)
-    if fd is None:
-        raise UserError(f"another introspect run is writing into {{out}} '{path}'; wait for it or choose another folder")
-    run = RunFolder(path, created, fd)
-    if holds_run(path) and not force:  # written by a run that finished after our first check
-        run.release()
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
-    return run
-
-
-def finished_items(folder: Path) -> set[int]:
-    """The work items whose part file is in ``folder``."""
-    pattern = re.compile(r"item-(\d+)\.pt")
-    try:
-        return {int(m.group(1)) for p in (folder / PARTS).iterdir() if (m := pattern.fullmatch(p.name))}
-    except OSError:
-        return set()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
-    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
-def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, duration_ms: int = 400) -> None:
-    """Each frame (N, C, H, W) becomes one GIF frame: the N images side by side, upscaled."""
-    from PIL import Image
-
-    pictures = []
-    for frame in frames:
-        tiles = [np.pad(to_uint8(img), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
-        strip = np.concatenate(tiles, axis=2)
-        strip = strip[0] if strip.shape[0] == 1 else np.transpose(strip, (1, 2, 0))
-        picture = Image.fromarray(strip)
-        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
-    pictures[0].save(Path(path), save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+from .activations import ActivationsResult
+from .channels import CHANNELS_DEFAULTS, ChannelsResult
+from .classes import CANDIDATE_STRIDE, CLASSES_DEFAULTS
+from .encoding import save_gif, to_uint8
+from .folders import Run, RunFolder, claimed_run
+from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
+from .params import STARTS
+from .site import OPEN_SITE, build_site
 
 
 @dataclass
@@ -309,13 +95,11 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
 
 
 def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None:
-    """The run's explorer: ``site/`` (pages, data, images; see introspect.explore) and an index.html opening it."""
-    from . import explore
-
+    """The run's explorer: ``site/`` (pages, data, images; see introspect.site) and an index.html opening it."""
     temporary = run.path / f".tmp{os.getpid()}-site"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        explore.build_site([Run(run.path, record, arrays)], temporary, compute=False, dataset=dataset)
+        build_site([Run(run.path, record, arrays)], temporary, compute=False, dataset=dataset)
         shutil.rmtree(run.path / "site", ignore_errors=True)
         os.replace(temporary, run.path / "site")
     finally:
@@ -323,7 +107,7 @@ def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None
     if "site" not in run.files:
         run.files.append("site")
     with run.file("index.html") as path:
-        path.write_text(explore.OPEN_SITE)
+        path.write_text(OPEN_SITE)
 
 
 def _finite(value: float) -> float | None:
@@ -350,7 +134,6 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
                   seconds: float = 0.0) -> None:
     """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
     from . import report
-    from .classes import CANDIDATE_STRIDE
 
     arrays = {"images": to_uint8(result.images), "labels": np.asarray(result.labels),
               "scores": result.logits.numpy(), "probabilities": result.probabilities.numpy(),
@@ -362,8 +145,7 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
         arrays["snapshot_steps"] = np.asarray(steps)
     with run.file("images.npz") as path:
         np.savez_compressed(path, **arrays)
-    result.model_name = provenance.label
-    fig = report.classes_figure(result)
+    fig = report.classes_figure(replace(result, model_name=provenance.label))
     for fmt in formats:
         with run.file(f"report.{fmt}") as path:
             report.save_figure(fig, path)
@@ -542,9 +324,6 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
     same files the CLI writes — into ``folder`` (default: a new ``runs/<kind>-NNN``); returns it.
     With ``loaded`` (what ``load_model`` returned) for a built-in model or checkpoint, run.json
     records a recipe that ``introspect rerun`` can repeat."""
-    from .activations import ActivationsResult
-    from .channels import ChannelsResult
-
     results = [result] if isinstance(result, ChannelsResult) else result
     kind = ("channels" if isinstance(results, list) else
             "activations" if isinstance(result, ActivationsResult) else "classes")
@@ -555,8 +334,7 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         provenance.recipe = recipe(kind, result, loaded, dataset)
         if provenance.recipe and "checkpoint" in provenance.recipe:
             provenance.inputs["checkpoint"] = {"path": provenance.recipe["checkpoint"], "sha256": loaded.sha256}
-    run = claim_run_folder(folder, kind, force)
-    try:
+    with claimed_run(folder, kind, force) as run:
         if kind == "classes":
             write_classes(run, result, provenance, formats)
         elif kind == "channels":
@@ -566,9 +344,6 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         else:
             write_activations(run, result, provenance, formats=formats, logits_layer=loaded.spec.logits
                               if loaded is not None else None)
-    except BaseException:
-        run.abandon()
-        raise
     return run.path
 
 
@@ -576,10 +351,8 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     """What repeats ``result`` in words the command line also has — the model (a built-in name or an
     introspect checkpoint), the settings it exposes, the classes or layers — or None when the
     run used anything else. ``introspect rerun`` turns it into a command."""
-    from .channels import CHANNELS_DEFAULTS
-    from .classes import CLASSES_DEFAULTS
-    from .models.registry import BUILTIN_MODELS, builtin_checkpoint_path
-
+    if kind == "activations":
+        return None
     builtin = next((name for name in BUILTIN_MODELS if loaded.source == str(builtin_checkpoint_path(name))), None)
     if builtin is not None:
         model = {"model": builtin}
@@ -590,8 +363,6 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     results = result if isinstance(result, list) else [result]
     config = results[0].config
     defaults = CLASSES_DEFAULTS if kind == "classes" else CHANNELS_DEFAULTS
-    from .params import STARTS
-
     start = next((name for name, bias in STARTS.items() if bias == config.image.init_bias and name != "auto"), None)
     settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "pull": config.pull,
                 "ink": config.ink, "l2": config.l2, "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
@@ -599,7 +370,7 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},
                           snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"],
                                                                     init_bias=config.image.init_bias))
-    if kind == "activations" or expressible != config:
+    if expressible != config:
         return None
     if kind == "classes":
         return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective,
@@ -612,30 +383,3 @@ def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
             "dataset": dataset.name if dataset is not None else "none",
             "split": first.examples.split if first.examples is not None else None,
             "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None}
-
-
-@dataclass
-class Run:
-    """A run folder read back: its run.json and its arrays (images.npz or activations.npz)."""
-
-    path: Path
-    record: dict
-    arrays: dict[str, np.ndarray]
-
-    @property
-    def kind(self) -> str:
-        return self.record.get("command_name", "")
-
-
-def load_run(folder: str | Path) -> Run:
-    """Read a run folder written by the CLI or ``save_run``; a UserError if it holds no complete run.json."""
-    path = Path(folder)
-    record = read_record(path)
-    folder = path if path.is_dir() else path.parent
-    arrays = {}
-    for name in ("images.npz", "activations.npz"):
-        if (folder / name).is_file():
-            with np.load(folder / name) as data:
-                arrays = {key: data[key] for key in data.files}
-            break
-    return Run(folder, record, arrays)

@@ -1,0 +1,76 @@
+"""Images as files: floats to uint8, PNGs, animated GIFs, colormapped maps and heat overlays."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
+    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, duration_ms: int = 400) -> None:
+    """Each frame (N, C, H, W) becomes one GIF frame: the N images side by side, upscaled."""
+    from PIL import Image
+
+    pictures = []
+    for frame in frames:
+        tiles = [np.pad(to_uint8(img), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
+        strip = np.concatenate(tiles, axis=2)
+        strip = strip[0] if strip.shape[0] == 1 else np.transpose(strip, (1, 2, 0))
+        picture = Image.fromarray(strip)
+        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
+    pictures[0].save(Path(path), save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    """A uint8 image, (C, H, W) with C of 1 or 3, or (H, W[, 3]), as a PNG; fast compression (sites hold thousands)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
+    Image.fromarray(np.ascontiguousarray(array)).save(path, optimize=False, compress_level=1)
+
+
+def colored(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) -> np.ndarray:
+    """(H, W) floats -> (H, W, 3) uint8 through a matplotlib colormap; ``symmetric`` puts 0 at its centre."""
+    from matplotlib import colormaps
+
+    values = np.nan_to_num(values.astype(np.float32))
+    if symmetric:
+        limit = float(np.abs(values).max()) or 1.0
+        scaled = (values / limit + 1) / 2
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / ((high - low) or 1.0)
+    return (colormaps[cmap](scaled)[..., :3] * 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, activation_map: np.ndarray | None, mark: bool = False) -> np.ndarray:
+    """A uint8 (C, H, W) image with a channel's map (h, w) over it as a heat overlay, (H, W, 3) uint8;
+    ``mark`` outlines the centre position (a --neuron run's objective)."""
+    rgb = np.repeat(image, 3, 0) if image.shape[0] == 1 else image
+    rgb = np.transpose(rgb, (1, 2, 0)).astype(np.float32)
+    if activation_map is None:
+        return rgb.astype(np.uint8)
+    height, width = rgb.shape[:2]
+    up = torch.nn.functional.interpolate(torch.as_tensor(activation_map, dtype=torch.float32)[None, None],
+                                         size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+    peak = float(up.max())
+    strength = np.clip(up / peak, 0, 1)[..., None] if peak > 0 else np.zeros((height, width, 1), np.float32)
+    heat = colored(np.clip(up, 0, None), "inferno").astype(np.float32)
+    out = rgb * (1 - 0.6 * strength) + heat * 0.6 * strength
+    if mark:
+        h, w = activation_map.shape
+        cy, cx = (h // 2 + 0.5) * height / h, (w // 2 + 0.5) * width / w
+        r = max(2, int(round(height / h)))
+        y0, y1, x0, x1 = (int(max(0, cy - r)), int(min(height - 1, cy + r)), int(max(0, cx - r)),
+                          int(min(width - 1, cx + r)))
+        for y, x in [(y0, slice(x0, x1 + 1)), (y1, slice(x0, x1 + 1)), (slice(y0, y1 + 1), x0), (slice(y0, y1 + 1), x1)]:
+            out[y, x] = (0, 255, 0)
+    return out.clip(0, 255).astype(np.uint8)
