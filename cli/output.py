@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from introspect.errors import render
+from introspect.errors import Message
 from introspect.runs import RunFolder
 
 from .interrupts import Interrupts
@@ -15,8 +15,8 @@ from .options import FLAGS
 
 
 def say(text: str) -> str:
-    """A library message or note as the CLI shows it: settings spelled as flags."""
-    return render(getattr(text, "template", text), FLAGS)
+    """A library message or note as the CLI shows it: settings spelled as flags (plain text as it is)."""
+    return text.render(FLAGS) if isinstance(text, Message) else text
 
 
 @dataclass

@@ -143,10 +143,9 @@ def _from_folder(cls_name: str, split: str, data_dir: Path, strict: bool):
             if data_dir.exists() and data_dir not in existed and not any(data_dir.iterdir()):
                 data_dir.rmdir()
     if arrays is None and strict:
-        raise UserError(
-            f"{{data_dir}} '{data_dir}' holds no {cls_name} files (torchvision's layout or IDX files) and the download "
-            "failed (offline?); leave out {data_dir} to use the offline copy"
-        )
+        raise UserError("{data_dir} '{folder}' holds no {cls_name} files (torchvision's layout or IDX files) and the "
+                        "download failed (offline?); leave out {data_dir} to use the offline copy",
+                        settings=("data_dir",), folder=data_dir, cls_name=cls_name)
     return arrays
 
 
@@ -220,14 +219,15 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     With ``data_dir``: its files or a download into it, else a UserError.
     """
     if name not in DATASETS:
-        raise UserError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
+        raise UserError("unknown dataset '{name}'; choose one of: {choices}", name=name,
+                        choices=", ".join(DATASETS))
     if split not in SPLITS:
-        raise UserError(f"unknown split '{split}'; choose train or test")
+        raise UserError("unknown split '{split}'; choose train or test", split=split)
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{{data_dir}} '{folder}' is a file, not a folder")
+        raise UserError("{data_dir} '{folder}' is a file, not a folder", settings=("data_dir",), folder=folder)
     if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
-        raise UserError(f"{{data_dir}} '{folder}' is not readable")
+        raise UserError("{data_dir} '{folder}' is not readable", settings=("data_dir",), folder=folder)
     # An explicit --data-dir is taken at its word: no silent fallback to another source.
     return DATASETS[name].loader(split, folder, data_dir is not None)
 
@@ -235,8 +235,9 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 def check_fits(dataset: ImageDataset, input_shape: tuple[int, ...]) -> None:
     """A UserError when the dataset's images are not of the model's input shape."""
     if tuple(dataset.images.shape[1:]) != tuple(input_shape):
-        raise UserError(f"{dataset.name} images are {tuple(dataset.images.shape[1:])}, the model takes "
-                        f"{tuple(input_shape)}; choose another {{dataset}}")
+        raise UserError("{name} images are {shape}, the model takes {input_shape}; choose another {dataset}",
+                        settings=("dataset",), name=dataset.name, shape=tuple(dataset.images.shape[1:]),
+                        input_shape=tuple(input_shape))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -250,11 +251,11 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
     import hashlib
     import json
 
-    from .activations import load_image
+    from .pictures import load_image
 
     root = Path(folder)
     if not root.is_dir():
-        raise UserError(f"{{images}} '{root}' is not a folder")
+        raise UserError("{images} '{root}' is not a folder", settings=("images",), root=root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
     key = hashlib.sha256(json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
@@ -279,8 +280,8 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(cached, images=images, labels=labels, skipped=skipped)
     if not len(images):
-        raise UserError(f"{{images}} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP)"
-                        + (f"; {skipped} could not be read" if skipped else ""))
+        raise UserError("{images} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP){unread}",
+                        settings=("images",), root=root, unread=f"; {skipped} could not be read" if skipped else "")
     source = f"{len(images)} images from {root}" + (f" ({skipped} unreadable skipped)" if skipped else "")
     return ImageDataset(root.name, "all", torch.from_numpy(images), torch.from_numpy(labels),
                         tuple(classes) or ("images",), source)

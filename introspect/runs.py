@@ -51,9 +51,9 @@ def read_record(folder: str | Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{path}' is not a readable run.json ({exc})") from exc
+        raise UserError("'{path}' is not a readable run.json ({exc})", path=path, exc=exc) from exc
     if not isinstance(record, dict):
-        raise UserError(f"'{path}' is not a run.json (not a JSON object)")
+        raise UserError("'{path}' is not a run.json (not a JSON object)", path=path)
     return record
 
 
@@ -66,7 +66,8 @@ def _lock(folder: Path) -> int | None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as exc:
-            raise UserError(f"output folder '{folder}' is not writable ({exc.strerror}); choose another") from exc
+            raise UserError("output folder '{folder}' is not writable ({strerror}); choose another",
+                            folder=folder, strerror=exc.strerror) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,7 +141,8 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the runs folder '{root}': {exc.strerror}; choose a folder with {out}") from exc
+        raise UserError("cannot create the runs folder '{root}': {strerror}; choose a folder with {out}",
+                        root=root, strerror=exc.strerror, out=out) from exc
     pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
     number = max((int(m.group(1)) for p in root.iterdir() if (m := pattern.fullmatch(p.name))), default=0) + 1
     while True:
@@ -151,7 +153,7 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
             number += 1
             continue
         except OSError as exc:
-            raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
+            raise UserError("cannot create output folder '{path}': {strerror}", path=path, strerror=exc.strerror) from exc
         fd = _lock(path)
         if fd is None:  # another run claimed this folder first: take the next number
             number += 1
@@ -164,16 +166,17 @@ def check_out(out: str | Path | None, force: bool) -> None:
     if out is None:
         return
     if str(out).strip() == "":
-        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)")
+        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)", settings=("out",))
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{{out}} '{path}' is an existing file; name a folder")
+        raise UserError("{out} '{path}' is an existing file; name a folder", settings=("out",), path=path)
     if holds_run(path) and not force:
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
+        raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
+                        settings=("out", "force"), path=path)
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise UserError(f"cannot create output folder '{path}': '{parent}' is a file")
+                raise UserError("cannot create output folder '{path}': '{parent}' is a file", path=path, parent=parent)
             break
 
 
@@ -187,7 +190,8 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         read_manifest(path)
         fd = _lock(path)
         if fd is None:
-            raise UserError(f"another introspect run is writing into '{path}'; wait for it to end before resuming")
+            raise UserError("another introspect run is writing into '{path}'; wait for it to end before resuming",
+                            path=path)
         return RunFolder(path, False, fd)
     if out is None:
         return _numbered(Path(root), prefix)
@@ -199,16 +203,18 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         created = True
     except FileExistsError:
         if not path.is_dir():
-            raise UserError(f"{{out}} '{path}' is an existing file; name a folder") from None
+            raise UserError("{out} '{path}' is an existing file; name a folder", settings=("out",), path=path) from None
     except OSError as exc:
-        raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
+        raise UserError("cannot create output folder '{path}': {strerror}", path=path, strerror=exc.strerror) from exc
     fd = _lock(path)
     if fd is None:
-        raise UserError(f"another introspect run is writing into {{out}} '{path}'; wait for it or choose another folder")
+        raise UserError("another introspect run is writing into {out} '{path}'; wait for it or choose another folder",
+                        settings=("out",), path=path)
     run = RunFolder(path, created, fd)
     if holds_run(path) and not force:  # written by a run that finished after our first check
         run.release()
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
+        raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
+                        settings=("out", "force"), path=path)
     return run
 
 
@@ -225,10 +231,10 @@ def read_manifest(folder: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{folder}' has no readable {MANIFEST}: only runs of `introspect channels` can be resumed "
-                        f"({exc})") from exc
+        raise UserError("'{folder}' has no readable {manifest}: only runs of `introspect channels` can be resumed ({exc})",
+                        folder=folder, manifest=MANIFEST, exc=exc) from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("argv"), list):
-        raise UserError(f"'{path}' is not a manifest of `introspect channels`")
+        raise UserError("'{path}' is not a manifest of `introspect channels`", path=path)
     return manifest
 
 

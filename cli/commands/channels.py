@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if args.resume:
         args = resumed(args)
     elif not args.layer:
-        raise UserError("{layer} is required (or --resume RUN_DIR to complete an earlier run)")
+        raise UserError("{layer} is required (or --resume RUN_DIR to complete an earlier run)", settings=("layer",))
     loaded = load_model_from_args(args)
     for note in loaded.notes:
         io.note(note)

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     name = args.dataset or loaded.spec.dataset
     if name is None:
-        raise UserError("this checkpoint names no dataset; pass {dataset}")
+        raise UserError("this checkpoint names no dataset; pass {dataset}", settings=("dataset",))
     data = load_dataset(name, args.split, args.data_dir)
     io.err.print(f"data: {data.source}", markup=False)
     check_fits(data, loaded.spec.input_shape)
