@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     import introspect
 
     from . import commands
+    from .options import BOUNDED
 
     parser = OneLineParser(
         prog="introspect",
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.register(sub)
     for command in sub.choices.values():
+        for action in command._actions:  # --memory, --distributed: bounded by what a machine can have
+            action.type = BOUNDED.get(action.dest, action.type)
         g = command.add_argument_group("scripting")
         g.add_argument("--quiet", action="store_true", help="print nothing on stderr but errors (no notes, plans or progress)")
         g.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")

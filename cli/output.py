@@ -79,8 +79,8 @@ def progress(console: Console, args: argparse.Namespace) -> Progress | LineProgr
     if args.progress and not args.quiet and not console.is_terminal:
         return LineProgress(console)
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False, disable=args.quiet or not console.is_terminal,
     )
 

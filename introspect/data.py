@@ -80,18 +80,25 @@ def default_data_dir() -> Path:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST; a UserError when it is
+    not one or is cut short, since a user's data folder holds it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut gzip stream is an EOFError
+        raise UserError("IDX file '{path}' cannot be read: {reason}", path=path, reason=exc) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raise UserError("'{path}' is not an unsigned-byte IDX file (MNIST's format)", path=path)
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
+    if len(data) < offset:
+        raise UserError("IDX file '{path}' is truncated: its header is cut short", path=path)
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    count = int(np.prod(dims, dtype=object))
     if len(data) - offset < count:
-        raise ValueError(f"{path} is truncated")
+        raise UserError("IDX file '{path}' is truncated: it holds {have} of the {count} bytes its header promises",
+                        path=path, have=len(data) - offset, count=count)
     return np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
 
 
@@ -108,7 +115,15 @@ def _idx_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
     labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
     if images is None or labels is None:
         return None
-    return read_idx(images), read_idx(labels)
+    pictures, classes = read_idx(images), read_idx(labels)
+    if pictures.ndim != 3 or classes.ndim != 1:
+        raise UserError("'{images}' and '{labels}' are not MNIST's IDX files: their shapes are {shapes}",
+                        images=images, labels=labels, shapes=f"{pictures.shape} and {classes.shape}")
+    if len(pictures) != len(classes):
+        raise UserError("'{images}' holds {count} images but '{labels}' holds {labelled} labels; the two files "
+                        "must come from one dataset", images=images, labels=labels, count=len(pictures),
+                        labelled=len(classes))
+    return pictures, classes
 
 
 def _as_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, classes, source: str) -> ImageDataset:

@@ -68,6 +68,9 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
             image = ImageOps.exif_transpose(opened)
     except UserError:
         raise
+    except Image.DecompressionBombError:
+        raise UserError("'{path}' has more pixels than introspect reads ({limit} at most: a guard against decompression "
+                        "bombs); scale it down first", path=path, limit=f"{2 * Image.MAX_IMAGE_PIXELS:,}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UserError("'{path}' is not an image that can be read (PNG, JPEG, BMP, ...): {exc}", path=path, exc=exc) from None
     if 2 <= orientation <= 8:

@@ -40,6 +40,9 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         raise UserError("checkpoint '{path}' does not exist (or is not a file)", path=path)
     if path.stat().st_size == 0:
         raise UserError("checkpoint '{path}' is empty", path=path)
+    if is_torchscript(path):
+        raise UserError("'{path}' is a TorchScript archive (a whole model), not a checkpoint: pass it as {model} FILE, "
+                        "without {checkpoint}", settings=("model", "checkpoint"), path=path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -57,6 +60,16 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
         raise UserError("checkpoint '{path}' could not be unpickled: {kind}: {exc}",
                         path=path, kind=type(exc).__name__, exc=exc) from exc
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip with compiled code, not only pickled tensors."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
 
 
 def _looks_like_pickle(path: Path) -> bool:

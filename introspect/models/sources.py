@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torch import nn
 from ..capture import HookRegistry
 from ..errors import Message, UserError
 from ..outputs import output_kind
-from .checkpoint import file_sha256, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
+from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .spec import PRIOR_FIELDS, ModelSpec
 
@@ -200,13 +199,6 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     elif checkpoint is None:
         loaded.notes.append(f"{class_name} has the weights its constructor loads (no checkpoint given)")
     return loaded
-
-
-def is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
 
 
 def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
@@ -403,5 +395,9 @@ def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, out
     if output.ndim < 2:
         raise UserError("the logits have shape {shape}, not (batch, classes); name them with {logits_layer} or "
                         "{logits_output}", settings=("logits_layer", "logits_output"),
+                        shape=tuple(output.shape))
+    if output.flatten(1).shape[1] == 0:
+        raise UserError("the model's logits have shape {shape}: it scores no classes; name the logits with "
+                        "{logits_layer} or {logits_output}", settings=("logits_layer", "logits_output"),
                         shape=tuple(output.shape))
     return output.flatten(1).shape[1]
