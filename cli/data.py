@@ -10,7 +10,7 @@ from introspect.models import LoadedModel
 from introspect.params import with_prior
 
 from .options import add_data_dir
-from .output import Output
+from .output import Output, say
 
 
 def add_data_options(p: argparse.ArgumentParser, purpose: str) -> None:
@@ -42,7 +42,7 @@ def dataset_from_args(args: argparse.Namespace, spec, io: Output, missing: str) 
     except UserError as exc:
         if args.dataset or args.data_dir:  # asked for explicitly: a real error
             raise
-        io.note(f"{exc.message.template}; {missing}")
+        io.note(f"{say(exc.message)}; {missing}")
         return None
     check_fits(data, spec.input_shape)
     io.err.print(f"data: {data.source}", markup=False)

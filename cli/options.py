@@ -139,6 +139,33 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: The most memory --memory may name, in GiB: far beyond any machine, short of overflowing a byte count.
+MAX_MEMORY_GIB = 1e6
+
+
+def memory_gib(text: str) -> float:
+    """--memory: GiB above 0 and at most MAX_MEMORY_GIB."""
+    value = positive_float(text)
+    if value > MAX_MEMORY_GIB:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_MEMORY_GIB:g} GiB, got {text}")
+    return value
+
+
+def process_count(text: str) -> int:
+    """--distributed: processes, at most one per CUDA device (with CUDA) or per CPU core (without)."""
+    import os
+
+    value = positive_int(text)
+    if torch.cuda.is_available():
+        limit, what = torch.cuda.device_count(), "CUDA devices"
+    else:
+        limit, what = os.cpu_count() or 1, "CPU cores"
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"must be at most {limit} (this machine's {what}), got {value}")
+    return value
+
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """'8,32,128' -> (8, 32, 128)."""
     try:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from introspect.channel_runs import RunListener
 from introspect.channels import ChannelsPlan
-from introspect.errors import render
+from introspect.errors import Message
 from introspect.folders import RunFolder
 
 from .interrupts import Interrupts
@@ -20,8 +20,8 @@ from .options import FLAGS
 
 
 def say(text: str) -> str:
-    """A library message or note as the CLI shows it: settings spelled as flags."""
-    return render(getattr(text, "template", text), FLAGS)
+    """A library message or note as the CLI shows it: settings spelled as flags (plain text as it is)."""
+    return text.render(FLAGS) if isinstance(text, Message) else text
 
 
 @dataclass
@@ -84,8 +84,8 @@ def progress(console: Console, args: argparse.Namespace) -> Progress | LineProgr
     if args.progress and not args.quiet and not console.is_terminal:
         return LineProgress(console)
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False, disable=args.quiet or not console.is_terminal,
     )
 

@@ -10,7 +10,7 @@ Activation maximization and layer introspection for PyTorch models::
 
 Importing introspect does not import matplotlib: figures load it when first drawn.
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from .activations import ActivationsResult, inspect_image, load_image
 from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, dataset_examples, plan_channels,

@@ -1,135 +1,22 @@
 """What each layer sees for one image, and which pixels drove the decision.
 
-``load_image`` converts any picture to the model's input and says how;
+``load_image`` (from ``pictures``) converts any picture to the model's input and says how;
 ``inspect_image`` records every requested layer's output in one forward pass
 and computes the saliency of the predicted class's logit.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .engine import on_device
-from .errors import UserError
 from .hooks import Probe
-from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
 from .models.spec import ModelSpec
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-
-@dataclass
-class ImageInput:
-    """An image in the model's pixel space (C, H, W) in [0, 1], and how it got there."""
-
-    pixels: torch.Tensor
-    source: str
-    conversion: list[str] = field(default_factory=list)
-    label: int | None = None
-
-
-HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes read as numbers, not bytes
-
-
-def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: int | None = None) -> ImageInput:
-    """Read any image file and convert it to ``spec.input_shape``: orientation, mode, size, (grayscale) inversion.
-
-    ``invert``: "auto" inverts a grayscale image whose border is mostly light (a dark
-    digit on paper) for a model that expects light strokes on dark; "yes" or "no" force it.
-    ``frame``: which frame of an animated or multi-page image to use; such images are refused without it.
-    16-bit, 32-bit integer and float images are converted and resized in float, never through 8 bits.
-    """
-    import numpy as np
-    from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"image '{path}' does not exist (or is not a file)")
-    channels, height, width = spec.input_shape
-    if channels not in (1, 3):
-        raise UserError(f"the model takes {channels}-channel input; only grayscale or RGB images can be converted")
-    if invert not in ("auto", "yes", "no"):
-        raise UserError(f"{{invert}} must be auto, yes or no, got '{invert}'")
-    try:
-        with Image.open(path) as opened:
-            # A phone's MPO JPEG holds its photo as frame 0 and previews or depth maps after it.
-            frames = 1 if opened.format == "MPO" else getattr(opened, "n_frames", 1)
-            if frame is None and frames > 1:
-                raise UserError(f"'{path}' has {frames} frames (animated or multi-page); "
-                                f"choose one with {{frame}} N (0-{frames - 1})")
-            if frame is not None:
-                if not 0 <= frame < frames:
-                    raise UserError(f"{{frame}} {frame} is out of range: '{path}' has {frames} frame(s), 0-{frames - 1}")
-                opened.seek(frame)
-            opened.load()
-            notes = [f"read {opened.width}×{opened.height} {opened.mode}"]
-            if frame is not None:
-                notes.append(f"frame {frame} of {frames}")
-            orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
-            image = ImageOps.exif_transpose(opened)
-    except UserError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UserError(f"'{path}' is not an image that can be read (PNG, JPEG, BMP, ...): {exc}") from None
-    if 2 <= orientation <= 8:
-        notes.append(f"turned upright (EXIF orientation {orientation})")
-    high_bit = image.mode in HIGH_BIT_MODES
-    if high_bit:
-        image = _unit_float(image, notes)
-    else:
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
-            notes.append("transparency composited onto white")
-        target_mode = "L" if channels == 1 else "RGB"
-        if image.mode != target_mode:
-            notes.append("converted to grayscale (luma)" if target_mode == "L" else "converted to RGB")
-            image = image.convert(target_mode)
-    if image.size != (width, height):
-        kept = image.width * height == image.height * width
-        notes.append(f"resized {image.width}×{image.height} → {width}×{height} (bilinear"
-                     + ("" if kept else "; aspect ratio not kept") + ")")
-        image = image.resize((width, height), Image.BILINEAR)
-    array = np.array(image, dtype=np.float32)
-    if not high_bit:
-        array = array / 255.0
-    elif channels == 3:
-        notes.append("grayscale replicated to 3 channels")
-    pixels = torch.from_numpy(array)
-    pixels = pixels.permute(2, 0, 1) if pixels.ndim == 3 else pixels.unsqueeze(0).expand(channels, -1, -1)
-    pixels = pixels.contiguous()
-    border = torch.cat([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], dim=1).mean()
-    if invert == "yes" or (invert == "auto" and channels == 1 and border > 0.5):
-        pixels = 1 - pixels
-        notes.append("inverted (light background → dark, as in the training data)" if invert == "auto" else "inverted")
-    return ImageInput(pixels=pixels, source=str(path), conversion=notes)
-
-
-def _unit_float(image: Image.Image, notes: list[str]) -> Image.Image:
-    """A 16-bit, 32-bit integer or float image as a float ("F") image in [0, 1].
-
-    Integers are scaled by 1/65535; floats are taken as [0, 1] when their maximum is <= 1, else as [0, 255].
-    """
-    import numpy as np
-    from PIL import Image
-
-    array = np.asarray(image, dtype=np.float32)
-    if image.mode == "F":
-        scale = 1.0 if array.max() <= 1 else 255.0
-        notes.append(f"float values taken as [0, {scale:g}]")
-    else:
-        scale = 65535.0
-        notes.append("16-bit values scaled by 1/65535")
-    array = array / scale
-    if array.min() < 0 or array.max() > 1:
-        notes.append("values outside [0, 1] clipped")
-    return Image.fromarray(np.clip(array, 0, 1))
+from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
+from .pictures import ImageInput, load_image  # noqa: F401 - activations' public names
 
 
 @dataclass

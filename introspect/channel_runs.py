@@ -161,24 +161,29 @@ def read_manifest(folder: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise UserError(f"'{folder}' has no readable {MANIFEST}: only runs of `introspect channels` can be resumed "
-                        f"({type(exc).__name__})") from None
+        raise UserError("'{folder}' has no readable {MANIFEST}: only runs of `introspect channels` can be resumed "
+                        "({__name__})",
+                        folder=folder, MANIFEST=MANIFEST, __name__=type(exc).__name__) from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"'{path}' is not a manifest of an introspect channels run (or one of an older version, "
-                        "which cannot be resumed: run it again)")
+        raise UserError("'{path}' is not a manifest of an introspect channels run (or one of an older version, "
+                        "which cannot be resumed: run it again)",
+                        path=path)
     body = {k: v for k, v in manifest.items() if k != "digest"}
     if manifest.get("digest") != hashlib.sha256(_canonical(body)).hexdigest():
-        raise UserError(f"'{path}' was changed after the run wrote it (its digest does not match its content); "
-                        "it cannot be resumed")
+        raise UserError("'{path}' was changed after the run wrote it (its digest does not match its content); it "
+                        "cannot be resumed",
+                        path=path)
     try:
         plan = _plan_from_record(manifest["plan"])
         settings_from_record(manifest["settings"])
         expected = [{"id": i.id, "layer": i.layer, "index": i.index, "images": i.images,
                      "channels": chunk_channels(plan[i.layer], i.index)} for i in work_items(plan)]
     except (KeyError, TypeError, ValueError, StopIteration) as exc:
-        raise UserError(f"'{path}' is not a readable manifest ({type(exc).__name__}: {exc})") from None
+        raise UserError("'{path}' is not a readable manifest ({__name__}: {exc})",
+                        path=path, __name__=type(exc).__name__, exc=exc) from None
     if manifest.get("items") != expected:
-        raise UserError(f"the work items in '{path}' do not follow its plan; it cannot be resumed")
+        raise UserError("the work items in '{path}' do not follow its plan; it cannot be resumed",
+                        path=path)
     return manifest
 
 
@@ -209,7 +214,8 @@ def part_files(folder: Path) -> set[int]:
         return set()
     stray = [n for n in names if not _PART.fullmatch(n)]
     if stray:
-        raise UserError(f"'{folder / PARTS}' holds '{stray[0]}', which no introspect run wrote; remove it to resume")
+        raise UserError("'{value}' holds '{value2}', which no introspect run wrote; remove it to resume",
+                        value=folder / PARTS, value2=stray[0])
     return {int(_PART.fullmatch(n).group(1)) for n in names}
 
 
@@ -221,7 +227,8 @@ def read_part(folder: Path, item: WorkItem, manifest: dict, input_shape: Sequenc
         chunk = ChunkResult.from_dict(data["chunk"])
         digest, number = data["manifest"], data["item"]
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails in many ways (zip, pickle, keys)
-        raise UserError(f"part file '{path}' is not readable ({type(exc).__name__}); remove it to redo that chunk") \
+        raise UserError("part file '{path}' is not readable ({__name__}); remove it to redo that chunk",
+                        path=path, __name__=type(exc).__name__) \
             from None
     entry = manifest["items"][item.id]
     images = entry["images"]
@@ -232,8 +239,9 @@ def read_part(folder: Path, item: WorkItem, manifest: dict, input_shape: Sequenc
     if (digest != manifest["digest"] or number != item.id or chunk.layer != item.layer or chunk.index != item.index
             or list(chunk.channels) != entry["channels"] or not shapes_fit or chunk.render.interrupted_at is not None
             or not bool(torch.isfinite(chunk.render.images).all())):
-        raise UserError(f"part file '{path}' does not belong to this run's item {item.id} (another run's, copied, or "
-                        "changed); remove it to redo that chunk")
+        raise UserError("part file '{path}' does not belong to this run's item {id} (another run's, copied, or "
+                        "changed); remove it to redo that chunk",
+                        path=path, id=item.id)
     return chunk
 
 
@@ -335,11 +343,13 @@ def resume_channels(folder: str | Path, model: nn.Module, spec: ModelSpec, *, da
     if ranks.main:
         manifest = read_manifest(folder)
         if manifest["model"]["weights_sha256"] != model_digest(model):
-            raise UserError(f"the model's weights differ from those the run in '{folder}' used; resume it with the "
-                            "same model and checkpoint")
+            raise UserError("the model's weights differ from those the run in '{folder}' used; resume it with the same "
+                            "model and checkpoint",
+                            folder=folder)
         if manifest["model"]["spec_sha256"] != spec_digest(spec):
-            raise UserError(f"the model's metadata or image prior differ from those the run in '{folder}' used "
-                            "(another {dataset}, {images}, {mean} or {std}?); resume it with the same ones")
+            raise UserError("the model's metadata or image prior differ from those the run in '{folder}' used (another "
+                            "{dataset}, {images}, {mean} or {std}?); resume it with the same ones",
+                            settings=("dataset", "images", "mean", "std"), folder=folder)
     manifest = ranks.broadcast(manifest)
     targets, config = manifest["targets"], settings_from_record(manifest["settings"])
     config = config.replace(device=device) if device else config
@@ -367,8 +377,8 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
                 done = part_files(path)
                 outside = sorted(done - {i.id for i in items})
                 if outside:
-                    raise UserError(f"'{part_path(path, outside[0])}' is not an item of the run's plan; remove it "
-                                    "to resume")
+                    raise UserError("'{value}' is not an item of the run's plan; remove it to resume",
+                                    value=part_path(path, outside[0]))
                 for item in items:  # check every kept part before any work
                     if item.id in done:
                         read_part(path, item, manifest, spec.input_shape)

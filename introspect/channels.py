@@ -365,7 +365,7 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
     size — ``batch_size``, or as many images as the activations up to the layer (kept for backward)
     fit in the device's memory budget, a multiple of ``diverse``."""
     if diverse < 1:
-        raise UserError("{diverse} must be at least 1")
+        raise UserError("{diverse} must be at least 1", settings=("diverse",))
     for layer in layers:
         resolve_layer(model, layer)
     here = next((p.device for p in model.parameters()), torch.device("cpu"))  # the dry pass runs where the model is
@@ -375,10 +375,10 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
     for layer in layers:
         info = infos.get(layer)
         if info is None or info.output_shape is None:
-            raise UserError(f"layer '{layer}' does not run in the model's forward pass")
+            raise UserError("layer '{layer}' does not run in the model's forward pass", layer=layer)
         if len(info.output_shape) not in (1, 2, 3):
-            raise UserError(f"layer '{layer}' has output shape {info.output_shape}; channels need (C,), (N, D) tokens "
-                            "or (C, H, W)")
+            raise UserError("layer '{layer}' has output shape {output_shape}; channels need (C,), (N, D) tokens or (C, H, W)",
+                            layer=layer, output_shape=info.output_shape)
         count = info.output_shape[-1] if len(info.output_shape) == 2 else info.output_shape[0]
         if isinstance(channels, str):
             chosen = parse_channel_list(channels, count)
@@ -386,7 +386,8 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
             chosen = list(range(count)) if channels is None else list(channels)
             bad = [c for c in chosen if not 0 <= c < count]
             if bad:
-                raise UserError(f"channel {bad[0]} is out of range: layer {layer} has channels 0-{count - 1}")
+                raise UserError("channel {channel} is out of range: layer {layer} has channels 0-{last}",
+                                channel=bad[0], layer=layer, last=count - 1)
         before = [i for i in infos.values() if i.finished is not None and i.finished <= info.finished and i.output_shape]
         per_image = 4 * 4 * (sum(math.prod(i.output_shape) for i in before) + 8 * math.prod(spec.input_shape))
         if batch_size:
@@ -494,22 +495,23 @@ class ChannelsResult:
 def parse_channel_list(text: str, count: int) -> list[int]:
     """'0-15,20' -> [0, ..., 15, 20], each within 0..count-1."""
     if not text.strip():
-        raise UserError("empty channel list: write e.g. 0-15,20, or leave out {channels} for all channels")
+        raise UserError("empty channel list: write e.g. 0-15,20, or leave out {channels} for all channels",
+                        settings=("channels",))
     channels: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
-            raise UserError(f"malformed channel list '{text}': empty item")
+            raise UserError("malformed channel list '{text}': empty item", text=text)
         lo_text, dash, hi_text = part.partition("-")
         try:
             lo = int(lo_text)
             hi = int(hi_text) if dash else lo
         except ValueError:
-            raise UserError(f"malformed channel list '{text}': '{part}' is not N or N-M") from None
+            raise UserError("malformed channel list '{text}': '{part}' is not N or N-M", text=text, part=part) from None
         if lo > hi:
-            raise UserError(f"malformed channel range '{part}': the start is after the end")
+            raise UserError("malformed channel range '{part}': the start is after the end", part=part)
         if hi >= count:
-            raise UserError(f"channel {hi} is out of range: this layer has channels 0-{count - 1}")
+            raise UserError("channel {hi} is out of range: this layer has channels 0-{last}", hi=hi, last=count - 1)
         channels.extend(range(lo, hi + 1))
     return list(dict.fromkeys(channels))
 

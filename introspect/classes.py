@@ -118,9 +118,11 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
         try:
             index = int(text)
         except ValueError:
-            raise UserError(f"unknown class '{text}'; classes are: {', '.join(spec.class_names)}") from None
+            raise UserError("unknown class '{text}'; classes are: {names}", text=text,
+                            names=", ".join(spec.class_names)) from None
         if not 0 <= index < spec.num_classes:
-            raise UserError(f"class index {index} is out of range: this model has classes 0-{spec.num_classes - 1}")
+            raise UserError("class index {index} is out of range: this model has classes 0-{last}",
+                            index=index, last=spec.num_classes - 1)
         indices.append(index)
     if not indices:
         raise UserError("no classes given")
@@ -130,8 +132,9 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
 def logits_of(spec: ModelSpec) -> str:
     """Where the spec's logits are (see ``ModelSpec.logits``); a UserError when it does not say."""
     if spec.logits is None:
-        raise UserError(f"{spec.name}'s logits are unknown (its output is not one (batch, classes) tensor): name the "
-                        "layer that computes them with {logits_layer}, or the part of the output with {logits_output}")
+        raise UserError("{name}'s logits are unknown (its output is not one (batch, classes) tensor): name the layer "
+                        "that computes them with {logits_layer}, or the part of the output with {logits_output}",
+                        settings=("logits_layer", "logits_output"), name=spec.name)
     return spec.logits
 
 
@@ -193,17 +196,19 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
-        raise UserError(f"unknown objective '{objective}'; choose {' or '.join(OBJECTIVES)}")
+        raise UserError("unknown objective '{objective}'; choose {choices}",
+                        objective=objective, choices=" or ".join(OBJECTIVES))
     try:
         whole = None if isinstance(candidates, bool) else operator.index(candidates)
     except TypeError:
         whole = None
     if whole is None or not 1 <= whole <= MAX_CANDIDATES:
-        raise UserError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}")
+        raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
+                        most=MAX_CANDIDATES, candidates=candidates)
     candidates = whole
     labels = resolve_classes(spec, classes)
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
-        raise UserError(f"candidates need fewer than {CANDIDATE_STRIDE} classes (seed keys would repeat)")
+        raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)
     count = len(labels)
     rows_labels = labels * candidates  # row j * count + i: candidate j of class labels[i]
     keys = [c + j * CANDIDATE_STRIDE for j in range(candidates) for c in labels]

@@ -80,18 +80,25 @@ def default_data_dir() -> Path:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST; a UserError when it is
+    not one or is cut short, since a user's data folder holds it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut gzip stream is an EOFError
+        raise UserError("IDX file '{path}' cannot be read: {reason}", path=path, reason=exc) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raise UserError("'{path}' is not an unsigned-byte IDX file (MNIST's format)", path=path)
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
+    if len(data) < offset:
+        raise UserError("IDX file '{path}' is truncated: its header is cut short", path=path)
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    count = int(np.prod(dims, dtype=object))
     if len(data) - offset < count:
-        raise ValueError(f"{path} is truncated")
+        raise UserError("IDX file '{path}' is truncated: it holds {have} of the {count} bytes its header promises",
+                        path=path, have=len(data) - offset, count=count)
     return np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
 
 
@@ -108,7 +115,15 @@ def _idx_pair(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
     labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
     if images is None or labels is None:
         return None
-    return read_idx(images), read_idx(labels)
+    pictures, classes = read_idx(images), read_idx(labels)
+    if pictures.ndim != 3 or classes.ndim != 1:
+        raise UserError("'{images}' and '{labels}' are not MNIST's IDX files: their shapes are {shapes}",
+                        images=images, labels=labels, shapes=f"{pictures.shape} and {classes.shape}")
+    if len(pictures) != len(classes):
+        raise UserError("'{images}' holds {count} images but '{labels}' holds {labelled} labels; the two files "
+                        "must come from one dataset", images=images, labels=labels, count=len(pictures),
+                        labelled=len(classes))
+    return pictures, classes
 
 
 def _as_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, classes, source: str) -> ImageDataset:
@@ -143,10 +158,9 @@ def _from_folder(cls_name: str, split: str, data_dir: Path, strict: bool):
             if data_dir.exists() and data_dir not in existed and not any(data_dir.iterdir()):
                 data_dir.rmdir()
     if arrays is None and strict:
-        raise UserError(
-            f"{{data_dir}} '{data_dir}' holds no {cls_name} files (torchvision's layout or IDX files) and the download "
-            "failed (offline?); leave out {data_dir} to use the offline copy"
-        )
+        raise UserError("{data_dir} '{folder}' holds no {cls_name} files (torchvision's layout or IDX files) and the "
+                        "download failed (offline?); leave out {data_dir} to use the offline copy",
+                        settings=("data_dir",), folder=data_dir, cls_name=cls_name)
     return arrays
 
 
@@ -220,14 +234,15 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     With ``data_dir``: its files or a download into it, else a UserError.
     """
     if name not in DATASETS:
-        raise UserError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
+        raise UserError("unknown dataset '{name}'; choose one of: {choices}", name=name,
+                        choices=", ".join(DATASETS))
     if split not in SPLITS:
-        raise UserError(f"unknown split '{split}'; choose train or test")
+        raise UserError("unknown split '{split}'; choose train or test", split=split)
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{{data_dir}} '{folder}' is a file, not a folder")
+        raise UserError("{data_dir} '{folder}' is a file, not a folder", settings=("data_dir",), folder=folder)
     if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
-        raise UserError(f"{{data_dir}} '{folder}' is not readable")
+        raise UserError("{data_dir} '{folder}' is not readable", settings=("data_dir",), folder=folder)
     # An explicit --data-dir is taken at its word: no silent fallback to another source.
     return DATASETS[name].loader(split, folder, data_dir is not None)
 
@@ -235,8 +250,9 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 def check_fits(dataset: ImageDataset, input_shape: tuple[int, ...]) -> None:
     """A UserError when the dataset's images are not of the model's input shape."""
     if tuple(dataset.images.shape[1:]) != tuple(input_shape):
-        raise UserError(f"{dataset.name} images are {tuple(dataset.images.shape[1:])}, the model takes "
-                        f"{tuple(input_shape)}; choose another {{dataset}}")
+        raise UserError("{name} images are {shape}, the model takes {input_shape}; choose another {dataset}",
+                        settings=("dataset",), name=dataset.name, shape=tuple(dataset.images.shape[1:]),
+                        input_shape=tuple(input_shape))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -250,11 +266,11 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
     import hashlib
     import json
 
-    from .activations import load_image
+    from .pictures import load_image
 
     root = Path(folder)
     if not root.is_dir():
-        raise UserError(f"{{images}} '{root}' is not a folder")
+        raise UserError("{images} '{root}' is not a folder", settings=("images",), root=root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
     key = hashlib.sha256(json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
@@ -279,8 +295,8 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(cached, images=images, labels=labels, skipped=skipped)
     if not len(images):
-        raise UserError(f"{{images}} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP)"
-                        + (f"; {skipped} could not be read" if skipped else ""))
+        raise UserError("{images} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP){unread}",
+                        settings=("images",), root=root, unread=f"; {skipped} could not be read" if skipped else "")
     source = f"{len(images)} images from {root}" + (f" ({skipped} unreadable skipped)" if skipped else "")
     return ImageDataset(root.name, "all", torch.from_numpy(images), torch.from_numpy(labels),
                         tuple(classes) or ("images",), source)

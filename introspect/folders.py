@@ -46,9 +46,11 @@ def read_record(folder: str | Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"'{path}' is not a readable run.json ({exc})") from exc
+        raise UserError("'{path}' is not a readable run.json ({exc})",
+                        path=path, exc=exc) from exc
     if not isinstance(record, dict):
-        raise UserError(f"'{path}' is not a run.json (not a JSON object)")
+        raise UserError("'{path}' is not a run.json (not a JSON object)",
+                        path=path)
     return record
 
 
@@ -61,7 +63,8 @@ def _lock(folder: Path) -> int | None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as exc:
-            raise UserError(f"output folder '{folder}' is not writable ({exc.strerror}); choose another") from exc
+            raise UserError("output folder '{folder}' is not writable ({strerror}); choose another",
+                            folder=folder, strerror=exc.strerror) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -133,7 +136,8 @@ class RunFolder:
 
 
 def _cannot_create_root(root: Path, reason: str) -> UserError:
-    return UserError(f"cannot create the runs folder '{root}' ({reason}); name an output folder with {{out}}")
+    return UserError("cannot create the runs folder '{root}' ({reason}); name an output folder with {out}",
+                     settings=("out",), root=root, reason=reason)
 
 
 def _check_root(root: Path) -> None:
@@ -160,7 +164,8 @@ def _numbered(root: Path, prefix: str) -> RunFolder:
             number += 1
             continue
         except OSError as exc:
-            raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
+            raise UserError("cannot create output folder '{path}': {strerror}",
+                            path=path, strerror=exc.strerror) from exc
         fd = _lock(path)
         if fd is None:  # another run claimed this folder first: take the next number
             number += 1
@@ -174,16 +179,20 @@ def check_out(out: str | Path | None, force: bool, root: str | Path = "runs") ->
         _check_root(Path(root))
         return
     if str(out).strip() == "":
-        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)")
+        raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)",
+                        settings=("out",))
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{{out}} '{path}' is an existing file; name a folder")
+        raise UserError("{out} '{path}' is an existing file; name a folder",
+                        settings=("out",), path=path)
     if holds_run(path) and not force:
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
+        raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
+                        settings=("out", "force"), path=path)
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise UserError(f"cannot create output folder '{path}': '{parent}' is a file")
+                raise UserError("cannot create output folder '{path}': '{parent}' is a file",
+                                path=path, parent=parent)
             break
 
 
@@ -196,7 +205,8 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         path = Path(out)
         fd = _lock(path)
         if fd is None:
-            raise UserError(f"another introspect run is writing into '{path}'; wait for it to end before resuming")
+            raise UserError("another introspect run is writing into '{path}'; wait for it to end before resuming",
+                            path=path)
         return RunFolder(path, False, fd)
     if out is None:
         return _numbered(Path(root), prefix)
@@ -208,16 +218,21 @@ def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, r
         created = True
     except FileExistsError:
         if not path.is_dir():
-            raise UserError(f"{{out}} '{path}' is an existing file; name a folder") from None
+            raise UserError("{out} '{path}' is an existing file; name a folder",
+                            settings=("out",), path=path) from None
     except OSError as exc:
-        raise UserError(f"cannot create output folder '{path}': {exc.strerror}") from exc
+        raise UserError("cannot create output folder '{path}': {strerror}",
+                        path=path, strerror=exc.strerror) from exc
     fd = _lock(path)
     if fd is None:
-        raise UserError(f"another introspect run is writing into {{out}} '{path}'; wait for it or choose another folder")
+        raise UserError("another introspect run is writing into {out} '{path}'; wait for it or choose another "
+                        "folder",
+                        settings=("out",), path=path)
     run = RunFolder(path, created, fd)
     if holds_run(path) and not force:  # written by a run that finished after our first check
         run.release()
-        raise UserError(f"{{out}} '{path}' already holds a run; choose another folder or add {{force}} to overwrite it")
+        raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
+                        settings=("out", "force"), path=path)
     return run
 
 

@@ -1,26 +1,20 @@
 """Forward hooks on exactly the layers a computation needs, always removed; a frozen model meanwhile.
 
-``HookRegistry`` records named layers' outputs; ``Probe`` adds what every look inside a
-model needs (eval mode, no weight gradients, the model's normalization) and ``record`` does
-one such look.
+``HookRegistry`` (defined in ``capture``, which needs no model spec) records named layers' outputs;
+``Probe`` adds what every look inside a model needs (eval mode, no weight gradients, the model's
+normalization) and ``record`` does one such look.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .layers import StopForward, resolve_layer
+from .capture import HookRegistry, is_output  # noqa: F401 - hooks' public names
 from .models.spec import ModelSpec
-from .outputs import pick
 from .transforms import Normalize
-
-
-def is_output(name: str) -> bool:
-    """"" (the model's output) and ":KEY" (a part of it) name no layer: no hook, the forward's result."""
-    return name == "" or name.startswith(":")
 
 
 @contextlib.contextmanager
@@ -83,75 +77,6 @@ def redirected_relus(model: nn.Module) -> Iterator[int]:
             handle.remove()
         for m, flag in flags:
             m.inplace = flag
-
-
-class HookRegistry:
-    """Context manager recording the latest output of named layers.
-
-    Only the named layers get hooks, and every handle is removed on exit,
-    normal or not. With ``early_exit`` the forward pass stops as soon as all
-    named layers have produced their output, so nothing after the deepest
-    hooked layer is computed. Outputs that later modules could still overwrite
-    in place (an in-place ReLU) are cloned. The name "" stands for the model's
-    own output, taken from the forward call's return value without a hook, so
-    it also works for TorchScript models; ":KEY" is one part of a structured
-    output (an index of a tuple, a key of a dict, an attribute; see ``outputs.pick``).
-    ``clone=False`` records the very tensors the forward goes on with, so that gradients with
-    respect to them can be taken (a later in-place module then changes what was recorded).
-    """
-
-    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True, clone: bool = True) -> None:
-        self.model = model
-        self.names = tuple(dict.fromkeys(layers))
-        self.early_exit = early_exit
-        self.clone = clone
-        self.hooked = tuple(name for name in self.names if not is_output(name))
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._handles: list = []
-
-    def __enter__(self) -> "HookRegistry":
-        modules = {name: resolve_layer(self.model, name) for name in self.hooked}
-        try:
-            for name, module in modules.items():
-                self._handles.append(module.register_forward_hook(self._recorder(name)))
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def _recorder(self, name: str):
-        def hook(_module, _inputs, output):
-            last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
-            # Nothing runs after the last wanted layer, so only earlier outputs need a copy
-            # to survive in-place operations further on.
-            keep = output.clone() if self.clone and isinstance(output, torch.Tensor) and not last else output
-            self.outputs[name] = keep
-            if last:
-                raise StopForward
-        return hook
-
-    def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
-        self.outputs = {}
-        try:
-            result = self.model(inputs)
-            for name in self.names:
-                if is_output(name):
-                    self.outputs[name] = pick(result, name[1:])
-        except StopForward:
-            pass
-        missing = [name for name in self.names if name not in self.outputs]
-        if missing:
-            raise RuntimeError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass")
-        return self.outputs
 
 
 class Probe:

@@ -25,7 +25,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         return layers[name]
     close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
     hint = f"closest: {', '.join(close)}; " if close else ""
-    raise UserError(f"unknown layer '{name}' ({hint}see {{layers_command}} for them all)")
+    raise UserError("unknown layer '{name}' ({hint}see {layers_command} for them all)",
+                    settings=("layers_command",), name=name, hint=hint)
 
 
 class StopForward(Exception):
@@ -123,11 +124,13 @@ def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | 
     if isinstance(layers, str) and layers.strip() == "all":
         names = [i.name for i in describe_layers(model, input_shape) if i.type in HOOKABLE_TYPES and i.output_shape]
         if not names:
-            raise UserError("'all' found no conv or Linear layers; name the layers (see {layers_command})")
+            raise UserError("'all' found no conv or Linear layers; name the layers (see {layers_command})",
+                            settings=("layers_command",))
         return names
     names = [name.strip() for name in layers.split(",")] if isinstance(layers, str) else list(layers)
     if not names or not all(names):
-        raise UserError(f"the layer list {layers!r} has an empty name; write e.g. conv1,conv2 (see {{layers_command}})")
+        raise UserError("the layer list {layers!r} has an empty name; write e.g. conv1,conv2 (see {layers_command})",
+                        settings=("layers_command",), layers=layers)
     for name in names:
         resolve_layer(model, name)
     return list(dict.fromkeys(names))

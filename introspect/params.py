@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .models.spec import PRIOR_FIELDS, ModelSpec
 
 
@@ -215,7 +216,8 @@ def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     have content), ``ink_level`` and, for inputs of at most BASIS_VALUES values, the data basis
     (``image_basis``, ``basis_mean``: see ``estimate_basis``). At most ``limit`` images (fewer for
     large inputs, see PRIOR_BUDGET), evenly spaced, are used; mean and support are stored at most
-    PRIOR_SIZE pixels a side."""
+    PRIOR_SIZE pixels a side. Images that are each one flat colour (all black, say) give no prior:
+    a UserError, since a spectrum of zeros would hold every image still."""
     if pixels.ndim != 4 or not len(pixels):
         raise ValueError(f"estimate_prior needs real images (N, C, H, W), got shape {tuple(pixels.shape)}")
     limit = max(1, min(limit, PRIOR_BUDGET // pixels[0].numel()))
@@ -229,7 +231,11 @@ def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     support = torch.quantile(small.flatten(2).permute(1, 2, 0), SUPPORT_QUANTILE, dim=2).view(-1, *size)
     support = support / support.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1)
     as_lists = lambda t: tuple(map(tuple, t.tolist())) if t.ndim == 2 else tuple(as_lists(p) for p in t)  # noqa: E731
-    prior = {"spectrum": as_lists(mean_spectrum(pixels)), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
+    spectrum = mean_spectrum(pixels)
+    if not bool(spectrum.gt(1e-6).any()):
+        raise UserError("no prior can be estimated from data that does not vary: every image is one flat colour (all "
+                        "black, say); use pictures with content")
+    prior = {"spectrum": as_lists(spectrum), "image_mean": as_lists(small.mean(0).clamp(0, 1)),
              "image_support": as_lists(support.clamp(0, 1)), "ink_level": ink_level(pixels),
              "image_basis": None, "basis_mean": None}
     basis = estimate_basis(pixels) if pixels[0].numel() <= BASIS_VALUES else None

@@ -24,6 +24,7 @@ from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .params import STARTS
 from .site import OPEN_SITE, build_site
+from .version import __version__
 
 
 @dataclass
@@ -73,7 +74,6 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
 
     import torchvision
 
-    from . import __version__
 
     return {
         "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),

@@ -31,15 +31,18 @@ def load_recorded(load: object, *, trust: bool = False, where: str = "the run") 
     """The model ``load`` names (a run's recorded load arguments); UserError when it is malformed, or loads
     code and ``trust`` is not given."""
     if not isinstance(load, dict) or not isinstance(load.get("source", "mnist"), str):
-        raise UserError(f"{where} records no load arguments for its model")
+        raise UserError("{where} records no load arguments for its model",
+                        where=where)
     code = code_loaded_by(load)
     if code and not trust:
-        raise UserError(f"{where} loads code ({'; '.join(code)}), which runs with your permissions; continue only if "
-                        "you trust those files: add {trust}")
+        raise UserError("{where} loads code ({value}), which runs with your permissions; continue only if you "
+                        "trust those files: add {trust}",
+                        settings=("trust",), where=where, value='; '.join(code))
     meta = load.get("meta") if isinstance(load.get("meta"), dict) else {}
     try:
         overrides = MetaOverrides(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta.items()})
     except TypeError as exc:
-        raise UserError(f"{where} records metadata overrides that do not fit ({exc})") from None
+        raise UserError("{where} records metadata overrides that do not fit ({exc})",
+                        where=where, exc=exc) from None
     return load_model(load.get("source") or "mnist", load.get("checkpoint"), weights=load.get("weights"),
                       trust_checkpoint=bool(load.get("trust_checkpoint")), meta=overrides)

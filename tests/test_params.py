@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from introspect.errors import UserError
 from introspect.models import ModelSpec
 from introspect.params import (BASIS_VARIANCE, TRANSFORMS, BasisImage, FFTImage, ImageConfig, PixelImage, estimate_basis,
                                frequency_scale, image_for, ink_level, parametrization_of, PRIOR_SIZE, estimate_prior,
@@ -176,14 +177,15 @@ def test_basis_images_start_at_the_data_mean_logit_and_stay_in_its_directions():
     assert estimate_prior(torch.rand(4, 1, 40, 40))["image_basis"] is not None
 
 
-def test_data_that_does_not_vary_gives_no_basis_and_black_data_no_ink():
+def test_data_that_does_not_vary_gives_no_basis_and_flat_data_no_prior():
     same = _centred_blobs(n=1).expand(5, 1, 16, 16)
     prior = estimate_prior(same)
     assert prior["image_basis"] is None and prior["basis_mean"] is None and prior["ink_level"] > 0
-    black = estimate_prior(torch.zeros(3, 1, 16, 16))
-    assert black["ink_level"] is None and black["image_basis"] is None
-    spec = with_prior(_spec(mean=0.1), torch.zeros(3, 1, 16, 16))  # a valid spec: FFT, no ink term
+    spec = with_prior(_spec(mean=0.1), same)  # a valid spec: FFT, as the data gives no basis
     assert isinstance(image_for(spec, ImageConfig(parametrization="basis"), [0], seed=0), FFTImage)
+    for flat in (torch.zeros(3, 1, 16, 16), torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1).expand(3, 1, 16, 16)):
+        with pytest.raises(UserError, match="no prior can be estimated from data that does not vary"):
+            estimate_prior(flat)  # a spectrum of zeros would hold every image still
 
 
 def test_ink_level_is_the_brightness_of_the_bright_part():

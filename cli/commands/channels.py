@@ -27,7 +27,7 @@ from introspect.repeat import load_recorded
 
 from ..data import add_data_options, apply_prior, dataset_from_args
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
-                       load_arguments, load_model_from_args, parse_formats, positive_float, positive_int)
+                       load_arguments, load_model_from_args, memory_gib, parse_formats, positive_int, process_count)
 from ..output import Outcome, Output, RunProgress, duration, plural
 from .classes import finished
 
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_options(p, "for real examples, ratios and the image prior")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="images optimized at once, one chunk (default: automatic, to fit memory)")
-    p.add_argument("--memory", type=positive_float, metavar="GIB",
+    p.add_argument("--memory", type=memory_gib, metavar="GIB",
                    help="memory one chunk may use, in GiB (default: half the free GPU memory; on the CPU a quarter "
                         "of the RAM, at most 8)")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust", action="store_true",
                    help="with --resume: allow a run whose model loads code (a model .py file, a package class, a "
                         "TorchScript archive, --trust-checkpoint)")
-    p.add_argument("--distributed", type=positive_int, metavar="N",
+    p.add_argument("--distributed", type=process_count, metavar="N",
                    help="run as N processes on this machine (wraps `torchrun --standalone --nproc-per-node N`)")
     add_render_options(p, CHANNELS_DEFAULTS)
     add_output_options(p, "channels", formats=True)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if args.resume:
         return resume(args, io)
     if not args.layer:
-        raise UserError("{layer} is required (or --resume RUN_DIR to complete an earlier run)")
+        raise UserError("{layer} is required (or --resume RUN_DIR to complete an earlier run)", settings=("layer",))
     loaded = load_model_from_args(args)
     for note in loaded.notes:
         io.note(note)

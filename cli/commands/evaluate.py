@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from rich.text import Text
 from rich.table import Table
 
 from introspect.data import DATASETS, check_fits, load_dataset
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     name = args.dataset or loaded.spec.dataset
     if name is None:
-        raise UserError("this checkpoint names no dataset; pass {dataset}")
+        raise UserError("this checkpoint names no dataset; pass {dataset}", settings=("dataset",))
     data = load_dataset(name, args.split, args.data_dir)
     io.err.print(f"data: {data.source}", markup=False)
     check_fits(data, loaded.spec.input_shape)
@@ -38,12 +39,12 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
     result = evaluate(loaded.model, loaded.spec, data)
     names = loaded.spec.class_names
-    table = Table(title=f"confusion matrix ({name} {args.split}, rows: true, columns: predicted)")
+    table = Table(title=Text(f"confusion matrix ({name} {args.split}, rows: true, columns: predicted)"))
     table.add_column("true")
     for n in names:
-        table.add_column(n[:8], justify="right")
+        table.add_column(Text(n[:8]), justify="right")  # class names print as they are
     for i, n in enumerate(names):
-        table.add_row(n, *[(f"[bold]{v}[/]" if i == j else str(v)) if v else "·" for j, v in enumerate(result.confusion[i].tolist())])
+        table.add_row(Text(n), *[(f"[bold]{v}[/]" if i == j else str(v)) if v else "·" for j, v in enumerate(result.confusion[i].tolist())])
     io.out.print(table)
     io.out.print(f"accuracy: {result.accuracy:.2%} on {result.count} images of {name} ({args.split})", markup=False)
     return Outcome(summary={"model": loaded.spec.name, "dataset": name, "split": args.split, "data_source": data.source,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from rich.text import Text
 from rich.table import Table
 
 from introspect.layers import describe_layers
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for note in loaded.notes:
         io.note(note)
     infos = describe_layers(loaded.model, loaded.spec.input_shape)
-    table = Table(title=f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})")
+    table = Table(title=Text(f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})"))
     header = ("layer", "type", "output shape", "channels/units", "a channel is")
     for column in header:
         table.add_column(column, no_wrap=True)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
         rows.append((name, info.type, shape, units, info.channel))
-        table.add_row(*rows[-1])
+        table.add_row(*map(Text, rows[-1]))  # layer names are the model's: [bold] prints as it is
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for column, width in zip(table.columns, widths):
         column.min_width = width  # never cut a layer name: it is what users copy

@@ -37,26 +37,39 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
     code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint '{path}' does not exist (or is not a file)")
+        raise UserError("checkpoint '{path}' does not exist (or is not a file)", path=path)
     if path.stat().st_size == 0:
-        raise UserError(f"checkpoint '{path}' is empty")
+        raise UserError("checkpoint '{path}' is empty", path=path)
+    if is_torchscript(path):
+        raise UserError("'{path}' is a TorchScript archive (a whole model), not a checkpoint: pass it as {model} FILE, "
+                        "without {checkpoint}", settings=("model", "checkpoint"), path=path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not _looks_like_pickle(path):
-            raise UserError(f"checkpoint '{path}' is corrupt or truncated (not a PyTorch file)") from exc
+            raise UserError("checkpoint '{path}' is corrupt or truncated (not a PyTorch file)", path=path) from exc
         if not trust:
-            raise UserError(
-                f"checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
-                f"({str(exc).splitlines()[0][:120]}); if you trust its source, add {{trust_checkpoint}}"
-            ) from exc
+            raise UserError("checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
+                            "({reason}); if you trust its source, add {trust_checkpoint}",
+                            settings=("trust_checkpoint",), path=path, reason=str(exc).splitlines()[0][:120]) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
-        raise UserError(f"checkpoint '{path}' is corrupt or truncated ({reason})") from exc
+        raise UserError("checkpoint '{path}' is corrupt or truncated ({reason})", path=path, reason=reason) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
-        raise UserError(f"checkpoint '{path}' could not be unpickled: {type(exc).__name__}: {exc}") from exc
+        raise UserError("checkpoint '{path}' could not be unpickled: {kind}: {exc}",
+                        path=path, kind=type(exc).__name__, exc=exc) from exc
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip with compiled code, not only pickled tensors."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
 
 
 def _looks_like_pickle(path: Path) -> bool:
@@ -82,7 +95,7 @@ def unwrap_state_dict(payload: object, path: str | Path) -> dict[str, torch.Tens
             else:
                 break
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise UserError(f"checkpoint '{path}' holds no state dict (a mapping of parameter names to tensors)")
+        raise UserError("checkpoint '{path}' holds no state dict (a mapping of parameter names to tensors)", path=path)
     if all(k.startswith("module.") for k in payload):
         payload = {k[len("module."):]: v for k, v in payload.items()}
     return payload
@@ -97,18 +110,15 @@ def load_checkpoint(path: str | Path, payload: object | None = None) -> LoadedMo
     if payload is None:
         payload = read_checkpoint(path)
     if not isinstance(payload, dict) or "state_dict" not in payload or "spec" not in payload:
-        raise UserError(
-            f"checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); "
-            "write one with `introspect train` or introspect.models.save_checkpoint"
-        )
+        raise UserError("checkpoint '{path}' is not in introspect's format (a dict with 'state_dict' and 'spec'); write "
+                        "one with `introspect train` or introspect.models.save_checkpoint", path=path)
     try:
         spec = ModelSpec.from_dict(payload["spec"])
     except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f"checkpoint '{path}' has an invalid spec: {exc}") from exc
+        raise UserError("checkpoint '{path}' has an invalid spec: {exc}", path=path, exc=exc) from exc
     if spec.architecture not in ARCHITECTURES:
-        raise UserError(
-            f"checkpoint '{path}' names architecture '{spec.architecture}'; known: {', '.join(ARCHITECTURES)}"
-        )
+        raise UserError("checkpoint '{path}' names architecture '{architecture}'; known: {known}",
+                        path=path, architecture=spec.architecture, known=", ".join(ARCHITECTURES))
     architecture = ARCHITECTURES[spec.architecture]
     if spec.activations is None:
         spec = spec.replace(activations=dict(architecture.activations))
@@ -125,13 +135,11 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        raise UserError(f"checkpoint '{path}' does not fit the model: {detail}")
+        raise UserError("checkpoint '{path}' does not fit the model: {detail}", path=path, detail=detail)
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise UserError(
-                f"checkpoint '{path}' does not fit the model: '{key}' has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(tensor.shape)}"
-            )
+            raise UserError("checkpoint '{path}' does not fit the model: '{key}' has shape {shape}, the model expects "
+                            "{expected}", path=path, key=key, shape=tuple(state[key].shape), expected=tuple(tensor.shape))
     model.load_state_dict(state)
 
 

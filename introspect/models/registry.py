@@ -54,5 +54,6 @@ class LoadedModel:
 
 def builtin_checkpoint_path(name: str) -> Path:
     if name not in BUILTIN_MODELS:
-        raise UserError(f"unknown model '{name}'; built-in models: {', '.join(BUILTIN_MODELS)}")
+        raise UserError("unknown model '{name}'; built-in models: {builtin}", name=name,
+                        builtin=", ".join(BUILTIN_MODELS))
     return Path(str(resources.files("introspect.models") / "weights" / BUILTIN_MODELS[name]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,10 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..capture import HookRegistry
 from ..errors import Message, UserError
 from ..outputs import output_kind
-from .checkpoint import file_sha256, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
+from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .spec import PRIOR_FIELDS, ModelSpec
 
@@ -45,9 +45,10 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
     ``file.py:ClassName`` or a TorchScript archive — with its spec. ``checkpoint`` holds its weights
     (or an introspect checkpoint), ``weights`` names torchvision's; ``meta`` overrides metadata."""
     if weights is not None and not source.startswith("torchvision:"):
-        raise UserError("{weights} only applies to {model} torchvision:NAME; use {checkpoint} for other models")
+        raise UserError("{weights} only applies to {model} torchvision:NAME; use {checkpoint} for other models",
+                        settings=("weights", "model", "checkpoint"))
     if meta.std is not None and any(s <= 0 for s in meta.std):
-        raise UserError("{std} values must be above 0")
+        raise UserError("{std} values must be above 0", settings=("std",))
     if source.startswith("torchvision:"):
         loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
     elif ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
@@ -61,10 +62,9 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
         module_name, class_name = source.rsplit(":", 1)
         loaded = _package_class(module_name, class_name, checkpoint, trust_checkpoint, meta)
     else:
-        raise UserError(
-            f"unknown model '{source}'; use a built-in name ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, "
-            "path/to/file.py:ClassName, package.module:ClassName, or a TorchScript file"
-        )
+        raise UserError("unknown model '{source}'; use a built-in name ({builtin}), torchvision:NAME, "
+                        "path/to/file.py:ClassName, package.module:ClassName, or a TorchScript file",
+                        source=source, builtin=", ".join(BUILTIN_MODELS))
     loaded = _apply_overrides(loaded, meta)
     if loaded.spec.logits is not None and loaded.spec.logits_layer == "":
         warning = output_kind_warning(loaded.model, loaded.spec)
@@ -76,16 +76,15 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
 @torch.no_grad()
 def output_kind_warning(model: nn.Module, spec: ModelSpec) -> Message | None:
     """A warning when the model's logits (where the spec says) look like probabilities or log-probabilities."""
-    from ..hooks import HookRegistry  # hooks need models.spec: imported here to keep the package import acyclic
-
     generator = torch.Generator().manual_seed(0)
     with HookRegistry(model, [spec.logits]) as hooks:
         logits = hooks.run(torch.rand(2, *spec.input_shape, generator=generator))[spec.logits]
     kind = output_kind(logits.flatten(1).float())
     if kind is None:
         return None
-    return Message(f"the model's output looks like {kind}, not logits: raising a class there can mean pushing others "
-                   "down; pass {logits_layer} NAME (the layer before the softmax) to use the logits")
+    return Message("the model's output looks like {kind}, not logits: raising a class there can mean pushing others"
+                   " down; pass {logits_layer} NAME (the layer before the softmax) to use the logits",
+                   settings=("logits_layer",), kind=kind)
 
 
 def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
@@ -110,17 +109,17 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
 
         close = difflib.get_close_matches(name, available, n=3)
         hint = f" (closest: {', '.join(close)})" if close else ""
-        raise UserError(f"torchvision has no classification model '{name}'{hint}")
+        raise UserError("torchvision has no classification model '{name}'{hint}", name=name, hint=hint)
     if weights is not None and checkpoint is not None:
-        raise UserError("give {weights} or {checkpoint}, not both")
+        raise UserError("give {weights} or {checkpoint}, not both", settings=("weights", "checkpoint"))
     enum = get_model_weights(name)
     chosen = None
     if weights is not None:
         try:
             chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
         except KeyError:
-            raise UserError(f"unknown {{weights}} '{weights}' for {name}; choose DEFAULT or one of: "
-                            f"{', '.join(w.name for w in enum)}") from None
+            raise UserError("unknown {weights} '{given}' for {name}; choose DEFAULT or one of: {choices}",
+                            settings=("weights",), given=weights, name=name, choices=", ".join(w.name for w in enum)) from None
     info = chosen or enum.DEFAULT
     transform = info.transforms()
     crop = transform.crop_size[0]
@@ -131,8 +130,9 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
         model = get_model(name, weights=chosen)
         spec = spec.replace(activations=find_activations(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
-        raise UserError(f"could not get torchvision weights {info}: {str(exc).splitlines()[0]} — offline, download "
-                        "them elsewhere and pass the file with {checkpoint}") from exc
+        raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
+                        "the file with {checkpoint}",
+                        settings=("checkpoint",), info=info, reason=str(exc).splitlines()[0]) from exc
     random_weights = chosen is None and checkpoint is None
     sha = None
     source = f"torchvision:{name}" + (f" weights {chosen}" if chosen else "")
@@ -140,14 +140,14 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
         sha, source = load_weights(model, checkpoint, trust), f"torchvision:{name} + {checkpoint}"
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
     if random_weights:
-        loaded.notes.append(Message(f"{name} has random weights (no {{weights}} or {{checkpoint}}): results show the "
-                                    "untrained network"))
+        loaded.notes.append(Message("{name} has random weights (no {weights} or {checkpoint}): results show the untrained network",
+                                    settings=("weights", "checkpoint"), name=name))
     return loaded
 
 
 def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
     if not path.is_file():
-        raise UserError(f"model file '{path}' does not exist")
+        raise UserError("model file '{path}' does not exist", path=path)
     module_name = f"introspect_user_{path.stem}"
     spec_ = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec_)
@@ -155,7 +155,8 @@ def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: Met
     try:
         spec_.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
-        raise UserError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from exc
+        raise UserError("importing '{path}' failed: {kind}: {exc}", path=path, kind=type(exc).__name__,
+                        exc=exc) from exc
     return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
                        checkpoint, trust, meta)
 
@@ -166,8 +167,9 @@ def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, m
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UserError(f"cannot import '{module_name}' for {{model}} {module_name}:{class_name} ({exc}); install the "
-                        "package, or give path/to/file.py:ClassName") from exc
+        raise UserError("cannot import '{module_name}' for {model} {module_name}:{class_name} ({exc}); install the "
+                        "package, or give path/to/file.py:ClassName",
+                        settings=("model",), module_name=module_name, class_name=class_name, exc=exc) from exc
     return _from_class(module, f"module {module_name}", class_name, f"{module_name}.{class_name}",
                        f"{module_name}:{class_name}", checkpoint, trust, meta, weights_by_constructor=True)
 
@@ -178,11 +180,13 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
                  and v.__module__ == module.__name__]
-        raise UserError(f"{where} has no nn.Module class '{class_name}'; it defines: {', '.join(names) or 'none'}")
+        raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
+                        where=where, class_name=class_name, defined=", ".join(names) or "none")
     try:
         model = cls()
     except TypeError as exc:
-        raise UserError(f"{class_name}() needs arguments ({exc}); give it defaults so it can be built without any") from exc
+        raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
+                        class_name=class_name, exc=exc) from exc
     sha = None
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
@@ -190,23 +194,18 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     random_weights = checkpoint is None and not weights_by_constructor
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
     if random_weights:
-        loaded.notes.append(Message(f"{class_name} has random weights (no {{checkpoint}}): results show the untrained network"))
+        loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
+                                    settings=("checkpoint",), class_name=class_name))
     elif checkpoint is None:
         loaded.notes.append(f"{class_name} has the weights its constructor loads (no checkpoint given)")
     return loaded
 
 
-def is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
-
-
 def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
     if not is_torchscript(path):
-        raise UserError(f"'{path}' is not a TorchScript archive; for a state dict, name its architecture with "
-                        "{model} (torchvision:NAME or file.py:ClassName) and pass the file as {checkpoint}")
+        raise UserError("'{path}' is not a TorchScript archive; for a state dict, name its architecture with {model} "
+                        "(torchvision:NAME or file.py:ClassName) and pass the file as {checkpoint}",
+                        settings=("model", "checkpoint"), path=path)
     import warnings
 
     try:
@@ -214,12 +213,13 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet users still ship archives
             model = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:
-        raise UserError(f"'{path}' could not be loaded as TorchScript: {str(exc).splitlines()[0]}") from exc
+        raise UserError("'{path}' could not be loaded as TorchScript: {reason}",
+                        path=path, reason=str(exc).splitlines()[0]) from exc
     if meta.input_shape is None:
-        raise UserError("a TorchScript model needs its input shape: pass {input_shape} C,H,W")
+        raise UserError("a TorchScript model needs its input shape: pass {input_shape} C,H,W", settings=("input_shape",))
     if meta.logits_layer:
-        raise UserError("{logits_layer} needs a forward hook, which TorchScript submodules cannot take; "
-                        "a TorchScript model's output is its logits")
+        raise UserError("{logits_layer} needs a forward hook, which TorchScript submodules cannot take; a TorchScript "
+                        "model's output is its logits", settings=("logits_layer",))
     spec = _spec_from_flags(model, path.stem, meta)
     return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
 
@@ -289,44 +289,56 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     elif meta.size is not None:
         channels = first_conv_channels(model)
         if channels is None:
-            raise UserError("cannot tell the input channels (no conv layer): pass {input_shape} C,H,W instead of {size}")
+            raise UserError("cannot tell the input channels (no conv layer): pass {input_shape} C,H,W instead of {size}",
+                            settings=("input_shape", "size"))
         shape = (channels, meta.size, meta.size)
     else:
-        raise UserError(f"{name} carries no input size: pass {{size}} N (square) or {{input_shape}} C,H,W")
+        raise UserError("{name} carries no input size: pass {size} N (square) or {input_shape} C,H,W",
+                        settings=("size", "input_shape"), name=name)
     mean = meta.mean or (0.0,) * shape[0]
     std = meta.std or (1.0,) * shape[0]
-    output = dry_forward(model.eval(), shape, name, "(check {size} / {input_shape})")
-    spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "{mean}"),
-                     std=_per_channel(std, shape[0], "{std}"), logits_layer=None, class_names=(),
+    output = dry_forward(model.eval(), shape, name)
+    spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "mean"),
+                     std=_per_channel(std, shape[0], "std"), logits_layer=None, class_names=(),
                      activations=find_activations(model))
     plain = isinstance(output, torch.Tensor) and output.ndim == 2
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none
     layer = meta.logits_layer or ""
     if layer and layer not in dict(model.named_modules()):
-        raise UserError(f"{{logits_layer}} '{layer}' is not a layer of the model (see {{layers_command}})")
+        raise UserError("{logits_layer} '{layer}' is not a layer of the model (see {layers_command})",
+                        settings=("logits_layer", "layers_command"), layer=layer)
     width = logits_width(model, shape, layer, meta.logits_output if not layer else None)
     return spec.replace(logits_layer=layer, logits_output=None if layer else meta.logits_output,
                         class_names=meta.class_names or tuple(str(i) for i in range(width)))
 
 
 @torch.no_grad()
-def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, hint: str) -> object:
-    """The model's output on one zero image of ``shape``; a UserError with ``hint`` if it does not run."""
+def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tuple[int, ...] | None = None) -> object:
+    """The model's output on one zero image of ``shape``; a UserError if it does not run. ``fixed``: the
+    input shape the model's own metadata gives, which the flags changed (None: the flags gave the shape)."""
     try:
         return model(torch.zeros(1, *shape))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{name} does not run on input of shape {shape}: {first}" + ("" if hint.startswith(";") else " ")
-                        + hint) from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if fixed is None:
+            raise UserError("{name} does not run on input of shape {shape}: {reason} (check {size} / {input_shape})",
+                            settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc
+        raise UserError("{name} does not run on input of shape {shape}: {reason}; its input may be fixed at {fixed}",
+                        name=name, shape=shape, reason=reason, fixed=fixed) from exc
 
 
-def _per_channel(values: tuple[float, ...], channels: int, flag: str) -> tuple[float, ...]:
+def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tuple[float, ...]:
+    """One value per input channel from one or ``channels`` values of ``setting`` (mean or std)."""
     if len(values) == 1:
         return values * channels
-    if len(values) != channels:
-        raise UserError(f"{flag} has {len(values)} values; the input has {channels} channels (give 1 or {channels})")
-    return values
+    if len(values) == channels:
+        return values
+    if setting == "mean":
+        raise UserError("{mean} has {count} values; the input has {channels} channels (give 1 or {channels})",
+                        settings=("mean",), count=len(values), channels=channels)
+    raise UserError("{std} has {count} values; the input has {channels} channels (give 1 or {channels})",
+                    settings=("std",), count=len(values), channels=channels)
 
 
 def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
@@ -339,13 +351,13 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         changes["input_shape"] = (spec.input_shape[0], meta.size, meta.size)
     shape = changes.get("input_shape", spec.input_shape)
     if "input_shape" in changes:
-        dry_forward(loaded.model, shape, spec.name, f"; its input may be fixed at {spec.input_shape}")
+        dry_forward(loaded.model, shape, spec.name, fixed=spec.input_shape)
         if tuple(shape) != tuple(spec.input_shape):
             changes.update(dict.fromkeys(PRIOR_FIELDS))  # measured on inputs of the old shape
     if meta.mean is not None:
-        changes["mean"] = _per_channel(meta.mean, shape[0], "{mean}")
+        changes["mean"] = _per_channel(meta.mean, shape[0], "mean")
     if meta.std is not None:
-        changes["std"] = _per_channel(meta.std, shape[0], "{std}")
+        changes["std"] = _per_channel(meta.std, shape[0], "std")
     if meta.class_names is not None:
         changes["class_names"] = meta.class_names
     if meta.logits_layer is not None:
@@ -357,13 +369,14 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         try:
             spec = spec.replace(**changes)
         except ValueError as exc:
-            raise UserError(f"{spec.name}'s metadata with these flags is invalid: {exc}") from exc
+            raise UserError("{name}'s metadata with these flags is invalid: {exc}", name=spec.name, exc=exc) from exc
     if meta.class_names is not None and spec.logits is not None and (
             not spec.logits_layer or spec.logits_layer in dict(loaded.model.named_modules())):
         width = logits_width(loaded.model, spec.input_shape, spec.logits_layer, spec.logits_output)
         if width != spec.num_classes:
-            raise UserError(f"{{class_names}} has {spec.num_classes} names, but the model has {width} classes "
-                            "(the width of its logits); give one name per class")
+            raise UserError("{class_names} has {num_classes} names, but the model has {width} classes (the width of its "
+                            "logits); give one name per class",
+                            settings=("class_names",), num_classes=spec.num_classes, width=width)
     loaded.spec = spec
     return loaded
 
@@ -372,15 +385,19 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
 def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, output_key: str | None = None) -> int:
     """How many classes the model scores: the width of its logits — ``layer``'s output, or the model's
     output (its part ``output_key``) when ``layer`` is "" — on one dry forward."""
-    from ..hooks import HookRegistry  # hooks need models.spec: imported here to keep the package import acyclic
-
     where = layer or (":" + output_key if output_key else "")
     try:
         with HookRegistry(model, [where]) as hooks:
             output = hooks.run(torch.zeros(1, *input_shape))[where]
     except KeyError as exc:  # a part of the output that is not there
-        raise UserError(f"{{logits_output}} '{output_key}': {exc.args[0]}") from None
+        raise UserError("{logits_output} '{output_key}': {reason}",
+                        settings=("logits_output",), output_key=output_key, reason=exc.args[0]) from None
     if output.ndim < 2:
-        raise UserError(f"the logits have shape {tuple(output.shape)}, not (batch, classes); "
-                        "name them with {logits_layer} or {logits_output}")
+        raise UserError("the logits have shape {shape}, not (batch, classes); name them with {logits_layer} or "
+                        "{logits_output}", settings=("logits_layer", "logits_output"),
+                        shape=tuple(output.shape))
+    if output.flatten(1).shape[1] == 0:
+        raise UserError("the model's logits have shape {shape}: it scores no classes; name the logits with "
+                        "{logits_layer} or {logits_output}", settings=("logits_layer", "logits_output"),
+                        shape=tuple(output.shape))
     return output.flatten(1).shape[1]

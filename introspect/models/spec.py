@@ -87,6 +87,10 @@ class ModelSpec:
             rows, cols = shape[1], shape[2] // 2 + 1
             if len(self.spectrum) != rows or any(len(row) != cols for row in self.spectrum):
                 raise ValueError(f"spectrum must be {rows} x {cols} (H x W//2+1 of input_shape {shape})")
+            if not all(_is_number(v) and math.isfinite(v) and v >= 0 for row in self.spectrum for v in row):
+                raise ValueError("spectrum must hold finite magnitudes >= 0")
+            if not any(v > 0 for row in self.spectrum for v in row):
+                raise ValueError("spectrum is all 0: an image with that spectrum cannot change")
         for name in ("image_mean", "image_support"):
             values = getattr(self, name)
             if values is None:
