@@ -21,6 +21,7 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images")}
 FLAGS["layers_command"] = "`introspect layers`"
+FLAGS["data"] = "--dataset or --images DIR"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

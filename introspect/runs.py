@@ -578,13 +578,23 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
 def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | None = None,
              formats: Sequence[str] = ("png",), dataset=None, force: bool = False,
              provenance: Provenance | None = None) -> Path:
-    """Write a classes, channels (one result or a list) or activations result as a run folder — the
+    """Write a classes, channels (one result or a list), activations or render result as a run folder — the
     same files the CLI writes — into ``folder`` (default: a new ``runs/<kind>-NNN``); returns it.
     With ``loaded`` (what ``load_model`` returned) for a built-in model or checkpoint, run.json
-    records a recipe that ``introspect rerun`` can repeat."""
+    records a recipe that ``introspect rerun`` can repeat. A TypeError for anything else."""
     from .activations import ActivationsResult
     from .channels import ChannelsResult
+    from .classes import ClassesResult
+    from .engine import RenderResult
+    from .report import RESULT_TYPES
 
+    if isinstance(result, RenderResult):
+        from .render_runs import save_render
+
+        return save_render(result, folder, loaded=loaded, formats=formats, force=force, provenance=provenance)
+    listed = isinstance(result, list) and result and all(isinstance(r, ChannelsResult) for r in result)
+    if not (listed or isinstance(result, (ClassesResult, ChannelsResult, ActivationsResult))):
+        raise TypeError(f"save_run takes {RESULT_TYPES} (or a list of ChannelsResult), not {type(result).__name__}")
     results = [result] if isinstance(result, ChannelsResult) else result
     kind = ("channels" if isinstance(results, list) else
             "activations" if isinstance(result, ActivationsResult) else "classes")
