@@ -7,7 +7,7 @@ import argparse
 from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
 from introspect.errors import UserError
 from introspect.models import LoadedModel
-from introspect.params import with_prior
+from introspect.params import needs_data_prior, prior_for
 
 from .options import add_data_dir
 from .output import Output, say
@@ -54,24 +54,17 @@ def asked_for_data(args: argparse.Namespace) -> bool:
 
 
 def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output) -> str:
-    """Give ``loaded`` the image prior of ``data`` (estimated as for the built-in models); say which prior
-    the images use and return that line for run.json."""
-    if data is not None:
-        loaded.spec = with_prior(loaded.spec, data.images)  # uint8: only the sample used is made float
-        line = f"estimated from {len(data):,} images ({data.source})"
-    elif loaded.spec.image_mean is not None:
-        line = "stored with the model"
-    else:
-        line = "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"
+    """Give ``loaded`` the image prior ``introspect.params.prior_for`` decides on for ``data``; print where
+    it came from and return that line for run.json."""
+    loaded.spec, line = prior_for(loaded.spec, data)
+    line = say(line)
     io.err.print(f"prior: {line}", markup=False)
     return line
 
 
 def prior_data(args: argparse.Namespace, loaded: LoadedModel, io: Output) -> ImageDataset | None:
     """The data classes estimate their prior from: what the flags name, else the model's own dataset
-    when the model carries no prior of its own; None when there is none (said)."""
-    # A prior stored before the ink level and the data basis existed is estimated again when the data is known.
-    if not asked_for_data(args) and (loaded.spec.ink_level is not None or args.dataset == "none"
-                                     or loaded.spec.dataset is None):
+    when its prior is incomplete (``needs_data_prior``); None when there is none (said)."""
+    if not asked_for_data(args) and (args.dataset == "none" or not needs_data_prior(loaded.spec)):
         return None  # apply_prior says which prior the images use
     return dataset_from_args(args, loaded.spec, io, "class images start from a plain grey prior")

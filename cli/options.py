@@ -22,6 +22,7 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
     "trust")}
 FLAGS["layers_command"] = "`introspect layers`"
+FLAGS["data"] = "--dataset or --images DIR"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

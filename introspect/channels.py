@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageDataset, cache_dir
+from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
 from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
-from .params import ImageConfig
+from .params import ImageConfig, prior_for
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -33,9 +33,7 @@ from .params import ImageConfig
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
 
-#: Weight of the pre-activation term that lets gradient through a ReLU where it is closed,
-#: so channels that start (or are) dead still move.
-PRE_ACTIVATION_WEIGHT = 0.01
+#: Weight of the diversity term of a --diverse run (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
@@ -44,48 +42,6 @@ RARE_SHARE = 0.01
 def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) -> torch.Tensor:
     """(B, C[, H, W]) layer output -> (B, C) post-activation channel activations."""
     return reduce_channels(ACTIVATION_FUNCTIONS[activation](output), neuron)
-
-
-def channel_objective(layer: str, channels: Sequence[int], activation: str, neuron: bool = False,
-                      group: int = 1) -> Objective:
-    """Image i maximizes channel ``channels[i // group]`` after ``activation``, plus a small
-    pre-activation term so the gradient also flows where the ReLU is closed."""
-    index = torch.as_tensor([c for c in channels for _ in range(group)], dtype=torch.long)
-
-    def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
-        output = acts[layer]
-        # Take each image's own channel first: the activation and the reduction then touch one map
-        # per image instead of all of them (64x less work on conv2's output).
-        rows, picked = torch.arange(len(output), device=output.device), index.to(output.device)
-        if output.ndim == 3:  # tokens (B, N, D): unit d of every token
-            own = output[rows, :, picked].unsqueeze(2)
-        else:
-            own = output[rows, picked].unsqueeze(1)
-        post = channel_values(own, activation, neuron).squeeze(1)
-        if activation == "identity":
-            return post
-        return post + PRE_ACTIVATION_WEIGHT * reduce_channels(own, neuron).squeeze(1)
-
-    return Objective(fn, [layer], f"channels({layer}, {activation})")
-
-
-def diversity(layer: str, group: int) -> Objective:
-    """Minus the mean cosine similarity (of Gram matrices for conv maps) between each image's
-    ``layer`` output and the other images of its group of ``group`` consecutive images."""
-
-    def fn(acts: dict[str, torch.Tensor]) -> torch.Tensor:
-        output = acts[layer]
-        if output.ndim == 4:
-            flat = output.flatten(2)
-            features = torch.bmm(flat, flat.transpose(1, 2)).flatten(1) / flat.shape[-1]
-        else:
-            features = output.flatten(1)
-        features = F.normalize(features, dim=1).view(-1, group, features.shape[1])
-        similarity = torch.bmm(features, features.transpose(1, 2))
-        others = (similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)) / max(1, group - 1)
-        return -others.flatten()
-
-    return Objective(fn, [layer], f"diversity({layer}, {group})")
 
 
 #: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
@@ -542,15 +498,23 @@ def chunk_channels(plan: LayerPlan, index: int) -> list[int]:
     return list(plan.channels[index * per_chunk:(index + 1) * per_chunk])
 
 
+def chunk_objective(plan: LayerPlan, channels: Sequence[int], neuron: bool = False) -> Objective:
+    """What a chunk's images maximize: image i its channel (``objectives.channels`` with the layer's activation),
+    plus the diversity term within each group of ``plan.diverse`` images."""
+    objective = objectives.channels(plan.layer, channels, activation=plan.activation, neuron=neuron,
+                                    group=plan.diverse)
+    if plan.diverse > 1:
+        objective = objective + DIVERSITY_WEIGHT * objectives.diversity(plan.layer, plan.diverse)
+    return objective
+
+
 def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
                     config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False,
                     callback: ProgressCallback | None = None) -> ChunkResult:
     """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
     comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs."""
     channels, diverse = chunk_channels(plan, index), plan.diverse
-    objective = channel_objective(plan.layer, channels, plan.activation, neuron, diverse)
-    if diverse > 1:
-        objective = objective + DIVERSITY_WEIGHT * diversity(plan.layer, diverse)
+    objective = chunk_objective(plan, channels, neuron)
     keys = [c * diverse + j for c in channels for j in range(diverse)]
     render = config.render(model, objective, spec, keys, callback)
     values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
@@ -574,14 +538,18 @@ def assemble_channels(plan: LayerPlan, chunks: Sequence[ChunkResult], config: Re
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,
                        config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
                        batch_size: int | None = None, examples: ExampleStats | None = None,
-                       callback: ProgressCallback | None = None, plan: LayerPlan | None = None) -> ChannelsResult:
+                       callback: ProgressCallback | None = None, plan: LayerPlan | None = None,
+                       data: ImageDataset | torch.Tensor | None = None) -> ChannelsResult:
     """One optimized image (or ``diverse`` images) per channel of ``layer``, all in batched chunks.
 
     Each image's randomness comes from (config.seed, channel, copy), so the
     chunk size does not change the results; a diversity group is never split.
     ``plan`` (from ``plan_channels``) fixes the channels and chunk size; without it one is made.
+    ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as the
+    command line does with its dataset; the real examples beside them come from ``dataset_examples`` (``examples``).
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
+    spec, _ = prior_for(spec, data)
     if plan is None:
         plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device)[layer]

@@ -4,18 +4,19 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .data import ImageDataset
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
 from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
-from .params import STARTS, ImageConfig, parametrization_of, start_bias
+from .params import STARTS, ImageConfig, prior_for, start_bias
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen with benchmarks/quality.py (MNIST, Fashion-MNIST and the zoo):
@@ -144,12 +145,12 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
     return record(model, spec, images, [where], device)[where].flatten(1).float().cpu()
 
 
-def describe_start(config: RenderConfig, spec: ModelSpec) -> str:
-    """The starting image in words: "data mean logit (auto)" (data basis), "data mean (auto)", "dark", "grey",
-    "grey (auto)", or the sigmoid bias."""
+def describe_start(config: RenderConfig, spec: ModelSpec, parametrization: str) -> str:
+    """The starting image of a ``parametrization`` in words: "data mean logit (auto)" (data basis), "data mean
+    (auto)", "dark", "grey", "grey (auto)", or the sigmoid bias."""
     bias = start_bias(config.image, spec)
     if isinstance(bias, torch.Tensor):
-        return "data mean logit (auto)" if parametrization_of(config.image, spec) == "basis" else "data mean (auto)"
+        return "data mean logit (auto)" if parametrization == "basis" else "data mean (auto)"
     name = next((n for n, b in STARTS.items() if b == bias and n != "auto"), f"bias {bias:g}")
     return name + (" (auto)" if config.image.init_bias is None else "")
 
@@ -180,7 +181,8 @@ def verdicts(logits: torch.Tensor, labels: Sequence[int]) -> Verdicts:
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
                       config: RenderConfig = CLASSES_DEFAULTS, objective: str = "confidence",
-                      callback: ProgressCallback | None = None, candidates: int = 1) -> ClassesResult:
+                      callback: ProgressCallback | None = None, candidates: int = 1,
+                      data: ImageDataset | torch.Tensor | None = None) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 
     ``objective`` is "confidence" (default: the class's logit plus 10 x its log-probability, from
@@ -193,7 +195,8 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     batch can change the model's floating-point kernels (CPU conv/matmul blocking), so it ends close
     to that image, not always byte-identical with it. The result's render (values, history,
     snapshots, stopped) covers the kept candidates only; ``candidate_margins`` holds every margin.
-    The caller's model stays where it is (a copy runs on ``config.device`` if needed).
+    ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as
+    the command line does with its dataset. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",
@@ -206,6 +209,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
                         most=MAX_CANDIDATES, candidates=candidates)
     candidates = whole
+    spec, _ = prior_for(spec, data)
     labels = resolve_classes(spec, classes)
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
         raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)
@@ -223,10 +227,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     kept = rows.tolist()
     if candidates > 1:
         position = {row: i for i, row in enumerate(kept)}
-        result_all, result = result, RenderResult(
-            images=result.images[rows], values=result.values[rows], history=result.history[:, rows],
+        result_all, result = result, replace(
+            result, images=result.images[rows], values=result.values[rows], history=result.history[:, rows],
             snapshots={step: frame[rows] for step, frame in result.snapshots.items()},
-            steps_done=result.steps_done, interrupted_at=result.interrupted_at,
             stopped=[position[r] for r in result.stopped if r in position], notes=list(result.notes),
         )
         dropped = [r for r in result_all.stopped if r not in position]
@@ -243,8 +246,8 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         candidates=candidates, chosen=chosen.tolist(), candidate_margins=by_candidate,
         runner_up_names=["" if r is None else spec.class_names[r] if r < len(spec.class_names) else str(r)
                          for r in runner_up],
-        start=describe_start(config, spec),
-        pulled="pull" in config.prior_terms(spec),
-        inked="ink" in config.prior_terms(spec),
-        parametrization=parametrization_of(config.image, spec),
+        start=describe_start(config, spec, result.param),
+        pulled=any(name.startswith("toward(") for name in result.regularizers),
+        inked=any(name.startswith("ink(") for name in result.regularizers),
+        parametrization=result.param,
     )

@@ -1,11 +1,13 @@
-"""The one optimization loop, built from parts: param -> transforms -> normalize -> model (hooked) -> objective -> optimizer.
+"""The one optimization loop, built from parts: param -> transforms -> model (hooked) -> objective -> optimizer.
 
-``render`` takes any image parametrization (an nn.Module returning images), any
-transform (a callable), any optimizer factory and any objective (regularizers are
-objectives too); ``RenderConfig`` names the default parts for the visualize_*
-functions and the CLI. No I/O and no printing: progress goes through a callback.
-The caller's model is left exactly as it was (mode, requires_grad flags, hooks),
-and randomness comes from per-image generators, never from torch's global RNG.
+``render`` takes any image parametrization (an nn.Module returning images), any transforms
+(callables, the model's normalization being one), any optimizer factory and any objective
+(regularizers are objectives too); it needs no spec. ``RenderConfig`` turns a spec and its
+settings into those parts in one place (``RenderConfig.parts``) and enters the speed switches
+(channels-last layout, redirected ReLU, bfloat16 autocast) around the model. No I/O and no
+printing: progress goes through a callback. The caller's model is left exactly as it was (mode,
+requires_grad flags, hooks), and randomness comes from per-image generators, never from torch's
+global RNG.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from .transforms import Normalize, RandomAffine, TransformConfig
 
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def adam(lr: float = 0.05) -> Optimizer:
@@ -43,6 +46,10 @@ class RenderResult:
     interrupted_at: int | None = None
     stopped: list[int] = field(default_factory=list)  # images whose objective turned non-finite
     notes: list[str] = field(default_factory=list)
+    objective: str = ""  # the objective's name, regularizers included
+    param: str = ""  # the parametrization: its ``name`` ("fft", "pixel", "basis"), else its class
+    transforms: tuple[str, ...] = ()  # in the order applied
+    regularizers: tuple[str, ...] = ()  # the objective's terms that read only the images
 
 
 def train_mode_note(model: nn.Module) -> str | None:
@@ -57,69 +64,98 @@ def train_mode_note(model: nn.Module) -> str | None:
             "inference behaviour) and left it in train mode afterwards")
 
 
+def part_name(part: object) -> str:
+    """How a result names one of render's parts: its ``name``, else its ``__name__``, else its class."""
+    name = getattr(part, "name", None) or getattr(part, "__name__", None)
+    return str(name) if isinstance(name, str) else type(part).__name__
+
+
 @contextlib.contextmanager
 def channels_last(model: nn.Module) -> Iterator[bool]:
-    """Conv weights in channels-last layout for the duration (faster convolutions on CPU and GPU);
-    the caller's parameter tensors are put back afterwards, untouched. Yields whether it applies."""
+    """Conv weights, and the model's image input, in channels-last layout for the duration (faster
+    convolutions on CPU and GPU); the caller's parameter tensors are put back and the input hook
+    removed afterwards. Yields whether it applies (only to models with nn.Conv2d layers)."""
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         yield False
         return
     originals = [(p, p.data) for p in model.parameters() if p.ndim == 4]
+
+    def to_channels_last(_module, inputs):
+        first, *rest = inputs
+        if isinstance(first, torch.Tensor) and first.ndim == 4:
+            return (first.contiguous(memory_format=torch.channels_last), *rest)
+        return None
+
+    handle = model.register_forward_pre_hook(to_channels_last)
     try:
         for p, data in originals:
             p.data = data.contiguous(memory_format=torch.channels_last)
         yield True
     finally:
+        handle.remove()
         for p, data in originals:
             p.data = data
 
 
-def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Sequence[int],
-           param: nn.Module | None = None, transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           optimizer: Optimizer | None = None, steps: int = 128, seed: int = 0, snapshots: Sequence[int] = (),
-           device: torch.device | str = "cpu", amp: bool = False, channels_last_layout: bool | None = None,
-           redirect_relu: bool = False, on_step: ProgressCallback | None = None) -> RenderResult:
-    """Optimize one batch of len(keys) images so that ``objective`` (B,) rises.
+def _as_sequence(transforms: Transform | Sequence[Transform]) -> tuple[Transform, ...]:
+    return (transforms,) if callable(transforms) else tuple(transforms)
 
-    ``param`` returns the images (B, C, H, W) in [0, 1] (default: ``image_for(spec, ImageConfig(), keys, seed)``);
-    ``transforms`` maps them to what the model sees each step (default: ``RandomAffine``); ``optimizer``
-    builds the optimizer from the parameters (default: ``adam(0.05)``); the spec's normalization comes last.
-    ``keys`` identify the images (class or channel indices): the default parts draw each image's
-    randomness from (seed, key). ``on_step(step, steps, values)`` runs after each step. A
-    KeyboardInterrupt (Ctrl-C, or raised by ``on_step``) stops the loop and returns the images so far
-    with ``interrupted_at`` = the steps done. The model runs on ``device`` as it is: move it there first.
-    ``redirect_relu`` lets an image whose gradient dies in an nn.ReLU open closed units (see
-    ``hooks.redirected_relus``).
+
+def _ambient_autocast(device: torch.device) -> tuple[bool, torch.dtype]:
+    """Whether the caller entered torch.autocast for ``device``'s type, and its dtype."""
+    kind = device.type
+    return torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)
+
+
+def render(model: nn.Module, objective: Objective, param: nn.Module, *,
+           transforms: Transform | Sequence[Transform] = (), optimizer: Optimizer = adam(), steps: int = 128,
+           snapshots: Sequence[int] = (), on_step: ProgressCallback | None = None) -> RenderResult:
+    """Optimize the images ``param()`` returns (B, C, H, W) in [0, 1] so that ``objective`` (B,) rises.
+
+    The batch size is the param's (one forward of it), the device that of its parameters: the model
+    must be there. ``transforms`` (one callable or a sequence, applied in order) map the images to what
+    the model sees each step; the model's normalization is one of them, usually the last
+    (``spec.normalize()``). The final ``values`` are the objective of the final images through the
+    transforms that are not random (those without a true ``random`` attribute, e.g. the normalization,
+    not ``RandomAffine``). ``optimizer`` builds the optimizer from the param's parameters.
+    ``on_step(step, steps, values)`` runs after each step. A KeyboardInterrupt (Ctrl-C, or raised by
+    ``on_step``) stops the loop and returns the images so far with ``interrupted_at`` = the steps done.
+
+    Speed switches are context managers around the model, entered by the caller: ``channels_last(model)``,
+    ``hooks.redirected_relus(model)``, and ``torch.autocast``: under it render runs only the model's forward
+    and the objective in the lower precision (param, transforms, backward and the optimizer step stay in
+    float32, as torch's AMP guide advises).
     """
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    device = torch.device(device)
+    weights = list(param.parameters())
+    if not weights:
+        raise ValueError(f"the param ({part_name(param)}) has no parameters to optimize")
+    device = weights[0].device
+    with torch.no_grad():
+        batch = len(param())
+    transforms = _as_sequence(transforms)
+    steady = tuple(t for t in transforms if not getattr(t, "random", False))
+    amp, amp_dtype = _ambient_autocast(device)
     notes = [n for n in [train_mode_note(model)] if n]
-    param = (param if param is not None else image_for(spec, ImageConfig(), keys, seed)).to(device)
-    transforms = transforms if transforms is not None else RandomAffine.for_keys(TransformConfig(), seed, keys)
-    optimizer = (optimizer or adam())(param.parameters())
-    normalize = Normalize.of(spec, device)
-    batch = len(keys)
+    optimizer = optimizer(weights)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     history: list[torch.Tensor] = []
     kept: dict[int, torch.Tensor] = {}
     interrupted_at = None
     steps_done = 0
-    use_layout = channels_last_layout if channels_last_layout is not None else spec.input_shape[0] >= 3
-    layout = channels_last(model) if use_layout else contextlib.nullcontext(False)
-    redirect = redirected_relus(model) if redirect_relu else contextlib.nullcontext(0)
-    with frozen(model), layout as layout_applies, redirect, HookRegistry(model, objective.layers) as hooks:
-        def forward(images: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-            inputs = normalize(seen)
-            if layout_applies:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                return objective({**hooks.run(inputs), INPUT: images}).float()
+    with torch.autocast(device.type, enabled=False), frozen(model), HookRegistry(model, objective.layers) as hooks:
+        def forward(images: torch.Tensor, through: Sequence[Transform]) -> torch.Tensor:
+            seen = images
+            for transform in through:
+                seen = transform(seen)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                return objective({**hooks.run(seen), INPUT: images}).float()
 
         try:
             for step in range(1, steps + 1):
                 images = param()
-                values = forward(images, transforms(images))
+                values = forward(images, transforms)
                 alive &= torch.isfinite(values)
                 gain = torch.where(alive, values, torch.zeros_like(values))
                 optimizer.zero_grad(set_to_none=True)
@@ -137,12 +173,14 @@ def render(model: nn.Module, objective: Objective, *, spec: ModelSpec, keys: Seq
             interrupted_at = steps_done
         with torch.no_grad():
             final = param()
-            values = forward(final, final)
+            values = forward(final, steady)
     return RenderResult(
         images=final.detach().cpu(), values=values.detach().cpu(),
         history=torch.stack(history) if history else torch.zeros(0, batch),
         snapshots=kept, steps_done=steps_done, interrupted_at=interrupted_at,
         stopped=(~alive).nonzero().flatten().tolist(), notes=notes,
+        objective=objective.name, param=part_name(param), transforms=tuple(part_name(t) for t in transforms),
+        regularizers=objective.regularizers,
     )
 
 
@@ -152,6 +190,22 @@ def _freeze_rows(param: nn.Module, rows: torch.Tensor) -> None:
         if p.grad is not None:
             p.grad[rows] = 0
             p.grad.nan_to_num_(0.0)
+
+
+@dataclass(frozen=True)
+class RenderParts:
+    """What ``RenderConfig`` hands ``render`` for a spec and keys."""
+
+    param: nn.Module
+    transforms: tuple[Transform, ...]  # the random affine, then the model's normalization
+    optimizer: Optimizer
+    regularizers: tuple[Objective, ...]  # added to the objective, in this order
+
+    def objective(self, objective: Objective) -> Objective:
+        """``objective`` plus the regularizers."""
+        for regularizer in self.regularizers:
+            objective = objective + regularizer
+        return objective
 
 
 @dataclass(frozen=True)
@@ -186,26 +240,54 @@ class RenderConfig:
         available = {"pull": spec.image_mean is not None, "ink": spec.ink_level is not None}
         return {name: getattr(self, name) for name, ok in available.items() if ok and getattr(self, name)}
 
-    def regularized(self, objective: Objective, spec: ModelSpec | None = None) -> Objective:
-        """``objective`` plus the regularizers with a non-zero weight (``pull`` and ``ink`` need the spec's prior)."""
-        for weight, regularizer in ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)):
-            if weight:
-                objective = objective + regularizer(weight)
+    def regularizers(self, spec: ModelSpec | None = None) -> tuple[Objective, ...]:
+        """The regularizers with a non-zero weight (``pull`` and ``ink`` need the spec's prior)."""
+        chosen = [regularizer(weight) for weight, regularizer in
+                  ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)) if weight]
         terms = self.prior_terms(spec)
         if "pull" in terms:
-            objective = objective + toward(prior_map(spec.image_mean, spec.input_shape), terms["pull"])
+            chosen.append(toward(prior_map(spec.image_mean, spec.input_shape), terms["pull"]))
         if "ink" in terms:
-            objective = objective + ink(spec.ink_level, terms["ink"])
+            chosen.append(ink(spec.ink_level, terms["ink"]))
+        return tuple(chosen)
+
+    def regularized(self, objective: Objective, spec: ModelSpec | None = None) -> Objective:
+        """``objective`` plus the regularizers with a non-zero weight."""
+        for regularizer in self.regularizers(spec):
+            objective = objective + regularizer
         return objective
+
+    def parts(self, spec: ModelSpec, keys: Sequence[int]) -> RenderParts:
+        """The parts these settings name for len(keys) images of ``spec``'s input on ``device``: each image's
+        randomness drawn from (seed, key) (its start and its transforms), the normalization last."""
+        device = torch.device(self.device)
+        return RenderParts(
+            param=image_for(spec, self.image, keys, self.seed).to(device),
+            transforms=(RandomAffine.for_keys(self.transforms, self.seed, keys), Normalize.of(spec, device)),
+            optimizer=adam(self.lr), regularizers=self.regularizers(spec))
+
+    @contextlib.contextmanager
+    def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[None]:
+        """The speed switches these settings name, entered around ``model``: channels-last layout (by default
+        for 3-channel inputs, where it was faster), redirected ReLU gradients, bfloat16 autocast."""
+        layout = self.channels_last if self.channels_last is not None else spec.input_shape[0] >= 3
+        with contextlib.ExitStack() as stack:
+            if layout:
+                stack.enter_context(channels_last(model))
+            if self.redirect_relu:
+                stack.enter_context(redirected_relus(model))
+            if self.amp:
+                stack.enter_context(torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16))
+            yield
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],
                on_step: ProgressCallback | None = None) -> RenderResult:
-        """``render`` with the parts these settings name."""
-        return render(model, self.regularized(objective, spec), spec=spec, keys=keys,
-                      param=image_for(spec, self.image, keys, self.seed),
-                      transforms=RandomAffine.for_keys(self.transforms, self.seed, keys), optimizer=adam(self.lr),
-                      steps=self.steps, seed=self.seed, snapshots=self.snapshots, device=self.device, amp=self.amp,
-                      channels_last_layout=self.channels_last, redirect_relu=self.redirect_relu, on_step=on_step)
+        """``render`` with the parts and speed switches these settings name, for the images ``keys`` identify
+        (class or channel indices); the model already on ``device``."""
+        parts = self.parts(spec, keys)
+        with self.speedups(model, spec):
+            return render(model, parts.objective(objective), parts.param, transforms=parts.transforms,
+                          optimizer=parts.optimizer, steps=self.steps, snapshots=self.snapshots, on_step=on_step)
 
 
 @contextlib.contextmanager

@@ -28,10 +28,18 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class Objective:
     """A function of layer outputs -> (B,) values to maximize, one per image in the batch."""
 
-    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: Sequence[str], name: str) -> None:
+    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: Sequence[str], name: str,
+                 terms: Sequence["Objective"] | None = None) -> None:
         self.fn = fn
         self.layers = tuple(dict.fromkeys(layers))
         self.name = name
+        #: The summands of a sum (itself otherwise): what a result names as the objective's parts.
+        self.terms: tuple[Objective, ...] = tuple(terms) if terms is not None else (self,)
+
+    @property
+    def regularizers(self) -> tuple[str, ...]:
+        """The names of the terms that read only the images (no layer): the regularizers."""
+        return tuple(term.name for term in self.terms if not term.layers)
 
     def __call__(self, activations: Activations) -> torch.Tensor:
         return self.fn(activations)
@@ -42,7 +50,8 @@ class Objective:
     def __add__(self, other: "Objective | float") -> "Objective":
         if not isinstance(other, Objective):
             return Objective(lambda a: self(a) + other, self.layers, f"{self.name} + {other}")
-        return Objective(lambda a: self(a) + other(a), self.layers + other.layers, f"{self.name} + {other.name}")
+        return Objective(lambda a: self(a) + other(a), self.layers + other.layers, f"{self.name} + {other.name}",
+                         self.terms + other.terms)
 
     __radd__ = __add__
 
@@ -146,10 +155,82 @@ def channel_axis(output: torch.Tensor) -> int:
     return 2 if output.ndim == 3 else 1
 
 
-def channel(layer: str, index: int, batch: int | None = None, neuron: bool = False) -> Objective:
-    """Mean activation of channel (or unit) ``index`` of ``layer``; the centre position with ``neuron``."""
-    return Objective(lambda a: _per_image(reduce_channels(a[layer], neuron)[:, index], batch), [layer],
-                     f"channel({layer}, {index})")
+#: Weight of the pre-activation term of a channel objective with an activation: it lets the gradient
+#: through where a ReLU is closed, so channels that start (or are) dead still move.
+PRE_ACTIVATION_WEIGHT = 0.01
+
+
+def _channel_of_each_image(output: torch.Tensor, picked: torch.Tensor, activation: str, neuron: bool) -> torch.Tensor:
+    """(B,) image i's value of channel ``picked[i]`` after ``activation`` (+ the pre-activation term)."""
+    # Take each image's own channel first: the activation and the reduction then touch one map
+    # per image instead of all of them (64x less work on conv2's output).
+    rows = torch.arange(len(output), device=output.device)
+    if output.ndim == 3:  # tokens (B, N, D): unit d of every token
+        own = output[rows, :, picked].unsqueeze(2)
+    else:
+        own = output[rows, picked].unsqueeze(1)
+    post = reduce_channels(ACTIVATION_FUNCTIONS[activation](own), neuron).squeeze(1)
+    if activation == "identity":
+        return post
+    return post + PRE_ACTIVATION_WEIGHT * reduce_channels(own, neuron).squeeze(1)
+
+
+def _check_activation(activation: str) -> None:
+    if activation not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"unknown activation '{activation}'; choose {', '.join(ACTIVATION_FUNCTIONS)}")
+
+
+def channel(layer: str, index: int, batch: int | None = None, *, activation: str = "identity",
+            neuron: bool = False) -> Objective:
+    """Channel (or unit) ``index`` of ``layer`` after ``activation``, reduced as ``reduce_channels`` does (the
+    spatial mean; the centre position with ``neuron``), for every image or only image ``batch``.
+
+    With an activation other than "identity" (``spec.activation(layer)``), PRE_ACTIVATION_WEIGHT x the value
+    before it is added so the gradient also flows where a ReLU is closed: exactly what
+    ``visualize_channels`` maximizes.
+    """
+    _check_activation(activation)
+
+    def fn(a: Activations) -> torch.Tensor:
+        output = a[layer]
+        picked = torch.full((len(output),), index, dtype=torch.long, device=output.device)
+        return _per_image(_channel_of_each_image(output, picked, activation, neuron), batch)
+
+    suffix = "" if activation == "identity" else f", {activation}"
+    return Objective(fn, [layer], f"channel({layer}, {index}{suffix})")
+
+
+def channels(layer: str, indices: Sequence[int], *, activation: str = "identity", neuron: bool = False,
+             group: int = 1) -> Objective:
+    """Image i maximizes ``channel(layer, indices[i // group], activation=..., neuron=...)``: one channel per
+    image (or per group of ``group`` consecutive images), all in one batch."""
+    _check_activation(activation)
+    index = torch.as_tensor([c for c in indices for _ in range(group)], dtype=torch.long)
+
+    def fn(a: Activations) -> torch.Tensor:
+        output = a[layer]
+        return _channel_of_each_image(output, index.to(output.device), activation, neuron)
+
+    return Objective(fn, [layer], f"channels({layer}, {activation})")
+
+
+def diversity(layer: str, group: int) -> Objective:
+    """Minus the mean cosine similarity (of Gram matrices for conv maps) between each image's
+    ``layer`` output and the other images of its group of ``group`` consecutive images."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        output = a[layer]
+        if output.ndim == 4:
+            flat = output.flatten(2)
+            features = torch.bmm(flat, flat.transpose(1, 2)).flatten(1) / flat.shape[-1]
+        else:
+            features = output.flatten(1)
+        features = F.normalize(features, dim=1).view(-1, group, features.shape[1])
+        similarity = torch.bmm(features, features.transpose(1, 2))
+        others = (similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)) / max(1, group - 1)
+        return -others.flatten()
+
+    return Objective(fn, [layer], f"diversity({layer}, {group})")
 
 
 def total_variation(weight: float) -> Objective:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
+from .errors import Message, UserError
 from .models.spec import PRIOR_FIELDS, ModelSpec
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
 
 
 WORD = 0xFFFFFFFF
@@ -76,6 +80,8 @@ class BasisImage(nn.Module):
     lucid's 1/f Fourier scaling is the translation-invariant special case.
     """
 
+    name = "basis"
+
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], basis: torch.Tensor,
                  std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -92,6 +98,8 @@ class BasisImage(nn.Module):
 
 class PixelImage(nn.Module):
     """Free pixels through a sigmoid: image = sigmoid(logits + bias) [x support]."""
+
+    name = "pixel"
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], std: float = 0.01,
                  bias: Bias = 0.0, support: torch.Tensor | None = None) -> None:
@@ -130,6 +138,8 @@ class FFTImage(nn.Module):
     image = sigmoid(irfft2(coefficients * magnitude) + bias) [x support]. With ``decorrelate`` (3
     channels only) the channels are decorrelated colours, mixed into RGB before the sigmoid.
     """
+
+    name = "fft"
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], magnitude: torch.Tensor,
                  std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None,
@@ -336,3 +346,26 @@ def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:
     if tuple(pixels.shape[1:]) != tuple(spec.input_shape):
         raise ValueError(f"the images are {tuple(pixels.shape[1:])}, the model takes {tuple(spec.input_shape)}")
     return spec.replace(**estimate_prior(pixels))
+
+
+def needs_data_prior(spec: ModelSpec) -> bool:
+    """Whether class images want a prior estimated from the model's own data: the spec names its dataset
+    and carries no complete prior (none, or one stored before the ink level and the data basis existed)."""
+    return spec.ink_level is None and spec.dataset is not None
+
+
+def prior_for(spec: ModelSpec, data: "ImageDataset | torch.Tensor | None") -> tuple[ModelSpec, str]:
+    """The spec the images start from, and where its image prior came from, in one line.
+
+    With ``data`` (an ImageDataset, or real images (N, C, H, W) in [0, 1] or uint8) the prior is estimated
+    from it (``with_prior``), replacing the spec's own; else the spec's own prior; else none (a grey
+    start with a 1/f spectrum). The one policy of ``visualize_classes``, ``visualize_channels`` and the CLI.
+    """
+    if data is not None:
+        pixels = data if isinstance(data, torch.Tensor) else data.images  # uint8: only the sample used is made float
+        source = "" if isinstance(data, torch.Tensor) else f" ({data.source})"
+        return with_prior(spec, pixels), f"estimated from {len(pixels):,} images{source}"
+    if spec.image_mean is not None:
+        return spec, "stored with the model"
+    return spec, Message("none: images start grey with a 1/f spectrum (pass {data} for data-like images)",
+                         settings=("data",))

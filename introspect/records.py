@@ -18,7 +18,8 @@ import torch
 
 from .activations import ActivationsResult
 from .channels import CHANNELS_DEFAULTS, ChannelsResult
-from .classes import CANDIDATE_STRIDE, CLASSES_DEFAULTS
+from .classes import CANDIDATE_STRIDE, CLASSES_DEFAULTS, ClassesResult
+from .engine import RenderResult
 from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
@@ -317,13 +318,55 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     return record
 
 
+def write_render(run: RunFolder, result: RenderResult, provenance: Provenance, formats: Sequence[str] = ("png",)) -> dict:
+    """A render result: its images (uint8) and objective values, a tiled report, and run.json naming the parts
+    that made it (returned)."""
+    from . import report
+
+    arrays = {"images": to_uint8(result.images), "values": result.values.numpy()}
+    steps = sorted(result.snapshots)
+    if steps:
+        arrays["snapshots"] = np.stack([to_uint8(result.snapshots[s]) for s in steps])
+        arrays["snapshot_steps"] = np.asarray(steps)
+    with run.file("images.npz") as path:
+        np.savez_compressed(path, **arrays)
+    fig = report.render_figure(result, title=provenance.label)
+    for fmt in formats:
+        with run.file(f"report.{fmt}") as path:
+            report.save_figure(fig, path)
+    record = base_record(provenance, None, 0.0, run_status(result.interrupted_at), result.steps_done)
+    record.update({
+        "command_name": "render",
+        "objective": result.objective,
+        "param": result.param,
+        "transforms": list(result.transforms),
+        "regularizers": list(result.regularizers),
+        "values": [_finite(v) for v in result.values.tolist()],
+        "stopped_non_finite": list(result.stopped),
+        "notes": list(result.notes),
+        "history": result.history.tolist(),  # (steps, images): the objective during optimization
+    })
+    return run.finish(record)
+
+
 def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | None = None,
              formats: Sequence[str] = ("png",), dataset=None, force: bool = False,
              provenance: Provenance | None = None) -> Path:
-    """Write a classes, channels (one result or a list) or activations result as a run folder — the
+    """Write a classes, channels (one result or a list), activations or render result as a run folder — the
     same files the CLI writes — into ``folder`` (default: a new ``runs/<kind>-NNN``); returns it.
     With ``loaded`` (what ``load_model`` returned) for a built-in model or checkpoint, run.json
-    records a recipe that ``introspect rerun`` can repeat."""
+    records a recipe that ``introspect rerun`` can repeat. A TypeError for anything else."""
+    listed = isinstance(result, list) and result and all(isinstance(r, ChannelsResult) for r in result)
+    if not (listed or isinstance(result, (ClassesResult, ChannelsResult, ActivationsResult, RenderResult))):
+        from .report import RESULT_TYPES
+
+        raise TypeError(f"save_run takes {RESULT_TYPES} (or a list of ChannelsResult), not {type(result).__name__}")
+    if isinstance(result, RenderResult):
+        if provenance is None:
+            provenance = Provenance.of(loaded) if loaded is not None else Provenance(model={"name": None}, label="")
+        with claimed_run(folder, "render", force) as run:
+            write_render(run, result, provenance, formats)
+        return run.path
     results = [result] if isinstance(result, ChannelsResult) else result
     kind = ("channels" if isinstance(results, list) else
             "activations" if isinstance(result, ActivationsResult) else "classes")

@@ -94,16 +94,49 @@ def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch
     fig.suptitle("evolution during optimization", fontsize=11)
 
 
+#: What ``figure`` and ``save_run`` take, in words (their TypeError says it).
+RESULT_TYPES = "a ClassesResult, ChannelsResult, ActivationsResult or RenderResult"
+
+
 def figure(result, **options) -> ReportFigure:
-    """The report figure of a classes, channels or activations result."""
+    """The report figure of a classes, channels, activations or render result; a TypeError for anything else."""
     from .activations import ActivationsResult
     from .channels import ChannelsResult
+    from .classes import ClassesResult
+    from .engine import RenderResult
 
     if isinstance(result, ChannelsResult):
         return channels_figure(result, **options)
     if isinstance(result, ActivationsResult):
         return activations_figure(result, **options)
-    return classes_figure(result, **options)
+    if isinstance(result, ClassesResult):
+        return classes_figure(result, **options)
+    if isinstance(result, RenderResult):
+        return render_figure(result, **options)
+    raise TypeError(f"figure takes {RESULT_TYPES}, not {type(result).__name__}")
+
+
+@rc_context(PLAIN_TEXT)
+def render_figure(result, columns: int | None = None, title: str = "") -> ReportFigure:
+    """A RenderResult as plain tiles, each titled with its objective value; the objective and the parts
+    that made the images under the title."""
+    count = len(result.images)
+    columns = columns or min(count, 5)
+    rows = math.ceil(count / columns)
+    width = max(6.0, 2.2 * columns)
+    fig = ReportFigure(figsize=(width, 2.2 * rows + 1.4), layout="constrained")
+    draw_tiles(fig, result.images, [f"{i}: {float(v):.3g}" for i, v in enumerate(result.values)], columns,
+               (title + "\n" if title else "") + render_settings(result), fontsize=9)
+    return fig
+
+
+def render_settings(result) -> str:
+    """What made a RenderResult, in one plain-text line."""
+    parts = [f"objective {result.objective or '?'}", f"{result.steps_done} steps", f"param {result.param or '?'}",
+             f"transforms {', '.join(result.transforms) or 'none'}"]
+    if result.interrupted_at is not None:
+        parts.append(f"INTERRUPTED at step {result.interrupted_at}")
+    return "; ".join(parts)
 
 
 @rc_context(PLAIN_TEXT)

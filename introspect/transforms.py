@@ -60,6 +60,9 @@ class RandomAffine:
     """The default transform of ``render``: each image shifted, scaled and rotated at random every
     step, its draws coming from its own generator (so batching does not change them)."""
 
+    name = "random_affine"
+    random = True  # left out when render measures the final images
+
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
         self.generators = list(generators)
@@ -76,7 +79,9 @@ class RandomAffine:
 
 
 class Normalize:
-    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel."""
+    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel (on the images' device)."""
+
+    name = "normalize"
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> None:
         self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
@@ -87,4 +92,4 @@ class Normalize:
         return cls(spec.mean, spec.std, device)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean) / self.std
+        return (pixels - self.mean.to(pixels)) / self.std.to(pixels)

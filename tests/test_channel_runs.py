@@ -120,11 +120,11 @@ LIBRARY_RUN = textwrap.dedent("""
     from introspect.data import load_dataset
     from introspect.distributed import join
     from introspect.models import load_model
-    from introspect.params import with_prior
+    from introspect.params import prior_for
 
     loaded = load_model("mnist")
     data = load_dataset("mnist", "train")
-    spec = with_prior(loaded.spec, data.images)
+    spec, _ = prior_for(loaded.spec, data)
     ranks, device = join("cpu")
     try:
         run_channels(loaded.model, spec, ["conv1", "fc1"], sys.argv[1], channels="0-5", batch_size=2, top_k=3,

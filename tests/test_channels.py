@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from helpers import hook_count
-from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, diversity, parse_channel_list,
+from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, parse_channel_list,
                                  visualize_channels)
 from introspect.data import ImageDataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
+from introspect.objectives import diversity
 from introspect_cli.main import main
 
 FAST = CHANNELS_DEFAULTS.replace(steps=5)

@@ -4,7 +4,7 @@ import torch
 from introspect.engine import RenderConfig, render
 from introspect.models import ModelSpec
 from introspect.objectives import class_logits
-from introspect.models import ModelSpec
+from introspect.params import PixelImage, image_generators
 from introspect.transforms import TransformConfig
 
 from helpers import hook_count
@@ -58,7 +58,8 @@ def test_hooks_removed_after_failure(tiny_model, tiny_spec):
             raise RuntimeError("callback failed")
 
     with pytest.raises(RuntimeError, match="callback failed"):
-        render(tiny_model, class_logits("fc2", [0]), spec=tiny_spec, keys=[0], steps=6, on_step=fail)
+        render(tiny_model, class_logits("fc2", [0]), PixelImage((1, 28, 28), image_generators(0, [0])),
+               transforms=tiny_spec.normalize(), steps=6, on_step=fail)
     assert hook_count(tiny_model) == 0
     assert all(p.requires_grad for p in tiny_model.parameters())
 
@@ -99,7 +100,9 @@ def test_interrupt_returns_partial_result(tiny_model, tiny_spec):
         if step == 3:
             raise KeyboardInterrupt
 
-    result = render(tiny_model, class_logits("fc2", [0]), spec=tiny_spec, keys=[0], steps=20, on_step=interrupt)
+    parts = RenderConfig().parts(tiny_spec, [0])
+    result = render(tiny_model, class_logits("fc2", [0]), parts.param, transforms=parts.transforms, steps=20,
+                    on_step=interrupt)
     assert result.interrupted_at == 3 and result.images.shape == (1, 1, 28, 28)
     assert hook_count(tiny_model) == 0
 
@@ -146,3 +149,58 @@ def test_channels_examples_and_activations_on_every_device(device):
     assert result.images.shape == (4, 1, 12, 12) and examples.top_indices.shape == (4, 2)
     assert inspected.predicted in (0, 1, 2) and inspected.saliency.shape == (1, 12, 12)
     assert next(model.parameters()).device.type == "cpu" and hook_count(model) == 0
+
+
+class MyParam(torch.nn.Module):
+    """A caller's own parametrization: two free images through a sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw = torch.nn.Parameter(torch.zeros(2, 1, 28, 28))
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw)
+
+
+def my_fn(images):
+    return (images - 0.5) / 0.5
+
+
+def test_render_from_the_callers_parts_is_drawn_and_saved(tiny_model, tmp_path):
+    """No spec, no keys: the batch comes from the param; the result names its parts, and figure and
+    save_run take it."""
+    import json
+
+    import introspect
+    from introspect.objectives import total_variation
+
+    objective = class_logits("fc2", [3, 7]) + total_variation(0.1)
+    result = render(tiny_model, objective, MyParam(), transforms=my_fn, steps=5)
+    assert result.images.shape == (2, 1, 28, 28) and result.history.shape == (5, 2)
+    assert (result.objective, result.param, result.transforms) == (objective.name, "MyParam", ("my_fn",))
+    assert result.regularizers == ("total_variation(0.1)",)
+    assert introspect.figure(result).axes
+    folder = introspect.save_run(result, tmp_path / "run")
+    assert {"images.npz", "report.png", "run.json"} <= {p.name for p in folder.iterdir()}
+    record = json.loads((folder / "run.json").read_text())
+    assert record["command_name"] == "render" and record["param"] == "MyParam" and record["transforms"] == ["my_fn"]
+    assert introspect.load_run(folder).arrays["images"].shape == (2, 1, 28, 28)
+
+
+def test_figure_and_save_run_refuse_what_they_do_not_take(tmp_path):
+    import introspect
+
+    with pytest.raises(TypeError, match="RenderResult"):
+        introspect.figure({"images": None})
+    with pytest.raises(TypeError, match="RenderResult"):
+        introspect.save_run("runs/x", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_parts_end_with_the_normalization_and_name_the_regularizers(tiny_model, tiny_spec):
+    config = RenderConfig(steps=2, tv=1.0)
+    parts = config.parts(tiny_spec, [0, 1])
+    assert [type(t).__name__ for t in parts.transforms] == ["RandomAffine", "Normalize"]
+    result = config.render(tiny_model, class_logits("fc2", [0, 1]), tiny_spec, [0, 1])
+    assert result.param == "fft" and result.transforms == ("random_affine", "normalize")
+    assert result.regularizers == ("total_variation(1)",)

@@ -44,3 +44,26 @@ def test_ink_penalizes_only_images_fainter_than_the_level():
     faint = images[1:2].clone().requires_grad_(True)
     ink(0.7, 10.0)({INPUT: faint}).sum().backward()
     assert faint.grad[0, 0, 1, 1] > 0  # raising the objective brightens the ink
+
+
+def test_channel_with_the_activation_is_what_visualize_channels_maximizes(tiny_model, tiny_spec, monkeypatch):
+    """One channel objective: introspect.channel with the spec's activation gives the same values, image by
+    image, as the objective visualize_channels hands the engine."""
+    from introspect.channels import visualize_channels
+
+    captured = []
+    original = RenderConfig.render
+
+    def capture(self, model, objective, *args, **kwargs):
+        captured.append(objective)
+        return original(self, model, objective, *args, **kwargs)
+
+    monkeypatch.setattr(RenderConfig, "render", capture)
+    visualize_channels(tiny_model, tiny_spec, "conv2", [1, 4, 9], RenderConfig(steps=1))
+    acts = {"conv2": torch.randn(3, 64, 7, 7, generator=torch.Generator().manual_seed(0)), INPUT: torch.rand(3, 1, 28, 28)}
+    activation = tiny_spec.activation("conv2")
+    assert activation == "relu"
+    mine = torch.stack([channel("conv2", c, activation=activation)(acts)[i] for i, c in enumerate([1, 4, 9])])
+    torch.testing.assert_close(captured[0](acts), mine, rtol=0, atol=0)
+    relu_only = torch.relu(acts["conv2"][:, 4]).mean((1, 2))
+    assert not torch.allclose(channel("conv2", 4, activation=activation)(acts), relu_only)  # the leak term is there

@@ -8,7 +8,7 @@ from torch import nn
 
 from helpers import hook_count
 from introspect.channels import visualize_channels, CHANNELS_DEFAULTS
-from introspect.engine import render
+from introspect.engine import RenderConfig
 from introspect.models import ModelSpec
 from introspect.params import ImageConfig, image_for
 from introspect.errors import UserError
@@ -156,7 +156,7 @@ def test_train_mode_model_runs_in_eval_and_says_so():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     spec = ModelSpec("s", "user", (3, 16, 16), (0.5,) * 3, (0.5,) * 3, "4", ("a", "b", "c"))
-    result = render(model, class_logits("4", [0, 1]), spec=spec, keys=[0, 1], steps=3)
+    result = RenderConfig(steps=3).render(model, class_logits("4", [0, 1]), spec, [0, 1])
     assert any("train mode" in note for note in result.notes)
     assert model.training
     for key, value in model.state_dict().items():

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("tasks", {"classes", "channels", "activations", "training"}),
     ("folders and figures", {"folders", "encoding", "cache", "report"}),
     ("site", {"explore", "site"}),
-    ("runs", {"records", "channel_runs", "render_runs", "repeat"}),
+    ("runs", {"records", "channel_runs", "repeat"}),
     ("package root", {"introspect"}),
     ("CLI", {"introspect_cli"}),
 ]

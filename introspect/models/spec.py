@@ -130,6 +130,12 @@ class ModelSpec:
         """The activation the model applies to ``layer``'s output ("identity" when none is known)."""
         return (self.activations or {}).get(layer, "identity")
 
+    def normalize(self, device: str = "cpu"):
+        """The model's normalization as a transform (``transforms.Normalize``): pass it to ``render`` last."""
+        from ..transforms import Normalize
+
+        return Normalize.of(self, device)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only, so checkpoints load with ``weights_only=True``."""
         out = asdict(self)
