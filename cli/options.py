@@ -3,16 +3,15 @@ library values (a LoadedModel, a RenderConfig). FLAGS spells the library's setti
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from introspect.data import DATASETS
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, LoadedModel, MetaOverrides, file_sha256, load_model
-from introspect.params import STARTS
+from introspect.repeat import Repeat
+from introspect.settings import get, table
 
 FORMATS = ("png", "pdf", "svg", "jpg")
 
@@ -21,6 +20,7 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
     "trust")}
+FLAGS.update({row.name: f"--{row.name}" for row in table(RenderConfig)})  # the settings table's options
 FLAGS["layers_command"] = "`introspect layers`"
 FLAGS["data"] = "--dataset or --images DIR"
 
@@ -64,6 +64,20 @@ def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
             "logits_layer": args.logits_layer, "logits_output": args.logits_output}
     return {"source": source, "checkpoint": absolute(args.checkpoint), "weights": args.weights,
             "trust_checkpoint": args.trust_checkpoint, "meta": meta}
+
+
+def data_arguments(args: argparse.Namespace) -> dict:
+    """The data flags of this command, paths absolute (for run.json's repeat record)."""
+    absolute = lambda path: None if path is None else str(Path(path).resolve())  # noqa: E731
+    return {"dataset": getattr(args, "dataset", None), "images": absolute(getattr(args, "images", None)),
+            "split": getattr(args, "split", None), "data_dir": absolute(getattr(args, "data_dir", None))}
+
+
+def repeat_record(args: argparse.Namespace, loaded: LoadedModel, config: RenderConfig | None = None,
+                  targets: dict | None = None) -> dict:
+    """How to repeat this command's run: run.json's one record of it (``introspect.repeat.Repeat``)."""
+    return Repeat(args.command, load_arguments(args, loaded), None if config is None else config.to_record(),
+                  dict(targets or {}), data_arguments(args), list(args.argv)).to_record()
 
 
 def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> LoadedModel:
@@ -193,31 +207,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+#: How an option of each kind of setting (introspect.settings.KINDS) is read from its text.
+SETTING_TYPES = {"count": positive_int, "positive": positive_float, "integer": int, "weight": float,
+                 "steps": int_list, "device": str}
+
+
 def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> None:
-    """Optimization flags whose defaults (and help) come from ``defaults``."""
+    """One option per row of the settings table (introspect.settings), its default and help from ``defaults``."""
     g = p.add_argument_group("optimization")
-    g.add_argument("--steps", type=positive_int, default=defaults.steps, help=f"optimization steps (default: {defaults.steps})")
-    g.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate (default: {defaults.lr})")
-    g.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})")
-    g.add_argument("--param", default=defaults.image.parametrization, choices=["basis", "fft", "pixel"],
-                   help="image parametrization: basis (the principal directions of the model's data, for inputs of "
-                        "up to 3,072 values with a data prior; else fft), fft or pixel "
-                        f"(default: {defaults.image.parametrization})")
-    g.add_argument("--start", default="auto", choices=list(STARTS),
-                   help="starting image: dark, grey, or auto (the data's mean image when the model carries a prior "
-                        "estimated from its data, else grey) (default: auto)")
-    g.add_argument("--tv", type=float, default=defaults.tv, help=f"total-variation penalty weight (default: {defaults.tv})")
-    g.add_argument("--pull", type=float, default=defaults.pull,
-                   help=f"weight of the pull toward the data's mean input, for models with a data prior (default: {defaults.pull:g})")
-    g.add_argument("--ink", type=float, default=defaults.ink,
-                   help="weight of the penalty on images fainter than the data's ink level, for models with a data prior "
-                        f"(default: {defaults.ink:g})")
-    g.add_argument("--l2", type=float, default=defaults.l2, help=f"L2 penalty weight (default: {defaults.l2})")
-    g.add_argument("--blur", type=float, default=defaults.blur, help=f"blur penalty weight (default: {defaults.blur})")
-    g.add_argument("--snapshots", type=int_list, default=(), metavar="STEPS",
-                   help="steps at which to keep the images, e.g. 8,32,128: adds an evolution strip and evolution.gif (default: none)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the model: CUDA, or CPUs with bf16 support (default: off)")
+    for row in table(RenderConfig):
+        default = get(defaults, row.path)
+        if row.kind == "switch":
+            g.add_argument(f"--{row.name}", action="store_true", help=f"{row.help} (default: {'on' if default else 'off'})")
+            continue
+        if row.kind == "choice":
+            default = row.word(default)
+            g.add_argument(f"--{row.name}", default=default, choices=list(row.choices),
+                           help=f"{row.help} (default: {default})")
+            continue
+        if row.kind == "device":
+            default = "auto"
+        shown = "none" if default == () else f"{default:g}" if isinstance(default, float) else default
+        g.add_argument(f"--{row.name}", type=SETTING_TYPES[row.kind], default=default, metavar=row.metavar,
+                       help=f"{row.help} (default: {shown})")
     g.add_argument("--dry-run", action="store_true", help="print the plan (images, steps, chunks, device) and stop")
 
 
@@ -231,18 +243,10 @@ def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -
 
 
 def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:
-    for name in ("tv", "pull", "ink", "l2", "blur"):
-        value = getattr(args, name)
-        if not (value >= 0 and value != float("inf")):
-            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
-    bad = [s for s in args.snapshots if not 1 <= s <= args.steps]
-    if bad:
-        raise UserError(f"--snapshots {bad[0]} is outside 1-{args.steps} (the run's --steps)")
-    return defaults.replace(steps=args.steps, lr=args.lr, seed=args.seed,
-                            image=replace(defaults.image, parametrization=args.param,
-                                          init_bias=STARTS[args.start] if args.start != "auto" else defaults.image.init_bias),
-                            tv=args.tv, pull=args.pull, ink=args.ink, l2=args.l2, blur=args.blur, snapshots=tuple(sorted(set(args.snapshots))),
-                            device=str(resolve_device(args.device)), amp=args.amp)
+    """``defaults`` with the settings the options give, checked by the library (a device resolved first)."""
+    values = {row.name: getattr(args, row.name) for row in table(RenderConfig)}
+    values["device"] = str(resolve_device(args.device))
+    return defaults.from_values(values)
 
 
 def parse_formats(text: str) -> list[str]:

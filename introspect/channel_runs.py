@@ -398,7 +398,7 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
                                      (examples or {}).get(p.layer)) for p in plan.layers
                    if any(c.layer == p.layer for c in found)]
         status = _status(items, chunks, partial)
-        extra = {"manifest": manifest["digest"], "repeat": manifest.get("repeat")}
+        extra = {"manifest": manifest["digest"]}
         if ranks.world > 1:
             extra["distributed"] = ranks.record([len(s) for s in shares])
         if resume:

@@ -12,8 +12,9 @@ global RNG.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -21,7 +22,9 @@ from torch import nn
 from .hooks import HookRegistry, frozen, redirected_relus
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
+from . import settings
 from .params import ImageConfig, image_for, prior_map
+from .settings import setting
 from .transforms import Normalize, RandomAffine, TransformConfig
 
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -213,24 +216,46 @@ class RenderConfig:
     """The settings of a visualization run — which parts ``render`` gets, and how long it runs.
     The CLI's defaults and help come from here."""
 
-    steps: int = 128
-    lr: float = 0.05
-    seed: int = 0
+    steps: int = setting(128, "steps", "optimization steps", "count")
+    lr: float = setting(0.05, "lr", "Adam learning rate", "positive")
+    seed: int = setting(0, "seed", "random seed", "integer")
     image: ImageConfig = field(default_factory=ImageConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
-    tv: float = 0.0  # total-variation regularizer weight
-    l2: float = 0.0  # mean squared pixel value regularizer weight
-    blur: float = 0.0  # difference-to-a-blurred-copy regularizer weight
-    snapshots: tuple[int, ...] = ()
-    device: str = "cpu"
-    amp: bool = False  # bfloat16 autocast for the model's forward (CUDA, or a CPU with bf16 support)
+    tv: float = setting(0.0, "tv", "total-variation penalty weight", "weight")
+    pull: float = setting(0.0, "pull", "weight of the pull toward the data's mean input, for models with a data prior",
+                          "weight")
+    ink: float = setting(0.0, "ink", "weight of the penalty on images fainter than the data's ink level, for models "
+                         "with a data prior", "weight")
+    l2: float = setting(0.0, "l2", "L2 penalty weight", "weight")
+    blur: float = setting(0.0, "blur", "blur penalty weight", "weight")
+    snapshots: tuple[int, ...] = setting((), "snapshots", "steps at which to keep the images, e.g. 8,32,128: adds an "
+                                         "evolution strip and evolution.gif", "steps", metavar="STEPS")
+    device: str = setting("cpu", "device", "auto, cpu or cuda[:N]", "device")
+    amp: bool = setting(False, "amp", "bfloat16 mixed precision for the model: CUDA, or CPUs with bf16 support",
+                        "switch")
     channels_last: bool | None = None  # channels-last conv layout; None: for 3-channel inputs, where it was faster
     redirect_relu: bool = False  # let images whose gradient dies in a closed nn.ReLU still move
-    pull: float = 0.0  # weight of the squared distance to the data's mean input (specs with a prior only)
-    ink: float = 0.0  # weight of the shortfall below the data's ink level (specs with a prior only)
 
     def replace(self, **changes) -> "RenderConfig":
         return replace(self, **changes)
+
+    def from_values(self, values: Mapping[str, object]) -> "RenderConfig":
+        """These settings with those ``values`` names (by setting name, as the CLI's options give them), checked."""
+        return settings.from_values(self, values)
+
+    def to_values(self) -> dict[str, object]:
+        """Every user setting by name, as an option gives it (see ``introspect.settings``)."""
+        return settings.to_values(self)
+
+    def to_record(self) -> dict:
+        """Plain values for run.json (``from_record`` reads them back)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> "RenderConfig":
+        """The settings run.json recorded; a setting it lacks (recorded before it existed) takes its base
+        default, which is what such a run used."""
+        return settings.from_record(cls, record)
 
     def prior_terms(self, spec: ModelSpec | None) -> dict[str, float]:
         """The data-prior regularizers that apply to ``spec`` (name -> weight): ``pull`` needs its mean

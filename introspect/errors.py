@@ -8,7 +8,8 @@ values fill the rest::
     UserError("cannot create the runs folder '{root}'; choose another with {out}", settings=("out",), root=root)
 
 Only declared names are filled, in one pass: any other brace, and any brace inside a value,
-prints as it is. ``{name!r}`` fills in the value's repr.
+prints as it is. ``{name!r}`` fills in the value's repr. Where the setting is chosen at run time
+(a row of the settings table), ``about="tv"`` names it and the template says ``{setting}``.
 """
 from __future__ import annotations
 
@@ -33,11 +34,14 @@ class Message(str):
     settings: tuple[str, ...]
     values: dict[str, object]
 
-    def __new__(cls, template: str, *, settings: Iterable[str] = (), **values: object) -> "Message":
-        settings = tuple(settings)
+    def __new__(cls, template: str, *, settings: Iterable[str] = (), about: str | None = None,
+                **values: object) -> "Message":
+        settings = tuple(settings) + ((about,) if about else ())
         both = set(settings) & set(values)
         if both:
             raise TypeError(f"{sorted(both)} named both as a setting and as a value")
+        if about:
+            template = template.replace("{setting}", "{" + about + "}")
         message = super().__new__(cls, _fill(template, settings, values, PYTHON_NAMES))
         message.template, message.settings, message.values = template, settings, values
         return message
@@ -71,8 +75,10 @@ class UserError(ValueError):
 
     ``UserError("{size} must be at least 8, got {value}", settings=("size",), value=value)``."""
 
-    def __init__(self, template: str | Message, *, settings: Iterable[str] = (), **values: object) -> None:
-        self.message = template if isinstance(template, Message) else Message(template, settings=settings, **values)
+    def __init__(self, template: str | Message, *, settings: Iterable[str] = (), about: str | None = None,
+                 **values: object) -> None:
+        self.message = (template if isinstance(template, Message)
+                        else Message(template, settings=settings, about=about, **values))
         super().__init__(str(self.message))
 
     @property

@@ -16,9 +16,9 @@ import torch
 from .channels import HISTOGRAM_BINS, channel_values, histogram_bins
 from .data import load_dataset
 from .hooks import Probe
-from .models import MetaOverrides, load_model
-from .models.registry import BUILTIN_MODELS
+from .errors import UserError
 from .objectives import ACTIVATION_FUNCTIONS
+from .repeat import load_recorded, read_repeat
 
 #: Highest-scoring held-out images kept per class.
 CLASS_TOP = 8
@@ -30,26 +30,16 @@ MAX_OUTPUT_CLASSES = 100
 
 
 def load_recorded_model(record: dict, trust: bool = False):
-    """The model a run.json names (the arguments it was loaded with, or its recipe), checked against the
-    recorded checkpoint digest; (LoadedModel, None) or (None, why not). A model that loads code (a .py
-    file, a package class, a TorchScript archive, a checkpoint that needs unpickling) only with ``trust``."""
-    model = record.get("model") or {}
+    """The model a run.json names (its repeat record, whichever version wrote it: ``read_repeat``), checked
+    against the recorded checkpoint digest; (LoadedModel, None) or (None, why not). A model that loads code
+    (a .py file, a package class, a TorchScript archive, a checkpoint that needs unpickling) only with ``trust``."""
+    model = record.get("model") if isinstance(record.get("model"), dict) else {}
     if model.get("random_weights"):
         return None, "the run's model has random weights, which cannot be loaded again"
-    recipe, arguments = record.get("recipe") or {}, record.get("load")
     try:
-        if isinstance(arguments, dict):
-            source = arguments.get("source") or "mnist"
-            code = (source not in BUILTIN_MODELS and not source.startswith("torchvision:")) or arguments.get("trust_checkpoint")
-            if code and not trust:
-                return None, f"the run's model loads code ({source}); explore it with trust to load it"
-            meta = {k: tuple(v) if isinstance(v, list) else v for k, v in (arguments.get("meta") or {}).items()}
-            loaded = load_model(source, arguments.get("checkpoint"), weights=arguments.get("weights"),
-                                trust_checkpoint=bool(arguments.get("trust_checkpoint")), meta=MetaOverrides(**meta))
-        elif recipe.get("model") or recipe.get("checkpoint"):
-            loaded = load_model(recipe.get("model") or "mnist", recipe.get("checkpoint"))
-        else:
-            return None, "the run records neither the model's load arguments nor a recipe"
+        loaded = load_recorded(read_repeat(record).load, trust=trust)
+    except UserError as exc:
+        return None, exc.message
     except Exception as exc:  # noqa: BLE001 - any failure to load means: show what the runs hold
         return None, f"the model could not be loaded ({type(exc).__name__}: {exc})"
     if model.get("checkpoint_sha256") and loaded.sha256 != model["checkpoint_sha256"]:

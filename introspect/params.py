@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import Message, UserError
+from .settings import setting
 from .models.spec import PRIOR_FIELDS, ModelSpec
 
 if TYPE_CHECKING:
@@ -262,21 +263,27 @@ def prior_map(values: Sequence, shape: Sequence[int]) -> torch.Tensor:
     return planes.clamp(0, 1)
 
 
+STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of uniform starting images
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """How the image being optimized is parametrized and where it starts."""
 
-    parametrization: str = "fft"  # "fft", "pixel", or "basis" (the data basis; fft where the spec has none)
+    parametrization: str = setting("fft", "param", "image parametrization: basis (the principal directions of the "
+                                   "model's data, for inputs of up to 3,072 values with a data prior; else fft), fft "
+                                   "or pixel", "choice", choices={"basis": "basis", "fft": "fft", "pixel": "pixel"})
     decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
     use_prior: bool = True  # use the spec's data prior when it has one: spectrum, mean-image start, support
     use_support: bool = True  # with the prior: keep the image within where real inputs have content
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
-    init_bias: float | None = None  # sigmoid bias of a uniform start; None: the data's mean image, else grey
+    init_bias: float | None = setting(None, "start", "starting image: dark, grey, or auto (the data's mean image when "
+                                      "the model carries a prior estimated from its data, else grey)", "choice",
+                                      choices=STARTS)  # a uniform start's sigmoid bias
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
 
 
-STARTS = {"auto": None, "dark": -5.0, "grey": 0.0}  # sigmoid biases of uniform starting images
 #: The mean-image start is clamped to this margin from 0 and 1, so every pixel can still move.
 START_MARGIN = 0.01
 

@@ -10,7 +10,7 @@ import os
 import shlex
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from .engine import RenderResult
 from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
-from .params import STARTS
+from .repeat import Repeat
 from .site import OPEN_SITE, build_site
 from .version import __version__
 
@@ -37,8 +37,7 @@ class Provenance:
     argv: list[str] | None = None  # the command line, for runs of the CLI
     inputs: dict = field(default_factory=dict)
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
-    recipe: dict | None = None  # for runs written from Python: what repeats them (see ``recipe``)
-    load: dict | None = None  # load_model's arguments (source, checkpoint, weights, trust_checkpoint, meta)
+    repeat: dict | None = None  # how to repeat the run (``introspect.repeat.Repeat.to_record``)
     prior: dict | None = None  # the image prior the images started from (see ``prior_record``)
 
     @classmethod
@@ -78,14 +77,12 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
 
     return {
         "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),
-        "argv": provenance.argv,
-        "recipe": provenance.recipe,
-        "load": provenance.load,
+        "repeat": provenance.repeat,
         "prior": provenance.prior,
         "cwd": provenance.cwd,
         "inputs": provenance.inputs,
         "model": provenance.model,
-        "settings": asdict(config) if config is not None else None,
+        "settings": config.to_record() if config is not None else None,
         "seed": config.seed if config is not None else None,
         "status": status,
         "steps_done": steps_done,
@@ -374,9 +371,9 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
         if loaded is None:
             raise ValueError("save_run needs loaded= (the model's LoadedModel) or provenance=")
         provenance = Provenance.of(loaded)
-        provenance.recipe = recipe(kind, result, loaded, dataset)
-        if provenance.recipe and "checkpoint" in provenance.recipe:
-            provenance.inputs["checkpoint"] = {"path": provenance.recipe["checkpoint"], "sha256": loaded.sha256}
+        provenance.repeat = repeat_of(kind, result, loaded, dataset)
+        if provenance.repeat and provenance.repeat["load"].get("checkpoint"):
+            provenance.inputs["checkpoint"] = {"path": provenance.repeat["load"]["checkpoint"], "sha256": loaded.sha256}
     with claimed_run(folder, kind, force) as run:
         if kind == "classes":
             write_classes(run, result, provenance, formats)
@@ -390,39 +387,34 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
     return run.path
 
 
-def recipe(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
-    """What repeats ``result`` in words the command line also has — the model (a built-in name or an
-    introspect checkpoint), the settings it exposes, the classes or layers — or None when the
-    run used anything else. ``introspect rerun`` turns it into a command."""
+def repeat_of(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
+    """How to repeat a result made in a notebook (``introspect.repeat.Repeat``'s record) in words the command
+    line also has — the model (a built-in name or an introspect checkpoint), the settings its options set,
+    the classes or layers — or None when the run used anything else."""
     if kind == "activations":
         return None
     builtin = next((name for name in BUILTIN_MODELS if loaded.source == str(builtin_checkpoint_path(name))), None)
     if builtin is not None:
-        model = {"model": builtin}
+        load = {"source": builtin, "checkpoint": None}
     elif loaded.spec.architecture in ARCHITECTURES and loaded.sha256 and Path(loaded.source).is_file():
-        model = {"checkpoint": str(Path(loaded.source).resolve())}
+        load = {"source": "mnist", "checkpoint": str(Path(loaded.source).resolve())}
     else:
         return None
     results = result if isinstance(result, list) else [result]
     config = results[0].config
     defaults = CLASSES_DEFAULTS if kind == "classes" else CHANNELS_DEFAULTS
-    start = next((name for name, bias in STARTS.items() if bias == config.image.init_bias and name != "auto"), None)
-    settings = {"steps": config.steps, "lr": config.lr, "seed": config.seed, "tv": config.tv, "pull": config.pull,
-                "ink": config.ink, "l2": config.l2, "blur": config.blur, "snapshots": list(config.snapshots), "device": config.device, "amp": config.amp,
-                "param": config.image.parametrization, "start": start}
-    expressible = replace(defaults, **{k: v for k, v in settings.items() if k not in ("param", "snapshots", "start")},
-                          snapshots=config.snapshots, image=replace(defaults.image, parametrization=settings["param"],
-                                                                    init_bias=config.image.init_bias))
-    if expressible != config:
+    if defaults.from_values(config.to_values()) != config:  # a setting no option sets
         return None
     if kind == "classes":
-        return {"command": kind, **model, **settings, "classes": list(result.labels), "objective": result.objective,
-                "candidates": result.candidates}
-    first = results[0]
-    if len({tuple(r.channels) for r in results}) != 1:
-        return None
-    return {"command": kind, **model, **settings, "layer": [r.layer for r in results], "channels": list(first.channels),
-            "diverse": first.diverse, "batch_size": first.batch_size, "neuron": first.neuron,
-            "dataset": dataset.name if dataset is not None else "none",
-            "split": first.examples.split if first.examples is not None else None,
-            "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None}
+        targets = {"classes": list(result.labels), "objective": result.objective, "candidates": result.candidates}
+        data = {}
+    else:
+        first = results[0]
+        if len({tuple(r.channels) for r in results}) != 1:
+            return None
+        targets = {"layer": [r.layer for r in results], "channels": list(first.channels), "diverse": first.diverse,
+                   "batch_size": first.batch_size, "neuron": first.neuron,
+                   "top_k": first.examples.top_indices.shape[1] if first.examples is not None else None}
+        data = {"dataset": dataset.name if dataset is not None else "none",
+                "split": first.examples.split if first.examples is not None else None}
+    return Repeat(kind, load, config.to_record(), targets, data).to_record()

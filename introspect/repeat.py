@@ -1,5 +1,7 @@
-"""How to load a run's model again, from the arguments a run folder records ("load": the source,
-checkpoint, torchvision weights, trust flag and metadata overrides), and which code that would run.
+"""How to repeat a run: the one record of it a run folder keeps (``Repeat``: command, the model's load
+arguments — source, checkpoint, torchvision weights, trust flag, metadata overrides —, data, settings,
+targets), read by one function for rerun, explore and resume (``read_repeat``, which also reads what
+older versions wrote), and the model loaded again from it (``load_recorded``) with the code that runs.
 
 A run.json or manifest is a file people send each other: loading a model from one never imports a
 Python file, a package class or a TorchScript archive, nor unpickles a checkpoint, unless the caller
@@ -7,9 +9,13 @@ says it trusts the folder.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
+from .engine import RenderConfig
 from .errors import UserError
 from .models import MetaOverrides, load_model
 from .models.registry import BUILTIN_MODELS, LoadedModel
+from .settings import table
 
 
 def code_loaded_by(load: dict) -> list[str]:
@@ -46,3 +52,77 @@ def load_recorded(load: object, *, trust: bool = False, where: str = "the run") 
                         where=where, exc=exc) from None
     return load_model(load.get("source") or "mnist", load.get("checkpoint"), weights=load.get("weights"),
                       trust_checkpoint=bool(load.get("trust_checkpoint")), meta=overrides)
+
+
+REPEATABLE = ("classes", "channels", "activations")
+
+
+@dataclass
+class Repeat:
+    """How to repeat a run — the one record of it that run.json (and a channels manifest) keeps: the command,
+    the model's load arguments, the data, the settings (``RenderConfig.to_record``), the targets (classes,
+    layers, channels...) and, for a run of the CLI, the command line as typed."""
+
+    command: str
+    load: dict
+    settings: dict | None = None
+    targets: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    argv: list[str] | None = None
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+    def setting_values(self) -> dict[str, object]:
+        """The recorded settings by option name (see ``introspect.settings``); empty when none were recorded."""
+        if self.settings is None:
+            return {}
+        return RenderConfig.from_record(self.settings).to_values()
+
+
+#: Keys of a notebook run's recipe (written before run.json kept one "repeat" record) that are targets or data.
+_RECIPE_TARGETS = ("classes", "objective", "candidates", "layer", "channels", "diverse", "batch_size", "neuron", "top_k")
+_RECIPE_DATA = ("dataset", "split")
+
+
+def read_repeat(record: object, where: str = "the run") -> Repeat:
+    """How to repeat the run ``record`` (a run.json's content), whichever version wrote it: its "repeat"
+    record, or the older top-level "argv" and "load" (runs of the CLI) or "recipe" (runs saved from a
+    notebook). UserError when it records none, or one that is malformed."""
+    if not isinstance(record, dict):
+        raise UserError("{where} is not a run record (not a JSON object)", where=where)
+    stored = record.get("repeat")
+    if stored is not None:
+        if not isinstance(stored, dict):
+            raise UserError("{where} records a malformed repeat entry", where=where)
+        try:
+            repeat = Repeat(**{k: v for k, v in stored.items() if k in Repeat.__dataclass_fields__})
+        except TypeError as exc:
+            raise UserError("{where} records a malformed repeat entry ({exc})", where=where, exc=exc) from None
+    elif (isinstance(record.get("argv"), list) and record["argv"]) or isinstance(record.get("load"), dict):
+        argv = record.get("argv") if isinstance(record.get("argv"), list) and record["argv"] else None
+        load = record.get("load") if isinstance(record.get("load"), dict) else None
+        repeat = Repeat(command=str(argv[0] if argv else record.get("command_name")), load=load,
+                        settings=record.get("settings"), argv=argv)
+    elif isinstance(record.get("recipe"), dict):
+        recipe = record["recipe"]
+        values = {row.name: recipe[row.name] for row in table(RenderConfig) if recipe.get(row.name) is not None}
+        config = RenderConfig().from_values(values)  # a setting the recipe lacks was not used (e.g. ink)
+        repeat = Repeat(command=str(recipe.get("command")),
+                        load={"source": recipe.get("model") or "mnist", "checkpoint": recipe.get("checkpoint")},
+                        settings=config.to_record(),
+                        targets={k: recipe[k] for k in _RECIPE_TARGETS if recipe.get(k) is not None},
+                        data={k: recipe[k] for k in _RECIPE_DATA if recipe.get(k) is not None})
+    else:
+        raise UserError("{where} records no way to repeat it", where=where)
+    problems = [name for name, ok in (
+        ("command", repeat.command in REPEATABLE),
+        ("load", repeat.load is None or isinstance(repeat.load, dict)),
+        ("settings", repeat.settings is None or isinstance(repeat.settings, dict)),
+        ("targets", isinstance(repeat.targets, dict)), ("data", isinstance(repeat.data, dict)),
+        ("argv", repeat.argv is None or (isinstance(repeat.argv, list) and all(isinstance(a, str) for a in repeat.argv))),
+    ) if not ok]
+    if problems:
+        raise UserError("{where} records a malformed or unknown {what} (introspect repeats {kinds} runs)",
+                        where=where, what=problems[0], kinds=", ".join(REPEATABLE))
+    return repeat

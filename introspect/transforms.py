@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .models.spec import ModelSpec
+from .normalize import Normalize  # noqa: F401 - one of the transforms
 from .params import TRANSFORMS, image_generators
 
 
@@ -76,20 +76,3 @@ class RandomAffine:
         if not self.config.enabled:
             return images
         return apply_affine(images, random_affine_params(self.generators), self.config)
-
-
-class Normalize:
-    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel (on the images' device)."""
-
-    name = "normalize"
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> None:
-        self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
-
-    @classmethod
-    def of(cls, spec: ModelSpec, device: torch.device | str = "cpu") -> "Normalize":
-        return cls(spec.mean, spec.std, device)
-
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean.to(pixels)) / self.std.to(pixels)

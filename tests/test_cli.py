@@ -122,7 +122,7 @@ def test_classes_candidates_plan_summary_and_record(tmp_path, capsys):
     assert main(["classes", "--classes", "1,7", "--candidates", "3", "--steps", "2", "--out", "a", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     record = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert summary["candidates"] == 3 and record["candidates"] == 3 and "--candidates" in record["argv"]
+    assert summary["candidates"] == 3 and record["candidates"] == 3 and "--candidates" in record["repeat"]["argv"]
     for image in summary["images"]:
         assert image["runner_up"] != image["class"] and image["candidate"] in (0, 1, 2)
         assert image["margin"] == pytest.approx(image["logit"] - image["runner_up_logit"])

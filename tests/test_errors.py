@@ -36,6 +36,8 @@ def declared(call: ast.Call) -> tuple[str | None, list[str], set[str]]:
             assert isinstance(keyword.value, ast.Tuple), "settings= is a tuple of strings written out"
             settings = [element.value for element in keyword.value.elts if isinstance(element, ast.Constant)]
             assert len(settings) == len(keyword.value.elts), "settings= is a tuple of strings written out"
+        elif keyword.arg == "about":  # a setting chosen at run time: the template's {setting}
+            values.add("setting")
         elif keyword.arg is not None:
             values.add(keyword.arg)
     return template, settings, values
@@ -68,6 +70,16 @@ def test_settings_read_as_python_names_and_as_flags_in_the_cli():
     assert error.settings == ("out",)
     assert say(error.message) == "cannot create the runs folder '/x'; choose another with --out"
     assert "introspect.describe_layers" in str(UserError("see {layers_command}", settings=("layers_command",)))
+
+
+def test_a_setting_chosen_at_run_time_reads_as_its_flag():
+    from introspect.engine import RenderConfig
+    from introspect.settings import table
+
+    error = UserError("{setting} must be at least 1, got {value}", about="steps", value=0)
+    assert str(error) == "steps must be at least 1, got 0" and error.settings == ("steps",)
+    assert say(error.message) == "--steps must be at least 1, got 0"
+    assert {row.name for row in table(RenderConfig)} <= set(FLAGS)
 
 
 def test_literal_braces_and_braces_in_values_print_as_they_are():

@@ -1,9 +1,11 @@
 """rerun: the recorded files by absolute path and digest, code only with --trust, never over a run."""
 import json
+from pathlib import Path
 import os
 import shutil
 import textwrap
 
+import numpy as np
 import pytest
 
 from introspect.models import builtin_checkpoint_path
@@ -69,7 +71,7 @@ def test_code_loading_runs_need_trust(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["classes", "--ou", "victim", "--forc"], "does not parse"),
-    (["train", "--out", "victim.txt", "--force"], "rerun repeats classes, channels, activations runs only"),
+    (["train", "--out", "victim.txt", "--force"], "repeats classes, channels, activations runs"),
     (["classes", "--trust-checkpoint"], "loads code"),
     (["channels", "--resume", "victim"], "continues or launches other runs"),
     (["channels", "--layer", "conv1", "--distributed=2"], "continues or launches other runs"),
@@ -109,19 +111,41 @@ def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
     result = introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8],
                                           introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5), candidates=2)
     folder = introspect.save_run(result, loaded=shipped_mnist)
-    assert _record(folder)["recipe"]["candidates"] == 2
+    assert _record(folder)["repeat"]["targets"]["candidates"] == 2
     assert main(["rerun", str(folder), "--out", "again"]) == 0
     assert (tmp_path / "again" / "images.npz").read_bytes() == (folder / "images.npz").read_bytes()
-    assert "--candidates" in _record(tmp_path / "again")["argv"]
+    assert "--candidates" in _record(tmp_path / "again")["repeat"]["argv"]
 
 
-def test_a_recipe_from_before_the_ink_term_reruns_without_it():
-    from introspect_cli.commands.rerun import argv_from_recipe
+OLD_RUNS = Path(__file__).resolve().parent / "assets" / "old-runs"
 
-    old = {"command": "classes", "model": "mnist", "steps": 128, "tv": 20.0, "pull": 10.0, "param": "fft"}
-    assert argv_from_recipe(old)[-2:] == ["--ink", "0"]
-    new = argv_from_recipe({**old, "ink": 50.0})
-    assert new.count("--ink") == 1 and new[new.index("--ink") + 1] == "50.0"
+
+@pytest.mark.parametrize("name", ["cli-classes", "cli-channels", "notebook-classes"])
+def test_runs_written_by_an_earlier_version_rerun_and_explore(name, tmp_path, capsys):
+    """Stored run folders as introspect wrote them before run.json kept one repeat record (see the README
+    beside them): top-level argv and load (CLI) or a recipe (notebook)."""
+    shutil.copytree(OLD_RUNS / name, tmp_path / "old")
+    before = _record(tmp_path / "old")
+    assert "repeat" not in before and ("argv" in before or "recipe" in before)
+    assert main(["rerun", "old", "--out", "again"]) == 0
+    again = _record(tmp_path / "again")
+    command = before["argv"][0] if before.get("argv") else before["recipe"]["command"]
+    assert again["status"] == "complete" and again["repeat"]["command"] == command
+    with np.load(tmp_path / "old" / "images.npz") as old, np.load(tmp_path / "again" / "images.npz") as new:
+        assert old["images"].shape == new["images"].shape
+        assert (np.abs(old["images"].astype(int) - new["images"].astype(int)) <= 2).mean() >= 0.99
+    assert main(["explore", "old", "--out", "site"]) == 0
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_a_recipe_from_before_the_ink_term_reruns_without_it(tmp_path, capsys):
+    shutil.copytree(OLD_RUNS / "notebook-classes", tmp_path / "old")
+    record = _record(tmp_path / "old")
+    del record["recipe"]["ink"]
+    (tmp_path / "old" / "run.json").write_text(json.dumps(record))
+    assert main(["rerun", "old", "--out", "again"]) == 0
+    assert "--ink 0.0" in capsys.readouterr().err
+    assert _record(tmp_path / "again")["settings"]["ink"] == 0.0
 
 
 def test_a_run_made_under_other_defaults_reruns_with_its_own_settings(tmp_path, capsys):
@@ -132,8 +156,9 @@ def test_a_run_made_under_other_defaults_reruns_with_its_own_settings(tmp_path, 
     # as an older introspect wrote it: FFT image, TV 20, a pull of 10, no ink term
     settings = {key: value for key, value in record["settings"].items() if key != "ink"}
     settings.update(tv=20.0, pull=10.0, image={**settings["image"], "parametrization": "fft"})
-    (tmp_path / "a" / "run.json").write_text(json.dumps({**record, "settings": settings}))
+    old = {key: value for key, value in record.items() if key != "repeat"}  # the older record: argv and settings
+    (tmp_path / "a" / "run.json").write_text(json.dumps({**old, "argv": record["repeat"]["argv"], "settings": settings}))
     assert main(["rerun", "a", "--out", "b"]) == 0
     err = capsys.readouterr().err
-    assert "keeping its settings: --tv 20.0 --pull 10.0 --ink 0.0 --param fft" in err
+    assert "keeping its settings: --param fft --tv 20.0 --pull 10.0 --ink 0.0" in err
     assert _record(tmp_path / "b")["settings"]["tv"] == 20.0 and _record(tmp_path / "b")["settings"]["ink"] == 0.0

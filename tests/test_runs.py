@@ -103,8 +103,9 @@ def test_a_notebook_run_is_a_run_rerun_repeats(shipped_mnist, tmp_path):
                                           introspect.CLASSES_DEFAULTS.replace(steps=3, seed=5))
     folder = introspect.save_run(result, loaded=shipped_mnist)
     run = load_run(folder)
-    assert run.kind == "classes" and run.arrays["images"].shape == (2, 1, 28, 28) and run.record["argv"] is None
-    assert run.record["recipe"]["classes"] == [3, 8] and run.record["recipe"]["seed"] == 5
+    repeat = run.record["repeat"]
+    assert run.kind == "classes" and run.arrays["images"].shape == (2, 1, 28, 28) and repeat["argv"] is None
+    assert repeat["targets"]["classes"] == [3, 8] and repeat["settings"]["seed"] == 5
     assert main(["rerun", str(folder), "--out", "again"]) == 0
     assert (tmp_path / "again" / "images.npz").read_bytes() == (folder / "images.npz").read_bytes()
 
@@ -115,9 +116,9 @@ def test_a_run_from_settings_the_cli_lacks_records_no_recipe(shipped_mnist, caps
     config = introspect.RenderConfig(steps=2, image=introspect.ImageConfig(init_std=0.5))
     folder = introspect.save_run(introspect.visualize_classes(shipped_mnist.model, shipped_mnist.spec, [1], config),
                                  loaded=shipped_mnist)
-    assert json.loads((folder / "run.json").read_text())["recipe"] is None
+    assert json.loads((folder / "run.json").read_text())["repeat"] is None
     assert main(["rerun", str(folder)]) == 2
-    assert "records no command to repeat" in capsys.readouterr().err
+    assert "records no way to repeat it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make_root", ["runs is a file", "its parent is a file"])

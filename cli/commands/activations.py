@@ -15,7 +15,7 @@ from introspect.layers import select_layers
 from introspect.records import Provenance, write_activations
 
 from ..data import apply_prior
-from ..options import (add_data_dir, add_model_options, add_output_options, input_files, load_arguments,
+from ..options import (add_data_dir, add_model_options, add_output_options, input_files, repeat_record,
                        load_model_from_args, parse_formats, positive_int, resolve_device)
 from ..output import Outcome, Output
 from .classes import finished
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     formats = parse_formats(args.format)
     check_out(args.out, args.force)
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
-    provenance.load = load_arguments(args, loaded)
     config = CHANNELS_DEFAULTS.replace(device=device, steps=args.steps)
+    provenance.repeat = repeat_record(args, loaded, config if args.with_visualizations else None)
     with claimed_run(args.out, "activations", args.force) as run_folder:
         started = time.time()
         result = inspect_image(model, spec, image, layers, device)

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 from rich.console import Console
 
@@ -23,11 +22,12 @@ from introspect.folders import check_out
 from introspect.layers import select_layers
 from introspect.models import file_sha256
 from introspect.records import Provenance, layer_record
-from introspect.repeat import load_recorded
+from introspect.repeat import load_recorded, read_repeat
 
 from ..data import add_data_options, apply_prior, dataset_from_args
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
-                       load_arguments, load_model_from_args, memory_gib, parse_formats, positive_int, process_count)
+                       load_model_from_args, memory_gib, parse_formats, positive_int, process_count,
+                       repeat_record)
 from ..output import Outcome, Output, RunProgress, duration, plural
 from .classes import finished
 
@@ -88,35 +88,38 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
             check_out(args.out, args.force)
         data = dataset_from_args(args, loaded.spec, io, "the report shows no real examples or ratios")
         prior = apply_prior(loaded, data, io)
-        repeat = {"argv": args.argv, "load": load_arguments(args, loaded), "data": data_arguments(args),
-                  "inputs": input_files(args), "prior": prior, "formats": formats}
+        targets = {"layer": layers, "channels": args.channels, "neuron": args.neuron, "diverse": args.diverse,
+                   "batch_size": args.batch_size, "top_k": args.top_k}
+        kept = {"repeat": repeat_record(args, loaded, config, targets), "inputs": input_files(args), "prior": prior,
+                "formats": formats}  # what --resume needs, in the manifest
         with RunProgress(io, config.steps) as listener:
             done = run_channels(loaded.model, loaded.spec, layers, args.out, channels=args.channels, config=config,
-                                neuron=args.neuron, diverse=args.diverse, plan=plan, data=data, top_k=args.top_k, ranks=ranks, listener=listener, provenance=provenance(loaded, repeat),
-                                formats=formats, force=args.force, repeat=repeat, cache_key=loaded.sha256)
+                                neuron=args.neuron, diverse=args.diverse, plan=plan, data=data, top_k=args.top_k,
+                                ranks=ranks, listener=listener, provenance=provenance(loaded, kept), formats=formats,
+                                force=args.force, repeat=kept, cache_key=loaded.sha256)
         return outcome(done, io, ranks)
 
 
 def resume(args: argparse.Namespace, io: Output) -> Outcome:
     """--resume RUN_DIR: the run's own model, data and settings (from its manifest); only missing chunks run."""
     manifest = read_manifest(args.resume)
-    repeat = manifest.get("repeat")
-    if not isinstance(repeat, dict):
-        raise UserError(f"the manifest in '{args.resume}' records no way to load its model again")
-    loaded = load_recorded(repeat.get("load"), trust=args.trust, where=f"the run in '{args.resume}'")
-    for role, entry in (repeat.get("inputs") or {}).items():
+    kept = manifest.get("repeat") if isinstance(manifest.get("repeat"), dict) else {}
+    where = f"the run in '{args.resume}'"
+    repeat = read_repeat({"repeat": kept.get("repeat")}, where)
+    loaded = load_recorded(repeat.load, trust=args.trust, where=where)
+    for role, entry in (kept.get("inputs") or {}).items():
         if file_sha256(entry["path"]) != entry["sha256"]:
-            raise UserError(f"{role.replace('_', ' ')} '{entry['path']}' changed since the run in '{args.resume}' "
-                            "started; its chunks would not fit together")
+            raise UserError("{role} '{path}' changed since {where} started; its chunks would not fit together",
+                            role=role.replace("_", " "), path=entry["path"], where=where)
     recorded = argparse.Namespace(**{"dataset": None, "images": None, "split": "train", "data_dir": None,
-                                     **(repeat.get("data") or {})})
+                                     **repeat.data})
     ranks, device = join(manifest["settings"]["device"])
     with ranked(ranks, io) as io:
         data = dataset_from_args(recorded, loaded.spec, io, "the report shows no real examples or ratios")
         apply_prior(loaded, data, io)
         with RunProgress(io, None) as listener:
             done = resume_channels(args.resume, loaded.model, loaded.spec, data=data, ranks=ranks, listener=listener,
-                                   provenance=provenance(loaded, repeat), formats=repeat.get("formats") or ["png"],
+                                   provenance=provenance(loaded, kept), formats=kept.get("formats") or ["png"],
                                    cache_key=loaded.sha256, device=device)
         return outcome(done, io, ranks)
 
@@ -130,15 +133,9 @@ def ranked(ranks: Ranks, io: Output):
         ranks.close()
 
 
-def data_arguments(args: argparse.Namespace) -> dict:
-    absolute = lambda path: None if path is None else str(Path(path).resolve())  # noqa: E731
-    return {"dataset": args.dataset, "images": absolute(args.images), "split": args.split,
-            "data_dir": absolute(args.data_dir)}
-
-
-def provenance(loaded, repeat: dict) -> Provenance:
-    recorded = Provenance.of(loaded, repeat["argv"], repeat.get("inputs"), prior=repeat.get("prior"))
-    recorded.load = repeat["load"]
+def provenance(loaded, kept: dict) -> Provenance:
+    recorded = Provenance.of(loaded, kept["repeat"]["argv"], kept.get("inputs"), prior=kept.get("prior"))
+    recorded.repeat = kept["repeat"]
     return recorded
 
 

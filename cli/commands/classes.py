@@ -14,7 +14,7 @@ from introspect.records import Provenance, classes_image_records, run_status, wr
 
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
-                       load_arguments, load_model_from_args, parse_formats, positive_int)
+                       load_model_from_args, parse_formats, positive_int, repeat_record)
 from ..output import Outcome, Output, plural, written
 
 
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     prior = apply_prior(loaded, prior_data(args, loaded, io), io)
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
-    provenance.load = load_arguments(args, loaded)
+    provenance.repeat = repeat_record(args, loaded, config, {"classes": args.classes, "objective": args.objective,
+                                                             "candidates": args.candidates})
     with claimed_run(args.out, "classes", args.force) as run_folder:
         started = time.time()
         with io.progress() as bar, interrupts.stepping():

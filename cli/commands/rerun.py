@@ -8,6 +8,7 @@ from pathlib import Path
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, file_sha256
 from introspect.folders import read_record
+from introspect.repeat import Repeat, read_repeat
 
 from ..output import Outcome, Output
 
@@ -27,28 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 
-RERUNNABLE = ("classes", "channels", "activations")
 FILE_OPTIONS = {"--checkpoint": "checkpoint", "--image": "image", "--class-names": "class_names"}
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
     """Check a recorded command (files, digests, code it would load) and hand it back to run into a new folder."""
     record = read_record(args.record)
-    argv = record.get("argv") or argv_from_recipe(record.get("recipe"))
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        raise UserError(f"'{args.record}' records no command to repeat")
-    if argv[0] not in RERUNNABLE:
-        raise UserError(f"'{args.record}' records `introspect {argv[0]}`; rerun repeats {', '.join(RERUNNABLE)} runs only")
+    repeat = read_repeat(record, f"'{args.record}'")
+    argv = repeat.argv or command_of(repeat)
     if any(a == "--resume" or a.startswith("--resume=") or a == "--distributed" or a.startswith("--distributed=")
            for a in argv):
-        raise UserError(f"'{args.record}' records a command that continues or launches other runs (--resume, "
-                        "--distributed); rerun repeats single runs only")
-    parser = args.command_parsers[argv[0]]
+        raise UserError("{record} records a command that continues or launches other runs (--resume, --distributed); "
+                        "rerun repeats single runs only", record=f"'{args.record}'")
+    parser = args.command_parsers[repeat.command]
     try:
         parsed = parser.parse_args(argv[1:])
     except Exception as exc:  # noqa: BLE001 - UsageError: the recorded line does not parse (abbreviations included)
-        raise UserError(f"the command recorded in '{args.record}' does not parse: {exc}") from None
-    pinned = changed_defaults(argv[0], parsed, record.get("settings"))
+        raise UserError("the command recorded in {record} does not parse: {exc}", record=f"'{args.record}'",
+                        exc=exc) from None
+    pinned = pinned_settings(parsed, repeat)
     if pinned:
         io.err.print(f"note: the defaults changed since this run; keeping its settings: {shlex.join(pinned)}", markup=False)
         argv = [*argv, *pinned]
@@ -75,23 +73,46 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     return Outcome(rerun=command)
 
 
-#: Optimization settings a classes/channels run records (run.json "settings") that its flags can set.
-PINNABLE = ("steps", "lr", "tv", "pull", "ink", "l2", "blur")
-
-
-def changed_defaults(command: str, parsed: argparse.Namespace, settings: object) -> list[str]:
-    """Flags that give a recorded classes/channels command the settings its run used, where today's
-    defaults differ (a run from before the ink term had none)."""
-    if command not in ("classes", "channels") or not isinstance(settings, dict):
-        return []
-    recorded = {key: settings.get(key, 0.0 if key == "ink" else None) for key in PINNABLE}
-    image = settings.get("image") if isinstance(settings.get("image"), dict) else {}
-    recorded["param"] = image.get("parametrization")
+def pinned_settings(parsed: argparse.Namespace, repeat: Repeat) -> list[str]:
+    """Options that give the recorded command the settings its run used (the settings table's), where the
+    command alone would give others: today's defaults may differ from the run's (a run from before the ink
+    term had none). The device is not pinned: a run repeats on the machine at hand."""
     flags = []
-    for key, value in recorded.items():
-        if value is not None and hasattr(parsed, key) and getattr(parsed, key) != value:
-            flags += [f"--{key}", str(value)]
+    for name, value in repeat.setting_values().items():
+        now = getattr(parsed, name, None)
+        if name == "device" or now is None:
+            continue
+        if isinstance(value, tuple):  # snapshots
+            if tuple(sorted(set(now))) != value:
+                flags += [f"--{name}", ",".join(map(str, value))] if value else []
+        elif isinstance(value, bool):
+            flags += [f"--{name}"] if value and not now else []
+        elif now != value:
+            flags += [f"--{name}", str(value)]
     return flags
+
+
+def command_of(repeat: Repeat) -> list[str]:
+    """The command line of a run recorded without one (saved from a notebook): its model, targets and data;
+    its settings are pinned afterwards like any run's."""
+    load, targets, data = repeat.load or {}, repeat.targets, repeat.data
+    argv = [repeat.command]
+    if load.get("checkpoint"):
+        argv += ["--checkpoint", str(load["checkpoint"])]
+    elif load.get("source"):
+        argv += ["--model", str(load["source"])]
+    for key in ("classes", "layer", "channels"):
+        if targets.get(key) is not None:
+            value = targets[key]
+            argv += [f"--{key}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    for key in ("objective", "candidates", "diverse", "batch_size", "top_k"):
+        if targets.get(key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(targets[key])]
+    argv += ["--neuron"] if targets.get("neuron") else []
+    for key in ("dataset", "split"):
+        if data.get(key) is not None:
+            argv += [f"--{key}", str(data[key])]
+    return argv
 
 
 def _recorded_command(argv: list[str], parser: argparse.ArgumentParser, inputs: dict, cwd: str | None,
@@ -131,22 +152,3 @@ def _recorded_path(role: str, value: str, inputs: dict, cwd: str | None, source:
         return inputs[role]["path"]
     raise UserError(f"'{source}' names {role.replace('_', ' ')} '{value}' but records no path and digest for it "
                     "(written by an older introspect): run the command again by hand")
-
-
-def argv_from_recipe(recipe: dict | None) -> list[str] | None:
-    """The command line of a run written from Python (introspect.records.recipe), or None."""
-    if not isinstance(recipe, dict) or recipe.get("command") not in ("classes", "channels"):
-        return None
-    argv = [recipe["command"]]
-    argv += ["--model", recipe["model"]] if "model" in recipe else ["--checkpoint", recipe["checkpoint"]]
-    for key in ("steps", "lr", "seed", "param", "start", "tv", "pull", "ink", "l2", "blur", "device", "objective", "candidates",
-                "diverse", "batch_size", "dataset", "split", "top_k"):
-        if recipe.get(key) is not None:
-            argv += [f"--{key.replace('_', '-')}", str(recipe[key])]
-    for key in ("snapshots", "classes", "layer", "channels"):
-        if recipe.get(key):
-            argv += [f"--{key}", ",".join(map(str, recipe[key]))]
-    argv += [flag for flag in ("--amp", "--neuron") if recipe.get(flag[2:])]
-    if "ink" not in recipe:  # written before the ink term existed: the run had none
-        argv += ["--ink", "0"]
-    return argv

@@ -132,7 +132,7 @@ class ModelSpec:
 
     def normalize(self, device: str = "cpu"):
         """The model's normalization as a transform (``transforms.Normalize``): pass it to ``render`` last."""
-        from ..transforms import Normalize
+        from ..normalize import Normalize
 
         return Normalize.of(self, device)
 

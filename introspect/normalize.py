@@ -1,0 +1,28 @@
+"""The model's normalization as a transform: pixel space [0, 1] -> what the model takes. A module of its own,
+so that a spec can build it (``ModelSpec.normalize``) without importing the random transforms."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .models.spec import ModelSpec
+
+
+class Normalize:
+    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel (on the images' device)."""
+
+    name = "normalize"
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> None:
+        self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+
+    @classmethod
+    def of(cls, spec: "ModelSpec", device: torch.device | str = "cpu") -> "Normalize":
+        return cls(spec.mean, spec.std, device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.mean.to(pixels)) / self.std.to(pixels)
