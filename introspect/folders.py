@@ -13,6 +13,7 @@ A resumable run also keeps its plan (manifest.json) and its finished work items 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -34,7 +35,7 @@ def holds_run(folder: str | Path) -> bool:
     """True when ``folder`` has a run.json that parses as a JSON object."""
     try:
         return isinstance(json.loads((Path(folder) / RUN_RECORD).read_text()), dict)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return False
 
 
@@ -45,6 +46,8 @@ def read_record(folder: str | Path) -> dict:
         path = path / RUN_RECORD
     try:
         record = json.loads(path.read_text())
+    except RecursionError:
+        raise UserError("'{path}' is not a readable run.json (nested too deeply)", path=path) from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError("'{path}' is not a readable run.json ({exc})",
                         path=path, exc=exc) from exc
@@ -181,7 +184,17 @@ def check_out(out: str | Path | None, force: bool, root: str | Path = "runs") ->
     if str(out).strip() == "":
         raise UserError("{out} is empty; name a folder (leave {out} out for a new numbered one)",
                         settings=("out",))
-    path = Path(out)
+    try:
+        _check_out(Path(out), force)
+    except OSError as exc:  # a name too long for the file system, a folder that cannot be read
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UserError("{out} '{path}': name too long; name a shorter folder", settings=("out",),
+                            path=out) from None
+        raise UserError("{out} '{path}' cannot be used ({strerror}); name another folder", settings=("out",),
+                        path=out, strerror=exc.strerror or exc) from None
+
+
+def _check_out(path: Path, force: bool) -> None:
     if path.exists() and not path.is_dir():
         raise UserError("{out} '{path}' is an existing file; name a folder",
                         settings=("out",), path=path)
@@ -280,7 +293,11 @@ def load_run(folder: str | Path) -> Run:
     arrays = {}
     for name in ("images.npz", "activations.npz"):
         if (folder / name).is_file():
-            with np.load(folder / name) as data:
-                arrays = {key: data[key] for key in data.files}
+            try:
+                with np.load(folder / name) as data:
+                    arrays = {key: data[key] for key in data.files}
+            except Exception as exc:  # noqa: BLE001 - a damaged or hostile file fails in many ways (zip, pickle, format)
+                raise UserError("'{path}' is not a readable array file ({reason})", path=folder / name,
+                                reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:200]) from None
             break
     return Run(folder, record, arrays)

@@ -24,7 +24,7 @@ from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .repeat import Repeat
-from .site import OPEN_SITE, build_site
+from .site import OPEN_SITE, build_site, slug
 from .version import __version__
 
 
@@ -232,7 +232,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         names = class_names if r.layer == logits_layer else None
         for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
                                                               provenance.label, unit_names=names), 1):
-            with run.file(f"report-{r.layer}{'' if number == 1 else f'-{number}'}.png") as path:
+            with run.file(f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png") as path:  # a safe name
                 report.save_figure(page, path)
             pages.append(page)
     overview = report.index_figures(results, provenance.label)

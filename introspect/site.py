@@ -6,11 +6,24 @@ works from file://), PNGs under ``img/`` and the shared ``explore.js``/``explore
 With ``compute=True`` what the runs lack (see ``introspect.explore``) is computed from the
 recorded model and dataset and cached under ``cache_dir()/explore``; when they cannot be
 loaded the pages say so.
+
+Run folders are files people send each other, so what they hold is data: every record and
+array is checked before use (a UserError names what does not fit), every file name derived
+from them is a slug that stays in the site folder (unique per site), and explore.js puts
+every value into the page as text. A site folder holds a marker (``.introspect-site``, the
+files introspect wrote there): only such a folder, or a new or empty one, is written to, and
+only the files introspect made are replaced. The site is built in a temporary folder inside
+it and moved into place, pages last, old files removed only then: an interruption never
+leaves a page pointing at a deleted file.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import html
 import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -20,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import cache_path, cached
-from .channels import HISTOGRAM_EDGES, RARE_SHARE
+from .cache import cache_path, cached, torch_load
+from .channels import HISTOGRAM_BINS, HISTOGRAM_EDGES, RARE_SHARE
 from .encoding import colored, overlay, save_png
 from .errors import UserError
-from .explore import compute_classes, compute_layers, load_data, load_recorded_model
+from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load_recorded_model
 from .folders import Run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
@@ -36,13 +49,47 @@ OPEN_SITE = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><
              "<body><a href=\"site/index.html\">open the explorer</a></body></html>\n")
 
 
+#: The file in every site folder that says introspect made it, and which files it wrote there.
+MARKER = ".introspect-site"
+#: The temporary folder (inside the site folder) a site is built in before it is moved into place.
+BUILD_PREFIX = ".introspect-build-"
+#: Classes a run may name (labels at or past it are refused: each class is a page).
+MAX_CLASSES = 100_000
+_SLUG_LENGTH = 80
+
+
 def slug(name: str) -> str:
-    """A layer name as a file-name part."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    """A layer name as a file-name part that cannot leave its folder: letters, digits and ``_.-`` only, not
+    starting with a dot, at most 80 characters; a name that had to be changed gets 8 hex digits of its sha256,
+    so two names never share a slug by sanitizing ("a/b" -> "a_b-5c1f0cc6", "a_b" stays "a_b")."""
+    text = str(name)
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:_SLUG_LENGTH]
+    clean = re.sub(r"^\.", "_", clean)
+    if clean == text and clean:
+        return clean
+    return f"{clean}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}".lstrip("-")
 
 
-def channel_page(layer: str, channel: int) -> str:
-    return f"channel-{slug(layer)}-{channel}.html"
+def unique_slugs(names) -> dict[str, str]:
+    """Each name's slug, unique among ``names`` (also ignoring case, for case-insensitive file systems): a
+    name whose slug is taken gets -2, -3..."""
+    table: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        if name in table:
+            continue
+        base = candidate = slug(name)
+        number = 1
+        while candidate.lower() in taken:
+            number += 1
+            candidate = f"{base}-{number}"
+        taken.add(candidate.lower())
+        table[name] = candidate
+    return table
+
+
+def channel_page(layer_slug: str, channel: int) -> str:
+    return f"channel-{layer_slug}-{int(channel)}.html"
 
 
 def histogram_page(counts: torch.Tensor, low: float, high: float) -> dict:
@@ -55,6 +102,129 @@ def histogram_page(counts: torch.Tensor, low: float, high: float) -> dict:
     first, last = filled[0], filled[-1] + 1
     return {"counts": counts[first:last].tolist(), "lower": lower[first:last], "upper": upper[first:last],
             "low": _num(low), "high": _num(high)}
+
+
+# --- checking what the runs hold ----------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """What does not fit in a run's record or arrays (said as a UserError naming the run)."""
+
+
+def _need(ok, what: str) -> None:
+    if not ok:
+        raise _Bad(what)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _optional(value, check) -> bool:
+    return value is None or check(value)
+
+
+def _array(arrays: dict, key: str, ndim: int | None = None, kind: str = "iuf", length: int | None = None):
+    value = arrays.get(key)
+    _need(isinstance(value, np.ndarray), f"its arrays lack '{key}'")
+    _need(value.dtype.kind in kind, f"array '{key}' holds {value.dtype} values")
+    _need(ndim is None or value.ndim == ndim, f"array '{key}' has shape {value.shape}")
+    _need(length is None or len(value) == length, f"array '{key}' has {len(value) if value.ndim else 0} rows, not {length}")
+    return value
+
+
+def _images(arrays: dict, key: str, length: int | None = None):
+    images = _array(arrays, key, 4, "u", length)
+    _need(images.dtype == np.uint8 and images.shape[1] in (1, 3) and min(images.shape[2:]) > 0,
+          f"array '{key}' holds no images (N, 1 or 3, H, W) of uint8: {images.dtype} {images.shape}")
+    return images
+
+
+def _check_record(kind: str, record: dict, arrays: dict) -> None:
+    """Raise _Bad unless ``record`` and ``arrays`` hold what explore reads from a run of ``kind``."""
+    model = record.get("model")
+    _need(_optional(model, lambda m: isinstance(m, dict)), "'model' is not an object")
+    for key in ("name", "checkpoint_sha256"):
+        _need(_optional((model or {}).get(key), lambda v: isinstance(v, str)), f"model '{key}' is not a string")
+    for key in ("repeat", "load", "recipe"):
+        _need(_optional(record.get(key), lambda v: isinstance(v, dict)), f"'{key}' is not an object")
+    if kind == "channels":
+        diverse = record.get("diverse")
+        _need(_optional(diverse, lambda d: _is_int(d) and 1 <= d <= 1000), "'diverse' is not a count")
+        diverse = int(diverse or 1)
+        dataset = record.get("dataset")
+        _need(_optional(dataset, lambda d: isinstance(d, dict) and isinstance(d.get("name"), str)
+                        and isinstance(d.get("split"), str) and _is_int(d.get("count")) and d["count"] >= 0),
+              "'dataset' is not an object with a name, a split and a count")
+        layers = record.get("layers")
+        _need(isinstance(layers, list) and all(isinstance(l, dict) for l in layers), "'layers' is not a list of objects")
+        names = _array(arrays, "layers", 1, "U")
+        images = _images(arrays, "images", len(names))
+        _array(arrays, "scores", 1, length=len(images))
+        examples = None
+        if "examples" in arrays:
+            examples = _array(arrays, "examples", 2, "iu", len(images))
+            _array(arrays, "example_activations", 2, length=len(images))
+            _need(arrays["example_activations"].shape == examples.shape, "arrays 'examples' and 'example_activations' differ")
+            _need(examples.size == 0 or int(examples.min()) >= 0, "array 'examples' holds negative indices")
+            _need(dataset is None or examples.size == 0 or int(examples.max()) < dataset["count"],
+                  "array 'examples' holds indices past the dataset")
+        for layer in layers:
+            name, per_channel = layer.get("layer"), layer.get("per_channel")
+            _need(isinstance(name, str), "a layer's 'layer' is not a string")
+            _need(isinstance(per_channel, list) and all(isinstance(e, dict) for e in per_channel),
+                  f"layer {name!r}: 'per_channel' is not a list of objects")
+            rows = int(np.count_nonzero(names == name))
+            _need(rows >= len(per_channel) * diverse, f"layer {name!r}: {rows} images for {len(per_channel)} channels")
+            for entry in per_channel:
+                _need(_is_int(entry.get("channel")) and 0 <= entry["channel"] < 10**8,
+                      f"layer {name!r}: a channel index is not a whole number >= 0: {entry.get('channel')!r}"[:200])
+                for key in ("activation", "ratio", "active_share"):
+                    _need(_optional(entry.get(key), _is_number), f"layer {name!r}: '{key}' is not a number")
+                _need(_optional(entry.get("dead"), lambda d: isinstance(d, bool)), f"layer {name!r}: 'dead' is not true or false")
+    elif kind == "classes":
+        entries = record.get("images")
+        _need(isinstance(entries, list) and all(isinstance(i, dict) and _is_int(i.get("class")) and 0 <= i["class"] < MAX_CLASSES
+                                                 and isinstance(i.get("name"), (str, int)) for i in entries),
+              "'images' is not a list of objects with a class index and a name")
+        labels = _array(arrays, "labels", 1, "iu")
+        _need(labels.size == 0 or (int(labels.min()) >= 0 and int(labels.max()) < MAX_CLASSES),
+              f"array 'labels' holds class indices outside 0 to {MAX_CLASSES - 1}")
+        _images(arrays, "images", len(labels))
+        for key in ("probabilities", "scores"):
+            _array(arrays, key, 1, length=len(labels))
+    elif kind == "activations":
+        layers = record.get("layers")
+        _need(isinstance(layers, dict), "'layers' is not an object")
+        for name, info in layers.items():
+            _need(isinstance(info, dict) and isinstance(info.get("shape"), list) and all(_is_int(n) for n in info["shape"])
+                  and info.get("activation_shown") in ACTIVATION_FUNCTIONS,
+                  f"layer {name!r}: not an object with a shape (whole numbers) and a known 'activation_shown'")
+            values = _array(arrays, name, None, "iuf")
+            _need(1 <= values.ndim <= 3 and values.size > 0, f"array {name!r} has shape {values.shape}")
+        for key in ("input", "saliency"):
+            _need(_array(arrays, key, 3).shape[0] in (1, 3), f"array '{key}' is not an image (1 or 3, H, W)")
+        source = record.get("input")
+        _need(isinstance(source, dict) and isinstance(source.get("source"), str), "'input' has no 'source' string")
+        named = lambda t: (isinstance(t, dict) and _is_int(t.get("class")) and 0 <= t["class"] < MAX_CLASSES  # noqa: E731
+                           and isinstance(t.get("name"), (str, int)) and _optional(t.get("probability"), _is_number))
+        _need(_optional(record.get("prediction"), named), "'prediction' is not a class, a name and a probability")
+        _need(isinstance(record.get("top5"), list) and all(named(t) for t in record["top5"]),
+              "'top5' is not a list of classes with names and probabilities")
+
+
+def _check_run(run: Run) -> None:
+    """A UserError naming the run folder unless explore can read what it holds."""
+    try:
+        _check_record(run.kind, run.record, run.arrays)
+    except (_Bad, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        what = str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}"
+        raise UserError("'{path}' holds a {kind} run that explore cannot read: {what}",
+                        path=run.path, kind=run.kind or "unknown", what=what.splitlines()[0][:300] if what else "") from None
 
 
 # --- gathering the runs -------------------------------------------------------------------------
@@ -77,10 +247,25 @@ class Site:
     heldout: object = None
     types: dict = field(default_factory=dict)  # layer -> (type, output shape)
     logits_layer: str | None = None
+    slugs: dict = field(default_factory=dict)  # layer -> its file-name part, unique in the site
+
+    def slug(self, layer: str) -> str:
+        if layer not in self.slugs:
+            self.slugs.update(unique_slugs([*self.slugs, layer]))
+        return self.slugs[layer]
+
+    def name(self, c: int) -> str:
+        return self.class_names[c] if 0 <= c < len(self.class_names) else str(c)
+
+
+def _read(run) -> Run:
+    run = run if isinstance(run, Run) else load_run(run)
+    _check_run(run)
+    return run
 
 
 def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) -> Site:
-    runs = [r if isinstance(r, Run) else load_run(r) for r in runs]
+    runs = [_read(r) for r in runs]
     if not runs:
         raise UserError("explore needs at least one run folder")
     digests = {(r.record.get("model") or {}).get("checkpoint_sha256") or (r.record.get("model") or {}).get("name")
@@ -90,7 +275,7 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) ->
     first = runs[0].record
     loaded, why = load_recorded_model(first, trust) if compute else (None, None)
     names = list(loaded.spec.class_names) if loaded is not None else []
-    site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name", "model"), class_names=names)
+    site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name") or "model", class_names=names)
     if why:
         site.notes.append(f"Not computed (activation maps, histograms, attributions, confusions): {why}.")
     channels_runs = [r for r in runs if r.kind == "channels"]
@@ -115,6 +300,7 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) ->
     site.class_names = names or [str(i) for i in range(width)]
     if site.classes:
         site.class_names += [str(i) for i in range(len(site.class_names), max(site.classes) + 1)]
+    site.slugs = unique_slugs([l["layer"] for l in site.layers] + [n for r in site.images for n in r.record["layers"]])
     if dataset is not None:
         site.dataset = dataset
     if loaded is not None:
@@ -132,13 +318,49 @@ def _gather_channels(site: Site, run) -> None:
         per = {}
         for n, entry in enumerate(layer["per_channel"]):
             idx = rows[n * diverse:(n + 1) * diverse]
-            per[entry["channel"]] = {
-                **entry, "images": arrays["images"][idx], "scores": arrays["scores"][idx].tolist(),
+            per[int(entry["channel"])] = {
+                **entry, "channel": int(entry["channel"]), "images": arrays["images"][idx],
+                "scores": arrays["scores"][idx].tolist(),
                 "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }
         site.layers.append({**{k: v for k, v in layer.items() if k != "per_channel"}, "per": per, "diverse": diverse,
                             "neuron": bool(record.get("neuron")), "dataset": record.get("dataset"), "run": str(run.path)})
+
+
+def _fits_layers(found, names, channel_lists, examples, classes: int):
+    """A cached layers entry, checked against what this site asks for (ValueError: it does not fit, recompute).
+    hist, low, high and active hold every channel of the layer; maps, inputs and outputs the channels asked for."""
+    tensor = lambda v, ndim: isinstance(v, torch.Tensor) and v.ndim == ndim  # noqa: E731
+    if not isinstance(found, dict):
+        raise ValueError("not a dict of layers")
+    for name in names:
+        entry, wanted = found.get(name), channel_lists[name]
+        count, every = len(wanted), max(wanted, default=-1) + 1
+        if not (isinstance(entry, dict) and tensor(entry.get("hist"), 2) and entry["hist"].shape[1] == HISTOGRAM_BINS
+                and all(tensor(entry.get(k), 2 if k == "hist" else 1) and len(entry[k]) >= every
+                        for k in ("hist", "low", "high", "active"))
+                and isinstance(entry.get("maps"), torch.Tensor) and tuple(entry["maps"].shape[:2]) == (count, examples[name].shape[1])
+                and ("inputs" not in entry or (tensor(entry["inputs"], 2) and len(entry["inputs"]) == count))
+                and ("outputs" not in entry or (tensor(entry["outputs"], 2) and tuple(entry["outputs"].shape) == (count, classes)))):
+            raise ValueError(f"layer {name!r} does not fit the channels asked for")
+    return found
+
+
+def _fits_classes(found, names, heldout: int):
+    """A cached classes entry, checked like :func:`_fits_layers`."""
+    if not isinstance(found, dict) or not isinstance(found.get("confusion"), torch.Tensor):
+        raise ValueError("not a dict with a confusion matrix")
+    classes, k = found["confusion"].shape[0], min(CLASS_TOP, heldout)
+    tensor = lambda v, shape: isinstance(v, torch.Tensor) and tuple(v.shape) == shape  # noqa: E731
+    top = found.get("top")
+    if not (tensor(found["confusion"], (classes, classes)) and tensor(top, (classes, k)) and not top.is_floating_point()
+            and (top.numel() == 0 or (int(top.min()) >= 0 and int(top.max()) < heldout))
+            and tensor(found.get("top_scores"), (classes, k)) and isinstance(found.get("channels"), dict)
+            and set(found["channels"]) == set(names)
+            and all(isinstance(v, torch.Tensor) and v.ndim == 2 and v.shape[0] == classes for v in found["channels"].values())):
+        raise ValueError("it does not fit the classes asked for")
+    return found
 
 
 def _compute(site: Site, loaded, channels_runs) -> None:
@@ -164,6 +386,8 @@ def _compute(site: Site, loaded, channels_runs) -> None:
                 try:
                     found = cached(cache_path("explore", key),
                                    lambda: compute_layers(loaded, data, names, examples, channel_lists, neuron),
+                                   load=lambda path: _fits_layers(torch_load(path), names, channel_lists, examples,
+                                                                  loaded.spec.num_classes),
                                    notes=site.notes)
                 except Exception as exc:  # noqa: BLE001
                     site.notes.append(f"Not computed for {', '.join(names)}: {type(exc).__name__}: {exc}.")
@@ -181,9 +405,148 @@ def _compute(site: Site, loaded, channels_runs) -> None:
     key = {"what": "classes", "model": loaded.sha256, "data": heldout.digest(), "layers": names, "v": 1}
     try:
         site.class_extra = cached(cache_path("explore", key), lambda: compute_classes(loaded, heldout, names),
+                                  load=lambda path: _fits_classes(torch_load(path), names, len(heldout)),
                                   notes=site.notes)
     except Exception as exc:  # noqa: BLE001
         site.notes.append(f"Class pages not computed: {type(exc).__name__}: {exc}.")
+
+
+# --- the site folder ----------------------------------------------------------------------------
+
+
+def safe_name(name) -> bool:
+    """True for a relative path of plain parts (no ``..``, no absolute path, no backslash, no marker or build
+    folder) — the only names a site writes or, read from a marker, removes."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    return (len(parts) <= 4 and all(part not in ("", ".", "..") for part in parts)
+            and parts[0] != MARKER and not parts[0].startswith(BUILD_PREFIX))
+
+
+def _target(folder: Path, name: str) -> Path:
+    """``folder / name`` for a name the site derived: refused (a bug, or data that got past the slugs) unless
+    it stays in ``folder``."""
+    if not safe_name(name):
+        raise RuntimeError(f"the site would write outside its folder: {name!r}")
+    return folder / name
+
+
+def _folder_error(out: Path, exc: OSError) -> UserError:
+    if exc.errno == errno.ENAMETOOLONG:
+        return UserError("{out} '{path}': name too long; name a shorter folder", settings=("out",), path=out)
+    return UserError("{out} '{path}' cannot be used ({strerror}); name another folder",
+                     settings=("out",), path=out, strerror=exc.strerror or exc)
+
+
+def _site_files(out: Path) -> list[str] | None:
+    """The files introspect wrote into ``out`` (from its marker), None when ``out`` is new or empty; a UserError
+    when it is a file, lies below one, or is a folder introspect did not make that is not empty."""
+    try:
+        if not out.exists():
+            if out.is_symlink():
+                raise UserError("{out} '{path}' is a broken link; name a folder", settings=("out",), path=out)
+            parent = next((p for p in out.absolute().parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise UserError("cannot create {out} '{path}': '{parent}' is a file", settings=("out",), path=out,
+                                parent=parent)
+            return None
+        if not out.is_dir():
+            raise UserError("{out} '{path}' is an existing file; name a folder", settings=("out",), path=out)
+        marker = out / MARKER
+        if marker.is_file() and not marker.is_symlink():
+            try:
+                listed = json.loads(marker.read_text()).get("files")
+            except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+                listed = []
+            return [name for name in listed if safe_name(name)] if isinstance(listed, list) else []
+        if any(out.iterdir()):
+            raise UserError("{out} '{path}' is a folder introspect did not make (no {marker} in it) and not empty: "
+                            "explore writes only into a new or empty folder or a site it made; name another folder",
+                            settings=("out",), path=out, marker=MARKER)
+        return None
+    except OSError as exc:
+        raise _folder_error(out, exc) from exc
+
+
+def _write_marker(out: Path, files) -> None:
+    temporary = out / f"{MARKER}.tmp{os.getpid()}"
+    temporary.write_text(json.dumps({"made_by": "introspect explore", "files": sorted(files)}, indent=0) + "\n")
+    os.replace(temporary, out / MARKER)
+
+
+def _folder_in(out: Path, name: str, create: bool) -> bool:
+    """Whether each folder between ``out`` and the file ``name`` is a real folder (no link, no file), creating
+    the missing ones with ``create``."""
+    current = out
+    for part in name.split("/")[:-1]:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            return False
+        if not current.exists():
+            if not create:
+                return False
+            current.mkdir()
+    return True
+
+
+def _commit(build: Path, out: Path, previous: list[str]) -> None:
+    """Move the site built in ``build`` into ``out``: assets and data first, pages next, index.html last; then
+    remove the files of the earlier site that the new one does not have. The marker lists both until then, so an
+    interruption leaves every file introspect made listed, and no page whose files were removed."""
+    files = sorted(str(p.relative_to(build).as_posix()) for p in build.rglob("*") if p.is_file())
+    earlier = set(previous)
+    foreign = [f for f in files if f not in earlier and os.path.lexists(out / f)]
+    if foreign:
+        raise UserError("{out} '{path}' holds '{name}', which introspect did not write there; move it or name another "
+                        "folder", settings=("out",), path=out, name=foreign[0])
+    _write_marker(out, earlier | set(files))
+    order = sorted(files, key=lambda f: (f == "index.html", f.endswith(".html"), f))
+    for name in order:
+        if not _folder_in(out, name, create=True):
+            raise UserError("{out} '{path}': '{name}' lies in something that is not a folder (a link or a file); "
+                            "remove it or name another folder", settings=("out",), path=out, name=name)
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            raise UserError("{out} '{path}': '{name}' is a folder where the site writes a file; remove it or name "
+                            "another folder", settings=("out",), path=out, name=name)
+        os.replace(build / name, out / name)
+    folders = set()
+    for name in sorted(earlier - set(files)):
+        if _folder_in(out, name, create=False) and ((out / name).is_symlink() or (out / name).is_file()):
+            (out / name).unlink()
+            folders.update(str(Path(name).parents[i]) for i in range(len(Path(name).parents) - 1))
+    for folder in sorted(folders, key=lambda f: -f.count("/")):
+        with contextlib.suppress(OSError):
+            (out / folder).rmdir()  # only when empty
+    _write_marker(out, files)
+
+
+def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False) -> Path:
+    """Write the site of ``runs`` (run folders or :class:`~introspect.folders.Run`s of one model) into ``out``:
+    a new or empty folder, or a site introspect made (whose files are replaced; other files are kept)."""
+    out = Path(out)
+    previous = _site_files(out)
+    site = _gather(runs, compute, dataset, trust)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if previous is None:
+            _write_marker(out, [])
+        for stale in out.glob(BUILD_PREFIX + "*"):  # left by an interrupted build
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+        build = out / f"{BUILD_PREFIX}{os.getpid()}"
+        build.mkdir()
+    except OSError as exc:
+        raise _folder_error(out, exc) from exc
+    try:
+        _write_site(site, build)
+        try:
+            _commit(build, out, previous or [])
+        except OSError as exc:
+            raise _folder_error(out, exc) from exc
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return out
 
 
 # --- writing the site ---------------------------------------------------------------------------
@@ -191,13 +554,18 @@ def _compute(site: Site, loaded, channels_runs) -> None:
 
 def _write_page(out: Path, name: str, title: str, data: dict) -> None:
     script = f"data/{name[:-5]}.js"
-    (out / script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
-    (out / name).write_text(
+    _target(out, script).parent.mkdir(parents=True, exist_ok=True)
+    _target(out, script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
+    _target(out, name).write_text(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
         f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
         "<body><main id=\"main\"><noscript>This page needs JavaScript.</noscript></main>\n"
-        f"<script src=\"{script}\"></script><script src=\"explore.js\"></script></body></html>\n")
+        f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
+
+
+def _png(out: Path, name: str, array: np.ndarray) -> None:
+    save_png(_target(out, name), array)
 
 
 def _num(value) -> float | None:
@@ -210,18 +578,11 @@ def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
     return [(int(i), _num(values[i])) for i in order]
 
 
-def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False) -> Path:
-    """Write the site of ``runs`` (run folders or :class:`~introspect.folders.Run`s of one model) into ``out``."""
-    site = _gather(runs, compute, dataset, trust)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "img"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir()
+def _write_site(site: Site, out: Path) -> None:
     for asset in ("explore.js", "explore.css"):
         shutil.copyfile(ASSETS / asset, out / asset)
     class_pages = _class_pages(site)
-    pages = {"classes": [{"class": c, "name": site.class_names[c], "href": f"class-{c}.html"} for c in class_pages]}
+    pages = {"classes": [{"class": c, "name": site.name(c), "href": f"class-{c}.html"} for c in class_pages]}
     layer_rows = [_write_layer(out, site, layer, class_pages) for layer in site.layers]
     image_rows = [_write_image(out, site, run, n, class_pages) for n, run in enumerate(site.images)]
     for c in class_pages:
@@ -229,7 +590,6 @@ def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset
     _write_page(out, "index.html", f"{site.label}: explorer",
                 {"kind": "model", "title": site.label, "model": site.model, "layers": layer_rows,
                  "images": image_rows, "notes": site.notes, **pages})
-    return out
 
 
 def _class_pages(site: Site) -> list[int]:
@@ -249,7 +609,7 @@ def _layer_stats(layer: dict, extra: dict | None) -> tuple[list[dict], dict]:
         rare = not dead and share is not None and share < RARE_SHARE
         reached = max(entry["scores"]) > 0
         rows.append({"c": c, "ratio": None if (dead or rare or not reached) else _num(entry.get("ratio")), "active": _num(share),
-                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry["activation"])})
+                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry.get("activation"))})
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     counts = {"channels": len(rows), "dead": sum(r["dead"] for r in rows), "rare": sum(r["rare"] for r in rows),
               "not_reached": sum(not r["reached"] for r in rows),
@@ -264,17 +624,18 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
     name = layer["layer"]
     extra = site.extra.get(name)
     rows, counts = _layer_stats(layer, extra)
-    folder = out / "img" / slug(name)
+    folder = f"img/layer-{site.slug(name)}"
     for row in rows:
         entry = layer["per"][row["c"]]
         for j, image in enumerate(entry["images"]):
-            save_png(folder / f"{row['c']}{'' if j == 0 else f'-{j}'}.png", image)
-        row["href"] = channel_page(name, row["c"])
+            _png(out, f"{folder}/{row['c']}{'' if j == 0 else f'-{j}'}.png", image)
+        row["href"] = channel_page(site.slug(name), row["c"])
         if name == site.logits_layer and row["c"] < len(site.class_names):
             row["name"] = site.class_names[row["c"]]
-        row["thumb"] = f"img/{slug(name)}/{row['c']}.png"
+        row["thumb"] = f"{folder}/{row['c']}.png"
     kind, shape = site.types.get(name, (None, None))
-    summary = {"layer": name, "href": f"layer-{slug(name)}.html", "type": kind, "shape": list(shape) if shape else None,
+    summary = {"layer": name, "href": f"layer-{site.slug(name)}.html", "type": kind,
+               "shape": [int(n) for n in shape] if shape else None,
                **counts, "first": rows[0]["thumb"] if rows else None}
     _write_page(out, summary["href"], f"{site.label}: {name}",
                 {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
@@ -294,7 +655,7 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
     named = f" (class {row['name']})" if "name" in row else ""
     data = {"kind": "channel", "title": f"{site.label}: {name} channel {c}{named}", "layer": name, "channel": c,
             "layer_href": summary["href"], "row": row, "neuron": layer["neuron"],
-            "optimized": [{"src": f"img/{slug(name)}/{c}{'' if j == 0 else f'-{j}'}.png", "activation": _num(s)}
+            "optimized": [{"src": f"img/layer-{site.slug(name)}/{c}{'' if j == 0 else f'-{j}'}.png", "activation": _num(s)}
                           for j, s in enumerate(entry["scores"])],
             "prev": before and before["href"], "next": after and after["href"], "notes": list(site.notes),
             "examples": [], "hist": None, "inputs": [], "outputs": []}
@@ -303,57 +664,56 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
     if entry["examples"] and dataset is not None and not row["dead"]:
         maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None
         for j, (index, value) in enumerate(zip(entry["examples"], entry["example_values"])):
-            src = f"img/{slug(name)}/{c}-ex{j}.png"
+            src = f"img/layer-{site.slug(name)}/{c}-ex{j}.png"
             picture = dataset.images[index].numpy()
             activation_map = maps[j] if maps is not None and maps.ndim == 3 else None
-            save_png(out / src, overlay(picture, activation_map, mark=layer["neuron"] and activation_map is not None))
+            _png(out, src, overlay(picture, activation_map, mark=layer["neuron"] and activation_map is not None))
             data["examples"].append({"src": src, "index": index, "value": _num(value),
-                                     "label": site.class_names[int(dataset.labels[index])]
-                                     if int(dataset.labels[index]) < len(site.class_names) else None})
+                                     "label": site.name(int(dataset.labels[index]))})
         if extra is None:
             data["notes"].append("Real examples shown without activation maps (not computed).")
     if extra is not None:
         k = extra["channels"].index(c)
-        data["hist"] = histogram_page(extra["hist"][k], extra["low"][k], extra["high"][k])
+        data["hist"] = histogram_page(extra["hist"][c], extra["low"][c], extra["high"][c])  # every channel's
         if "inputs" in extra and previous is not None:
             prev_name = previous["layer"]
             data["inputs"] = [{"layer": prev_name, "channel": i, "value": v,
-                               "href": channel_page(prev_name, i) if i in previous["per"] else None,
-                               "thumb": f"img/{slug(prev_name)}/{i}.png" if i in previous["per"] else None}
+                               "href": channel_page(site.slug(prev_name), i) if i in previous["per"] else None,
+                               "thumb": f"img/layer-{site.slug(prev_name)}/{i}.png" if i in previous["per"] else None}
                               for i, v in _top(extra["inputs"][k])]
         if "outputs" in extra:
-            data["outputs"] = [{"class": j, "name": site.class_names[j], "value": v,
+            data["outputs"] = [{"class": j, "name": site.name(j), "value": v,
                                 "href": f"class-{j}.html" if j in class_pages else None}
                                for j, v in _top(extra["outputs"][k], 5)]
     _write_page(out, row["href"], data["title"], data)
 
 
 def _write_class(out: Path, site: Site, c: int, class_pages: list[int]) -> None:
-    data = {"kind": "class", "title": f"{site.label}: class {site.class_names[c]}", "class": c,
-            "name": site.class_names[c], "notes": list(site.notes), "image": None, "top": [], "confusions": [],
+    data = {"kind": "class", "title": f"{site.label}: class {site.name(c)}", "class": c,
+            "name": site.name(c), "notes": list(site.notes), "image": None, "top": [], "confusions": [],
             "channels": [], "prev": f"class-{class_pages[class_pages.index(c) - 1]}.html" if class_pages.index(c) else None,
             "next": f"class-{class_pages[class_pages.index(c) + 1]}.html" if c != class_pages[-1] else None}
     if site.classes and c in site.classes:
-        save_png(out / f"img/class-{c}.png", site.classes[c]["image"])
+        _png(out, f"img/class-{c}.png", site.classes[c]["image"])
         data["image"] = {"src": f"img/class-{c}.png", "probability": _num(site.classes[c]["probability"])}
     extra = site.class_extra
     if extra is not None:
         for j, (index, score) in enumerate(zip(extra["top"][c].tolist(), extra["top_scores"][c].tolist())):
             src = f"img/class-{c}-top{j}.png"
-            save_png(out / src, site.heldout.images[index].numpy())
+            _png(out, src, site.heldout.images[index].numpy())
             label = int(site.heldout.labels[index])
-            data["top"].append({"src": src, "index": index, "score": _num(score), "label": site.class_names[label]})
+            data["top"].append({"src": src, "index": index, "score": _num(score), "label": site.name(label)})
         row = extra["confusion"][c]
         total = int(row.sum())
         data["heldout"] = {"count": total, "correct": int(row[c]), "source": site.heldout.source}
-        data["confusions"] = [{"class": j, "name": site.class_names[j], "count": int(row[j]),
+        data["confusions"] = [{"class": j, "name": site.name(j), "count": int(row[j]),
                                "as_this": int(extra["confusion"][j, c]), "href": f"class-{j}.html"}
                               for j in torch.argsort(row + extra["confusion"][:, c], descending=True).tolist()
                               if j != c and (row[j] or extra["confusion"][j, c])][:5]
         pages = {l["layer"]: l for l in site.layers}
         for layer, values in extra["channels"].items():
-            data["channels"] += [{"layer": layer, "channel": i, "value": v, "href": channel_page(layer, i),
-                                  "thumb": f"img/{slug(layer)}/{i}.png"}
+            data["channels"] += [{"layer": layer, "channel": i, "value": v, "href": channel_page(site.slug(layer), i),
+                                  "thumb": f"img/layer-{site.slug(layer)}/{i}.png"}
                                  for i, v in _top(values[c], 4) if i in pages[layer]["per"]]
     _write_page(out, f"class-{c}.html", data["title"], data)
 
@@ -361,9 +721,9 @@ def _write_class(out: Path, site: Site, c: int, class_pages: list[int]) -> None:
 def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> dict:
     arrays, record = run.arrays, run.record
     base = f"img/image-{n}"
-    save_png(out / f"{base}/input.png", (np.clip(arrays["input"], 0, 1) * 255).round().astype(np.uint8))
+    _png(out, f"{base}/input.png", (np.clip(arrays["input"], 0, 1) * 255).round().astype(np.uint8))
     saliency = arrays["saliency"]
-    save_png(out / f"{base}/saliency.png", colored(saliency[0] if saliency.shape[0] == 1 else np.abs(saliency).max(0),
+    _png(out, f"{base}/saliency.png", colored(saliency[0] if saliency.shape[0] == 1 else np.abs(saliency).max(0),
                                                  "RdBu_r", symmetric=saliency.shape[0] == 1))
     pages = {l["layer"]: l for l in site.layers}
     logits_layer = site.logits_layer or list(record["layers"])[-1]
@@ -378,15 +738,15 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
         limit = float(shown.max()) or 1.0
         for ch in torch.argsort(strength, descending=True).tolist():
             item = {"channel": ch, "value": _num(strength[ch]),
-                    "href": channel_page(layer, ch) if layer in pages and ch in pages[layer]["per"] else None}
+                    "href": channel_page(site.slug(layer), ch) if layer in pages and ch in pages[layer]["per"] else None}
             if shown.ndim == 3:
-                item["src"] = f"{base}/{slug(layer)}-{ch}.png"
-                save_png(out / item["src"], (np.clip(shown[ch].numpy() / limit, 0, 1) * 255).astype(np.uint8))
+                item["src"] = f"{base}/{site.slug(layer)}-{ch}.png"
+                _png(out, item["src"], (np.clip(shown[ch].numpy() / limit, 0, 1) * 255).astype(np.uint8))
             if shown.ndim == 1 and layer == logits_layer and len(shown) == len(site.class_names):
                 item["name"] = site.class_names[ch]
             channels.append(item)
         layers.append({"layer": layer, "shape": info["shape"], "activation": info["activation_shown"], "channels": channels,
-                       "href": f"layer-{slug(layer)}.html" if layer in pages else None})
+                       "href": f"layer-{site.slug(layer)}.html" if layer in pages else None})
     prediction = record["prediction"]
     href = f"image-{n}.html"
     data = {"kind": "image", "title": f"{site.label}: {record['input']['source']}", "input": record["input"],
