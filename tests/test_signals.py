@@ -42,7 +42,7 @@ def test_interrupt_during_startup_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
-    import introspect_cli.commands.channels as channels_cmd
+    import introspect.channel_runs as channels_cmd
 
     real = channels_cmd.dataset_examples_many
 
