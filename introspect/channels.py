@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ImageDataset, cache_dir
+from .cache import cache_path, read_entry, write_entry
+from .data import ImageDataset
 from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
@@ -115,15 +116,10 @@ class ExampleStats:
             self.count, self.notes + [n for n in other.notes if n not in self.notes])
 
     def save(self, path: Path) -> None:
+        """One .npz file (written as it is: ``cache.write_entry`` makes it atomic)."""
         meta = {"layer": self.layer, "activation": self.activation, "neuron": self.neuron, "dataset": self.dataset,
                 "split": self.split, "source": self.source, "count": self.count}
-        arrays = {k: getattr(self, k).numpy() for k in _ARRAYS}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        try:
-            np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **{k: getattr(self, k).numpy() for k in _ARRAYS})
 
     @classmethod
     def load(cls, path: Path) -> "ExampleStats":
@@ -144,9 +140,8 @@ def _top(values: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Ten
 def examples_cache_path(sha256: str, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> Path:
     """Cache file keyed by checkpoint, the dataset's content (its digest), layer and reduction."""
     reduction = "centre" if neuron else "mean"
-    safe_layer = layer.replace("/", "_")
-    return cache_dir() / "examples" / (f"{sha256[:16]}-{dataset.name}-{dataset.split}-{dataset.digest()[:16]}-"
-                                       f"{safe_layer}-{activation}-{reduction}-top{k}-v2.npz")
+    return cache_path("examples", f"{sha256[:16]}-{dataset.name}-{dataset.split}-{dataset.digest()[:16]}-"
+                                  f"{layer}-{activation}-{reduction}-top{k}-v2", ".npz")
 
 
 def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str, neuron: bool, k: int) -> ExampleStats:
@@ -167,31 +162,23 @@ def cached_examples(spec: ModelSpec, layers: Sequence[str], dataset: ImageDatase
     """The layers' cache entries that can be read, and notes on those that could not (to be recomputed)."""
     found, notes = {}, []
     for layer in layers if cache_key else []:
-        path = examples_cache_path(cache_key, dataset, layer, spec.activation(layer), neuron, k)
-        try:
-            found[layer] = _read_cached(path, dataset, layer, spec.activation(layer), neuron, k)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, zlib, JSON, shapes)
-            reason = str(exc).splitlines()[0] if str(exc) else ""
-            notes.append(f"the examples cache entry '{path}' could not be read ({type(exc).__name__}: {reason}); "
-                         "recomputed it")
+        activation = spec.activation(layer)
+        path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k)
+        stats, note = read_entry(path, lambda p, layer=layer, a=activation: _read_cached(p, dataset, layer, a, neuron, k))
+        if stats is not None:
+            found[layer] = stats
+        notes += [note] if note else []
     return found, notes
 
 
 def cache_examples(stats: dict[str, ExampleStats], dataset: ImageDataset, k: int, cache_key: str) -> list[str]:
     """Write each layer's statistics to the cache; notes when it cannot be written."""
-    notes = []
     for layer, entry in stats.items():
         path = examples_cache_path(cache_key, dataset, layer, entry.activation, entry.neuron, k)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            entry.save(path)
-        except OSError as exc:
-            notes.append(f"cannot write the examples cache in '{path.parent}' ({exc.strerror or exc}); "
-                         "the examples are not cached")
-            break
-    return notes
+        note = write_entry(path, entry, ExampleStats.save)
+        if note:
+            return [note]
+    return []
 
 
 @torch.no_grad()

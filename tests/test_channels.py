@@ -156,7 +156,7 @@ def test_cli_channels_survives_a_damaged_cache(tmp_path, capsys):
     entry.write_bytes(entry.read_bytes()[:100])
     capsys.readouterr()
     assert main(argv + ["--out", str(tmp_path / "b")]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: the examples cache")]
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: the cache entry")]
     assert len(notes) == 1 and "recomputed it" in notes[0]
     assert np.array_equal(np.load(tmp_path / "a" / "images.npz")["examples"], np.load(tmp_path / "b" / "images.npz")["examples"])
 

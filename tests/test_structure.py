@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, set[str]]] = [
     ("models and pieces", {"models", "layers", "capture", "hooks", "objectives", "params", "transforms", "data",
                            "pictures", "quality", "errors", "outputs", "samples", "distributed", "version", "settings",
-                           "normalize"}),
+                           "normalize", "cache"}),
     ("engine", {"engine"}),
     ("tasks", {"classes", "channels", "activations", "training", "repeat"}),
-    ("folders and figures", {"folders", "encoding", "cache", "report"}),
+    ("folders and figures", {"folders", "encoding", "report"}),
     ("site", {"explore", "site"}),
     ("runs", {"records", "channel_runs"}),
     ("package root", {"introspect"}),
