@@ -34,7 +34,7 @@ from .distributed import Ranks, fault_after
 from .engine import RenderConfig, on_device
 from .errors import UserError
 from .models.spec import ModelSpec
-from .folders import MANIFEST, PARTS, claim_run_folder
+from .folders import MANIFEST, PARTS, claimed_run
 from .records import Provenance, prior_record, run_status, write_channels
 
 MANIFEST_FORMAT = "introspect-channels-manifest/2"
@@ -368,8 +368,8 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         examples = examples_for(model, spec, layers, data, top_k=top_k, neuron=neuron, device=config.device,
                                 cache_key=cache_key, ranks=ranks, listener=listener)
     items = work_items(plan)
-    run_folder = claim_run_folder(folder, "channels", force, resume=resume) if ranks.main else None
-    try:
+    claimed = claimed_run(folder, "channels", force, resume=resume) if ranks.main else contextlib.nullcontext()
+    with claimed as run_folder:  # rank 0 claims the folder; abandoned on any exception
         path = Path(ranks.broadcast(str(run_folder.path) if run_folder else None))
         done: set[int] = set()
         if ranks.main:
@@ -407,10 +407,6 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         with listener.writing():
             record = write_channels(run_folder, results, provenance, data, time.time() - started, status, formats,
                                     spec.class_names, spec.logits_layer, extra)
-    except BaseException:
-        if run_folder is not None:
-            run_folder.abandon()
-        raise
     return ChannelsRun(path, results, status, record)
 
 
