@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_signals.py", "tests/test_interrupt_and_reproducibility.py::test_sigint_writes_partial_run"]
+TESTS = ["tests/cli/test_signals.py", "tests/cli/test_interrupt_and_reproducibility.py::test_sigint_writes_partial_run"]
 
 
 def main() -> int:

@@ -4,6 +4,8 @@ import torch
 from introspect.data import DATASETS
 from introspect.models import ModelSpec, Net, load_model
 
+from helpers import HEADS, SMALL_NET
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
@@ -40,3 +42,18 @@ def shipped_mnist():
 def device(request) -> str:
     """Every device this machine has: the CUDA paths run wherever a GPU exists."""
     return request.param
+
+
+@pytest.fixture
+def small_net_file(tmp_path):
+    """tests/helpers.py's SMALL_NET (SmallNet, and SoftNet, whose output is softmax) as a user's model file."""
+    path = tmp_path / "my_models.py"
+    path.write_text(SMALL_NET)
+    return path
+
+
+@pytest.fixture
+def heads(tmp_path):
+    """tests/helpers.py's HEADS (models whose output is not one logits tensor) as a user's model file."""
+    (tmp_path / "heads.py").write_text(HEADS)
+    return tmp_path / "heads.py"

@@ -1,27 +1,67 @@
-"""Small helpers shared by the tests."""
-import subprocess
-import sys
+"""Small helpers shared by the tests (library calls only: helpers that drive the command line live in
+cli_helpers.py, so tests/system/test_layout.py can tell which modules drive it)."""
+import textwrap
 
+import numpy as np
+import torch
 from torch import nn
+
+#: Model files the tests load as a user would (the small_net_file and heads fixtures of conftest.py write them).
+SMALL_NET = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class SmallNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.block2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True))
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            x = self.block2(self.block1(x))
+            return self.head(x.mean((2, 3)))
+
+    class SoftNet(SmallNet):
+        def forward(self, x):
+            return torch.softmax(super().forward(x), 1)
+""")
+
+HEADS = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Heads(nn.Module):
+        '''Like MTCNN's O-Net: (box, landmarks, softmax probabilities); the logits live in `classify`.'''
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.PReLU(8), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+            self.box, self.marks, self.classify = nn.Linear(32, 4), nn.Linear(32, 10), nn.Linear(32, 3)
+        def forward(self, x):
+            h = self.body(x)
+            return self.box(h), self.marks(h), torch.softmax(self.classify(h), 1)
+
+    class Named(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+        def forward(self, x):
+            return {"features": x.mean((2, 3)), "logits": self.net(x)}
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from torchvision.models import VisionTransformer
+            self.vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8,
+                                         mlp_dim=16, num_classes=3)
+        def forward(self, x):
+            return self.vit(x)
+""")
 
 
 def hook_count(model: nn.Module) -> int:
     """Forward, forward-pre and backward hooks left on any module of ``model``."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
-def start_and_wait(argv: list[str], marker: str, **popen) -> tuple[subprocess.Popen, list[str]]:
-    """Start `introspect ARGV` in a subprocess and read its stderr until a line starts with ``marker``
-    (an event, never a sleep): the process is then known to have reached that point."""
-    process = subprocess.Popen([sys.executable, "-m", "introspect_cli.main", *argv], stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, text=True, **popen)
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if line.startswith(marker):
-            return process, lines
-    process.wait()
-    raise AssertionError(f"never printed {marker!r} (exit {process.returncode}):\n{''.join(lines)}")
 
 
 def zoo_model(name: str):
@@ -39,3 +79,20 @@ def zoo_model(name: str):
                          logits_layer=logits.get("layer"),
                          logits_output=None if logits.get("output") is None else str(logits["output"]))
     return load_model(f"{here / 'zoo' / 'models.py'}:{entry['class']}", here / "assets" / "zoo" / f"{name}.pt", meta=meta)
+
+
+def tiny_dataset(n=40, seed=0):
+    """``n`` seeded random 28x28 grey images, labels 0-9 in turn: a dataset for channel runs."""
+    from introspect.data import ImageDataset
+
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    return ImageDataset("tiny", "train", images, torch.arange(n) % 10, tuple("0123456789"), "random test images")
+
+
+def digit(label: int) -> np.ndarray:
+    """The first held-out MNIST digit with this label, (28, 28) uint8, light on dark."""
+    from introspect.data import load_dataset
+
+    data = load_dataset("mnist", "test")
+    return data.images[data.labels == label][0, 0].numpy()

@@ -173,7 +173,7 @@ def fit(model: nn.Module, recipe: Recipe, train_set: ImageDataset) -> None:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, where: dict, dataset: str, test_set: ImageDataset) -> float:
-    """Held-out accuracy (the same computation as tests/test_zoo_models.py)."""
+    """Held-out accuracy (the same computation as tests/lib/test_zoo_models.py)."""
     model.eval()
     logits_of = Logits(model, where)
     correct = 0

@@ -117,7 +117,7 @@ def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
     assert "--candidates" in _record(tmp_path / "again")["repeat"]["argv"]
 
 
-OLD_RUNS = Path(__file__).resolve().parent / "assets" / "old-runs"
+OLD_RUNS = Path(__file__).resolve().parents[1] / "assets" / "old-runs"
 
 
 @pytest.mark.parametrize("name", ["cli-classes", "cli-channels", "notebook-classes"])

@@ -1,6 +1,7 @@
 """Scale: one dataset pass for many layers, shards that merge exactly, runs split over torchrun
-processes (gloo on the CPU), kill-and-resume, time estimates and chunks that fit memory. Processes
-are waited for by their exit, never by time; a rank is killed by INTROSPECT_FAULT at a known chunk."""
+processes (gloo on the CPU), kill-and-resume, time estimates and chunks that fit memory; a notebook's run
+on torchrun ranks equals the CLI's. Processes are waited for by their exit, never by time; a rank is
+killed by INTROSPECT_FAULT at a known chunk."""
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import torch
 from introspect.channels import (HISTOGRAM_BINS, WorkItem, dataset_examples, dataset_examples_many, examples_pass,
                                  split_items)
 from introspect_cli.main import main
-from test_channels import tiny_dataset
+from helpers import tiny_dataset
 
 SMALL = ["channels", "--layer", "conv1,fc1", "--steps", "2", "--channels", "0-5", "--batch-size", "2", "--top-k", "3"]
 FIELDS = ("top_indices", "top_values", "max_value", "peak", "active", "histogram")
@@ -174,3 +175,39 @@ def test_distributed_option_wraps_torchrun(tmp_path):
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["distributed"]["items_per_rank"] == [1, 1] and "--distributed" not in record["command"]
+
+
+LIBRARY_RUN = textwrap.dedent("""
+    import sys
+    from introspect.channel_runs import run_channels
+    from introspect.channels import CHANNELS_DEFAULTS
+    from introspect.data import load_dataset
+    from introspect.distributed import join
+    from introspect.models import load_model
+    from introspect.params import prior_for
+
+    loaded = load_model("mnist")
+    data = load_dataset("mnist", "train")
+    spec, _ = prior_for(loaded.spec, data)
+    ranks, device = join("cpu")
+    try:
+        run_channels(loaded.model, spec, ["conv1", "fc1"], sys.argv[1], channels="0-5", batch_size=2, top_k=3,
+                     config=CHANNELS_DEFAULTS.replace(steps=2, device=device), data=data, ranks=ranks)
+    finally:
+        ranks.close()
+""")
+
+
+def test_a_notebook_run_on_two_gloo_ranks_equals_the_cli_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INTROSPECT_CACHE": str(tmp_path / "cache")}
+    cli = subprocess.run([sys.executable, "-m", "introspect_cli.main", "channels", "--layer", "conv1,fc1", "--steps", "2",
+                          "--channels", "0-5", "--batch-size", "2", "--top-k", "3", "--out", "cli", "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    (tmp_path / "library.py").write_text(LIBRARY_RUN)
+    library = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                              "library.py", "library"], capture_output=True, text=True, env=env, timeout=600)
+    assert library.returncode == 0, library.stderr
+    assert (tmp_path / "library" / "images.npz").read_bytes() == (tmp_path / "cli" / "images.npz").read_bytes()
+    record = json.loads((tmp_path / "library" / "run.json").read_text())
+    assert record["distributed"]["world_size"] == 2 and record["status"] == "complete"

@@ -6,7 +6,7 @@ import textwrap
 
 from PIL import Image
 
-from helpers import start_and_wait
+from cli_helpers import start_and_wait
 from introspect_cli.main import main
 
 

@@ -1,6 +1,6 @@
 """Any model: torchvision (random init, small sizes), user files, TorchScript, safe loading."""
 import json
-import textwrap
+import re
 
 import pytest
 import torch
@@ -15,35 +15,7 @@ from introspect.errors import UserError
 from introspect.models.sources import MetaOverrides, load_model
 from introspect.objectives import class_logits
 from introspect.params import FFTImage, image_generators, frequency_scale
-from introspect_cli.main import main
-
-SMALL_NET = textwrap.dedent("""
-    import torch
-    from torch import nn
-
-    class SmallNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
-            self.block2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True))
-            self.head = nn.Linear(6, 3)
-
-        def forward(self, x):
-            x = self.block2(self.block1(x))
-            return self.head(x.mean((2, 3)))
-
-    class SoftNet(SmallNet):
-        def forward(self, x):
-            return torch.softmax(super().forward(x), 1)
-""")
-
-
-@pytest.fixture
-def small_net_file(tmp_path):
-    path = tmp_path / "my_models.py"
-    path.write_text(SMALL_NET)
-    return path
-
+from introspect.records import save_run
 
 def small_state(small_net_file):
     return load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model.state_dict()
@@ -68,11 +40,10 @@ def test_torchvision_unknown_name_and_weights():
 def test_user_file_with_wrapped_dataparallel_checkpoint(small_net_file, tmp_path):
     state = {f"module.{k}": v for k, v in small_state(small_net_file).items()}
     torch.save({"model": state, "epoch": 3}, tmp_path / "small.pt")
-    out = tmp_path / "run"
-    argv = ["channels", "--model", f"{small_net_file}:SmallNet", "--checkpoint", str(tmp_path / "small.pt"),
-            "--layer", "block2.0", "--size", "28", "--mean", "0.5", "--std", "0.5", "--steps", "2",
-            "--dataset", "none", "--out", str(out)]
-    assert main(argv) == 0
+    loaded = load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "small.pt",
+                        meta=MetaOverrides(size=28, mean=(0.5,), std=(0.5,)))
+    result = visualize_channels(loaded.model, loaded.spec, "block2.0", config=CHANNELS_DEFAULTS.replace(steps=2))
+    out = save_run(result, tmp_path / "run", loaded=loaded)
     record = json.loads((out / "run.json").read_text())
     assert record["layers"][0]["layer"] == "block2.0" and len(record["layers"][0]["channels"]) == 6
     assert record["model"]["random_weights"] is False
@@ -111,32 +82,9 @@ def test_weights_only_refusal_and_trust(small_net_file, tmp_path):
     assert Payload.ran and not loaded.random_weights
 
 
-def test_torchscript_classes_only(small_net_file, tmp_path, capsys):
-    model = load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(size=28)).model
-    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
-    out = tmp_path / "run"
-    assert main(["classes", "--model", str(tmp_path / "scripted.pt"), "--input-shape", "1,28,28", "--steps", "2",
-                 "--out", str(out)]) == 0
-    assert (out / "report.png").exists()
-    assert main(["channels", "--model", str(tmp_path / "scripted.pt"), "--input-shape", "1,28,28",
-                 "--layer", "block2.0"]) == 2
-    assert "TorchScript" in capsys.readouterr().err
-
-
-def test_missing_metadata_is_one_clear_error(small_net_file, capsys):
-    assert main(["layers", "--model", f"{small_net_file}:SmallNet"]) == 2
-    err = capsys.readouterr().err
-    assert "--size N" in err and len(err.strip().splitlines()) == 1
-
-
-def test_softmax_output_warns(small_net_file, capsys):
-    assert main(["layers", "--model", f"{small_net_file}:SoftNet", "--size", "28"]) == 0
-    assert "looks like softmax" in capsys.readouterr().err
-
-
-def test_wrong_size_for_fixed_input_model(capsys):
-    assert main(["classes", "--size", "32", "--steps", "2"]) == 2
-    assert "does not run on input of shape (1, 32, 32)" in capsys.readouterr().err
+def test_wrong_size_for_fixed_input_model():
+    with pytest.raises(UserError, match=re.escape("does not run on input of shape (1, 32, 32)")):
+        load_model("mnist", meta=MetaOverrides(size=32))
 
 
 def test_decorrelated_colour_for_rgb_only():

@@ -1,5 +1,4 @@
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -7,12 +6,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import hook_count
+from helpers import digit, hook_count
 from introspect.activations import ImageInput, inspect_image, load_image
-from introspect.data import load_dataset
-from introspect.errors import UserError
 from introspect.models import ModelSpec
-from introspect_cli.main import main
 
 
 def test_recorded_maps_equal_direct_forward(tiny_model, tiny_spec):
@@ -62,36 +58,6 @@ def test_grayscale_image_of_right_size_is_unchanged(tmp_path, tiny_spec):
     image = load_image(tmp_path / "g.png", tiny_spec)
     torch.testing.assert_close(image.pixels[0], torch.from_numpy(array).float() / 255)
     assert image.conversion == ["read 28×28 L"]
-
-
-def test_missing_and_unreadable_images(tmp_path, tiny_spec, capsys):
-    with pytest.raises(UserError, match="does not exist"):
-        load_image(tmp_path / "nope.png", tiny_spec)
-    (tmp_path / "fake.png").write_text("not an image")
-    assert main(["activations", "--image", str(tmp_path / "fake.png")]) == 2
-    err = capsys.readouterr().err
-    assert "is not an image" in err and "Traceback" not in err
-    assert main(["activations", "--image", str(tmp_path / "nope.png")]) == 2
-    assert not (tmp_path / "runs").exists()
-
-
-def test_cli_dataset_index_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    assert main(["activations", "--dataset", "mnist", "--index", "17", "--out", str(out)]) == 0
-    data = np.load(out / "activations.npz")
-    for key in ("conv1", "conv2", "fc1", "fc2", "input", "saliency", "probabilities"):
-        assert key in data.files
-    assert data["conv2"].shape == (64, 24, 24) and data["saliency"].shape == (1, 28, 28)
-    record = json.loads((out / "run.json").read_text())
-    assert "held-out #17" in record["input"]["source"]
-    assert record["prediction"]["name"] == str(record["input"]["label"])  # the shipped model gets it right
-    assert main(["activations", "--dataset", "mnist", "--index", "5000"]) == 2
-
-
-def digit(label: int) -> np.ndarray:
-    """The first held-out MNIST digit with this label, (28, 28) uint8, light on dark."""
-    data = load_dataset("mnist", "test")
-    return data.images[data.labels == label][0, 0].numpy()
 
 
 def test_16bit_png_reads_like_the_8bit_one(tmp_path, shipped_mnist):
@@ -145,44 +111,3 @@ def test_exif_orientation_is_applied(tmp_path, tiny_spec, orientation, turns):
     image = load_image(tmp_path / "phone.png", dataclasses.replace(tiny_spec, input_shape=(1, 28, 26)))
     torch.testing.assert_close(image.pixels[0], torch.from_numpy(seven).float() / 255)
     assert image.conversion == ["read 28×26 L", f"turned upright (EXIF orientation {orientation})"]
-
-
-def test_animated_gif_needs_a_frame(tmp_path, capsys):
-    seven, one = digit(7), digit(1)
-    Image.fromarray(seven).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(one)], duration=100)
-    gif, out = str(tmp_path / "anim.gif"), tmp_path / "r"
-    assert main(["activations", "--image", gif, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "has 2 frames" in err and "--frame N (0-1)" in err
-    assert not out.exists()
-    assert main(["activations", "--image", gif, "--frame", "5", "--out", str(out)]) == 2
-    assert "--frame 5 is out of range" in capsys.readouterr().err and not out.exists()
-    assert main(["activations", "--dataset", "mnist", "--index", "0", "--frame", "1", "--out", str(out)]) == 2
-    assert "--frame goes with --image" in capsys.readouterr().err and not out.exists()
-    assert main(["activations", "--image", gif, "--frame", "1", "--out", str(out)]) == 0
-    np.testing.assert_allclose(np.load(out / "activations.npz")["input"][0], one / 255, atol=1e-6)
-    record = json.loads((out / "run.json").read_text())
-    assert "frame 1 of 2" in record["input"]["conversion"] and record["prediction"]["name"] == "1"
-
-
-def test_activations_of_one_of_your_own_pictures(tmp_path, capsys):
-    """--images DIR --index N: the picture of that index (sorted by path), unreadable files skipped."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    from PIL import Image
-
-    from introspect_cli.main import main
-
-    (tmp_path / "pics" / "seven").mkdir(parents=True)
-    (tmp_path / "pics" / "zzz").mkdir()
-    shutil.copy(Path(__file__).resolve().parent.parent / "examples" / "seven.png", tmp_path / "pics" / "seven" / "a.png")
-    (tmp_path / "pics" / "zzz" / "broken.png").write_text("not a picture")
-    Image.new("L", (28, 28)).save(tmp_path / "pics" / "zzz" / "black.png")
-    assert main(["activations", "--images", "pics", "--index", "0", "--out", "a", "--quiet"]) == 0
-    record = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert record["prediction"]["class"] == 7 and "1 unreadable skipped" in record["input"]["source"]
-    assert main(["activations", "--images", "pics", "--index", "2", "--out", "b"]) == 2
-    assert "out of range" in capsys.readouterr().err
-    assert main(["activations", "--images", "pics", "--image", "x.png", "--out", "b"]) == 2

@@ -8,8 +8,8 @@ import pytest
 
 from introspect_cli.main import main
 
-ZOO = Path(__file__).resolve().parent / "zoo" / "models.py"
-ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
+ZOO = Path(__file__).resolve().parents[1] / "zoo" / "models.py"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 #: name -> (a middle layer for channels, the logits flags)
 CASES = {

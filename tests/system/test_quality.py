@@ -10,7 +10,7 @@ from introspect.data import load_dataset
 from introspect.quality import Manifold, bright_share, frame_brightness, realism, total_variation
 from helpers import zoo_model
 
-JUDGE = Path(__file__).parent / "assets" / "mnist-judge.pt"
+JUDGE = Path(__file__).resolve().parents[1] / "assets" / "mnist-judge.pt"
 
 
 @pytest.fixture(scope="module")

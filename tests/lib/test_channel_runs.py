@@ -1,11 +1,7 @@
-"""The channels run as a library call: the same run as the CLI (sharded too), resumable, and refusing any
-manifest or part file that does not belong to it."""
+"""The channels run as a library call: resumable, and refusing any manifest or part file that does not belong
+to it. (That it equals the CLI run, sharded over torchrun processes too, is tests/system/test_scale.py's.)"""
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -111,72 +107,3 @@ def test_a_malformed_manifest_is_refused(stopped):
     (stopped / MANIFEST).write_text(json.dumps({"argv": ["channels", "--layer", "conv1"]}))  # an older version's
     with pytest.raises(UserError, match="older version"):
         read_manifest(stopped)
-
-
-LIBRARY_RUN = textwrap.dedent("""
-    import sys
-    from introspect.channel_runs import run_channels
-    from introspect.channels import CHANNELS_DEFAULTS
-    from introspect.data import load_dataset
-    from introspect.distributed import join
-    from introspect.models import load_model
-    from introspect.params import prior_for
-
-    loaded = load_model("mnist")
-    data = load_dataset("mnist", "train")
-    spec, _ = prior_for(loaded.spec, data)
-    ranks, device = join("cpu")
-    try:
-        run_channels(loaded.model, spec, ["conv1", "fc1"], sys.argv[1], channels="0-5", batch_size=2, top_k=3,
-                     config=CHANNELS_DEFAULTS.replace(steps=2, device=device), data=data, ranks=ranks)
-    finally:
-        ranks.close()
-""")
-
-
-def test_a_notebook_run_on_two_gloo_ranks_equals_the_cli_run(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "INTROSPECT_CACHE": str(tmp_path / "cache")}
-    cli = subprocess.run([sys.executable, "-m", "introspect_cli.main", "channels", "--layer", "conv1,fc1", "--steps", "2",
-                          "--channels", "0-5", "--batch-size", "2", "--top-k", "3", "--out", "cli", "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert cli.returncode == 0, cli.stderr
-    (tmp_path / "library.py").write_text(LIBRARY_RUN)
-    library = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                              "library.py", "library"], capture_output=True, text=True, env=env, timeout=600)
-    assert library.returncode == 0, library.stderr
-    assert (tmp_path / "library" / "images.npz").read_bytes() == (tmp_path / "cli" / "images.npz").read_bytes()
-    record = json.loads((tmp_path / "library" / "run.json").read_text())
-    assert record["distributed"]["world_size"] == 2 and record["status"] == "complete"
-
-
-NET = textwrap.dedent("""
-    import torch
-    from torch import nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.conv = nn.Conv2d(1, 4, 3)
-            self.fc = nn.Linear(4, 3)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-""")
-
-
-def test_resuming_a_run_whose_model_loads_code_needs_trust(tmp_path, capsys):
-    from introspect_cli.main import main
-
-    (tmp_path / "net.py").write_text(NET)
-    argv = ["channels", "--model", "net.py:Net", "--input-shape", "1,8,8", "--layer", "conv", "--steps", "1",
-            "--batch-size", "2", "--out", "run", "--quiet"]
-    assert main(argv) == 0
-    (tmp_path / "run" / "run.json").unlink()  # as if stopped before the end
-    part_path(tmp_path / "run", 1).unlink()
-    assert main(["channels", "--resume", "run"]) == 2
-    err = capsys.readouterr().err
-    assert "loads code" in err and "net.py is imported" in err and "--trust" in err
-    assert not (tmp_path / "run" / "run.json").exists()
-    assert main(["channels", "--resume", "run", "--trust", "--quiet"]) == 0
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"

@@ -9,8 +9,8 @@ import torch
 
 from introspect.data import DATASETS, load_dataset
 
-ZOO = Path(__file__).parent / "zoo"
-ASSETS = Path(__file__).parent / "assets" / "zoo"
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 BARS = {"mnist": 0.97, "fashion-mnist": 0.85}
 

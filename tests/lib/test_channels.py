@@ -6,22 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import hook_count
+from helpers import hook_count, tiny_dataset
+from introspect.channel_runs import RunListener, run_channels
 from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, parse_channel_list,
                                  visualize_channels)
-from introspect.data import ImageDataset
+from introspect.data import load_dataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
+from introspect.layers import select_layers
 from introspect.objectives import diversity
-from introspect_cli.main import main
 
 FAST = CHANNELS_DEFAULTS.replace(steps=5)
-
-
-def tiny_dataset(n=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = (torch.rand(n, 1, 28, 28, generator=g) * 255).to(torch.uint8)
-    return ImageDataset("tiny", "train", images, torch.arange(n) % 10, tuple("0123456789"), "random test images")
 
 
 def test_chunked_and_unchunked_agree(tiny_model, tiny_spec):
@@ -149,14 +144,26 @@ def test_full_cache_disk_means_no_caching_and_no_partial_file(tiny_model, tiny_s
     assert list((tmp_path / "cache" / "examples").iterdir()) == []
 
 
-def test_cli_channels_survives_a_damaged_cache(tmp_path, capsys):
-    argv = ["channels", "--layer", "conv1", "--channels", "0", "--steps", "1", "--top-k", "2"]
-    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+class Notes(RunListener):
+    """The notes a channels run tells its caller (the CLI prints them as `note:` lines)."""
+
+    def __init__(self) -> None:
+        self.notes = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_channels_run_survives_a_damaged_cache(tmp_path, shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    args = dict(channels=[0], config=CHANNELS_DEFAULTS.replace(steps=1), top_k=2, data=load_dataset("mnist", "train"),
+                cache_key=shipped_mnist.sha256)  # what `introspect channels --layer conv1 --channels 0 --steps 1 --top-k 2` runs
+    assert run_channels(model, spec, ["conv1"], tmp_path / "a", **args).complete
     (entry,) = (tmp_path / "cache" / "examples").glob("*.npz")
     entry.write_bytes(entry.read_bytes()[:100])
-    capsys.readouterr()
-    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: the cache entry")]
+    listener = Notes()
+    assert run_channels(model, spec, ["conv1"], tmp_path / "b", listener=listener, **args).complete
+    notes = [note for note in listener.notes if note.startswith("the cache entry")]
     assert len(notes) == 1 and "recomputed it" in notes[0]
     assert np.array_equal(np.load(tmp_path / "a" / "images.npz")["examples"], np.load(tmp_path / "b" / "images.npz")["examples"])
 
@@ -196,10 +203,13 @@ def test_inplace_relu_model_same_values_with_and_without_early_exit():
     assert torch.equal(early, full) and (full < 0).any()  # the pre-ReLU values survived the in-place ReLU
 
 
-def test_cli_channels_layer_all_writes_every_page(tmp_path):
+def test_channels_run_of_every_layer_writes_every_page(tmp_path, shipped_mnist):
     out = tmp_path / "run"
-    assert main(["channels", "--layer", "all", "--channels", "0-1", "--steps", "2", "--out", str(out),
-                 "--format", "pdf"]) == 0
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    layers = select_layers(model, spec.input_shape, "all")
+    done = run_channels(model, spec, layers, out, channels="0-1", config=CHANNELS_DEFAULTS.replace(steps=2),
+                        data=load_dataset("mnist", "train"), formats=("png", "pdf"))
+    assert done.complete
     for name in ("index.png", "report.png", "report.pdf", "images.npz", "run.json", "index.html", "site/index.html",
                  "report-conv1.png", "report-conv2.png", "report-fc1.png", "report-fc2.png"):
         assert (out / name).stat().st_size > 0, name
@@ -210,14 +220,3 @@ def test_cli_channels_layer_all_writes_every_page(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert [l["layer"] for l in record["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
     assert record["dataset"]["name"] == "mnist"
-
-
-def test_cli_unknown_layer_names_closest(capsys):
-    assert main(["channels", "--layer", "conv3"]) == 2
-    err = capsys.readouterr().err
-    assert "closest: conv2" in err and "introspect layers" in err and len(err.strip().splitlines()) == 1
-
-
-def test_cli_channel_out_of_range(capsys):
-    assert main(["channels", "--layer", "conv1", "--channels", "0-40"]) == 2
-    assert "channels 0-31" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: The layers, lowest first: a module imports only from its own layer or lower ones, at module level
@@ -93,7 +93,7 @@ def _layer(module: str) -> int:
     for index, (_, units) in enumerate(LAYERS):
         if unit in units:
             return index
-    raise AssertionError(f"{module} is in no layer: add '{unit}' to LAYERS in tests/test_structure.py, at the "
+    raise AssertionError(f"{module} is in no layer: add '{unit}' to LAYERS in tests/system/test_structure.py, at the "
                          "layer it belongs to (it may import from that layer and the ones below it, never above)")
 
 
@@ -148,7 +148,7 @@ def test_no_import_circles_between_modules():
 def test_every_known_violation_is_still_there():
     graph = _graph()
     gone = sorted(edge for edge in KNOWN_TODAY if edge[1] not in graph.get(edge[0], {}))
-    assert gone == [], f"fixed: remove {gone} from KNOWN_TODAY in tests/test_structure.py"
+    assert gone == [], f"fixed: remove {gone} from KNOWN_TODAY in tests/system/test_structure.py"
 
 
 def test_the_library_imports_only_its_dependencies():

@@ -1,4 +1,5 @@
 """Report text is plain text: "$" in class, layer or model names never goes through mathtext."""
+import dataclasses
 import io
 from collections import OrderedDict
 
@@ -9,12 +10,12 @@ from matplotlib.text import Text
 from torch import nn
 
 from introspect.activations import ImageInput, inspect_image
-from introspect.classes import visualize_classes
+from introspect.classes import CLASSES_DEFAULTS, visualize_classes
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.engine import RenderConfig
 from introspect.models import ModelSpec
 from introspect.report import activations_figure, channels_figure, figure, index_figure
-from introspect_cli.main import main
+from introspect.records import save_run
 
 #: '$x_$' and '$\foo$' are invalid mathtext (matplotlib raises), '$x^2$' would render as a superscript.
 NAMES = ("$x^2$", "a$b", "$x_$", "$\\foo$")
@@ -47,11 +48,11 @@ def test_every_figure_draws_dollar_names_as_plain_text(dollar_model):
     check_plain(activations_figure(inspected, model_name=spec.name, logits_layer="fc"))
 
 
-def test_cli_classes_with_dollar_class_names_writes_the_report(tmp_path):
-    names = tmp_path / "names.txt"
-    names.write_text("\n".join(NAMES + tuple(str(i) for i in range(4, 10))) + "\n")
-    out = tmp_path / "run"
-    assert main(["classes", "--class-names", str(names), "--steps", "2", "--snapshots", "1", "--out", str(out)]) == 0
+def test_classes_run_with_dollar_class_names_writes_the_report(tmp_path, shipped_mnist):
+    names = NAMES + tuple(str(i) for i in range(4, 10))  # what `introspect classes --class-names FILE` loads
+    loaded = dataclasses.replace(shipped_mnist, spec=shipped_mnist.spec.replace(class_names=names))
+    result = visualize_classes(loaded.model, loaded.spec, config=CLASSES_DEFAULTS.replace(steps=2, snapshots=(1,)))
+    out = save_run(result, tmp_path / "run", loaded=loaded)
     assert (out / "report.png").stat().st_size > 0
 
 

@@ -13,7 +13,7 @@ import pytest
 from introspect_cli.main import main
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SEVEN = Path(__file__).resolve().parents[1] / "examples" / "seven.png"
+SEVEN = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
 
 
 @pytest.fixture(scope="module")

@@ -109,32 +109,3 @@ def test_settings_name_the_data_terms_and_parametrization_only_where_they_applie
     assert "pull 10" in with_prior.settings and "pull" not in without.settings
     assert "ink 50" in with_prior.settings and "ink" not in without.settings
     assert "param basis" in with_prior.settings and "param fft" in without.settings
-
-
-def test_data_gives_the_library_the_pictures_the_cli_draws_with_it(shipped_mnist, tmp_path):
-    """One prior-from-data policy (params.prior_for): visualize_classes(data=...) draws byte for byte what
-    `introspect classes --images DIR` draws."""
-    import numpy as np
-    from PIL import Image
-
-    from introspect import CLASSES_DEFAULTS
-    from introspect.data import load_image_folder
-    from introspect.encoding import to_uint8
-    from introspect_cli.main import main
-
-    generator = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "pictures" / label).mkdir(parents=True)
-        for i in range(6):
-            pixels = (generator.random((28, 28)) ** 3 * 255).astype(np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "pictures" / label / f"{i}.png")
-    out = tmp_path / "run"
-    assert main(["classes", "--classes", "3,8", "--steps", "2", "--images", str(tmp_path / "pictures"),
-                 "--out", str(out), "--quiet"]) == 0
-    data = load_image_folder(tmp_path / "pictures", shipped_mnist.spec)
-    result = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8], CLASSES_DEFAULTS.replace(steps=2),
-                               data=data)
-    with np.load(out / "images.npz") as arrays:
-        assert np.array_equal(arrays["images"], to_uint8(result.images))
-    plain = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3, 8], CLASSES_DEFAULTS.replace(steps=2))
-    assert not np.array_equal(to_uint8(plain.images), to_uint8(result.images))  # the data's prior did apply

@@ -194,7 +194,7 @@ def test_writers_never_change_the_results_they_write(shipped_mnist):
     model, spec = shipped_mnist.model, shipped_mnist.spec
     classes = introspect.visualize_classes(model, spec, [3, 8], introspect.CLASSES_DEFAULTS.replace(steps=2, snapshots=(1,)))
     channels = introspect.visualize_channels(model, spec, "conv1", [0, 1], introspect.CHANNELS_DEFAULTS.replace(steps=2))
-    seven = Path(__file__).resolve().parents[1] / "examples" / "seven.png"
+    seven = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
     activations = introspect.inspect_image(model, spec, introspect.load_image(seven, spec), ["conv1", "fc2"])
     for result in (classes, channels, [channels], activations):
         before = _snapshot(result)

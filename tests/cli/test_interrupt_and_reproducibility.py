@@ -1,0 +1,44 @@
+"""The command line interrupted (SIGINT writes a partial run), repeated (same command, same bytes; rerun
+never writes over its original) and scripted (--json with --quiet)."""
+import json
+import signal
+
+from cli_helpers import start_and_wait
+from introspect_cli.main import main
+
+
+def test_sigint_writes_partial_run(tmp_path):
+    out = tmp_path / "run"
+    process, _ = start_and_wait(["classes", "--steps", "1000000", "--progress", "--out", str(out)], "classes: step 1/")
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, rest
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"].startswith("interrupted at step ")
+    assert record["steps_done"] >= 1
+    assert (out / "report.png").exists() and (out / "images.npz").exists()
+    assert "interrupted at step" in rest and "Traceback" not in rest
+
+
+def test_same_command_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        assert main(["classes", "--steps", "6", "--seed", "3", "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "b" / "images.npz").read_bytes()
+    assert main(["rerun", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "c" / "images.npz").read_bytes()
+
+
+def test_rerun_never_writes_over_the_original(tmp_path):
+    assert main(["classes", "--steps", "2", "--classes", "4", "--out", str(tmp_path / "a")]) == 0
+    before = (tmp_path / "a" / "run.json").read_text()
+    assert main(["rerun", str(tmp_path / "a")]) == 0  # into a new numbered folder
+    assert (tmp_path / "a" / "run.json").read_text() == before
+    assert (tmp_path / "runs" / "classes-001" / "images.npz").exists()
+
+
+def test_json_and_quiet(capsys):
+    assert main(["classes", "--steps", "2", "--classes", "0", "--quiet", "--json", "--out", "q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    summary = json.loads(captured.out)
+    assert summary["exit_code"] == 0 and summary["images"][0]["class"] == 0
