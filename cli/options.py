@@ -104,14 +104,17 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
 
 
 def input_files(args: argparse.Namespace) -> dict[str, dict]:
-    """Every file the command reads, by role: absolute path and sha256 (for run.json and rerun)."""
+    """Every file (and image folder) the command reads, by role: absolute path and sha256 (for run.json and
+    rerun)."""
     paths = {"checkpoint": args.checkpoint, "class_names": args.class_names, "image": getattr(args, "image", None)}
     if ":" in args.model and args.model.rsplit(":", 1)[0].endswith(".py"):
         paths["model_file"] = args.model.rsplit(":", 1)[0]
     elif args.model not in BUILTIN_MODELS and not args.model.startswith("torchvision:") and Path(args.model).is_file():
         paths["model_file"] = args.model  # a TorchScript archive
+    folders = {"images": getattr(args, "images", None)}  # an image folder, by the digest of all its files
     return {role: {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
-            for role, path in paths.items() if path is not None and Path(path).is_file()}
+            for role, path in {**paths, **folders}.items()
+            if path is not None and (Path(path).is_file() or (role in folders and Path(path).is_dir()))}
 
 
 def shape_list(text: str) -> tuple[int, int, int]:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 
-FILE_OPTIONS = {"--checkpoint": "checkpoint", "--image": "image", "--class-names": "class_names"}
+FILE_OPTIONS = {"--checkpoint": "checkpoint", "--image": "image", "--class-names": "class_names", "--images": "images"}
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                         "rerun it only if you trust those files: add --trust")
     for role, entry in inputs.items():
         path, recorded = Path(entry["path"]), entry["sha256"]
-        if not path.is_file():
+        if not (path.is_dir() if role == "images" else path.is_file()):
             raise UserError(f"the run read {role.replace('_', ' ')} '{path}', which is missing now")
         if file_sha256(path) != recorded:
             if not args.allow_changed:
@@ -150,5 +150,7 @@ def _recorded_command(argv: list[str], parser: argparse.ArgumentParser, inputs: 
 def _recorded_path(role: str, value: str, inputs: dict, cwd: str | None, source: str) -> str:
     if role in inputs:
         return inputs[role]["path"]
+    if role == "images" and cwd:  # recorded before image folders had a digest: where the run was started
+        return str(Path(cwd) / value)
     raise UserError(f"'{source}' names {role.replace('_', ' ')} '{value}' but records no path and digest for it "
                     "(written by an older introspect): run the command again by hand")

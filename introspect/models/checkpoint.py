@@ -25,6 +25,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec) -> None
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes; of a folder, of every file below it (relative path and content), so a
+    picture replaced in an image folder changes it."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\0".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -162,3 +162,21 @@ def test_a_run_made_under_other_defaults_reruns_with_its_own_settings(tmp_path, 
     err = capsys.readouterr().err
     assert "keeping its settings: --param fft --tv 20.0 --pull 10.0 --ink 0.0" in err
     assert _record(tmp_path / "b")["settings"]["tv"] == 20.0 and _record(tmp_path / "b")["settings"]["ink"] == 0.0
+
+
+def test_an_image_folder_is_read_from_where_the_run_was_and_a_replaced_picture_is_noticed(tmp_path, capsys):
+    from PIL import Image
+
+    pictures = tmp_path / "work" / "pictures" / "7"
+    pictures.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(pictures / f"{i}.png")
+    os.chdir(tmp_path / "work")
+    assert main(["classes", "--images", "pictures", "--steps", "1", "--classes", "3", "--out", "a", "--quiet"]) == 0
+    assert _record(tmp_path / "work" / "a")["inputs"]["images"]["path"] == str(pictures.parent)
+    os.chdir(tmp_path)  # elsewhere, where no ./pictures exists: the recorded absolute folder is read
+    assert main(["rerun", str(tmp_path / "work" / "a"), "--out", "b", "--quiet"]) == 0
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(pictures / "1.png")  # one replaced
+    assert main(["rerun", str(tmp_path / "work" / "a"), "--out", "c"]) == 2
+    assert "images" in capsys.readouterr().err and not (tmp_path / "c").exists()
