@@ -96,3 +96,31 @@ def digit(label: int) -> np.ndarray:
 
     data = load_dataset("mnist", "test")
     return data.images[data.labels == label][0, 0].numpy()
+
+
+def chromium(*arguments: str, capabilities: dict | None = None):
+    """Debian's headless Chromium driven by selenium through Debian's chromedriver (never a download); a
+    missing browser fails the test with the command that installs it."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    chrome, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    missing = [str(p) for p in (chrome, chromedriver) if not p.is_file()]
+    if missing:
+        pytest.fail(f"no browser: {', '.join(missing)} missing (apt-get install -y chromium chromium-driver)")
+    os.environ["SE_AVOID_STATS"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(chrome)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", *arguments):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    for name, value in (capabilities or {}).items():
+        options.set_capability(name, value)
+    return webdriver.Chrome(options=options, service=Service(str(chromedriver)))
+

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import chromium
+
 from introspect import site as site_module
 from introspect_cli.main import main
 
@@ -272,30 +274,11 @@ def test_run_values_appear_only_escaped_in_the_html(tmp_path):
     assert ".innerHTML = html.s" in script and "esc(" in script
 
 
-def chromium():
-    chrome, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    missing = [str(p) for p in (chrome, chromedriver) if not p.is_file()]
-    if missing:
-        pytest.fail(f"no browser: {', '.join(missing)} missing (apt-get install -y chromium chromium-driver)")
-    os.environ["SE_AVOID_STATS"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(chrome)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.set_capability("unhandledPromptBehavior", "ignore")
-    return webdriver.Chrome(options=options, service=Service(str(chromedriver)))
-
-
 def test_run_values_reach_the_browser_as_text(tmp_path):
     from selenium.common.exceptions import NoAlertPresentException
 
     site = injected_site(tmp_path)
-    browser = chromium()
+    browser = chromium(capabilities={"unhandledPromptBehavior": "ignore"})
     try:
         for page in sorted(site.glob("*.html")):
             browser.get(page.resolve().as_uri())

@@ -3,35 +3,21 @@
 A missing browser fails these tests (install: apt-get install -y chromium chromium-driver).
 """
 import json
-import os
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
+from helpers import chromium
 from introspect_cli.main import main
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SEVEN = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
 
 
 @pytest.fixture(scope="module")
 def driver():
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if missing:
-        pytest.fail(f"no browser: {', '.join(missing)} missing (apt-get install -y chromium chromium-driver)")
-    os.environ["SE_AVOID_STATS"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    browser = chromium("--window-size=1280,900")
     yield browser
     browser.quit()
 
