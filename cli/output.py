@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 import contextlib
 from dataclasses import dataclass, field
 
@@ -50,11 +51,15 @@ class Outcome:
 
 
 class LineProgress:
-    """Progress as plain lines ("classes: step 3/128"), for --progress when stderr is not a terminal:
-    one line per step or batch, which logs keep and scripts can wait for."""
+    """Progress as plain lines on stderr ("classes: step 3/128"), where stderr is not a terminal (notebooks,
+    CI, nohup, logs): by default a line every ``PERIOD_S`` seconds or every 10% of a task, and at its end;
+    with --progress one line per step or batch, which scripts can wait for."""
 
-    def __init__(self, console: Console) -> None:
+    PERIOD_S = 10.0
+
+    def __init__(self, console: Console, every_step: bool = False) -> None:
         self.console = console
+        self.every_step = every_step
         self.tasks: dict[int, dict] = {}
 
     def __enter__(self) -> "LineProgress":
@@ -64,29 +69,41 @@ class LineProgress:
         pass
 
     def add_task(self, description: str, total: int | None = None, unit: str = "", **_fields) -> int:
-        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "unit": unit}
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "unit": unit,
+                                       "shown": 0, "at": time.monotonic(), "started": time.monotonic()}
         return len(self.tasks) - 1
 
     def update(self, task: int, completed: int | None = None, total: int | None = None, **_fields) -> None:
         state = self.tasks[task]
         if total is not None:
             state["total"] = total
-        if completed is not None and completed != state["completed"]:
-            state["completed"] = completed
-            unit = f"{state['unit']} " if state["unit"] else ""
-            self.console.print(f"{state['description']}: {unit}{completed}/{state['total'] or '?'}", markup=False,
-                               highlight=False)
-            self.console.file.flush()
+        if completed is None or completed == state["completed"]:
+            return
+        state["completed"] = completed
+        now, total = time.monotonic(), state["total"]
+        tenth = total and completed * 10 // total > state["shown"] * 10 // total
+        if not (self.every_step or tenth or completed == total or now - state["at"] >= self.PERIOD_S):
+            return
+        state["shown"], state["at"] = completed, now
+        unit = f"{state['unit']} " if state["unit"] else ""
+        eta = ""
+        if not self.every_step and total and completed < total:
+            left = (now - state["started"]) / completed * (total - completed)
+            eta = f", about {duration(left)} left"
+        self.console.print(f"{state['description']}: {unit}{completed}/{total or '?'}{eta}", markup=False,
+                           highlight=False)
+        self.console.file.flush()
 
 
 def progress(console: Console, args: argparse.Namespace) -> Progress | LineProgress:
-    """Progress on stderr: bars on a terminal; with --progress elsewhere, one line per step; never with --quiet."""
-    if args.progress and not args.quiet and not console.is_terminal:
-        return LineProgress(console)
+    """Progress on stderr, never with --quiet: bars on a terminal; elsewhere lines (every 10 s or 10%, or every
+    step with --progress)."""
+    if not args.quiet and not console.is_terminal:
+        return LineProgress(console, every_step=args.progress)
     return Progress(
         TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=args.quiet or not console.is_terminal,
+        console=console, transient=False, disable=args.quiet,
     )
 
 
