@@ -270,7 +270,7 @@ def examples_for(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data:
         if not ranks.main:
             return {}
         fresh = {layer: _merged(p[layer] for p in parts) for layer in missing}
-        notes += cache_examples(fresh, data, top_k, cache_key) if cache_key and fresh else []
+        notes += cache_examples(fresh, data, top_k, cache_key, spec) if cache_key and fresh else []
         stats = {**found, **fresh}
         for entry in stats.values():
             entry.notes = list(notes)

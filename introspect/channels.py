@@ -157,13 +157,18 @@ def _read_cached(path: Path, dataset: ImageDataset, layer: str, activation: str,
     return stats
 
 
+def _cache_layer(layer: str, tap: str) -> str:
+    """A layer as the examples cache names it: with the module hooked for it when that is another."""
+    return layer if tap in ("", layer) else f"{layer}@{tap}"
+
+
 def cached_examples(spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset, k: int, neuron: bool,
                     cache_key: str | None) -> tuple[dict[str, ExampleStats], list[str]]:
     """The layers' cache entries that can be read, and notes on those that could not (to be recomputed)."""
     found, notes = {}, []
     for layer in layers if cache_key else []:
         activation = spec.activation(layer)
-        path = examples_cache_path(cache_key, dataset, layer, activation, neuron, k)
+        path = examples_cache_path(cache_key, dataset, _cache_layer(layer, spec.tap(layer)), activation, neuron, k)
         stats, note = read_entry(path, lambda p, layer=layer, a=activation: _read_cached(p, dataset, layer, a, neuron, k))
         if stats is not None:
             found[layer] = stats
@@ -171,10 +176,13 @@ def cached_examples(spec: ModelSpec, layers: Sequence[str], dataset: ImageDatase
     return found, notes
 
 
-def cache_examples(stats: dict[str, ExampleStats], dataset: ImageDataset, k: int, cache_key: str) -> list[str]:
-    """Write each layer's statistics to the cache; notes when it cannot be written."""
+def cache_examples(stats: dict[str, ExampleStats], dataset: ImageDataset, k: int, cache_key: str,
+                   spec: ModelSpec) -> list[str]:
+    """Write each layer's statistics to the cache (``spec`` says where each layer is measured); notes when it
+    cannot be written."""
     for layer, entry in stats.items():
-        path = examples_cache_path(cache_key, dataset, layer, entry.activation, entry.neuron, k)
+        where = _cache_layer(layer, spec.tap(layer))
+        path = examples_cache_path(cache_key, dataset, where, entry.activation, entry.neuron, k)
         note = write_entry(path, entry, ExampleStats.save)
         if note:
             return [note]
@@ -236,7 +244,7 @@ def dataset_examples_many(model: nn.Module, spec: ModelSpec, layers: Sequence[st
     missing = [layer for layer in layers if layer not in found]
     fresh = examples_pass(model, spec, missing, dataset, k, neuron, batch_size, device, callback) if missing else {}
     if cache_key and fresh:
-        notes += cache_examples(fresh, dataset, k, cache_key)
+        notes += cache_examples(fresh, dataset, k, cache_key, spec)
     stats = {layer: found.get(layer) or fresh[layer] for layer in layers}
     for entry in stats.values():
         entry.notes = list(notes)
@@ -273,6 +281,8 @@ class LayerPlan:
     diverse: int
     chunk: int  # images optimized at once, a multiple of ``diverse``
     bytes_per_image: int  # estimated memory of one image's forward and backward up to the layer
+    tap: str = ""  # the module hooked to measure the layer (a BatchNorm after it, say); "" the layer itself
+    measured_at: str = ""  # where its channels are measured, in words (ModelSpec.measured_at)
 
     @property
     def images(self) -> int:
@@ -339,7 +349,8 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
             budget = memory_budget(device) if budget is None else budget
             chunk = max(1, budget // max(1, per_image))
         chunk = max(diverse, chunk // diverse * diverse)
-        plans.append(LayerPlan(layer, info.output_shape, spec.activation(layer), tuple(chosen), diverse, chunk, per_image))
+        plans.append(LayerPlan(layer, info.output_shape, spec.activation(layer), tuple(chosen), diverse, chunk, per_image,
+                               spec.tap(layer), spec.measured_at(layer)))
     return ChannelsPlan(tuple(plans), steps, str(device))
 
 
@@ -374,6 +385,7 @@ class ChannelsResult:
     batch_size: int = 0
     stopped: list[int] = field(default_factory=list)  # channels whose objective turned non-finite
     spatial: bool = True  # the layer's output is a map (conv), not a vector (Linear)
+    measured_at: str = ""  # where the channels are measured, in words: "conv1 → bn1 → relu"
 
     @property
     def best(self) -> torch.Tensor:
@@ -488,10 +500,10 @@ def chunk_channels(plan: LayerPlan, index: int) -> list[int]:
 def chunk_objective(plan: LayerPlan, channels: Sequence[int], neuron: bool = False) -> Objective:
     """What a chunk's images maximize: image i its channel (``objectives.channels`` with the layer's activation),
     plus the diversity term within each group of ``plan.diverse`` images."""
-    objective = objectives.channels(plan.layer, channels, activation=plan.activation, neuron=neuron,
-                                    group=plan.diverse)
+    where = plan.tap or plan.layer
+    objective = objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=plan.diverse)
     if plan.diverse > 1:
-        objective = objective + DIVERSITY_WEIGHT * objectives.diversity(plan.layer, plan.diverse)
+        objective = objective + DIVERSITY_WEIGHT * objectives.diversity(where, plan.diverse)
     return objective
 
 
@@ -519,7 +531,7 @@ def assemble_channels(plan: LayerPlan, chunks: Sequence[ChunkResult], config: Re
                           activations=torch.cat([c.activations for c in chunks]), activation=plan.activation,
                           neuron=neuron, diverse=plan.diverse, config=config, renders=[c.render for c in chunks],
                           examples=examples, batch_size=plan.chunk, stopped=list(dict.fromkeys(stopped)),
-                          spatial=plan.spatial)
+                          spatial=plan.spatial, measured_at=plan.measured_at)
 
 
 def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: Sequence[int] | None = None,

@@ -81,26 +81,30 @@ def redirected_relus(model: nn.Module) -> Iterator[int]:
 
 class Probe:
     """A frozen model with hooks on ``layers``: call it with pixel-space images (N, C, H, W) in [0, 1]
-    to get {layer: output}. Gradients flow to the images unless the caller disables them; ``clone``: see
-    HookRegistry."""
+    to get {layer: output}. Each layer is recorded at its measuring point: the output of ``spec.tap(layer)``
+    (a BatchNorm that follows it, say), to which ``spec.activation(layer)`` applies. Gradients flow to the
+    images unless the caller disables them; ``clone``: see HookRegistry."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, layers: Sequence[str], device: torch.device | str = "cpu",
                  early_exit: bool = True, clone: bool = True) -> None:
         self.model, self.layers, self.early_exit, self.clone = model, list(layers), early_exit, clone
+        self.taps = {layer: spec.tap(layer) for layer in self.layers}
         self.normalize = Normalize.of(spec, device)
         self.device = torch.device(device)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Probe":
         self._stack.enter_context(frozen(self.model))
-        self.hooks = self._stack.enter_context(HookRegistry(self.model, self.layers, self.early_exit, self.clone))
+        self.hooks = self._stack.enter_context(HookRegistry(self.model, list(self.taps.values()), self.early_exit,
+                                                                  self.clone))
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._stack.close()
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.hooks.run(self.normalize(pixels.to(self.device)))
+        outputs = self.hooks.run(self.normalize(pixels.to(self.device)))
+        return {layer: outputs[tap] for layer, tap in self.taps.items()}
 
 
 @torch.no_grad()

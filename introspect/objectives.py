@@ -16,13 +16,56 @@ Activations = dict[str, torch.Tensor]
 #: before any transform (for regularizers such as ``total_variation``).
 INPUT = "<input>"
 
-#: Activation functions a model may apply to a layer's output (ModelSpec.activations names them).
-ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+class _ActivationTable(dict):
+    """Name -> function; a name may carry its parameter after a colon: "leaky_relu:0.2" (negative slope),
+    "elu:0.5" (alpha), "gelu:tanh" (the tanh approximation)."""
+
+    _PARAMETRIC = {"leaky_relu": lambda p: lambda x: F.leaky_relu(x, float(p)),
+                   "elu": lambda p: lambda x: F.elu(x, float(p)),
+                   "gelu": lambda p: lambda x: F.gelu(x, approximate=p)}
+
+    def __missing__(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        base, colon, parameter = str(name).partition(":")
+        if colon and base in self._PARAMETRIC:
+            try:
+                function = self._PARAMETRIC[base](parameter)
+                function(torch.zeros(1))
+                return function
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+
+#: Activation functions a model may apply to a layer's output (ModelSpec.activations names them). Each one's
+#: output is above 0 exactly where its input is: a unit is "active" where the function's output is above 0,
+#: which for ReLU, ReLU6, Hardswish, SiLU, GELU and Mish is their value at -inf, and for LeakyReLU and ELU
+#: (which go on below 0) the kink where their slope changes.
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _ActivationTable({
     "relu": torch.relu,
+    "relu6": F.relu6,
+    "hardswish": F.hardswish,
     "gelu": F.gelu,
     "silu": F.silu,
+    "mish": F.mish,
+    "leaky_relu": F.leaky_relu,
+    "elu": F.elu,
     "identity": lambda x: x,
-}
+})
+
+#: Activations whose gradient never vanishes below 0: a channel objective needs no pre-activation term with them.
+LEAKY_ACTIVATIONS = ("identity", "leaky_relu")
+
+
+def needs_leak(activation: str) -> bool:
+    """Whether a channel objective adds the pre-activation term (the activation can close: its gradient vanishes)."""
+    return activation.partition(":")[0] not in LEAKY_ACTIVATIONS
 
 
 class Objective:
@@ -170,14 +213,15 @@ def _channel_of_each_image(output: torch.Tensor, picked: torch.Tensor, activatio
     else:
         own = output[rows, picked].unsqueeze(1)
     post = reduce_channels(ACTIVATION_FUNCTIONS[activation](own), neuron).squeeze(1)
-    if activation == "identity":
+    if not needs_leak(activation):
         return post
     return post + PRE_ACTIVATION_WEIGHT * reduce_channels(own, neuron).squeeze(1)
 
 
 def _check_activation(activation: str) -> None:
     if activation not in ACTIVATION_FUNCTIONS:
-        raise ValueError(f"unknown activation '{activation}'; choose {', '.join(ACTIVATION_FUNCTIONS)}")
+        raise ValueError(f"unknown activation '{activation}'; choose {', '.join(ACTIVATION_FUNCTIONS)} "
+                         "(leaky_relu:SLOPE, elu:ALPHA, gelu:tanh)")
 
 
 def channel(layer: str, index: int, batch: int | None = None, *, activation: str = "identity",
@@ -185,9 +229,10 @@ def channel(layer: str, index: int, batch: int | None = None, *, activation: str
     """Channel (or unit) ``index`` of ``layer`` after ``activation``, reduced as ``reduce_channels`` does (the
     spatial mean; the centre position with ``neuron``), for every image or only image ``batch``.
 
-    With an activation other than "identity" (``spec.activation(layer)``), PRE_ACTIVATION_WEIGHT x the value
-    before it is added so the gradient also flows where a ReLU is closed: exactly what
-    ``visualize_channels`` maximizes.
+    With an activation that can close (not "identity" or "leaky_relu"; ``spec.activation(layer)``),
+    PRE_ACTIVATION_WEIGHT x the value before it is added so the gradient also flows where a ReLU is closed:
+    exactly what ``visualize_channels`` maximizes. ``layer`` is the module whose output is hooked: pass
+    ``spec.tap(layer)`` to measure where the next layer reads (after a BatchNorm that follows the layer).
     """
     _check_activation(activation)
 

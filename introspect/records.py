@@ -186,7 +186,8 @@ def layer_record(result) -> dict:
     summary = result.summary()
     ratio, rare, not_reached = result.ratio, result.rare, result.not_reached
     return {
-        "layer": result.layer, "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
+        "layer": result.layer, "measured_at": result.measured_at or f"{result.layer} (raw output)",
+        "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
         "channels": result.channels, "batch_size": result.batch_size,
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,

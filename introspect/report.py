@@ -193,6 +193,11 @@ def _as_unit(image: torch.Tensor) -> torch.Tensor:
 
 def _activation_label(result) -> str:
     what = ("centre position" if result.neuron else "mean over the map") if result.spatial else "the unit's value"
+    measured = getattr(result, "measured_at", "")
+    if measured and "→" in measured:
+        return f"measured at {measured} ({what}): what the next layer reads"
+    if measured:
+        return f"measured at {measured}, {what}: no activation or BatchNorm traced after it"
     if result.activation == "identity":
         return f"activation shown: {result.layer} output, {what}"
     return (f"activation shown: {result.activation}({result.layer}), {what} — the {result.activation} the model "

@@ -6,7 +6,7 @@ import argparse
 from rich.text import Text
 from rich.table import Table
 
-from introspect.layers import describe_layers
+from introspect.layers import HOOKABLE_TYPES, describe_layers
 from introspect.records import Provenance
 
 from ..options import add_model_options, load_model_from_args
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     infos = describe_layers(loaded.model, loaded.spec.input_shape)
     table = Table(title=Text(f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})"))
-    header = ("layer", "type", "output shape", "channels/units", "a channel is")
+    header = ("layer", "type", "output shape", "channels/units", "a channel is", "measured at")
     for column in header:
         table.add_column(column, no_wrap=True)
     rows = []
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
-        rows.append((name, info.type, shape, units, info.channel))
+        rows.append((name, info.type, shape, units, info.channel, _measured_at(loaded.spec, info)))
         table.add_row(*map(Text, rows[-1]))  # layer names are the model's: [bold] prints as it is
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for column, width in zip(table.columns, widths):
@@ -56,4 +56,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     return Outcome(summary={"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
                             "logits": loaded.spec.logits,
                             "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),
-                                        "units": i.units, "calls": i.calls} for i in infos]})
+                                        "units": i.units, "calls": i.calls,
+                                        "measured_at": _measured_at(loaded.spec, i) or None} for i in infos]})
+
+
+def _measured_at(spec, info) -> str:
+    """Where a conv or Linear layer's channels are measured ("conv1 → bn1 → relu", "fc (raw output)"); "" for others."""
+    return spec.measured_at(info.name) if info.type in HOOKABLE_TYPES and info.output_shape else ""

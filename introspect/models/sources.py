@@ -128,7 +128,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
         model = get_model(name, weights=chosen)
-        spec = spec.replace(activations=find_activations(model))
+        spec = spec.replace(**measuring_fields(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
                         "the file with {checkpoint}",
@@ -231,55 +231,206 @@ def first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
-#: Activation modules and calls whose output is what the next layer receives.
-ACTIVATION_MODULES = {nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu"}
-ACTIVATION_CALLS = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
+#: Activation modules whose function ``objectives.ACTIVATION_FUNCTIONS`` applies to the hooked output before
+#: them (so channel objectives keep their pre-activation term): name, or a function of the module to a name.
+ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu", nn.Mish: "mish",
+                      nn.GELU: lambda m: "gelu" if m.approximate == "none" else f"gelu:{m.approximate}",
+                      nn.LeakyReLU: lambda m: _named("leaky_relu", m.negative_slope, 0.01),
+                      nn.ELU: lambda m: _named("elu", m.alpha, 1.0)}
+#: Modules that keep each channel to itself and change no shape (in eval mode): a channel is measured after them.
+#: PReLU's slopes are weights, so it is hooked itself rather than applied as a function.
+PASS_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.PReLU)
+#: Modules that change nothing in eval mode: passed over, never hooked.
+NO_OP_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+#: Activation calls in a forward: the call -> (name, the positional index and keyword of its parameter, default).
+ACTIVATION_CALLS = {F.relu: ("relu", None), torch.relu: ("relu", None), torch.relu_: ("relu", None),
+                    F.relu6: ("relu6", None), F.hardswish: ("hardswish", None), F.silu: ("silu", None),
+                    F.mish: ("mish", None), F.gelu: ("gelu", None),
+                    F.leaky_relu: ("leaky_relu", (1, "negative_slope", 0.01)), F.elu: ("elu", (1, "alpha", 1.0))}
+ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
 
 
-def find_activations(model: nn.Module) -> dict[str, str]:
-    """{layer: activation} for every module whose output goes straight into a ReLU, GELU or SiLU — a
-    module that follows it in an nn.Sequential, or, where torch.fx can trace the forward, a module or
-    an F.relu/F.gelu/F.silu call that is its only use — so a channel report measures what the next
-    layer receives, not the negative pre-activations of a closed unit. Untraceable forwards (data-
-    dependent control flow) keep what nn.Sequential shows."""
+def _named(name: str, parameter: float, default: float) -> str:
+    return name if parameter == default else f"{name}:{parameter:g}"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of a layer's output on its way to the next layer: a module (``module`` its name) or a call."""
+
+    label: str  # as the chain shows it: a module's name, or "F.relu", "x*sigmoid(x)"
+    activation: str | None = None  # the function it applies (None: a pass-through module)
+    module: str | None = None  # the module's name; None for a call
+    reused: bool = False  # a module called more than once per forward: its hook would see its last call
+
+
+@dataclass(frozen=True)
+class MeasuringPoint:
+    """Where a layer's channels are measured: ``chain`` (the steps after the layer, as shown), ``tap`` (the module
+    hooked) and ``activation`` (applied to the tap's output)."""
+
+    chain: tuple[str, ...]
+    tap: str
+    activation: str
+
+
+def _point(layer: str, steps: list[_Step]) -> MeasuringPoint | None:
+    """The measuring point after ``steps``: the last hookable module, and an activation after it."""
+    tap, activation, kept = layer, "identity", []
+    for step in steps:
+        if step.module is not None and step.activation is None:  # BatchNorm, PReLU: hook it
+            if step.reused:
+                break
+            tap, activation = step.module, "identity"
+        elif activation != "identity":  # a second activation after the first: hook the first if it is a module
+            if step.module is None or step.reused or kept[-1].module is None:
+                break
+            tap, activation = kept[-1].module, step.activation
+        else:
+            activation = step.activation
+        kept.append(step)
+    if not kept:
+        return None
+    return MeasuringPoint(tuple(step.label for step in kept), tap, activation)
+
+
+def measuring_points(model: nn.Module) -> dict[str, MeasuringPoint]:
+    """{layer: MeasuringPoint} for every module whose output goes, before anything mixes channels, adds a residual
+    or concatenates, through BatchNorms, activations (modules or calls, SiLU written out as x*sigmoid(x) too),
+    PReLUs, dropouts or identities: a channel report then measures what the next layer reads. Where torch.fx
+    traces the forward, its graph says (a step must be the only use of what comes before); where it cannot
+    (data-dependent control flow), the modules that follow in an nn.Sequential."""
+    traced = _traced_points(model)
+    if traced is not None:
+        return traced
     found = {}
-    for prefix, module in model.named_modules():
-        if isinstance(module, nn.Sequential):
-            children = list(module.named_children())
-            for (name, _), (_, following) in zip(children, children[1:]):
-                if type(following) in ACTIVATION_MODULES:
-                    found[f"{prefix}.{name}" if prefix else name] = ACTIVATION_MODULES[type(following)]
-    for layer, activation in _traced_activations(model).items():
-        found.setdefault(layer, activation)
+    for prefix, parent in model.named_modules():
+        if not isinstance(parent, nn.Sequential):
+            continue
+        children = [(f"{prefix}.{name}" if prefix else name, child) for name, child in parent.named_children()]
+        for i, (layer, _) in enumerate(children):
+            steps = []
+            for name, following in children[i + 1:]:
+                step = _module_step(name, following)
+                if step is None:
+                    break
+                if step.label:
+                    steps.append(step)
+            point = _point(layer, steps)
+            if point is not None:
+                found[layer] = point
     return found
 
 
-def _traced_activations(model: nn.Module) -> dict[str, str]:
+def _module_step(name: str, module: nn.Module, reused: bool = False) -> _Step | None:
+    """The step a module makes (one with an empty label changes nothing), or None where it mixes channels."""
+    if isinstance(module, NO_OP_MODULES):
+        return _Step("")
+    named = ACTIVATION_MODULES.get(type(module))
+    if named is not None:
+        return _Step(name, named if isinstance(named, str) else named(module), name, reused)
+    if isinstance(module, PASS_MODULES):
+        return _Step(name, None, name, reused)
+    return None
+
+
+def _call_step(node: torch.fx.Node) -> _Step | None:
+    if node.op == "call_method":
+        name = ACTIVATION_METHODS.get(node.target)
+        return None if name is None or len(node.args) != 1 or node.kwargs else _Step(f".{node.target}()", name)
+    if node.op != "call_function" or node.target not in ACTIVATION_CALLS:
+        return None
+    name, parameter = ACTIVATION_CALLS[node.target]
+    label = f"{'F' if node.target.__module__.startswith('torch.nn') else 'torch'}.{node.target.__name__}"
+    if node.target is F.gelu:
+        approximate = node.kwargs.get("approximate", "none")
+        return _Step(label, "gelu" if approximate == "none" else f"gelu:{approximate}") if isinstance(approximate, str) else None
+    if parameter is not None:
+        index, keyword, default = parameter
+        value = node.args[index] if len(node.args) > index else node.kwargs.get(keyword, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        name = _named(name, float(value), default)
+    return _Step(label, name)
+
+
+def _is_sigmoid(node: torch.fx.Node, of: torch.fx.Node) -> bool:
+    return (((node.op == "call_function" and node.target in (torch.sigmoid, F.sigmoid))
+             or (node.op == "call_method" and node.target == "sigmoid")) and tuple(node.args) == (of,)
+            and not node.kwargs)
+
+
+def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The product node of ``x * sigmoid(x)`` when ``node`` is x and that is all it is used for."""
+    import operator
+
+    users = list(node.users)
+    if len(users) != 2:
+        return None
+    sigmoid = next((u for u in users if _is_sigmoid(u, node)), None)
+    product = next((u for u in users if u is not sigmoid), None)
+    if (sigmoid is None or list(sigmoid.users) != [product] or product.op != "call_function"
+            or product.target not in (operator.mul, torch.mul) or set(product.args) != {node, sigmoid}):
+        return None
+    return product
+
+
+def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
     import warnings
+    from collections import Counter
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             graph = torch.fx.symbolic_trace(model).graph
     except Exception:  # noqa: BLE001 - any forward fx cannot trace: fall back to what nn.Sequential shows
-        return {}
+        return None
     modules = dict(model.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
     found = {}
     for node in graph.nodes:
-        if node.op != "call_module" or len(node.users) != 1:
+        if node.op != "call_module" or calls[node.target] != 1:
             continue
-        (user,) = node.users
-        if user.op == "call_function":
-            activation = ACTIVATION_CALLS.get(user.target)
-        elif user.op == "call_method":
-            activation = "relu" if user.target in ("relu", "relu_") else None
-        elif user.op == "call_module":
-            activation = ACTIVATION_MODULES.get(type(modules.get(user.target)))
-        else:
-            activation = None
-        if activation is not None:
-            found[node.target] = activation
+        steps, current = [], node
+        while True:
+            product = _silu_written_out(current)
+            if product is not None:
+                steps.append(_Step("x*sigmoid(x)", "silu"))
+                current = product
+                continue
+            if len(current.users) != 1:
+                break
+            (user,) = current.users
+            if not user.args or user.args[0] is not current or current in (*user.args[1:], *user.kwargs.values()):
+                break
+            if user.op == "call_module":
+                step = _module_step(user.target, modules[user.target], calls[user.target] > 1)
+                if step is not None and step.module is not None and len(user.args) != 1:
+                    step = None
+            else:
+                step = _call_step(user)
+            if step is None:
+                break
+            if step.label:
+                steps.append(step)
+            current = user
+        point = _point(node.target, steps)
+        if point is not None:
+            found[node.target] = point
     return found
+
+
+def measuring_fields(model: nn.Module) -> dict[str, dict]:
+    """The spec fields that say where each layer's channels are measured: activations, measure, taps."""
+    points = measuring_points(model)
+    return {"activations": {layer: p.activation for layer, p in points.items() if p.activation != "identity"},
+            "measure": {layer: p.chain for layer, p in points.items()},
+            "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
+
+
+def find_activations(model: nn.Module) -> dict[str, str]:
+    """{layer: activation} applied to each layer's hooked output (``spec.tap(layer)``): see ``measuring_points``."""
+    return measuring_fields(model)["activations"]
 
 
 def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelSpec:
@@ -300,7 +451,7 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     output = dry_forward(model.eval(), shape, name)
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "mean"),
                      std=_per_channel(std, shape[0], "std"), logits_layer=None, class_names=(),
-                     activations=find_activations(model))
+                     **measuring_fields(model))
     plain = isinstance(output, torch.Tensor) and output.ndim == 2
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none

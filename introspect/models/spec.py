@@ -30,6 +30,11 @@ class ModelSpec:
     ``ink_level`` (how bright real inputs' bright parts are) and, for small inputs, the data basis:
     ``image_basis`` (k rows of C*H*W: principal directions of real inputs' logits, each scaled by its
     spread) and ``basis_mean`` (C*H*W: their mean logit).
+    ``measure`` maps a layer to the chain of steps its output goes through before anything mixes channels,
+    adds a residual or concatenates (module names, or calls such as "F.relu"): {"conv1": ("bn1", "relu")};
+    channels are measured at the end of the chain, what the next layer reads. ``taps`` maps such a layer
+    to the module whose output is hooked for it (the chain's last module before its final activation,
+    which ``activations`` then applies): {"conv1": "bn1"}. A layer in neither is measured at its output.
     ``logits_output`` picks the logits out of a structured output (an index of a
     tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
     ``logits_layer`` of None means the logits are unknown: layers, channels and
@@ -52,6 +57,8 @@ class ModelSpec:
     ink_level: float | None = None
     image_basis: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
     basis_mean: tuple[float, ...] | None = field(default=None, repr=False)
+    measure: dict[str, tuple[str, ...]] | None = None
+    taps: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
@@ -83,6 +90,13 @@ class ModelSpec:
             if unknown:
                 raise ValueError(f"activations names unknown function {unknown[0][1]!r} for layer {unknown[0][0]!r}; "
                                  f"known: {', '.join(ACTIVATION_FUNCTIONS)}")
+        if self.measure is not None and not (isinstance(self.measure, dict) and all(
+                isinstance(k, str) and isinstance(v, tuple) and all(isinstance(s, str) for s in v)
+                for k, v in self.measure.items())):
+            raise ValueError(f"measure must map layers to chains of step names, got {_brief(self.measure)}")
+        if self.taps is not None and not (isinstance(self.taps, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.taps.items())):
+            raise ValueError(f"taps must map layers to module names, got {_brief(self.taps)}")
         if self.spectrum is not None:
             rows, cols = shape[1], shape[2] // 2 + 1
             if len(self.spectrum) != rows or any(len(row) != cols for row in self.spectrum):
@@ -130,6 +144,22 @@ class ModelSpec:
         """The activation the model applies to ``layer``'s output ("identity" when none is known)."""
         return (self.activations or {}).get(layer, "identity")
 
+    def tap(self, layer: str) -> str:
+        """The module whose output is hooked to measure ``layer``'s channels (``layer`` itself unless a
+        BatchNorm or the like follows it: see ``measure``)."""
+        if layer == self.logits:
+            return layer
+        return (self.taps or {}).get(layer, layer)
+
+    def measured_at(self, layer: str) -> str:
+        """Where ``layer``'s channels are measured, in words: "conv1 → bn1 → relu", "fc2 (raw output)"."""
+        chain = (self.measure or {}).get(layer)
+        if chain is None and self.activation(layer) != "identity":
+            chain = (self.activation(layer),)
+        if not chain:
+            return f"{layer} (raw output)"
+        return " → ".join((layer, *chain))
+
     def normalize(self, device: str = "cpu"):
         """The model's normalization as a transform (``transforms.Normalize``): pass it to ``render`` last."""
         from ..normalize import Normalize
@@ -142,6 +172,8 @@ class ModelSpec:
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = _to_lists(value)
+            elif isinstance(value, dict):
+                out[key] = {k: _to_lists(v) for k, v in value.items()}
         return out
 
     @classmethod
@@ -161,6 +193,9 @@ class ModelSpec:
             if not isinstance(values[key], (list, tuple)):
                 raise ValueError(f"{key} must be a list, got {_brief(values[key])}")
             values[key] = tuple(values[key])
+        if isinstance(values.get("measure"), dict):
+            values["measure"] = {str(k): tuple(map(str, v)) if isinstance(v, (list, tuple)) else v
+                                 for k, v in values["measure"].items()}
         if isinstance(values.get("activations"), dict):
             values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
         if values.get("spectrum") is not None:

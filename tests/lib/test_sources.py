@@ -147,5 +147,5 @@ def test_activations_are_found_in_sequentials_and_traced_forwards():
                 x = F.relu(self.conv1(x))
             return self.fc(self.block(self.conv2(x)).mean((2, 3)))
 
-    assert find_activations(Functional()) == {"conv1": "relu", "conv2": "silu", "block.1": "gelu"}
-    assert find_activations(Branchy()) == {"block.1": "gelu"}
+    assert find_activations(Functional()) == {"conv1": "relu", "conv2": "silu", "block.0": "gelu", "block.1": "gelu"}
+    assert find_activations(Branchy()) == {"block.0": "gelu", "block.1": "gelu"}

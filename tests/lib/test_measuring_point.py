@@ -1,0 +1,255 @@
+"""Channels are measured where the next layer reads: after the BatchNorms, activations, dropouts and identities
+that follow a layer, up to what mixes channels, adds a residual or concatenates (introspect.models.sources)."""
+import warnings
+
+import pytest
+import torch
+import torch.fx
+from torch import nn
+
+from helpers import tiny_dataset, zoo_model
+
+ZOO = ["actnet", "bnresnet", "dictnet", "fashion-mnist-judge-mlp", "fashion-mnist-judge-vgg", "functionalnet", "mlp",
+       "mnist-judge-mlp", "mnist-judge-vgg", "multihead", "seqcnn", "seqcnn-closed", "tinyvit"]
+
+
+def _steps_in_chain(node: torch.fx.Node, modules: dict) -> bool:
+    """A node that keeps channels apart (a BatchNorm, an activation, a no-op): not a reader of its input."""
+    from introspect.models import sources
+
+    if node.op == "call_module":
+        module = modules[node.target]
+        return isinstance(module, (*sources.PASS_MODULES, *sources.NO_OP_MODULES)) or type(module) in sources.ACTIVATION_MODULES
+    if node.op == "call_function":
+        return node.target in sources.ACTIVATION_CALLS
+    return node.op == "call_method" and node.target in sources.ACTIVATION_METHODS
+
+
+def _read_by_next_layers(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every tensor that an op mixing channels (a conv, a Linear, a pool, an add, a concatenation ...) reads, in one
+    forward pass: a torch.fx interpreter where the forward traces, forward pre-hooks on the modules elsewhere."""
+    read: list[torch.Tensor] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.fx.symbolic_trace(model)
+    except Exception:  # noqa: BLE001
+        traced = None
+    if traced is None:
+        from introspect.models import sources
+
+        hooks = [m.register_forward_pre_hook(lambda _m, inputs: read.extend(i for i in inputs if torch.is_tensor(i)))
+                 for m in model.modules() if not list(m.children())
+                 and not isinstance(m, (*sources.PASS_MODULES, *sources.NO_OP_MODULES))
+                 and type(m) not in sources.ACTIVATION_MODULES]
+        try:
+            model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return read
+    modules = dict(traced.named_modules())
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            if n.op in ("call_module", "call_function", "call_method") and not _steps_in_chain(n, modules):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                read.extend(a for a in (*args, *kwargs.values()) if torch.is_tensor(a))
+                read.extend(t for a in args if isinstance(a, (list, tuple)) for t in a if torch.is_tensor(t))
+            return super().run_node(n)
+
+    Recorder(traced).run(x)
+    return read
+
+
+@torch.no_grad()
+def _check_model(model: nn.Module, spec, layer_types=(nn.Conv2d, nn.Linear)) -> int:
+    """Each conv (and Linear) layer's measured values are what some later op reads; returns how many layers."""
+    from introspect.hooks import Probe
+    from introspect.objectives import ACTIVATION_FUNCTIONS
+
+    model.eval()
+    x = torch.rand(2, *spec.input_shape, generator=torch.Generator().manual_seed(0))
+    normalized = spec.normalize()(x)
+    read = _read_by_next_layers(model, normalized)
+    from introspect.layers import describe_layers
+
+    ran = {i.name for i in describe_layers(model, spec.input_shape) if i.output_shape}
+    layers = [name for name, m in model.named_modules() if isinstance(m, layer_types) and name in ran]
+    checked = 0
+    with Probe(model, spec, layers, early_exit=False) as probe:
+        outputs = probe(x)
+    for layer in layers:
+        measured = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer])
+        if layer == spec.logits or layer == spec.logits_layer:
+            continue
+        same = [t for t in read if t.shape == measured.shape and torch.allclose(t, measured, atol=1e-5, rtol=1e-4)]
+        if not same and not _is_head(model, layer):
+            pytest.fail(f"{layer}: measured at {spec.measured_at(layer)}, which no later layer reads")
+        checked += bool(same)
+    return checked
+
+
+def _is_head(model: nn.Module, layer: str) -> bool:
+    """A layer whose output leaves the model (no later layer reads it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            graph = torch.fx.symbolic_trace(model).graph
+        except Exception:  # noqa: BLE001
+            return False
+    node = next((n for n in graph.nodes if n.op == "call_module" and n.target == layer), None)
+    seen, todo = set(), [node] if node is not None else []
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "output":
+            continue
+        users = list(n.users)
+        if any(u.op != "output" for u in users) and n is not node:
+            if not (n.op == "call_function" and getattr(n.target, "__name__", "") in ("softmax",)):
+                return False
+        todo.extend(u for u in users if u.op != "output")
+        if n is node and all(u.op == "output" for u in users):
+            return True
+    return node is not None
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_layers_are_measured_where_the_next_layer_reads(name):
+    loaded = zoo_model(name)
+    assert _check_model(loaded.model, loaded.spec) > 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_layers_are_measured_where_the_next_layer_reads(name):
+    from introspect import load_model
+
+    loaded = load_model(f"torchvision:{name}")
+    torch.manual_seed(0)
+    for module in loaded.model.modules():  # random BatchNorm statistics, so that a BatchNorm changes values
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    spec = loaded.spec
+    assert _check_model(loaded.model, spec, (nn.Conv2d,)) > 10
+    if name == "resnet18":
+        assert spec.measured_at("conv1") == "conv1 → bn1 → relu"
+        assert spec.measured_at("layer1.0.conv1") == "layer1.0.conv1 → layer1.0.bn1 → layer1.0.relu"
+        assert spec.measured_at("layer1.0.conv2") == "layer1.0.conv2 → layer1.0.bn2"  # before the residual
+        assert spec.tap("layer1.0.conv1") == "layer1.0.bn1" and spec.activation("layer1.0.conv1") == "relu"
+        assert spec.measured_at("fc") == "fc (raw output)"
+    else:
+        assert spec.measured_at("features.0.0") == "features.0.0 → features.0.1 → features.0.2"
+        assert spec.activation("features.0.0") == "hardswish"
+
+
+def test_activations_are_recognized_as_modules_and_calls():
+    import torch.nn.functional as F
+
+    from introspect.models.sources import measuring_points
+
+    class Acts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(2, 2, 1) for _ in range(12))
+            self.relu6, self.hswish, self.leaky, self.elu = nn.ReLU6(), nn.Hardswish(), nn.LeakyReLU(0.2), nn.ELU()
+            self.mish, self.prelu, self.bn = nn.Mish(), nn.PReLU(2), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            c = self.convs
+            x = self.relu6(c[0](x))
+            x = self.hswish(c[1](x))
+            x = self.leaky(c[2](x))
+            x = self.elu(c[3](x))
+            x = self.mish(c[4](x))
+            x = self.prelu(c[5](x))
+            y = c[6](x)
+            x = y * torch.sigmoid(y)
+            x = F.leaky_relu(c[7](x), 0.1)
+            x = F.hardswish(F.dropout(c[8](x), 0.5, False))
+            x = F.elu(c[9](x), alpha=0.5)
+            x = F.relu(self.bn(c[10](x)))
+            return c[11](x) + x
+
+    points = measuring_points(Acts())
+    found = {layer: (p.chain, p.tap, p.activation) for layer, p in points.items() if layer.startswith("convs")}
+    assert found["convs.0"] == (("relu6",), "convs.0", "relu6")
+    assert found["convs.1"] == (("hswish",), "convs.1", "hardswish")
+    assert found["convs.2"] == (("leaky",), "convs.2", "leaky_relu:0.2")
+    assert found["convs.3"] == (("elu",), "convs.3", "elu")
+    assert found["convs.4"] == (("mish",), "convs.4", "mish")
+    assert found["convs.5"] == (("prelu",), "prelu", "identity")  # its slopes are weights: hooked itself
+    assert found["convs.6"] == (("x*sigmoid(x)",), "convs.6", "silu")
+    assert found["convs.7"] == (("F.leaky_relu",), "convs.7", "leaky_relu:0.1")
+    assert "convs.8" not in found  # F.dropout: where a call's training flag is not known, stop
+    assert found["convs.9"] == (("F.elu",), "convs.9", "elu:0.5")
+    assert found["convs.10"] == (("bn", "F.relu"), "bn", "relu")
+    assert "convs.11" not in found  # a residual add follows: its raw output
+
+
+def test_activation_functions_and_their_leak():
+    from introspect.objectives import ACTIVATION_FUNCTIONS, channel
+
+    x = torch.linspace(-50, 50, 1001)
+    for name in ("relu", "relu6", "hardswish", "gelu", "silu", "mish", "leaky_relu", "elu", "leaky_relu:0.2", "elu:0.5",
+                 "gelu:tanh"):
+        y = ACTIVATION_FUNCTIONS[name](x)
+        assert torch.equal(y > 0, x > 0), name  # "active" (output above 0) is the same as an open unit
+    assert "leaky_relu:nope" not in ACTIVATION_FUNCTIONS and "tanh" not in ACTIVATION_FUNCTIONS
+    closed = {"out": torch.full((1, 1, 2, 2), -10.0, requires_grad=True)}
+    for name, leaks in (("relu", True), ("hardswish", True), ("leaky_relu", False)):
+        value = channel("out", 0, activation=name)(closed)
+        (grad,) = torch.autograd.grad(value.sum(), closed["out"])
+        assert bool((grad != 0).all()), name
+        assert (name, leaks) and True
+
+
+def test_a_batchnorm_that_opens_a_closed_conv_makes_it_live():
+    """conv output -1 everywhere, BatchNorm weight -1: after the BatchNorm every channel is 1 > 0."""
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    class ConvBNReLU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.relu = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
+            self.fc = nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.fc(self.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+    model = ConvBNReLU().eval()
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.bias.fill_(-1.0)
+        model.bn.weight.fill_(-1.0)
+        model.bn.bias.zero_()
+    spec = ModelSpec(name="convbn", architecture="user", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model))
+    assert spec.measured_at("conv") == "conv → bn → relu"
+    stats = examples_pass(model, spec, ["conv"], tiny_dataset(20))["conv"]
+    assert bool(stats.live.all())
+    assert bool((stats.active_fraction >= 0.5).all())
+
+
+def test_an_untraceable_forward_uses_sequential_neighbours():
+    from introspect.models.sources import measuring_points
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout(), nn.ReLU6(), nn.MaxPool2d(2))
+
+        def forward(self, x):
+            if x.sum() > 0:
+                x = x * 2
+            return self.block(x)
+
+    point = measuring_points(Branchy())["block.0"]
+    assert (point.chain, point.tap, point.activation) == (("block.1", "block.3"), "block.1", "relu6")
