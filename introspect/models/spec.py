@@ -6,6 +6,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..objectives import ACTIVATION_FUNCTIONS
+from ..outputs import KINDS, POSITIONS
 
 #: The fields that make a spec's image prior (estimated together by ``introspect.params.estimate_prior``).
 PRIOR_FIELDS = ("spectrum", "image_mean", "image_support", "ink_level", "image_basis", "basis_mean")
@@ -30,6 +31,9 @@ class ModelSpec:
     ``ink_level`` (how bright real inputs' bright parts are) and, for small inputs, the data basis:
     ``image_basis`` (k rows of C*H*W: principal directions of real inputs' logits, each scaled by its
     spread) and ``basis_mean`` (C*H*W: their mean logit).
+    ``output_kind`` says what the values at the logits are (``introspect.outputs``: None or "logits",
+    "sigmoid logits", "softmax", "log-softmax", "sigmoid") and ``logits_position`` how a spatial map of
+    them (B, K, H, W) becomes (B, K) ("mean", "center", "max"; None: flattened).
     ``logits_output`` picks the logits out of a structured output (an index of a
     tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
     ``logits_layer`` of None means the logits are unknown: layers, channels and
@@ -52,6 +56,8 @@ class ModelSpec:
     ink_level: float | None = None
     image_basis: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
     basis_mean: tuple[float, ...] | None = field(default=None, repr=False)
+    output_kind: str | None = None
+    logits_position: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
@@ -61,6 +67,11 @@ class ModelSpec:
         for name in ("logits_layer", "logits_output"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string or None, got {_brief(getattr(self, name))}")
+        if self.output_kind is not None and self.output_kind not in KINDS:
+            raise ValueError(f"output_kind must be one of {', '.join(KINDS)} or None, got {_brief(self.output_kind)}")
+        if self.logits_position is not None and self.logits_position not in POSITIONS:
+            raise ValueError(f"logits_position must be one of {', '.join(POSITIONS)} or None, "
+                             f"got {_brief(self.logits_position)}")
         if self.dataset is not None and not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape
