@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .errors import Message
+
 KINDS = ("logits", "sigmoid logits", "softmax", "log-softmax", "sigmoid")
 POSITIONS = ("mean", "center", "max")
 #: Kinds whose values are probabilities of independent sigmoids, one per unit.
@@ -75,17 +77,19 @@ def probability_label(kind: str | None) -> str:
     return "p"
 
 
-def kind_warning(kind: str | None) -> str | None:
+def kind_warning(kind: str | None) -> Message | None:
     """One line for the report when the class objective cannot reach the model's logits, else None."""
     if kind == "softmax":
-        return ("warning: the output is softmax probabilities and the logits before it are out of reach: the class "
-                "objective uses log p; pass --logits-layer NAME (the layer before the softmax)")
+        return Message("warning: the output is softmax probabilities and the logits before it are out of reach: the "
+                       "class objective uses log p; pass {logits_layer} NAME (the layer before the softmax)",
+                       settings=("logits_layer",))
     if kind == "sigmoid":
-        return ("warning: the output is sigmoid probabilities and the logits before it are out of reach: the class "
-                "objective uses log(p/(1-p)), flat where p saturates; pass --logits-layer NAME (before the sigmoid)")
+        return Message("warning: the output is sigmoid probabilities and the logits before it are out of reach: the "
+                       "class objective uses log(p/(1-p)), flat where p saturates; pass {logits_layer} NAME (before "
+                       "the sigmoid)", settings=("logits_layer",))
     if kind == "log-softmax":
-        return ("warning: the output is log-softmax: the class objective uses log-probabilities as logits; pass "
-                "--logits-layer NAME (the layer before it) for the logits")
+        return Message("warning: the output is log-softmax: the class objective uses log-probabilities as logits; "
+                       "pass {logits_layer} NAME (the layer before it) for the logits", settings=("logits_layer",))
     return None
 
 

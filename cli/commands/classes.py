@@ -16,7 +16,7 @@ from introspect.records import Provenance, classes_image_records, run_status, wr
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, parse_formats, positive_int, repeat_record)
-from ..output import Outcome, Output, plural, written
+from ..output import Outcome, Output, plural, say, written
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                  f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
     warning = kind_warning(result.output_kind)
     if warning:
-        io.err.print(warning, markup=False)
+        io.err.print(say(warning), markup=False)
     io.out.print(written(run_folder), markup=False)
     return finished(io, summary)
 

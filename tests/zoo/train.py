@@ -226,7 +226,7 @@ def open_channels(model: nn.Module, dataset: str) -> int:
 def manifest_entry(name: str, recipe: Recipe, model: nn.Module, acc: float) -> dict:
     info = DATASETS[recipe.dataset]
     entry = {
-        "class": recipe.cls, "role": "judge" if "judge" in name else "zoo", "dataset": recipe.dataset,
+        "class": recipe.cls, "role": "judge" if "judge" in name else "zoo" if recipe.task == "classes" else "output-kind", "dataset": recipe.dataset,
         "accuracy": round(acc, 4), "held_out": f"{len(load_cached(recipe.dataset, 'test'))} test images",
         "seed": recipe.seed, "epochs": recipe.epochs, "augment": recipe.augment,
         "input_shape": [1, 28, 28], "mean": list(info.mean), "std": list(info.std),
