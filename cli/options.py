@@ -17,7 +17,7 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 
 #: How the CLI spells each setting a library message names (see introspect.errors): the one table.
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "model", "checkpoint",
+    "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "logits_position", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
     "trust")}
 FLAGS.update({row.name: f"--{row.name}" for row in table(RenderConfig)})  # the settings table's options
@@ -49,6 +49,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--logits-output", metavar="KEY",
                        help="the logits' place in a structured output: an index of a tuple, a key of a dict, an "
                             "attribute (default: the output itself when it is one tensor)")
+    group.add_argument("--logits-position", choices=("mean", "center", "max"),
+                       help="a spatial map of logits (batch, classes, H, W), from a fully-convolutional classifier: "
+                            "each class's score is its mean over the map, its centre or its max (default: mean)")
 
 
 def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
@@ -61,7 +64,8 @@ def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
         source = absolute(source)
     meta = {"size": args.size, "input_shape": args.input_shape, "mean": args.mean, "std": args.std,
             "class_names": list(loaded.spec.class_names) if args.class_names else None,
-            "logits_layer": args.logits_layer, "logits_output": args.logits_output}
+            "logits_layer": args.logits_layer, "logits_output": args.logits_output,
+            "logits_position": args.logits_position}
     return {"source": source, "checkpoint": absolute(args.checkpoint), "weights": args.weights,
             "trust_checkpoint": args.trust_checkpoint, "meta": meta}
 
@@ -93,7 +97,8 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
         if not class_names:
             raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
     meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
-                         class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output)
+                         class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output,
+                         logits_position=args.logits_position)
     loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint, meta=meta)
     if hooks and loaded.scripted:
         raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "

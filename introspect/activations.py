@@ -16,6 +16,8 @@ from .engine import on_device
 from .hooks import Probe
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
+from .outputs import as_logits, class_values
+from .outputs import probabilities as kind_probabilities
 from .pictures import ImageInput, load_image  # noqa: F401 - activations' public names
 
 
@@ -26,7 +28,7 @@ class ActivationsResult:
     input: ImageInput
     outputs: dict[str, torch.Tensor]  # layer -> output (without the batch dimension), as recorded by the hook
     activations: dict[str, str]  # layer -> activation applied for display ("relu" or "identity")
-    probabilities: torch.Tensor  # (classes,); empty when the model's logits are unknown
+    probabilities: torch.Tensor  # (classes,) softmax, or a sigmoid per unit for sigmoid heads; empty when logits are unknown
     predicted: int | None  # None when the model's logits are unknown
     saliency: torch.Tensor  # (C, H, W): d logit[predicted] / d pixel in pixel space [0, 1] (unknown logits: of the last layer's strongest unit)
     class_names: Sequence[str]
@@ -53,9 +55,11 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     with on_device(model, device) as model, Probe(model, spec, wanted, device, early_exit=False) as probe:
         outputs = probe(pixels)
         if spec.logits is not None:
-            logits = outputs[spec.logits].flatten(1)[0]
-            predicted = int(logits.argmax())
-            target, probabilities = logits[predicted], torch.softmax(logits.detach().float(), 0).cpu()
+            logits = as_logits(class_values(outputs[spec.logits], spec.logits_position), spec.output_kind)
+            predicted = int(logits[0].argmax())
+            target = logits[0, predicted]
+            probabilities = (torch.softmax(logits[0].detach().float(), 0) if spec.output_kind in (None, "logits")
+                             else kind_probabilities(logits.detach(), spec.output_kind)[0]).cpu()
         else:
             units = reduce_channels(outputs[layers[-1]])[0]
             predicted, target, probabilities = None, units.max(), torch.zeros(0)

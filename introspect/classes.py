@@ -16,6 +16,7 @@ from .errors import UserError
 from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
+from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
 from .params import STARTS, ImageConfig, prior_for, start_bias
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
@@ -29,18 +30,18 @@ MAX_CANDIDATES = 4096  # keys stay below 2**32 (params.seed_entropy keeps 32 bit
 NAME_CHARS = 16  # class names longer than this are shortened in tile titles
 
 
-def format_probability(p: float) -> str:
+def format_probability(p: float, label: str = "p") -> str:
     """"p=0.734"; "p=1.000" and "p=0.000" only when the value is exactly 1 or 0, else "p>0.999" / "p<0.001"
-    where three decimals would round to them."""
+    where three decimals would round to them. ``label`` names the probability ("p (sigmoid)")."""
     if math.isnan(p):
-        return "p=nan"
+        return f"{label}=nan"
     if p == 1.0 or p == 0.0:
-        return f"p={p:.3f}"
+        return f"{label}={p:.3f}"
     if p >= 0.9995:
-        return "p>0.999"
+        return f"{label}>0.999"
     if p < 0.0005:
-        return "p<0.001"
-    return f"p={p:.3f}"
+        return f"{label}<0.001"
+    return f"{label}={p:.3f}"
 
 
 def _short(name: str, chars: int = NAME_CHARS) -> str:
@@ -60,7 +61,7 @@ class ClassesResult:
     labels: list[int]
     class_names: list[str]
     logits: torch.Tensor  # (N,) the target class's logit on the final image
-    probabilities: torch.Tensor  # (N,) softmax probability of the target class
+    probabilities: torch.Tensor  # (N,) probability of the target class (softmax, or sigmoid: see output_kind)
     runner_up: list[int | None]  # the highest other class on the final image (None for a one-class model)
     runner_up_logits: torch.Tensor  # (N,) its logit
     runner_up_probabilities: torch.Tensor  # (N,) its softmax probability
@@ -77,16 +78,23 @@ class ClassesResult:
     pulled: bool = False  # the pull toward the data's mean input applied (the spec had a prior)
     inked: bool = False  # the ink-level term applied (the spec had a prior)
     parametrization: str = ""  # the parametrization used ("basis" falls back to "fft" without a data basis)
+    output_kind: str | None = None  # what the values at the logits are (introspect.outputs; None: logits)
+    logits_position: str | None = None  # how a spatial map of logits was reduced (None: not a map)
 
     @property
     def titles(self) -> list[str]:
-        """Tile titles: class, "logit 23.4  p=1.000", "next: 1 (p=0.000)" (the runner-up)."""
+        """Tile titles: class, "logit 23.4  p=1.000", "next: 1 (p=0.000)" (the runner-up). Sigmoid heads say
+        "p (sigmoid)"; outputs that are probabilities (their logits out of reach) show "p (softmax)" or
+        "p (sigmoid)" alone, no logit."""
+        label = probability_label(self.output_kind)
+        has_logits = self.output_kind in (None, "logits", "sigmoid logits")
         titles = []
         for i, (name, logit, p) in enumerate(zip(self.class_names, self.logits.tolist(), self.probabilities.tolist())):
-            title = f"{_short(name)}\nlogit {logit:.1f}  {format_probability(p)}"
+            verdict = format_probability(p, label)
+            title = f"{_short(name)}\n" + (f"logit {logit:.1f}  {verdict}" if has_logits else verdict)
             if self.runner_up[i] is not None:
                 title += (f"\nnext: {_short(self.runner_up_names[i])} "
-                          f"({format_probability(float(self.runner_up_probabilities[i]))})")
+                          f"({format_probability(float(self.runner_up_probabilities[i]), label)})")
             titles.append(title)
         return titles
 
@@ -100,7 +108,10 @@ class ClassesResult:
                    ("l2", c.l2), ("blur", c.blur))
         parts += [f"{name} {weight:g}" for name, weight in applied if weight]
         parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
-        return "settings: " + ", ".join(parts)
+        if self.output_kind not in (None, "logits") or self.logits_position is not None:
+            parts.append(f"output {describe_kind(self.output_kind, self.logits_position)}")
+        warning = kind_warning(self.output_kind)
+        return "settings: " + ", ".join(parts) + ("\n" + warning if warning else "")
 
 
 def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> list[int]:
@@ -140,9 +151,19 @@ def logits_of(spec: ModelSpec) -> str:
 
 
 def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
-    """Logits (N, classes) of the spec's logits for pixel-space images (N, C, H, W) in [0, 1]."""
+    """Logits (N, classes) of the spec's logits for pixel-space images (N, C, H, W) in [0, 1]: a spatial map
+    reduced as ``spec.logits_position`` says, probabilities turned back into logits (``outputs.as_logits``)."""
     where = logits_of(spec)
-    return record(model, spec, images, [where], device)[where].flatten(1).float().cpu()
+    output = record(model, spec, images, [where], device)[where]
+    return as_logits(class_values(output, spec.logits_position).float(), spec.output_kind).cpu()
+
+
+def class_objective(spec: ModelSpec, objective: str, classes: Sequence[int]):
+    """The class objective ``objective`` for the spec's logits, their kind and map reduction."""
+    extra = {}
+    if spec.output_kind not in (None, "logits") or spec.logits_position is not None:
+        extra = {"kind": spec.output_kind, "position": spec.logits_position}
+    return OBJECTIVES[objective](logits_of(spec), classes, **extra)
 
 
 def describe_start(config: RenderConfig, spec: ModelSpec, parametrization: str) -> str:
@@ -159,17 +180,18 @@ class Verdicts(NamedTuple):
     """The model's verdict on rows of images, each with its target class."""
 
     logits: torch.Tensor  # (B,) the target's logit
-    probabilities: torch.Tensor  # (B,) the target's softmax probability
+    probabilities: torch.Tensor  # (B,) the target's probability (softmax, or sigmoid for sigmoid kinds)
     runner_up: torch.Tensor  # (B,) the highest other class (-1 for a one-class model)
     runner_up_logits: torch.Tensor  # (B,) its logit (NaN for a one-class model)
     runner_up_probabilities: torch.Tensor  # (B,) its probability (0 for a one-class model)
     margins: torch.Tensor  # (B,) target logit - runner-up logit (NaN for a one-class model)
 
 
-def verdicts(logits: torch.Tensor, labels: Sequence[int]) -> Verdicts:
-    """The verdicts of logits (B, classes) on rows whose targets are ``labels``."""
+def verdicts(logits: torch.Tensor, labels: Sequence[int], kind: str | None = None) -> Verdicts:
+    """The verdicts of logits (B, classes) on rows whose targets are ``labels``; ``kind`` (``introspect.outputs``)
+    says how probabilities follow from them (a sigmoid per unit for sigmoid heads, else softmax)."""
     picked = torch.as_tensor(list(labels), dtype=torch.long).view(-1, 1)
-    probabilities = torch.softmax(logits, 1)
+    probabilities = _probabilities(logits, kind)
     target, target_p = logits.gather(1, picked).squeeze(1), probabilities.gather(1, picked).squeeze(1)
     if logits.shape[1] < 2:
         nan = torch.full_like(target, float("nan"))
@@ -177,6 +199,10 @@ def verdicts(logits: torch.Tensor, labels: Sequence[int]) -> Verdicts:
     runner_logit, runner = logits.scatter(1, picked, float("-inf")).max(1)
     return Verdicts(target, target_p, runner, runner_logit, probabilities.gather(1, runner.view(-1, 1)).squeeze(1),
                     target - runner_logit)
+
+
+def _probabilities(logits: torch.Tensor, kind: str | None) -> torch.Tensor:
+    return torch.softmax(logits, 1) if kind in (None, "logits") else probabilities(logits, kind)
 
 
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
@@ -217,9 +243,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     rows_labels = labels * candidates  # row j * count + i: candidate j of class labels[i]
     keys = [c + j * CANDIDATE_STRIDE for j in range(candidates) for c in labels]
     with on_device(model, config.device) as model:
-        result = config.render(model, OBJECTIVES[objective](logits_of(spec), rows_labels), spec, keys, callback)
+        result = config.render(model, class_objective(spec, objective, rows_labels), spec, keys, callback)
         logits = class_scores(model, spec, result.images, config.device)
-    verdict = verdicts(logits, rows_labels)
+    verdict = verdicts(logits, rows_labels, spec.output_kind)
     by_candidate = verdict.margins.view(candidates, count)
     score = verdict.logits.view(candidates, count) if logits.shape[1] < 2 else by_candidate
     chosen = torch.nan_to_num(score, nan=float("-inf")).argmax(0)  # ties and all-NaN: the first candidate
@@ -249,5 +275,5 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         start=describe_start(config, spec, result.param),
         pulled=any(name.startswith("toward(") for name in result.regularizers),
         inked=any(name.startswith("ink(") for name in result.regularizers),
-        parametrization=result.param,
+        parametrization=result.param, output_kind=spec.output_kind, logits_position=spec.logits_position,
     )

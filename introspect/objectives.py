@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .outputs import SIGMOID_KINDS, as_logits, class_values, log_probability
+
 Activations = dict[str, torch.Tensor]
 
 #: The key under which an objective finds the images being optimized, in pixel space [0, 1]
@@ -124,12 +126,19 @@ def _per_image(values: torch.Tensor, batch: int | None) -> torch.Tensor:
     return values * mask
 
 
-def class_logits(layer: str, classes: Sequence[int]) -> Objective:
-    """Image i maximizes logit ``classes[i]`` of ``layer`` (one class per image, all in one batch)."""
+def _scores(output: torch.Tensor, kind: str | None, position: str | None) -> torch.Tensor:
+    """(B, classes) on the logit scale from the tensor at the logits (``outputs.class_values``, ``as_logits``)."""
+    return as_logits(class_values(output, position), kind)
+
+
+def class_logits(layer: str, classes: Sequence[int], *, kind: str | None = None,
+                 position: str | None = None) -> Objective:
+    """Image i maximizes logit ``classes[i]`` of ``layer`` (one class per image, all in one batch). ``kind`` and
+    ``position``: what the values are and how a spatial map is reduced (``introspect.outputs``)."""
     index = torch.as_tensor(list(classes), dtype=torch.long)
 
     def fn(a: Activations) -> torch.Tensor:
-        logits = a[layer].flatten(1)
+        logits = _scores(a[layer], kind, position)
         return logits.gather(1, index.to(logits.device).view(-1, 1)).squeeze(1)
 
     return Objective(fn, [layer], f"class_logits({layer})")
@@ -140,29 +149,29 @@ def class_logit(layer: str, cls: int, batch: int | None = None) -> Objective:
     return Objective(lambda a: _per_image(a[layer].flatten(1)[:, cls], batch), [layer], f"class_logit({layer}, {cls})")
 
 
-def class_confidence(layer: str, classes: Sequence[int], weight: float = 10.0) -> Objective:
+def class_confidence(layer: str, classes: Sequence[int], weight: float = 10.0, *, kind: str | None = None,
+                     position: str | None = None) -> Objective:
     """Logit plus ``weight`` x log-probability of each image's class.
 
     The logit alone rises without end, and images keep growing strokes and texture long after the
     class is clear; the log-probability saturates once the class wins, so the image stays nearer
     its data-like start. The logit term keeps a gradient that raises the class itself rather than
-    only pushing the others down (measured on the zoo: benchmarks/quality.py).
+    only pushing the others down (measured on the zoo: benchmarks/quality.py). For sigmoid outputs
+    (``kind``) the log-probability is the class's own log-sigmoid.
     """
     index = torch.as_tensor(list(classes), dtype=torch.long)
 
     def fn(a: Activations) -> torch.Tensor:
-        logits = a[layer].flatten(1)
+        logits = _scores(a[layer], kind, position)
         picked = index.to(logits.device).view(-1, 1)
         target = logits.gather(1, picked)
         # Another class's non-finite logit must not poison this image's objective: it counts as absent.
-        others = torch.where(torch.isfinite(logits), logits, torch.full_like(logits, float("-inf")))
-        log_probability = target - torch.logsumexp(others.scatter(1, picked, target), dim=1, keepdim=True)
-        return (target + weight * log_probability).squeeze(1)
+        return (target + weight * log_probability(logits, picked, kind)).squeeze(1)
 
     return Objective(fn, [layer], f"class_confidence({layer})")
 
 
-def blog_loss(layer: str, classes: Sequence[int]) -> Objective:
+def blog_loss(layer: str, classes: Sequence[int], *, kind: str | None = None, position: str | None = None) -> Objective:
     """The original blog objective, negated: 10*logsoftmax[target] - sum(logsoftmax).
 
     Kept for comparison only: raising a log-probability can be done by pushing
@@ -171,7 +180,8 @@ def blog_loss(layer: str, classes: Sequence[int]) -> Objective:
     index = torch.as_tensor(list(classes), dtype=torch.long)
 
     def fn(a: Activations) -> torch.Tensor:
-        log_probs = F.log_softmax(a[layer].flatten(1), dim=1)
+        scores = _scores(a[layer], kind, position)
+        log_probs = F.logsigmoid(scores) if kind in SIGMOID_KINDS else F.log_softmax(scores, dim=1)
         target = log_probs.gather(1, index.to(log_probs.device).view(-1, 1)).squeeze(1)
         return 10 * target - log_probs.sum(1)
 

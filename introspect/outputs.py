@@ -1,18 +1,128 @@
-"""What a model's output holds: logits, or probabilities that a class objective must not use."""
+"""What a model's output holds: logits, softmax or sigmoid probabilities, or a spatial map of logits.
+
+The kind (``ModelSpec.output_kind``) says what the values at ``spec.logits`` are and so how a class objective
+reads them and how probabilities are shown:
+
+- ``None`` / "logits": logits of one softmax over the classes (p = softmax of them);
+- "sigmoid logits": the values before independent sigmoids (multi-label, or one output; p = sigmoid per unit);
+- "softmax": softmax probabilities whose logits are out of reach (the objective uses log p, p the values);
+- "log-softmax": log-probabilities (the objective uses them as logits, p = their exp);
+- "sigmoid": sigmoid probabilities whose logits are out of reach (the objective uses log(p / (1 - p))).
+
+A spatial map (B, K, H, W) of logits (a fully-convolutional classifier) is reduced to (B, K) over its
+positions as ``ModelSpec.logits_position`` says: "mean", "center" or "max".
+"""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from .errors import Message
+
+KINDS = ("logits", "sigmoid logits", "softmax", "log-softmax", "sigmoid")
+POSITIONS = ("mean", "center", "max")
+#: Kinds whose values are probabilities of independent sigmoids, one per unit.
+SIGMOID_KINDS = ("sigmoid logits", "sigmoid")
+#: The smallest probability (and its distance from 1) turned back into a logit: float32 holds no more.
+EPSILON = 1e-7
+
+
+def class_values(output: torch.Tensor, position: str | None = None) -> torch.Tensor:
+    """(B, classes) from the tensor at ``spec.logits``: a spatial map (B, K, H, W) reduced over its positions by
+    ``position`` (mean, center or max), anything else flattened after the batch dimension."""
+    if position is None or output.ndim != 4:
+        return output.flatten(1)
+    if position == "mean":
+        return output.mean(dim=(2, 3))
+    if position == "center":
+        return output[:, :, output.shape[2] // 2, output.shape[3] // 2]
+    if position == "max":
+        return output.amax(dim=(2, 3))
+    raise ValueError(f"unknown logits position {position!r}; choose {', '.join(POSITIONS)}")
+
+
+def as_logits(values: torch.Tensor, kind: str | None) -> torch.Tensor:
+    """Values of ``kind`` on the logit scale: probabilities turned back into (log-softmax or sigmoid) logits."""
+    if kind == "softmax":
+        return values.clamp(min=EPSILON).log()
+    if kind == "sigmoid":
+        p = values.clamp(EPSILON, 1 - EPSILON)
+        return p.log() - (-p).log1p()
+    return values
+
+
+def probabilities(scores: torch.Tensor, kind: str | None) -> torch.Tensor:
+    """Probabilities (B, classes) from scores on the logit scale (``as_logits``): a sigmoid per unit for sigmoid
+    kinds, else one softmax over the classes (for softmax outputs: the model's own values, renormalized)."""
+    scores = scores.float()
+    return torch.sigmoid(scores) if kind in SIGMOID_KINDS else torch.softmax(scores, 1)
+
+
+def log_probability(scores: torch.Tensor, picked: torch.Tensor, kind: str | None) -> torch.Tensor:
+    """(B, 1) the log-probability of each row's ``picked`` class from scores on the logit scale; another class's
+    non-finite score counts as absent."""
+    target = scores.gather(1, picked)
+    if kind in SIGMOID_KINDS:
+        return F.logsigmoid(target)
+    others = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
+    return target - torch.logsumexp(others.scatter(1, picked, target), dim=1, keepdim=True)
+
+
+def probability_label(kind: str | None) -> str:
+    """How tiles name a probability: "p" (softmax over logits), "p (sigmoid)" or "p (softmax)" (the model's own)."""
+    if kind in SIGMOID_KINDS:
+        return "p (sigmoid)"
+    if kind in ("softmax", "log-softmax"):
+        return "p (softmax)"
+    return "p"
+
+
+def kind_warning(kind: str | None) -> Message | None:
+    """One line for the report when the class objective cannot reach the model's logits, else None."""
+    if kind == "softmax":
+        return Message("warning: the output is softmax probabilities and the logits before it are out of reach: the "
+                       "class objective uses log p; pass {logits_layer} NAME (the layer before the softmax)",
+                       settings=("logits_layer",))
+    if kind == "sigmoid":
+        return Message("warning: the output is sigmoid probabilities and the logits before it are out of reach: the "
+                       "class objective uses log(p/(1-p)), flat where p saturates; pass {logits_layer} NAME (before "
+                       "the sigmoid)", settings=("logits_layer",))
+    if kind == "log-softmax":
+        return Message("warning: the output is log-softmax: the class objective uses log-probabilities as logits; "
+                       "pass {logits_layer} NAME (the layer before it) for the logits", settings=("logits_layer",))
+    return None
+
+
+def describe_kind(kind: str | None, position: str | None = None) -> str:
+    """The output kind in words, for settings lines and run.json: "logits (softmax)", "sigmoid logits", ..."""
+    text = {None: "logits (softmax over them)", "logits": "logits (softmax over them)",
+            "sigmoid logits": "logits of independent sigmoids", "softmax": "softmax probabilities",
+            "log-softmax": "log-softmax", "sigmoid": "sigmoid probabilities"}[kind]
+    return text + (f", a spatial map reduced by its {position}" if position else "")
 
 
 @torch.no_grad()
 def output_kind(output: torch.Tensor) -> str | None:
     """'softmax probabilities' or 'log-softmax' when each row of (N, classes) ``output`` sums like one, else None."""
+    kind = value_kind(output)
+    return {"softmax": "softmax probabilities", "log-softmax": "log-softmax"}.get(kind)
+
+
+@torch.no_grad()
+def value_kind(output: torch.Tensor) -> str | None:
+    """The kind (N, classes) values look like: "softmax" (rows in [0, 1] summing to 1, more than one class),
+    "log-softmax" (rows whose exp sums to 1), "sigmoid" (all in [0, 1], rows not summing to 1), else None."""
     output = output.float()
+    if output.numel() == 0 or not bool(torch.isfinite(output).all()):
+        return None
     ones = torch.ones(len(output), device=output.device)
-    if torch.allclose(output.sum(1), ones, atol=1e-3) and bool((output >= 0).all()):
-        return "softmax probabilities"
-    if torch.allclose(output.exp().sum(1), ones, atol=1e-3):
+    within = bool(((output >= 0) & (output <= 1)).all())
+    if output.shape[1] > 1 and within and torch.allclose(output.sum(1), ones, atol=1e-3):
+        return "softmax"
+    if output.shape[1] > 1 and torch.allclose(output.exp().sum(1), ones, atol=1e-3):
         return "log-softmax"
+    if within:
+        return "sigmoid"
     return None
 
 

@@ -45,8 +45,14 @@ class Provenance:
            prior: str | None = None) -> "Provenance":
         """``prior`` says where the spec's image prior came from (default: the spec itself)."""
         return cls(model={"name": loaded.spec.name, "source": loaded.source, "checkpoint_sha256": loaded.sha256,
-                          "random_weights": loaded.random_weights, "notes": [str(n) for n in loaded.notes]},
-                   label=loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else ""),
+                          "random_weights": loaded.random_weights,
+                          "weights": "random" if loaded.random_weights else "from the model's code"
+                          if loaded.weights_from_code else "loaded",
+                          "output_kind": loaded.spec.output_kind or ("logits" if loaded.spec.logits is not None else None),
+                          "logits_position": loaded.spec.logits_position,
+                          "notes": [str(n) for n in loaded.notes]},
+                   label=loaded.spec.name + (" (RANDOM WEIGHTS)" if loaded.random_weights else
+                                             " (weights from the model's code)" if loaded.weights_from_code else ""),
                    argv=argv, inputs=dict(inputs or {}), prior=prior_record(loaded.spec, prior))
 
 
@@ -156,6 +162,8 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
         "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
         "command_name": "classes",
         "objective": result.objective,
+        "output_kind": result.output_kind or "logits",  # introspect.outputs: how probabilities were computed
+        "logits_position": result.logits_position,  # how a spatial map of logits was reduced (null: not a map)
         "parametrization": result.parametrization,  # the one used: "basis" falls back to "fft" without a data basis
         "candidates": result.candidates,
         "candidate_key_stride": CANDIDATE_STRIDE,

@@ -10,12 +10,13 @@ from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, lo
                                 visualize_classes)
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
+from introspect.outputs import kind_warning, probability_label
 from introspect.records import Provenance, classes_image_records, run_status, write_classes
 
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, parse_formats, positive_int, repeat_record)
-from ..output import Outcome, Output, plural, written
+from ..output import Outcome, Output, plural, say, written
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,8 +92,12 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(health)
     count = len(result.labels)
     best = f" (best of {result.candidates} candidates by logit margin)" if result.candidates > 1 else ""
-    io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps{best}; lowest probability "
+    kind = {"p (sigmoid)": " (sigmoid)", "p (softmax)": " (softmax)"}.get(probability_label(result.output_kind), "")
+    io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps{best}; lowest probability{kind} "
                  f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
+    warning = kind_warning(result.output_kind)
+    if warning:
+        io.err.print(say(warning), markup=False)
     io.out.print(written(run_folder), markup=False)
     return finished(io, summary)
 

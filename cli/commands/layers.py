@@ -6,10 +6,12 @@ import argparse
 from rich.text import Text
 from rich.table import Table
 
+from introspect.engine import on_device
 from introspect.layers import HOOKABLE_TYPES, describe_layers
+from introspect.outputs import describe_kind
 from introspect.records import Provenance
 
-from ..options import add_model_options, load_model_from_args
+from ..options import add_model_options, load_model_from_args, resolve_device
 from ..output import Outcome, Output
 
 
@@ -17,14 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("layers", help="list the hookable layers of a model with their output shapes",
                        description="List every hookable layer (dotted named_modules path) with its type, output shape and unit count.")
     add_model_options(p)
+    p.add_argument("--device", default="auto", help="where the dry pass runs: auto, cpu or cuda[:N] (default: auto)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
+    device = resolve_device(args.device)
     loaded = load_model_from_args(args)
     for note in loaded.notes:
         io.note(note)
-    infos = describe_layers(loaded.model, loaded.spec.input_shape)
+    with on_device(loaded.model, str(device)) as model:
+        infos = describe_layers(model, loaded.spec.input_shape, device)
     table = Table(title=Text(f"{Provenance.of(loaded).label}: hookable layers (input {tuple(loaded.spec.input_shape)})"))
     header = ("layer", "type", "output shape", "channels/units", "a channel is", "measured at")
     for column in header:
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     logits = loaded.spec.logits
     io.out.print("logits: " + ("unknown (name them with --logits-layer or --logits-output to visualize classes)"
                                if logits is None else "the model's output" if logits == "" else
-                               f"item {logits[1:]} of the model's output" if logits.startswith(":") else logits),
+                               f"item {logits[1:]} of the model's output" if logits.startswith(":") else logits)
+                 + ("" if logits is None else f"; output: {describe_kind(loaded.spec.output_kind, loaded.spec.logits_position)}"),
                  markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
@@ -54,7 +60,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.err.print(f"warning: in-place modules ({', '.join(inplace[:5])}{', ...' if len(inplace) > 5 else ''}) "
                      "overwrite their input; introspect copies hooked outputs so they stay intact", markup=False)
     return Outcome(summary={"model": loaded.spec.name, "input_shape": list(loaded.spec.input_shape),
-                            "logits": loaded.spec.logits,
+                            "logits": loaded.spec.logits, "device": str(device),
+                            "output_kind": loaded.spec.output_kind or ("logits" if loaded.spec.logits is not None else None),
+                            "logits_position": loaded.spec.logits_position,
                             "layers": [{"name": i.name, "type": i.type, "output_shape": list(i.output_shape or []),
                                         "units": i.units, "calls": i.calls,
                                         "measured_at": _measured_at(loaded.spec, i) or None} for i in infos]})

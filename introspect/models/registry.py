@@ -48,6 +48,7 @@ class LoadedModel:
     source: str
     sha256: str | None
     random_weights: bool = False  # no trained weights were loaded: every report says so
+    weights_from_code: bool = False  # no checkpoint, but the constructor sets the same weights under any seed
     scripted: bool = False  # a TorchScript archive: no forward hooks on its submodules
     notes: list[str] = field(default_factory=list)
 

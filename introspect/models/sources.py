@@ -20,7 +20,7 @@ from torch import nn
 
 from ..capture import HookRegistry
 from ..errors import Message, UserError
-from ..outputs import output_kind
+from ..outputs import POSITIONS, class_values, describe_kind, value_kind
 from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .spec import PRIOR_FIELDS, ModelSpec
@@ -37,6 +37,7 @@ class MetaOverrides:
     class_names: tuple[str, ...] | None = None
     logits_layer: str | None = None
     logits_output: str | None = None  # an index of a tuple output, a key of a dict, an attribute
+    logits_position: str | None = None  # how a spatial map of logits (B, K, H, W) becomes (B, K): mean, center, max
 
 
 def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, weights: str | None = None,
@@ -65,26 +66,119 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
         raise UserError("unknown model '{source}'; use a built-in name ({builtin}), torchvision:NAME, "
                         "path/to/file.py:ClassName, package.module:ClassName, or a TorchScript file",
                         source=source, builtin=", ".join(BUILTIN_MODELS))
+    if meta.logits_position is not None and meta.logits_position not in POSITIONS:
+        raise UserError("{logits_position} '{given}' is unknown; choose {choices}", settings=("logits_position",),
+                        given=meta.logits_position, choices=", ".join(POSITIONS))
     loaded = _apply_overrides(loaded, meta)
-    if loaded.spec.logits is not None and loaded.spec.logits_layer == "":
-        warning = output_kind_warning(loaded.model, loaded.spec)
-        if warning:
-            loaded.notes.append(warning)
+    if loaded.spec.logits is not None and not loaded.scripted:
+        detect_output(loaded, meta)
+    if meta.logits_position is not None and loaded.spec.logits_position is None:
+        raise UserError("{logits_position} applies to a spatial map of logits (batch, classes, H, W); this model's "
+                        "logits are not one", settings=("logits_position",))
     return loaded
 
 
-@torch.no_grad()
-def output_kind_warning(model: nn.Module, spec: ModelSpec) -> Message | None:
-    """A warning when the model's logits (where the spec says) look like probabilities or log-probabilities."""
-    generator = torch.Generator().manual_seed(0)
-    with HookRegistry(model, [spec.logits]) as hooks:
-        logits = hooks.run(torch.rand(2, *spec.input_shape, generator=generator))[spec.logits]
-    kind = output_kind(logits.flatten(1).float())
+#: The final ops of a classifier that turn logits into probabilities, by what fx sees.
+FINAL_MODULES = {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid", nn.LogSoftmax: "log-softmax"}
+FINAL_CALLS = {torch.softmax: "softmax", F.softmax: "softmax", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
+               torch.log_softmax: "log-softmax", F.log_softmax: "log-softmax"}
+FINAL_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log-softmax"}
+#: Ops that only reshape: a module's output seen through them still holds the same values, one per class.
+RESHAPES = {"flatten", "view", "reshape", "squeeze"}
+
+
+def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
+    """(kind, layer) when torch.fx sees the model's output at ``where`` ("" or ":KEY") come from a final softmax,
+    sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
+    None when the forward does not trace or ends otherwise."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - any forward fx cannot trace: the values decide
+        return None
+    modules = dict(model.named_modules())
+    output = next((n for n in graph.nodes if n.op == "output"), None)
+    if output is None or not output.args:
+        return None
+    node = output.args[0]
+    if where.startswith(":"):
+        key = where[1:]
+        if isinstance(node, (tuple, list)) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return None
+    if not isinstance(node, torch.fx.Node):
+        return None
+    kind = None
+    if node.op == "call_module":
+        kind = FINAL_MODULES.get(type(modules.get(node.target)))
+    elif node.op == "call_function":
+        kind = FINAL_CALLS.get(node.target)
+    elif node.op == "call_method":
+        kind = FINAL_METHODS.get(node.target)
     if kind is None:
         return None
-    return Message("the model's output looks like {kind}, not logits: raising a class there can mean pushing others"
-                   " down; pass {logits_layer} NAME (the layer before the softmax) to use the logits",
-                   settings=("logits_layer",), kind=kind)
+    source = node.args[0] if node.args else None
+    while isinstance(source, torch.fx.Node) and (
+            (source.op == "call_method" and source.target in RESHAPES)
+            or (source.op == "call_function" and source.target is torch.flatten)):
+        source = source.args[0]
+    if isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1:
+        return kind, source.target
+    return kind, None
+
+
+@torch.no_grad()
+def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), inputs: torch.Tensor | None = None) -> None:
+    """Set ``loaded.spec``'s output kind (``introspect.outputs``) and the reduction of a spatial map of logits,
+    from the final op torch.fx sees (its input's layer becomes the logits: the class objective then works before
+    the softmax or sigmoid) or else from the values of a dry forward on ``inputs`` (normalized; default: 16
+    seeded random images): rows in [0, 1] summing to 1 are softmax, all in [0, 1] otherwise sigmoid. A spec that
+    already says its kind, or names its logits layer, keeps it. Adds a note saying what was found."""
+    spec, model = loaded.spec, loaded.model
+    if inputs is None:
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.rand(16, *spec.input_shape, generator=generator)
+        inputs = (inputs - torch.tensor(spec.mean).view(-1, 1, 1)) / torch.tensor(spec.std).view(-1, 1, 1)
+    changes: dict = {}
+    if spec.output_kind is None and spec.logits_layer:  # a named logits layer: before a final sigmoid?
+        found = final_op(model, "")
+        if found is not None and found == ("sigmoid", spec.logits_layer):
+            changes = {"output_kind": "sigmoid logits"}
+    elif spec.output_kind is None and spec.logits_layer == "":
+        found = final_op(model, spec.logits)
+        if found is not None and found[1] is not None:
+            kind, layer = found
+            changes = {"logits_layer": layer, "logits_output": None,
+                       "output_kind": "sigmoid logits" if kind == "sigmoid" else "logits"}
+            loaded.notes.append(f"the model's output is {kind} of layer {layer}'s output: the class objective works on "
+                                f"{layer} (before the {kind})")
+        elif found is not None:
+            changes = {"output_kind": found[0]}
+    where = changes.get("logits_layer", spec.logits)
+    with HookRegistry(model.eval(), [where]) as hooks:
+        output = hooks.run(inputs)[where]
+    if output.ndim == 4 and spec.logits_position is None:
+        changes["logits_position"] = meta.logits_position or "mean"
+    if spec.output_kind is None and "output_kind" not in changes and not spec.logits_layer:
+        changes["output_kind"] = value_kind(class_values(output, changes.get("logits_position")).float()) or "logits"
+    if not changes:
+        return
+    loaded.spec = spec = spec.replace(**changes)
+    if spec.output_kind in (None, "logits", "sigmoid logits") and (
+            spec.output_kind == "sigmoid logits" or spec.logits_position is not None):
+        loaded.notes.append(f"output: {describe_kind(spec.output_kind, spec.logits_position)}"
+                            + (f" ({tuple(output.shape[1:])} per image)" if output.ndim == 4 else ""))
+    if spec.output_kind in ("softmax", "log-softmax", "sigmoid"):
+        loaded.notes.append(Message("the model's output looks like {kind}, not logits: raising a class there can mean "
+                                    "pushing others down; pass {logits_layer} NAME (the layer before the {op}) to use "
+                                    "the logits", settings=("logits_layer",),
+                                    kind=describe_kind(spec.output_kind), op=spec.output_kind))
 
 
 def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:
@@ -163,7 +257,8 @@ def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: Met
 
 def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
     """A class of an installed package, built with no arguments: whatever weights its constructor
-    loads (some packages ship trained weights) unless ``checkpoint`` replaces them."""
+    loads (some packages ship trained weights; random unless two builds under other seeds agree) unless
+    ``checkpoint`` replaces them."""
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -171,11 +266,11 @@ def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, m
                         "package, or give path/to/file.py:ClassName",
                         settings=("model",), module_name=module_name, class_name=class_name, exc=exc) from exc
     return _from_class(module, f"module {module_name}", class_name, f"{module_name}.{class_name}",
-                       f"{module_name}:{class_name}", checkpoint, trust, meta, weights_by_constructor=True)
+                       f"{module_name}:{class_name}", checkpoint, trust, meta)
 
 
 def _from_class(module, where: str, class_name: str, name: str, source: str, checkpoint, trust: bool,
-                meta: MetaOverrides, weights_by_constructor: bool = False) -> LoadedModel:
+                meta: MetaOverrides) -> LoadedModel:
     cls = getattr(module, class_name, None)
     if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
@@ -191,14 +286,41 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
     spec = _spec_from_flags(model, name, meta)
-    random_weights = checkpoint is None and not weights_by_constructor
-    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
+    from_code = checkpoint is None and weights_set_by_constructor(cls, model)
+    random_weights = checkpoint is None and not from_code
+    loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
     if random_weights:
         loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
                                     settings=("checkpoint",), class_name=class_name))
-    elif checkpoint is None:
-        loaded.notes.append(f"{class_name} has the weights its constructor loads (no checkpoint given)")
+    elif from_code:
+        loaded.notes.append(f"{class_name} has weights from the model's code: its constructor sets them (built under "
+                            "two seeds, the same weights; no checkpoint given)")
     return loaded
+
+
+#: Global seeds a class is built under to tell weights its constructor sets from random initialization.
+PROBE_SEEDS = (0x5EED1, 0x5EED2)
+
+
+def weights_set_by_constructor(cls: type, model: nn.Module) -> bool:
+    """True when building ``cls`` under other global seeds (torch.manual_seed) gives ``model``'s very weights
+    (parameters and buffers): its constructor sets or loads them. The global RNG state is restored afterwards.
+    A model without parameters or buffers has no weights to be random."""
+    state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    if not state:
+        return True
+    with torch.random.fork_rng(devices=[]):
+        for seed in PROBE_SEEDS:
+            torch.manual_seed(seed)
+            try:
+                other = cls().state_dict()
+            except Exception:  # noqa: BLE001 - it built once; a second build that fails says nothing
+                return False
+            if set(other) != set(state) or not all(
+                    isinstance(other[k], torch.Tensor) and other[k].shape == v.shape and torch.equal(other[k].cpu(), v.cpu())
+                    for k, v in state.items()):
+                return False
+    return True
 
 
 def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
@@ -452,7 +574,7 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "mean"),
                      std=_per_channel(std, shape[0], "std"), logits_layer=None, class_names=(),
                      **measuring_fields(model))
-    plain = isinstance(output, torch.Tensor) and output.ndim == 2
+    plain = isinstance(output, torch.Tensor) and output.ndim in (2, 4)  # (batch, classes) or a spatial map of them
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none
     layer = meta.logits_layer or ""
@@ -535,7 +657,7 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
 @torch.no_grad()
 def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, output_key: str | None = None) -> int:
     """How many classes the model scores: the width of its logits — ``layer``'s output, or the model's
-    output (its part ``output_key``) when ``layer`` is "" — on one dry forward."""
+    output (its part ``output_key``) when ``layer`` is "" — on one dry forward; K for a map (batch, K, H, W)."""
     where = layer or (":" + output_key if output_key else "")
     try:
         with HookRegistry(model, [where]) as hooks:
@@ -547,8 +669,9 @@ def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, out
         raise UserError("the logits have shape {shape}, not (batch, classes); name them with {logits_layer} or "
                         "{logits_output}", settings=("logits_layer", "logits_output"),
                         shape=tuple(output.shape))
-    if output.flatten(1).shape[1] == 0:
+    values = class_values(output, "mean" if output.ndim == 4 else None)  # a spatial map: one class per channel
+    if values.shape[1] == 0:
         raise UserError("the model's logits have shape {shape}: it scores no classes; name the logits with "
                         "{logits_layer} or {logits_output}", settings=("logits_layer", "logits_output"),
                         shape=tuple(output.shape))
-    return output.flatten(1).shape[1]
+    return values.shape[1]

@@ -6,6 +6,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..objectives import ACTIVATION_FUNCTIONS
+from ..outputs import KINDS, POSITIONS
 
 #: The fields that make a spec's image prior (estimated together by ``introspect.params.estimate_prior``).
 PRIOR_FIELDS = ("spectrum", "image_mean", "image_support", "ink_level", "image_basis", "basis_mean")
@@ -35,6 +36,9 @@ class ModelSpec:
     channels are measured at the end of the chain, what the next layer reads. ``taps`` maps such a layer
     to the module whose output is hooked for it (the chain's last module before its final activation,
     which ``activations`` then applies): {"conv1": "bn1"}. A layer in neither is measured at its output.
+    ``output_kind`` says what the values at the logits are (``introspect.outputs``: None or "logits",
+    "sigmoid logits", "softmax", "log-softmax", "sigmoid") and ``logits_position`` how a spatial map of
+    them (B, K, H, W) becomes (B, K) ("mean", "center", "max"; None: flattened).
     ``logits_output`` picks the logits out of a structured output (an index of a
     tuple, a key of a dict, an attribute) when ``logits_layer`` is "". A
     ``logits_layer`` of None means the logits are unknown: layers, channels and
@@ -59,6 +63,8 @@ class ModelSpec:
     basis_mean: tuple[float, ...] | None = field(default=None, repr=False)
     measure: dict[str, tuple[str, ...]] | None = None
     taps: dict[str, str] | None = None
+    output_kind: str | None = None
+    logits_position: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
@@ -68,6 +74,11 @@ class ModelSpec:
         for name in ("logits_layer", "logits_output"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string or None, got {_brief(getattr(self, name))}")
+        if self.output_kind is not None and self.output_kind not in KINDS:
+            raise ValueError(f"output_kind must be one of {', '.join(KINDS)} or None, got {_brief(self.output_kind)}")
+        if self.logits_position is not None and self.logits_position not in POSITIONS:
+            raise ValueError(f"logits_position must be one of {', '.join(POSITIONS)} or None, "
+                             f"got {_brief(self.logits_position)}")
         if self.dataset is not None and not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape

@@ -213,7 +213,8 @@ def test_tuple_output_logits_by_layer_or_by_item(heads, tmp_path, capsys):
     assert [image["class"] for image in record["images"]] == [0, 1, 2]
     assert "softmax" not in capsys.readouterr().err
     assert main(["classes", *model, "--logits-output", "2", "--out", "by-item"]) == 0
-    assert "looks like softmax probabilities" in capsys.readouterr().err  # the remedy is named
+    # fx sees torch.softmax(self.classify(x)): the objective works on classify, before the softmax (issue #20)
+    assert "softmax of layer classify's output" in capsys.readouterr().err
     assert main(["classes", *model, "--logits-output", "7"]) == 2
     assert "not in the model's output" in capsys.readouterr().err
 
@@ -238,8 +239,9 @@ def test_missing_metadata_is_one_clear_error(small_net_file, capsys):
     assert "--size N" in err and len(err.strip().splitlines()) == 1
 
 
-def test_softmax_output_warns(small_net_file, capsys):
+def test_softmax_output_is_seen_and_its_input_used(small_net_file, capsys):
     assert main(["layers", "--model", f"{small_net_file}:SoftNet", "--size", "28"]) == 0
-    assert "looks like softmax" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the model's output is softmax of layer" in err and "before the softmax" in err
 
 

@@ -116,7 +116,7 @@ def test_class_names_must_match_the_logits_width(small_net_file):
     assert load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"))).spec.class_names == ("a", "b", "c")
     with pytest.raises(UserError, match="class_names has 2 names, but the model has 3 classes"):
         load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b")))
-    with pytest.raises(UserError, match="class_names has 3 names, but the model has 3136 classes"):
+    with pytest.raises(UserError, match="class_names has 3 names, but the model has 4 classes"):  # a map: one per channel
         load_model(model, meta=MetaOverrides(size=28, class_names=("a", "b", "c"), logits_layer="block1.0"))  # 4 x 28 x 28
     with pytest.raises(UserError, match="class_names has 3 names, but the model has 1000 classes"):
         load_model("torchvision:resnet18", meta=MetaOverrides(size=32, class_names=("a", "b", "c")))

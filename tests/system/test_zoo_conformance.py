@@ -4,12 +4,16 @@ checkpoints of tests/assets/zoo (trained by tests/zoo/train.py)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from helpers import zoo_model
 from introspect_cli.main import main
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo" / "models.py"
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
+SEVEN = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 #: name -> (a middle layer for channels, the logits flags)
 CASES = {
@@ -41,6 +45,40 @@ def test_every_command_runs_with_defaults(name, tmp_path, capsys):
                  "--out", "activations"]) == 0
     record = json.loads((tmp_path / "activations" / "run.json").read_text())
     assert (record["prediction"] is None) == (name in ("multihead", "dictnet") and not logits)
+
+
+def test_every_command_on_the_sigmoid_and_map_models(tmp_path, capsys):
+    """Issue #20: the multi-label sigmoid model shows sigmoid probabilities and works before its sigmoid; the
+    fully-convolutional detector run at 4x its training size (112x112) gives exactly its 2 classes."""
+    for name, size, layer, count in (("multilabel", "28", "features.3", 3), ("detector", "112", "features.3", 2)):
+        model = [*_model(name), "--size", size]
+        capsys.readouterr()
+        assert main(["layers", *model, "--device", "cpu", "--json", "--quiet"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["output_kind"] == ("sigmoid logits" if name == "multilabel" else "logits")
+        assert summary["logits"] == ("head" if name == "multilabel" else "")
+        assert summary["logits_position"] == (None if name == "multilabel" else "mean")
+        assert main(["classes", *model, "--steps", "3", "--out", f"{name}-classes"]) == 0
+        out = capsys.readouterr().out
+        record = json.loads((tmp_path / f"{name}-classes" / "run.json").read_text())
+        assert len(record["images"]) == count
+        if name == "multilabel":
+            assert "lowest probability (sigmoid)" in out and record["output_kind"] == "sigmoid logits"
+            with torch.no_grad():  # the probabilities shown are the model's own sigmoids
+                loaded = zoo_model(name)
+                images = torch.from_numpy(np.load(tmp_path / f"{name}-classes" / "images.npz")["images"]).float() / 255
+                own = loaded.model((images - loaded.spec.mean[0]) / loaded.spec.std[0])
+            shown = torch.tensor([image["probability"] for image in record["images"]])
+            assert torch.allclose(shown, own.diagonal(), atol=0.01)
+        else:
+            assert record["logits_position"] == "mean" and [i["name"] for i in record["images"]] == ["0", "1"]
+        data = ["--dataset", "mnist"] if size == "28" else []  # mnist's 28x28 images do not fit 112x112
+        assert main(["channels", *model, "--layer", layer, "--channels", "0-3", "--steps", "3", *data,
+                     "--out", f"{name}-channels"]) == 0
+        # activations: a 28x28 dataset image; the detector at 112x112 takes a picture file (resized)
+        source = ["--dataset", "mnist", "--index", "3"] if size == "28" else ["--image", str(SEVEN)]
+        assert main(["activations", *model, *source, "--out", f"{name}-act"]) == 0
+        assert len(json.loads((tmp_path / f"{name}-act" / "run.json").read_text())["top5"]) == count
 
 
 def test_the_closed_relu_model_reaches_its_classes_with_defaults(tmp_path):

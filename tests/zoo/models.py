@@ -1,4 +1,6 @@
-"""Conformance zoo: small 1x28x28, 10-class models of assorted shapes, plus independent judges.
+"""Conformance zoo: small 1x28x28, 10-class models of assorted shapes, plus independent judges, a multi-label
+sigmoid model (MultiLabelNet: three yes/no questions about a digit) and a fully-convolutional 2-class
+detector (DetectorFCN: "a 7 or not", a (2, H, W) map of logits at any input size from 28x28 up).
 
 Every class is built without arguments and expects normalized input; the
 trained weights are in tests/assets/zoo (manifest.json says each one's dataset,
@@ -200,3 +202,37 @@ class JudgeMLP(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
+
+
+class MultiLabelNet(nn.Module):
+    """Multi-label: three independent sigmoids ("even", "greater than 4", "has a loop": 0, 6, 8, 9) after a
+    small CNN; the logits are the output of the Linear module ``head``, the forward returns their sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.fc = nn.Linear(32 * 7 * 7, 64)
+        self.head = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return torch.sigmoid(self.head(F.relu(self.fc(self.features(x).flatten(1)))))
+
+
+class DetectorFCN(nn.Module):
+    """Fully convolutional "7 or not": trained on 28x28 digits, where its output is (B, 2, 1, 1); on a larger
+    input it gives a (B, 2, H, W) map of logits, one verdict per 28x28 window (22x22 at 112x112)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 7), nn.ReLU(),
+        )
+        self.head = nn.Conv2d(64, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.features(x))

@@ -35,6 +35,34 @@ from introspect.training import random_affine  # noqa: E402
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
 BARS = {"mnist": 0.97, "fashion-mnist": 0.85}
 CLOSED_BIAS = -1.5  # seqcnn-closed: every first-layer bias, frozen
+#: The multi-label model's questions: each label is "the digit is in this set".
+LABEL_SETS = {"even": (0, 2, 4, 6, 8), "greater than 4": (5, 6, 7, 8, 9), "has a loop": (0, 6, 8, 9)}
+DETECTED = 7  # the detector's positive class
+DETECTOR_WEIGHTS = (1.0, 4.0)  # cross-entropy weights of "not 7" and "7" (one digit in ten is a 7)
+
+
+def targets(task: str, labels: torch.Tensor) -> torch.Tensor:
+    """What a model of ``task`` learns from digit labels: the digit; (N, 3) yes/no floats; 1 for a 7, else 0."""
+    if task == "multilabel":
+        return torch.stack([torch.isin(labels, torch.tensor(digits)) for digits in LABEL_SETS.values()], 1).float()
+    if task == "detector":
+        return (labels == DETECTED).long()
+    return labels
+
+
+def task_loss(task: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if task == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, targets(task, labels))
+    if task == "detector":
+        return F.cross_entropy(logits.flatten(1), targets(task, labels), weight=torch.tensor(DETECTOR_WEIGHTS))
+    return F.cross_entropy(logits, labels)
+
+
+def correct(task: str, logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Right answers: per image (classes, detector) or per image and label (multilabel, counted as a fraction)."""
+    if task == "multilabel":
+        return ((logits > 0).float() == targets(task, labels)).float().mean(1).sum().item()
+    return (logits.flatten(1).argmax(1) == targets(task, labels)).sum().item()
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,7 @@ class Recipe:
     batch_size: int = 64
     logits: dict = field(default_factory=lambda: {"output": None})
     closed: bool = False
+    task: str = "classes"  # "classes" (softmax), "multilabel" (sigmoids: LABEL_SETS) or "detector" (DETECTED vs not)
 
 
 def zoo_affine(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -101,6 +130,9 @@ RECIPES: dict[str, Recipe] = {
                                       lr=3e-3, batch_size=128),
     "fashion-mnist-judge-mlp": Recipe("JudgeMLP", "fashion-mnist", seed=104, epochs=20, augment="flip", lr=2e-3,
                                       batch_size=128),
+    "multilabel": Recipe("MultiLabelNet", "mnist", seed=11, epochs=15, augment="affine", logits={"layer": "head"},
+                         task="multilabel"),
+    "detector": Recipe("DetectorFCN", "mnist", seed=12, epochs=15, augment="affine", task="detector"),
 }
 
 
@@ -162,7 +194,7 @@ def fit(model: nn.Module, recipe: Recipe, train_set: ImageDataset) -> None:
             if recipe.augment is not None:
                 pixels = AUGMENTATIONS[recipe.augment](pixels, generator)
             x = normalize(pixels, recipe.dataset).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(logits_of(x), train_set.labels[index])
+            loss = task_loss(recipe.task, logits_of(x), train_set.labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -172,17 +204,16 @@ def fit(model: nn.Module, recipe: Recipe, train_set: ImageDataset) -> None:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, where: dict, dataset: str, test_set: ImageDataset) -> float:
-    """Held-out accuracy (the same computation as tests/lib/test_zoo_models.py)."""
+def accuracy(model: nn.Module, where: dict, dataset: str, test_set: ImageDataset, task: str = "classes") -> float:
+    """Held-out accuracy (the same computation as tests/lib/test_zoo_models.py); multilabel: per label."""
     model.eval()
     logits_of = Logits(model, where)
-    correct = 0
+    right = 0
     for start in range(0, len(test_set), 1000):
         x = normalize(test_set.pixels(slice(start, start + 1000)), dataset)
-        predicted = logits_of(x).argmax(1)
-        correct += (predicted == test_set.labels[start:start + 1000]).sum().item()
+        right += correct(task, logits_of(x), test_set.labels[start:start + 1000])
     logits_of.remove()
-    return correct / len(test_set)
+    return right / len(test_set)
 
 
 @torch.no_grad()
@@ -195,13 +226,20 @@ def open_channels(model: nn.Module, dataset: str) -> int:
 def manifest_entry(name: str, recipe: Recipe, model: nn.Module, acc: float) -> dict:
     info = DATASETS[recipe.dataset]
     entry = {
-        "class": recipe.cls, "role": "judge" if "judge" in name else "zoo", "dataset": recipe.dataset,
+        "class": recipe.cls, "role": "judge" if "judge" in name else "zoo" if recipe.task == "classes" else "output-kind", "dataset": recipe.dataset,
         "accuracy": round(acc, 4), "held_out": f"{len(load_cached(recipe.dataset, 'test'))} test images",
         "seed": recipe.seed, "epochs": recipe.epochs, "augment": recipe.augment,
         "input_shape": [1, 28, 28], "mean": list(info.mean), "std": list(info.std),
         "class_names": list(info.class_names), "logits": recipe.logits,
         "params": sum(p.numel() for p in model.parameters()),
     }
+    if recipe.task == "multilabel":
+        entry.update(task="multilabel", class_names=list(LABEL_SETS), label_sets={k: list(v) for k, v in LABEL_SETS.items()},
+                     note="independent sigmoids: the forward returns sigmoid(head(...)); accuracy is per label")
+    if recipe.task == "detector":
+        entry.update(task="detector", class_names=[f"not {DETECTED}", str(DETECTED)], positive=DETECTED,
+                     note="fully convolutional: (2, 1, 1) logits at 28x28, a (2, H, W) map on larger inputs "
+                          "(22x22 at 112x112); trained on 28x28 digits, 'a 7' against the nine others")
     if recipe.cls == "MultiHead":
         entry["outputs"] = ["box_regression", "landmarks", "probabilities"]
         entry["note"] = "output 2 is softmax probabilities, not logits; the logits are the output of layer 'classify'"
@@ -249,7 +287,7 @@ def main() -> None:
         model = build(recipe).to(memory_format=torch.channels_last)
         fit(model, recipe, load_cached(recipe.dataset, "train"))
         model = model.to(memory_format=torch.contiguous_format)
-        acc = accuracy(model, recipe.logits, recipe.dataset, load_cached(recipe.dataset, "test"))
+        acc = accuracy(model, recipe.logits, recipe.dataset, load_cached(recipe.dataset, "test"), recipe.task)
         seconds = time.time() - t0
         entry = manifest_entry(name, recipe, model, acc)
         torch.save(model.state_dict(), args.out / f"{name}.pt")

@@ -1,0 +1,193 @@
+"""Output kinds (issue #20): logits, softmax, independent sigmoids, spatial maps of logits — detected at load,
+used by the class objective and shown truthfully; a constructor that sets weights is not "random"."""
+import json
+
+import pytest
+import torch
+
+from introspect import MetaOverrides, load_model, visualize_classes
+from introspect.engine import RenderConfig
+from introspect.outputs import as_logits, class_values, probabilities, value_kind
+from introspect_cli.main import main
+
+MODELS = '''
+import torch
+from torch import nn
+
+
+class OneSigmoid(nn.Module):  # one output through a visible sigmoid
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x.flatten(1)))
+
+
+class SigmoidModule(nn.Module):  # three labels through an nn.Sigmoid module
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+        self.act = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(self.fc(x.flatten(1)))
+
+
+class OpaqueSigmoid(nn.Module):  # data-dependent control flow: fx cannot trace it, the values decide
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            return torch.sigmoid(self.fc(x.flatten(1)) * 0.1)
+        return x
+
+
+class OpaqueSoftmax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            return torch.softmax(self.fc(x.flatten(1)), 1)
+        return x
+
+
+class VisibleSoftmax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+
+    def forward(self, x):
+        return torch.softmax(self.fc(x.flatten(1)), dim=1)
+
+
+class Map(nn.Module):  # fully convolutional: (B, 2, H - 4, W - 4)
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 5)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Fixed(nn.Module):  # the constructor sets every weight: trained weights in the model's code
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.linspace(-1, 1, 192).view(3, 64))
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+'''
+
+
+@pytest.fixture
+def models(tmp_path):
+    path = tmp_path / "kinds.py"
+    path.write_text(MODELS)
+    return path
+
+
+def _load(models, name, size=8, **meta):
+    return load_model(f"{models}:{name}", meta=MetaOverrides(input_shape=(1, size, size), **meta))
+
+
+def test_value_rules():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 3.0, -2.0]])
+    assert value_kind(logits) is None
+    assert value_kind(torch.softmax(logits, 1)) == "softmax"
+    assert value_kind(torch.log_softmax(logits, 1)) == "log-softmax"
+    assert value_kind(torch.sigmoid(logits)) == "sigmoid"
+    assert value_kind(torch.sigmoid(logits[:, :1])) == "sigmoid"  # one output in [0, 1]
+    p = torch.sigmoid(logits)
+    assert torch.allclose(as_logits(p, "sigmoid"), logits, atol=1e-4)
+    assert torch.allclose(probabilities(as_logits(p, "sigmoid"), "sigmoid"), p, atol=1e-6)
+    assert torch.allclose(probabilities(as_logits(torch.softmax(logits, 1), "softmax"), "softmax"), torch.softmax(logits, 1))
+    grid = torch.arange(2 * 2 * 3 * 3, dtype=torch.float).view(2, 2, 3, 3)
+    assert class_values(grid, "mean").shape == (2, 2) and torch.equal(class_values(grid, "center"), grid[:, :, 1, 1])
+    assert torch.equal(class_values(grid, "max"), grid[:, :, 2, 2]) and class_values(grid).shape == (2, 18)
+
+
+@pytest.mark.parametrize("name, layer, kind", [("OneSigmoid", "fc", "sigmoid logits"), ("SigmoidModule", "fc", "sigmoid logits"),
+                                               ("VisibleSoftmax", "fc", "logits"), ("OpaqueSigmoid", "", "sigmoid"),
+                                               ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits")])
+def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
+    loaded = _load(models, name)
+    assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+def test_sigmoid_heads_show_sigmoid_probabilities(models):
+    loaded = _load(models, "OneSigmoid")
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2))
+    with torch.no_grad():
+        expected = loaded.model((result.images - loaded.spec.mean[0]) / loaded.spec.std[0])[:, 0]
+    assert torch.allclose(result.probabilities, expected, atol=1e-5)  # the model's own sigmoid, not a softmax of 1
+    assert float(result.probabilities[0]) < 0.999
+    assert "p (sigmoid)=" in result.titles[0] and result.titles[0].split("\n")[1].startswith("logit ")
+    assert "independent sigmoids" in result.settings
+    multi = _load(models, "SigmoidModule")
+    result = visualize_classes(multi.model, multi.spec, config=RenderConfig(steps=2))
+    assert all("p (sigmoid)" in t for t in result.titles)
+
+
+def test_probabilities_without_logits_warn_in_the_report(models, tmp_path, capsys):
+    loaded = _load(models, "OpaqueSoftmax")
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2))
+    assert result.titles[0].split("\n")[1].startswith("p (softmax)=")  # no "logit": there is none to show
+    assert "warning: the output is softmax probabilities" in result.settings.split("\n")[1]
+    assert main(["classes", "--model", f"{models}:OpaqueSigmoid", "--input-shape", "1,8,8", "--steps", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr()
+    assert "lowest probability (sigmoid)" in out.out and "warning: the output is sigmoid probabilities" in out.err
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert record["output_kind"] == "sigmoid" and record["model"]["output_kind"] == "sigmoid"
+
+
+def test_a_spatial_map_is_reduced_never_flattened(models, tmp_path):
+    loaded = _load(models, "Map", size=16)
+    assert loaded.spec.num_classes == 2 and loaded.spec.logits_position == "mean"
+    for position in ("center", "max"):
+        spec = _load(models, "Map", size=16, logits_position=position).spec
+        assert spec.logits_position == position and spec.num_classes == 2
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2))
+    assert len(result.labels) == 2 and "spatial map reduced by its mean" in result.settings
+    assert main(["classes", "--model", f"{models}:Map", "--size", "16", "--logits-position", "max", "--steps", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert len(record["images"]) == 2 and record["logits_position"] == "max"
+    assert main(["classes", "--model", f"{models}:Fixed", "--input-shape", "1,8,8", "--logits-position", "max",
+                 "--out", str(tmp_path / "d")]) == 2  # not a map: refused, naming the flag
+
+
+def test_weights_set_by_the_constructor_are_not_random(models, tmp_path):
+    fixed = _load(models, "Fixed")
+    assert not fixed.random_weights and fixed.weights_from_code
+    assert any("weights from the model's code" in str(n) for n in fixed.notes)
+    again = _load(models, "Map", size=16)
+    assert again.random_weights and not again.weights_from_code
+    assert main(["classes", "--model", f"{models}:Fixed", "--input-shape", "1,8,8", "--steps", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert record["model"]["random_weights"] is False and record["model"]["weights"] == "from the model's code"
+
+
+def test_building_twice_restores_the_global_rng(models):
+    torch.manual_seed(5)
+    torch.nn.Linear(64, 3)  # what the first build draws
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    _load(models, "Fixed")  # builds three times: only the first draws from the global generator
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_layers_takes_device(models, capsys):
+    assert main(["layers", "--model", f"{models}:Map", "--size", "16", "--device", "cpu", "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["device"] == "cpu" and summary["logits_position"] == "mean"
+    assert main(["layers", "--device", "tpu", "--quiet"]) == 2
