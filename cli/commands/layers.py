@@ -6,7 +6,7 @@ import argparse
 from rich.text import Text
 from rich.table import Table
 
-from introspect.layers import describe_layers
+from introspect.layers import SCRIPTED_NOTE, describe_layers
 from introspect.records import Provenance
 
 from ..options import add_model_options, load_model_from_args
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         table.add_column(column, no_wrap=True)
     rows = []
     for info in infos:
-        shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
+        shape = ("×".join(map(str, info.output_shape)) if info.output_shape
+                 else "not hookable" if info.type.startswith("TorchScript") else "not called")
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
         rows.append((name, info.type, shape, units, info.channel))
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                                if logits is None else "the model's output" if logits == "" else
                                f"item {logits[1:]} of the model's output" if logits.startswith(":") else logits),
                  markup=False)
+    scripted = [i.name for i in infos if i.type.startswith("TorchScript")]
+    if scripted:
+        io.err.print(f"note: {', '.join(scripted)}: {SCRIPTED_NOTE}", markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
         io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
