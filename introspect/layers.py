@@ -42,7 +42,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     layers = named_layers(model)
     if name in layers:
         if is_scripted(layers[name]):
-            raise UserError("layer '{name}' is a TorchScript module: " + SCRIPTED_NOTE + " (see {layers_command})",
+            raise UserError("layer '{name}' is a TorchScript module, which takes no forward hooks; hook its Python "
+                            "parent or the model's output instead (see {layers_command})",
                             settings=("layers_command",), name=name)
         return layers[name]
     close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
