@@ -44,7 +44,7 @@ def dataset_from_args(args: argparse.Namespace, spec, io: Output, missing: str) 
             raise
         io.note(f"{say(exc.message)}; {missing}")
         return None
-    check_fits(data, spec.input_shape)
+    check_fits(data, spec.image_shape)
     io.err.print(f"data: {data.source}", markup=False)
     return data
 

@@ -19,7 +19,7 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "logits_position", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
-    "trust")}
+    "trust", "forward_arg")}
 FLAGS.update({row.name: f"--{row.name}" for row in table(RenderConfig)})  # the settings table's options
 FLAGS["layers_command"] = "`introspect layers`"
 FLAGS["data"] = "--dataset or --images DIR"
@@ -38,7 +38,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="allow a checkpoint that needs full unpickling (it can run code: only for files you trust)")
     group.add_argument("--size", type=positive_int, metavar="N",
                        help="square input size; channels from the first conv (default: the model's metadata)")
-    group.add_argument("--input-shape", type=shape_list, metavar="C,H,W", help="input shape, e.g. 3,32,32")
+    group.add_argument("--input-shape", type=shape_list, metavar="C,H,W",
+                       help="input shape per example: C,H,W for images (e.g. 3,32,32), C,L or L for 1-D signals "
+                            "(e.g. 1,1024)")
+    group.add_argument("--forward-arg", type=forward_arg, action="append", default=[], metavar="NAME=VALUE",
+                       help="a keyword argument for the model's forward, a Python literal (e.g. sample_rate=16000); "
+                            "repeatable (default: none)")
     group.add_argument("--mean", type=float_list, metavar="LIST",
                        help="normalization mean, one value or one per channel (default: the model's metadata, else 0)")
     group.add_argument("--std", type=float_list, metavar="LIST",
@@ -65,7 +70,8 @@ def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
     meta = {"size": args.size, "input_shape": args.input_shape, "mean": args.mean, "std": args.std,
             "class_names": list(loaded.spec.class_names) if args.class_names else None,
             "logits_layer": args.logits_layer, "logits_output": args.logits_output,
-            "logits_position": args.logits_position}
+            "logits_position": args.logits_position,
+            "forward_args": [list(pair) for pair in getattr(args, "forward_arg", [])]}
     return {"source": source, "checkpoint": absolute(args.checkpoint), "weights": args.weights,
             "trust_checkpoint": args.trust_checkpoint, "meta": meta}
 
@@ -98,7 +104,8 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
             raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
     meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
                          class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output,
-                         logits_position=args.logits_position)
+                         logits_position=args.logits_position,
+                         forward_args=tuple(getattr(args, "forward_arg", [])))
     loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint, meta=meta)
     if hooks and loaded.scripted:
         raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "
@@ -122,14 +129,31 @@ def input_files(args: argparse.Namespace) -> dict[str, dict]:
             if path is not None and (Path(path).is_file() or (role in folders and Path(path).is_dir()))}
 
 
-def shape_list(text: str) -> tuple[int, int, int]:
+def shape_list(text: str) -> tuple[int, ...]:
+    """--input-shape: C,H,W (an image), C,L (a 1-D signal with channels) or L."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (three whole numbers)") from None
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W (three whole numbers above 0)")
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W, C,L or L (whole numbers)") from None
+    if not 1 <= len(values) <= 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not C,H,W, C,L or L (one to three whole numbers above 0)")
     return values
+
+
+def forward_arg(text: str) -> tuple[str, object]:
+    """--forward-arg NAME=VALUE: a keyword argument for the model's forward, VALUE a Python literal
+    (ast.literal_eval: 16000, 0.5, 'text', True, None, (1, 2), ...)."""
+    import ast
+
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE (e.g. sample_rate=16000)")
+    try:
+        return name, ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a Python literal (a number, 'quoted text', True, None, "
+                                         "a tuple ...)") from None
 
 
 def float_list(text: str) -> tuple[float, ...]:

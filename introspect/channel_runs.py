@@ -381,7 +381,7 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
                                     value=part_path(path, outside[0]))
                 for item in items:  # check every kept part before any work
                     if item.id in done:
-                        read_part(path, item, manifest, spec.input_shape)
+                        read_part(path, item, manifest, spec.image_shape)
             else:
                 write_manifest(path, manifest)
         done = ranks.broadcast(done)
@@ -392,7 +392,7 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         if not ranks.main:
             return ChannelsRun(path, status="complete")
         finished = part_files(path) & {i.id for i in items}
-        chunks = [read_part(path, item, manifest, spec.input_shape) for item in items if item.id in finished]
+        chunks = [read_part(path, item, manifest, spec.image_shape) for item in items if item.id in finished]
         found = chunks + partial
         results = [assemble_channels(p, [c for c in found if c.layer == p.layer], config, neuron,
                                      (examples or {}).get(p.layer)) for p in plan.layers
@@ -428,8 +428,8 @@ def _optimize(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, manifest: d
                 listener.note(note)
             if chunk.render.stopped:
                 stopped = list(dict.fromkeys(chunk.channels[i // plan[item.layer].diverse] for i in chunk.render.stopped))
-                listener.note(f"{item.layer}: the objective became NaN/inf for channel(s) {stopped}; their "
-                              "optimization stopped there, the others went on")
+                others = "" if chunk.render.failed else "; their optimization stopped there, the others went on"
+                listener.note(chunk.render.failure(f"{item.layer}: ", f" (channel(s) {stopped}){others}"))
             if chunk.render.interrupted_at is not None:
                 if ranks.world > 1:
                     raise KeyboardInterrupt
@@ -442,6 +442,8 @@ def _optimize(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, manifest: d
 def _status(items: Sequence[WorkItem], chunks: Sequence[ChunkResult], partial: Sequence[ChunkResult]) -> str:
     if partial:
         return run_status(partial[0].render.interrupted_at)
+    if chunks and all(c.render.failed for c in chunks):
+        return "failed"  # the objective became NaN/inf for every image
     done = {(c.layer, c.index) for c in chunks}
     missing = [i for i in items if (i.layer, i.index) not in done]
     if not missing:

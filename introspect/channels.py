@@ -342,7 +342,7 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
                 raise UserError("channel {channel} is out of range: layer {layer} has channels 0-{last}",
                                 channel=bad[0], layer=layer, last=count - 1)
         before = [i for i in infos.values() if i.finished is not None and i.finished <= info.finished and i.output_shape]
-        per_image = 4 * 4 * (sum(math.prod(i.output_shape) for i in before) + 8 * math.prod(spec.input_shape))
+        per_image = 4 * 4 * (sum(math.prod(i.output_shape) for i in before) + 8 * math.prod(spec.image_shape))
         if batch_size:
             chunk = batch_size
         else:

@@ -257,6 +257,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
             result, images=result.images[rows], values=result.values[rows], history=result.history[:, rows],
             snapshots={step: frame[rows] for step, frame in result.snapshots.items()},
             stopped=[position[r] for r in result.stopped if r in position], notes=list(result.notes),
+            failed_at={position[r]: step for r, step in result.failed_at.items() if r in position},
         )
         dropped = [r for r in result_all.stopped if r not in position]
         if dropped:

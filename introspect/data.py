@@ -289,7 +289,7 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
                 continue
             pictures.append((pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy())
             labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root else 0)
-        images = np.stack(pictures) if pictures else np.zeros((0, *spec.input_shape), np.uint8)
+        images = np.stack(pictures) if pictures else np.zeros((0, *spec.image_shape), np.uint8)
         labels = np.asarray(labels, np.int64)
         with contextlib.suppress(OSError):
             cached.parent.mkdir(parents=True, exist_ok=True)

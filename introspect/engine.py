@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
+from .errors import Message
 from .hooks import HookRegistry, frozen, redirected_relus
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
@@ -48,11 +49,30 @@ class RenderResult:
     steps_done: int
     interrupted_at: int | None = None
     stopped: list[int] = field(default_factory=list)  # images whose objective turned non-finite
+    failed_at: dict[int, int] = field(default_factory=dict)  # stopped image -> first step its objective was NaN/inf
+    failed_terms: tuple[str, ...] = ()  # the objective's terms that are NaN/inf for the stopped images, when known
     notes: list[str] = field(default_factory=list)
     objective: str = ""  # the objective's name, regularizers included
     param: str = ""  # the parametrization: its ``name`` ("fft", "pixel", "basis"), else its class
     transforms: tuple[str, ...] = ()  # in the order applied
     regularizers: tuple[str, ...] = ()  # the objective's terms that read only the images
+
+    @property
+    def failed(self) -> bool:
+        """Whether the objective became NaN/inf for every image: the run produced nothing."""
+        return bool(self.stopped) and len(self.stopped) == len(self.values)
+
+    def failure(self, before: str = "", after: str = "") -> Message | None:
+        """What went wrong, in one line, when any image's objective became NaN/inf (None otherwise); ``before``
+        and ``after``: text around it."""
+        if not self.stopped:
+            return None
+        first = min(self.failed_at.values()) if self.failed_at else self.steps_done
+        which = "every image" if self.failed else f"{len(self.stopped)} of {len(self.values)} images"
+        term = f" in {', '.join(self.failed_terms)}" if self.failed_terms else ""
+        return Message("{before}the objective became NaN/inf{term} for {which} from step {step}; lower {lr} or {tv}, "
+                       "or check the model's output for NaN{after}", settings=("lr", "tv"), term=term, which=which,
+                       step=first, before=before, after=after)
 
 
 def train_mode_note(model: nn.Module) -> str | None:
@@ -159,40 +179,72 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
             for step in range(1, steps + 1):
                 images = param()
                 values = forward(images, transforms)
+                # NaN/inf is tracked on the device: no host sync per step. A stopped image's gradient is
+                # zeroed (``_freeze_rows``, a no-op while all are alive) and the others go on.
                 alive &= torch.isfinite(values)
                 gain = torch.where(alive, values, torch.zeros_like(values))
                 optimizer.zero_grad(set_to_none=True)
                 (-gain.sum()).backward()
-                if not bool(alive.all()):
-                    _freeze_rows(param, ~alive)
+                _freeze_rows(param, ~alive)
                 optimizer.step()
-                history.append(values.detach().cpu())
+                history.append(values.detach())
                 if step in snapshots:
                     kept[step] = images.detach().cpu()
                 steps_done = step
                 if on_step is not None:
                     on_step(step, steps, values.detach())
+                if step % CHECK_EVERY == 0 and not bool(alive.any()):
+                    break  # every image failed: nothing left to optimize
         except KeyboardInterrupt:  # from Ctrl-C, or raised by on_step to stop after a finished step
             interrupted_at = steps_done
         with torch.no_grad():
             final = param()
             values = forward(final, steady)
+            stopped = (~alive).nonzero().flatten().tolist()
+            terms = _bad_terms(objective, hooks, final, steady, stopped) if stopped else ()
+    history = torch.stack(history).cpu() if history else torch.zeros(0, batch)
+    failed_at = {}
+    for row in stopped:
+        bad = (~torch.isfinite(history[:, row])).nonzero().flatten()
+        failed_at[row] = int(bad[0]) + 1 if len(bad) else steps_done
     return RenderResult(
-        images=final.detach().cpu(), values=values.detach().cpu(),
-        history=torch.stack(history) if history else torch.zeros(0, batch),
+        images=final.detach().cpu(), values=values.detach().cpu(), history=history,
         snapshots=kept, steps_done=steps_done, interrupted_at=interrupted_at,
-        stopped=(~alive).nonzero().flatten().tolist(), notes=notes,
+        stopped=stopped, failed_at=failed_at, failed_terms=terms, notes=notes,
         objective=objective.name, param=part_name(param), transforms=tuple(part_name(t) for t in transforms),
         regularizers=objective.regularizers,
     )
 
 
+#: How often (in steps) render looks at the device-side NaN/inf flags on the host, to stop a run in which
+#: every image failed: the one host sync for them, besides the end.
+CHECK_EVERY = 16
+
+
 def _freeze_rows(param: nn.Module, rows: torch.Tensor) -> None:
-    """Zero the gradient of images whose objective went non-finite, so the others go on."""
+    """Zero the gradient of images whose objective went non-finite (``rows``: a (B,) mask), so the others go
+    on; no host sync, and the gradients of finite images stay exactly as they were."""
     for p in param.parameters():
         if p.grad is not None:
-            p.grad[rows] = 0
+            mask = rows.view(-1, *[1] * (p.grad.ndim - 1)) if p.grad.ndim else rows.any()
+            p.grad.masked_fill_(mask, 0.0)
             p.grad.nan_to_num_(0.0)
+
+
+def _bad_terms(objective: Objective, hooks: HookRegistry, images: torch.Tensor, through: Sequence[Transform],
+               rows: Sequence[int]) -> tuple[str, ...]:
+    """The objective's terms that are NaN/inf for images ``rows`` on ``images`` (one more forward, only
+    after a failure); () when none is, or the model itself fails to run."""
+    try:
+        seen = images
+        for transform in through:
+            seen = transform(seen)
+        activations = {**hooks.run(seen), INPUT: images}
+        picked = torch.as_tensor(list(rows), dtype=torch.long)
+        return tuple(term.name for term in objective.terms
+                     if not bool(torch.isfinite(term(activations).float().cpu()[picked]).all()))
+    except Exception:  # noqa: BLE001 - only a diagnosis: the failure is reported anyway
+        return ()
 
 
 @dataclass(frozen=True)
@@ -271,7 +323,7 @@ class RenderConfig:
                   ((self.tv, total_variation), (self.l2, l2), (self.blur, blur)) if weight]
         terms = self.prior_terms(spec)
         if "pull" in terms:
-            chosen.append(toward(prior_map(spec.image_mean, spec.input_shape), terms["pull"]))
+            chosen.append(toward(prior_map(spec.image_mean, spec.image_shape), terms["pull"]))
         if "ink" in terms:
             chosen.append(ink(spec.ink_level, terms["ink"]))
         return tuple(chosen)
@@ -295,7 +347,7 @@ class RenderConfig:
     def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[None]:
         """The speed switches these settings name, entered around ``model``: channels-last layout (by default
         for 3-channel inputs, where it was faster), redirected ReLU gradients, bfloat16 autocast."""
-        layout = self.channels_last if self.channels_last is not None else spec.input_shape[0] >= 3
+        layout = self.channels_last if self.channels_last is not None else spec.image_shape[0] >= 3 and spec.is_image
         with contextlib.ExitStack() as stack:
             if layout:
                 stack.enter_context(channels_last(model))

@@ -11,9 +11,28 @@ from torch import nn
 from .errors import UserError
 
 
+def is_scripted(module: nn.Module) -> bool:
+    """A TorchScript module: it takes no forward hooks, and its submodules run inside compiled code."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+#: Why a TorchScript module inside a Python model is a leaf that cannot be hooked (one line).
+SCRIPTED_NOTE = ("TorchScript modules take no forward hooks: they are listed as leaves, not hooked; hook their Python "
+                 "parent or the model's output instead")
+
+
 def named_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every submodule by its dotted path (the root module excluded)."""
-    return {name: module for name, module in model.named_modules() if name}
+    """Every submodule by its dotted path (the root module excluded). A TorchScript module inside a Python
+    model is a leaf: its own submodules run inside compiled code, out of reach of hooks."""
+    layers: dict[str, nn.Module] = {}
+    scripted: list[str] = []
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(prefix + ".") for prefix in scripted):
+            continue
+        layers[name] = module
+        if is_scripted(module):
+            scripted.append(name)
+    return layers
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
@@ -22,6 +41,10 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         return model
     layers = named_layers(model)
     if name in layers:
+        if is_scripted(layers[name]):
+            raise UserError("layer '{name}' is a TorchScript module, which takes no forward hooks; hook its Python "
+                            "parent or the model's output instead (see {layers_command})",
+                            settings=("layers_command",), name=name)
         return layers[name]
     close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
     hint = f"closest: {', '.join(close)}; " if close else ""
@@ -90,11 +113,13 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     was_training = model.training
     try:
         for name, module in layers.items():
+            if is_scripted(module):
+                continue  # a leaf that takes no hooks: listed, never hooked
             handles.append(module.register_forward_hook(recorder(name)))
             handles.append(module.register_forward_pre_hook(starter(name)))
         model.eval()
         try:
-            model(torch.zeros((1, *input_shape), device=device))
+            model(torch.zeros((1, *input_shape), device=device))  # the model's own forward arguments: see sources
         except StopForward:
             pass
     finally:
@@ -109,7 +134,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         module = layers[name]
         shape = shapes.get(name)
         units = (shape[-1] if len(shape) == 2 else shape[0]) if shape else None
-        infos.append(LayerInfo(name, type(module).__name__, shape, units, calls.get(name, 0),
+        kind = f"TorchScript {getattr(module, 'original_name', '')}".strip() if is_scripted(module) else type(module).__name__
+        infos.append(LayerInfo(name, kind, shape, units, calls.get(name, 0),
                                bool(getattr(module, "inplace", False)), finished.get(name)))
     return infos
 

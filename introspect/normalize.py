@@ -12,17 +12,24 @@ if TYPE_CHECKING:
 
 
 class Normalize:
-    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel (on the images' device)."""
+    """Pixel space [0, 1] -> the model's input: (x - mean) / std per channel (on the images' device), then
+    the images (B, C, H, W) reshaped to (B, *shape) when the model takes another shape (a 1-D signal
+    (C, L) or (L,), held as one row (C, 1, L)): the model boundary."""
 
     name = "normalize"
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
+                 shape: Sequence[int] | None = None) -> None:
         self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+        self.shape = None if shape is None or len(shape) == 3 else tuple(shape)
 
     @classmethod
     def of(cls, spec: "ModelSpec", device: torch.device | str = "cpu") -> "Normalize":
-        return cls(spec.mean, spec.std, device)
+        return cls(spec.mean, spec.std, device, spec.input_shape)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self.mean.to(pixels)) / self.std.to(pixels)
+        normalized = (pixels - self.mean.to(pixels)) / self.std.to(pixels)
+        if self.shape is None or normalized.ndim != 4:
+            return normalized
+        return normalized.reshape(len(normalized), *self.shape)

@@ -303,9 +303,9 @@ def start_bias(config: ImageConfig, spec: ModelSpec) -> float | torch.Tensor:
     if config.init_bias is not None:
         return config.init_bias
     if parametrization_of(config, spec) == "basis":
-        return torch.tensor(spec.basis_mean, dtype=torch.float32).view(spec.input_shape)
+        return torch.tensor(spec.basis_mean, dtype=torch.float32).view(spec.image_shape)
     if spec.image_mean is not None and config.use_prior:
-        return torch.logit(prior_map(spec.image_mean, spec.input_shape).clamp(START_MARGIN, 1 - START_MARGIN))
+        return torch.logit(prior_map(spec.image_mean, spec.image_shape).clamp(START_MARGIN, 1 - START_MARGIN))
     return STARTS["grey"]
 
 
@@ -313,7 +313,7 @@ def support_of(config: ImageConfig, spec: ModelSpec) -> torch.Tensor | None:
     """Per-pixel ceiling of the image (C, H, W), from where the data has content; None without a prior."""
     if spec.image_support is None or not (config.use_prior and config.use_support):
         return None
-    return prior_map(spec.image_support, spec.input_shape)
+    return prior_map(spec.image_support, spec.image_shape)
 
 
 def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: int) -> nn.Module:
@@ -323,12 +323,12 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
     bias, support = start_bias(config, spec), support_of(config, spec)
     parametrization = parametrization_of(config, spec)
     if parametrization == "pixel":
-        return PixelImage(spec.input_shape, generators, std=config.init_std, bias=bias, support=support)
+        return PixelImage(spec.image_shape, generators, std=config.init_std, bias=bias, support=support)
     if parametrization == "basis":
         basis = torch.tensor(spec.image_basis, dtype=torch.float32)
-        return BasisImage(spec.input_shape, generators, basis, std=config.init_std, bias=bias, support=support)
+        return BasisImage(spec.image_shape, generators, basis, std=config.init_std, bias=bias, support=support)
     if parametrization == "fft":
-        _, height, width = spec.input_shape
+        _, height, width = spec.image_shape
         if spec.spectrum is not None and config.use_prior:
             magnitude = torch.tensor(spec.spectrum).float().clone()
             # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
@@ -337,8 +337,8 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
                 magnitude[0, 0] = magnitude.max()
         else:
             magnitude = frequency_scale(height, width, config.decay)
-        return FFTImage(spec.input_shape, generators, magnitude, std=config.init_std, bias=bias, support=support,
-                        decorrelate=config.decorrelate and spec.input_shape[0] == 3)
+        return FFTImage(spec.image_shape, generators, magnitude, std=config.init_std, bias=bias, support=support,
+                        decorrelate=config.decorrelate and spec.image_shape[0] == 3 and spec.is_image)
     raise ValueError(f"unknown parametrization '{config.parametrization}' (fft, pixel or basis)")
 
 
@@ -350,8 +350,8 @@ def without_prior(spec: ModelSpec) -> ModelSpec:
 def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:
     """``spec`` carrying the image prior of real inputs ``pixels`` (N, C, H, W), floats in [0, 1] or
     uint8 (``estimate_prior``)."""
-    if tuple(pixels.shape[1:]) != tuple(spec.input_shape):
-        raise ValueError(f"the images are {tuple(pixels.shape[1:])}, the model takes {tuple(spec.input_shape)}")
+    if tuple(pixels.shape[1:]) != tuple(spec.image_shape):
+        raise ValueError(f"the images are {tuple(pixels.shape[1:])}, the model takes {tuple(spec.image_shape)}")
     return spec.replace(**estimate_prior(pixels))
 
 

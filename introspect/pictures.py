@@ -32,7 +32,8 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     """Read any image file and convert it to ``spec.input_shape``: orientation, mode, size, (grayscale) inversion.
 
     ``invert``: "auto" inverts a grayscale image whose border is mostly light (a dark
-    digit on paper) for a model that expects light strokes on dark; "yes" or "no" force it.
+    digit on paper) for a model that expects light strokes on dark; "yes" or "no" force it. Inputs that
+    are not pictures (1-D signals, one-row or one-column inputs) are never inverted.
     ``frame``: which frame of an animated or multi-page image to use; such images are refused without it.
     16-bit, 32-bit integer and float images are converted and resized in float, never through 8 bits.
     """
@@ -42,7 +43,7 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     path = Path(path)
     if not path.is_file():
         raise UserError("image '{path}' does not exist (or is not a file)", path=path)
-    channels, height, width = spec.input_shape
+    channels, height, width = spec.image_shape
     if channels not in (1, 3):
         raise UserError("the model takes {channels}-channel input; only grayscale or RGB images can be converted",
                         channels=channels)
@@ -101,7 +102,8 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     pixels = pixels.permute(2, 0, 1) if pixels.ndim == 3 else pixels.unsqueeze(0).expand(channels, -1, -1)
     pixels = pixels.contiguous()
     border = torch.cat([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], dim=1).mean()
-    if invert == "yes" or (invert == "auto" and channels == 1 and border > 0.5):
+    # Inversion is for pictures of strokes on paper: never for a one-row or 1-D signal input.
+    if spec.is_image and (invert == "yes" or (invert == "auto" and channels == 1 and border > 0.5)):
         pixels = 1 - pixels
         notes.append("inverted (light background → dark, as in the training data)" if invert == "auto" else "inverted")
     return ImageInput(pixels=pixels, source=str(path), conversion=notes)

@@ -15,9 +15,13 @@ def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tenso
     ``reduction="mean"`` the mean vertical plus the mean horizontal difference."""
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1)
     dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1)
+    # Only real axes count: a one-row image (a 1-D signal) has no vertical neighbours, and the mean
+    # over none would be NaN.
     if reduction == "mean":
-        return dx.mean(1) + dy.mean(1)
-    return dx.sum(1) + dy.sum(1)
+        parts = [d.mean(1) for d in (dx, dy) if d.shape[1]]
+    else:
+        parts = [d.sum(1) for d in (dx, dy) if d.shape[1]]
+    return sum(parts[1:], parts[0]) if parts else images.new_zeros(len(images))
 
 
 def ink_level(images: torch.Tensor) -> torch.Tensor:

@@ -70,8 +70,21 @@ def prior_record(spec, source: str | None = None) -> dict:
     return record
 
 
-def run_status(interrupted_at: int | None) -> str:
+def run_status(interrupted_at: int | None, failed: bool = False) -> str:
+    """"complete", "interrupted at step N", or "failed" (the objective became NaN/inf for every image)."""
+    if failed:
+        return "failed"
     return "complete" if interrupted_at is None else f"interrupted at step {interrupted_at}"
+
+
+def non_finite_record(render) -> dict | None:
+    """run.json's account of images whose objective became NaN/inf (a ``RenderResult``); None when none did."""
+    if not render.stopped:
+        return None
+    failure = render.failure()
+    return {"images": len(render.stopped), "of": len(render.values), "all": render.failed,
+            "first_step": min(render.failed_at.values()) if render.failed_at else None,
+            "terms": list(render.failed_terms), "message": str(failure)}
 
 
 def base_record(provenance: Provenance, config, seconds: float, status: str, steps_done: int) -> dict:
@@ -156,10 +169,11 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
     if steps:
         with run.file("evolution.gif") as path:
             save_gif([result.render.snapshots[s] for s in steps] + [result.images], path)
-    record = base_record(provenance, result.config, seconds, run_status(result.render.interrupted_at),
-                         result.render.steps_done)
+    record = base_record(provenance, result.config, seconds,
+                         run_status(result.render.interrupted_at, result.render.failed), result.render.steps_done)
     record.update({
         "stopped_non_finite": [result.labels[i] for i in result.render.stopped],
+        "non_finite": non_finite_record(result.render),
         "command_name": "classes",
         "objective": result.objective,
         "output_kind": result.output_kind or "logits",  # introspect.outputs: how probabilities were computed
@@ -340,7 +354,7 @@ def write_render(run: RunFolder, result: RenderResult, provenance: Provenance, f
     for fmt in formats:
         with run.file(f"report.{fmt}") as path:
             report.save_figure(fig, path)
-    record = base_record(provenance, None, 0.0, run_status(result.interrupted_at), result.steps_done)
+    record = base_record(provenance, None, 0.0, run_status(result.interrupted_at, result.failed), result.steps_done)
     record.update({
         "command_name": "render",
         "objective": result.objective,
@@ -349,6 +363,7 @@ def write_render(run: RunFolder, result: RenderResult, provenance: Provenance, f
         "regularizers": list(result.regularizers),
         "values": [_finite(v) for v in result.values.tolist()],
         "stopped_non_finite": list(result.stopped),
+        "non_finite": non_finite_record(result),
         "notes": list(result.notes),
         "history": result.history.tolist(),  # (steps, images): the objective during optimization
     })

@@ -65,7 +65,7 @@ def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, 
         raise UserError(f"{what} needs --index N (an index into {'its held-out split' if args.images is None else 'the pictures'})")
     if args.images is None:
         data = load_dataset(args.dataset, "test", args.data_dir)
-        check_fits(data, spec.input_shape)
+        check_fits(data, spec.image_shape)
         name = f"{args.dataset} held-out"
     else:
         data = load_image_folder(args.images, spec, args.invert)

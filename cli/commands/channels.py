@@ -171,6 +171,10 @@ def outcome(done: ChannelsRun, io: Output, ranks: Ranks) -> Outcome:
     if not ranks.main:
         return Outcome()
     summary = {"run": str(done.folder), "status": done.status, "layers": [layer_record(r) for r in done.results]}
+    if done.status == "failed":
+        io.err.print(f"error: the run failed: the objective became NaN/inf for every image; lower --lr or --tv, or "
+                     f"check the model's output for NaN; wrote what there is to {done.folder}", markup=False)
+        return Outcome(1, summary)
     if not done.complete:
         io.err.print(f"{done.status} ({io.interrupts.name}): wrote the partial run to {done.folder}; complete it with "
                      f"`introspect channels --resume {done.folder}`", markup=False)

@@ -74,14 +74,20 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                                        candidates=args.candidates)
         for note in result.render.notes:
             io.note(note)
-        for index in result.render.stopped:
-            io.err.print(f"warning: class {result.class_names[index]}: the objective became NaN/inf; its optimization "
-                         "stopped there, the others went on", markup=False)
+        failure = result.render.failure()
+        if failure is not None and not result.render.failed:
+            names = ", ".join(result.class_names[index] for index in result.render.stopped)
+            io.err.print(f"warning: {say(failure)}: class(es) {names} failed; their optimization stopped there, "
+                         f"the other {len(result.labels) - len(result.render.stopped)} went on", markup=False)
         with interrupts.deferred():
             write_classes(run_folder, result, provenance, formats, time.time() - started)
     status = result.render.interrupted_at
-    summary = {"run": str(run_folder.path), "status": run_status(status),
-               "candidates": result.candidates, "images": classes_image_records(result)}
+    summary = {"run": str(run_folder.path), "status": run_status(status, result.render.failed),
+               "candidates": result.candidates, "images": classes_image_records(result),
+               "failed_images": len(result.render.stopped)}
+    if result.render.failed:
+        io.err.print(f"error: the run failed: {say(failure)}; wrote what there is to {run_folder.path}", markup=False)
+        return Outcome(1, summary)
     if status is not None:
         io.err.print(f"interrupted at step {status} ({interrupts.name}): wrote the partial run to {run_folder.path}",
                      markup=False)
@@ -93,8 +99,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     count = len(result.labels)
     best = f" (best of {result.candidates} candidates by logit margin)" if result.candidates > 1 else ""
     kind = {"p (sigmoid)": " (sigmoid)", "p (softmax)": " (softmax)"}.get(probability_label(result.output_kind), "")
+    failed = f"; {len(result.render.stopped)} failed (NaN/inf objective)" if result.render.stopped else ""
     io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps{best}; lowest probability{kind} "
-                 f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]})", markup=False)
+                 f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]}){failed}", markup=False)
     warning = kind_warning(result.output_kind)
     if warning:
         io.err.print(say(warning), markup=False)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise UserError("this checkpoint names no dataset; pass {dataset}", settings=("dataset",))
     data = load_dataset(name, args.split, args.data_dir)
     io.err.print(f"data: {data.source}", markup=False)
-    check_fits(data, loaded.spec.input_shape)
+    check_fits(data, loaded.spec.image_shape)
     if data.class_names != loaded.spec.class_names:
         io.err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
     result = evaluate(loaded.model, loaded.spec, data)

@@ -7,7 +7,7 @@ from rich.text import Text
 from rich.table import Table
 
 from introspect.engine import on_device
-from introspect.layers import HOOKABLE_TYPES, describe_layers
+from introspect.layers import HOOKABLE_TYPES, SCRIPTED_NOTE, describe_layers
 from introspect.outputs import describe_kind
 from introspect.records import Provenance
 
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         table.add_column(column, no_wrap=True)
     rows = []
     for info in infos:
-        shape = "×".join(map(str, info.output_shape)) if info.output_shape else "not called"
+        shape = ("×".join(map(str, info.output_shape)) if info.output_shape
+                 else "not hookable" if info.type.startswith("TorchScript") else "not called")
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
         rows.append((name, info.type, shape, units, info.channel, _measured_at(loaded.spec, info)))
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                                f"item {logits[1:]} of the model's output" if logits.startswith(":") else logits)
                  + ("" if logits is None else f"; output: {describe_kind(loaded.spec.output_kind, loaded.spec.logits_position)}"),
                  markup=False)
+    scripted = [i.name for i in infos if i.type.startswith("TorchScript")]
+    if scripted:
+        io.err.print(f"note: {', '.join(scripted)}: {SCRIPTED_NOTE}", markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
         io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",

@@ -23,7 +23,7 @@ from ..errors import Message, UserError
 from ..outputs import POSITIONS, class_values, describe_kind, value_kind
 from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
-from .spec import PRIOR_FIELDS, ModelSpec
+from .spec import PRIOR_FIELDS, ModelSpec, image_shape
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,34 @@ class MetaOverrides:
     logits_layer: str | None = None
     logits_output: str | None = None  # an index of a tuple output, a key of a dict, an attribute
     logits_position: str | None = None  # how a spatial map of logits (B, K, H, W) becomes (B, K): mean, center, max
+    forward_args: tuple[tuple[str, object], ...] = ()  # keyword arguments every forward call gets (name, value)
+
+
+class ForwardArgs(nn.Module):
+    """A TorchScript model whose forward takes keyword arguments besides the input, called with them."""
+
+    def __init__(self, model: nn.Module, arguments: dict[str, object]) -> None:
+        super().__init__()
+        self.model, self.arguments = model, dict(arguments)
+
+    def forward(self, inputs: torch.Tensor) -> object:
+        return self.model(inputs, **self.arguments)
+
+
+def with_forward_args(model: nn.Module, arguments: tuple[tuple[str, object], ...]) -> nn.Module:
+    """``model`` whose every forward call gets ``arguments`` as keyword arguments: a forward pre-hook on a
+    Python module (its layer names unchanged), a ``ForwardArgs`` wrapper around a TorchScript one."""
+    if not arguments:
+        return model
+    extra = dict(arguments)
+    if isinstance(model, torch.jit.ScriptModule):
+        return ForwardArgs(model, extra)
+
+    def add_arguments(_module, args, kwargs):
+        return args, {**extra, **kwargs}
+
+    model.register_forward_pre_hook(add_arguments, with_kwargs=True)
+    return model
 
 
 def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, weights: str | None = None,
@@ -52,11 +80,13 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
         raise UserError("{std} values must be above 0", settings=("std",))
     if source.startswith("torchvision:"):
         loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
+        loaded.model = with_forward_args(loaded.model, meta.forward_args)
     elif ":" in source and source.rsplit(":", 1)[0].endswith(".py"):
         path, class_name = source.rsplit(":", 1)
         loaded = _python_file(Path(path), class_name, checkpoint, trust_checkpoint, meta)
     elif source in BUILTIN_MODELS:
         loaded = _builtin(source, checkpoint, trust_checkpoint)
+        loaded.model = with_forward_args(loaded.model, meta.forward_args)
     elif Path(source).is_file():
         loaded = _torchscript(Path(source), meta)
     elif ":" in source:
@@ -282,6 +312,7 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     except TypeError as exc:
         raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
                         class_name=class_name, exc=exc) from exc
+    model = with_forward_args(model, meta.forward_args)
     sha = None
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
@@ -338,7 +369,9 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
         raise UserError("'{path}' could not be loaded as TorchScript: {reason}",
                         path=path, reason=str(exc).splitlines()[0]) from exc
     if meta.input_shape is None:
-        raise UserError("a TorchScript model needs its input shape: pass {input_shape} C,H,W", settings=("input_shape",))
+        raise UserError("a TorchScript model needs its input shape: pass {input_shape} C,H,W (or C,L / L)",
+                        settings=("input_shape",))
+    model = with_forward_args(model, meta.forward_args)
     if meta.logits_layer:
         raise UserError("{logits_layer} needs a forward hook, which TorchScript submodules cannot take; a TorchScript "
                         "model's output is its logits", settings=("logits_layer",))
@@ -568,11 +601,12 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     else:
         raise UserError("{name} carries no input size: pass {size} N (square) or {input_shape} C,H,W",
                         settings=("size", "input_shape"), name=name)
-    mean = meta.mean or (0.0,) * shape[0]
-    std = meta.std or (1.0,) * shape[0]
+    channels = image_shape(shape)[0]  # (L,) is one channel
+    mean = meta.mean or (0.0,) * channels
+    std = meta.std or (1.0,) * channels
     output = dry_forward(model.eval(), shape, name)
-    spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, shape[0], "mean"),
-                     std=_per_channel(std, shape[0], "std"), logits_layer=None, class_names=(),
+    spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, channels, "mean"),
+                     std=_per_channel(std, channels, "std"), logits_layer=None, class_names=(),
                      **measuring_fields(model))
     plain = isinstance(output, torch.Tensor) and output.ndim in (2, 4)  # (batch, classes) or a spatial map of them
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
@@ -628,9 +662,9 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         if tuple(shape) != tuple(spec.input_shape):
             changes.update(dict.fromkeys(PRIOR_FIELDS))  # measured on inputs of the old shape
     if meta.mean is not None:
-        changes["mean"] = _per_channel(meta.mean, shape[0], "mean")
+        changes["mean"] = _per_channel(meta.mean, image_shape(shape)[0], "mean")
     if meta.std is not None:
-        changes["std"] = _per_channel(meta.std, shape[0], "std")
+        changes["std"] = _per_channel(meta.std, image_shape(shape)[0], "std")
     if meta.class_names is not None:
         changes["class_names"] = meta.class_names
     if meta.logits_layer is not None:

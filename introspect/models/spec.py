@@ -16,7 +16,10 @@ PRIOR_FIELDS = ("spectrum", "image_mean", "image_support", "ink_level", "image_b
 class ModelSpec:
     """Metadata that lives beside a model's weights.
 
-    ``input_shape`` is (C, H, W) in pixel space [0, 1]; ``mean``/``std`` are the
+    ``input_shape`` is what the model takes per example: (C, H, W), (C, L) for 1-D signals (Conv1d) or
+    (L,); pixel space [0, 1]. The library works on the canonical ``image_shape`` (C, H, W), a 1-D
+    input being one row (C, 1, L), and reshapes to ``input_shape`` at the model (``Normalize``).
+    ``mean``/``std`` are the
     per-channel normalization applied after it. ``logits_layer`` is the dotted
     module path whose output holds the class logits (before any softmax).
     ``activations`` maps a layer to the activation function the model applies
@@ -47,7 +50,7 @@ class ModelSpec:
 
     name: str
     architecture: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     logits_layer: str | None
@@ -82,8 +85,9 @@ class ModelSpec:
         if self.dataset is not None and not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape
-        if not (isinstance(shape, tuple) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
-            raise ValueError(f"input_shape must be three positive whole numbers (C, H, W), got {_brief(shape)}")
+        if not (isinstance(shape, tuple) and 1 <= len(shape) <= 3 and all(_is_int(v) and v > 0 for v in shape)):
+            raise ValueError(f"input_shape must be (C, H, W), (C, L) or (L,): positive whole numbers, got {_brief(shape)}")
+        shape = self.image_shape
         for name in ("mean", "std"):
             values = getattr(self, name)
             if not (isinstance(values, tuple) and len(values) == shape[0]
@@ -137,6 +141,16 @@ class ModelSpec:
                 raise ValueError(f"image_basis must be rows of C*H*W = {size} numbers, and basis_mean {size} numbers")
             if not all(math.isfinite(v) for row in (*self.image_basis, self.basis_mean) for v in row):
                 raise ValueError("image_basis and basis_mean must hold finite numbers")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The input as the library handles it, (C, H, W): a (C, L) or (L,) input is one row (C, 1, L)."""
+        return image_shape(self.input_shape)
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the input is a picture (C, H, W) with both sides above 1: rotation, inversion and colour apply."""
+        return len(self.input_shape) == 3 and min(self.input_shape[1:]) > 1
 
     @property
     def num_classes(self) -> int:
@@ -231,6 +245,16 @@ class ModelSpec:
 
     def replace(self, **changes: Any) -> "ModelSpec":
         return ModelSpec.from_dict({**self.to_dict(), **changes})
+
+
+def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of an input declared as (C, H, W), (C, L) or (L,)."""
+    shape = tuple(shape)
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (shape[0], 1, shape[1])
+    return shape
 
 
 def _to_lists(value: Any) -> Any:

@@ -1,0 +1,79 @@
+"""--forward-arg, TorchScript leaves in a Python model, 1-D --input-shape and failed (NaN) runs on the CLI."""
+import json
+import textwrap
+
+from introspect_cli.main import main
+
+WRAPPED = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 2, 5, stride=4)
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x, sample_rate: int):
+            return self.fc(torch.relu(self.conv(x)).mean(-1) * (sample_rate / 16000.0))
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.front = nn.Conv1d(1, 2, 3, padding=1)
+            self.back = nn.Conv1d(2, 1, 1)
+            self.net = torch.jit.script(Inner())
+
+        def forward(self, x, sample_rate: int):
+            return self.net(self.back(self.front(x)), sample_rate)
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 3)
+
+        def forward(self, x):
+            return self.fc(x) * float("nan")
+""")
+
+
+def test_layers_and_channels_of_a_wrapped_torchscript_module_with_a_forward_argument(tmp_path, capsys):
+    (tmp_path / "wrapped.py").write_text(WRAPPED)
+    model = ["--model", f"{tmp_path / 'wrapped.py'}:Wrapper", "--input-shape", "1,64", "--forward-arg", "sample_rate=16000"]
+    assert main(["layers", *model, "--json"]) == 0
+    captured = capsys.readouterr()
+    layers = {row["name"]: row for row in json.loads(captured.out)["layers"]}
+    assert layers["net"]["type"] == "TorchScript Inner" and layers["net"]["output_shape"] == []
+    assert "net.conv" not in layers and layers["front"]["output_shape"] == [2, 64]
+    assert "TorchScript modules take no forward hooks" in captured.err
+    out = tmp_path / "run"
+    assert main(["channels", *model, "--layer", "back", "--steps", "2", "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and (out / "report.png").is_file()
+    assert record["repeat"]["load"]["meta"]["forward_args"] == [["sample_rate", 16000]]
+    assert "--forward-arg" in record["command"]  # rerun replays the recorded command line
+    assert main(["channels", *model, "--layer", "net", "--steps", "2", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_forward_arg_must_be_name_equals_literal(tmp_path, capsys):
+    (tmp_path / "wrapped.py").write_text(WRAPPED)
+    for bad in ("sample_rate", "sample_rate=sixteen"):
+        try:
+            code = main(["layers", "--model", f"{tmp_path / 'wrapped.py'}:Wrapper", "--input-shape", "1,64",
+                         "--forward-arg", bad])
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2
+
+
+def test_a_run_whose_objective_is_nan_for_every_image_fails(tmp_path, capsys):
+    (tmp_path / "wrapped.py").write_text(WRAPPED)
+    out = tmp_path / "run"
+    code = main(["classes", "--model", f"{tmp_path / 'wrapped.py'}:Broken", "--input-shape", "64", "--steps", "20",
+                 "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "failed" in err and "step 1" in err and "--lr" in err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and record["non_finite"]["all"]

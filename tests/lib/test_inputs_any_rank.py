@@ -1,0 +1,108 @@
+"""Inputs of any rank (issue #21): 1-D signals (C, L) and (L,), one-row images, and no silent NaN."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from introspect.engine import RenderConfig, render
+from introspect.models import ModelSpec
+from introspect.normalize import Normalize
+from introspect.objectives import Objective, class_logits, total_variation
+from introspect.params import PixelImage, image_generators
+from introspect.quality import total_variation as tv
+from introspect.transforms import RandomAffine, TransformConfig
+
+
+class Signal(nn.Module):
+    """Takes (B, 1, 64) or, with ``flat``, (B, 64)."""
+
+    def __init__(self, flat: bool = False) -> None:
+        super().__init__()
+        self.flat = flat
+        generator = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv1d(1, 4, 5, stride=2)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+
+    def forward(self, x):
+        assert x.ndim == (2 if self.flat else 3), x.shape
+        x = x[:, None] if self.flat else x
+        return self.fc(torch.relu(self.conv(x)).mean(-1))
+
+
+def spec_of(shape) -> ModelSpec:
+    channels = shape[0] if len(shape) > 1 else 1
+    return ModelSpec(name="signal", architecture="user", input_shape=shape, mean=(0.5,) * channels, std=(0.25,) * channels,
+                     logits_layer="", class_names=("a", "b", "c"))
+
+
+@pytest.mark.parametrize("shape,flat", [((1, 64), False), ((64,), True)])
+def test_a_1d_model_runs_classes_with_defaults_and_no_nan(shape, flat):
+    spec = spec_of(shape)
+    assert spec.image_shape == (1, 1, 64) and not spec.is_image
+    result = RenderConfig(steps=4, tv=0.5).render(Signal(flat), class_logits("", [0, 1, 2]), spec, [0, 1, 2])
+    assert result.images.shape == (3, 1, 1, 64)
+    assert torch.isfinite(result.values).all() and torch.isfinite(result.history).all()
+    assert not result.stopped and result.failure() is None
+
+
+def test_spec_shapes_and_normalize_reshape():
+    assert spec_of((3, 8, 8)).is_image and spec_of((3, 8, 8)).image_shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="input_shape"):
+        ModelSpec(name="x", architecture="user", input_shape=(1, 2, 3, 4), mean=(0.5,), std=(0.25,),
+                  logits_layer=None, class_names=())
+    pixels = torch.rand(2, 1, 1, 64)
+    assert Normalize.of(spec_of((1, 64)))(pixels).shape == (2, 1, 64)
+    assert Normalize.of(spec_of((64,)))(pixels).shape == (2, 64)
+
+
+def test_total_variation_of_one_row_is_finite():
+    row = torch.rand(2, 1, 1, 16)
+    assert torch.isfinite(tv(row, reduction="mean")).all()
+    assert torch.allclose(tv(row, reduction="mean"), (row[..., 1:] - row[..., :-1]).abs().flatten(1).mean(1))
+    assert torch.isfinite(total_variation(1.0)({"<input>": row})).all()
+
+
+def test_one_row_transforms_stay_on_the_row():
+    """Jitter and scale along the row; no rotation (which would sample off it and darken the signal)."""
+    images = torch.ones(4, 1, 1, 64)
+    out = RandomAffine(TransformConfig(rotate=45.0, scale=0.0, jitter=0), image_generators(0, range(4), 1))(images)
+    assert torch.allclose(out, images)  # no rotation, no shift: unchanged
+    shifted = RandomAffine(TransformConfig(rotate=0.0, scale=0.0, jitter=4), image_generators(0, range(4), 1))(images)
+    assert shifted.shape == images.shape and set(shifted.unique().tolist()) <= {0.0, 1.0}
+
+
+def _nan_after(step: int) -> Objective:
+    calls = {"n": 0}
+
+    def fn(a):
+        calls["n"] += 1
+        value = a["<input>"].flatten(1).mean(1)
+        return value * math.nan if calls["n"] >= step else value
+
+    return Objective(fn, [], "explodes")
+
+
+def test_nan_for_every_image_is_a_failure_naming_step_and_term():
+    param = PixelImage((1, 4, 4), image_generators(0, range(2)))
+    result = render(nn.Identity(), _nan_after(3), param, steps=40)
+    assert result.failed and result.stopped == [0, 1]
+    assert result.failed_at == {0: 3, 1: 3}
+    assert result.steps_done < 40  # stopped at the next check instead of running on
+    assert result.failed_terms == ("explodes",)
+    message = str(result.failure())
+    assert "step 3" in message and "explodes" in message and "lr" in message and "every image" in message
+
+
+def test_nan_for_some_images_marks_only_them():
+    def fn(a):
+        values = a["<input>"].flatten(1).mean(1)
+        return torch.where(torch.arange(len(values)) == 1, values * math.nan, values)
+
+    param = PixelImage((1, 4, 4), image_generators(0, range(3)))
+    result = render(nn.Identity(), Objective(fn, [], "half"), param, steps=5)
+    assert result.stopped == [1] and not result.failed and result.steps_done == 5
+    assert result.failed_at == {1: 1} and "1 of 3 images" in str(result.failure())
