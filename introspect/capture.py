@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .layers import StopForward, resolve_layer
+from .layers import StopForward, as_map, resolve_layer
 from .outputs import pick
 
 
@@ -59,7 +59,8 @@ class HookRegistry:
         self._handles.clear()
 
     def _recorder(self, name: str):
-        def hook(_module, _inputs, output):
+        def hook(module, _inputs, output):
+            output = as_map(module, output)  # a Conv1d's channels as one-row maps
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.

@@ -78,6 +78,19 @@ class LayerInfo:
         return {1: "a unit", 2: "a unit, mean over tokens", 3: "a map, spatial mean"}.get(len(self.output_shape), "")
 
 
+#: Modules whose (B, C, L) output is channels along a signal (a Conv1d's), not a token sequence (B, N, D):
+#: seen as a one-row map (B, C, 1, L), so a channel is C's map, as for images.
+SIGNAL_MODULES = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm1d, nn.MaxPool1d, nn.AvgPool1d,
+                  nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
+
+
+def as_map(module: nn.Module, output: object) -> object:
+    """``output`` of ``module`` as the library reads it: a signal module's (B, C, L) as (B, C, 1, L)."""
+    if isinstance(output, torch.Tensor) and output.ndim == 3 and isinstance(module, SIGNAL_MODULES):
+        return output.unsqueeze(2)
+    return output
+
+
 @torch.no_grad()
 def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
                     stop_after: str | Sequence[str] | None = None) -> list[LayerInfo]:
@@ -104,7 +117,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             calls[name] = calls.get(name, 0) + 1
             finished.setdefault(name, len(finished))
             if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(output.shape[1:])
+                shapes[name] = tuple(as_map(_module, output).shape[1:])
             if name in targets and targets <= finished.keys():
                 raise StopForward
         return hook

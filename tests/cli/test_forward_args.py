@@ -45,7 +45,7 @@ def test_layers_and_channels_of_a_wrapped_torchscript_module_with_a_forward_argu
     captured = capsys.readouterr()
     layers = {row["name"]: row for row in json.loads(captured.out)["layers"]}
     assert layers["net"]["type"] == "TorchScript Inner" and layers["net"]["output_shape"] == []
-    assert "net.conv" not in layers and layers["front"]["output_shape"] == [2, 64]
+    assert "net.conv" not in layers and layers["front"]["output_shape"] == [2, 1, 64]
     assert "TorchScript modules take no forward hooks" in captured.err
     out = tmp_path / "run"
     assert main(["channels", *model, "--layer", "back", "--steps", "2", "--out", str(out)]) == 0

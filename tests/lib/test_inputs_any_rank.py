@@ -106,3 +106,14 @@ def test_nan_for_some_images_marks_only_them():
     result = render(nn.Identity(), Objective(fn, [], "half"), param, steps=5)
     assert result.stopped == [1] and not result.failed and result.steps_done == 5
     assert result.failed_at == {1: 1} and "1 of 3 images" in str(result.failure())
+
+
+def test_a_conv1d_layer_has_its_channels_as_units_not_its_positions():
+    from introspect.channels import visualize_channels
+    from introspect.layers import describe_layers
+
+    spec = spec_of((1, 64))
+    info = next(i for i in describe_layers(Signal(), spec.input_shape) if i.name == "conv")
+    assert info.output_shape == (4, 1, 30) and info.units == 4 and info.channel == "a map, spatial mean"
+    result = visualize_channels(Signal(), spec, "conv", config=RenderConfig(steps=3))
+    assert result.channels == [0, 1, 2, 3] and torch.isfinite(result.activations).all()
