@@ -36,7 +36,7 @@ BAD_SPECS = {
     "std0": {"std": [0.0]},
     "no-classes": {"class_names": []},
     "swish": {"activations": {"conv1": "swish"}},
-    "shape2": {"input_shape": [1, 28]},
+    "shape2": {"input_shape": [1, 1, 28, 28]},
     "nan-mean": {"mean": [float("nan")]},
 }
 
@@ -85,7 +85,7 @@ CASES = {
     "checkpoint spec with unknown activation": (["channels", "--layer", "conv1", "--checkpoint", "{tmp}/swish.pt"],
                                                 "has an invalid spec: activations names unknown function 'swish'"),
     "checkpoint spec with malformed input_shape": (["layers", "--checkpoint", "{tmp}/shape2.pt"],
-                                                   "has an invalid spec: input_shape must be three positive whole numbers"),
+                                                   "has an invalid spec: input_shape must be (C, H, W), (C, L) or (L,)"),
     "checkpoint spec with NaN mean": (["evaluate", "--checkpoint", "{tmp}/nan-mean.pt"],
                                       "has an invalid spec: mean must hold one finite number per input channel"),
     "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
@@ -150,7 +150,7 @@ def test_nan_objective_stops_that_class_keeps_others(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["classes", "--model", f"{path}:Nanny", "--input-shape", "1,4,4", "--steps", "4", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "class 1" in err and "NaN/inf" in err
+    assert "class(es) 1 failed" in err and "NaN/inf" in err
     import json
 
     record = json.loads((out / "run.json").read_text())

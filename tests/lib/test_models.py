@@ -79,9 +79,9 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"input_shape": [1, 28]}, "input_shape must be three positive whole numbers (C, H, W), got (1, 28)"),
-    ({"input_shape": [1, 0, 28]}, "input_shape must be three positive"),
-    ({"input_shape": [1.5, 28, 28]}, "input_shape must be three positive"),
+    ({"input_shape": [1, 1, 28, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive whole numbers, got (1, 1, 28, 28)"),
+    ({"input_shape": [1, 0, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive"),
+    ({"input_shape": [1.5, 28, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive"),
     ({"input_shape": None}, "input_shape must be a list, got None"),
     ({"mean": [0.1, 0.2]}, "mean must hold one finite number per input channel (1), got (0.1, 0.2)"),
     ({"mean": [float("inf")]}, "mean must hold one finite number"),
@@ -91,7 +91,7 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
     ({"std": [-0.5]}, "std must be > 0 for every channel"),
     ({"class_names": []}, "class_names must hold at least one name"),
     ({"class_names": [1, 2]}, "class_names must hold at least one name (strings)"),
-    ({"activations": {"conv1": "swish"}}, "activations names unknown function 'swish' for layer 'conv1'; known: relu, gelu, silu, identity"),
+    ({"activations": {"conv1": "swish"}}, "activations names unknown function 'swish' for layer 'conv1'; known: relu, relu6, hardswish"),
     ({"activations": ["relu"]}, "activations must map layers to function names"),
     ({"spectrum": [[1.0, 2.0]]}, "spectrum must be 28 x 15"),
     ({"spectrum": "abc"}, "spectrum must be a list of rows of numbers"),
