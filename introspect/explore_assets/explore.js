@@ -26,7 +26,7 @@
 
   // What each number means: the legend of every page, and the tooltips (title=) on abbreviations.
   const WORDS = {
-    activation: "a channel's activation on an image: the mean over its spatial map of the layer's output at its measuring point (what the next layer reads)",
+    activation: "activation: a channel's activation on an image is the mean over its spatial map of the layer's output at its measuring point (what the next layer reads)",
     optimized: "optimized activation: the activation the optimized image (made to excite this channel) reaches",
     ratio: "ratio: the optimized activation divided by the highest activation of any real image of the dataset; above 1 the optimized image beats every real one. None for dead, rarely active or unreached channels, nor without a dataset",
     active: "active share: the share of the dataset's images on which the channel is active (its output after the activation is above 0 somewhere)",
