@@ -9,12 +9,13 @@ the channels that drive it. ``introspect.site`` turns these into pages.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .channels import HISTOGRAM_BINS, channel_values, histogram_bins
-from .data import load_dataset
+from .data import load_dataset, load_image_folder
 from .hooks import Probe
 from .errors import UserError
 from .objectives import ACTIVATION_FUNCTIONS
@@ -55,6 +56,29 @@ def load_data(name: str | None, split: str):
         return load_dataset(name, split), None
     except Exception as exc:  # noqa: BLE001
         return None, f"the {name} {split} data could not be loaded ({exc})"
+
+
+def recorded_images(record: dict) -> str | None:
+    """The folder of the user's own pictures a run used (its repeat record's data ``images``, or its inputs),
+    or None when it used a named dataset or none."""
+    repeat = record.get("repeat") if isinstance(record.get("repeat"), dict) else {}
+    data = repeat.get("data") if isinstance(repeat.get("data"), dict) else {}
+    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    images = inputs.get("images") if isinstance(inputs.get("images"), dict) else {}
+    for folder in (data.get("images"), images.get("path")):
+        if isinstance(folder, str) and folder:
+            return folder
+    return None
+
+
+def load_images(folder: str, spec):
+    """The user's pictures a run used (``recorded_images``) as (ImageDataset, None) or (None, why not)."""
+    if not Path(folder).is_dir():
+        return None, f"the images folder '{folder}' the run used is gone"
+    try:
+        return load_image_folder(folder, spec), None
+    except Exception as exc:  # noqa: BLE001
+        return None, f"the images in '{folder}' could not be loaded ({exc})"
 
 
 # --- what explore computes ----------------------------------------------------------------------

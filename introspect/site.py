@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from .cache import cache_path, cached, torch_load
-from .channels import HISTOGRAM_BINS, HISTOGRAM_EDGES, RARE_SHARE
+from .channels import HISTOGRAM_BINS, HISTOGRAM_EDGES, RARE_SHARE, histogram_bins
 from .encoding import colored, overlay, save_png
-from .errors import UserError
-from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load_recorded_model
+from .errors import Message, UserError
+from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load_images, load_recorded_model, recorded_images
 from .folders import Run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
@@ -92,16 +92,23 @@ def channel_page(layer_slug: str, channel: int) -> str:
     return f"channel-{layer_slug}-{int(channel)}.html"
 
 
-def histogram_page(counts: torch.Tensor, low: float, high: float) -> dict:
+def histogram_page(counts: torch.Tensor, low: float, high: float, optimized: float | None = None) -> dict:
     """A channel's histogram (counts per bin of channels.HISTOGRAM_EDGES) for its page: the bins from the
     first to the last non-empty one, each with its lower and upper edge (None: unbounded; the first bin
-    of all holds values <= 0, the last values >= the top edge), and the lowest and highest activation."""
+    of all holds values <= 0, the last values >= the top edge), and the lowest and highest activation.
+    ``optimized`` (the optimized image's activation) is marked: ``at`` its bin among those shown, or
+    ``beyond`` "left" or "right" when it lies past them (drawn as an arrow at that edge)."""
     edges = HISTOGRAM_EDGES.tolist()
     lower, upper = [None, 0.0, *edges], [0.0, *edges, None]
     filled = torch.nonzero(counts).flatten().tolist() or [0]
     first, last = filled[0], filled[-1] + 1
-    return {"counts": counts[first:last].tolist(), "lower": lower[first:last], "upper": upper[first:last],
-            "low": _num(low), "high": _num(high)}
+    page = {"counts": counts[first:last].tolist(), "lower": lower[first:last], "upper": upper[first:last],
+            "low": _num(low), "high": _num(high), "optimized": None}
+    if _num(optimized) is not None:
+        where = int(histogram_bins(torch.tensor([float(optimized)]))[0])
+        page["optimized"] = {"value": _num(optimized), "at": where - first if first <= where < last else None,
+                             "beyond": "left" if where < first else "right" if where >= last else None}
+    return page
 
 
 # --- checking what the runs hold ----------------------------------------------------------------
@@ -248,6 +255,16 @@ class Site:
     types: dict = field(default_factory=dict)  # layer -> (type, output shape)
     logits_layer: str | None = None
     slugs: dict = field(default_factory=dict)  # layer -> its file-name part, unique in the site
+    on_progress: object = None  # called with a line per stage (computing a layer, writing the pages)
+    names: dict = field(default_factory=dict)  # how notes spell settings (the command line: as flags)
+
+    def progress(self, line: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(line)
+
+    def texts(self, notes) -> list[str]:
+        said = lambda why: why.render(self.names) if isinstance(why, Message) else str(why)  # noqa: E731
+        return [f"{n[0]}{said(n[1])}{n[2]}" if isinstance(n, tuple) else said(n) for n in notes]
 
     def slug(self, layer: str) -> str:
         if layer not in self.slugs:
@@ -258,13 +275,20 @@ class Site:
         return self.class_names[c] if 0 <= c < len(self.class_names) else str(c)
 
 
+def _note(before: str, why, after: str = "") -> tuple:
+    """A note around ``why``, kept apart so that a Message's settings are spelled as the site's ``names`` say."""
+    return (before, why, after)
+
+
 def _read(run) -> Run:
     run = run if isinstance(run, Run) else load_run(run)
     _check_run(run)
     return run
 
 
-def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) -> Site:
+def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on_progress=None, names=None) -> Site:
+    if on_progress is not None:
+        on_progress(f"reading {len(runs)} run folder{'s' if len(runs) != 1 else ''}")
     runs = [_read(r) for r in runs]
     if not runs:
         raise UserError("explore needs at least one run folder")
@@ -273,18 +297,23 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) ->
     if len(digests) > 1:
         raise UserError("the run folders hold runs of different models; explore joins runs of one model")
     first = runs[0].record
+    if compute and on_progress is not None:
+        on_progress("loading the model")
     loaded, why = load_recorded_model(first, trust) if compute else (None, None)
+    flags = names or {}
     names = list(loaded.spec.class_names) if loaded is not None else []
-    site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name") or "model", class_names=names)
+    site = Site(model=first.get("model") or {}, label=(first.get("model") or {}).get("name") or "model", class_names=names,
+                on_progress=on_progress, names=dict(flags))
     if why:
-        site.notes.append(f"Not computed (activation maps, histograms, attributions, confusions): {why}.")
+        site.notes.append(_note("Not computed (activation maps, histograms, attributions, confusions): ", why, "."))
     channels_runs = [r for r in runs if r.kind == "channels"]
     for run in channels_runs:
         _gather_channels(site, run)
     for run in (r for r in runs if r.kind == "classes"):
         names = names or [str(i["name"]) for i in sorted(run.record["images"], key=lambda i: i["class"])]
+        about = {int(i["class"]): i for i in run.record["images"]}
         site.classes = {int(label): {"image": run.arrays["images"][i], "probability": float(run.arrays["probabilities"][i]),
-                                     "logit": float(run.arrays["scores"][i])}
+                                     "logit": float(run.arrays["scores"][i]), **_runner_up(about.get(int(label)))}
                         for i, label in enumerate(run.arrays["labels"])}
     for run in (r for r in runs if r.kind == "activations"):
         site.images.append(run)
@@ -308,6 +337,17 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False) ->
     return site
 
 
+def _runner_up(entry: dict | None) -> dict:
+    """The runner-up class of a classes run's image record (its index, name and probability), where recorded."""
+    entry = entry or {}
+    runner, p = entry.get("runner_up"), entry.get("runner_up_probability")
+    if not _is_int(runner) or not 0 <= runner < MAX_CLASSES:
+        return {}
+    name = entry.get("runner_up_name")
+    return {"runner_up": int(runner), "runner_up_name": str(name) if isinstance(name, (str, int)) else str(runner),
+            "runner_up_probability": _num(p) if _is_number(p) else None}
+
+
 def _gather_channels(site: Site, run) -> None:
     arrays, record = run.arrays, run.record
     diverse = int(record.get("diverse") or 1)
@@ -325,7 +365,8 @@ def _gather_channels(site: Site, run) -> None:
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }
         site.layers.append({**{k: v for k, v in layer.items() if k != "per_channel"}, "per": per, "diverse": diverse,
-                            "neuron": bool(record.get("neuron")), "dataset": record.get("dataset"), "run": str(run.path)})
+                            "neuron": bool(record.get("neuron")), "dataset": record.get("dataset"), "run": str(run.path),
+                            "images": recorded_images(record)})
 
 
 def _fits_layers(found, names, channel_lists, examples, classes: int):
@@ -366,12 +407,13 @@ def _fits_classes(found, names, heldout: int):
 def _compute(site: Site, loaded, channels_runs) -> None:
     with_data = [l for l in site.layers if l["dataset"]]
     if with_data:
-        info = with_data[0]["dataset"]
+        info, folder = with_data[0]["dataset"], with_data[0]["images"]
         data = site.dataset
         if data is None or (data.name, data.split) != (info["name"], info["split"]):
-            data, why = load_data(info["name"], info["split"])
+            site.progress(f"loading the images of {folder}" if folder else f"loading the {info['name']} {info['split']} data")
+            data, why = load_images(folder, loaded.spec) if folder else load_data(info["name"], info["split"])
             if why:
-                site.notes.append(f"Not computed: {why}.")
+                site.notes.append(_note("Not computed: ", why, "."))
         if data is not None and len(data) == info["count"]:
             site.dataset = data
             groups: dict[bool, list] = {}
@@ -381,6 +423,8 @@ def _compute(site: Site, loaded, channels_runs) -> None:
                 names = [l["layer"] for l in group]
                 examples = {l["layer"]: np.array([l["per"][c]["examples"] for c in sorted(l["per"])]) for l in group}
                 channel_lists = {l["layer"]: sorted(l["per"]) for l in group}
+                for l in group:
+                    site.progress(f"computing layer {l['layer']} ({len(l['per'])} channels, {len(data)} images)")
                 key = {"what": "layers", "model": loaded.sha256, "data": data.digest(), "layers": names,
                        "neuron": neuron, "examples": {n: e.tolist() for n, e in examples.items()}, "v": 2}
                 try:
@@ -390,16 +434,22 @@ def _compute(site: Site, loaded, channels_runs) -> None:
                                                                   loaded.spec.num_classes),
                                    notes=site.notes)
                 except Exception as exc:  # noqa: BLE001
-                    site.notes.append(f"Not computed for {', '.join(names)}: {type(exc).__name__}: {exc}.")
+                    site.notes.append(_note(f"Not computed for {', '.join(names)}: ", f"{type(exc).__name__}: {exc}", "."))
                     continue
                 for name in names:
                     site.extra[name] = {"channels": channel_lists[name], **found[name]}
         elif data is not None:
-            site.notes.append("Not computed: the dataset differs in size from the one the run used.")
+            site.notes.append(_note("Not computed: ", f"the data ({len(data)} images) differs in size from the "
+                                                      f"{info['count']} images the run used", "."))
     heldout, why = load_data(loaded.spec.dataset, "test")
-    if heldout is None:
-        site.notes.append(f"No class pages' real images or confusions: {why}.")
+    if heldout is None and not loaded.spec.dataset:
+        site.notes.append(_note("", "No real images or confusions on the class pages: the model has no built-in "
+                                    "dataset to take a held-out split from", "."))
         return
+    if heldout is None:
+        site.notes.append(_note("No class pages' real images or confusions: ", why, "."))
+        return
+    site.progress(f"computing the class pages ({len(heldout)} held-out images)")
     site.heldout = heldout
     names = [l["layer"] for l in site.layers]
     key = {"what": "classes", "model": loaded.sha256, "data": heldout.digest(), "layers": names, "v": 1}
@@ -408,7 +458,7 @@ def _compute(site: Site, loaded, channels_runs) -> None:
                                   load=lambda path: _fits_classes(torch_load(path), names, len(heldout)),
                                   notes=site.notes)
     except Exception as exc:  # noqa: BLE001
-        site.notes.append(f"Class pages not computed: {type(exc).__name__}: {exc}.")
+        site.notes.append(_note("Class pages not computed: ", f"{type(exc).__name__}: {exc}", "."))
 
 
 # --- the site folder ----------------------------------------------------------------------------
@@ -521,12 +571,16 @@ def _commit(build: Path, out: Path, previous: list[str]) -> None:
     _write_marker(out, files)
 
 
-def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False) -> Path:
+def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False,
+               on_progress=None, names: dict | None = None) -> Path:
     """Write the site of ``runs`` (run folders or :class:`~introspect.folders.Run`s of one model) into ``out``:
-    a new or empty folder, or a site introspect made (whose files are replaced; other files are kept)."""
+    a new or empty folder, or a site introspect made (whose files are replaced; other files are kept).
+    ``on_progress`` is called with a line per stage ("computing layer conv2 (64 channels, 60000 images)",
+    "writing 130 pages"); ``names`` spells settings in the pages' notes (as ``Message.render``: the command line
+    passes its flags)."""
     out = Path(out)
     previous = _site_files(out)
-    site = _gather(runs, compute, dataset, trust)
+    site = _gather(runs, compute, dataset, trust, on_progress, names)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if previous is None:
@@ -564,6 +618,17 @@ def _write_page(out: Path, name: str, title: str, data: dict) -> None:
         f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
 
 
+#: Feature maps shown per layer on an image page (its strongest channels; the others are listed by value).
+IMAGE_MAPS = 16
+
+
+def _magma(scaled: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (clipped) as (H, W, 3) uint8 through matplotlib's magma (the pages' colour bars match)."""
+    from matplotlib import colormaps
+
+    return (colormaps["magma"](np.clip(scaled, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
 def _png(out: Path, name: str, array: np.ndarray) -> None:
     save_png(_target(out, name), array)
 
@@ -582,14 +647,35 @@ def _write_site(site: Site, out: Path) -> None:
     for asset in ("explore.js", "explore.css"):
         shutil.copyfile(ASSETS / asset, out / asset)
     class_pages = _class_pages(site)
-    pages = {"classes": [{"class": c, "name": site.name(c), "href": f"class-{c}.html"} for c in class_pages]}
+    count = 1 + len(site.layers) + sum(len(l["per"]) for l in site.layers) + len(site.images) + len(class_pages) \
+        + bool(class_pages)
+    site.progress(f"writing {count} pages")
+    classes = [_class_row(site, c) for c in class_pages]
     layer_rows = [_write_layer(out, site, layer, class_pages) for layer in site.layers]
     image_rows = [_write_image(out, site, run, n, class_pages) for n, run in enumerate(site.images)]
     for c in class_pages:
         _write_class(out, site, c, class_pages)
+    if class_pages:
+        _write_page(out, "classes.html", f"{site.label}: classes",
+                    {"kind": "classes", "title": f"{site.label}: classes", "classes": classes,
+                     "notes": site.texts(site.notes)})
     _write_page(out, "index.html", f"{site.label}: explorer",
                 {"kind": "model", "title": site.label, "model": site.model, "layers": layer_rows,
-                 "images": image_rows, "notes": site.notes, **pages})
+                 "images": image_rows, "notes": site.texts(site.notes), "classes": classes,
+                 "classes_href": "classes.html" if class_pages else None})
+
+
+def _class_row(site: Site, c: int) -> dict:
+    """A class as the index and the classes page show it: its optimized image (where a classes run made one)
+    with p and the runner-up."""
+    row = {"class": c, "name": site.name(c), "href": f"class-{c}.html", "thumb": None}
+    if site.classes and c in site.classes:
+        found = site.classes[c]
+        row.update(thumb=f"img/class-{c}.png", probability=_num(found["probability"]), logit=_num(found["logit"]))
+        if "runner_up" in found:
+            row.update(runner_up=found["runner_up_name"], runner_up_probability=found["runner_up_probability"],
+                       runner_up_href=f"class-{found['runner_up']}.html" if found["runner_up"] in site.classes else None)
+    return row
 
 
 def _class_pages(site: Site) -> list[int]:
@@ -634,17 +720,23 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
             row["name"] = site.class_names[row["c"]]
         row["thumb"] = f"{folder}/{row['c']}.png"
     kind, shape = site.types.get(name, (None, None))
+    measured = layer.get("measured_at") if isinstance(layer.get("measured_at"), str) else None
     summary = {"layer": name, "href": f"layer-{site.slug(name)}.html", "type": kind,
-               "shape": [int(n) for n in shape] if shape else None,
-               **counts, "first": rows[0]["thumb"] if rows else None}
-    _write_page(out, summary["href"], f"{site.label}: {name}",
-                {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
-                 "rare_share": RARE_SHARE, "notes": site.notes})
+               "shape": [int(n) for n in shape] if shape else None, "measured_at": measured,
+               **counts, "first": rows[0]["thumb"] if rows else None, "dataset": bool(layer["dataset"])}
     index = {n: i for i, n in enumerate(l["layer"] for l in site.layers)}
     previous = site.layers[index[name] - 1] if index[name] > 0 else None
     for i, row in enumerate(rows):
-        _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None, rows[i + 1] if i + 1 < len(rows) else None,
-                       previous, class_pages, summary)
+        examples = _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None,
+                                  rows[i + 1] if i + 1 < len(rows) else None, previous, class_pages, summary)
+        row["examples"] = [{"src": e["src"], "value": e["value"]} for e in examples[:3]]
+    strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]),
+                       key=lambda r: (r["ratio"] is None, -(r["ratio"] or 0), -(r["best"] or 0), r["c"]))
+    summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"]}
+                        for r in strongest[:8]]
+    _write_page(out, summary["href"], f"{site.label}: {name}",
+                {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
+                 "rare_share": RARE_SHARE, "notes": site.texts(site.notes)})
     return summary
 
 
@@ -657,8 +749,9 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
             "layer_href": summary["href"], "row": row, "neuron": layer["neuron"],
             "optimized": [{"src": f"img/layer-{site.slug(name)}/{c}{'' if j == 0 else f'-{j}'}.png", "activation": _num(s)}
                           for j, s in enumerate(entry["scores"])],
-            "prev": before and before["href"], "next": after and after["href"], "notes": list(site.notes),
-            "examples": [], "hist": None, "inputs": [], "outputs": []}
+            "prev": before and before["href"], "next": after and after["href"], "notes": site.texts(site.notes),
+            "examples": [], "hist": None, "inputs": [], "outputs": [], "measured_at": summary["measured_at"],
+            "dataset": layer["dataset"]["name"] if layer["dataset"] else None}
     data["rare_share"] = RARE_SHARE
     dataset = site.dataset
     if entry["examples"] and dataset is not None and not row["dead"]:
@@ -669,12 +762,13 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
             activation_map = maps[j] if maps is not None and maps.ndim == 3 else None
             _png(out, src, overlay(picture, activation_map, mark=layer["neuron"] and activation_map is not None))
             data["examples"].append({"src": src, "index": index, "value": _num(value),
-                                     "label": site.name(int(dataset.labels[index]))})
+                                     "label": _label(site, dataset, int(dataset.labels[index])),
+                                     "peak": None if activation_map is None else _num(max(float(activation_map.max()), 0.0))})
         if extra is None:
             data["notes"].append("Real examples shown without activation maps (not computed).")
     if extra is not None:
         k = extra["channels"].index(c)
-        data["hist"] = histogram_page(extra["hist"][c], extra["low"][c], extra["high"][c])  # every channel's
+        data["hist"] = histogram_page(extra["hist"][c], extra["low"][c], extra["high"][c], row["best"])  # every channel's
         if "inputs" in extra and previous is not None:
             prev_name = previous["layer"]
             data["inputs"] = [{"layer": prev_name, "channel": i, "value": v,
@@ -686,16 +780,26 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
                                 "href": f"class-{j}.html" if j in class_pages else None}
                                for j, v in _top(extra["outputs"][k], 5)]
     _write_page(out, row["href"], data["title"], data)
+    return data["examples"]
+
+
+def _label(site: Site, dataset, label: int) -> str:
+    """A real image's label: the model's class for a built-in dataset, the sub-folder for the user's pictures."""
+    names = getattr(dataset, "class_names", None)
+    if dataset is not None and dataset.split == "all" and names and 0 <= label < len(names):
+        return str(names[label])
+    return site.name(label)
 
 
 def _write_class(out: Path, site: Site, c: int, class_pages: list[int]) -> None:
     data = {"kind": "class", "title": f"{site.label}: class {site.name(c)}", "class": c,
-            "name": site.name(c), "notes": list(site.notes), "image": None, "top": [], "confusions": [],
+            "name": site.name(c), "notes": site.texts(site.notes), "image": None, "top": [], "confusions": [],
             "channels": [], "prev": f"class-{class_pages[class_pages.index(c) - 1]}.html" if class_pages.index(c) else None,
             "next": f"class-{class_pages[class_pages.index(c) + 1]}.html" if c != class_pages[-1] else None}
     if site.classes and c in site.classes:
         _png(out, f"img/class-{c}.png", site.classes[c]["image"])
-        data["image"] = {"src": f"img/class-{c}.png", "probability": _num(site.classes[c]["probability"])}
+        data["image"] = {"src": f"img/class-{c}.png", **{k: v for k, v in _class_row(site, c).items()
+                                                           if k not in ("thumb", "href", "class", "name")}}
     extra = site.class_extra
     if extra is not None:
         for j, (index, score) in enumerate(zip(extra["top"][c].tolist(), extra["top_scores"][c].tolist())):
@@ -723,8 +827,12 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
     base = f"img/image-{n}"
     _png(out, f"{base}/input.png", (np.clip(arrays["input"], 0, 1) * 255).round().astype(np.uint8))
     saliency = arrays["saliency"]
-    _png(out, f"{base}/saliency.png", colored(saliency[0] if saliency.shape[0] == 1 else np.abs(saliency).max(0),
-                                                 "RdBu_r", symmetric=saliency.shape[0] == 1))
+    shown_saliency = np.nan_to_num(saliency[0] if saliency.shape[0] == 1 else np.abs(saliency).max(0))
+    signed = saliency.shape[0] == 1
+    _png(out, f"{base}/saliency.png", colored(shown_saliency, "RdBu_r", symmetric=signed))
+    edge = float(np.abs(shown_saliency).max())
+    saliency_scale = {"map": "rdbu", "low": _num(-edge if signed else shown_saliency.min()),
+                      "high": _num(edge if signed else shown_saliency.max())}
     pages = {l["layer"]: l for l in site.layers}
     logits_layer = site.logits_layer or list(record["layers"])[-1]
     layers = []
@@ -735,17 +843,18 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
         if shown.ndim == 2:  # tokens (N, D): each unit's mean over the tokens, as channels are measured
             shown = shown.mean(0)
         strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
-        limit = float(shown.max()) or 1.0
-        for ch in torch.argsort(strength, descending=True).tolist():
+        limit = max(float(torch.nan_to_num(shown).max()), 0.0) or 1.0
+        for rank, ch in enumerate(torch.argsort(strength, descending=True).tolist()):
             item = {"channel": ch, "value": _num(strength[ch]),
                     "href": channel_page(site.slug(layer), ch) if layer in pages and ch in pages[layer]["per"] else None}
-            if shown.ndim == 3:
+            if shown.ndim == 3 and rank < IMAGE_MAPS:
                 item["src"] = f"{base}/{site.slug(layer)}-{ch}.png"
-                _png(out, item["src"], (np.clip(shown[ch].numpy() / limit, 0, 1) * 255).astype(np.uint8))
+                _png(out, item["src"], _magma(np.nan_to_num(shown[ch].numpy()) / limit))
             if shown.ndim == 1 and layer == logits_layer and len(shown) == len(site.class_names):
                 item["name"] = site.class_names[ch]
             channels.append(item)
         layers.append({"layer": layer, "shape": info["shape"], "activation": info["activation_shown"], "channels": channels,
+                       "scale": {"map": "magma", "low": 0.0, "high": _num(limit)} if shown.ndim == 3 else None,
                        "href": f"layer-{site.slug(layer)}.html" if layer in pages else None})
     prediction = record["prediction"]
     href = f"image-{n}.html"
@@ -753,7 +862,8 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
             "prediction": None if prediction is None else {
                 **prediction, "href": f"class-{prediction['class']}.html" if prediction["class"] in class_pages else None},
             "top5": record["top5"], "input_src": f"{base}/input.png", "saliency_src": f"{base}/saliency.png",
-            "layers": layers, "notes": list(site.notes)}
+            "saliency_scale": saliency_scale, "saliency_signed": signed,
+            "layers": layers, "notes": site.texts(site.notes)}
     _write_page(out, href, data["title"], data)
     return {"href": href, "source": record["input"]["source"], "thumb": f"{base}/input.png",
             "prediction": prediction["name"] if prediction else "no prediction (logits unknown)",

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from introspect.errors import UserError
 from introspect.site import build_site
 
+from ..options import FLAGS
 from ..output import Outcome, Output
 
 DEFAULT_PORT = 8000
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, io: Output) -> Outcome:
     server = None if args.serve is None else open_server(args.serve)  # a port in use is said before any work
     try:
-        out = build_site(args.runs, Path(args.out), trust=args.trust)
+        out = build_site(args.runs, Path(args.out), trust=args.trust, names=FLAGS,
+                         on_progress=lambda line: io.err.print(f"explore: {line}", markup=False))
         index = out.resolve() / "index.html"
         io.out.print(f"wrote {index}", markup=False)
         summary = {"site": str(index)}

@@ -11,3 +11,43 @@ def test_a_recorded_model_that_loads_code_needs_trust(tmp_path):
     recipe = {"model": {"name": "x"}, "recipe": {"command": "classes", "model": str(tmp_path / "evil.py") + ":Net"}}
     loaded, why = load_recorded_model(recipe)  # a recipe without load arguments: the same rule
     assert loaded is None and "loads code" in why
+
+
+def test_build_site_reports_progress_and_spells_settings(tmp_path):
+    """on_progress gets a line per stage (the library prints nothing); notes spell settings as ``names`` says."""
+    import json
+
+    import numpy as np
+
+    from introspect.folders import Run
+    from introspect.site import build_site
+
+    per = [{"channel": c, "activation": 1.0, "ratio": None, "dead": False} for c in range(3)]
+    record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False, "dataset": None,
+              "layers": [{"layer": "conv", "measured_at": "conv → relu", "per_channel": per}],
+              "load": {"source": str(tmp_path / "model.py") + ":Net"}}
+    arrays = {"layers": np.array(["conv"] * 3), "images": np.zeros((3, 1, 4, 4), np.uint8), "scores": np.ones(3, np.float32)}
+    lines = []
+    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", on_progress=lines.append,
+               names={"trust": "--trust"})
+    assert lines[0] == "reading 1 run folder" and lines[-1] == "writing 5 pages"  # index, layer, three channels
+    page = json.loads((tmp_path / "site" / "data" / "layer-conv.js").read_text()[len("window.PAGE = "):-2])
+    assert page["summary"]["measured_at"] == "conv → relu"
+    assert any(n.endswith("add --trust.") for n in page["notes"]), page["notes"]
+    channel = json.loads((tmp_path / "site" / "data" / "channel-conv-0.js").read_text()[len("window.PAGE = "):-2])
+    assert channel["measured_at"] == "conv → relu"
+
+
+def test_histogram_marks_the_optimized_value():
+    import torch
+
+    from introspect.channels import HISTOGRAM_BINS
+    from introspect.site import histogram_page
+
+    counts = torch.zeros(HISTOGRAM_BINS, dtype=torch.int64)
+    counts[10:13] = 5
+    inside = histogram_page(counts, 0.1, 0.2, optimized=float(__import__("introspect.channels", fromlist=["x"]).HISTOGRAM_EDGES[9]))
+    assert inside["optimized"]["at"] == 1 and inside["optimized"]["beyond"] is None
+    assert histogram_page(counts, 0.1, 0.2, optimized=1e9)["optimized"] == {"value": 1e9, "at": None, "beyond": "right"}
+    assert histogram_page(counts, 0.1, 0.2, optimized=-1.0)["optimized"]["beyond"] == "left"
+    assert histogram_page(counts, 0.1, 0.2)["optimized"] is None

@@ -3,6 +3,7 @@
 A missing browser fails these tests (install: apt-get install -y chromium chromium-driver).
 """
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -24,12 +25,12 @@ def driver():
 
 @pytest.fixture(scope="module")
 def mnist_site(tmp_path_factory):
-    """A channels run of all four layers, a classes run and an activations run of the built-in MNIST net, joined."""
+    """A channels run of conv1 and conv2, a classes run and an activations run of the built-in MNIST net, joined."""
     root = tmp_path_factory.mktemp("explore")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("INTROSPECT_CACHE", str(root / "cache"))
-        assert main(["channels", "--layer", "all", "--steps", "2", "--out", "ch", "--quiet"]) == 0
+        assert main(["channels", "--layer", "conv1,conv2", "--steps", "2", "--out", "ch", "--quiet"]) == 0
         assert main(["classes", "--steps", "2", "--out", "cl", "--quiet"]) == 0
         assert main(["activations", "--image", str(SEVEN), "--out", "act", "--quiet"]) == 0
         assert main(["explore", "ch", "cl", "act", "--out", "site", "--quiet"]) == 0
@@ -50,6 +51,7 @@ def check_page(driver, path: Path) -> None:
     driver.get(path.resolve().as_uri())
     assert driver.execute_script("return document.readyState") == "complete"
     driver.execute_script("""
+        for (const folded of document.querySelectorAll("details")) folded.open = true;
         for (const img of document.images) img.scrollIntoView();
         window.scrollTo(0, document.body.scrollHeight);""")
     deadline = time.time() + 10
@@ -64,17 +66,77 @@ def check_page(driver, path: Path) -> None:
         assert url.scheme == "file", f"{path.name}: {target} leaves the site"
         assert Path(unquote(url.path)).is_file(), f"{path.name}: {target} does not exist"
     assert errors(driver) == [], f"{path.name}: console errors"
+    check_words(driver, path)
+
+
+#: Words a page never shows: a missing value says why instead.
+NOT_SHOWN = re.compile(r"\b(nan|undefined|null|Infinity)\b|\?", re.IGNORECASE)
+
+
+def check_words(driver, path: Path) -> None:
+    """Every page explains its numbers (a legend) and shows no 'nan', 'undefined', 'null' or '?'."""
+    text = driver.execute_script("return document.body.innerText")
+    found = NOT_SHOWN.search(text)
+    assert found is None, f"{path.name}: shows {found[0]!r}: ...{text[max(0, found.start() - 60):found.end() + 60]}..."
+    assert driver.execute_script("return document.querySelectorAll('.legend dt').length") >= 2, f"{path.name}: no legend"
+
+
+def count(driver, selector: str) -> int:
+    return driver.execute_script("return document.querySelectorAll(arguments[0]).length", selector)
+
+
+def pictures(driver, selector: str) -> int:
+    """Images matching ``selector`` that decoded (natural width > 0), after scrolling each into view."""
+    return driver.execute_script("""
+        const found = [...document.querySelectorAll(arguments[0])];
+        for (const i of found) { i.loading = "eager"; i.scrollIntoView(); }
+        return found;""", selector) and wait_pictures(driver, selector)
+
+
+def wait_pictures(driver, selector: str) -> int:
+    deadline = time.time() + 10
+    script = "return [...document.querySelectorAll(arguments[0])].filter(i => i.complete && i.naturalWidth > 0).length"
+    while driver.execute_script(script, selector) < count(driver, selector) and time.time() < deadline:
+        time.sleep(0.05)
+    return driver.execute_script(script, selector)
 
 
 def test_every_page_of_the_joined_site(driver, mnist_site):
     pages = sorted((mnist_site / "site").glob("*.html"))
     assert {"index.html", "layer", "channel", "class", "image"} <= {p.name.split("-")[0] for p in pages}
-    assert len([p for p in pages if p.name.startswith("channel-")]) == 32 + 64 + 128 + 10
+    assert len([p for p in pages if p.name.startswith("channel-")]) == 32 + 64
     for page in pages:
         check_page(driver, page)
     load(driver, mnist_site / "site" / "channel-conv2-3.html")
     text = driver.find_element("tag name", "main").text
     assert "Inputs" in text and "conv1" in text and "Outputs" in text and "Activation over the dataset" in text
+
+
+def test_pages_show_pictures_first(driver, mnist_site):
+    """The index: a strip of each layer's strongest channels and the class images; a layer page: every channel's
+    optimized image with its top real images; classes: ten images with p and runner-up; an image page: prediction
+    bars and each layer's strongest maps, with colour bars; a channel page: measuring point, histogram axes and
+    the optimized value marked."""
+    site = mnist_site / "site"
+    load(driver, site / "index.html")
+    assert pictures(driver, ".layer-strip img") == 16  # eight per layer, two layers
+    assert pictures(driver, ".grid.classes img") == 10
+    load(driver, site / "layer-conv2.html")
+    assert "measured at" in driver.find_element("tag name", "main").text
+    cards = count(driver, "#grid .card") + count(driver, "#folded .card")
+    assert cards == 64 and count(driver, ".card img[loading=lazy]") > 64  # optimized and real images
+    assert pictures(driver, "#grid .card img.exm") == 3 * count(driver, "#grid .card")
+    load(driver, site / "classes.html")
+    assert pictures(driver, ".grid.classes img") == 10
+    text = driver.find_element("tag name", "main").text
+    assert text.count("runner-up") >= 10 and "p 0." in text
+    load(driver, site / "image-0.html")
+    assert count(driver, ".bars .bar-row") == 5 and count(driver, ".cbar") == 3  # saliency, conv1 and conv2 maps
+    assert pictures(driver, ".fmap img") == 32
+    load(driver, site / "channel-conv2-5.html")
+    assert count(driver, ".cbar") == 1 and "measured at" in driver.find_element("tag name", "main").text
+    assert count(driver, "svg.hist .opt") >= 1 and count(driver, "svg.hist .axis") == 2
+    assert "optimized" in driver.find_element("css selector", "svg.hist").text
 
 
 def test_every_run_folder_opens_its_own_site(driver, mnist_site):
@@ -85,25 +147,50 @@ def test_every_run_folder_opens_its_own_site(driver, mnist_site):
         while not driver.current_url.endswith("site/index.html") and time.time() < deadline:
             time.sleep(0.05)
         assert driver.current_url.endswith("site/index.html")
+        shown = {"ch": ".layer-strip img", "cl": ".grid.classes img", "act": ".strip img"}[run]
+        assert pictures(driver, shown) == {"ch": 16, "cl": 10, "act": 1}[run]  # not a list of text links
         for page in sorted((mnist_site / run / "site").glob("*.html"))[:40]:
             check_page(driver, page)
 
 
-def test_sorting_and_filters(driver, mnist_site):
-    load(driver, mnist_site / "site" / "layer-fc1.html")
+def test_sorting_and_folding(driver, mnist_site):
+    load(driver, mnist_site / "site" / "layer-conv2.html")
     rows = driver.execute_script("return PAGE.channels")
+    live = [r for r in rows if not r["dead"] and not r["rare"]]
     order = lambda: [int(c) for c in driver.find_element("id", "grid").get_attribute("data-order").split(",")]
-    assert order() == sorted(r["c"] for r in rows)
+    assert order() == sorted(r["c"] for r in live)
     from selenium.webdriver.support.ui import Select
 
-    for key in ("ratio", "active"):
+    for key in ("ratio", "active", "best"):
         Select(driver.find_element("id", "sort")).select_by_value(key)
         values = [next(r[key] for r in rows if r["c"] == c) for c in order()]
         known = [v for v in values if v is not None]
         assert known == sorted(known, reverse=True) and values[:len(known)] == known
-    driver.find_element("id", "hideDead").click()
-    assert len(order()) == sum(not r["dead"] for r in rows)
+    folded = [r["c"] for r in rows if r["dead"] or r["rare"]]
+    if folded:  # dead and rarely active channels: their own section, collapsed
+        assert driver.find_element("id", "foldedSection").get_attribute("open") is None
+        assert sorted(int(c) for c in driver.find_element("id", "folded").get_attribute("data-order").split(",")) == sorted(folded)
     assert errors(driver) == []
+
+
+def test_dead_channels_are_folded(driver, tmp_path):
+    """A hand-made run with a dead and a rarely active channel: both in the folded section, not the grid."""
+    from introspect.site import build_site
+    from introspect.folders import Run
+
+    per = [{"channel": c, "activation": 1.0, "ratio": 0.5, "dead": c == 1, "active_share": [0.5, 0.0, 0.001, 0.9][c]}
+           for c in range(4)]
+    record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False,
+              "dataset": {"name": "x", "split": "train", "count": 10}, "layers": [{"layer": "conv", "per_channel": per}]}
+    import numpy as np
+
+    arrays = {"layers": np.array(["conv"] * 4), "images": np.full((4, 1, 4, 4), 99, np.uint8), "scores": np.ones(4, np.float32)}
+    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False)
+    load(driver, tmp_path / "site" / "layer-conv.html")
+    assert driver.find_element("id", "foldedSection").get_attribute("open") is None
+    assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"
+    assert driver.find_element("id", "folded").get_attribute("data-order") == "1,2"
+    check_page(driver, tmp_path / "site" / "layer-conv.html")
 
 
 def test_arrow_keys_walk_the_channels(driver, mnist_site):
@@ -120,6 +207,69 @@ def test_arrow_keys_walk_the_channels(driver, mnist_site):
         time.sleep(0.05)
     assert driver.current_url.endswith("channel-conv1-5.html")
     assert driver.find_element("id", "next").get_attribute("href").endswith("channel-conv1-6.html")
+
+
+OWN_MODEL = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.head(x.mean((2, 3)))
+"""
+
+
+def test_own_model_with_its_own_pictures(driver, tmp_path, monkeypatch, capsys):
+    """A model file and a folder of pictures (--images): the site uses those pictures for the channels' real
+    images, maps and histograms, as for a built-in model; explore says what it computes on stderr."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INTROSPECT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "net.py").write_text(OWN_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from net import Net
+
+    torch.manual_seed(0)
+    torch.save(Net().state_dict(), tmp_path / "net.pt")
+    generator = np.random.default_rng(0)
+    for label in ("round", "square"):
+        (tmp_path / "shapes" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray((generator.random((16, 16)) ** 2 * 255).astype(np.uint8)).save(tmp_path / "shapes" / label / f"{i}.png")
+    model = ["--model", "net.py:Net", "--checkpoint", "net.pt", "--input-shape", "1,16,16"]
+    assert main(["channels", *model, "--trust", "--layer", "all", "--steps", "2", "--images", "shapes", "--out", "ch", "--quiet"]) == 0
+    assert main(["classes", *model, "--steps", "2", "--out", "cl", "--quiet"]) == 0
+    assert main(["activations", *model, "--images", "shapes", "--index", "0", "--out", "act", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["explore", "ch", "cl", "act", "--out", "plain", "--quiet"]) == 0
+    assert "explore:" not in capsys.readouterr().err  # --quiet: nothing
+    notes = json.loads((tmp_path / "plain" / "data" / "index.js").read_text()[len("window.PAGE = "):-2])["notes"]
+    assert any("add --trust" in n for n in notes), notes  # the flag named in full
+    assert main(["explore", "ch", "cl", "act", "--out", "site", "--trust"]) == 0
+    err = capsys.readouterr().err
+    assert "explore: computing layer conv2 (6 channels, 12 images)" in err and re.search(r"explore: writing \d+ pages", err)
+    site = tmp_path / "site"
+    for page in sorted(site.glob("*.html")):
+        check_page(driver, page)
+        assert "unknown dataset" not in driver.find_element("tag name", "main").text
+    load(driver, site / "channel-conv2-1.html")
+    assert pictures(driver, ".ex img") == 1 + 5  # the optimized image and five of the user's pictures
+    assert count(driver, ".cbar") == 1 and count(driver, "svg.hist rect") >= 1
+    assert "(round)" in driver.find_element("tag name", "main").text or "(square)" in driver.find_element("tag name", "main").text
+    load(driver, site / "layer-conv2.html")
+    assert pictures(driver, ".card img.exm") >= 3
+    load(driver, site / "index.html")
+    assert pictures(driver, ".grid.classes img") == 3 and pictures(driver, ".layer-strip img") >= 3
 
 
 def test_512_channel_layer_page_is_interactive_in_under_3_s(driver, tmp_path):
