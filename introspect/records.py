@@ -228,7 +228,8 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
                    status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
                    logits_layer: str | None = None, extra: dict | None = None) -> dict:
     """images.npz (all layers), report pages per layer (report-LAYER.png, then -2, -3... for pages past
-    4,000 px), the overview as index.png and report.png (and report.FORMAT; a PDF holds every page),
+    4,000 px), the overview as index.png, the first layer's first page again as report.png (and report.FORMAT;
+    a PDF holds the overview and every page),
     the site, then run.json (updated with ``extra``; returned). The logits layer's units are named by ``class_names``."""
     from matplotlib.backends.backend_pdf import PdfPages
 
@@ -260,9 +261,10 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             pages.append(page)
     overview = report.index_figures(results, provenance.label)
     index = overview[0]
-    for name in ("index.png", "report.png"):
-        with run.file(name) as path:
-            report.save_figure(index, path)
+    with run.file("index.png") as path:
+        report.save_figure(index, path)
+    with run.file("report.png") as path:  # the first layer's first page in full, not the index strip
+        report.save_figure(pages[0], path)
     for number, page in enumerate(overview[1:], 2):
         with run.file(f"index-{number}.png") as path:
             report.save_figure(page, path)
@@ -273,7 +275,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
                     pdf.savefig(page)
         elif fmt != "png":
             with run.file(f"report.{fmt}") as path:
-                report.save_figure(index, path)
+                report.save_figure(pages[0], path)
     if status is None:
         status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
     record = base_record(provenance, results[0].config, seconds, status, min(r.steps_done for r in results))

@@ -52,48 +52,6 @@ def to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
     return np.transpose(array, (1, 2, 0)), None
 
 
-@rc_context(PLAIN_TEXT)
-def draw_tiles(fig: Figure, images: torch.Tensor, titles: Sequence[str], columns: int | None = None,
-               suptitle: str | None = None, fontsize: float = 10) -> None:
-    """Tiles of images, nearest-neighbour upscaled, each with its title. One intensity scale for all
-    tiles: pixel values 0..1 map to black..white (grayscale: vmin=0, vmax=1; RGB: drawn as they are),
-    never stretched per tile, so a dim image looks dim next to a bright one."""
-    count = len(images)
-    columns = columns or min(count, 5)
-    rows = math.ceil(count / columns)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, image, title in zip(axes.flat, images, titles):
-        array, cmap = to_display(image)
-        ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=fontsize)
-    if suptitle:
-        fig.suptitle(wrap(suptitle, fig.get_figwidth() if hasattr(fig, "get_figwidth") else 8, 12), fontsize=12)
-
-
-@rc_context(PLAIN_TEXT)
-def draw_evolution(fig: Figure, snapshots: dict[int, torch.Tensor], final: torch.Tensor, final_step: int,
-                   column_labels: Sequence[str]) -> None:
-    """One row per snapshot step, ending with the final images; one column per image."""
-    steps = sorted(snapshots)
-    frames = [snapshots[s] for s in steps] + [final]
-    row_labels = [f"step {s}" for s in steps] + [f"final ({final_step})"]
-    axes = fig.subplots(len(frames), len(column_labels), squeeze=False)
-    for row, (frame, label) in enumerate(zip(frames, row_labels)):
-        for col, name in enumerate(column_labels):
-            ax = axes[row, col]
-            array, cmap = to_display(frame[col])
-            ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(label, fontsize=9)
-    fig.suptitle("evolution during optimization", fontsize=11)
-
-
 #: What ``figure`` and ``save_run`` take, in words (their TypeError says it).
 RESULT_TYPES = "a ClassesResult, ChannelsResult, ActivationsResult or RenderResult"
 
@@ -116,20 +74,6 @@ def figure(result, **options) -> ReportFigure:
     raise TypeError(f"figure takes {RESULT_TYPES}, not {type(result).__name__}")
 
 
-@rc_context(PLAIN_TEXT)
-def render_figure(result, columns: int | None = None, title: str = "") -> ReportFigure:
-    """A RenderResult as plain tiles, each titled with its objective value; the objective and the parts
-    that made the images under the title."""
-    count = len(result.images)
-    columns = columns or min(count, 5)
-    rows = math.ceil(count / columns)
-    width = max(6.0, 2.2 * columns)
-    fig = ReportFigure(figsize=(width, 2.2 * rows + 1.4), layout="constrained")
-    draw_tiles(fig, result.images, [f"{i}: {float(v):.3g}" for i, v in enumerate(result.values)], columns,
-               (title + "\n" if title else "") + render_settings(result), fontsize=9)
-    return fig
-
-
 def render_settings(result) -> str:
     """What made a RenderResult, in one plain-text line."""
     parts = [f"objective {result.objective or '?'}", f"{result.steps_done} steps", f"param {result.param or '?'}",
@@ -139,30 +83,6 @@ def render_settings(result) -> str:
     return "; ".join(parts)
 
 
-@rc_context(PLAIN_TEXT)
-def classes_figure(result, columns: int | None = None) -> ReportFigure:
-    """The report figure of a ClassesResult: tiles titled with class, logit, probability and the runner-up
-    class, all on one intensity scale; the settings under the title; the evolution if snapshotted."""
-    snapshots = result.render.snapshots
-    count = len(result.images)
-    columns = columns or min(count, 5)
-    rows = math.ceil(count / columns)
-    width = max(6.0, 2.2 * columns, 1.0 * count if snapshots else 0)
-    titles = [fit(t, 0.95 * width / columns, 9) for t in result.titles]
-    title_lines = max(t.count("\n") + 1 for t in titles)
-    tile_height = (2.0 + 0.16 * title_lines) * rows + 1.4
-    evo_height = min(width / count, 1.6) * (len(snapshots) + 1) + 0.8 if snapshots else 0
-    fig = ReportFigure(figsize=(width, tile_height + evo_height), layout="constrained")
-    title = _classes_title(result) + "\n" + result.settings
-    if snapshots:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[tile_height, evo_height])
-        draw_tiles(top, result.images, titles, columns, title, fontsize=9)
-        draw_evolution(bottom, snapshots, result.images, result.render.steps_done, result.class_names)
-    else:
-        draw_tiles(fig, result.images, titles, columns, title, fontsize=9)
-    return fig
-
-
 def _classes_title(result) -> str:
     objective = {"confidence": "logit + 10 x log-probability", "logit": "logit"}.get(result.objective,
                                                                                      "blog loss (log-softmax)")
@@ -170,10 +90,6 @@ def _classes_title(result) -> str:
     if result.render.interrupted_at is not None:
         title += f" — INTERRUPTED at step {result.render.interrupted_at}"
     return title
-
-
-def save_figure(fig: Figure, path: str | Path) -> None:
-    fig.savefig(Path(path), dpi=100)
 
 
 def _mosaic(images: Sequence[np.ndarray], gap: int = 2, fill: float = 1.0) -> np.ndarray:
@@ -204,11 +120,6 @@ def _activation_label(result) -> str:
             f"applies after {result.layer}, i.e. what the next layer sees")
 
 
-#: Reports split into pages no taller than this (pixels at the saved 100 dpi).
-MAX_PAGE_PX = 4000
-DPI = 100
-
-
 def text_size(text: str, fontsize: float) -> tuple[float, float]:
     """Width and height in inches of ``text`` (one or more lines) drawn at ``fontsize`` points: the sum of
     its characters' measured widths, 3% more for kerning."""
@@ -230,7 +141,8 @@ def fit(text: str, width_inches: float, fontsize: float) -> str:
     ``width_inches`` at ``fontsize``, as measured; a single piece wider than that is cut into pieces."""
     lines = []
     for paragraph in text.split("\n"):
-        pieces = re.findall(r"[^\s.:]+[.:]?|\s+|[.:]", paragraph)
+        # a dot or colon before a digit stays inside its piece: "3.6", "conv1:0" never break there
+        pieces = re.findall(r"(?:[^\s.:]|[.:](?=\d))+[.:]?|\s+|[.:]", paragraph)
         line = ""
         for piece in pieces:
             candidate = line + piece
@@ -252,94 +164,312 @@ def fit(text: str, width_inches: float, fontsize: float) -> str:
     return "\n".join(out)
 
 
-def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None) -> tuple[str, str]:
-    """The text under a channel's tile, and its colour."""
+#: Reports split into pages no taller than this (pixels at the saved DPI); figures are at most PAGE_WIDTH
+#: inches wide (printable on letter or A4 paper): more tiles make more rows or pages, never a wider figure.
+MAX_PAGE_PX = 4000
+DPI = 200
+PAGE_WIDTH = 7.5
+#: Text sizes in points at that width: nothing smaller than TEXT_SIZE.
+TEXT_SIZE, HEADER_SIZE = 8, 9
+#: Every image tile is drawn at least this many pixels (at DPI) across, by an integer nearest-neighbour
+#: factor: 4x for a 28-pixel input; an input already this large is drawn at its own size.
+MIN_TILE_PX = 112
+PAD, GAP = 0.15, 0.08
+ROOM = PAGE_WIDTH - 2 * PAD
+#: An optimized image flatter than this (pixel standard deviation, or max - min) "saturates": the channel
+#: prefers a uniform input.
+FLAT_STD, FLAT_RANGE = 0.02, 0.05
+#: Text colours, each at least 4.5:1 against the white page.
+INK, OPTIMIZED, BELOW_ONE, DEAD, RARE, MUTED, FLAT, STRONG = ("black", "#1a4f8b", "#9a4a00", "#b00000", "#800080",
+                                                             "#595959", "#6b4b00", "#b00000")
+#: One colour map per quantity, the ones the explorer's site uses (introspect.encoding): activations,
+#: saliency (and gradient x input).
+ACTIVATION_CMAP, SALIENCY_CMAP = "inferno", "RdBu_r"
+
+
+def line_height(fontsize: float = TEXT_SIZE) -> float:
+    return text_size("0", fontsize)[1]
+
+
+def upscale(pixels: int, room_inches: float | None = None) -> int:
+    """The integer factor an image ``pixels`` across is drawn at: the least reaching MIN_TILE_PX, or (with
+    ``room_inches``) the most that fits that room, never below that least while the room allows it."""
+    pixels = max(int(pixels), 1)
+    least = max(1, math.ceil(MIN_TILE_PX / pixels))
+    if room_inches is None:
+        return least
+    most = int(room_inches * DPI // pixels)
+    return max(1, most) if most < least else most
+
+
+def format_value(value: float, width_inches: float | None = None, fontsize: float = TEXT_SIZE) -> str:
+    """A number in three significant digits, fewer when that is wider than ``width_inches``; "n/a" for NaN."""
+    if value != value:
+        return "n/a"
+    for digits in (3, 2, 1):
+        text = f"{value:.{digits}g}"
+        if width_inches is None or text_size(text, fontsize)[0] <= width_inches:
+            return text
+    return text
+
+
+def is_flat(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N,) bool: (almost) no contrast: std < FLAT_STD or max - min < FLAT_RANGE."""
+    flat = images.detach().float().flatten(1)
+    return (flat.std(1, unbiased=False) < FLAT_STD) | ((flat.amax(1) - flat.amin(1)) < FLAT_RANGE)
+
+
+def flat_channels(result) -> torch.Tensor:
+    """(N,) bool: every optimized image of the channel is flat (it saturates: prefers a uniform input)."""
+    n = len(result.channels)
+    return is_flat(result.images[:n * result.diverse]).view(n, result.diverse).all(1)
+
+
+class Page:
+    """A white figure PAGE_WIDTH wide laid out in inches from its top-left corner."""
+
+    def __init__(self, height: float, width: float = PAGE_WIDTH) -> None:
+        self.w, self.h = width, height
+        self.fig = ReportFigure(figsize=(width, height), dpi=DPI, facecolor="white")
+
+    def axes(self, x: float, top: float, w: float, h: float):
+        return self.fig.add_axes((x / self.w, (self.h - top - h) / self.h, w / self.w, h / self.h))
+
+    def text(self, x: float, top: float, text: str, size: float = TEXT_SIZE, **kwargs):
+        kwargs.setdefault("va", "top")
+        kwargs.setdefault("color", INK)
+        return self.fig.text(x / self.w, 1 - top / self.h, text, fontsize=size, **kwargs)
+
+    def image(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None, **kwargs):
+        ax = self.axes(x, top, w, h)
+        if cmap in (None, "gray") and "norm" not in kwargs:  # pixels: one fixed 0..1 scale, never stretched
+            cmap = "gray" if array.ndim == 2 else None
+            kwargs.setdefault("vmin", 0)
+            kwargs.setdefault("vmax", 1)
+        shown = ax.imshow(array, cmap=cmap, interpolation="nearest", aspect="auto", **kwargs)
+        ax.set_axis_off()
+        return ax, shown
+
+
+def _image_inches(array: np.ndarray, scale: int, room: float = ROOM) -> tuple[float, float]:
+    """Width and height in inches of ``array`` drawn at ``scale``, shrunk (aspect kept) only past ``room``."""
+    h, w = array.shape[:2]
+    width, height = w * scale / DPI, h * scale / DPI
+    if width > room:
+        width, height = room, height * room / width
+    return width, height
+
+
+def _header(text: str) -> tuple[str, float]:
+    wrapped = fit(text, ROOM, HEADER_SIZE)
+    return wrapped, text_size(wrapped, HEADER_SIZE)[1] + 0.1
+
+
+def _grid_layout(images: torch.Tensor, titles: Sequence[str], columns: int | None = None):
+    """Column width, columns, the image scale and size, and the wrapped titles of a grid of tiles."""
+    arrays = [to_display(image) for image in images]
+    h, w = arrays[0][0].shape[:2]
+    least = w * upscale(max(h, w)) / DPI
+    widest = max(text_size(line, TEXT_SIZE)[0] for t in titles for line in t.split("\n"))
+    col_w = min(ROOM, max(least, min(widest, 1.6)))
+    cols = max(1, min(len(arrays), int((ROOM + GAP) // (col_w + GAP))))
+    if columns:
+        cols = max(1, min(cols, columns))
+    col_w = min((ROOM + GAP) / cols - GAP, max(col_w, 1.4))
+    scale = upscale(max(h, w), col_w * max(h, w) / w)
+    img_w, img_h = _image_inches(arrays[0][0], scale, col_w)
+    fitted = [fit(t, col_w, TEXT_SIZE) for t in titles]
+    title_h = max(text_size(t, TEXT_SIZE)[1] for t in fitted)
+    return arrays, cols, col_w, img_w, img_h, fitted, title_h
+
+
+def _draw_grid(page: Page, top: float, layout) -> float:
+    """Tiles with their titles above the image (never on it); returns the y below the grid."""
+    arrays, cols, col_w, img_w, img_h, fitted, title_h = layout
+    row_h = title_h + 0.05 + img_h + 0.15
+    for i, ((array, cmap), title) in enumerate(zip(arrays, fitted)):
+        row, col = divmod(i, cols)
+        x, y = PAD + col * (col_w + GAP), top + row * row_h
+        page.text(x + col_w / 2, y, title, ha="center", multialignment="center")
+        page.image(x + (col_w - img_w) / 2, y + title_h + 0.05, array, img_w, img_h, cmap)
+    return top + math.ceil(len(arrays) / cols) * row_h
+
+
+def _grid_height(layout) -> float:
+    arrays, cols, _, _, img_h, _, title_h = layout
+    return math.ceil(len(arrays) / cols) * (title_h + 0.05 + img_h + 0.15)
+
+
+@rc_context(PLAIN_TEXT)
+def render_figure(result, columns: int | None = None, title: str = "") -> ReportFigure:
+    """A RenderResult as plain tiles, each titled with its objective value; the objective and the parts
+    that made the images under the title."""
+    header, header_h = _header((title + "\n" if title else "") + render_settings(result))
+    layout = _grid_layout(result.images, [f"{i}: {format_value(float(v))}" for i, v in enumerate(result.values)],
+                          columns)
+    page = Page(PAD + header_h + _grid_height(layout) + PAD)
+    page.text(PAD, PAD, header, HEADER_SIZE)
+    _draw_grid(page, PAD + header_h, layout)
+    return page.fig
+
+
+def _evolution_layout(snapshots, final_step: int, names: Sequence[str], shape: tuple[int, int]):
+    steps = sorted(snapshots)
+    row_labels = [f"step {s}" for s in steps] + [f"final ({final_step})"]
+    label_w = max(text_size(label, TEXT_SIZE)[0] for label in row_labels) + 0.1
+    h, w = shape
+    scale = upscale(max(h, w))
+    cell_w, cell_h = _image_inches(np.zeros(shape), scale, ROOM - label_w)
+    cols = max(1, min(len(names), int((ROOM - label_w + GAP) // (cell_w + GAP))))
+    fitted = [fit(str(name), cell_w + GAP, TEXT_SIZE) for name in names]
+    name_h = max(text_size(t, TEXT_SIZE)[1] for t in fitted)
+    block_h = name_h + 0.05 + len(row_labels) * (cell_h + GAP) + 0.1
+    blocks = math.ceil(len(names) / cols)
+    return steps, row_labels, label_w, cell_w, cell_h, cols, fitted, block_h, blocks
+
+
+@rc_context(PLAIN_TEXT)
+def classes_figure(result, columns: int | None = None) -> ReportFigure:
+    """The report figure of a ClassesResult: tiles titled (above the image) with class, logit, probability
+    and the runner-up class, all on one intensity scale; the settings under the title; the evolution if
+    snapshotted, in blocks of as many classes as fit the page's width."""
+    snapshots = result.render.snapshots
+    header, header_h = _header(_classes_title(result) + "\n" + result.settings)
+    layout = _grid_layout(result.images, result.titles, columns)
+    height = PAD + header_h + _grid_height(layout)
+    if snapshots:
+        evo = _evolution_layout(snapshots, result.render.steps_done, result.class_names,
+                                to_display(result.images[0])[0].shape[:2])
+        height += line_height(HEADER_SIZE) + 0.1 + evo[-1] * evo[-2]
+    page = Page(height + PAD)
+    page.text(PAD, PAD, header, HEADER_SIZE)
+    top = _draw_grid(page, PAD + header_h, layout)
+    if snapshots:
+        page.text(PAD, top, "evolution during optimization", HEADER_SIZE)
+        top += line_height(HEADER_SIZE) + 0.1
+        steps, row_labels, label_w, cell_w, cell_h, cols, fitted, block_h, blocks = evo
+        frames = [snapshots[s] for s in steps] + [result.images]
+        for block in range(blocks):
+            members = range(block * cols, min(len(fitted), (block + 1) * cols))
+            name_h = max(text_size(fitted[c], TEXT_SIZE)[1] for c in members)
+            for position, c in enumerate(members):
+                x = PAD + label_w + position * (cell_w + GAP)
+                page.text(x + cell_w / 2, top, fitted[c], ha="center", multialignment="center")
+                for row, frame in enumerate(frames):
+                    array, cmap = to_display(frame[c])
+                    page.image(x, top + name_h + 0.05 + row * (cell_h + GAP), array, cell_w, cell_h, cmap)
+            for row, label in enumerate(row_labels):
+                page.text(PAD, top + name_h + 0.05 + row * (cell_h + GAP) + cell_h / 2, label, va="center")
+            top += block_h
+    return page.fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    fig.savefig(Path(path), dpi=DPI, facecolor="white")
+
+
+def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None,
+                   flat: bool = False) -> tuple[str, str]:
+    """The text under a channel's tile, and its colour (each at least 4.5:1 on white)."""
     name = f"{result.layer}:{channel}"
     if unit_names is not None and channel < len(unit_names):
         name += f" ({unit_names[channel]})"
+    optimized = format_value(float(result.best[n]))
+    saturates = "\nsaturates: prefers a uniform input" if flat else ""
     if examples is not None and bool(result.dead[n]):
-        return f"{name} DEAD: no real image activates it (optimized reached {result.best[n]:.2g})", "red"
+        return f"{name} · dead: no real image activates it · optimized {optimized}{saturates}", DEAD
     if examples is not None and bool(result.rare[n]):
-        return f"{name} RARELY ACTIVE: {float(examples.active_fraction[channel]):.2%} of images (no ratio)", "purple"
+        share = float(examples.active_fraction[channel])
+        return f"{name} · rarely active: {share:.2%} of images · no ratio{saturates}", RARE
     if bool(result.not_reached[n]):
-        return f"{name} NOT REACHED: optimized {result.best[n]:.2g}", "0.45"
+        return f"{name} · not reached: optimized {optimized}{saturates}", MUTED
+    if flat:
+        return f"{name} · optimized {optimized}{saturates}", FLAT
     if examples is not None:
         ratio = float(result.ratio[n])
-        return f"{name} ratio {ratio:.2f} (optimized {result.best[n]:.3g})", "black" if ratio >= 1 else "darkorange"
-    return f"{name} optimized {result.best[n]:.3g}", "black"
+        if ratio != ratio:
+            return f"{name} · no ratio (no real image above 0) · optimized {optimized}", MUTED
+        return f"{name} · ratio {ratio:.2f} · optimized {optimized}", INK if ratio >= 1 else BELOW_ONE
+    return f"{name} · optimized {optimized}", INK
 
 
-def _channels_header(result, model_name: str, examples, k: int) -> str:
+def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -> str:
     header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels"
     if examples is not None:
         summary = result.summary()
         median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
         header += (f" — {summary.live} live, {summary.dead} dead, {summary.rare} rarely active, "
                    f"{summary.not_reached} not reached; median ratio {median} (the others)\n"
-                   f"each tile: the optimized image (blue label), then the {k} {examples.dataset} ({examples.split}) "
-                   f"images that excite it most, with their activations; ratio = optimized / best real image "
-                   f"(orange: below 1; red: dead, no real image activates it; purple: rarely active, on under 1% "
-                   f"of images; grey: not reached)")
+                   f"each tile: the optimized image (its activation in blue underneath), then the {k} "
+                   f"{examples.dataset} ({examples.split}) images that excite it most, each with its activation; "
+                   f"ratio = optimized / best real image (orange: below 1; red: dead, no real image activates it; "
+                   f"purple: rarely active, on under 1% of images; grey: not reached)")
     else:
-        header += "\nno dataset available: real examples and ratios omitted"
+        header += "\nno dataset available: real examples and ratios omitted; under each image its activation"
     header += "\n" + _activation_label(result)
+    if flat:
+        header += (f"\n{flat} channel{'s' if flat != 1 else ''} saturate{'' if flat != 1 else 's'}: "
+                   f"the optimized image is (almost) uniform, the channel prefers a flat input"
+                   + ("" if result.neuron else "; try neuron mode, which maximizes one position and shows a "
+                                               "localized pattern"))
     if result.interrupted_at is not None:
         header += f"\nINTERRUPTED at step {result.interrupted_at}: partial results"
     return header
 
 
-IMAGE_INCHES, PAD, LABEL_SIZE, VALUE_SIZE, HEADER_SIZE, MAX_WIDTH = 0.62, 0.15, 7, 6, 9, 20.0
-
-
 @rc_context(PLAIN_TEXT)
 def channels_figures(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
                      max_height_px: float = MAX_PAGE_PX, unit_names: Sequence[str] | None = None) -> list[ReportFigure]:
-    """The channel report as pages no taller than ``max_height_px``: one tile per channel (its
-    optimized image(s), then the top-k real images with their activations) and a label under each,
-    wrapped to the tile's measured width so no two texts touch. ``unit_names`` name the channels
-    (class names for the logits layer)."""
+    """The channel report as pages no taller than ``max_height_px`` and PAGE_WIDTH wide: one tile per
+    channel (its optimized image(s), then the top-k real images, each at least MIN_TILE_PX across, their
+    activations under them) and a label under each, wrapped to the tile's measured width so no two texts
+    touch and none is drawn on the pixels. ``unit_names`` name the channels (class names for the logits layer)."""
     examples = result.examples if dataset_images is not None else None
     k = examples.top_indices.shape[1] if examples is not None else 0
     images_per_tile = result.diverse + k
-    tile_w = max(IMAGE_INCHES * images_per_tile, 1.1)
-    columns = max(1, min(len(result.channels), int((MAX_WIDTH - 2 * PAD) // (tile_w + PAD))))
-    fig_w = max(8.0, columns * (tile_w + PAD) + PAD)
-    labels = [_channel_label(result, n, c, examples, unit_names) for n, c in enumerate(result.channels)]
-    wrapped = [(fit(text, tile_w, LABEL_SIZE), color) for text, color in labels]
-    label_h = max(text_size(text, LABEL_SIZE)[1] for text, _ in wrapped)
-    value_h = text_size("0", VALUE_SIZE)[1]
-    tile_h = value_h + IMAGE_INCHES + label_h + PAD
-    header = fit(_channels_header(result, model_name, examples, k), fig_w - 2 * PAD, HEADER_SIZE)
-    header_h = text_size(header, HEADER_SIZE)[1] + PAD
+    h, w = to_display(result.images[0])[0].shape[:2]
+    scale = upscale(max(h, w))
+    gap_px = 1
+    mosaic_w, mosaic_h = _image_inches(np.zeros((h, images_per_tile * (w + gap_px) - gap_px)), scale)
+    step = mosaic_w * (w + gap_px) / (images_per_tile * (w + gap_px) - gap_px)  # one image and its gap, in inches
+    image_w = step * w / (w + gap_px)
+    tile_w = max(mosaic_w, 1.5)
+    tile_gap = 0.2
+    columns = max(1, min(len(result.channels), int((ROOM + tile_gap) // (tile_w + tile_gap))))
+    tile_w = min(ROOM, max(tile_w, (ROOM + tile_gap) / columns - tile_gap))
+    flat = flat_channels(result)
+    labels = [_channel_label(result, n, c, examples, unit_names, bool(flat[n])) for n, c in enumerate(result.channels)]
+    wrapped = [(fit(text, tile_w, TEXT_SIZE), color) for text, color in labels]
+    label_h = max(text_size(text, TEXT_SIZE)[1] for text, _ in wrapped)
+    value_h = line_height()
+    tile_h = mosaic_h + 0.03 + value_h + 0.03 + label_h + 0.2
+    header, header_h = _header(_channels_header(result, model_name, examples, k, int(flat.sum())))
+    page_line = line_height(HEADER_SIZE)
     rows = math.ceil(len(result.channels) / columns)
-    rows_per_page = min(rows, max(1, (max_height_px / DPI - header_h - 2 * PAD) // tile_h))
-    per_page = int(rows_per_page) * columns
+    fit_rows = (max_height_px / DPI - header_h - page_line - 2 * PAD) / tile_h
+    rows_per_page = rows if math.isinf(fit_rows) else min(rows, max(1, int(fit_rows)))
+    per_page = rows_per_page * columns
     pages = math.ceil(len(result.channels) / per_page)
+    geometry = (scale, mosaic_w, mosaic_h, step, image_w, value_h)
     figures = []
-    for page in range(pages):
-        start = page * per_page
+    for number in range(pages):
+        start = number * per_page
         count = min(per_page, len(result.channels) - start)
-        rows = math.ceil(count / columns)
-        fig_h = header_h + rows * tile_h + 2 * PAD
-        fig = ReportFigure(figsize=(fig_w, fig_h))
-        title = header if pages == 1 else f"{header}\npage {page + 1} of {pages}"
-        if pages > 1:
-            fig.set_figheight(fig_h + text_size("page", HEADER_SIZE)[1])
-            fig_h = fig.get_figheight()
-        fig.text(PAD / fig_w, 1 - PAD / fig_h, title, ha="left", va="top", fontsize=HEADER_SIZE)
-        top = fig_h - PAD - (header_h + (text_size("page", HEADER_SIZE)[1] if pages > 1 else 0))
+        extra = page_line if pages > 1 else 0.0
+        page = Page(PAD + header_h + extra + math.ceil(count / columns) * tile_h + PAD)
+        page.text(PAD, PAD, header if pages == 1 else f"{header}\npage {number + 1} of {pages}", HEADER_SIZE)
+        top = PAD + header_h + extra
         for i in range(count):
-            n = start + i
             row, col = divmod(i, columns)
-            _draw_tile(fig, result, n, examples, dataset_images, wrapped[n],
-                       x=PAD + col * (tile_w + PAD), y_top=top - row * tile_h, fig_w=fig_w, fig_h=fig_h,
-                       value_h=value_h)
-        figures.append(fig)
+            _draw_tile(page, result, start + i, examples, dataset_images, wrapped[start + i],
+                       x=PAD + col * (tile_w + tile_gap), top=top + row * tile_h, geometry=geometry)
+        figures.append(page.fig)
     return figures
 
 
-def _draw_tile(fig, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, y_top: float,
-               fig_w: float, fig_h: float, value_h: float) -> None:
+def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, top: float,
+               geometry) -> None:
+    scale, mosaic_w, mosaic_h, step, image_w, value_h = geometry
     channel = result.channels[n]
     viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
     shown = list(viz)
@@ -348,22 +478,15 @@ def _draw_tile(fig, result, n: int, examples, dataset_images, label: tuple[str, 
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
         shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
                   for i in examples.top_indices[channel]]
-    mosaic = _mosaic(shown)
-    width = IMAGE_INCHES * len(shown)
-    y_image = y_top - value_h - IMAGE_INCHES
-    ax = fig.add_axes((x / fig_w, y_image / fig_h, width / fig_w, IMAGE_INCHES / fig_h))
-    ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
-              aspect="auto")
-    ax.set_axis_off()
-    centre = lambda j: (x + IMAGE_INCHES * (j + 0.5)) / fig_w
-    fig.text((x + IMAGE_INCHES * result.diverse / 2) / fig_w, (y_image + 0.02) / fig_h, "optimized", ha="center",
-             va="bottom", fontsize=VALUE_SIZE, color="tab:blue")
+    page.image(x, top, _mosaic(shown, gap=1), mosaic_w, mosaic_h)
+    values = [(float(v), OPTIMIZED) for v in result.activations[n * result.diverse:(n + 1) * result.diverse]]
     if examples is not None and not is_dead:
-        for j, value in enumerate(examples.top_values[channel].tolist()):
-            fig.text(centre(result.diverse + j), (y_image + 0.02) / fig_h, f"{value:.3g}", ha="center", va="bottom",
-                     fontsize=VALUE_SIZE, color="0.25")
+        values += [(float(v), INK) for v in examples.top_values[channel].tolist()]
+    for j, (value, color) in enumerate(values):
+        page.text(x + j * step + image_w / 2, top + mosaic_h + 0.03, format_value(value, step - 0.02), ha="center",
+                  color=color)
     text, color = label
-    fig.text(x / fig_w, (y_image - 0.03) / fig_h, text, ha="left", va="top", fontsize=LABEL_SIZE, color=color)
+    page.text(x, top + mosaic_h + 0.03 + value_h + 0.03, text, color=color)
 
 
 def channels_figure(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
@@ -372,94 +495,265 @@ def channels_figure(result, dataset_images: torch.Tensor | None = None, model_na
     return channels_figures(result, dataset_images, model_name, max_height_px=math.inf, unit_names=unit_names)[0]
 
 
-def index_figures(results: Sequence, model_name: str = "", max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
-    """The overview split into pages no taller than ``max_height_px`` (at 100 dpi): as many layers per page as fit."""
-    per_page = max(1, int((max_height_px / 100 - 0.6) // 1.5))
-    return [index_figure(results[start:start + per_page], model_name) for start in range(0, len(results), per_page)]
+def _index_order(result) -> list[int]:
+    """Channels strongest first (by ratio with examples, else by optimized activation); flat ones last."""
+    key = torch.nan_to_num(result.ratio, nan=-1.0) if result.examples is not None else result.best
+    flat = flat_channels(result)
+    return sorted(range(len(result.channels)), key=lambda i: (bool(flat[i]), -float(key[i])))
+
+
+def _index_row(result, strongest: int):
+    order = _index_order(result)
+    h, w = to_display(result.images[0])[0].shape[:2]
+    scale = upscale(max(h, w))
+    cell = w * scale / DPI
+    fits = max(1, int((ROOM + 2 * scale / DPI) // (cell + 2 * scale / DPI)))
+    order = order[:min(strongest, fits)]
+    if result.examples is not None:
+        summary = result.summary()
+        median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
+        text = (f"{result.layer}: {summary.channels} channels, {summary.live} live, {summary.dead} dead, "
+                f"{summary.rare} rarely active, {summary.not_reached} not reached, median ratio {median}")
+    else:
+        text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
+    flat = int(flat_channels(result).sum())
+    text += (f"; {flat} saturate (flat, ranked last)" if flat else "") + " — strongest channels:"
+    title = fit(text, ROOM, TEXT_SIZE)
+    tiles = [to_display(result.images[i * result.diverse])[0] for i in order]
+    strip = _mosaic(tiles)
+    strip_w, strip_h = _image_inches(strip, scale)
+    height = text_size(title, TEXT_SIZE)[1] + 0.05 + strip_h + 0.03 + line_height() + 0.2
+    return order, title, strip, strip_w, strip_h, (w + 2) * strip_w / strip.shape[1], height
+
+
+def index_figures(results: Sequence, model_name: str = "", max_height_px: float = MAX_PAGE_PX,
+                  strongest: int = 8) -> list[ReportFigure]:
+    """The overview split into pages no taller than ``max_height_px`` (at DPI): as many layers per page as fit."""
+    room = max_height_px / DPI - 2 * PAD - _header(f"{model_name}: channel report index")[1]
+    pages, page, height = [], [], 0.0
+    for result in results:
+        row_h = _index_row(result, strongest)[-1]
+        if page and height + row_h > room:
+            pages.append(page)
+            page, height = [], 0.0
+        page.append(result)
+        height += row_h
+    pages.append(page)
+    return [index_figure(group, model_name, strongest) for group in pages]
 
 
 @rc_context(PLAIN_TEXT)
 def index_figure(results: Sequence, model_name: str = "", strongest: int = 8) -> ReportFigure:
-    """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels."""
-    fig = ReportFigure(figsize=(10, 1.5 * len(results) + 0.6), layout="constrained")
-    axes = fig.subplots(len(results), 1, squeeze=False)[:, 0]
-    for ax, result in zip(axes, results):
-        ax.set_axis_off()
-        ratios = result.ratio
-        order = torch.argsort(torch.nan_to_num(ratios, nan=-1.0) if result.examples is not None else result.best,
-                              descending=True)[:strongest]
-        tiles = [to_display(result.images[int(i) * result.diverse])[0] for i in order]
-        strip = _mosaic(tiles)
-        ax.imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        width = tiles[0].shape[1] + 2
+    """One row per layer: name, channel count, live/dead counts, median ratio, and its strongest channels
+    (flat ones, which saturate, last), each numbered under its image."""
+    header, header_h = _header(f"{model_name}: channel report index")
+    rows = [_index_row(result, strongest) for result in results]
+    page = Page(PAD + header_h + sum(row[-1] for row in rows) + PAD)
+    page.text(PAD, PAD, header, HEADER_SIZE)
+    top = PAD + header_h
+    for result, (order, title, strip, strip_w, strip_h, step, height) in zip(results, rows):
+        page.text(PAD, top, title)
+        y = top + text_size(title, TEXT_SIZE)[1] + 0.05
+        page.image(PAD, y, strip, strip_w, strip_h)
+        cell = step - 2 * strip_w / strip.shape[1]  # one image, without its gap
         for position, i in enumerate(order):
-            ax.text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"#{result.channels[int(i)]}",
-                    ha="center", va="top", fontsize=7)
-        if result.examples is not None:
-            summary = result.summary()
-            median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
-            text = (f"{result.layer}: {summary.channels} channels, {summary.live} live, {summary.dead} dead, "
-                    f"{summary.rare} rarely active, {summary.not_reached} not reached, median ratio {median}")
-        else:
-            text = f"{result.layer}: {len(result.channels)} channels (no dataset: live/dead unknown)"
-        ax.set_title(text + " — strongest channels:", fontsize=9, loc="left")
-    fig.suptitle(f"{model_name}: channel report index", fontsize=11)
-    return fig
+            page.text(PAD + position * step + cell / 2, y + strip_h + 0.03, f"#{result.channels[i]}", ha="center")
+        top += height
+    return page.fig
 
 
-def _feature_grid(maps: torch.Tensor, columns: int, gap: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """(N, H, W) maps -> one mosaic with NaN gaps, and each map's top-left corner."""
-    n, h, w = maps.shape
-    rows = math.ceil(n / columns)
-    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), np.nan, dtype=np.float32)
-    corners = []
-    for i in range(n):
-        r, c = divmod(i, columns)
-        y, x = r * (h + gap), c * (w + gap)
-        grid[y:y + h, x:x + w] = maps[i].numpy()
-        corners.append((y, x))
-    return grid, corners
-
-
-@rc_context(PLAIN_TEXT)
-def _activation_header(section, result, model_name: str, layers: Sequence[str]) -> None:
+def _activation_header_section(result, model_name: str, layers: Sequence[str]):
     """The first section of the activations report: input, prediction with top-5, saliency and gradient × input."""
-    top = section.subplots(1, 4, width_ratios=[1, 1.4, 1, 1])
+    from .classes import format_probability
+
     image, cmap = to_display(result.input.pixels)
-    top[0].imshow(image, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-    top[0].set_title("input as the model sees it", fontsize=9)
-    top[0].set_axis_off()
-    order = torch.argsort(result.probabilities, descending=True)[:5].tolist()
-    names = [str(result.class_names[i]) for i in order]
-    top[1].barh(range(len(order))[::-1], [float(result.probabilities[i]) for i in order],
-                color=["tab:red" if i == result.predicted else "tab:gray" for i in order])
-    top[1].set_yticks(range(len(order))[::-1], names, fontsize=8)
-    for row, i in zip(range(len(order))[::-1], order):
-        top[1].text(0.98, row, f"{float(result.probabilities[i]):.3f}", ha="right", va="center", fontsize=8)
-    top[1].set_xlim(0, 1)
-    if result.predicted is None:
-        top[1].set_title("no prediction: the model's logits are unknown", fontsize=9)
-        top[1].set_yticks([])
-    else:
-        top[1].set_title(f"prediction: {result.class_names[result.predicted]} "
-                         f"(p={float(result.probabilities[result.predicted]):.3f}); top-5", fontsize=9)
+    h, w = image.shape[:2]
+    scale = upscale(max(h, w), 1.0)
+    img_w, img_h = _image_inches(image, scale, 1.3)
+    order = torch.argsort(result.probabilities, descending=True)[:5].tolist() if result.predicted is not None else []
+    names = [f"{_short_name(result.class_names[i])} ({format_probability(float(result.probabilities[i]))})"
+             for i in order]
+    label_w = max([text_size(n, TEXT_SIZE)[0] for n in names] + [0.3]) + 0.08
+    cbar_w, cbar_ticks, gap = 0.08, 0.45, 0.2
+    bars_w = max(0.6, ROOM - 3 * img_w - 2 * (cbar_w + 0.05 + cbar_ticks) - label_w - 3 * gap)
     what = "logit" if result.predicted is not None else f"(strongest unit of {layers[-1]})"
-    for ax, data, title in ((top[2], result.saliency, f"saliency: d {what} / d pixel"),
-                            (top[3], result.grad_times_input, "gradient × input")):
-        values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
-        limit = float(values.abs().max()) or 1.0
-        shown = ax.imshow(values.numpy(), cmap="RdBu_r" if data.shape[0] == 1 else "magma",
-                          vmin=-limit if data.shape[0] == 1 else 0, vmax=limit, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_axis_off()
-        section.colorbar(shown, ax=ax, shrink=0.8)
+    panel_titles = ["input as the model sees it",
+                    (f"prediction: {result.class_names[result.predicted]} "
+                     f"({format_probability(float(result.probabilities[result.predicted]))}); top-5")
+                    if result.predicted is not None else "no prediction: the model's logits are unknown",
+                    f"saliency: d {what} / d pixel", "gradient × input"]
+    widths = [img_w, label_w + bars_w, img_w + cbar_w + 0.05 + cbar_ticks, img_w + cbar_w + 0.05 + cbar_ticks]
+    panel_titles = [fit(t, width, TEXT_SIZE) for t, width in zip(panel_titles, widths)]
+    title_h = max(text_size(t, TEXT_SIZE)[1] for t in panel_titles)
     note = "; ".join(result.input.conversion)
-    section.suptitle(wrap(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""), 11, 9), fontsize=9)
+    header, header_h = _header(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""))
+    body_h = max(img_h, 0.18 * max(len(order), 1) + 0.3)
+    height = header_h + title_h + 0.05 + body_h + 0.15
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, header, HEADER_SIZE)
+        y = top + header_h
+        x = PAD
+        lefts = []
+        for width, title in zip(widths, panel_titles):
+            lefts.append(x)
+            page.text(x, y, title)
+            x += width + gap
+        y += title_h + 0.05
+        page.image(lefts[0], y, image, img_w, img_h, cmap)
+        bars = page.axes(lefts[1] + label_w, y, bars_w, body_h - 0.3)
+        if order:
+            bars.barh(range(len(order))[::-1], [float(result.probabilities[i]) for i in order],
+                      color=["tab:red" if i == result.predicted else "tab:gray" for i in order])
+            bars.set_yticks(range(len(order))[::-1], names)
+        else:
+            bars.set_yticks([])
+        bars.set_xlim(0, 1)
+        bars.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+        bars.tick_params(labelsize=TEXT_SIZE)
+        for left, data in ((lefts[2], result.saliency), (lefts[3], result.grad_times_input)):
+            values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
+            limit = float(values.abs().max()) or 1.0
+            low = -limit if data.shape[0] == 1 else 0.0
+            _, shown = page.image(left, y, values.numpy(), img_w, img_h, SALIENCY_CMAP, vmin=low, vmax=limit)
+            cax = page.axes(left + img_w + 0.05, y, cbar_w, img_h)
+            page.fig.colorbar(shown, cax=cax)
+            cax.tick_params(labelsize=TEXT_SIZE)
+
+    return height, draw
 
 
-def _activation_heights(result, layers: Sequence[str], visualizations) -> list[float]:
-    return [(3.8 if result.outputs[l].ndim == 3 else 2.0) + (1.3 if visualizations and l in visualizations else 0)
-            for l in layers]
+def _short_name(name, chars: int = 16) -> str:
+    name = str(name)
+    return name if len(name) <= chars else name[:chars - 1] + "…"
+
+
+#: At most this many feature maps of one layer are drawn (the strongest); the title says how many of how many.
+MAX_MAPS = 128
+
+
+def _maps_section(result, layer: str, highlight: int):
+    from matplotlib.colors import Normalize
+
+    shown_maps = result.shown(layer)
+    activation = result.activations[layer]
+    label = f"{activation}({layer})" if activation != "identity" else layer
+    means = shown_maps.mean((1, 2))
+    order = torch.argsort(means, descending=True)
+    drawn = order[:MAX_MAPS]
+    n, (h, w) = len(drawn), shown_maps.shape[1:]
+    colorbar_room = 0.75
+    room = ROOM - colorbar_room
+    gap = 0.06
+    cols = max(1, min(n, 12, int((room + gap) // (w / DPI + gap))))
+    cell_w = (room + gap) / cols - gap
+    scale = upscale(max(h, w), cell_w * max(h, w) / w)
+    map_w, map_h = _image_inches(np.zeros((h, w)), scale, cell_w)
+    number_h = line_height()
+    row_h = number_h + 0.02 + map_h + 0.06
+    rows = math.ceil(n / cols)
+    more = f"; the strongest {n} of {len(order)} drawn" if n < len(order) else ""
+    title = fit(f"{label}: {len(order)} channels, strongest first by mean activation, each numbered above its map "
+                f"(top {highlight} outlined in red){more}; one colour scale", ROOM, TEXT_SIZE)
+    title_h = text_size(title, TEXT_SIZE)[1] + 0.05
+    values = shown_maps[drawn]
+    vmin = 0.0 if activation == "relu" else float(values.min())
+    vmax = float(values.max())
+    norm = Normalize(vmin, vmax if vmax > vmin else vmin + 1.0)
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, title)
+        y0 = top + title_h
+        image = None
+        for rank, channel in enumerate(drawn.tolist()):
+            row, col = divmod(rank, cols)
+            x, y = PAD + col * (cell_w + gap), y0 + row * row_h
+            strong = rank < highlight
+            page.text(x + map_w / 2, y, str(channel), ha="center", color=STRONG if strong else INK,
+                      fontweight="bold" if strong else "normal")
+            ax, image = page.image(x, y + number_h + 0.02, values[rank].numpy(), map_w, map_h, ACTIVATION_CMAP,
+                                   norm=norm)
+            if strong:
+                ax.set_axis_on()
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("red")
+                    spine.set_linewidth(2)
+        cax = page.axes(PAD + room + 0.1, y0 + number_h + 0.02, 0.1, min(rows * row_h - number_h - 0.08, 2.5))
+        page.fig.colorbar(image, cax=cax)
+        cax.tick_params(labelsize=TEXT_SIZE)
+        cax.set_ylabel("activation", fontsize=TEXT_SIZE)
+
+    return title_h + rows * row_h + 0.1, draw
+
+
+def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
+    from matplotlib.ticker import MaxNLocator
+
+    activation = result.activations[layer]
+    label = f"{activation}({layer})" if activation != "identity" else layer
+    values = result.shown(layer).flatten()
+    strongest = [i for i in torch.argsort(values, descending=True)[:highlight].tolist() if values[i] > 0]
+    is_logits = layer == logits_layer or (logits_layer is None and layer == list(result.outputs)[-1]
+                                          and len(values) == len(result.class_names))
+    names = [_short_name(n) for n in result.class_names] if is_logits and len(values) == len(result.class_names) else None
+    axis_left, axis_w = 0.5, ROOM - 0.5
+    if names and sum(text_size(n, TEXT_SIZE)[0] + 0.05 for n in names) > axis_w:
+        names = None
+    named = (lambda i: str(i) if names[i] == str(i) else f"{i} ({names[i]})") if names else str
+    title = fit(f"{label}: {len(values)} units" + (" (the logits)" if is_logits else "")
+                + (f"; strongest in red: {', '.join(named(i) for i in strongest)}" if strongest else ""),
+                ROOM, TEXT_SIZE)
+    title_h = text_size(title, TEXT_SIZE)[1] + 0.05
+    plot_h = 1.2
+    height = title_h + plot_h + line_height() + 0.25
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, title)
+        ax = page.axes(PAD + axis_left, top + title_h, axis_w, plot_h)
+        ax.bar(range(len(values)), values.numpy(), color=["tab:red" if i in strongest else "tab:blue"
+                                                           for i in range(len(values))],
+               width=0.8 if len(values) <= 32 else 1.0)
+        ax.set_xlim(-0.5, len(values) - 0.5)
+        ax.axhline(0, color="0.5", linewidth=0.5)
+        if names:
+            ax.set_xticks(range(len(values)), names)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=TEXT_SIZE)
+
+    return height, draw
+
+
+def _strip_section(channels: Sequence[int], images: torch.Tensor):
+    tiles = [to_display(img)[0] for img in images]
+    h, w = tiles[0].shape[:2]
+    scale = upscale(max(h, w))
+    strip = _mosaic(tiles)
+    strip_w, strip_h = _image_inches(strip, scale)
+    step = strip_w * (w + 2) / strip.shape[1]
+    title = fit(f"what the {len(channels)} strongest respond to (optimized images), each numbered under it", ROOM,
+                TEXT_SIZE)
+    title_h = text_size(title, TEXT_SIZE)[1] + 0.05
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, title)
+        page.image(PAD, top + title_h, strip, strip_w, strip_h)
+        for position, channel in enumerate(channels):
+            page.text(PAD + position * step + w * scale / DPI / 2, top + title_h + strip_h + 0.03, f"#{channel}",
+                      ha="center")
+
+    return title_h + strip_h + line_height() + 0.2, draw
+
+
+def _layer_sections(result, layer: str, visualizations, highlight: int, logits_layer: str | None) -> list:
+    sections = [_maps_section(result, layer, highlight) if result.outputs[layer].ndim == 3
+                else _bars_section(result, layer, highlight, logits_layer)]
+    extra = visualizations.get(layer) if visualizations else None
+    if extra:
+        sections.append(_strip_section(*extra))
+    return sections
 
 
 def activations_figures(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
@@ -467,11 +761,14 @@ def activations_figures(result, visualizations: dict[str, tuple[list[int], torch
                         max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
     """The activations report split into pages no taller than ``max_height_px``: the input, prediction and
     saliency on the first, then as many layers per page as fit."""
-    pages, page, height = [], [], 2.8 + 0.6
-    for layer, layer_height in zip(result.outputs, _activation_heights(result, list(result.outputs), visualizations)):
-        if page and (height + layer_height) * 100 > max_height_px:
+    room = max_height_px / DPI - 2 * PAD
+    pages, page = [], []
+    height = _activation_header_section(result, model_name, list(result.outputs))[0]
+    for layer in result.outputs:
+        layer_height = sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer))
+        if page and height + layer_height > room:
             pages.append(page)
-            page, height = [], 0.6
+            page, height = [], 0.0
         page.append(layer)
         height += layer_height
     pages.append(page)
@@ -484,65 +781,17 @@ def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.
                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
                        layers: Sequence[str] | None = None, header: bool = True) -> ReportFigure:
     """Input with prediction and top-5, saliency (``header``), then per layer its feature maps (conv) or
-    unit bars (Linear) — of ``layers`` (default: all recorded)."""
-    from matplotlib.patches import Rectangle
-
+    unit bars (Linear) — of ``layers`` (default: all recorded), stacked with no blank bands. The figure's
+    ``sections`` lists what it holds ("header", then the layer names)."""
     layers = list(result.outputs) if layers is None else list(layers)
-    heights = ([2.8] if header else []) + _activation_heights(result, layers, visualizations)
-    fig = ReportFigure(figsize=(11, sum(heights) + 0.6), layout="constrained")
-    sections = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
-    if header:
-        _activation_header(sections.pop(0), result, model_name, list(result.outputs))
-
-    for section, layer in zip(sections, layers):
-        shown = result.shown(layer)
-        activation = result.activations[layer]
-        label = f"{activation}({layer})" if activation != "identity" else layer
-        extra = visualizations.get(layer) if visualizations else None
-        if shown.ndim == 3:
-            means = shown.mean((1, 2))
-            order = torch.argsort(means, descending=True)
-            maps = shown[order]
-            columns = min(len(order), 16)
-            grid, corners = _feature_grid(maps, columns)
-            axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[3.8, 1.3] if extra else None)[:, 0]
-            ax = axes[0]
-            vmin = 0.0 if activation == "relu" else float(np.nanmin(grid))
-            im = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=float(np.nanmax(grid)) or 1.0, interpolation="nearest")
-            h, w = maps.shape[1:]
-            for rank in range(min(highlight, len(order))):
-                y, x = corners[rank]
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.5))
-            for rank, (y, x) in enumerate(corners):  # every tile's channel number in its top-left corner
-                ax.text(x, y - 0.5, str(int(order[rank])), color="red" if rank < highlight else "white", fontsize=5,
-                        va="top", ha="left", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
-            ax.set_axis_off()
-            section.colorbar(im, ax=ax, shrink=0.8, label="activation")
-            ax.set_title(f"{label}: {len(order)} channels, strongest first by mean activation, each numbered (top "
-                         f"{highlight} in red); one colour scale", fontsize=9)
-        else:
-            axes = section.subplots(2 if extra else 1, 1, squeeze=False, height_ratios=[2.0, 1.3] if extra else None)[:, 0]
-            ax = axes[0]
-            values = shown.flatten()
-            strongest = [i for i in torch.argsort(values, descending=True)[:highlight].tolist() if values[i] > 0]
-            colors = ["tab:red" if i in strongest else "tab:blue" for i in range(len(values))]
-            ax.bar(range(len(values)), values.numpy(), color=colors, width=0.8 if len(values) <= 32 else 1.0)
-            ax.set_xlim(-0.5, len(values) - 0.5)
-            ax.axhline(0, color="0.5", linewidth=0.5)
-            if layer == logits_layer and len(values) <= 32:
-                ax.set_xticks(range(len(values)), [str(n) for n in result.class_names], fontsize=7)
-            title = f"{label}: {len(values)} units" + (" (the logits)" if layer == logits_layer else "")
-            ax.set_title(title + (f"; strongest in red: {', '.join(map(str, strongest))}" if strongest else ""), fontsize=9)
-            ax.tick_params(labelsize=7)
-        if extra:
-            channels, images = extra
-            tiles = [to_display(img)[0] for img in images]
-            strip = _mosaic(tiles)
-            axes[1].imshow(strip, cmap="gray" if strip.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            axes[1].set_axis_off()
-            width = tiles[0].shape[1] + 2
-            for position, channel in enumerate(channels):
-                axes[1].text(position * width + width / 2 - 1, tiles[0].shape[0] + 0.5, f"#{channel}", ha="center",
-                             va="top", fontsize=7)
-            axes[1].set_title(f"what the {len(channels)} strongest respond to (optimized images)", fontsize=8)
-    return fig
+    parts = [("header", *_activation_header_section(result, model_name, list(result.outputs)))] if header else []
+    for layer in layers:
+        parts += [(layer, *section) for section in _layer_sections(result, layer, visualizations, highlight,
+                                                                    logits_layer)]
+    page = Page(PAD + sum(h for _, h, _ in parts) + PAD)
+    top = PAD
+    for _, height, draw in parts:
+        draw(page, top)
+        top += height
+    page.fig.sections = list(dict.fromkeys(name for name, _, _ in parts))
+    return page.fig

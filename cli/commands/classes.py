@@ -6,8 +6,8 @@ import time
 
 import torch
 
-from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, logits_of, resolve_classes,
-                                visualize_classes)
+from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, format_probability, logits_of,
+                                resolve_classes, visualize_classes)
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
 from introspect.outputs import kind_warning, probability_label
@@ -100,8 +100,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     best = f" (best of {result.candidates} candidates by logit margin)" if result.candidates > 1 else ""
     kind = {"p (sigmoid)": " (sigmoid)", "p (softmax)": " (softmax)"}.get(probability_label(result.output_kind), "")
     failed = f"; {len(result.render.stopped)} failed (NaN/inf objective)" if result.render.stopped else ""
+    lowest_p = format_probability(float(result.probabilities[lowest]), "").lstrip("=")  # as the tile writes it
     io.out.print(f"{count} class{'es' if count != 1 else ''}, {config.steps} steps{best}; lowest probability{kind} "
-                 f"{result.probabilities[lowest]:.3f} (class {result.class_names[lowest]}){failed}", markup=False)
+                 f"{lowest_p} (class {result.class_names[lowest]}){failed}", markup=False)
     warning = kind_warning(result.output_kind)
     if warning:
         io.err.print(say(warning), markup=False)
