@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
-                       assemble_channels, cache_examples, cached_examples, chunk_channels, dataset_examples_many,
+                       assemble_channels, cache_examples, cached_examples, chunk_channels, data_starts,
+                       dataset_examples_many, examples_dataset,
                        examples_pass, plan_channels, split_items, time_chunk, visualize_chunk, work_items)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
@@ -387,7 +388,12 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         done = ranks.broadcast(done)
         shares = split_items([i for i in items if i.id not in done], ranks.world)
         started = time.time()
-        partial = _optimize(model, spec, plan, manifest, shares[ranks.rank], config, neuron, path, ranks, listener)
+        starts = None
+        if config.image.style == "data":  # every rank needs the real examples its images start from
+            starts = ranks.broadcast({p.layer: data_starts(p, examples[p.layer], examples_dataset(examples[p.layer], data))
+                                      for p in plan.layers} if ranks.main and examples else None)
+        partial = _optimize(model, spec, plan, manifest, shares[ranks.rank], config, neuron, path, ranks, listener,
+                            starts)
         ranks.barrier()
         if not ranks.main:
             return ChannelsRun(path, status="complete")
@@ -416,14 +422,15 @@ def _provenance(spec: ModelSpec) -> Provenance:
 
 def _optimize(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, manifest: dict, mine: Sequence[WorkItem],
               config: RenderConfig, neuron: bool, folder: Path, ranks: Ranks,
-              listener: RunListener) -> list[ChunkResult]:
+              listener: RunListener, starts: dict | None = None) -> list[ChunkResult]:
     """This rank's items, each saved as a part file when done; a chunk a signal stopped is returned (one
     process) or dropped (several), to be redone on resume."""
     listener.started(mine, config.steps)
     with on_device(model, config.device) as model:
         for item in mine:
             chunk = visualize_chunk(model, spec, plan[item.layer], item.index, config, neuron,
-                                    lambda step, _total, values, item=item: listener.step(item, step, values))
+                                    lambda step, _total, values, item=item: listener.step(item, step, values),
+                                    (starts or {}).get(item.layer))
             for note in chunk.render.notes:
                 listener.note(note)
             if chunk.render.stopped:

@@ -26,13 +26,18 @@ from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
-from .params import ImageConfig, prior_for
+from .params import ImageConfig, example_image_for, prior_for
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
 #: reach activations above the best real image's (benchmarks/zoo.py).
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
+
+#: ``--style data``: the target of each image, x the best real image's activation of its channel (nothing is
+#: gained past it), and the weight of the squared distance to its starting real example (benchmarks/channel_quality.py).
+DATA_TARGET = 1.2
+DATA_DISTANCE_WEIGHT = 10.0
 
 #: Weight of the diversity term of a --diverse run (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
@@ -507,15 +512,57 @@ def chunk_objective(plan: LayerPlan, channels: Sequence[int], neuron: bool = Fal
     return objective
 
 
+@dataclass(frozen=True)
+class DataStarts:
+    """What ``--style data`` needs for a layer's plan: per image (channel by channel, ``diverse`` copies each) the
+    real example it starts from and the activation it is pushed to."""
+
+    images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
+    targets: torch.Tensor  # (len(plan.channels) * diverse,)
+
+    def chunk(self, plan: LayerPlan, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        per_chunk = plan.chunk // plan.diverse * plan.diverse
+        part = slice(index * per_chunk, (index + 1) * per_chunk)
+        return self.images[part], self.targets[part]
+
+
+def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) -> DataStarts:
+    """Copy j of channel c starts at the channel's j-th strongest real example (the last one kept when j is past
+    them) and aims at DATA_TARGET x its best real activation (a dead channel: a tiny positive target)."""
+    channels = list(plan.channels)
+    k = examples.top_indices.shape[1]
+    picked = torch.stack([examples.top_indices[c, min(j, k - 1)] for c in channels for j in range(plan.diverse)])
+    best = examples.max_value[channels].float().clamp(min=1e-6).repeat_interleave(plan.diverse)
+    return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best)
+
+
 def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
                     config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False,
-                    callback: ProgressCallback | None = None) -> ChunkResult:
+                    callback: ProgressCallback | None = None, starts: DataStarts | None = None) -> ChunkResult:
     """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
-    comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs."""
+    comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs. With
+    ``config.image.style == "data"`` and ``starts`` (``data_starts``) each image starts at a real example and is
+    pushed to its target with a distance penalty (feature accentuation); without ``starts`` the texture style
+    runs, and the result says so in a note."""
     channels, diverse = chunk_channels(plan, index), plan.diverse
     objective = chunk_objective(plan, channels, neuron)
     keys = [c * diverse + j for c in channels for j in range(diverse)]
-    render = config.render(model, objective, spec, keys, callback)
+    if config.image.style == "data" and starts is not None:
+        images, targets = starts.chunk(plan, index)
+        where = plan.tap or plan.layer
+        param = example_image_for(spec, config.image, images, keys, config.seed)
+        with torch.no_grad():
+            anchor = param()  # the example as the parametrization makes it (in the basis: its projection)
+        objective = objectives.accentuate(
+            objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse),
+            targets, anchor, DATA_DISTANCE_WEIGHT)
+        if diverse > 1:
+            objective = objective + DIVERSITY_WEIGHT * objectives.diversity(where, diverse)
+        render = config.render(model, objective, spec, keys, callback, param=param)
+    else:
+        render = config.render(model, objective, spec, keys, callback)
+        if config.image.style == "data":
+            render.notes.append("--style data needs real examples (a dataset): these images are in the texture style")
     values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
                               plan.activation, neuron, config.device)
     return ChunkResult(plan.layer, index, channels, render, values)
@@ -538,7 +585,8 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
                        config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False, diverse: int = 1,
                        batch_size: int | None = None, examples: ExampleStats | None = None,
                        callback: ProgressCallback | None = None, plan: LayerPlan | None = None,
-                       data: ImageDataset | torch.Tensor | None = None) -> ChannelsResult:
+                       data: ImageDataset | torch.Tensor | None = None,
+                       dataset: ImageDataset | None = None) -> ChannelsResult:
     """One optimized image (or ``diverse`` images) per channel of ``layer``, all in batched chunks.
 
     Each image's randomness comes from (config.seed, channel, copy), so the
@@ -546,12 +594,17 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     ``plan`` (from ``plan_channels``) fixes the channels and chunk size; without it one is made.
     ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as the
     command line does with its dataset; the real examples beside them come from ``dataset_examples`` (``examples``).
+    ``--style data`` (``config.image.style``) starts each image at its channel's top example: the images of
+    ``dataset`` (else of ``data`` when it is an ImageDataset, else the built-in dataset ``examples`` name).
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     spec, _ = prior_for(spec, data)
     if plan is None:
         plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device)[layer]
+    starts = None
+    if config.image.style == "data" and examples is not None:
+        starts = data_starts(plan, examples, examples_dataset(examples, dataset or data))
     total_steps = config.steps * plan.chunks
     chunks: list[ChunkResult] = []
     with on_device(model, config.device) as model:
@@ -559,10 +612,28 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             offset = config.steps * index
             progress = None if callback is None else (
                 lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
-            chunks.append(visualize_chunk(model, spec, plan, index, config, neuron, progress))
+            chunks.append(visualize_chunk(model, spec, plan, index, config, neuron, progress, starts))
             if chunks[-1].render.interrupted_at is not None:
                 break
     return assemble_channels(plan, chunks, config, neuron, examples)
+
+
+def examples_dataset(examples: ExampleStats, data: ImageDataset | torch.Tensor | None) -> ImageDataset:
+    """The dataset ``examples`` index: ``data`` when it is one (of as many images), else the built-in dataset they
+    name."""
+    if isinstance(data, ImageDataset) and len(data) == examples.count:
+        return data
+    from .data import load_dataset
+
+    try:
+        found = load_dataset(examples.dataset, examples.split)
+    except Exception as error:  # noqa: BLE001 - said in the UserError
+        raise UserError("--style data needs the images of the real examples ({dataset}); pass the dataset",
+                        dataset=examples.dataset) from error
+    if len(found) != examples.count:
+        raise UserError("--style data needs the images of the real examples ({dataset}); pass the dataset",
+                        dataset=examples.dataset)
+    return found
 
 
 def measure_channels(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor, channels: Sequence[int],

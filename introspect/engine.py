@@ -358,10 +358,13 @@ class RenderConfig:
             yield
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],
-               on_step: ProgressCallback | None = None) -> RenderResult:
+               on_step: ProgressCallback | None = None, param: nn.Module | None = None) -> RenderResult:
         """``render`` with the parts and speed switches these settings name, for the images ``keys`` identify
-        (class or channel indices); the model already on ``device``."""
+        (class or channel indices); the model already on ``device``. ``param`` replaces the image
+        parametrization the settings name (it is moved to ``device``)."""
         parts = self.parts(spec, keys)
+        if param is not None:
+            parts = replace(parts, param=param.to(torch.device(self.device)))
         with self.speedups(model, spec):
             return render(model, parts.objective(objective), parts.param, transforms=parts.transforms,
                           optimizer=parts.optimizer, steps=self.steps, snapshots=self.snapshots, on_step=on_step)

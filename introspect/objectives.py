@@ -335,3 +335,16 @@ def blur(weight: float) -> Objective:
         return -weight * (images - blurred).pow(2).flatten(1).mean(1)
 
     return Objective(fn, [], f"blur({weight:g})")
+
+
+def accentuate(objective: Objective, targets: torch.Tensor, starts: torch.Tensor, weight: float) -> Objective:
+    """Feature accentuation: min(objective, target) / target per image (``targets`` (B,) > 0: nothing is gained
+    past it), minus ``weight`` x the mean squared pixel distance to its starting image ``starts`` (B, C, H, W)."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        value = objective(a)
+        target = targets.to(value)
+        images = a[INPUT]
+        return torch.minimum(value, target) / target - weight * (images - starts.to(images)).pow(2).flatten(1).mean(1)
+
+    return Objective(fn, objective.layers, f"accentuate({objective.name}, {weight:g})")

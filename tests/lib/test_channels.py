@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,38 @@ def test_channels_run_of_every_layer_writes_every_page(tmp_path, shipped_mnist):
     record = json.loads((out / "run.json").read_text())
     assert [l["layer"] for l in record["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
     assert record["dataset"]["name"] == "mnist"
+
+
+DATA_STYLE = CHANNELS_DEFAULTS.replace(image=replace(CHANNELS_DEFAULTS.image, style="data"))
+
+
+def test_data_style_starts_at_the_top_example_and_beats_it(shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    data = load_dataset("mnist", "train")
+    examples = dataset_examples(model, spec, "conv2", data, k=2)
+    channels = [0, 1]
+    start = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=1), examples=examples,
+                               dataset=data)
+    top = data.pixels(examples.top_indices[channels, 0])
+    assert (start.images - top).abs().mean() < 0.05  # one step from the basis projection of the top example
+    result = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=48), examples=examples,
+                                dataset=data)
+    assert result.renders[0].param == "basis" and "accentuate" in result.renders[0].objective
+    assert bool((result.activations > start.activations).all())
+    assert (result.images - top).abs().mean() < 0.15  # still near the example
+
+
+def test_data_style_without_examples_is_the_texture_style_and_says_so(tiny_model, tiny_spec):
+    texture = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], FAST)
+    data = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], DATA_STYLE.replace(steps=5))
+    torch.testing.assert_close(texture.images, data.images)
+    assert any("--style data" in note for note in data.renders[0].notes)
+
+
+def test_data_style_run_channels(tmp_path, shipped_mnist):
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    run = run_channels(model, spec, ["conv1"], tmp_path / "a", channels=[0, 1], config=DATA_STYLE.replace(steps=2),
+                       top_k=2, data=load_dataset("mnist", "train"))
+    assert run.complete
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert '"style": "data"' in json.dumps(record)
