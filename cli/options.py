@@ -244,10 +244,13 @@ SETTING_TYPES = {"count": positive_int, "positive": positive_float, "integer": i
                  "steps": int_list, "device": str}
 
 
-def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig) -> None:
-    """One option per row of the settings table (introspect.settings), its default and help from ``defaults``."""
+def add_render_options(p: argparse.ArgumentParser, defaults: RenderConfig, command: str) -> None:
+    """One option per row of the settings table (introspect.settings) that applies to ``command``, its default
+    and help from ``defaults``."""
     g = p.add_argument_group("optimization")
     for row in table(RenderConfig):
+        if row.only not in (None, command):
+            continue
         default = get(defaults, row.path)
         if row.kind == "switch":
             g.add_argument(f"--{row.name}", action="store_true", help=f"{row.help} (default: {'on' if default else 'off'})")
@@ -276,7 +279,7 @@ def add_output_options(p: argparse.ArgumentParser, prefix: str, formats: bool) -
 
 def config_from_args(args: argparse.Namespace, defaults: RenderConfig) -> RenderConfig:
     """``defaults`` with the settings the options give, checked by the library (a device resolved first)."""
-    values = {row.name: getattr(args, row.name) for row in table(RenderConfig)}
+    values = {row.name: getattr(args, row.name, None) for row in table(RenderConfig)}
     values["device"] = str(resolve_device(args.device))
     return defaults.from_values(values)
 

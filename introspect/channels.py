@@ -21,7 +21,7 @@ from .cache import cache_path, read_entry, write_entry
 from .data import ImageDataset
 from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
-from .errors import UserError
+from .errors import Message, UserError
 from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
@@ -34,12 +34,12 @@ from .params import ImageConfig, example_image_for, prior_for
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
 
-#: ``--style data``: the target of each image, x the best real image's activation of its channel (nothing is
+#: The data style (``ImageConfig.style``): the target of each image, x the best real image's activation of its channel (nothing is
 #: gained past it), and the weight of the squared distance to its starting real example (benchmarks/channel_quality.py).
 DATA_TARGET = 1.2
 DATA_DISTANCE_WEIGHT = 10.0
 
-#: Weight of the diversity term of a --diverse run (objectives.diversity).
+#: Weight of the diversity term of a diverse run (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
@@ -514,7 +514,7 @@ def chunk_objective(plan: LayerPlan, channels: Sequence[int], neuron: bool = Fal
 
 @dataclass(frozen=True)
 class DataStarts:
-    """What ``--style data`` needs for a layer's plan: per image (channel by channel, ``diverse`` copies each) the
+    """What the data style needs for a layer's plan: per image (channel by channel, ``diverse`` copies each) the
     real example it starts from and the activation it is pushed to."""
 
     images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
@@ -562,7 +562,8 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
     else:
         render = config.render(model, objective, spec, keys, callback)
         if config.image.style == "data":
-            render.notes.append("--style data needs real examples (a dataset): these images are in the texture style")
+            render.notes.append(Message("{style} data needs real examples ({data}): these images are in the texture "
+                                        "style", settings=("style", "data")))
     values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
                               plan.activation, neuron, config.device)
     return ChunkResult(plan.layer, index, channels, render, values)
@@ -594,7 +595,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     ``plan`` (from ``plan_channels``) fixes the channels and chunk size; without it one is made.
     ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as the
     command line does with its dataset; the real examples beside them come from ``dataset_examples`` (``examples``).
-    ``--style data`` (``config.image.style``) starts each image at its channel's top example: the images of
+    The data style (``config.image.style``) starts each image at its channel's top example: the images of
     ``dataset`` (else of ``data`` when it is an ImageDataset, else the built-in dataset ``examples`` name).
     The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
@@ -628,11 +629,11 @@ def examples_dataset(examples: ExampleStats, data: ImageDataset | torch.Tensor |
     try:
         found = load_dataset(examples.dataset, examples.split)
     except Exception as error:  # noqa: BLE001 - said in the UserError
-        raise UserError("--style data needs the images of the real examples ({dataset}); pass the dataset",
-                        dataset=examples.dataset) from error
+        raise UserError("{style} data needs the images of the real examples ({dataset}); pass that dataset",
+                        settings=("style",), dataset=examples.dataset) from error
     if len(found) != examples.count:
-        raise UserError("--style data needs the images of the real examples ({dataset}); pass the dataset",
-                        dataset=examples.dataset)
+        raise UserError("{style} data needs the images of the real examples ({dataset}); pass that dataset",
+                        settings=("style",), dataset=examples.dataset)
     return found
 
 

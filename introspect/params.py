@@ -301,8 +301,8 @@ class ImageConfig:
     style: str = setting("texture", "style", "channel images: data (each starts at the channel's top real "
                          "example, in the data basis when the model has one, and is pushed until the channel beats "
                          "the best real image, staying near the example; needs a dataset) or texture (optimized from a "
-                         "grey start: the strongest, least data-like images); channels only", "choice",
-                         choices={"data": "data", "texture": "texture"})
+                         "grey start: the strongest, least data-like images)", "choice",
+                         choices={"data": "data", "texture": "texture"}, only="channels")
 
 
 #: The mean-image start is clamped to this margin from 0 and 1, so every pixel can still move.
@@ -339,7 +339,7 @@ def support_of(config: ImageConfig, spec: ModelSpec) -> torch.Tensor | None:
 
 def example_image_for(spec: ModelSpec, config: ImageConfig, starts: torch.Tensor, keys: Sequence[int],
                       seed: int) -> nn.Module:
-    """The parametrization of ``--style data``: each image starts at a real image ``starts`` (B, C, H, W) in [0, 1]:
+    """The parametrization of the data style (``ImageConfig.style``): each image starts at a real image ``starts`` (B, C, H, W) in [0, 1]:
     in the data basis (its coefficients, a free brightness offset) when the spec has one and the config uses the
     prior, else as free pixels."""
     generators = image_generators(seed, keys)

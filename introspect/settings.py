@@ -22,12 +22,14 @@ KINDS = ("count", "positive", "integer", "weight", "steps", "choice", "switch", 
 
 
 def setting(default: Any, name: str, help: str, kind: str, *, choices: Mapping[str, Any] | None = None,
-            metavar: str | None = None) -> Any:
+            metavar: str | None = None, only: str | None = None) -> Any:
     """A dataclass field that is a user setting, option ``name``: ``kind`` is one of KINDS; a ``choice``'s
-    ``choices`` map the words a user gives to the stored values."""
+    ``choices`` map the words a user gives to the stored values; ``only`` names the one task it applies to
+    ("channels"), where it does not apply to all."""
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r}")
-    metadata = {"setting": name, "help": help, "kind": kind, "choices": dict(choices or {}), "metavar": metavar}
+    metadata = {"setting": name, "help": help, "kind": kind, "choices": dict(choices or {}), "metavar": metavar,
+                "only": only}
     if isinstance(default, (list, dict, set)):
         raise ValueError("settings take immutable defaults (a tuple for a list)")
     return field(default=default, metadata=metadata)
@@ -44,6 +46,7 @@ class Setting:
     kind: str
     choices: Mapping[str, Any]
     metavar: str | None
+    only: str | None = None  # the one task it applies to, where it does not apply to all
 
     def word(self, value: Any) -> str | None:
         """A choice's stored value as the word a user gives (None when no word names it)."""
@@ -58,7 +61,7 @@ def table(cls: type) -> tuple[Setting, ...]:
         value = getattr(defaults, f.name)
         if "setting" in f.metadata:
             m = f.metadata
-            rows.append(Setting(f.name, m["setting"], m["help"], m["kind"], m["choices"], m["metavar"]))
+            rows.append(Setting(f.name, m["setting"], m["help"], m["kind"], m["choices"], m["metavar"], m["only"]))
         elif is_dataclass(value):
             rows += [dataclasses.replace(row, path=f"{f.name}.{row.path}") for row in table(type(value))]
     return tuple(rows)

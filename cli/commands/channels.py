@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "TorchScript archive, --trust-checkpoint)")
     p.add_argument("--distributed", type=process_count, metavar="N",
                    help="run as N processes on this machine (wraps `torchrun --standalone --nproc-per-node N`)")
-    add_render_options(p, CHANNELS_DEFAULTS)
+    add_render_options(p, CHANNELS_DEFAULTS, "channels")
     add_output_options(p, "channels", formats=True)
     p.set_defaults(run=run)
 

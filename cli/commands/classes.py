@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--classes", metavar="LIST", help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: all)")
     add_data_options(p, "to estimate the image prior from when the model carries none")
-    add_render_options(p, CLASSES_DEFAULTS)
+    add_render_options(p, CLASSES_DEFAULTS, "classes")
     p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),
                    help="confidence: the class's logit + 10 x its log-probability; logit: the logit alone; blog: the original "
                         "-10*logsoftmax[target]+sum(logsoftmax) (default: confidence)")
