@@ -13,6 +13,9 @@
   const list = (v) => (Array.isArray(v) ? v : []);
   // a number, or why there is none (never "NaN" or "null" on a page)
   const fmt = (v, d = 3, why = "not computed") => (num(v) === null ? why : Number(v).toPrecision(d));
+  // a probability as the PNG reports print it: 1.000 and 0.000 only when exact, else >0.999 and <0.001
+  const prob = (v, why = "not computed") => (num(v) === null ? why : v === 1 ? "1.000" : v === 0 ? "0.000"
+    : v > 0.999 ? ">0.999" : v < 0.001 ? "<0.001" : Number(v).toFixed(3));
   const pct = (v, why = "no dataset") => (num(v) === null ? why : (100 * v).toFixed(v < 0.01 ? 2 : 1) + "%");
   const shape = (s) => (Array.isArray(s) && s.length ? s.map(String).join("×") : "");
   const link = (href, text) => (href ? h`<a href="${url(href)}">${text}</a>` : h`<span class="nolink">${text}</span>`);
@@ -63,14 +66,14 @@
           list(l.strip).map((c) => h`<a class="card" href="${url(c.href)}">${img(c.thumb, "", "channel " + c.c, true)}<span>${c.c}</span><span>${num(c.ratio) !== null ? h`${abbr("ratio", "r")} ${fmt(c.ratio, 2)}` : h`${abbr("optimized", "act")} ${fmt(c.best, 2)}`}</span></a>`)}${
           list(l.strip).length ? "" : h`<span class="dim">no live channel to show</span>`}</div></section>`)}` : ""),
       (classes.length ? h`<h2>${link(P.classes_href, "Classes")}</h2>${classGrid(classes, true)}` : ""),
-      (images.length ? h`<h2>Images</h2><div class="strip">${images.map((i) => h`<a class="card wide" href="${url(i.href)}">${img(i.thumb, "", i.source)}<span>${i.prediction}</span><span>${abbr("p", "p")} ${fmt(i.probability, 3, "not known")}</span></a>`)}</div>` : ""),
+      (images.length ? h`<h2>Images</h2><div class="strip">${images.map((i) => h`<a class="card wide" href="${url(i.href)}">${img(i.thumb, "", i.source)}<span>${i.prediction}</span><span>${abbr("p", "p")} ${prob(i.probability, "not known")}</span></a>`)}</div>` : ""),
       legend(...(layers.length ? ["activation", "optimized", "ratio", "rare", "dead"] : []), ...(classes.length || images.length ? ["p", "runner"] : []))));
   }
 
   function classGrid(classes, small) {
     return h`<div class="grid classes${small ? " small" : ""}">${classes.map((c) => h`<a class="card cls" href="${url(c.href)}">${
-      c.thumb ? img(c.thumb, "", "class " + c.name, true) : h`<span class="noimg">no class image</span>`}<b>${c.name}</b><span>${abbr("p", "p")} ${fmt(c.probability, 3, "not computed")}</span>${
-      c.runner_up !== undefined ? h`<span>${abbr("runner", "runner-up")} ${c.runner_up} ${fmt(c.runner_up_probability, 2, "")}</span>` : ""}</a>`)}</div>`;
+      c.thumb ? img(c.thumb, "", "class " + c.name, true) : h`<span class="noimg">no class image</span>`}<b>${c.name}</b><span>${abbr("p", "p")} ${prob(c.probability, "not computed")}</span>${
+      c.runner_up !== undefined ? h`<span>${abbr("runner", "runner-up")} ${c.runner_up} ${prob(c.runner_up_probability, "")}</span>` : ""}</a>`)}</div>`;
   }
 
   function classes() {
@@ -189,8 +192,8 @@
   function klass() {
     const top = list(P.top), confusions = list(P.confusions), channels = list(P.channels), im = P.image;
     show(join(h`${nav(h`<a href="classes.html">classes</a>${pager()}`)}<h1>${P.title}</h1>${notes(P.notes)}`,
-      (im ? h`<h2>Optimized for this class</h2><div class="big">${img(im.src, "", "class image")}</div><p>${abbr("p", "p")} = ${fmt(im.probability, 3, "not recorded")}${
-        im.runner_up !== undefined ? h`; ${abbr("runner", "runner-up")}: ${link(im.runner_up_href, im.runner_up)} (${abbr("p", "p")} = ${fmt(im.runner_up_probability, 3, "not recorded")})` : ""}</p>` : h`<p class="dim">No optimized image: no classes run in this site.</p>`),
+      (im ? h`<h2>Optimized for this class</h2><div class="big">${img(im.src, "", "class image")}</div><p>${abbr("p", "p")} = ${prob(im.probability, "not recorded")}${
+        im.runner_up !== undefined ? h`; ${abbr("runner", "runner-up")}: ${link(im.runner_up_href, im.runner_up)} (${abbr("p", "p")} = ${prob(im.runner_up_probability, "not recorded")})` : ""}</p>` : h`<p class="dim">No optimized image: no classes run in this site.</p>`),
       (P.heldout ? h`<p>held-out: ${P.heldout.correct} of ${P.heldout.count} images of this class classified correctly (${P.heldout.source})</p>` : ""),
       (top.length ? h`<h2>Real images the model scores highest</h2><div>${top.map((t) => h`<span class="ex">${img(t.src, "", "image " + t.index)}${t.label}: ${abbr("logit", "logit")} ${fmt(t.score)}</span>`)}</div>` : ""),
       (confusions.length ? h`<h2>Confused with</h2><table><tr><th>class</th><th>this class taken for it</th><th>it taken for this class</th></tr>${
@@ -204,10 +207,10 @@
   function image() {
     const p = P.prediction, top5 = list(P.top5);
     const bars = top5.length ? h`<h2>Prediction</h2><div class="bars">${top5.map((t) => h`<div class="bar-row"><span class="bar-name">${t.name}</span><span class="bar"><span class="fill" style="width: ${
-      Math.round(1000 * Math.max(0, Math.min(1, num(t.probability) || 0))) / 10}%"></span></span><span>${abbr("p", "p")} ${fmt(t.probability, 3, "not known")}</span></div>`)}</div>` : "";
+      Math.round(1000 * Math.max(0, Math.min(1, num(t.probability) || 0))) / 10}%"></span></span><span>${abbr("p", "p")} ${prob(t.probability, "not known")}</span></div>`)}</div>` : "";
     show(join(h`${nav()}<h1>${P.title}</h1>${notes(P.notes)}<div class="big">${img(P.input_src, "", "input")}${img(P.saliency_src, "", "saliency")}</div>`,
       cbar(P.saliency_scale, P.saliency_signed ? "saliency: blue lowers the logit, red raises it" : "saliency: size of the gradient (largest over colours)"),
-      (p ? h`<p>prediction: ${link(p.href, p.name)} (${abbr("p", "p")} = ${fmt(p.probability, 3, "not known")})</p><p>left: the input as the model sees it; right: ${abbr("saliency", "saliency")} (d logit / d pixel)</p>`
+      (p ? h`<p>prediction: ${link(p.href, p.name)} (${abbr("p", "p")} = ${prob(p.probability, "not known")})</p><p>left: the input as the model sees it; right: ${abbr("saliency", "saliency")} (d logit / d pixel)</p>`
         : h`<p>no prediction: the model's logits are unknown</p><p>left: the input as the model sees it; right: saliency of the last layer's strongest unit</p>`),
       bars,
       h`${list(P.layers).map((l) => {
