@@ -14,6 +14,10 @@ Byte identity is checked where it holds: the same run twice on one machine.
 Regenerate the file after a deliberate change of the pictures (and say so in the commit)::
 
     python tests/reference.py
+
+Print how far runs under simulated other CPUs land from the references (the margins of the tolerances)::
+
+    python tests/reference.py --margins
 """
 from __future__ import annotations
 
@@ -97,9 +101,37 @@ def write_reference(folder: Path) -> None:
     np.savez_compressed(REFERENCE, **kept)
 
 
+#: other CPUs simulated: other vector kernels in ATen and oneDNN (its convolutions), another thread count
+OTHER_CPUS = {
+    "scalar kernels, 1 thread": {"ATEN_CPU_CAPABILITY": "default", "DNNL_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "1"},
+    "avx2 kernels, 2 threads": {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "2"},
+}
+
+
+def margins(folder: Path) -> None:
+    """Per simulated CPU and run: the share of pixels within LEVELS levels (and the worst pixel), and the
+    largest relative value difference."""
+    reference = load_reference()
+    for cpu, env in OTHER_CPUS.items():
+        for name, (_, _, images, values) in RUNS.items():
+            arrays = run(name, folder / cpu.replace(" ", "_") / name, env=env)
+            parts = []
+            for key in images:
+                off = np.abs(reference[f"{name}/{key}"].astype(np.int16) - arrays[key].astype(np.int16))
+                parts.append(f"{key} {float((off <= LEVELS).mean()):.2%} within {LEVELS} levels (worst {off.max()})")
+            for key in values:
+                want = reference[f"{name}/{key}"].astype(np.float64)
+                worst = float(np.abs(want - arrays[key]).max()) / max(float(np.abs(want).max()), 1e-12)
+                parts.append(f"{key} {worst:.1e}")
+            print(f"{cpu}: {name}: " + "; ".join(parts), flush=True)
+
+
 if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
-        write_reference(Path(scratch))
-    print(f"wrote {REFERENCE}")
+        if sys.argv[1:] == ["--margins"]:
+            margins(Path(scratch))
+        else:
+            write_reference(Path(scratch))
+            print(f"wrote {REFERENCE}")

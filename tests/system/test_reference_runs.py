@@ -5,13 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from reference import RUNS, differences, load_reference, run
+from reference import OTHER_CPUS, RUNS, differences, load_reference, run
 
-#: another CPU simulated: other vector kernels in ATen and oneDNN (its convolutions), another thread count
-OTHER_CPUS = {
-    "scalar kernels, 1 thread": {"ATEN_CPU_CAPABILITY": "default", "DNNL_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "1"},
-    "avx2 kernels, 2 threads": {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "2"},
-}
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
