@@ -292,5 +292,10 @@ def parse_formats(text: str) -> list[str]:
     return ["png"] + [f for f in dict.fromkeys(formats) if f != "png"]
 
 
+def add_device(parser: argparse.ArgumentParser, what: str = "where it computes") -> None:
+    """--device for the commands whose options are not generated from the settings table."""
+    parser.add_argument("--device", default="auto", help=f"{what}: auto, cpu or cuda[:N] (default: auto)")
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="where datasets are stored or downloaded (default: the user cache)")

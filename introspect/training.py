@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageDataset
+from .engine import on_device
 from .models.spec import ModelSpec
 from .outputs import output_kind
 from .transforms import Normalize, affine
@@ -43,18 +44,22 @@ class EpochStats:
 
 def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: int = 10, seed: int = 1,
           batch_size: int = 64, lr: float = 1.0, gamma: float = 0.8, augment: bool = True,
-          max_batches: int | None = None,
+          max_batches: int | None = None, device: torch.device | str = "cpu",
           on_batch: Callable[[int, int], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
     """Train with Adadelta + StepLR as pytorch/examples does, reproducibly for a given seed.
 
     Shuffling and augmentation draw from a local generator; dropout's draws use
     a forked global RNG, so the caller's RNG state is left as it was.
-    ``on_batch(done, total)`` reports progress; ``max_batches`` caps each epoch (tests).
+    ``on_batch(done, total)`` reports progress; ``max_batches`` caps each epoch (tests). Batches are
+    drawn and augmented on the CPU (the same for any device) and trained on ``device``; the model is
+    left on the CPU.
     """
     seed = torch_seed(seed)
+    device = torch.device(device)
+    model.to(device)
     generator = torch.Generator().manual_seed(seed)
-    normalize = Normalize.of(spec)
+    normalize = Normalize.of(spec, device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
     batches = math.ceil(len(dataset) / batch_size)
@@ -72,7 +77,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
                 pixels = dataset.pixels(index)
                 if augment:
                     pixels = random_affine(pixels, generator)
-                target = dataset.labels[index]
+                pixels, target = pixels.to(device), dataset.labels[index].to(device)
                 logits = model(normalize(pixels))
                 loss = F.nll_loss(logits, target) if output_kind(logits) == "log-softmax" else F.cross_entropy(logits, target)
                 optimizer.zero_grad(set_to_none=True)
@@ -88,7 +93,7 @@ def train(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, *, epochs: i
             history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
-    model.eval()
+    model.eval().to("cpu")
     return history
 
 
@@ -100,17 +105,25 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int = 500) -> Evaluation:
-    """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
+def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int = 500,
+             device: torch.device | str = "cpu") -> Evaluation:
+    """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards), computed
+    on ``device`` (a copy of the model when it lives elsewhere)."""
+    with on_device(model, device) as placed:
+        return _evaluate(placed, spec, dataset, batch_size, torch.device(device))
+
+
+def _evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int,
+              device: torch.device) -> Evaluation:
     was_training = model.training
     model.eval()
-    normalize = Normalize.of(spec)
+    normalize = Normalize.of(spec, device)
     try:
         k = spec.num_classes
         confusion = torch.zeros(k, k, dtype=torch.long)
         for start in range(0, len(dataset), batch_size):
-            pixels = dataset.pixels(slice(start, start + batch_size))
-            predicted = model(normalize(pixels)).argmax(1)
+            pixels = dataset.pixels(slice(start, start + batch_size)).to(device)
+            predicted = model(normalize(pixels)).argmax(1).cpu()
             target = dataset.labels[start:start + batch_size]
             confusion += torch.bincount(target * k + predicted, minlength=k * k).view(k, k)
     finally:

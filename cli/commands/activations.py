@@ -15,7 +15,7 @@ from introspect.layers import select_layers
 from introspect.records import Provenance, write_activations
 
 from ..data import apply_prior
-from ..options import (add_data_dir, add_model_options, add_output_options, input_files, repeat_record,
+from ..options import (add_data_dir, add_device, add_model_options, add_output_options, input_files, repeat_record,
                        load_model_from_args, parse_formats, positive_int, resolve_device)
 from ..output import Outcome, Output
 from .classes import finished
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="strongest channels highlighted (and visualized) per layer (default: 3)")
     p.add_argument("--steps", type=positive_int, default=CHANNELS_DEFAULTS.steps,
                    help=f"optimization steps for --with-visualizations (default: {CHANNELS_DEFAULTS.steps})")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    add_device(p)
     add_output_options(p, "activations", formats=True)
     p.set_defaults(run=run)
 

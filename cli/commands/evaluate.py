@@ -10,7 +10,7 @@ from introspect.data import DATASETS, check_fits, load_dataset
 from introspect.errors import UserError
 from introspect.training import evaluate
 
-from ..options import add_data_dir, add_model_options, load_model_from_args
+from ..options import add_data_dir, add_device, add_model_options, load_model_from_args, resolve_device
 from ..output import Outcome, Output
 
 
@@ -21,11 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=list(DATASETS), help="dataset (default: the model's training dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which split (default: test)")
     add_data_dir(p)
+    add_device(p)
     p.set_defaults(run=run)
 
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
+    device = resolve_device(args.device)
     loaded = load_model_from_args(args, hooks=False)
     for note in loaded.notes:
         io.note(note)
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     check_fits(data, loaded.spec.image_shape)
     if data.class_names != loaded.spec.class_names:
         io.err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
-    result = evaluate(loaded.model, loaded.spec, data)
+    result = evaluate(loaded.model, loaded.spec, data, device=device)
     names = loaded.spec.class_names
     table = Table(title=Text(f"confusion matrix ({name} {args.split}, rows: true, columns: predicted)"))
     table.add_column("true")
@@ -48,4 +50,4 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     io.out.print(table)
     io.out.print(f"accuracy: {result.accuracy:.2%} on {result.count} images of {name} ({args.split})", markup=False)
     return Outcome(summary={"model": loaded.spec.name, "dataset": name, "split": args.split, "data_source": data.source,
-                            "accuracy": result.accuracy, "count": result.count, "confusion": result.confusion.tolist()})
+                            "accuracy": result.accuracy, "device": str(device), "count": result.count, "confusion": result.confusion.tolist()})

@@ -11,7 +11,7 @@ from introspect.layers import HOOKABLE_TYPES, SCRIPTED_NOTE, describe_layers
 from introspect.outputs import describe_kind
 from introspect.records import Provenance
 
-from ..options import add_model_options, load_model_from_args, resolve_device
+from ..options import add_device, add_model_options, load_model_from_args, resolve_device
 from ..output import Outcome, Output
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("layers", help="list the hookable layers of a model with their output shapes",
                        description="List every hookable layer (dotted named_modules path) with its type, output shape and unit count.")
     add_model_options(p)
-    p.add_argument("--device", default="auto", help="where the dry pass runs: auto, cpu or cuda[:N] (default: auto)")
+    add_device(p, "where the dry pass runs")
     p.set_defaults(run=run)
 
 

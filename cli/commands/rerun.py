@@ -10,6 +10,7 @@ from introspect.models import BUILTIN_MODELS, file_sha256
 from introspect.folders import read_record
 from introspect.repeat import Repeat, read_repeat
 
+from ..options import resolve_device
 from ..output import Outcome, Output
 
 
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow a run that loads code (a model .py file, a TorchScript archive, --trust-checkpoint)")
     p.add_argument("--allow-changed", action="store_true",
                    help="rerun even if a file the run read has changed since (different results)")
+    p.add_argument("--device", help="where the repeat computes: auto, cpu or cuda[:N] (default: the recorded "
+                                    "command's, else auto)")
     p.set_defaults(run=run)
 
 
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                 raise UserError(f"{role.replace('_', ' ')} '{path}' changed since the run (its sha256 differs from "
                                 "run.json's): the results would differ; add --allow-changed to rerun with it as it is now")
             io.err.print(f"note: {role.replace('_', ' ')} '{path}' changed since the run; using it as it is now", markup=False)
+    if args.device is not None:
+        command += ["--device", str(resolve_device(args.device))]
     if args.out is not None:
         command += ["--out", args.out] + (["--force"] if args.force else [])
     command += [flag for flag in ("--quiet", "--json", "--progress") if getattr(args, flag[2:]) and flag not in command]

@@ -10,7 +10,7 @@ from introspect.models import ARCHITECTURES, ModelSpec, save_checkpoint
 from introspect.params import estimate_prior
 from introspect.training import TRAINING_RECIPES, train
 
-from ..options import add_data_dir, positive_int
+from ..options import add_data_dir, add_device, positive_int, resolve_device
 from ..output import Outcome, Output
 
 
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_device(p, "where it trains")
     p.add_argument("--max-batches", type=positive_int, help=argparse.SUPPRESS)  # tests: cap each epoch
     p.set_defaults(run=run)
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise UserError(f"--out '{target}' exists; choose another path or add --force to overwrite it")
     if not target.parent.exists():
         raise UserError(f"folder '{target.parent}' does not exist; create it first")
+    device = resolve_device(args.device)
     recipe = TRAINING_RECIPES[args.dataset]
     epochs = args.epochs or recipe.epochs
     data = load_dataset(args.dataset, "train", args.data_dir)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     with io.progress() as bar:
         task = bar.add_task("training", total=None, info="")
         train(model, spec, data, epochs=epochs, seed=args.seed, lr=recipe.lr, gamma=recipe.gamma,
-              augment=recipe.augment, max_batches=args.max_batches,
+              augment=recipe.augment, max_batches=args.max_batches, device=device,
               on_batch=lambda done, total: bar.update(task, completed=done, total=total),
               on_epoch=lambda s: bar.update(task, info=f"epoch {s.epoch}: loss {s.loss:.3f}, train acc {s.accuracy:.3f}"))
     partial = target.with_name(target.name + ".partial")
@@ -62,4 +64,4 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     partial.replace(target)
     io.out.print(f"wrote {target} ({epochs} epochs on {len(data)} images, seed {args.seed})", markup=False)
     return Outcome(summary={"checkpoint": str(target), "epochs": epochs, "seed": args.seed, "images": len(data),
-                            "data_source": data.source})
+                            "data_source": data.source, "device": str(device)})

@@ -96,6 +96,17 @@ def test_recorded_out_is_ignored(tmp_path):
     assert (tmp_path / "runs" / "classes-001" / "run.json").exists()
 
 
+def test_rerun_on_another_device_overrides_the_recorded_one(tmp_path, capsys):
+    """A run recorded on one device repeats on the machine at hand: --device is appended (last one wins)."""
+    assert main(["classes", "--steps", "2", "--classes", "3", "--device", "cpu", "--out", "a"]) == 0
+    capsys.readouterr()
+    assert main(["rerun", "a", "--out", "b", "--device", "cpu"]) == 0
+    assert "--device cpu --out b" in capsys.readouterr().err
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "b" / "images.npz").read_bytes()
+    assert main(["rerun", "a", "--out", "c", "--device", "tpu"]) == 2
+    assert not (tmp_path / "c").exists()
+
+
 def test_rerun_repeats_a_candidates_run_byte_for_byte(tmp_path):
     assert main(["classes", "--steps", "4", "--classes", "1,7", "--candidates", "3", "--out", "a"]) == 0
     assert main(["rerun", "a", "--out", "b"]) == 0
