@@ -43,12 +43,6 @@ from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
 
 ASSETS = Path(__file__).with_name("explore_assets")
-#: A run folder's index.html: opens its site/.
-OPEN_SITE = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
-             "<meta http-equiv=\"refresh\" content=\"0; url=site/index.html\"><title>explorer</title></head>"
-             "<body><a href=\"site/index.html\">open the explorer</a></body></html>\n")
-
-
 #: The file in every site folder that says introspect made it, and which files it wrote there.
 MARKER = ".introspect-site"
 #: The temporary folder (inside the site folder) a site is built in before it is moved into place.
@@ -606,16 +600,38 @@ def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset
 # --- writing the site ---------------------------------------------------------------------------
 
 
+def page_html(title: str, script: str, base: str = "") -> str:
+    """A page of the site: its data script (``data/<page>.js``), then explore.js, which draws it. With ``base``
+    (a folder, "site/") every relative link, image and script of the page resolves inside that folder: the page
+    works from another folder, from file:// with no server."""
+    where = f"<base href=\"{html.escape(base)}\">" if base else ""
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + where
+            + "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
+            f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
+            "<body><main id=\"main\"><noscript>This page needs JavaScript; <a href=\"index.html\">the explorer's "
+            "index</a> lists its pages.</noscript></main>\n"
+            f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
+
+
+def run_index(site: Path, kind: str | None) -> str:
+    """A run folder's index.html: the page of its ``site`` folder that shows the run's pictures, drawn from the
+    run folder (links and images resolve inside site/): a classes run's grid of class images with p and
+    runner-up, an activations run's image with its prediction and maps, a channels run's grid of every channel
+    (one layer) or each layer's strongest channels (several layers)."""
+    layers = sorted(site.glob("layer-*.html"))
+    page = {"classes": "classes.html", "activations": "image-0.html"}.get(kind or "", "index.html")
+    if kind == "channels" and len(layers) == 1:
+        page = layers[0].name
+    if not (site / page).is_file():
+        page = "index.html"
+    return page_html(f"{kind or 'run'} run", f"data/{page[:-5]}.js", base=f"{site.name}/")
+
+
 def _write_page(out: Path, name: str, title: str, data: dict) -> None:
     script = f"data/{name[:-5]}.js"
     _target(out, script).parent.mkdir(parents=True, exist_ok=True)
     _target(out, script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
-    _target(out, name).write_text(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
-        f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
-        "<body><main id=\"main\"><noscript>This page needs JavaScript.</noscript></main>\n"
-        f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
+    _target(out, name).write_text(page_html(title, script))
 
 
 #: Feature maps shown per layer on an image page (its strongest channels; the others are listed by value).

@@ -51,3 +51,20 @@ def test_histogram_marks_the_optimized_value():
     assert histogram_page(counts, 0.1, 0.2, optimized=1e9)["optimized"] == {"value": 1e9, "at": None, "beyond": "right"}
     assert histogram_page(counts, 0.1, 0.2, optimized=-1.0)["optimized"]["beyond"] == "left"
     assert histogram_page(counts, 0.1, 0.2)["optimized"] is None
+
+
+def test_a_run_folder_index_shows_the_page_of_its_pictures(tmp_path):
+    """run_index: the site page that holds the run's pictures, its links resolved inside site/ (a <base>)."""
+    from introspect.site import run_index
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("index.html", "classes.html", "image-0.html", "layer-conv1.html"):
+        (site / name).write_text("")
+    assert '<base href="site/">' in run_index(site, "classes") and 'src="data/classes.js"' in run_index(site, "classes")
+    assert 'src="data/image-0.js"' in run_index(site, "activations")
+    assert 'src="data/layer-conv1.js"' in run_index(site, "channels")  # one layer: the grid of every channel
+    (site / "layer-conv2.html").write_text("")
+    assert 'src="data/index.js"' in run_index(site, "channels")  # several: each layer's strongest channels
+    (site / "classes.html").unlink()
+    assert 'src="data/index.js"' in run_index(site, "classes")

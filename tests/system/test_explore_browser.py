@@ -139,18 +139,25 @@ def test_pages_show_pictures_first(driver, mnist_site):
     assert "optimized" in driver.find_element("css selector", "svg.hist").text
 
 
-def test_every_run_folder_opens_its_own_site(driver, mnist_site):
-    for run in ("ch", "cl", "act"):
+def test_every_run_folder_shows_its_own_pictures(driver, mnist_site):
+    """A run folder's index.html is a page of that run's pictures (no redirect), from file:// with no server: the
+    channels run's strongest channels per layer, the classes run's ten class images with p and runner-up, the
+    activations run's image with its prediction bars and maps; its links lead into the run's site/."""
+    shown = {"ch": (".layer-strip img", 16), "cl": (".grid.classes img", 10), "act": (".fmap img", 32)}
+    for run, (selector, expected) in shown.items():
         index = mnist_site / run / "index.html"
-        driver.get(index.resolve().as_uri())
-        deadline = time.time() + 5
-        while not driver.current_url.endswith("site/index.html") and time.time() < deadline:
-            time.sleep(0.05)
-        assert driver.current_url.endswith("site/index.html")
-        shown = {"ch": ".layer-strip img", "cl": ".grid.classes img", "act": ".strip img"}[run]
-        assert pictures(driver, shown) == {"ch": 16, "cl": 10, "act": 1}[run]  # not a list of text links
+        check_page(driver, index)
+        assert driver.current_url == index.resolve().as_uri()  # the page itself, not a redirect
+        assert pictures(driver, selector) == expected, run
+        links = driver.execute_script("return [...document.querySelectorAll('main a[href]')].map(a => a.href)")
+        assert links and all(Path(unquote(urlparse(a).path)).parent == (mnist_site / run / "site").resolve()
+                             for a in links), run
         for page in sorted((mnist_site / run / "site").glob("*.html"))[:40]:
             check_page(driver, page)
+    load(driver, mnist_site / "cl" / "index.html")
+    assert driver.find_element("tag name", "main").text.count("runner-up") >= 10
+    load(driver, mnist_site / "act" / "index.html")
+    assert count(driver, ".bars .bar-row") == 5 and pictures(driver, ".big img") == 2
 
 
 def test_sorting_and_folding(driver, mnist_site):
