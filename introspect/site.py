@@ -41,6 +41,7 @@ from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load
 from .folders import Run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
+from .quality import is_flat
 
 ASSETS = Path(__file__).with_name("explore_assets")
 #: The file in every site folder that says introspect made it, and which files it wrote there.
@@ -355,6 +356,7 @@ def _gather_channels(site: Site, run) -> None:
             per[int(entry["channel"])] = {
                 **entry, "channel": int(entry["channel"]), "images": arrays["images"][idx],
                 "scores": arrays["scores"][idx].tolist(),
+                "flat": bool(is_flat(torch.from_numpy(arrays["images"][idx]).float() / 255).all()),
                 "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }
@@ -711,15 +713,30 @@ def _layer_stats(layer: dict, extra: dict | None) -> tuple[list[dict], dict]:
         rare = not dead and share is not None and share < RARE_SHARE
         reached = max(entry["scores"]) > 0
         rows.append({"c": c, "ratio": None if (dead or rare or not reached) else _num(entry.get("ratio")), "active": _num(share),
-                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry.get("activation"))})
+                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry.get("activation")),
+                     "flat": bool(entry.get("flat"))})
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     counts = {"channels": len(rows), "dead": sum(r["dead"] for r in rows), "rare": sum(r["rare"] for r in rows),
-              "not_reached": sum(not r["reached"] for r in rows),
+              "not_reached": sum(not r["reached"] for r in rows), "flat": sum(r["flat"] for r in rows),
               "median_ratio": _num(float(np.median(ratios))) if ratios else None}
     counts["live"] = counts["channels"] - counts["dead"] if layer["dataset"] else None
     if not layer["dataset"]:
         counts["dead"] = None
     return rows, counts
+
+
+def _rank(row: dict) -> tuple:
+    """A channel's rank among the strongest (lowest first): informative before flat (saturating) ones, then by
+    ratio, channels without one after, then by optimized activation."""
+    return (row["flat"], row["ratio"] is None, -(row["ratio"] or 0), -(row["best"] or 0), row["c"])
+
+
+def _flat_hint(site: Site, layer: dict) -> str | None:
+    """What to try for a layer's flat channels: neuron mode (one position maximized), unless the run used it."""
+    if layer["neuron"]:
+        return None
+    return site.texts([Message("{neuron} (maximizing one position instead of the map's mean) shows a localized "
+                               "pattern", settings=("neuron",))])[0]
 
 
 def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> dict:
@@ -746,13 +763,12 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
         examples = _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None,
                                   rows[i + 1] if i + 1 < len(rows) else None, previous, class_pages, summary)
         row["examples"] = [{"src": e["src"], "value": e["value"]} for e in examples[:3]]
-    strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]),
-                       key=lambda r: (r["ratio"] is None, -(r["ratio"] or 0), -(r["best"] or 0), r["c"]))
-    summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"]}
-                        for r in strongest[:8]]
+    strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]), key=_rank)
+    summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"],
+                         "flat": r["flat"]} for r in strongest[:8]]
     _write_page(out, summary["href"], f"{site.label}: {name}",
                 {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
-                 "rare_share": RARE_SHARE, "notes": site.texts(site.notes)})
+                 "rare_share": RARE_SHARE, "notes": site.texts(site.notes), "flat_hint": _flat_hint(site, layer)})
     return summary
 
 
@@ -769,6 +785,7 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
             "examples": [], "hist": None, "inputs": [], "outputs": [], "measured_at": summary["measured_at"],
             "dataset": layer["dataset"]["name"] if layer["dataset"] else None}
     data["rare_share"] = RARE_SHARE
+    data["flat_hint"] = _flat_hint(site, layer)
     dataset = site.dataset
     if entry["examples"] and dataset is not None and not row["dead"]:
         maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None

@@ -170,9 +170,13 @@ def test_sorting_and_folding(driver, mnist_site):
 
     for key in ("ratio", "active", "best"):
         Select(driver.find_element("id", "sort")).select_by_value(key)
-        values = [next(r[key] for r in rows if r["c"] == c) for c in order()]
-        known = [v for v in values if v is not None]
-        assert known == sorted(known, reverse=True) and values[:len(known)] == known
+        shown = [next(r for r in rows if r["c"] == c) for c in order()]
+        groups = [shown] if key == "active" else [[r for r in shown if not r["flat"]], [r for r in shown if r["flat"]]]
+        assert [r for g in groups for r in g] == shown  # by ratio or activation flat (saturating) channels come last
+        for group in groups:
+            values = [r[key] for r in group]
+            known = [v for v in values if v is not None]
+            assert known == sorted(known, reverse=True) and values[:len(known)] == known
     folded = [r["c"] for r in rows if r["dead"] or r["rare"]]
     if folded:  # dead and rarely active channels: their own section, collapsed
         assert driver.find_element("id", "foldedSection").get_attribute("open") is None
@@ -180,24 +184,42 @@ def test_sorting_and_folding(driver, mnist_site):
     assert errors(driver) == []
 
 
-def test_dead_channels_are_folded(driver, tmp_path):
-    """A hand-made run with a dead and a rarely active channel: both in the folded section, not the grid."""
-    from introspect.site import build_site
-    from introspect.folders import Run
+def test_dead_flat_and_rare_channels(driver, tmp_path):
+    """A hand-made run with a dead, a rarely active and a flat channel: dead and rare in the folded section, not
+    the grid; the flat one (the highest ratio) labelled "saturates" with the --neuron hint on every page that
+    shows it, and ranked after the informative channels in the index's strip and by ratio."""
+    import numpy as np
+    from selenium.webdriver.support.ui import Select
 
-    per = [{"channel": c, "activation": 1.0, "ratio": 0.5, "dead": c == 1, "active_share": [0.5, 0.0, 0.001, 0.9][c]}
-           for c in range(4)]
+    from introspect.folders import Run
+    from introspect.site import build_site
+
+    per = [{"channel": c, "activation": 1.0, "ratio": 0.9 if c == 3 else 0.5, "dead": c == 1,
+            "active_share": [0.5, 0.0, 0.001, 0.9][c]} for c in range(4)]
     record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False,
               "dataset": {"name": "x", "split": "train", "count": 10}, "layers": [{"layer": "conv", "per_channel": per}]}
-    import numpy as np
-
-    arrays = {"layers": np.array(["conv"] * 4), "images": np.full((4, 1, 4, 4), 99, np.uint8), "scores": np.ones(4, np.float32)}
-    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False)
-    load(driver, tmp_path / "site" / "layer-conv.html")
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 4, 4), dtype=np.uint8)
+    images[3] = 99  # uniform: the channel saturates
+    arrays = {"layers": np.array(["conv"] * 4), "images": images, "scores": np.ones(4, np.float32)}
+    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False, names={"neuron": "--neuron"})
+    site = tmp_path / "site"
+    for page in sorted(site.glob("*.html")):
+        check_page(driver, page)
+    load(driver, site / "layer-conv.html")
     assert driver.find_element("id", "foldedSection").get_attribute("open") is None
     assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"
     assert driver.find_element("id", "folded").get_attribute("data-order") == "1,2"
-    check_page(driver, tmp_path / "site" / "layer-conv.html")
+    Select(driver.find_element("id", "sort")).select_by_value("ratio")
+    assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"  # 3's ratio is higher, but flat
+    text = driver.find_element("tag name", "main").text
+    assert "1 channel saturates: the channel prefers a uniform input" in text and "--neuron (maximizing one position" in text
+    assert driver.find_element("css selector", '#grid [data-c="3"]').text.endswith("saturates")
+    load(driver, site / "channel-conv-3.html")
+    text = driver.find_element("tag name", "main").text
+    assert "saturates: the channel prefers a uniform input" in text and "--neuron" in text and "localized pattern" in text
+    load(driver, site / "index.html")
+    strip = driver.execute_script("return [...document.querySelectorAll('.layer-strip .card')].map(a => a.innerText)")
+    assert [s.split()[0] for s in strip] == ["0", "3"] and "saturates" in strip[1]
 
 
 def test_arrow_keys_walk_the_channels(driver, mnist_site):
