@@ -340,7 +340,7 @@ def _runner_up(entry: dict | None) -> dict:
         return {}
     name = entry.get("runner_up_name")
     return {"runner_up": int(runner), "runner_up_name": str(name) if isinstance(name, (str, int)) else str(runner),
-            "runner_up_probability": _num(p) if _is_number(p) else None}
+            "runner_up_probability": _probability(p) if _is_number(p) else None}
 
 
 def _gather_channels(site: Site, run) -> None:
@@ -656,6 +656,13 @@ def _num(value) -> float | None:
     return None if value is None or not np.isfinite(value) else round(value, 4)
 
 
+def _probability(value) -> float | None:
+    """A probability unrounded (None where not finite): the pages print 1.000 only when it is exactly 1, as the
+    PNG tiles do (rounded to 4 places 0.99996 would read 1.000 on one page and >0.999 on another)."""
+    value = None if value is None else float(value)
+    return value if value is not None and np.isfinite(value) else None
+
+
 def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
     order = torch.argsort(values, descending=True)[:count]
     return [(int(i), _num(values[i])) for i in order]
@@ -689,7 +696,7 @@ def _class_row(site: Site, c: int) -> dict:
     row = {"class": c, "name": site.name(c), "href": f"class-{c}.html", "thumb": None}
     if site.classes and c in site.classes:
         found = site.classes[c]
-        row.update(thumb=f"img/class-{c}.png", probability=_num(found["probability"]), logit=_num(found["logit"]))
+        row.update(thumb=f"img/class-{c}.png", probability=_probability(found["probability"]), logit=_num(found["logit"]))
         if "runner_up" in found:
             row.update(runner_up=found["runner_up_name"], runner_up_probability=found["runner_up_probability"],
                        runner_up_href=f"class-{found['runner_up']}.html" if found["runner_up"] in site.classes else None)
@@ -816,11 +823,12 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
     return data["examples"]
 
 
-def _label(site: Site, dataset, label: int) -> str:
-    """A real image's label: the model's class for a built-in dataset, the sub-folder for the user's pictures."""
+def _label(site: Site, dataset, label: int) -> str | None:
+    """A real image's label: the model's class for a built-in dataset, the sub-folder for the user's pictures
+    (None when they lie in one folder: no sub-folders, nothing to tell them apart)."""
     names = getattr(dataset, "class_names", None)
-    if dataset is not None and dataset.split == "all" and names and 0 <= label < len(names):
-        return str(names[label])
+    if dataset is not None and dataset.split == "all":
+        return str(names[label]) if names and len(names) > 1 and 0 <= label < len(names) else None
     return site.name(label)
 
 
@@ -900,4 +908,4 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
     _write_page(out, href, data["title"], data)
     return {"href": href, "source": record["input"]["source"], "thumb": f"{base}/input.png",
             "prediction": prediction["name"] if prediction else "no prediction (logits unknown)",
-            "probability": _num(prediction["probability"]) if prediction else None}
+            "probability": _probability(prediction["probability"]) if prediction else None}

@@ -22,8 +22,11 @@
   const img = (src, cls, alt, lazy) => h`<img class="px ${cls || ""}" src="${url(src)}" alt="${alt || ""}"${lazy ? h` loading="lazy"` : ""}>`;
   const notes = (items) => list(items).map((n) => h`<div class="note">${n}</div>`);
   const nav = (extra) => h`<nav class="top"><a href="index.html">model</a>${extra || ""}</nav>`;
-  const tags = (r) => h`${r.dead ? h`<span class="tag dead" title="${WORDS.dead}">dead</span>` : ""}${r.rare ? h`<span class="tag rare" title="${WORDS.rare}">rarely active</span>` : ""}${
-    r.reached === false ? h`<span class="tag unreached" title="${WORDS.unreached}">not reached</span>` : ""}${r.flat ? h`<span class="tag flat" title="${WORDS.flat}">saturates</span>` : ""}`;
+  // a channel's labels after its title, each a word apart in the page's text ("channel 14 dead not reached")
+  const tags = (r) => [[r.dead, "dead", "dead"], [r.rare, "rare", "rarely active"], [r.reached === false, "unreached", "not reached"],
+    [r.flat, "flat", "saturates"]].filter((t) => t[0]).map(([, key, text]) => h` <span class="tag ${key}" title="${WORDS[key]}">${text}</span>`);
+  // items of a list, a space apart (in the page's text too: "0 (0.12) 1 (0.08)", never "0 (0.12)1 (0.08)")
+  const spaced = (items) => items.map((x) => h`${x} `);
   const join = (...parts) => new Html(parts.map(part).join(""));  // Html and values (escaped) in a row
   const show = (html) => { main.innerHTML = html.s; };
 
@@ -191,8 +194,8 @@
         : h`<p class="dim">${r.dead ? "No real images: the channel is dead (active on none)." : P.dataset ? "No real images recorded." : "No real images: the run used no dataset (add --dataset or --images DIR to the run)."}</p>`),
       (P.hist ? h`<h2>Activation over the dataset</h2>${histogram(P.hist)}` : ""),
       (inputs.length ? h`<h2>Inputs: previous layer's channels that contribute most</h2><p class="list">${
-        inputs.map((i) => link(i.href, h`${i.thumb ? img(i.thumb, "", "") : ""}${i.layer} ${i.channel} (${fmt(i.value)})`))}</p>` : ""),
-      (outputs.length ? h`<h2>Outputs: classes it raises most</h2><p class="list">${outputs.map((o) => link(o.href, h`${o.name} (${fmt(o.value)})`))}</p>` : ""),
+        spaced(inputs.map((i) => link(i.href, h`${i.thumb ? img(i.thumb, "", "") : ""}${i.layer} ${i.channel} (${fmt(i.value)})`)))}</p>` : ""),
+      (outputs.length ? h`<h2>Outputs: classes it raises most</h2><p class="list">${spaced(outputs.map((o) => link(o.href, h`${o.name} (${fmt(o.value)})`)))}</p>` : ""),
       legend("activation", "optimized", "ratio", "active", "measured", ...(mapped ? ["overlay"] : []), ...(P.hist ? ["hist"] : []), ...(r.flat ? ["flat"] : []))));
     arrows();
   }
@@ -207,7 +210,7 @@
       (confusions.length ? h`<h2>Confused with</h2><table><tr><th>class</th><th>this class taken for it</th><th>it taken for this class</th></tr>${
         confusions.map((c) => h`<tr><td>${link(c.href, c.name)}</td><td>${c.count}</td><td>${c.as_this}</td></tr>`)}</table>` : ""),
       (channels.length ? h`<h2>Channels that contribute most</h2><p class="list">${
-        channels.map((c) => link(c.href, h`${img(c.thumb, "", "")}${c.layer} ${c.channel} (${fmt(c.value)})`))}</p>` : ""),
+        spaced(channels.map((c) => link(c.href, h`${img(c.thumb, "", "")}${c.layer} ${c.channel} (${fmt(c.value)})`)))}</p>` : ""),
       legend("p", "runner", "logit")));
     arrows();
   }
@@ -226,7 +229,7 @@
         return h`<h2>${link(l.href, l.layer)} <span class="dim">(${shape(l.shape)}, ${l.activation}), strongest first</span></h2>${cbar(l.scale, "feature map, 0 to the layer's highest value on this image")}<div>${
           maps.map((c) => h`<span class="fmap">${img(c.src, "", "channel " + c.channel, true)}${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`)}</div>${
           rest.length ? h`<details><summary>${rest.length} ${maps.length ? "weaker " : ""}unit${rest.length === 1 ? "" : "s"} by mean value</summary><p class="list">${
-            rest.map((c) => h`<span class="unit">${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`)}</p></details>` : ""}`;
+            spaced(rest.map((c) => h`<span class="unit">${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`))}</p></details>` : ""}`;
       })}`,
       legend("p", "saliency", "map", "activation")));
   }
