@@ -742,8 +742,8 @@ def _flat_hint(site: Site, layer: dict) -> str | None:
     """What to try for a layer's flat channels: neuron mode (one position maximized), unless the run used it."""
     if layer["neuron"]:
         return None
-    return site.texts([Message("{neuron} (maximizing one position instead of the map's mean) shows a localized "
-                               "pattern", settings=("neuron",))])[0]
+    return site.texts([Message("Neuron mode ({neuron}: one position maximized instead of the map's mean) shows a "
+                               "localized pattern", settings=("neuron",))])[0]
 
 
 def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> dict:

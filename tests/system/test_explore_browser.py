@@ -235,7 +235,7 @@ def test_dead_flat_and_rare_channels(driver, tmp_path):
     Select(driver.find_element("id", "sort")).select_by_value("ratio")
     assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"  # 3's ratio is higher, but flat
     text = driver.find_element("tag name", "main").text
-    assert "1 channel saturates: the channel prefers a uniform input" in text and "--neuron (maximizing one position" in text
+    assert "1 channel saturates: the channel prefers a uniform input" in text and "Neuron mode (--neuron: one position maximized" in text
     assert driver.find_element("css selector", '#grid [data-c="3"]').text.endswith("saturates")
     load(driver, site / "channel-conv-3.html")
     text = driver.find_element("tag name", "main").text
