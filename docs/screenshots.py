@@ -1,8 +1,8 @@
-"""The README's screenshots of the explorer: the layer grid of conv2 and the classes page of the built-in MNIST
-net, from runs at the default settings, taken with Debian's headless Chromium through its chromedriver (never a
+"""The README's screenshots of the explorer: the layer grid of conv2, a channel page and the classes page of the
+built-in MNIST net, from runs at the default settings, taken with Debian's headless Chromium through its chromedriver (never a
 download: apt-get install -y chromium chromium-driver).
 
-    .venv/bin/python docs/screenshots.py            # writes docs/explorer-layer.png and docs/explorer-classes.png
+    .venv/bin/python docs/screenshots.py            # writes docs/explorer-{layer,channel,classes}.png
     .venv/bin/python docs/screenshots.py --work DIR # keeps the runs and the site in DIR (default: a temporary one)
 
 Each PNG is the top of its page at 1100 px wide, saved with as few colours as keep it exact, under 300 KB.
@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-SIZE = (1100, 760)
+WIDTH = 1100
 LIMIT = 300_000
-SHOTS = {"explorer-layer.png": "layer-conv2.html", "explorer-classes.png": "classes.html"}
+#: Each screenshot: the page it shows and the window's height.
+SHOTS = {"explorer-layer.png": ("layer-conv2.html", 760), "explorer-channel.png": ("channel-conv2-8.html", 1250),
+         "explorer-classes.png": ("classes.html", 760)}
 
 
 #: The runs the screenshots show (reused when already in the work folder), then the site joining them.
@@ -49,15 +51,17 @@ def browser():
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--hide-scrollbars",
-                     f"--window-size={SIZE[0]},{SIZE[1]}"):
+                     f"--window-size={WIDTH},760"):
         options.add_argument(argument)
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
-def shoot(driver, page: Path, out: Path) -> int:
-    """The top of ``page`` once its images decoded, as a PNG at ``out``; returns its size in bytes."""
+def shoot(driver, page: Path, height: int, out: Path) -> int:
+    """The top of ``page`` (``height`` the window's) once its images decoded, as a PNG at ``out``; returns its
+    size in bytes."""
     from PIL import Image
 
+    driver.set_window_size(WIDTH, height)
     driver.get(page.resolve().as_uri())
     deadline = time.time() + 20
     script = "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete)"
@@ -84,8 +88,8 @@ def main() -> None:
         site = build(work.resolve())
         driver = browser()
         stack.callback(driver.quit)
-        for name, page in SHOTS.items():
-            print(f"{DOCS / name}: {shoot(driver, site / page, DOCS / name)} bytes from {page}")
+        for name, (page, height) in SHOTS.items():
+            print(f"{DOCS / name}: {shoot(driver, site / page, height, DOCS / name)} bytes from {page}")
 
 
 if __name__ == "__main__":
