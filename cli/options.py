@@ -19,7 +19,7 @@ FORMATS = ("png", "pdf", "svg", "jpg")
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "out", "force", "size", "input_shape", "mean", "std", "class_names", "logits_layer", "logits_output", "logits_position", "model", "checkpoint",
     "weights", "trust_checkpoint", "data_dir", "channels", "diverse", "invert", "frame", "layer", "dataset", "images",
-    "trust", "forward_arg")}
+    "trust", "forward_arg", "neuron")}
 FLAGS.update({row.name: f"--{row.name}" for row in table(RenderConfig)})  # the settings table's options
 FLAGS["layers_command"] = "`introspect layers`"
 FLAGS["data"] = "--dataset or --images DIR"

@@ -1,13 +1,26 @@
 """Image statistics that tell a plausible visualization from adversarial texture.
 
 Compared with real images of the dataset: total variation (edge energy, high
-for noise) and the share of bright pixels (high for saturated blobs).
+for noise) and the share of bright pixels (high for saturated blobs). ``is_flat``:
+the one test of an optimized image with (almost) no contrast (its channel
+"saturates", preferring a uniform input), for the PNG reports and the site alike.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+
+#: An optimized image flatter than this (pixel standard deviation, or max - min, of values in [0, 1])
+#: "saturates": the channel prefers a uniform input.
+FLAT_STD, FLAT_RANGE = 0.02, 0.05
+
+
+def is_flat(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> (N,) bool: (almost) no contrast: std < FLAT_STD or max - min < FLAT_RANGE."""
+    flat = images.detach().float().flatten(1)
+    return (flat.std(1, unbiased=False) < FLAT_STD) | ((flat.amax(1) - flat.amin(1)) < FLAT_RANGE)
 
 
 def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tensor:

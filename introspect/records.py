@@ -24,7 +24,7 @@ from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .repeat import Repeat
-from .site import OPEN_SITE, build_site, slug
+from .site import build_site, run_index, slug
 from .version import __version__
 
 
@@ -112,7 +112,8 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
 
 
 def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None:
-    """The run's explorer: ``site/`` (pages, data, images; see introspect.site) and an index.html opening it."""
+    """The run's explorer: ``site/`` (pages, data, images; see introspect.site) and an index.html showing the
+    run's pictures (``run_index``)."""
     temporary = run.path / f".tmp{os.getpid()}-site"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
@@ -124,7 +125,7 @@ def write_site(run: RunFolder, record: dict, arrays: dict, dataset=None) -> None
     if "site" not in run.files:
         run.files.append("site")
     with run.file("index.html") as path:
-        path.write_text(OPEN_SITE)
+        path.write_text(run_index(run.path / "site", record.get("command_name")))
 
 
 def _finite(value: float) -> float | None:

@@ -19,6 +19,8 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .quality import is_flat
+
 #: Applied while figures are built: every Text made then keeps parse_math=False.
 PLAIN_TEXT = {"text.parse_math": False}
 
@@ -176,9 +178,6 @@ TEXT_SIZE, HEADER_SIZE = 8, 9
 MIN_TILE_PX = 112
 PAD, GAP = 0.15, 0.08
 ROOM = PAGE_WIDTH - 2 * PAD
-#: An optimized image flatter than this (pixel standard deviation, or max - min) "saturates": the channel
-#: prefers a uniform input.
-FLAT_STD, FLAT_RANGE = 0.02, 0.05
 #: Text colours, each at least 4.5:1 against the white page.
 INK, OPTIMIZED, BELOW_ONE, DEAD, RARE, MUTED, FLAT, STRONG = ("black", "#1a4f8b", "#9a4a00", "#b00000", "#800080",
                                                              "#595959", "#6b4b00", "#b00000")
@@ -211,12 +210,6 @@ def format_value(value: float, width_inches: float | None = None, fontsize: floa
         if width_inches is None or text_size(text, fontsize)[0] <= width_inches:
             return text
     return text
-
-
-def is_flat(images: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N,) bool: (almost) no contrast: std < FLAT_STD or max - min < FLAT_RANGE."""
-    flat = images.detach().float().flatten(1)
-    return (flat.std(1, unbiased=False) < FLAT_STD) | ((flat.amax(1) - flat.amin(1)) < FLAT_RANGE)
 
 
 def flat_channels(result) -> torch.Tensor:

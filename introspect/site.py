@@ -41,14 +41,9 @@ from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load
 from .folders import Run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
+from .quality import is_flat
 
 ASSETS = Path(__file__).with_name("explore_assets")
-#: A run folder's index.html: opens its site/.
-OPEN_SITE = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
-             "<meta http-equiv=\"refresh\" content=\"0; url=site/index.html\"><title>explorer</title></head>"
-             "<body><a href=\"site/index.html\">open the explorer</a></body></html>\n")
-
-
 #: The file in every site folder that says introspect made it, and which files it wrote there.
 MARKER = ".introspect-site"
 #: The temporary folder (inside the site folder) a site is built in before it is moved into place.
@@ -345,7 +340,7 @@ def _runner_up(entry: dict | None) -> dict:
         return {}
     name = entry.get("runner_up_name")
     return {"runner_up": int(runner), "runner_up_name": str(name) if isinstance(name, (str, int)) else str(runner),
-            "runner_up_probability": _num(p) if _is_number(p) else None}
+            "runner_up_probability": _probability(p) if _is_number(p) else None}
 
 
 def _gather_channels(site: Site, run) -> None:
@@ -361,6 +356,7 @@ def _gather_channels(site: Site, run) -> None:
             per[int(entry["channel"])] = {
                 **entry, "channel": int(entry["channel"]), "images": arrays["images"][idx],
                 "scores": arrays["scores"][idx].tolist(),
+                "flat": bool(is_flat(torch.from_numpy(arrays["images"][idx]).float() / 255).all()),
                 "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }
@@ -606,16 +602,38 @@ def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset
 # --- writing the site ---------------------------------------------------------------------------
 
 
+def page_html(title: str, script: str, base: str = "") -> str:
+    """A page of the site: its data script (``data/<page>.js``), then explore.js, which draws it. With ``base``
+    (a folder, "site/") every relative link, image and script of the page resolves inside that folder: the page
+    works from another folder, from file:// with no server."""
+    where = f"<base href=\"{html.escape(base)}\">" if base else ""
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + where
+            + "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
+            f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
+            "<body><main id=\"main\"><noscript>This page needs JavaScript; <a href=\"index.html\">the explorer's "
+            "index</a> lists its pages.</noscript></main>\n"
+            f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
+
+
+def run_index(site: Path, kind: str | None) -> str:
+    """A run folder's index.html: the page of its ``site`` folder that shows the run's pictures, drawn from the
+    run folder (links and images resolve inside site/): a classes run's grid of class images with p and
+    runner-up, an activations run's image with its prediction and maps, a channels run's grid of every channel
+    (one layer) or each layer's strongest channels (several layers)."""
+    layers = sorted(site.glob("layer-*.html"))
+    page = {"classes": "classes.html", "activations": "image-0.html"}.get(kind or "", "index.html")
+    if kind == "channels" and len(layers) == 1:
+        page = layers[0].name
+    if not (site / page).is_file():
+        page = "index.html"
+    return page_html(f"{kind or 'run'} run", f"data/{page[:-5]}.js", base=f"{site.name}/")
+
+
 def _write_page(out: Path, name: str, title: str, data: dict) -> None:
     script = f"data/{name[:-5]}.js"
     _target(out, script).parent.mkdir(parents=True, exist_ok=True)
     _target(out, script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
-    _target(out, name).write_text(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">"
-        f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"explore.css\"></head>\n"
-        "<body><main id=\"main\"><noscript>This page needs JavaScript.</noscript></main>\n"
-        f"<script src=\"{html.escape(script)}\"></script><script src=\"explore.js\"></script></body></html>\n")
+    _target(out, name).write_text(page_html(title, script))
 
 
 #: Feature maps shown per layer on an image page (its strongest channels; the others are listed by value).
@@ -636,6 +654,13 @@ def _png(out: Path, name: str, array: np.ndarray) -> None:
 def _num(value) -> float | None:
     value = None if value is None else float(value)
     return None if value is None or not np.isfinite(value) else round(value, 4)
+
+
+def _probability(value) -> float | None:
+    """A probability unrounded (None where not finite): the pages print 1.000 only when it is exactly 1, as the
+    PNG tiles do (rounded to 4 places 0.99996 would read 1.000 on one page and >0.999 on another)."""
+    value = None if value is None else float(value)
+    return value if value is not None and np.isfinite(value) else None
 
 
 def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
@@ -671,7 +696,7 @@ def _class_row(site: Site, c: int) -> dict:
     row = {"class": c, "name": site.name(c), "href": f"class-{c}.html", "thumb": None}
     if site.classes and c in site.classes:
         found = site.classes[c]
-        row.update(thumb=f"img/class-{c}.png", probability=_num(found["probability"]), logit=_num(found["logit"]))
+        row.update(thumb=f"img/class-{c}.png", probability=_probability(found["probability"]), logit=_num(found["logit"]))
         if "runner_up" in found:
             row.update(runner_up=found["runner_up_name"], runner_up_probability=found["runner_up_probability"],
                        runner_up_href=f"class-{found['runner_up']}.html" if found["runner_up"] in site.classes else None)
@@ -695,15 +720,30 @@ def _layer_stats(layer: dict, extra: dict | None) -> tuple[list[dict], dict]:
         rare = not dead and share is not None and share < RARE_SHARE
         reached = max(entry["scores"]) > 0
         rows.append({"c": c, "ratio": None if (dead or rare or not reached) else _num(entry.get("ratio")), "active": _num(share),
-                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry.get("activation"))})
+                     "dead": dead, "rare": rare, "reached": reached, "best": _num(entry.get("activation")),
+                     "flat": bool(entry.get("flat"))})
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     counts = {"channels": len(rows), "dead": sum(r["dead"] for r in rows), "rare": sum(r["rare"] for r in rows),
-              "not_reached": sum(not r["reached"] for r in rows),
+              "not_reached": sum(not r["reached"] for r in rows), "flat": sum(r["flat"] for r in rows),
               "median_ratio": _num(float(np.median(ratios))) if ratios else None}
     counts["live"] = counts["channels"] - counts["dead"] if layer["dataset"] else None
     if not layer["dataset"]:
         counts["dead"] = None
     return rows, counts
+
+
+def _rank(row: dict) -> tuple:
+    """A channel's rank among the strongest (lowest first): informative before flat (saturating) ones, then by
+    ratio, channels without one after, then by optimized activation."""
+    return (row["flat"], row["ratio"] is None, -(row["ratio"] or 0), -(row["best"] or 0), row["c"])
+
+
+def _flat_hint(site: Site, layer: dict) -> str | None:
+    """What to try for a layer's flat channels: neuron mode (one position maximized), unless the run used it."""
+    if layer["neuron"]:
+        return None
+    return site.texts([Message("Neuron mode ({neuron}: one position maximized instead of the map's mean) shows a "
+                               "localized pattern", settings=("neuron",))])[0]
 
 
 def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> dict:
@@ -730,13 +770,12 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
         examples = _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None,
                                   rows[i + 1] if i + 1 < len(rows) else None, previous, class_pages, summary)
         row["examples"] = [{"src": e["src"], "value": e["value"]} for e in examples[:3]]
-    strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]),
-                       key=lambda r: (r["ratio"] is None, -(r["ratio"] or 0), -(r["best"] or 0), r["c"]))
-    summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"]}
-                        for r in strongest[:8]]
+    strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]), key=_rank)
+    summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"],
+                         "flat": r["flat"]} for r in strongest[:8]]
     _write_page(out, summary["href"], f"{site.label}: {name}",
                 {"kind": "layer", "title": f"{site.label}: layer {name}", "summary": summary, "channels": rows,
-                 "rare_share": RARE_SHARE, "notes": site.texts(site.notes)})
+                 "rare_share": RARE_SHARE, "notes": site.texts(site.notes), "flat_hint": _flat_hint(site, layer)})
     return summary
 
 
@@ -753,6 +792,7 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
             "examples": [], "hist": None, "inputs": [], "outputs": [], "measured_at": summary["measured_at"],
             "dataset": layer["dataset"]["name"] if layer["dataset"] else None}
     data["rare_share"] = RARE_SHARE
+    data["flat_hint"] = _flat_hint(site, layer)
     dataset = site.dataset
     if entry["examples"] and dataset is not None and not row["dead"]:
         maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None
@@ -783,11 +823,12 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
     return data["examples"]
 
 
-def _label(site: Site, dataset, label: int) -> str:
-    """A real image's label: the model's class for a built-in dataset, the sub-folder for the user's pictures."""
+def _label(site: Site, dataset, label: int) -> str | None:
+    """A real image's label: the model's class for a built-in dataset, the sub-folder for the user's pictures
+    (None when they lie in one folder: no sub-folders, nothing to tell them apart)."""
     names = getattr(dataset, "class_names", None)
-    if dataset is not None and dataset.split == "all" and names and 0 <= label < len(names):
-        return str(names[label])
+    if dataset is not None and dataset.split == "all":
+        return str(names[label]) if names and len(names) > 1 and 0 <= label < len(names) else None
     return site.name(label)
 
 
@@ -867,4 +908,4 @@ def _write_image(out: Path, site: Site, run, n: int, class_pages: list[int]) -> 
     _write_page(out, href, data["title"], data)
     return {"href": href, "source": record["input"]["source"], "thumb": f"{base}/input.png",
             "prediction": prediction["name"] if prediction else "no prediction (logits unknown)",
-            "probability": _num(prediction["probability"]) if prediction else None}
+            "probability": _probability(prediction["probability"]) if prediction else None}

@@ -22,8 +22,11 @@
   const img = (src, cls, alt, lazy) => h`<img class="px ${cls || ""}" src="${url(src)}" alt="${alt || ""}"${lazy ? h` loading="lazy"` : ""}>`;
   const notes = (items) => list(items).map((n) => h`<div class="note">${n}</div>`);
   const nav = (extra) => h`<nav class="top"><a href="index.html">model</a>${extra || ""}</nav>`;
-  const tags = (r) => h`${r.dead ? h`<span class="tag dead" title="${WORDS.dead}">dead</span>` : ""}${r.rare ? h`<span class="tag rare" title="${WORDS.rare}">rarely active</span>` : ""}${
-    r.reached === false ? h`<span class="tag unreached" title="${WORDS.unreached}">not reached</span>` : ""}`;
+  // a channel's labels after its title, each a word apart in the page's text ("channel 14 dead not reached")
+  const tags = (r) => [[r.dead, "dead", "dead"], [r.rare, "rare", "rarely active"], [r.reached === false, "unreached", "not reached"],
+    [r.flat, "flat", "saturates"]].filter((t) => t[0]).map(([, key, text]) => h` <span class="tag ${key}" title="${WORDS[key]}">${text}</span>`);
+  // items of a list, a space apart (in the page's text too: "0 (0.12) 1 (0.08)", never "0 (0.12)1 (0.08)")
+  const spaced = (items) => items.map((x) => h`${x} `);
   const join = (...parts) => new Html(parts.map(part).join(""));  // Html and values (escaped) in a row
   const show = (html) => { main.innerHTML = html.s; };
 
@@ -44,7 +47,11 @@
     saliency: "saliency: the gradient of the predicted class's logit with respect to each pixel (red raises it, blue lowers it)",
     map: "feature map: a channel's output on the input after the layer's activation, in magma colours from 0 to the layer's highest value",
     logit: "logit: the model's score for a class before the softmax",
+    flat: "saturates: the channel prefers a uniform input: its optimized image has (almost) no contrast (pixel standard deviation under 0.02 or range under 0.05), so it shows no pattern; such channels rank after the informative ones",
   };
+  // The line that says a layer's flat channels saturate, with what to try (P.flat_hint) where the run did not.
+  const flatLine = (n) => (n ? h`<p class="flat-note">${n === 1 ? "1 channel" : `${n} channels`} ${abbr("flat", n === 1 ? "saturates" : "saturate")}: the channel prefers a uniform input (its optimized image has almost no contrast); ranked after the informative channels${
+    P.flat_hint ? h`. ${P.flat_hint}` : ""}.</p>` : "");
   const abbr = (key, text) => h`<abbr title="${WORDS[key]}">${text}</abbr>`;
   const legend = (...keys) => h`<section class="legend"><h2>What the numbers mean</h2><dl>${keys.map((k) => {
     const [term, ...rest] = WORDS[k].split(": ");
@@ -62,12 +69,12 @@
     show(join(h`${nav(P.classes_href ? h`<a href="${url(P.classes_href)}">classes</a>` : "")}<h1>${P.title}</h1>${notes(P.notes)}`,
       (layers.length ? h`<h2>Layers</h2><p class="hint">Each layer's strongest channels (highest ratio): the images made to excite them. Click a layer for all its channels.</p>${
         layers.map((l) => h`<section class="layer-strip"><h3>${link(l.href, l.layer)} <span class="dim">${l.type || ""} ${shape(l.shape)} · ${l.channels} channels${
-          l.live === null ? " · live and dead unknown (no dataset)" : h` · ${l.live} live, ${l.dead} dead`} · ${l.rare} ${abbr("rare", "rarely active")} · median ${abbr("ratio", "ratio")} ${fmt(l.median_ratio, 3, "none (no dataset)")}</span></h3><div class="strip">${
-          list(l.strip).map((c) => h`<a class="card" href="${url(c.href)}">${img(c.thumb, "", "channel " + c.c, true)}<span>${c.c}</span><span>${num(c.ratio) !== null ? h`${abbr("ratio", "r")} ${fmt(c.ratio, 2)}` : h`${abbr("optimized", "act")} ${fmt(c.best, 2)}`}</span></a>`)}${
+          l.live === null ? " · live and dead unknown (no dataset)" : h` · ${l.live} live, ${l.dead} dead`} · ${l.rare} ${abbr("rare", "rarely active")} · median ${abbr("ratio", "ratio")} ${fmt(l.median_ratio, 3, "none (no dataset)")}${l.flat ? h` · ${l.flat} ${abbr("flat", "saturate")} (ranked last)` : ""}</span></h3><div class="strip">${
+          list(l.strip).map((c) => h`<a class="card" href="${url(c.href)}">${img(c.thumb, "", "channel " + c.c, true)}<span>${c.c}</span><span>${c.flat ? abbr("flat", "saturates") : num(c.ratio) !== null ? h`${abbr("ratio", "r")} ${fmt(c.ratio, 2)}` : h`${abbr("optimized", "act")} ${fmt(c.best, 2)}`}</span></a>`)}${
           list(l.strip).length ? "" : h`<span class="dim">no live channel to show</span>`}</div></section>`)}` : ""),
       (classes.length ? h`<h2>${link(P.classes_href, "Classes")}</h2>${classGrid(classes, true)}` : ""),
       (images.length ? h`<h2>Images</h2><div class="strip">${images.map((i) => h`<a class="card wide" href="${url(i.href)}">${img(i.thumb, "", i.source)}<span>${i.prediction}</span><span>${abbr("p", "p")} ${prob(i.probability, "not known")}</span></a>`)}</div>` : ""),
-      legend(...(layers.length ? ["activation", "optimized", "ratio", "rare", "dead"] : []), ...(classes.length || images.length ? ["p", "runner"] : []))));
+      legend(...(layers.length ? ["activation", "optimized", "ratio", "rare", "dead"] : []), ...(layers.some((l) => l.flat) ? ["flat"] : []), ...(classes.length || images.length ? ["p", "runner"] : []))));
   }
 
   function classGrid(classes, small) {
@@ -87,11 +94,11 @@
     const live = channels.filter((r) => !r.dead && !r.rare), folded = channels.filter((r) => r.dead || r.rare);
     show(join(h`${nav()}<h1>${P.title}</h1>${notes(P.notes)}${measured(s.measured_at)}`,
       h`<p>${s.channels} channels${s.live === null ? " (no dataset: live and dead unknown)" : h`, ${s.live} live, ${s.dead} ${abbr("dead", "dead")}`}`,
-      h`, ${s.rare} ${abbr("rare", "rarely active")} (active on fewer than ${pct(P.rare_share)} of images), ${s.not_reached} ${abbr("unreached", "not reached")}; median ${abbr("ratio", "ratio")} ${fmt(s.median_ratio, 3, "none (no dataset)")} (live channels, rarely active left out)</p>`,
+      h`, ${s.rare} ${abbr("rare", "rarely active")} (active on fewer than ${pct(P.rare_share)} of images), ${s.not_reached} ${abbr("unreached", "not reached")}; median ${abbr("ratio", "ratio")} ${fmt(s.median_ratio, 3, "none (no dataset)")} (live channels, rarely active left out)</p>`, flatLine(s.flat),
       h`<p class="controls"><label>sort by <select id="sort"><option value="c">channel index</option><option value="ratio">ratio</option><option value="active">active share</option><option value="best">optimized activation</option></select></label>`,
       h`<span id="shown"></span></p><p class="hint">Each card: the channel's optimized image, then the real images that excite it most${s.dataset ? "" : " (none: the run used no dataset)"}.</p><div class="grid" id="grid"></div>`,
       (folded.length ? h`<details id="foldedSection"><summary>${folded.length} dead or rarely active channel${folded.length === 1 ? "" : "s"} (folded)</summary><div class="grid" id="folded"></div></details>` : ""),
-      legend("activation", "optimized", "ratio", "active", "dead", "rare", "unreached", "measured")));
+      legend("activation", "optimized", "ratio", "active", "dead", "rare", "unreached", "measured", ...(s.flat ? ["flat"] : []))));
     const grid = document.getElementById("grid"), fold = document.getElementById("folded"), sort = document.getElementById("sort");
     const value = (r, key) => (num(r[key]) === null ? -Infinity : r[key]);
     const card = (r) => {
@@ -99,12 +106,15 @@
       const label = r.dead ? h`<abbr title="${WORDS.dead}">dead</abbr>` : r.rare ? h`<abbr title="${WORDS.rare}">rare</abbr>` : r.reached === false ? h`<abbr title="${WORDS.unreached}">not reached</abbr>`
         : num(r.ratio) === null ? h`<abbr title="${WORDS.optimized}">act</abbr> ${fmt(r.best, 2)}` : h`<abbr title="${WORDS.ratio}">r</abbr> ${fmt(r.ratio, 2)}`;
       const share = num(r.active) === null ? "" : h` · <abbr title="${WORDS.active}">on</abbr> ${pct(r.active)}`;
+      const flat = r.flat ? h` · <abbr class="flat" title="${WORDS.flat}">saturates</abbr>` : "";
       return h`<a class="card ch ${cls}" href="${url(r.href)}" data-c="${r.c}"><span class="pics">${img(r.thumb, "opt", "channel " + r.c, true)}${
-        list(r.examples).map((e) => img(e.src, "exm", "real image", true))}</span><span>${r.c}${r.name !== undefined ? " " + r.name : ""}</span><span>${label}${share}</span></a>`.s;
+        list(r.examples).map((e) => img(e.src, "exm", "real image", true))}</span><span>${r.c}${r.name !== undefined ? " " + r.name : ""}</span><span>${label}${share}${flat}</span></a>`.s;
     };
     function fill(target, rows, key) {
       if (!target) return;
-      if (key !== "c") rows.sort((a, b) => value(b, key) - value(a, key) || a.c - b.c);
+      // by ratio or optimized activation the strongest first, flat (saturating) channels after the informative ones
+      const last = (r) => (key === "ratio" || key === "best") && r.flat ? 1 : 0;
+      if (key !== "c") rows.sort((a, b) => last(a) - last(b) || value(b, key) - value(a, key) || a.c - b.c);
       target.innerHTML = rows.map(card).join("");
       target.dataset.order = rows.map((r) => r.c).join(",");
     }
@@ -175,6 +185,7 @@
     show(join(h`${nav(h`<a href="${url(P.layer_href)}">layer ${P.layer}</a>${pager()}`)}<h1>${P.title}${tags(r)}</h1>${notes(P.notes)}${measured(P.measured_at)}`,
       h`<p>${abbr("optimized", "optimized activation")} ${fmt(r.best, 3, "not recorded")}; ${abbr("ratio", "ratio")} ${ratioText(r)} (optimized ÷ best real image)`,
       h`; ${abbr("active", "active share")} ${pct(r.active, P.dataset ? "not computed" : "no dataset")}${P.dataset ? h` of the ${P.dataset} images` : ""}${r.rare ? " (rarely active, left out of ratio summaries)" : ""}</p>`,
+      (r.flat ? h`<p class="flat-note">${abbr("flat", "saturates")}: the channel prefers a uniform input (its optimized image has almost no contrast)${P.flat_hint ? h`. ${P.flat_hint}` : ""}.</p>` : ""),
       h`<h2>Optimized image${optimized.length > 1 ? "s" : ""}</h2><div class="big">${optimized.map((o) => h`<span class="ex">${img(o.src, "", "optimized")}${abbr("optimized", "activation")} ${fmt(o.activation)}</span>`)}</div>`,
       (examples.length ? h`<h2>Real images that excite it most${P.neuron ? " (green box: the centre position the run maximizes)" : ""}</h2>${
         mapped ? cbar({map: "inferno", low: 0, high: null}, "the channel's map over each image, 0 to its highest value on that image (map peak under each)") : ""}<div>${
@@ -183,9 +194,9 @@
         : h`<p class="dim">${r.dead ? "No real images: the channel is dead (active on none)." : P.dataset ? "No real images recorded." : "No real images: the run used no dataset (add --dataset or --images DIR to the run)."}</p>`),
       (P.hist ? h`<h2>Activation over the dataset</h2>${histogram(P.hist)}` : ""),
       (inputs.length ? h`<h2>Inputs: previous layer's channels that contribute most</h2><p class="list">${
-        inputs.map((i) => link(i.href, h`${i.thumb ? img(i.thumb, "", "") : ""}${i.layer} ${i.channel} (${fmt(i.value)})`))}</p>` : ""),
-      (outputs.length ? h`<h2>Outputs: classes it raises most</h2><p class="list">${outputs.map((o) => link(o.href, h`${o.name} (${fmt(o.value)})`))}</p>` : ""),
-      legend("activation", "optimized", "ratio", "active", "measured", ...(mapped ? ["overlay"] : []), ...(P.hist ? ["hist"] : []))));
+        spaced(inputs.map((i) => link(i.href, h`${i.thumb ? img(i.thumb, "", "") : ""}${i.layer} ${i.channel} (${fmt(i.value)})`)))}</p>` : ""),
+      (outputs.length ? h`<h2>Outputs: classes it raises most</h2><p class="list">${spaced(outputs.map((o) => link(o.href, h`${o.name} (${fmt(o.value)})`)))}</p>` : ""),
+      legend("activation", "optimized", "ratio", "active", "measured", ...(mapped ? ["overlay"] : []), ...(P.hist ? ["hist"] : []), ...(r.flat ? ["flat"] : []))));
     arrows();
   }
 
@@ -199,7 +210,7 @@
       (confusions.length ? h`<h2>Confused with</h2><table><tr><th>class</th><th>this class taken for it</th><th>it taken for this class</th></tr>${
         confusions.map((c) => h`<tr><td>${link(c.href, c.name)}</td><td>${c.count}</td><td>${c.as_this}</td></tr>`)}</table>` : ""),
       (channels.length ? h`<h2>Channels that contribute most</h2><p class="list">${
-        channels.map((c) => link(c.href, h`${img(c.thumb, "", "")}${c.layer} ${c.channel} (${fmt(c.value)})`))}</p>` : ""),
+        spaced(channels.map((c) => link(c.href, h`${img(c.thumb, "", "")}${c.layer} ${c.channel} (${fmt(c.value)})`)))}</p>` : ""),
       legend("p", "runner", "logit")));
     arrows();
   }
@@ -218,7 +229,7 @@
         return h`<h2>${link(l.href, l.layer)} <span class="dim">(${shape(l.shape)}, ${l.activation}), strongest first</span></h2>${cbar(l.scale, "feature map, 0 to the layer's highest value on this image")}<div>${
           maps.map((c) => h`<span class="fmap">${img(c.src, "", "channel " + c.channel, true)}${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`)}</div>${
           rest.length ? h`<details><summary>${rest.length} ${maps.length ? "weaker " : ""}unit${rest.length === 1 ? "" : "s"} by mean value</summary><p class="list">${
-            rest.map((c) => h`<span class="unit">${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`)}</p></details>` : ""}`;
+            spaced(rest.map((c) => h`<span class="unit">${link(c.href, c.name !== undefined ? c.name : "#" + c.channel)} ${fmt(c.value, 2)}</span>`))}</p></details>` : ""}`;
       })}`,
       legend("p", "saliency", "map", "activation")));
   }

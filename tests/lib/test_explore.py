@@ -51,3 +51,36 @@ def test_histogram_marks_the_optimized_value():
     assert histogram_page(counts, 0.1, 0.2, optimized=1e9)["optimized"] == {"value": 1e9, "at": None, "beyond": "right"}
     assert histogram_page(counts, 0.1, 0.2, optimized=-1.0)["optimized"]["beyond"] == "left"
     assert histogram_page(counts, 0.1, 0.2)["optimized"] is None
+
+
+def test_a_run_folder_index_shows_the_page_of_its_pictures(tmp_path):
+    """run_index: the site page that holds the run's pictures, its links resolved inside site/ (a <base>)."""
+    from introspect.site import run_index
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("index.html", "classes.html", "image-0.html", "layer-conv1.html"):
+        (site / name).write_text("")
+    assert '<base href="site/">' in run_index(site, "classes") and 'src="data/classes.js"' in run_index(site, "classes")
+    assert 'src="data/image-0.js"' in run_index(site, "activations")
+    assert 'src="data/layer-conv1.js"' in run_index(site, "channels")  # one layer: the grid of every channel
+    (site / "layer-conv2.html").write_text("")
+    assert 'src="data/index.js"' in run_index(site, "channels")  # several: each layer's strongest channels
+    (site / "classes.html").unlink()
+    assert 'src="data/index.js"' in run_index(site, "classes")
+
+
+def test_real_images_are_labelled_by_their_sub_folder_only():
+    """A real image's label on the pages: its sub-folder of the user's pictures; none when they lie in one folder."""
+    import torch
+
+    from introspect.data import ImageDataset
+    from introspect.site import Site, _label
+
+    site = Site(model={}, label="m", class_names=["zero", "one"])
+    pictures = lambda names: ImageDataset("mine", "all", torch.zeros(2, 1, 4, 4, dtype=torch.uint8),  # noqa: E731
+                                          torch.tensor([0, 1]), names, "2 images")
+    assert _label(site, pictures(("cats", "dogs")), 1) == "dogs"
+    assert _label(site, pictures(("images",)), 0) is None  # one folder: nothing tells them apart
+    builtin = ImageDataset("mnist", "train", torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ("0", "1"), "x")
+    assert _label(site, builtin, 1) == "one"  # the model's class names

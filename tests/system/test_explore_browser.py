@@ -14,6 +14,7 @@ from helpers import chromium
 from introspect_cli.main import main
 
 SEVEN = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,12 @@ def driver():
 
 @pytest.fixture(scope="module")
 def mnist_site(tmp_path_factory):
-    """A channels run of conv1 and conv2, a classes run and an activations run of the built-in MNIST net, joined."""
+    """A channels run of every layer, a classes run and an activations run of the built-in MNIST net, joined."""
     root = tmp_path_factory.mktemp("explore")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("INTROSPECT_CACHE", str(root / "cache"))
-        assert main(["channels", "--layer", "conv1,conv2", "--steps", "2", "--out", "ch", "--quiet"]) == 0
+        assert main(["channels", "--layer", "all", "--steps", "2", "--out", "ch", "--quiet"]) == 0
         assert main(["classes", "--steps", "2", "--out", "cl", "--quiet"]) == 0
         assert main(["activations", "--image", str(SEVEN), "--out", "act", "--quiet"]) == 0
         assert main(["explore", "ch", "cl", "act", "--out", "site", "--quiet"]) == 0
@@ -67,18 +68,37 @@ def check_page(driver, path: Path) -> None:
         assert Path(unquote(url.path)).is_file(), f"{path.name}: {target} does not exist"
     assert errors(driver) == [], f"{path.name}: console errors"
     check_words(driver, path)
+    check_scales(driver, path)
 
 
 #: Words a page never shows: a missing value says why instead.
 NOT_SHOWN = re.compile(r"\b(nan|undefined|null|Infinity)\b|\?", re.IGNORECASE)
+#: Labels and numbers run together where a space is missing ("channel 14deadnot reached", "0 (0.12)1 (0.08)").
+TERMS = "dead|rarely|rare|active|not|reached|saturates|saturate|optimized|ratio|none|live|flat|logit|activation|median|channels?"
+RUN_TOGETHER = re.compile(rf"(?:\d|\b(?:{TERMS}))(?:{TERMS})\b|\)[\w(#]|\d\.\d+[a-z]{{2,}}", re.IGNORECASE)
 
 
 def check_words(driver, path: Path) -> None:
-    """Every page explains its numbers (a legend) and shows no 'nan', 'undefined', 'null' or '?'."""
+    """Every page explains its numbers (a legend) and shows no 'nan', 'undefined', 'null' or '?', and no words
+    run together."""
     text = driver.execute_script("return document.body.innerText")
-    found = NOT_SHOWN.search(text)
-    assert found is None, f"{path.name}: shows {found[0]!r}: ...{text[max(0, found.start() - 60):found.end() + 60]}..."
+    for pattern in (NOT_SHOWN, RUN_TOGETHER):
+        found = pattern.search(text)
+        assert found is None, f"{path.name}: shows {found[0]!r}: ...{text[max(0, found.start() - 60):found.end() + 60]}..."
     assert driver.execute_script("return document.querySelectorAll('.legend dt').length") >= 2, f"{path.name}: no legend"
+
+
+def check_scales(driver, path: Path) -> None:
+    """A colour bar for every kind of map a page shows (an image page: its saliency and each layer's feature
+    maps; a channel page: the activation map over its real images), and both axes on a histogram."""
+    kind, maps, histogram = driver.execute_script("""
+        const P = window.PAGE, shown = (v) => v !== null && v !== undefined;
+        const maps = P.kind === "image" ? 1 + P.layers.filter((l) => l.scale).length
+            : P.kind === "channel" && (P.examples || []).some((e) => shown(e.peak)) ? 1 : 0;
+        return [P.kind, maps, P.kind === "channel" && shown(P.hist)];""")
+    assert count(driver, ".cbar") == maps, f"{path.name}: {count(driver, '.cbar')} colour bars for {maps} kinds of map"
+    if histogram:
+        assert count(driver, "svg.hist .axis") == 2 and count(driver, "svg.hist text") >= 4, f"{path.name}: histogram axes"
 
 
 def count(driver, selector: str) -> int:
@@ -104,7 +124,7 @@ def wait_pictures(driver, selector: str) -> int:
 def test_every_page_of_the_joined_site(driver, mnist_site):
     pages = sorted((mnist_site / "site").glob("*.html"))
     assert {"index.html", "layer", "channel", "class", "image"} <= {p.name.split("-")[0] for p in pages}
-    assert len([p for p in pages if p.name.startswith("channel-")]) == 32 + 64
+    assert len([p for p in pages if p.name.startswith("channel-")]) == 32 + 64 + 128 + 10  # --layer all
     for page in pages:
         check_page(driver, page)
     load(driver, mnist_site / "site" / "channel-conv2-3.html")
@@ -119,7 +139,7 @@ def test_pages_show_pictures_first(driver, mnist_site):
     the optimized value marked."""
     site = mnist_site / "site"
     load(driver, site / "index.html")
-    assert pictures(driver, ".layer-strip img") == 16  # eight per layer, two layers
+    assert count(driver, ".layer-strip") == 4 and pictures(driver, ".layer-strip img") == 4 * 8  # eight per layer
     assert pictures(driver, ".grid.classes img") == 10
     load(driver, site / "layer-conv2.html")
     assert "measured at" in driver.find_element("tag name", "main").text
@@ -130,7 +150,10 @@ def test_pages_show_pictures_first(driver, mnist_site):
     assert pictures(driver, ".grid.classes img") == 10
     text = driver.find_element("tag name", "main").text
     assert text.count("runner-up") >= 10 and "p 0." in text
+    load(driver, site / "index.html")
+    said = driver.find_element("css selector", ".card.wide").text.split()[-1]
     load(driver, site / "image-0.html")
+    assert f"(p = {said})" in driver.find_element("tag name", "main").text  # one probability, printed alike
     assert count(driver, ".bars .bar-row") == 5 and count(driver, ".cbar") == 3  # saliency, conv1 and conv2 maps
     assert pictures(driver, ".fmap img") == 32
     load(driver, site / "channel-conv2-5.html")
@@ -139,18 +162,25 @@ def test_pages_show_pictures_first(driver, mnist_site):
     assert "optimized" in driver.find_element("css selector", "svg.hist").text
 
 
-def test_every_run_folder_opens_its_own_site(driver, mnist_site):
-    for run in ("ch", "cl", "act"):
+def test_every_run_folder_shows_its_own_pictures(driver, mnist_site):
+    """A run folder's index.html is a page of that run's pictures (no redirect), from file:// with no server: the
+    channels run's strongest channels per layer, the classes run's ten class images with p and runner-up, the
+    activations run's image with its prediction bars and maps; its links lead into the run's site/."""
+    shown = {"ch": (".layer-strip img", 4 * 8), "cl": (".grid.classes img", 10), "act": (".fmap img", 32)}
+    for run, (selector, expected) in shown.items():
         index = mnist_site / run / "index.html"
-        driver.get(index.resolve().as_uri())
-        deadline = time.time() + 5
-        while not driver.current_url.endswith("site/index.html") and time.time() < deadline:
-            time.sleep(0.05)
-        assert driver.current_url.endswith("site/index.html")
-        shown = {"ch": ".layer-strip img", "cl": ".grid.classes img", "act": ".strip img"}[run]
-        assert pictures(driver, shown) == {"ch": 16, "cl": 10, "act": 1}[run]  # not a list of text links
+        check_page(driver, index)
+        assert driver.current_url == index.resolve().as_uri()  # the page itself, not a redirect
+        assert pictures(driver, selector) == expected, run
+        links = driver.execute_script("return [...document.querySelectorAll('main a[href]')].map(a => a.href)")
+        assert links and all(Path(unquote(urlparse(a).path)).parent == (mnist_site / run / "site").resolve()
+                             for a in links), run
         for page in sorted((mnist_site / run / "site").glob("*.html"))[:40]:
             check_page(driver, page)
+    load(driver, mnist_site / "cl" / "index.html")
+    assert driver.find_element("tag name", "main").text.count("runner-up") >= 10
+    load(driver, mnist_site / "act" / "index.html")
+    assert count(driver, ".bars .bar-row") == 5 and pictures(driver, ".big img") == 2
 
 
 def test_sorting_and_folding(driver, mnist_site):
@@ -163,9 +193,13 @@ def test_sorting_and_folding(driver, mnist_site):
 
     for key in ("ratio", "active", "best"):
         Select(driver.find_element("id", "sort")).select_by_value(key)
-        values = [next(r[key] for r in rows if r["c"] == c) for c in order()]
-        known = [v for v in values if v is not None]
-        assert known == sorted(known, reverse=True) and values[:len(known)] == known
+        shown = [next(r for r in rows if r["c"] == c) for c in order()]
+        groups = [shown] if key == "active" else [[r for r in shown if not r["flat"]], [r for r in shown if r["flat"]]]
+        assert [r for g in groups for r in g] == shown  # by ratio or activation flat (saturating) channels come last
+        for group in groups:
+            values = [r[key] for r in group]
+            known = [v for v in values if v is not None]
+            assert known == sorted(known, reverse=True) and values[:len(known)] == known
     folded = [r["c"] for r in rows if r["dead"] or r["rare"]]
     if folded:  # dead and rarely active channels: their own section, collapsed
         assert driver.find_element("id", "foldedSection").get_attribute("open") is None
@@ -173,24 +207,42 @@ def test_sorting_and_folding(driver, mnist_site):
     assert errors(driver) == []
 
 
-def test_dead_channels_are_folded(driver, tmp_path):
-    """A hand-made run with a dead and a rarely active channel: both in the folded section, not the grid."""
-    from introspect.site import build_site
-    from introspect.folders import Run
+def test_dead_flat_and_rare_channels(driver, tmp_path):
+    """A hand-made run with a dead, a rarely active and a flat channel: dead and rare in the folded section, not
+    the grid; the flat one (the highest ratio) labelled "saturates" with the --neuron hint on every page that
+    shows it, and ranked after the informative channels in the index's strip and by ratio."""
+    import numpy as np
+    from selenium.webdriver.support.ui import Select
 
-    per = [{"channel": c, "activation": 1.0, "ratio": 0.5, "dead": c == 1, "active_share": [0.5, 0.0, 0.001, 0.9][c]}
-           for c in range(4)]
+    from introspect.folders import Run
+    from introspect.site import build_site
+
+    per = [{"channel": c, "activation": 1.0, "ratio": 0.9 if c == 3 else 0.5, "dead": c == 1,
+            "active_share": [0.5, 0.0, 0.001, 0.9][c]} for c in range(4)]
     record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False,
               "dataset": {"name": "x", "split": "train", "count": 10}, "layers": [{"layer": "conv", "per_channel": per}]}
-    import numpy as np
-
-    arrays = {"layers": np.array(["conv"] * 4), "images": np.full((4, 1, 4, 4), 99, np.uint8), "scores": np.ones(4, np.float32)}
-    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False)
-    load(driver, tmp_path / "site" / "layer-conv.html")
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 4, 4), dtype=np.uint8)
+    images[3] = 99  # uniform: the channel saturates
+    arrays = {"layers": np.array(["conv"] * 4), "images": images, "scores": np.ones(4, np.float32)}
+    build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False, names={"neuron": "--neuron"})
+    site = tmp_path / "site"
+    for page in sorted(site.glob("*.html")):
+        check_page(driver, page)
+    load(driver, site / "layer-conv.html")
     assert driver.find_element("id", "foldedSection").get_attribute("open") is None
     assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"
     assert driver.find_element("id", "folded").get_attribute("data-order") == "1,2"
-    check_page(driver, tmp_path / "site" / "layer-conv.html")
+    Select(driver.find_element("id", "sort")).select_by_value("ratio")
+    assert driver.find_element("id", "grid").get_attribute("data-order") == "0,3"  # 3's ratio is higher, but flat
+    text = driver.find_element("tag name", "main").text
+    assert "1 channel saturates: the channel prefers a uniform input" in text and "Neuron mode (--neuron: one position maximized" in text
+    assert driver.find_element("css selector", '#grid [data-c="3"]').text.endswith("saturates")
+    load(driver, site / "channel-conv-3.html")
+    text = driver.find_element("tag name", "main").text
+    assert "saturates: the channel prefers a uniform input" in text and "--neuron" in text and "localized pattern" in text
+    load(driver, site / "index.html")
+    strip = driver.execute_script("return [...document.querySelectorAll('.layer-strip .card')].map(a => a.innerText)")
+    assert [s.split()[0] for s in strip] == ["0", "3"] and "saturates" in strip[1]
 
 
 def test_arrow_keys_walk_the_channels(driver, mnist_site):
@@ -209,47 +261,27 @@ def test_arrow_keys_walk_the_channels(driver, mnist_site):
     assert driver.find_element("id", "next").get_attribute("href").endswith("channel-conv1-6.html")
 
 
-OWN_MODEL = """
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.head(x.mean((2, 3)))
-"""
-
-
 def test_own_model_with_its_own_pictures(driver, tmp_path, monkeypatch, capsys):
-    """A model file and a folder of pictures (--images): the site uses those pictures for the channels' real
-    images, maps and histograms, as for a built-in model; explore says what it computes on stderr."""
-    import numpy as np
-    import torch
+    """A zoo model given as a user gives one (a model file, its checkpoint, its input shape and normalization:
+    BNResNet, BatchNorm and residual blocks) and a folder of a few digits in sub-folders (--images): the site
+    uses those pictures for the channels' real images, maps and histograms, as for a built-in model, and every
+    page passes the same checks; explore says what it computes on stderr."""
     from PIL import Image
+
+    from helpers import digit
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INTROSPECT_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "net.py").write_text(OWN_MODEL)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from net import Net
-
-    torch.manual_seed(0)
-    torch.save(Net().state_dict(), tmp_path / "net.pt")
-    generator = np.random.default_rng(0)
-    for label in ("round", "square"):
-        (tmp_path / "shapes" / label).mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray((generator.random((16, 16)) ** 2 * 255).astype(np.uint8)).save(tmp_path / "shapes" / label / f"{i}.png")
-    model = ["--model", "net.py:Net", "--checkpoint", "net.pt", "--input-shape", "1,16,16"]
-    assert main(["channels", *model, "--trust", "--layer", "all", "--steps", "2", "--images", "shapes", "--out", "ch", "--quiet"]) == 0
+    for label in range(8):
+        folder = tmp_path / "digits" / ("even" if label % 2 == 0 else "odd")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digit(label)).save(folder / f"{label}.png")
+    model = ["--model", f"{TESTS / 'zoo' / 'models.py'}:BNResNet", "--checkpoint", str(TESTS / "assets" / "zoo" / "bnresnet.pt"),
+             "--input-shape", "1,28,28", "--mean", "0.1307", "--std", "0.3081"]
+    assert main(["channels", *model, "--trust", "--layer", "stem.0,block1.conv2,fc", "--steps", "2", "--images", "digits",
+                 "--out", "ch", "--quiet"]) == 0
     assert main(["classes", *model, "--steps", "2", "--out", "cl", "--quiet"]) == 0
-    assert main(["activations", *model, "--images", "shapes", "--index", "0", "--out", "act", "--quiet"]) == 0
+    assert main(["activations", *model, "--images", "digits", "--index", "0", "--out", "act", "--quiet"]) == 0
     capsys.readouterr()
     assert main(["explore", "ch", "cl", "act", "--out", "plain", "--quiet"]) == 0
     assert "explore:" not in capsys.readouterr().err  # --quiet: nothing
@@ -257,19 +289,26 @@ def test_own_model_with_its_own_pictures(driver, tmp_path, monkeypatch, capsys):
     assert any("add --trust" in n for n in notes), notes  # the flag named in full
     assert main(["explore", "ch", "cl", "act", "--out", "site", "--trust"]) == 0
     err = capsys.readouterr().err
-    assert "explore: computing layer conv2 (6 channels, 12 images)" in err and re.search(r"explore: writing \d+ pages", err)
+    assert "explore: computing layer block1.conv2 (32 channels, 8 images)" in err and re.search(r"explore: writing \d+ pages", err)
     site = tmp_path / "site"
-    for page in sorted(site.glob("*.html")):
+    pages = sorted(site.glob("*.html"))
+    assert len([p for p in pages if p.name.startswith("channel-")]) == 16 + 32 + 10
+    for page in pages:
         check_page(driver, page)
         assert "unknown dataset" not in driver.find_element("tag name", "main").text
-    load(driver, site / "channel-conv2-1.html")
+    load(driver, site / "layer-block1.conv2.html")
+    assert pictures(driver, ".card img.exm") >= 3
+    live = next(r["c"] for r in driver.execute_script("return PAGE.channels") if not r["dead"])
+    load(driver, site / f"channel-block1.conv2-{live}.html")
     assert pictures(driver, ".ex img") == 1 + 5  # the optimized image and five of the user's pictures
     assert count(driver, ".cbar") == 1 and count(driver, "svg.hist rect") >= 1
-    assert "(round)" in driver.find_element("tag name", "main").text or "(square)" in driver.find_element("tag name", "main").text
-    load(driver, site / "layer-conv2.html")
-    assert pictures(driver, ".card img.exm") >= 3
+    text = driver.find_element("tag name", "main").text
+    assert "(even)" in text or "(odd)" in text  # each picture's sub-folder
+    assert "measured at: block1.conv2 → block1.bn2" in text
     load(driver, site / "index.html")
-    assert pictures(driver, ".grid.classes img") == 3 and pictures(driver, ".layer-strip img") >= 3
+    assert pictures(driver, ".grid.classes img") == 10 and pictures(driver, ".layer-strip img") >= 3
+    load(driver, tmp_path / "act" / "index.html")  # the activations run's own page: the digit and its maps
+    assert pictures(driver, ".big img") == 2 and pictures(driver, ".fmap img") >= 16
 
 
 def test_512_channel_layer_page_is_interactive_in_under_3_s(driver, tmp_path):
