@@ -91,8 +91,9 @@ def forward(loaded, pixels: torch.Tensor, layers: Sequence[str], logits: bool = 
     with, in the autograd graph, so gradients with respect to them can be taken."""
     name = (loaded.spec.logits or "") if logits else None
     wanted = list(layers) + ([name] if name is not None else [])
+    device = next(loaded.model.parameters(), pixels).device  # outputs stay there; callers gather to the CPU
     with Probe(loaded.model, loaded.spec, wanted, clone=not grad) as probe, torch.set_grad_enabled(grad):
-        outputs = probe(pixels.requires_grad_(grad))
+        outputs = probe(pixels.to(device).requires_grad_(grad))
     return outputs, None if name is None else outputs[name]
 
 
@@ -127,8 +128,8 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
         outputs, _ = forward(loaded, dataset.pixels(part), layers, logits=False)
         for layer in layers:
             post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
-            values[layer].append(channel_values(outputs[layer].float(), spec.activation(layer), neuron))
-            active[layer].append((post.flatten(2).amax(2) if post.ndim == 4 else post) > 0)
+            values[layer].append(channel_values(outputs[layer].float(), spec.activation(layer), neuron).cpu())
+            active[layer].append(((post.flatten(2).amax(2) if post.ndim == 4 else post) > 0).cpu())
     found: dict[str, dict] = {}
     for layer in layers:
         matrix = torch.cat(values[layer])
@@ -143,7 +144,7 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
             outputs, _ = forward(loaded, dataset.pixels(flat), [layer], logits=False)
             output = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
             own = torch.as_tensor(channel_lists[layer])[torch.arange(part.start, part.stop) // k]
-            maps.append(output[torch.arange(len(flat)), own])
+            maps.append(output[torch.arange(len(flat)), own.to(output.device)].cpu())
         found[layer]["maps"] = torch.cat(maps).view(channels, k, *maps[0].shape[1:]).half()
     for previous, layer in zip(layers, layers[1:]):
         top = torch.as_tensor(examples[layer])
@@ -153,9 +154,9 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
             outputs, _ = forward(loaded, dataset.pixels(top.flatten()[part]), [previous, layer], logits=False,
                                  grad=True)
             own = torch.as_tensor(channel_lists[layer])[torch.arange(part.start, part.stop) // k].view(-1, 1)
-            objective = channel_values(outputs[layer], spec.activation(layer), neuron).gather(1, own).sum()
-            gradient, = torch.autograd.grad(objective, outputs[previous])
-            attributions.append(_spatial_sum(outputs[previous].detach() * gradient))
+            measured = channel_values(outputs[layer], spec.activation(layer), neuron)
+            gradient, = torch.autograd.grad(measured.gather(1, own.to(measured.device)).sum(), outputs[previous])
+            attributions.append(_spatial_sum(outputs[previous].detach() * gradient).cpu())
         found[layer]["inputs"] = torch.cat(attributions).view(channels, k, -1).mean(1)
     if spec.num_classes <= MAX_OUTPUT_CLASSES and layers:
         union = torch.as_tensor(np.unique(np.concatenate([examples[l].ravel() for l in layers])))
@@ -166,7 +167,7 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
             for j in range(spec.num_classes):
                 grads = torch.autograd.grad(logits[:, j].sum(), [outputs[l] for l in layers], retain_graph=True)
                 for layer, gradient in zip(layers, grads):
-                    value = _spatial_sum(outputs[layer].detach() * gradient)
+                    value = _spatial_sum(outputs[layer].detach() * gradient).cpu()
                     per_class.setdefault(layer, torch.zeros(len(union), spec.num_classes, value.shape[1]))
                     per_class[layer][part, j] = value
         for layer in layers:
@@ -180,7 +181,8 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
 def compute_classes(loaded, heldout, layers: Sequence[str]) -> dict:
     """Over the held-out split: the confusion matrix, each class's highest-scoring images, and per
     layer the channels' attribution (activation x gradient of the class logit) on those images."""
-    logits = torch.cat([forward(loaded, heldout.pixels(part), [])[1].detach() for part in _chunks(len(heldout), 500)])
+    logits = torch.cat([forward(loaded, heldout.pixels(part), [])[1].detach().cpu()
+                        for part in _chunks(len(heldout), 500)])
     classes = logits.shape[1]
     confusion = torch.zeros(classes, classes, dtype=torch.long)
     confusion.index_put_((heldout.labels, logits.argmax(1)), torch.ones(len(heldout), dtype=torch.long), accumulate=True)
@@ -191,8 +193,9 @@ def compute_classes(loaded, heldout, layers: Sequence[str]) -> dict:
         sums = {layer: [] for layer in layers}
         for part in _chunks(len(flat), 128):
             outputs, out = forward(loaded, heldout.pixels(flat[part]), layers, grad=True)
-            grads = torch.autograd.grad(out.gather(1, owner[part].view(-1, 1)).sum(), [outputs[l] for l in layers])
+            grads = torch.autograd.grad(out.gather(1, owner[part].view(-1, 1).to(out.device)).sum(),
+                                        [outputs[l] for l in layers])
             for layer, gradient in zip(layers, grads):
-                sums[layer].append(_spatial_sum(outputs[layer].detach() * gradient))
+                sums[layer].append(_spatial_sum(outputs[layer].detach() * gradient).cpu())
         found["channels"] = {layer: torch.cat(v).view(classes, top.shape[1], -1).mean(1) for layer, v in sums.items()}
     return found

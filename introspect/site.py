@@ -281,7 +281,8 @@ def _read(run) -> Run:
     return run
 
 
-def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on_progress=None, names=None) -> Site:
+def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on_progress=None, names=None,
+            device: torch.device | str = "cpu") -> Site:
     if on_progress is not None:
         on_progress(f"reading {len(runs)} run folder{'s' if len(runs) != 1 else ''}")
     runs = [_read(r) for r in runs]
@@ -328,6 +329,7 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on
     if dataset is not None:
         site.dataset = dataset
     if loaded is not None:
+        loaded.model.to(device)  # a copy loaded for the site alone
         _compute(site, loaded, channels_runs)
     return site
 
@@ -568,15 +570,15 @@ def _commit(build: Path, out: Path, previous: list[str]) -> None:
 
 
 def build_site(runs: Sequence, out: str | Path, *, compute: bool = True, dataset=None, trust: bool = False,
-               on_progress=None, names: dict | None = None) -> Path:
+               on_progress=None, names: dict | None = None, device: torch.device | str = "cpu") -> Path:
     """Write the site of ``runs`` (run folders or :class:`~introspect.folders.Run`s of one model) into ``out``:
     a new or empty folder, or a site introspect made (whose files are replaced; other files are kept).
     ``on_progress`` is called with a line per stage ("computing layer conv2 (64 channels, 60000 images)",
     "writing 130 pages"); ``names`` spells settings in the pages' notes (as ``Message.render``: the command line
-    passes its flags)."""
+    passes its flags); ``device`` is where the maps, histograms and attributions are computed."""
     out = Path(out)
     previous = _site_files(out)
-    site = _gather(runs, compute, dataset, trust, on_progress, names)
+    site = _gather(runs, compute, dataset, trust, on_progress, names, device)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if previous is None:

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from introspect.errors import UserError
 from introspect.site import build_site
 
-from ..options import FLAGS
+from ..options import FLAGS, add_device, resolve_device
 from ..output import Outcome, Output
 
 DEFAULT_PORT = 8000
@@ -50,10 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust", action="store_true",
                    help="load a recorded model that loads code (a .py file, a package class, a TorchScript archive, "
                         "an unpickled checkpoint) to compute what the runs lack (default: such models are not loaded)")
+    add_device(p, "where what the runs lack is computed")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, io: Output) -> Outcome:
+    device = resolve_device(args.device)
     server = None if args.serve is None else open_server(args.serve)  # a port in use is said before any work
     try:
         out = build_site(args.runs, Path(args.out), trust=args.trust, names=FLAGS,

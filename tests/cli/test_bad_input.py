@@ -69,6 +69,7 @@ CASES = {
     "unknown device": (["classes", "--device", "tpu"], "unknown device 'tpu'"),
     "cuda without gpu": (["classes", "--device", "cuda"], "no CUDA GPU"),
     "evaluate on an unknown device": (["evaluate", "--device", "tpu"], "unknown device 'tpu'"),
+    "explore on an unknown device": (["explore", "{tmp}/nowhere", "--device", "tpu"], "unknown device 'tpu'"),
     "train on an unknown device": (["train", "--out", "{tmp}/new.pt", "--device", "gpu0"], "unknown device 'gpu0'"),
     "empty data dir": (["evaluate", "--data-dir", "{tmp}/empty-dir"], "holds no MNIST files"),
     "channels data dir without a dataset": (["channels", "--layer", "conv1", "--data-dir", "{tmp}/empty-dir"],

@@ -76,7 +76,8 @@ def test_forward_gives_layers_and_logits_with_gradients(loaded):
     assert all(p.requires_grad for p in loaded.model.parameters())  # frozen only during the pass
 
 
-def test_compute_layers(loaded):
+def test_compute_layers(loaded, device):
+    loaded.model.to(device)  # explore --device: the model there, the images and results on the CPU
     examples = {"fc1": torch.tensor([[2, 0], [1, 3]]).numpy(),  # the two highest of h0 (0.8, 0.3) and h1 (0.7, 0.4)
                 "fc2": torch.tensor([[2, 1], [2, 0]]).numpy()}  # the two highest logits of each class
     found = explore.compute_layers(loaded, Images(), ["fc1", "fc2"], examples, {"fc1": [0, 1], "fc2": [0, 1]}, False)
@@ -96,9 +97,11 @@ def test_compute_layers(loaded):
     assert torch.allclose(fc1["outputs"], torch.tensor([[0.55, 1.1], [0.55, -0.55]]))
     # fc2 is the logits: each unit raises its own class by its mean value on its top examples
     assert torch.allclose(fc2["outputs"], torch.tensor([[0.75, 0.0], [0.0, 1.1]]))
+    assert all(value.device.type == "cpu" for layer in found.values() for value in layer.values())
 
 
-def test_compute_classes(loaded, monkeypatch):
+def test_compute_classes(loaded, monkeypatch, device):
+    loaded.model.to(device)
     monkeypatch.setattr(explore, "CLASS_TOP", 2)
     found = explore.compute_classes(loaded, Images(), ["fc1"])
     # predictions: x0 -> b, x1 -> a, x2 -> b, x3 -> a; labels b, a, a, a
@@ -107,3 +110,4 @@ def test_compute_classes(loaded, monkeypatch):
     assert torch.allclose(found["top_scores"], torch.tensor([[0.8, 0.7], [1.6, 0.6]]))
     # per class, mean over its top images of h_i * W2[class, i]: a on x2, x1; b on x2, x0
     assert torch.allclose(found["channels"]["fc1"], torch.tensor([[0.4, 0.35], [1.1, 0.0]]))
+    assert found["channels"]["fc1"].device.type == found["confusion"].device.type == "cpu"
