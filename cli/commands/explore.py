@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     device = resolve_device(args.device)
     server = None if args.serve is None else open_server(args.serve)  # a port in use is said before any work
     try:
-        out = build_site(args.runs, Path(args.out), trust=args.trust, names=FLAGS,
+        out = build_site(args.runs, Path(args.out), trust=args.trust, names=FLAGS, device=device,
                          on_progress=lambda line: io.err.print(f"explore: {line}", markup=False))
         index = out.resolve() / "index.html"
         io.out.print(f"wrote {index}", markup=False)
