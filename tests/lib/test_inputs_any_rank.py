@@ -117,3 +117,41 @@ def test_a_conv1d_layer_has_its_channels_as_units_not_its_positions():
     assert info.output_shape == (4, 1, 30) and info.units == 4 and info.channel == "a map, spatial mean"
     result = visualize_channels(Signal(), spec, "conv", config=RenderConfig(steps=3))
     assert result.channels == [0, 1, 2, 3] and torch.isfinite(result.activations).all()
+
+
+def test_a_signal_is_read_from_npy_and_wav_and_refused_with_one_line(tmp_path):
+    """activations' --image: a .npy array of the input's shape, or a .wav file for a signal; never inverted."""
+    import wave
+
+    import numpy as np
+
+    from introspect.errors import UserError
+    from introspect.pictures import load_image
+
+    spec = spec_of((1, 64))
+    wave_values = 0.5 + 0.4 * np.sin(np.arange(64) / 3)
+    np.save(tmp_path / "x.npy", wave_values[None].astype(np.float32))
+    np.save(tmp_path / "batch.npy", wave_values[None, None])
+    for name in ("x.npy", "batch.npy"):
+        read = load_image(tmp_path / name, spec)
+        assert read.pixels.shape == (1, 1, 64) and torch.allclose(read.pixels.flatten().double(),
+                                                                  torch.from_numpy(wave_values), atol=1e-6)
+    with wave.open(str(tmp_path / "x.wav"), "wb") as sound:
+        sound.setnchannels(2), sound.setsampwidth(2), sound.setframerate(8000)
+        samples = np.round((wave_values[:40] * 2 - 1) * 32767).astype("<i2")
+        sound.writeframes(np.stack([samples, samples], 1).tobytes())
+    read = load_image(tmp_path / "x.wav", spec)
+    assert read.pixels.shape == (1, 1, 64) and torch.allclose(read.pixels[0, 0, :40].double(),
+                                                              torch.from_numpy(wave_values[:40]), atol=1e-4)
+    assert float(read.pixels[0, 0, 40:].sub(0.5).abs().max()) == 0  # padded with silence
+    assert any("mixed to one" in note for note in read.conversion)
+    np.save(tmp_path / "wide.npy", np.zeros((2, 64), np.float32))
+    np.save(tmp_path / "loud.npy", wave_values[None] * 4 - 2)
+    for name, words in (("wide.npy", "shape (2, 64); the model takes (1, 64)"), ("loud.npy", "(w + 1) / 2")):
+        with pytest.raises(UserError, match=None) as caught:
+            load_image(tmp_path / name, spec)
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(UserError, match="applies to pictures"):
+        load_image(tmp_path / "x.npy", spec, invert="yes")
+    np.save(tmp_path / "light.npy", np.full(64, 0.9, np.float32))  # a light "border" never inverts a signal
+    assert torch.allclose(load_image(tmp_path / "light.npy", spec_of((64,)), invert="auto").pixels, torch.tensor(0.9))
