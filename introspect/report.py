@@ -306,6 +306,21 @@ SPECTROGRAM_SAMPLES = 256
 SIGNAL_HEIGHT, SIGNAL_WIDTH = 1.2, 2.4
 
 
+@rc_context(PLAIN_TEXT)
+def save_signal_png(path: str | Path, values: np.ndarray, dpi: int = 100) -> None:
+    """A one-row array (1, L) of pixel values in [0, 1] as a waveform picture (with its spectrogram for long
+    ones), SIGNAL_PICTURE inches at ``dpi``: what the explorer's pages show for a 1-D input."""
+    width, height = SIGNAL_PICTURE
+    page = Page(height, width)
+    page.signal(0.05, 0.2, values, width - 0.15, height - 0.25)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    page.fig.savefig(Path(path), dpi=dpi, facecolor="white")
+
+
+#: Width and height (inches) of a waveform picture on the explorer's pages.
+SIGNAL_PICTURE = (6.0, 1.6)
+
+
 def is_signal(array: np.ndarray) -> bool:
     """Whether a display array is one row (1, L) or (1, L, 3) of L > 1: a 1-D signal, drawn as a waveform."""
     return array.ndim in (2, 3) and array.shape[0] == 1 and array.shape[1] > 1

@@ -222,6 +222,14 @@ def test_every_command_runs_on_the_tone_model_with_defaults(tmp_path, capsys):
     np.save(tmp_path / "e5.npy", (0.5 + 0.2 * np.sin(2 * np.pi * entry["frequencies"][7] * t))[None])
     assert main(["activations", *model, "--image", str(tmp_path / "e5.npy"), "--out", "activations"]) == 0
     assert json.loads((tmp_path / "activations" / "run.json").read_text())["prediction"]["name"] == "E5"
+    from PIL import Image
+
+    site = tmp_path / "activations" / "site"
+    with Image.open(site / "img" / "image-0" / "input.png") as picture:  # a waveform picture, not a 1-px strip
+        assert picture.height >= 100 and picture.width >= 400
+    with Image.open(site / "img" / "image-0" / "saliency.png") as strip:
+        assert strip.height >= 16
+    assert "input.png" in (site / "data" / "image-0.js").read_text()
 
 
 @pytest.mark.slow
