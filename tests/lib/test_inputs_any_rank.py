@@ -155,3 +155,41 @@ def test_a_signal_is_read_from_npy_and_wav_and_refused_with_one_line(tmp_path):
         load_image(tmp_path / "x.npy", spec, invert="yes")
     np.save(tmp_path / "light.npy", np.full(64, 0.9, np.float32))  # a light "border" never inverts a signal
     assert torch.allclose(load_image(tmp_path / "light.npy", spec_of((64,)), invert="auto").pixels, torch.tensor(0.9))
+
+
+class Poisoned(nn.Module):
+    """Channel 1 of its input made NaN."""
+
+    def forward(self, x):
+        return torch.cat([x[:, :1], x[:, 1:2] * math.nan, x[:, 2:]], 1)
+
+
+class HalfBroken(nn.Module):
+    """A conv whose channel 1 is NaN: channel runs of it fail on that channel's images only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, 3), Poisoned())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_a_channels_summary_says_how_many_images_failed():
+    from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+    from introspect.records import layer_record
+    from introspect_cli.commands.channels import summary_line
+
+    spec = ModelSpec(name="half", architecture="user", input_shape=(1, 8, 8), mean=(0.5,), std=(0.25,),
+                     logits_layer="fc", class_names=("a", "b"))
+    model = HalfBroken().eval()
+    result = visualize_channels(model, spec, "conv", [0, 1, 2, 3], CHANNELS_DEFAULTS.replace(steps=3))
+    summary = result.summary()
+    assert (summary.failed_images, summary.images) == (1, 4) and result.stopped == [1]
+    assert summary_line(result).endswith("; 1 of 4 images failed (NaN/inf objective)")
+    record = layer_record(result)
+    assert record["failed_images"] == 1 and record["failed_channels"] == [1]
+    healthy = visualize_channels(model, spec, "conv", [0, 2], CHANNELS_DEFAULTS.replace(steps=3))
+    assert healthy.summary().failed_images == 0 and "failed" not in summary_line(healthy)
