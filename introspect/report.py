@@ -511,6 +511,9 @@ def channels_figures(result, dataset_images: torch.Tensor | None = None, model_n
     mosaic_w, mosaic_h = _image_inches(np.zeros((h, images_per_tile * (w + gap_px) - gap_px)), scale)
     step = mosaic_w * (w + gap_px) / (images_per_tile * (w + gap_px) - gap_px)  # one image and its gap, in inches
     image_w = step * w / (w + gap_px)
+    if h == 1 and w > 1 and images_per_tile > 1:  # waveforms: the page's width shared, each with its own axes
+        mosaic_w, step = ROOM, (ROOM + 0.1) / images_per_tile
+        image_w = step - 0.1
     tile_w = max(mosaic_w, 1.5)
     tile_gap = 0.2
     columns = max(1, min(len(result.channels), int((ROOM + tile_gap) // (tile_w + tile_gap))))
@@ -556,7 +559,11 @@ def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tupl
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
         shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
                   for i in examples.top_indices[channel]]
-    page.image(x, top, _mosaic(shown, gap=1), mosaic_w, mosaic_h)
+    if is_signal(shown[0]):  # waveforms side by side, each on its own axes
+        for j, wave in enumerate(shown):
+            page.image(x + j * step, top, wave, image_w, mosaic_h)
+    else:
+        page.image(x, top, _mosaic(shown, gap=1), mosaic_w, mosaic_h)
     values = [(float(v), OPTIMIZED) for v in result.activations[n * result.diverse:(n + 1) * result.diverse]]
     if examples is not None and not is_dead:
         values += [(float(v), INK) for v in examples.top_values[channel].tolist()]
