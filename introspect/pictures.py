@@ -53,6 +53,9 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
             raise UserError("{frame} goes with animated or multi-page pictures, not '{path}'", settings=("frame",),
                             path=path)
         return load_array(path, spec) if path.suffix.lower() == ".npy" else load_wav(path, spec)
+    if len(spec.input_shape) < 3:
+        raise UserError("the model takes a signal {shape}, not a picture: give a .npy array of that shape (values in "
+                        "[0, 1]) or a .wav file instead of '{path}'", shape=tuple(spec.input_shape), path=path)
     channels, height, width = spec.image_shape
     if channels not in (1, 3):
         raise UserError("the model takes {channels}-channel input; only grayscale or RGB images can be converted",

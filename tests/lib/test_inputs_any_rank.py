@@ -151,6 +151,11 @@ def test_a_signal_is_read_from_npy_and_wav_and_refused_with_one_line(tmp_path):
         with pytest.raises(UserError, match=None) as caught:
             load_image(tmp_path / name, spec)
         assert words in str(caught.value) and "\n" not in str(caught.value)
+    from PIL import Image
+
+    Image.new("L", (64, 1)).save(tmp_path / "row.png")
+    with pytest.raises(UserError, match="takes a signal"):
+        load_image(tmp_path / "row.png", spec)
     with pytest.raises(UserError, match="applies to pictures"):
         load_image(tmp_path / "x.npy", spec, invert="yes")
     np.save(tmp_path / "light.npy", np.full(64, 0.9, np.float32))  # a light "border" never inverts a signal
