@@ -2,6 +2,8 @@
 channel ratios of a middle layer, one row per model.
 
     python benchmarks/zoo.py [--steps N] [--only seqcnn,tinyvit]
+    python benchmarks/zoo.py --only tones      # the 1-D tone model: pitch of each class waveform
+
 
 Each model gets its image prior from its training data, as `introspect classes --dataset NAME` does.
 Judges are the zoo's independent classifiers (tests/assets/zoo, never used during optimization):
@@ -23,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "system"))
 
 import introspect  # noqa: E402
 from helpers import zoo_model  # noqa: E402  (loads a zoo model as a user would: its file and manifest flags)
@@ -43,7 +46,11 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated zoo names (default: all)")
     args = parser.parse_args()
     manifest = json.loads((ASSETS / "manifest.json").read_text())
+    if args.only and "tones" in args.only.split(","):
+        tones(manifest["tones"], args.steps)
     names = [n for n, e in manifest.items() if e.get("role") == "zoo" and (not args.only or n in args.only.split(","))]
+    if not names:
+        return
     print("| model | data | held-out acc | own p (min) | judge correct (VGG / MLP) | other zoo models: best | middle layer "
           "| live ratio >= 1 | s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -78,6 +85,23 @@ def main() -> None:
               f"{verdicts[0]}/10 / {verdicts[1]}/10 | {best[0]}/10 ({best[1]}) | {layer} | {share} "
               f"| {time.time() - started:.0f} |",
               flush=True)
+
+
+def tones(entry: dict, steps: int) -> None:
+    """The tone model's class waveforms with defaults (no data): how far (cents) each one's dominant frequency
+    lies from its class's, and how many within 50 cents (issue #21's bar: >= 8 of 12)."""
+    from test_zoo_conformance import pitch_errors
+
+    started = time.time()
+    loaded = zoo_model("tones")
+    classes = introspect.visualize_classes(loaded.model, loaded.spec,
+                                           config=introspect.CLASSES_DEFAULTS.replace(steps=steps))
+    cents = pitch_errors(classes.images, entry["frequencies"], entry["sample_rate"])
+    print("| class | Hz | cents off |\n|---|---|---|")
+    for name, hz, off in zip(entry["class_names"], entry["frequencies"], cents.tolist()):
+        print(f"| {name} | {hz:.1f} | {off:+.0f} |")
+    print(f"tones: {int((cents.abs() <= 50).sum())} of {len(cents)} class waveforms within 50 cents; own p (min) "
+          f"{classes.probabilities.min():.3f}; {time.time() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, LoadedModel, MetaOverrides, file_sha256, load_model
-from introspect.repeat import Repeat
+from introspect.repeat import Repeat, record_forward_args
 from introspect.settings import get, table
 
 FORMATS = ("png", "pdf", "svg", "jpg")
@@ -71,7 +71,7 @@ def load_arguments(args: argparse.Namespace, loaded: LoadedModel) -> dict:
             "class_names": list(loaded.spec.class_names) if args.class_names else None,
             "logits_layer": args.logits_layer, "logits_output": args.logits_output,
             "logits_position": args.logits_position,
-            "forward_args": [list(pair) for pair in getattr(args, "forward_arg", [])]}
+            "forward_args": record_forward_args(getattr(args, "forward_arg", []))}
     return {"source": source, "checkpoint": absolute(args.checkpoint), "weights": args.weights,
             "trust_checkpoint": args.trust_checkpoint, "meta": meta}
 

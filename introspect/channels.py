@@ -371,6 +371,15 @@ class ChannelsSummary:
     share_ratio_at_least_1: float | None
     rare: int | None = None  # live but active on fewer than RARE_SHARE of the images
     not_reached: int = 0  # the optimized activation stayed at or below 0
+    failed_images: int = 0  # optimized images whose objective became NaN/inf (stopped there; the others went on)
+    images: int = 0  # optimized images in all
+
+    @property
+    def failed_note(self) -> str:
+        """"; 3 of 64 images failed (NaN/inf objective)" when some did, else ""."""
+        if not self.failed_images:
+            return ""
+        return f"; {self.failed_images} of {self.images} images failed (NaN/inf objective)"
 
 
 @dataclass
@@ -441,6 +450,8 @@ class ChannelsResult:
             share_ratio_at_least_1=float((finite >= 1).float().mean()) if len(finite) else None,
             rare=int(self.rare.sum()) if with_data else None,
             not_reached=int(self.not_reached.sum()),
+            failed_images=sum(len(render.stopped) for render in self.renders),
+            images=len(self.activations),
         )
 
     @property

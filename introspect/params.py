@@ -289,7 +289,10 @@ class ImageConfig:
     parametrization: str = setting("fft", "param", "image parametrization: basis (the principal directions of the "
                                    "model's data, for inputs of up to 3,072 values with a data prior; else fft), fft "
                                    "or pixel", "choice", choices={"basis": "basis", "fft": "fft", "pixel": "pixel"})
-    decay: float = 1.0  # frequency decay of the FFT scale when the spec has no spectrum
+    #: Frequency decay of the FFT scale when the spec has no spectrum; None: 1 (the 1/f of natural images)
+    #: for pictures, 0 (flat) along a 1-D signal, whose content is often its frequencies (a pitch, a
+    #: vibration): a 1/f scale would pull every signal toward its lowest ones.
+    decay: float | None = None
     use_prior: bool = True  # use the spec's data prior when it has one: spectrum, mean-image start, support
     use_support: bool = True  # with the prior: keep the image within where real inputs have content
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
@@ -372,7 +375,8 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
             if config.free_brightness:
                 magnitude[0, 0] = magnitude.max()
         else:
-            magnitude = frequency_scale(height, width, config.decay)
+            decay = config.decay if config.decay is not None else 1.0 if spec.is_image else 0.0
+            magnitude = frequency_scale(height, width, decay)
         return FFTImage(spec.image_shape, generators, magnitude, std=config.init_std, bias=bias, support=support,
                         decorrelate=config.decorrelate and spec.image_shape[0] == 3 and spec.is_image)
     raise ValueError(f"unknown parametrization '{config.parametrization}' (fft, pixel or basis)")

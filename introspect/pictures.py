@@ -1,5 +1,6 @@
-"""Picture files read and converted to a model's input: ``load_image`` says how it converted each one.
-Below ``activations`` and ``data``, which both read pictures."""
+"""Picture files read and converted to a model's input: ``load_image`` says how it converted each one; a .npy
+array or a .wav file gives a signal (or any input) as it is. Below ``activations`` and ``data``, which both read
+pictures."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     are not pictures (1-D signals, one-row or one-column inputs) are never inverted.
     ``frame``: which frame of an animated or multi-page image to use; such images are refused without it.
     16-bit, 32-bit integer and float images are converted and resized in float, never through 8 bits.
+    A .npy file is taken as it is (``load_array``), a .wav file as a signal (``load_wav``).
     """
     import numpy as np
     from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -43,6 +45,17 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     path = Path(path)
     if not path.is_file():
         raise UserError("image '{path}' does not exist (or is not a file)", path=path)
+    if invert == "yes" and not spec.is_image:
+        raise UserError("{invert} yes applies to pictures; the model's input {shape} is a signal: leave {invert} out",
+                        settings=("invert",), shape=tuple(spec.input_shape))
+    if path.suffix.lower() in (".npy", ".wav"):
+        if frame is not None:
+            raise UserError("{frame} goes with animated or multi-page pictures, not '{path}'", settings=("frame",),
+                            path=path)
+        return load_array(path, spec) if path.suffix.lower() == ".npy" else load_wav(path, spec)
+    if len(spec.input_shape) < 3:
+        raise UserError("the model takes a signal {shape}, not a picture: give a .npy array of that shape (values in "
+                        "[0, 1]) or a .wav file instead of '{path}'", shape=tuple(spec.input_shape), path=path)
     channels, height, width = spec.image_shape
     if channels not in (1, 3):
         raise UserError("the model takes {channels}-channel input; only grayscale or RGB images can be converted",
@@ -107,6 +120,83 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
         pixels = 1 - pixels
         notes.append("inverted (light background → dark, as in the training data)" if invert == "auto" else "inverted")
     return ImageInput(pixels=pixels, source=str(path), conversion=notes)
+
+
+def _as_input(values: torch.Tensor, spec: ModelSpec, path: Path, notes: list[str]) -> ImageInput:
+    """``values`` of the model's input shape (or with a batch of one) as an ImageInput (C, H, W) in [0, 1];
+    one-line UserErrors for another shape, non-finite values or values outside [0, 1]."""
+    shapes = {tuple(spec.input_shape), tuple(spec.image_shape), (1, *spec.input_shape)}
+    if tuple(values.shape) not in shapes:
+        raise UserError("'{path}' holds an array of shape {shape}; the model takes {input_shape}: save one input of "
+                        "that shape", path=path, shape=tuple(values.shape), input_shape=tuple(spec.input_shape))
+    if not bool(torch.isfinite(values).all()):
+        raise UserError("'{path}' holds NaN or infinite values; every value must be a finite number in [0, 1]", path=path)
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 1:
+        raise UserError("'{path}' holds values from {low} to {high}; inputs are in [0, 1], the model's pixel "
+                        "space before {mean}/{std}: rescale them (a waveform w in [-1, 1] as (w + 1) / 2)",
+                        settings=("mean", "std"), path=path, low=f"{low:.4g}", high=f"{high:.4g}")
+    return ImageInput(pixels=values.reshape(spec.image_shape).contiguous(), source=str(path), conversion=notes)
+
+
+def load_array(path: str | Path, spec: ModelSpec) -> ImageInput:
+    """A .npy array of the model's input shape (``spec.input_shape``, its (C, H, W) form, or with a batch of one),
+    values in [0, 1], taken as it is: for signals and any input a picture file cannot give."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError("'{path}' is not a .npy array that can be read: {exc}", path=path, exc=exc) from None
+    if array.dtype.kind not in "biuf":
+        raise UserError("'{path}' holds {dtype} values; save numbers (floats in [0, 1])", path=path,
+                        dtype=array.dtype)
+    notes = [f"read a {array.dtype} array of shape {tuple(array.shape)}"]
+    return _as_input(torch.from_numpy(np.asarray(array, dtype=np.float32)), spec, path, notes)
+
+
+def load_wav(path: str | Path, spec: ModelSpec) -> ImageInput:
+    """A PCM .wav file (stdlib ``wave``) as a signal of the model's (C, L) or (L,) input: samples mapped from
+    [-1, 1] to [0, 1] ((w + 1) / 2), channels mixed to one when the model takes one, the first L samples (a
+    shorter file padded with silence, 0.5)."""
+    import wave
+
+    import numpy as np
+
+    path = Path(path)
+    if spec.is_image:
+        raise UserError("'{path}' is a sound; the model takes pictures {shape}", path=path, shape=tuple(spec.input_shape))
+    try:
+        with wave.open(str(path), "rb") as sound:
+            rate, width, count = sound.getframerate(), sound.getsampwidth(), sound.getnchannels()
+            data = sound.readframes(sound.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise UserError("'{path}' is not a PCM .wav file that can be read: {exc}", path=path, exc=exc) from None
+    if width not in (1, 2, 4):
+        raise UserError("'{path}' has {bits}-bit samples; 8, 16 or 32-bit PCM .wav files can be read", path=path,
+                        bits=8 * width)
+    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
+    samples = np.frombuffer(data, dtype=dtype).astype(np.float64)
+    samples = (samples - 128) / 128 if width == 1 else samples / float(2 ** (8 * width - 1))
+    samples = samples[: len(samples) // count * count].reshape(-1, count).T  # (channels, frames)
+    channels, _, length = spec.image_shape
+    notes = [f"read {samples.shape[1]:,} samples x {count} channel(s) at {rate:,} Hz, {8 * width}-bit"]
+    if count != channels:
+        if channels != 1:
+            raise UserError("'{path}' has {count} channel(s); the model takes {channels}", path=path, count=count,
+                            channels=channels)
+        samples = samples.mean(0, keepdims=True)
+        notes.append(f"{count} channels mixed to one")
+    if samples.shape[1] > length:
+        notes.append(f"first {length:,} samples kept")
+        samples = samples[:, :length]
+    elif samples.shape[1] < length:
+        notes.append(f"padded with silence to {length:,} samples")
+        samples = np.pad(samples, ((0, 0), (0, length - samples.shape[1])))
+    notes.append("samples mapped from [-1, 1] to [0, 1]")
+    pixels = torch.from_numpy(((samples + 1) / 2).clip(0, 1).astype(np.float32)).view(spec.image_shape)
+    return _as_input(pixels, spec, path, notes)
 
 
 def _unit_float(image: Image.Image, notes: list[str]) -> Image.Image:

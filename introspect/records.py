@@ -215,6 +215,7 @@ def layer_record(result) -> dict:
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,
         "rarely_active": summary.rare, "not_reached": summary.not_reached,
+        "failed_images": summary.failed_images, "failed_channels": list(result.stopped),
         "per_channel": [
             {"channel": c, "activation": float(result.best[i]),
              "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),

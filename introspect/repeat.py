@@ -9,6 +9,8 @@ says it trusts the folder.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from .engine import RenderConfig
@@ -16,6 +18,87 @@ from .errors import UserError
 from .models import MetaOverrides, load_model
 from .models.registry import BUILTIN_MODELS, LoadedModel
 from .settings import table
+
+
+def _json_exact(value: object) -> bool:
+    """Whether ``value`` comes back from JSON as it went in: the same types, finite floats, text keys."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(map(_json_exact, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_exact(v) for k, v in value.items())
+    return False
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal and of the same types all the way down (so a tuple is not a list, 1 not 1.0 or True)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (set, frozenset)):
+        return a == b
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def record_forward_args(arguments: Sequence[tuple[str, object]]) -> list[list]:
+    """The forward arguments as run.json keeps them, so that a rerun passes the very same values: [name, value]
+    where JSON gives the value back as it is, else [name, {"literal": repr}] (tuples, bytes, sets, complex
+    numbers, inf, NaN), read back by ``forward_args_of``. A value no Python literal repeats (a tensor, a
+    container holding NaN) is refused: a UserError naming the fix."""
+    recorded = []
+    for name, value in arguments:
+        if _json_exact(value):
+            recorded.append([name, value])
+            continue
+        text = repr(value)
+        if isinstance(value, float):  # inf, -inf, nan: float() reads them back, literal_eval does not
+            text = f"float('{value}')"
+        if _read_literal(text, _NOTHING) is _NOTHING or not _same(_read_literal(text, _NOTHING), value):
+            raise UserError("the forward argument {name} = {value} cannot be recorded so that a rerun repeats it; give "
+                            "{forward_arg} a number, text, True/False/None or a tuple, list, dict or set of them",
+                            settings=("forward_arg",), name=name, value=text[:80])
+        recorded.append([name, {"literal": text}])
+    return recorded
+
+
+_NOTHING = object()
+
+
+def _read_literal(text: str, default: object) -> object:
+    """``text`` as ast.literal_eval reads it, or float('inf'/'-inf'/'nan'); ``default`` when it is neither."""
+    import ast
+
+    if text in ("float('inf')", "float('-inf')", "float('nan')"):
+        return float(text[7:-2])
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return default
+
+
+def forward_args_of(recorded: object, where: str = "the run") -> tuple[tuple[str, object], ...]:
+    """The forward arguments ``record_forward_args`` wrote, as (name, value) pairs; a UserError when malformed."""
+    if not isinstance(recorded, list):
+        recorded = []
+    pairs = []
+    for item in recorded:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise UserError("{where} records a forward argument that is not [name, value]: {item}", where=where,
+                            item=str(item)[:80])
+        name, value = item
+        if isinstance(value, dict) and set(value) == {"literal"} and isinstance(value["literal"], str):
+            value = _read_literal(value["literal"], _NOTHING)
+            if value is _NOTHING:
+                raise UserError("{where} records the forward argument {name} as {text}, which is not a Python "
+                                "literal", where=where, name=name, text=item[1]["literal"][:80])
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def code_loaded_by(load: dict) -> list[str]:
@@ -45,8 +128,10 @@ def load_recorded(load: object, *, trust: bool = False, where: str = "the run") 
                         "trust those files: add {trust}",
                         settings=("trust",), where=where, value='; '.join(code))
     meta = load.get("meta") if isinstance(load.get("meta"), dict) else {}
+    meta = {k: forward_args_of(v, where) if k == "forward_args" else tuple(v) if isinstance(v, list) else v
+            for k, v in meta.items()}
     try:
-        overrides = MetaOverrides(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta.items()})
+        overrides = MetaOverrides(**meta)
     except TypeError as exc:
         raise UserError("{where} records metadata overrides that do not fit ({exc})",
                         where=where, exc=exc) from None

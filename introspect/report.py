@@ -234,6 +234,10 @@ class Page:
         return self.fig.text(x / self.w, 1 - top / self.h, text, fontsize=size, **kwargs)
 
     def image(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None, **kwargs):
+        """``array`` drawn in the box (x, top, w, h): a picture, or a one-row array (a 1-D signal, a Conv1d
+        map) as a waveform with axes (``signal``)."""
+        if is_signal(array):
+            return self.signal(x, top, array, w, h, cmap, **kwargs)
         ax = self.axes(x, top, w, h)
         if cmap in (None, "gray") and "norm" not in kwargs:  # pixels: one fixed 0..1 scale, never stretched
             cmap = "gray" if array.ndim == 2 else None
@@ -244,9 +248,83 @@ class Page:
         return ax, shown
 
 
+    def signal(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None,
+               norm=None, vmin: float | None = None, vmax: float | None = None, **kwargs):
+        """A one-row array (1, L) or (1, L, 3) as a waveform over the sample index with labelled axes (pixel
+        values on 0..1, others on ``norm``'s or vmin/vmax's scale) and, for L >= SPECTROGRAM_SAMPLES where the
+        box is wide enough, its spectrogram beside it. Returns the waveform's axes and a colour mappable."""
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        values = np.asarray(array, dtype=float)
+        values = values[0] if values.shape[0] == 1 else values[:, 0]  # (L,) or (L, 3)
+        length = values.shape[0]
+        pixels = cmap in (None, "gray") and norm is None and vmin is None
+        if norm is None:
+            low, high = (0.0, 1.0) if pixels else (vmin if vmin is not None else np.nanmin(values),
+                                                   vmax if vmax is not None else np.nanmax(values))
+            norm = Normalize(low, high if high > low else low + 1.0)
+        spectrogram = length >= SPECTROGRAM_SAMPLES and w >= 3.0 and h >= 0.8
+        left, bottom = min(0.42, w * 0.25), min(0.3, h * 0.3)
+        wave_w = (w - left) * (0.6 if spectrogram else 1.0) - (left if spectrogram else 0.0)
+        ax = self.axes(x + left, top, max(wave_w, 0.1), max(h - bottom, 0.1))
+        colours = ("tab:red", "tab:green", "tab:blue") if values.ndim == 2 else ("tab:blue",)
+        for channel, colour in enumerate(colours):
+            ax.plot(np.arange(length), values if values.ndim == 1 else values[:, channel], color=colour,
+                    linewidth=0.6)
+        ax.set_xlim(0, max(length - 1, 1))
+        ax.set_ylim(norm.vmin, norm.vmax)
+        ax.tick_params(labelsize=TEXT_SIZE, length=2, pad=1)
+        ax.set_xlabel("sample", fontsize=TEXT_SIZE, labelpad=0)
+        ax.locator_params(axis="y", nbins=3)
+        ax.locator_params(axis="x", nbins=4)
+        if spectrogram:
+            spec_x = x + left + wave_w + left
+            spec_ax = self.axes(spec_x, top, w - (spec_x - x), max(h - bottom, 0.1))
+            mono = values if values.ndim == 1 else values.mean(1)
+            window = min(128, 2 ** int(math.log2(max(length // 8, 16))))
+            spec_ax.specgram(np.nan_to_num(mono - np.nanmean(mono)), NFFT=window, Fs=1.0, noverlap=window // 2,
+                             cmap="magma", scale="dB")
+            spec_ax.tick_params(labelsize=TEXT_SIZE, length=2, pad=1)
+            spec_ax.set_xlabel("sample", fontsize=TEXT_SIZE, labelpad=0)
+            spec_ax.set_ylabel("cycles / sample", fontsize=TEXT_SIZE, labelpad=1)
+            spec_ax.locator_params(axis="both", nbins=3)
+            spec_ax.set_title("spectrogram", fontsize=TEXT_SIZE, pad=2)
+        return ax, ScalarMappable(norm=norm, cmap=cmap if cmap not in (None, "gray") else "gray")
+
+
+#: A one-row input at least this long is drawn with its spectrogram beside its waveform.
+SPECTROGRAM_SAMPLES = 256
+#: Height and least width (inches) of a waveform tile.
+SIGNAL_HEIGHT, SIGNAL_WIDTH = 1.2, 2.4
+
+
+@rc_context(PLAIN_TEXT)
+def save_signal_png(path: str | Path, values: np.ndarray, dpi: int = 100) -> None:
+    """A one-row array (1, L) of pixel values in [0, 1] as a waveform picture (with its spectrogram for long
+    ones), SIGNAL_PICTURE inches at ``dpi``: what the explorer's pages show for a 1-D input."""
+    width, height = SIGNAL_PICTURE
+    page = Page(height, width)
+    page.signal(0.05, 0.2, values, width - 0.15, height - 0.25)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    page.fig.savefig(Path(path), dpi=dpi, facecolor="white")
+
+
+#: Width and height (inches) of a waveform picture on the explorer's pages.
+SIGNAL_PICTURE = (6.0, 1.6)
+
+
+def is_signal(array: np.ndarray) -> bool:
+    """Whether a display array is one row (1, L) or (1, L, 3) of L > 1: a 1-D signal, drawn as a waveform."""
+    return array.ndim in (2, 3) and array.shape[0] == 1 and array.shape[1] > 1
+
+
 def _image_inches(array: np.ndarray, scale: int, room: float = ROOM) -> tuple[float, float]:
-    """Width and height in inches of ``array`` drawn at ``scale``, shrunk (aspect kept) only past ``room``."""
+    """Width and height in inches of ``array`` drawn at ``scale``, shrunk (aspect kept) only past ``room``;
+    a one-row array (a signal) gets a waveform's box: SIGNAL_HEIGHT tall, SIGNAL_WIDTH to half the page wide."""
     h, w = array.shape[:2]
+    if is_signal(array):
+        return min(room, max(SIGNAL_WIDTH, min(w * scale / DPI, ROOM / 2 - GAP))), SIGNAL_HEIGHT
     width, height = w * scale / DPI, h * scale / DPI
     if width > room:
         width, height = room, height * room / width
@@ -262,7 +340,7 @@ def _grid_layout(images: torch.Tensor, titles: Sequence[str], columns: int | Non
     """Column width, columns, the image scale and size, and the wrapped titles of a grid of tiles."""
     arrays = [to_display(image) for image in images]
     h, w = arrays[0][0].shape[:2]
-    least = w * upscale(max(h, w)) / DPI
+    least = _image_inches(arrays[0][0], upscale(max(h, w)))[0]
     widest = max(text_size(line, TEXT_SIZE)[0] for t in titles for line in t.split("\n"))
     col_w = min(ROOM, max(least, min(widest, 1.6)))
     cols = max(1, min(len(arrays), int((ROOM + GAP) // (col_w + GAP))))
@@ -426,6 +504,9 @@ def channels_figures(result, dataset_images: torch.Tensor | None = None, model_n
     mosaic_w, mosaic_h = _image_inches(np.zeros((h, images_per_tile * (w + gap_px) - gap_px)), scale)
     step = mosaic_w * (w + gap_px) / (images_per_tile * (w + gap_px) - gap_px)  # one image and its gap, in inches
     image_w = step * w / (w + gap_px)
+    if h == 1 and w > 1 and images_per_tile > 1:  # waveforms: the page's width shared, each with its own axes
+        mosaic_w, step = ROOM, (ROOM + 0.1) / images_per_tile
+        image_w = step - 0.1
     tile_w = max(mosaic_w, 1.5)
     tile_gap = 0.2
     columns = max(1, min(len(result.channels), int((ROOM + tile_gap) // (tile_w + tile_gap))))
@@ -471,7 +552,11 @@ def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tupl
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
         shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
                   for i in examples.top_indices[channel]]
-    page.image(x, top, _mosaic(shown, gap=1), mosaic_w, mosaic_h)
+    if is_signal(shown[0]):  # waveforms side by side, each on its own axes
+        for j, wave in enumerate(shown):
+            page.image(x + j * step, top, wave, image_w, mosaic_h)
+    else:
+        page.image(x, top, _mosaic(shown, gap=1), mosaic_w, mosaic_h)
     values = [(float(v), OPTIMIZED) for v in result.activations[n * result.diverse:(n + 1) * result.diverse]]
     if examples is not None and not is_dead:
         values += [(float(v), INK) for v in examples.top_values[channel].tolist()]
@@ -575,26 +660,39 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
                      f"({format_probability(float(result.probabilities[result.predicted]))}); top-5")
                     if result.predicted is not None else "no prediction: the model's logits are unknown",
                     f"saliency: d {what} / d pixel", "gradient × input"]
-    widths = [img_w, label_w + bars_w, img_w + cbar_w + 0.05 + cbar_ticks, img_w + cbar_w + 0.05 + cbar_ticks]
+    signal = is_signal(image)
+    if signal:  # a waveform is wide: the four panels one under another, each the page's width
+        img_w = bars_w = ROOM - label_w
+        widths = [ROOM] * 4
+    else:
+        widths = [img_w, label_w + bars_w, img_w + cbar_w + 0.05 + cbar_ticks, img_w + cbar_w + 0.05 + cbar_ticks]
     panel_titles = [fit(t, width, TEXT_SIZE) for t, width in zip(panel_titles, widths)]
     title_h = max(text_size(t, TEXT_SIZE)[1] for t in panel_titles)
     note = "; ".join(result.input.conversion)
     header, header_h = _header(f"{model_name}: {result.input.source}" + (f"\n{note}" if note else ""))
-    body_h = max(img_h, 0.18 * max(len(order), 1) + 0.3)
-    height = header_h + title_h + 0.05 + body_h + 0.15
+    bars_h = 0.18 * max(len(order), 1) + 0.3
+    body_h = max(img_h, bars_h)
+    if signal:
+        img_w, img_h = ROOM, SIGNAL_HEIGHT
+        rows = [(title_h + 0.05, h) for h in (img_h, bars_h, img_h, img_h)]
+        height = header_h + sum(t + h + 0.15 for t, h in rows)
+    else:
+        height = header_h + title_h + 0.05 + body_h + 0.15
 
     def draw(page: Page, top: float) -> None:
         page.text(PAD, top, header, HEADER_SIZE)
         y = top + header_h
         x = PAD
-        lefts = []
-        for width, title in zip(widths, panel_titles):
-            lefts.append(x)
+        places = []  # (left, top) of each panel's body
+        for n, (width, title) in enumerate(zip(widths, panel_titles)):
             page.text(x, y, title)
-            x += width + gap
-        y += title_h + 0.05
-        page.image(lefts[0], y, image, img_w, img_h, cmap)
-        bars = page.axes(lefts[1] + label_w, y, bars_w, body_h - 0.3)
+            places.append((x, y + title_h + 0.05))
+            if signal:
+                y += title_h + 0.05 + rows[n][1] + 0.15
+            else:
+                x += width + gap
+        page.image(*places[0], image, img_w, img_h, cmap)
+        bars = page.axes(places[1][0] + label_w, places[1][1], bars_w, (bars_h if signal else body_h) - 0.3)
         if order:
             bars.barh(range(len(order))[::-1], [float(result.probabilities[i]) for i in order],
                       color=["tab:red" if i == result.predicted else "tab:gray" for i in order])
@@ -604,12 +702,14 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
         bars.set_xlim(0, 1)
         bars.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
         bars.tick_params(labelsize=TEXT_SIZE)
-        for left, data in ((lefts[2], result.saliency), (lefts[3], result.grad_times_input)):
+        for (left, body_top), data in zip(places[2:], (result.saliency, result.grad_times_input)):
             values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
             limit = float(values.abs().max()) or 1.0
             low = -limit if data.shape[0] == 1 else 0.0
-            _, shown = page.image(left, y, values.numpy(), img_w, img_h, SALIENCY_CMAP, vmin=low, vmax=limit)
-            cax = page.axes(left + img_w + 0.05, y, cbar_w, img_h)
+            _, shown = page.image(left, body_top, values.numpy(), img_w, img_h, SALIENCY_CMAP, vmin=low, vmax=limit)
+            if signal:
+                continue  # the waveform's own axis gives the scale
+            cax = page.axes(left + img_w + 0.05, body_top, cbar_w, img_h)
             page.fig.colorbar(shown, cax=cax)
             cax.tick_params(labelsize=TEXT_SIZE)
 
@@ -635,6 +735,8 @@ def _maps_section(result, layer: str, highlight: int):
     order = torch.argsort(means, descending=True)
     drawn = order[:MAX_MAPS]
     n, (h, w) = len(drawn), shown_maps.shape[1:]
+    if h == 1:
+        return _heat_strip_section(shown_maps, label, order, drawn, highlight, activation)
     colorbar_room = 0.75
     room = ROOM - colorbar_room
     gap = 0.06
@@ -679,6 +781,45 @@ def _maps_section(result, layer: str, highlight: int):
         cax.set_ylabel("activation", fontsize=TEXT_SIZE)
 
     return title_h + rows * row_h + 0.1, draw
+
+
+def _heat_strip_section(shown_maps: torch.Tensor, label: str, order: torch.Tensor, drawn: torch.Tensor,
+                        highlight: int, activation: str):
+    """A 1-D layer's maps (C, 1, L) as one heat strip: a row per channel (strongest on top, its number on the
+    axis, the top ``highlight`` in red), position along the signal across, one colour bar."""
+    values = shown_maps[drawn, 0].numpy()
+    n, length = values.shape
+    more = f"; the strongest {n} of {len(order)} drawn" if n < len(order) else ""
+    title = fit(f"{label}: {len(order)} channels along {length} positions, a row each, strongest on top by mean "
+                f"activation (top {highlight} numbered in red){more}", ROOM, TEXT_SIZE)
+    title_h = text_size(title, TEXT_SIZE)[1] + 0.05
+    row_h = max(0.1, line_height() * 1.05) if n <= 32 else 2.4 / n
+    plot_h = max(0.6, n * row_h)
+    axis_left, cbar_room = 0.45, 0.8
+    vmin = 0.0 if activation == "relu" else float(values.min())
+    vmax = float(values.max())
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, title)
+        ax = page.axes(PAD + axis_left, top + title_h, ROOM - axis_left - cbar_room, plot_h)
+        shown = ax.imshow(values, cmap=ACTIVATION_CMAP, aspect="auto", interpolation="nearest",
+                          vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1.0, extent=(-0.5, length - 0.5, n - 0.5, -0.5))
+        step = 1 if n <= 32 else math.ceil(n / 16)
+        ticks = list(range(0, n, step))
+        ax.set_yticks(ticks, [str(int(drawn[i])) for i in ticks])
+        for i, tick in zip(ticks, ax.get_yticklabels()):
+            if i < highlight:
+                tick.set_color(STRONG)
+                tick.set_fontweight("bold")
+        ax.set_ylabel("channel", fontsize=TEXT_SIZE)
+        ax.set_xlabel("position", fontsize=TEXT_SIZE, labelpad=0)
+        ax.tick_params(labelsize=TEXT_SIZE, length=2, pad=1)
+        cax = page.axes(PAD + ROOM - cbar_room + 0.1, top + title_h, 0.1, plot_h)
+        page.fig.colorbar(shown, cax=cax)
+        cax.tick_params(labelsize=TEXT_SIZE)
+        cax.set_ylabel("activation", fontsize=TEXT_SIZE)
+
+    return title_h + plot_h + line_height() + 0.3, draw
 
 
 def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):

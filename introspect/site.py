@@ -649,7 +649,22 @@ def _magma(scaled: np.ndarray) -> np.ndarray:
     return (colormaps["magma"](np.clip(scaled, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
+#: A one-row colour map (a 1-D layer's activations, a signal's saliency) is drawn this many pixels tall.
+STRIP_PX = 24
+
+
 def _png(out: Path, name: str, array: np.ndarray) -> None:
+    """A uint8 picture as a PNG; a one-row one (a 1-D signal) as a waveform picture with axes, a one-row colour
+    map as a strip STRIP_PX tall: a 1-pixel strip is invisible on a page."""
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] != 3:
+        array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
+    if array.shape[0] == 1 and array.shape[1] > 1:
+        if array.ndim == 2:
+            from .report import save_signal_png
+
+            save_signal_png(_target(out, name), array.astype(np.float32) / 255)
+            return
+        array = np.repeat(array, STRIP_PX, axis=0)
     save_png(_target(out, name), array)
 
 

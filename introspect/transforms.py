@@ -17,7 +17,8 @@ from .params import TRANSFORMS, image_generators
 @dataclass(frozen=True)
 class TransformConfig:
     """Random jitter (pixels; None: 1/14 of the side, 2 px at 28, 16 px at 224), scale (±fraction), rotation (±degrees).
-    One-row or one-column inputs (1-D signals) get jitter and scale along their length only, no rotation."""
+    One-row or one-column inputs (1-D signals) get jitter along their length only: no rotation (which samples
+    off the line) and no scale (which changes a signal's frequencies, its pitch: what it is)."""
 
     jitter: int | None = None
     scale: float = 0.1
@@ -40,7 +41,7 @@ def apply_affine(images: torch.Tensor, draws: torch.Tensor, config: TransformCon
     """Shift, scale and rotate each image by its row of ``draws`` (B, 4) in [-1, 1); zeros fill the border."""
     _, _, height, width = images.shape
     draws = draws.to(images)
-    if height == 1 or width == 1:  # one row or one column (a 1-D signal): shift and scale along it only
+    if height == 1 or width == 1:  # one row or one column (a 1-D signal): shift along it only
         return along_axis(images, draws, config)
     jitter = config.jitter_pixels(min(height, width))
     angle = draws[:, 0] * math.radians(config.rotate)
@@ -51,21 +52,16 @@ def apply_affine(images: torch.Tensor, draws: torch.Tensor, config: TransformCon
 
 
 def along_axis(images: torch.Tensor, draws: torch.Tensor, config: TransformConfig) -> torch.Tensor:
-    """Shift and scale one-row (B, C, 1, L) or one-column (B, C, L, 1) images along their one real axis
-    (no rotation, which would sample off the line); zeros fill the ends."""
+    """Shift one-row (B, C, 1, L) or one-column (B, C, L, 1) images along their one real axis by whole samples
+    (no rotation, which would sample off the line; no scale, which would shift the signal's frequencies),
+    wrapping around: a fill would add a step the signal does not have."""
     _, _, height, width = images.shape
-    row = height == 1
-    length = width if row else height
-    jitter = config.jitter_pixels(length)
-    zoom = 1 + draws[:, 1] * config.scale
-    shift = torch.round(draws[:, 2] * jitter) * 2 / length
-    one, zero = torch.ones_like(zoom), torch.zeros_like(zoom)
-    if row:
-        theta = torch.stack([torch.stack([1 / zoom, zero, shift], 1), torch.stack([zero, one, zero], 1)], 1)
-    else:
-        theta = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, 1 / zoom, shift], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    line = images.flatten(2)  # (B, C, L)
+    length = line.shape[-1]
+    shifts = torch.round(draws[:, 2] * config.jitter_pixels(length)).long()  # on the device: no host sync
+    source = (torch.arange(length, device=images.device) - shifts[:, None]) % length  # sample i from i - shift
+    shifted = line.gather(2, source[:, None].expand(-1, line.shape[1], -1))
+    return shifted.view(images.shape)
 
 
 def affine(images: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift_x: torch.Tensor,

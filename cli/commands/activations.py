@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "or unit activations, and the saliency of the predicted class.")
     add_model_options(p)
     source = p.add_argument_group("image (one of)")
-    source.add_argument("--image", metavar="PATH", help="any image file; converted to the model's input (the report says how)")
+    source.add_argument("--image", metavar="PATH", help="any image file, converted to the model's input (the report says "
+                        "how); or a .npy array of the input's shape with values in [0, 1]; or a .wav file for a "
+                        "signal input")
     source.add_argument("--dataset", choices=list(DATASETS), help="take the image from this dataset's held-out (test) split")
     source.add_argument("--images", metavar="DIR",
                         help="take the image from your own pictures (sorted by path; sub-folders are classes), with --index")
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     p.add_argument("--layer", default="all", metavar="NAMES", help="layers, comma-separated, or all (default: all)")
     p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
-                   help="invert a grayscale image; auto: when its border is light (default: auto)")
+                   help="invert a grayscale picture; auto: when its border is light; never a signal (default: auto)")
     p.add_argument("--with-visualizations", action="store_true",
                    help="below each layer, the optimized images of its strongest channels or units")
     p.add_argument("--top", type=positive_int, default=3, metavar="N",

@@ -192,9 +192,9 @@ def outcome(done: ChannelsRun, io: Output, ranks: Ranks) -> Outcome:
 def summary_line(result: ChannelsResult) -> str:
     summary = result.summary()
     if summary.live is None:
-        return f"{result.layer}: {plural(summary.channels, 'channel')} (no dataset: no ratios)"
+        return f"{result.layer}: {plural(summary.channels, 'channel')} (no dataset: no ratios){summary.failed_note}"
     share = "n/a" if summary.share_ratio_at_least_1 is None else f"{summary.share_ratio_at_least_1:.0%}"
     median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"
     return (f"{result.layer}: {plural(summary.channels, 'channel')}, {summary.live} live, {summary.dead} dead, "
             f"{summary.rare} rarely active, {summary.not_reached} not reached; "
-            f"ratio >= 1.0 for {share} of the others, median {median}")
+            f"ratio >= 1.0 for {share} of the others, median {median}{summary.failed_note}")

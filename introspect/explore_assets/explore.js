@@ -29,6 +29,11 @@
   const spaced = (items) => items.map((x) => h`${x} `);
   const join = (...parts) => new Html(parts.map(part).join(""));  // Html and values (escaped) in a row
   const show = (html) => { main.innerHTML = html.s; };
+  // A 1-D input's pictures are wide (a waveform, a colour strip): marked "sig" on load, drawn at their own aspect.
+  document.addEventListener("load", (e) => {
+    const t = e.target;
+    if (t.tagName === "IMG" && t.naturalWidth >= 3 * t.naturalHeight) t.classList.add("sig");
+  }, true);
 
   // What each number means: the legend of every page, and the tooltips (title=) on abbreviations.
   const WORDS = {

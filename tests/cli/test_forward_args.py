@@ -77,3 +77,34 @@ def test_a_run_whose_objective_is_nan_for_every_image_fails(tmp_path, capsys):
     assert "failed" in err and "step 1" in err and "--lr" in err
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "failed" and record["non_finite"]["all"]
+
+
+def test_forward_args_json_cannot_hold_are_recorded_as_literals_and_read_back_the_same():
+    """Tuples, bytes, sets, complex numbers, int-keyed dicts and inf go into run.json as Python literals and come
+    back as the very same values (a rerun passes what the run passed); what no literal repeats is refused."""
+    import math
+
+    import pytest
+    import torch
+
+    from introspect.errors import UserError
+    from introspect.repeat import forward_args_of, record_forward_args
+    from introspect_cli.options import forward_arg
+
+    typed = ["sample_rate=16000", "window=(256, 128)", "tag=b'ab'", "bands={1, 2}", "gain=1j", "table={1: 'a'}",
+             "limit=1e999", "names=['a', 'b']", "scale=0.5"]
+    pairs = [forward_arg(text) for text in typed]
+    recorded = json.loads(json.dumps(record_forward_args(pairs), allow_nan=False))
+    assert recorded[0] == ["sample_rate", 16000] and recorded[1] == ["window", {"literal": "(256, 128)"}]
+    again = forward_args_of(recorded)
+    assert [name for name, _ in again] == [name for name, _ in pairs]
+    for (_, before), (_, after) in zip(pairs, again):
+        assert type(before) is type(after) and before == after
+    assert math.isinf(again[6][1])
+    with pytest.raises(UserError, match="cannot be recorded") as caught:
+        record_forward_args([("window", (float("nan"), 2))])
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UserError, match="cannot be recorded"):
+        record_forward_args([("weights", torch.ones(2))])
+    with pytest.raises(UserError, match="not a Python literal"):
+        forward_args_of([["x", {"literal": "__import__('os')"}]])

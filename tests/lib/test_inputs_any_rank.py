@@ -117,3 +117,84 @@ def test_a_conv1d_layer_has_its_channels_as_units_not_its_positions():
     assert info.output_shape == (4, 1, 30) and info.units == 4 and info.channel == "a map, spatial mean"
     result = visualize_channels(Signal(), spec, "conv", config=RenderConfig(steps=3))
     assert result.channels == [0, 1, 2, 3] and torch.isfinite(result.activations).all()
+
+
+def test_a_signal_is_read_from_npy_and_wav_and_refused_with_one_line(tmp_path):
+    """activations' --image: a .npy array of the input's shape, or a .wav file for a signal; never inverted."""
+    import wave
+
+    import numpy as np
+
+    from introspect.errors import UserError
+    from introspect.pictures import load_image
+
+    spec = spec_of((1, 64))
+    wave_values = 0.5 + 0.4 * np.sin(np.arange(64) / 3)
+    np.save(tmp_path / "x.npy", wave_values[None].astype(np.float32))
+    np.save(tmp_path / "batch.npy", wave_values[None, None])
+    for name in ("x.npy", "batch.npy"):
+        read = load_image(tmp_path / name, spec)
+        assert read.pixels.shape == (1, 1, 64) and torch.allclose(read.pixels.flatten().double(),
+                                                                  torch.from_numpy(wave_values), atol=1e-6)
+    with wave.open(str(tmp_path / "x.wav"), "wb") as sound:
+        sound.setnchannels(2), sound.setsampwidth(2), sound.setframerate(8000)
+        samples = np.round((wave_values[:40] * 2 - 1) * 32767).astype("<i2")
+        sound.writeframes(np.stack([samples, samples], 1).tobytes())
+    read = load_image(tmp_path / "x.wav", spec)
+    assert read.pixels.shape == (1, 1, 64) and torch.allclose(read.pixels[0, 0, :40].double(),
+                                                              torch.from_numpy(wave_values[:40]), atol=1e-4)
+    assert float(read.pixels[0, 0, 40:].sub(0.5).abs().max()) == 0  # padded with silence
+    assert any("mixed to one" in note for note in read.conversion)
+    np.save(tmp_path / "wide.npy", np.zeros((2, 64), np.float32))
+    np.save(tmp_path / "loud.npy", wave_values[None] * 4 - 2)
+    for name, words in (("wide.npy", "shape (2, 64); the model takes (1, 64)"), ("loud.npy", "(w + 1) / 2")):
+        with pytest.raises(UserError, match=None) as caught:
+            load_image(tmp_path / name, spec)
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+    from PIL import Image
+
+    Image.new("L", (64, 1)).save(tmp_path / "row.png")
+    with pytest.raises(UserError, match="takes a signal"):
+        load_image(tmp_path / "row.png", spec)
+    with pytest.raises(UserError, match="applies to pictures"):
+        load_image(tmp_path / "x.npy", spec, invert="yes")
+    np.save(tmp_path / "light.npy", np.full(64, 0.9, np.float32))  # a light "border" never inverts a signal
+    assert torch.allclose(load_image(tmp_path / "light.npy", spec_of((64,)), invert="auto").pixels, torch.tensor(0.9))
+
+
+class Poisoned(nn.Module):
+    """Channel 1 of its input made NaN."""
+
+    def forward(self, x):
+        return torch.cat([x[:, :1], x[:, 1:2] * math.nan, x[:, 2:]], 1)
+
+
+class HalfBroken(nn.Module):
+    """A conv whose channel 1 is NaN: channel runs of it fail on that channel's images only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, 3), Poisoned())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_a_channels_summary_says_how_many_images_failed():
+    from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+    from introspect.records import layer_record
+    from introspect_cli.commands.channels import summary_line
+
+    spec = ModelSpec(name="half", architecture="user", input_shape=(1, 8, 8), mean=(0.5,), std=(0.25,),
+                     logits_layer="fc", class_names=("a", "b"))
+    model = HalfBroken().eval()
+    result = visualize_channels(model, spec, "conv", [0, 1, 2, 3], CHANNELS_DEFAULTS.replace(steps=3))
+    summary = result.summary()
+    assert (summary.failed_images, summary.images) == (1, 4) and result.stopped == [1]
+    assert summary_line(result).endswith("; 1 of 4 images failed (NaN/inf objective)")
+    record = layer_record(result)
+    assert record["failed_images"] == 1 and record["failed_channels"] == [1]
+    healthy = visualize_channels(model, spec, "conv", [0, 2], CHANNELS_DEFAULTS.replace(steps=3))
+    assert healthy.summary().failed_images == 0 and "failed" not in summary_line(healthy)

@@ -100,3 +100,38 @@ def test_classes_tiles_share_one_intensity_scale(channels):
         array = np.asarray(image.get_array())
         expected = original[0] if channels == 1 else original.permute(1, 2, 0)
         assert np.allclose(array, expected.numpy())  # drawn as they are: no per-tile rescaling
+
+
+def _signal_artists(fig, length: int):
+    """Line2D artists of ``length`` points, and the images that are one pixel tall (invisible strips)."""
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+
+    lines = [a for ax in fig.axes for a in ax.get_children() if isinstance(a, Line2D) and len(a.get_xdata()) == length]
+    strips = [a for ax in fig.axes for a in ax.get_children()
+              if isinstance(a, AxesImage) and np.asarray(a.get_array()).shape[0] == 1]
+    return lines, strips
+
+
+def test_signal_inputs_are_drawn_as_waveforms_with_spectrograms_not_strips():
+    """Issue #21: the tone model's (1, 1024) inputs in the classes, channels and activations reports are line plots
+    of 1024 points with labelled axes (and a spectrogram beside), its Conv1d maps one heat strip with a colour
+    bar; no one-pixel images anywhere."""
+    from helpers import zoo_model
+
+    loaded = zoo_model("tones")
+    config = CLASSES_DEFAULTS.replace(steps=2)
+    classes = visualize_classes(loaded.model, loaded.spec, classes=[0, 7], config=config)
+    channels = visualize_channels(loaded.model, loaded.spec, "features.3", [0, 1], CHANNELS_DEFAULTS.replace(steps=2))
+    wave = 0.5 + 0.3 * torch.sin(torch.arange(1024) * 2 * torch.pi * 659.26 / 8000)
+    activations = inspect_image(loaded.model, loaded.spec, ImageInput(wave.view(1, 1, 1024), "a tone"),
+                                ["features.0", "features.3", "fc"])
+    for fig, count in ((figure(classes), 2), (figure(channels), 2), (activations_figure(activations), 3)):
+        lines, strips = _signal_artists(fig, 1024)
+        assert len(lines) >= count and not strips
+        assert all(line.axes.get_xlabel() == "sample" for line in lines)
+        assert sum(ax.get_title() == "spectrogram" for ax in fig.axes) >= count
+    fig = activations_figure(activations)
+    maps = [ax for ax in fig.axes if ax.get_ylabel() == "channel"]  # features.0 and features.3: a row per channel
+    assert len(maps) == 2 and {ax.images[0].get_array().shape[0] for ax in maps} == {16, 32}
+    assert sum(ax.get_ylabel() == "activation" for ax in fig.axes) >= 2  # their colour bars

@@ -187,3 +187,58 @@ def test_prior_from_your_own_pictures_and_none_without_data(tmp_path, capsys):
     assert json.loads((tmp_path / "none" / "run.json").read_text())["prior"] == {
         "source": "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"}
     assert "prior: none" in capsys.readouterr().err
+
+
+def pitch_errors(images: torch.Tensor, frequencies, sample_rate: float) -> torch.Tensor:
+    """Cents from each class's frequency to the dominant frequency (the FFT peak, Hann window, 16x zero-padded,
+    above 50 Hz) of its class waveform (N, 1, 1, L)."""
+    wave = images.flatten(1).double()
+    wave = wave - wave.mean(1, keepdim=True)
+    n = 16 * wave.shape[1]
+    spectrum = torch.fft.rfft(wave * torch.hann_window(wave.shape[1], dtype=torch.double), n=n).abs()
+    spectrum[:, :int(50 * n / sample_rate)] = 0
+    peak = spectrum.argmax(1).double() * sample_rate / n
+    return 1200 * torch.log2(peak / torch.tensor(frequencies, dtype=torch.double))
+
+
+def test_every_command_runs_on_the_tone_model_with_defaults(tmp_path, capsys):
+    """Issue #21: the 1-D zoo model (input (1, 1024) as C, L): layers, classes, channels and activations (a .npy
+    signal) with defaults, few steps; finite values, status complete. (evaluate needs a dataset of signals.)"""
+    entry = MANIFEST["tones"]
+    (tmp_path / "notes.txt").write_text("\n".join(entry["class_names"]))
+    model = ["--model", f"{ZOO}:{entry['class']}", "--checkpoint", str(ASSETS / "tones.pt"), "--input-shape", "1,1024",
+             "--mean", "0.5", "--std", "0.25", "--class-names", str(tmp_path / "notes.txt")]
+    assert main(["layers", *model, "--json", "--quiet"]) == 0
+    layers = {l["name"]: l for l in json.loads(capsys.readouterr().out)["layers"]}
+    assert layers["features.3"]["type"] == "Conv1d" and layers["features.3"]["units"] == 32
+    assert main(["classes", *model, "--steps", "3", "--out", "classes"]) == 0
+    record = json.loads((tmp_path / "classes" / "run.json").read_text())
+    assert record["status"] == "complete" and len(record["images"]) == 12
+    assert all(np.isfinite(image["probability"]) for image in record["images"])
+    assert main(["channels", *model, "--layer", "features.3", "--channels", "0-3", "--steps", "3",
+                 "--out", "channels"]) == 0
+    assert json.loads((tmp_path / "channels" / "run.json").read_text())["status"] == "complete"
+    t = np.arange(1024) / entry["sample_rate"]
+    np.save(tmp_path / "e5.npy", (0.5 + 0.2 * np.sin(2 * np.pi * entry["frequencies"][7] * t))[None])
+    assert main(["activations", *model, "--image", str(tmp_path / "e5.npy"), "--out", "activations"]) == 0
+    assert json.loads((tmp_path / "activations" / "run.json").read_text())["prediction"]["name"] == "E5"
+    from PIL import Image
+
+    site = tmp_path / "activations" / "site"
+    with Image.open(site / "img" / "image-0" / "input.png") as picture:  # a waveform picture, not a 1-px strip
+        assert picture.height >= 100 and picture.width >= 400
+    with Image.open(site / "img" / "image-0" / "saliency.png") as strip:
+        assert strip.height >= 16
+    assert "input.png" in (site / "data" / "image-0.js").read_text()
+
+
+@pytest.mark.slow
+def test_the_tone_models_class_waveforms_sound_their_pitch_with_defaults():
+    """Issue #21's bar: with the CLI's defaults (no data) the dominant frequency of >= 8 of the 12 class waveforms
+    lies within 50 cents of the class's frequency (benchmarks/zoo.py --only tones prints the figure)."""
+    from introspect import visualize_classes
+
+    entry = MANIFEST["tones"]
+    result = visualize_classes(zoo_model("tones").model, zoo_model("tones").spec)
+    cents = pitch_errors(result.images, entry["frequencies"], entry["sample_rate"])
+    assert int((cents.abs() <= 50).sum()) >= 8, cents

@@ -1,6 +1,7 @@
 """Conformance zoo: small 1x28x28, 10-class models of assorted shapes, plus independent judges, a multi-label
 sigmoid model (MultiLabelNet: three yes/no questions about a digit) and a fully-convolutional 2-class
-detector (DetectorFCN: "a 7 or not", a (2, H, W) map of logits at any input size from 28x28 up).
+detector (DetectorFCN: "a 7 or not", a (2, H, W) map of logits at any input size from 28x28 up), and one 1-D
+signal model (ToneCNN: the pitch of a synthetic tone, 12 semitones, input (1, 1024)).
 
 Every class is built without arguments and expects normalized input; the
 trained weights are in tests/assets/zoo (manifest.json says each one's dataset,
@@ -236,3 +237,21 @@ class DetectorFCN(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+class ToneCNN(nn.Module):
+    """1-D: the pitch of a synthetic tone (12 semitones from A4 = 440 Hz up, 1024 samples at 8 kHz, input
+    (1, 1024) as (C, L)): three Conv1d/ReLU stages, a global average over time, a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(1, 16, 9, stride=2, padding=4), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(16, 32, 9, padding=4), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(32, 32, 9, padding=4), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(32, 12)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))

@@ -6,7 +6,7 @@ Writes tests/assets/zoo/NAME.pt (a plain state_dict) for each model and
 updates tests/assets/zoo/manifest.json with its class, dataset, held-out
 accuracy, seed, epochs, normalization and where its logits are. MNIST is the
 offline 4,000/1,000 split (so its models train with augmentation),
-Fashion-MNIST the full 60,000/10,000. All of it takes about 15 CPU-minutes on
+Fashion-MNIST the full 60,000/10,000; "tones" (ToneCNN, 1-D) is synthetic, generated here (``tones``). All of it takes about 15 CPU-minutes on
 two threads; a rerun on the same setup rewrites byte-identical checkpoints.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from introspect.data import DATASETS, ImageDataset, load_dataset  # noqa: E402
 from introspect.training import random_affine  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
-BARS = {"mnist": 0.97, "fashion-mnist": 0.85}
+BARS = {"mnist": 0.97, "fashion-mnist": 0.85, "tones": 0.97}
 CLOSED_BIAS = -1.5  # seqcnn-closed: every first-layer bias, frozen
 #: The multi-label model's questions: each label is "the digit is in this set".
 LABEL_SETS = {"even": (0, 2, 4, 6, 8), "greater than 4": (5, 6, 7, 8, 9), "has a loop": (0, 6, 8, 9)}
@@ -133,7 +133,66 @@ RECIPES: dict[str, Recipe] = {
     "multilabel": Recipe("MultiLabelNet", "mnist", seed=11, epochs=15, augment="affine", logits={"layer": "head"},
                          task="multilabel"),
     "detector": Recipe("DetectorFCN", "mnist", seed=12, epochs=15, augment="affine", task="detector"),
+    "tones": Recipe("ToneCNN", "tones", seed=13, epochs=12, lr=3e-3, batch_size=128),
 }
+
+#: The tone model's signals: 1024 samples at 8 kHz; class k is the semitone 440 Hz * 2^(k/12) (A4 .. G#5).
+SAMPLE_RATE, TONE_LENGTH, A4 = 8000, 1024, 440.0
+NOTE_NAMES = ("A4", "A#4", "B4", "C5", "C#5", "D5", "D#5", "E5", "F5", "F#5", "G5", "G#5")
+TONE_MEAN, TONE_STD = 0.5, 0.25  # pixel space: silence is 0.5, a full-scale tone swings 0.25 either way
+
+
+def tone_frequencies() -> list[float]:
+    return [A4 * 2 ** (k / 12) for k in range(len(NOTE_NAMES))]
+
+
+def tones(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` synthetic tones (N, 1, 1024) in [0, 1] and their semitone labels: each its class's frequency
+    detuned by up to 45 cents (the nearest semitone names it), random phase and amplitude (0.3-1.5: loud ones
+    clip, as square-ish waves), harmonics 2-5 of random weights (up to 0.6/k) and phases, Gaussian noise (std
+    0.05) and a random offset of up to 0.1 (pixel space = 0.5 + 0.25 x wave, clipped to [0, 1]). Pitch, not
+    timbre or loudness, tells the classes apart."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(len(NOTE_NAMES), (count,), generator=g)
+    detune = (torch.rand(count, generator=g) * 2 - 1) * 45
+    freq = A4 * 2 ** ((labels + detune / 100) / 12)
+    t = torch.arange(TONE_LENGTH) / SAMPLE_RATE
+    amp = 0.3 + 1.2 * torch.rand(count, 1, generator=g)
+    wave = amp * torch.sin(2 * math.pi * freq[:, None] * t + 2 * math.pi * torch.rand(count, 1, generator=g))
+    for k in range(2, 6):
+        weight = torch.rand(count, 1, generator=g) * 0.6 / k * amp
+        wave = wave + weight * torch.sin(2 * math.pi * k * freq[:, None] * t
+                                         + 2 * math.pi * torch.rand(count, 1, generator=g))
+    wave = wave + 0.05 * torch.randn(count, TONE_LENGTH, generator=g) \
+        + 0.1 * (torch.rand(count, 1, generator=g) * 2 - 1)
+    return (TONE_MEAN + TONE_STD * wave).clamp(0, 1)[:, None], labels
+
+
+def fit_tones(model: nn.Module, recipe: Recipe) -> None:
+    """AdamW with a one-cycle schedule on fresh synthetic tones every epoch (12,000 a time)."""
+    torch.manual_seed(recipe.seed)
+    steps = 12_000 // recipe.batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=recipe.epochs * steps,
+                                                   pct_start=0.2)
+    model.train()
+    for epoch in range(recipe.epochs):
+        signals, labels = tones(steps * recipe.batch_size, recipe.seed * 1000 + epoch)
+        for b in range(steps):
+            batch = slice(b * recipe.batch_size, (b + 1) * recipe.batch_size)
+            loss = F.cross_entropy(model((signals[batch] - TONE_MEAN) / TONE_STD), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+
+
+@torch.no_grad()
+def tone_accuracy(model: nn.Module) -> float:
+    """Accuracy on 1,200 held-out tones (a seed no training epoch uses)."""
+    signals, labels = tones(1200, 999_999)
+    return (model((signals - TONE_MEAN) / TONE_STD).argmax(1) == labels).float().mean().item()
 
 
 def normalize(pixels: torch.Tensor, dataset: str) -> torch.Tensor:
@@ -224,6 +283,16 @@ def open_channels(model: nn.Module, dataset: str) -> int:
 
 
 def manifest_entry(name: str, recipe: Recipe, model: nn.Module, acc: float) -> dict:
+    if recipe.dataset == "tones":
+        return {"class": recipe.cls, "role": "signal", "dataset": None, "accuracy": round(acc, 4),
+                "held_out": "1200 synthetic tones", "seed": recipe.seed, "epochs": recipe.epochs, "augment": None,
+                "input_shape": [1, TONE_LENGTH], "mean": [TONE_MEAN], "std": [TONE_STD],
+                "class_names": list(NOTE_NAMES), "logits": recipe.logits,
+                "params": sum(p.numel() for p in model.parameters()), "sample_rate": SAMPLE_RATE,
+                "frequencies": [round(f, 2) for f in tone_frequencies()],
+                "note": "synthetic tones generated by tests/zoo/train.py (tones): 440 Hz * 2^(k/12) detuned up to 45 "
+                        "cents, random phase, amplitude (loud ones clip), harmonics 2-5 and noise; 1024 samples at "
+                        "8 kHz as (C, L)"}
     info = DATASETS[recipe.dataset]
     entry = {
         "class": recipe.cls, "role": "judge" if "judge" in name else "zoo" if recipe.task == "classes" else "output-kind", "dataset": recipe.dataset,
@@ -284,10 +353,15 @@ def main() -> None:
     for name in args.only or RECIPES:
         recipe = RECIPES[name]
         t0 = time.time()
-        model = build(recipe).to(memory_format=torch.channels_last)
-        fit(model, recipe, load_cached(recipe.dataset, "train"))
-        model = model.to(memory_format=torch.contiguous_format)
-        acc = accuracy(model, recipe.logits, recipe.dataset, load_cached(recipe.dataset, "test"), recipe.task)
+        if recipe.dataset == "tones":
+            model = build(recipe)
+            fit_tones(model, recipe)
+            acc = tone_accuracy(model)
+        else:
+            model = build(recipe).to(memory_format=torch.channels_last)
+            fit(model, recipe, load_cached(recipe.dataset, "train"))
+            model = model.to(memory_format=torch.contiguous_format)
+            acc = accuracy(model, recipe.logits, recipe.dataset, load_cached(recipe.dataset, "test"), recipe.task)
         seconds = time.time() - t0
         entry = manifest_entry(name, recipe, model, acc)
         torch.save(model.state_dict(), args.out / f"{name}.pt")
