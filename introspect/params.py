@@ -399,7 +399,7 @@ def model_prior(spec: ModelSpec) -> ModelSpec | None:
     on the training data) have E[x^2] = s^2 + m^2 <= m, so s^2 <= m(1 - m): then ``image_mean`` is m
     everywhere (images start at the input the model normalizes to 0) and ``ink_level`` is E[x^2] / E[x]
     = (s^2 + m^2) / m (channels averaged): the brightness of ink on a background of 0 with those statistics
-    (0.86 for MNIST's 0.1307 / 0.3081, 0.59 for ImageNet's). No spectrum, support or basis: a prior
+    (0.86 for MNIST's 0.1307 / 0.3081, 0.56 for ImageNet's). No spectrum, support or basis: a prior
     without a spectrum is one derived from the model (``from_model``).
     """
     mean = torch.tensor(spec.mean, dtype=torch.float64)
