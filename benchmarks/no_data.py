@@ -68,7 +68,8 @@ def measure(name: str, config, cache: dict) -> dict:
     seconds = time.process_time() - started
     own = named_by(name, classes.images, classes.labels, {name: loaded})
     counts = {judge: named_by(judge, classes.images, classes.labels, cache) for judge in judges(name)}
-    return {"model": name, "own": own, "judges": counts, "seconds": seconds, "p_min": float(classes.probabilities.min())}
+    return {"model": name, "own": own, "judges": counts, "seconds": seconds,
+            "p_min": float(classes.probabilities.min())}
 
 
 def main() -> None:

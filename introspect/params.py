@@ -436,9 +436,10 @@ def prior_for(spec: ModelSpec, data: "ImageDataset | torch.Tensor | None",
         return with_prior(spec, pixels), f"estimated from {len(pixels):,} images{source}"
     derived = model_prior(spec) if derive and spec.image_mean is None else None
     if derived is not None:
-        return derived, Message("from the model itself: images start at its normalization mean with a 1/f spectrum, "
-                                "ink level {ink:.2f} from its mean and std, zoomed ±50% while optimized (pass {data} for data-like "
-                                "images)", settings=("data",), ink=derived.ink_level)
+        return derived, Message("from the model itself: images start at its normalization mean with a 1/f "
+                                "spectrum, ink level {ink} from its mean and std, zoomed ±50% and rotated ±20° while "
+                                "optimized (pass {data} for data-like images)", settings=("data",),
+                                ink=format(derived.ink_level, ".2f"))
     if from_model(spec):
         return spec, Message("from the model itself: its normalization mean and std (pass {data} for data-like "
                              "images)", settings=("data",))

@@ -113,7 +113,7 @@ def test_model_prior_follows_the_normalization_and_only_a_possible_one():
     derived = model_prior(spec)
     assert derived.image_mean == (((0.1307,),),) and derived.spectrum is None and derived.image_basis is None
     assert derived.ink_level == pytest.approx((0.3081 ** 2 + 0.1307 ** 2) / 0.1307)
-    assert torch.allclose(start_bias(ImageConfig(), derived), torch.tensor(-1.8948), atol=1e-3)  # logit(0.1307), everywhere
+    assert torch.allclose(start_bias(ImageConfig(), derived), torch.tensor(-1.8948), atol=1e-3)  # logit(0.1307)
     rgb = ModelSpec("s", "user", (3, 8, 8), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "", ("a",))
     assert model_prior(rgb).ink_level == pytest.approx(0.563, abs=0.001)  # channels averaged
     for mean, std in ((0.0, 1.0), (0.5, 0.6), (1.0, 0.1), (-0.2, 0.1)):  # defaults, or no [0, 1] pixels have them
