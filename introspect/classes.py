@@ -230,7 +230,8 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     snapshots, stopped) covers the kept candidates only; ``candidate_margins`` holds every margin.
     ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as
     the command line does with its dataset. Without data or a stored prior, the prior comes from the model's
-    normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
+    normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS, unless
+    ``config.image.use_prior`` is off. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",
@@ -243,7 +244,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
                         most=MAX_CANDIDATES, candidates=candidates)
     candidates = whole
-    spec, _ = prior_for(spec, data, derive=True)
+    spec, _ = prior_for(spec, data, derive=config.image.use_prior)
     if from_model(spec) and config.transforms == TransformConfig():
         config = config.replace(transforms=NO_DATA_TRANSFORMS)
     labels = resolve_classes(spec, classes)
