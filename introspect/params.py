@@ -295,7 +295,9 @@ class ImageConfig:
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
     init_bias: float | None = setting(None, "start", "starting image: dark, grey, or auto (the data's mean image when "
-                                      "the model carries a prior estimated from its data, else grey)", "choice",
+                                      "the model carries a prior estimated from its data; for class images without "
+                                      "data, the normalization mean when mean and std can be pixel statistics; else "
+                                      "grey)", "choice",
                                       choices=STARTS)  # a uniform start's sigmoid bias
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
     style: str = setting("texture", "style", "channel images: data (each starts at the channel's top real "
