@@ -47,7 +47,9 @@ D = introspect.CLASSES_DEFAULTS
 #: The defaults with one part changed: (settings, objective, candidates, what the spec keeps).
 ABLATIONS = {
     "defaults": (D, "confidence", 1, None),
-    "no data prior (grey start, 1/f spectrum)": (D, "confidence", 1, without_prior),
+    "no data prior (grey start, 1/f spectrum)": (D.replace(image=replace(D.image, use_prior=False)), "confidence", 1,
+                                                 without_prior),
+    "no data: the model's own prior (normalization mean, ink, ±50% zoom)": (D, "confidence", 1, without_prior),
     "FFT with the data's spectrum instead of the data basis": (D.replace(image=replace(D.image, parametrization="fft")),
                                                                "confidence", 1, None),
     "no ink term": (D.replace(ink=0.0), "confidence", 1, None),

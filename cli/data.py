@@ -53,10 +53,11 @@ def asked_for_data(args: argparse.Namespace) -> bool:
     return args.images is not None or (args.dataset not in (None, "none"))
 
 
-def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output) -> str:
-    """Give ``loaded`` the image prior ``introspect.params.prior_for`` decides on for ``data``; print where
-    it came from and return that line for run.json."""
-    loaded.spec, line = prior_for(loaded.spec, data)
+def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output, derive: bool = False) -> str:
+    """Give ``loaded`` the image prior ``introspect.params.prior_for`` decides on for ``data`` (``derive``: one
+    from the model's normalization when there is no other, for class images); print where it came from and
+    return that line for run.json."""
+    loaded.spec, line = prior_for(loaded.spec, data, derive)
     line = say(line)
     io.err.print(f"prior: {line}", markup=False)
     return line
@@ -67,4 +68,4 @@ def prior_data(args: argparse.Namespace, loaded: LoadedModel, io: Output) -> Ima
     when its prior is incomplete (``needs_data_prior``); None when there is none (said)."""
     if not asked_for_data(args) and (args.dataset == "none" or not needs_data_prior(loaded.spec)):
         return None  # apply_prior says which prior the images use
-    return dataset_from_args(args, loaded.spec, io, "class images start from a plain grey prior")
+    return dataset_from_args(args, loaded.spec, io, "class images get no data prior")

@@ -17,12 +17,17 @@ from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
-from .params import STARTS, ImageConfig, prior_for, start_bias
+from .params import STARTS, ImageConfig, from_model, prior_for, start_bias
+from .transforms import TransformConfig
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen with benchmarks/quality.py (MNIST, Fashion-MNIST and the zoo):
 #: the data basis where the spec has one (else FFT), the data's ink level, TV, redirected ReLU gradient.
 CLASSES_DEFAULTS = RenderConfig(steps=144, lr=0.1, tv=15.0, ink=50.0, redirect_relu=True, image=ImageConfig(parametrization="basis"))
+#: The random transforms of class images without data (a prior derived from the model, ``params.model_prior``)
+#: when the config keeps the default ones: zoom by up to ±50% and rotate by up to ±20 degrees, so a class must
+#: read at every scale, not from a texture at one (chosen with benchmarks/no_data.py on the zoo).
+NO_DATA_TRANSFORMS = TransformConfig(scale=0.5, rotate=20.0)
 #: Candidate j of class c is rendered with key c + j * CANDIDATE_STRIDE: candidate 0 is the image a run
 #: without candidates makes, and every (class, candidate) draws its own randomness.
 CANDIDATE_STRIDE = 2 ** 20
@@ -171,6 +176,8 @@ def describe_start(config: RenderConfig, spec: ModelSpec, parametrization: str) 
     (auto)", "dark", "grey", "grey (auto)", or the sigmoid bias."""
     bias = start_bias(config.image, spec)
     if isinstance(bias, torch.Tensor):
+        if from_model(spec):
+            return "normalization mean (auto)"
         return "data mean logit (auto)" if parametrization == "basis" else "data mean (auto)"
     name = next((n for n, b in STARTS.items() if b == bias and n != "auto"), f"bias {bias:g}")
     return name + (" (auto)" if config.image.init_bias is None else "")
@@ -222,7 +229,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     to that image, not always byte-identical with it. The result's render (values, history,
     snapshots, stopped) covers the kept candidates only; ``candidate_margins`` holds every margin.
     ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as
-    the command line does with its dataset. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
+    the command line does with its dataset. Without data or a stored prior, the prior comes from the model's
+    normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS, unless
+    ``config.image.use_prior`` is off. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",
@@ -235,7 +244,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
                         most=MAX_CANDIDATES, candidates=candidates)
     candidates = whole
-    spec, _ = prior_for(spec, data)
+    spec, _ = prior_for(spec, data, derive=config.image.use_prior)
+    if from_model(spec) and config.transforms == TransformConfig():
+        config = config.replace(transforms=NO_DATA_TRANSFORMS)
     labels = resolve_classes(spec, classes)
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
         raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)

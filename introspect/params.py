@@ -298,7 +298,9 @@ class ImageConfig:
     free_brightness: bool = False  # with a spectrum: let the mean brightness move too
     init_std: float = 0.01
     init_bias: float | None = setting(None, "start", "starting image: dark, grey, or auto (the data's mean image when "
-                                      "the model carries a prior estimated from its data, else grey)", "choice",
+                                      "the model carries a prior estimated from its data; for class images without "
+                                      "data, the normalization mean when mean and std can be pixel statistics; else "
+                                      "grey)", "choice",
                                       choices=STARTS)  # a uniform start's sigmoid bias
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
     style: str = setting("texture", "style", "channel images: data (each starts at the channel's top real "
@@ -395,23 +397,58 @@ def with_prior(spec: ModelSpec, pixels: torch.Tensor) -> ModelSpec:
     return spec.replace(**estimate_prior(pixels))
 
 
+def model_prior(spec: ModelSpec) -> ModelSpec | None:
+    """``spec`` with the image prior its normalization implies, for class images without data; None when
+    ``mean``/``std`` cannot be the statistics of pixels in [0, 1] (the defaults 0 and 1, say).
+
+    Per channel, real pixels in [0, 1] with mean m and standard deviation s (``--mean``/``--std``, computed
+    on the training data) have E[x^2] = s^2 + m^2 <= m, so s^2 <= m(1 - m): then ``image_mean`` is m
+    everywhere (images start at the input the model normalizes to 0) and ``ink_level`` is E[x^2] / E[x]
+    = (s^2 + m^2) / m (channels averaged): the brightness of ink on a background of 0 with those statistics
+    (0.86 for MNIST's 0.1307 / 0.3081, 0.56 for ImageNet's). No spectrum, support or basis: a prior
+    without a spectrum is one derived from the model (``from_model``).
+    """
+    mean = torch.tensor(spec.mean, dtype=torch.float64)
+    std = torch.tensor(spec.std, dtype=torch.float64)
+    if not bool(((mean > 0) & (mean < 1) & (std.pow(2) <= mean * (1 - mean))).all()):
+        return None
+    level = float(((std.pow(2) + mean.pow(2)) / mean).mean().clamp(max=1.0))
+    return without_prior(spec).replace(image_mean=tuple(((float(m),),) for m in mean), ink_level=level)
+
+
+def from_model(spec: ModelSpec) -> bool:
+    """Whether the spec's prior is the one ``model_prior`` derives from its normalization (no spectrum)."""
+    return spec.image_mean is not None and spec.spectrum is None
+
+
 def needs_data_prior(spec: ModelSpec) -> bool:
     """Whether class images want a prior estimated from the model's own data: the spec names its dataset
     and carries no complete prior (none, or one stored before the ink level and the data basis existed)."""
     return spec.ink_level is None and spec.dataset is not None
 
 
-def prior_for(spec: ModelSpec, data: "ImageDataset | torch.Tensor | None") -> tuple[ModelSpec, str]:
+def prior_for(spec: ModelSpec, data: "ImageDataset | torch.Tensor | None",
+              derive: bool = False) -> tuple[ModelSpec, str]:
     """The spec the images start from, and where its image prior came from, in one line.
 
     With ``data`` (an ImageDataset, or real images (N, C, H, W) in [0, 1] or uint8) the prior is estimated
-    from it (``with_prior``), replacing the spec's own; else the spec's own prior; else none (a grey
-    start with a 1/f spectrum). The one policy of ``visualize_classes``, ``visualize_channels`` and the CLI.
+    from it (``with_prior``), replacing the spec's own; else the spec's own prior; else, with ``derive``
+    (class images), the prior its normalization implies (``model_prior``); else none (a grey start with a
+    1/f spectrum). The one policy of ``visualize_classes``, ``visualize_channels`` and the CLI.
     """
     if data is not None:
         pixels = data if isinstance(data, torch.Tensor) else data.images  # uint8: only the sample used is made float
         source = "" if isinstance(data, torch.Tensor) else f" ({data.source})"
         return with_prior(spec, pixels), f"estimated from {len(pixels):,} images{source}"
+    derived = model_prior(spec) if derive and spec.image_mean is None else None
+    if derived is not None:
+        return derived, Message("from the model itself: images start at its normalization mean with a 1/f "
+                                "spectrum, ink level {ink} from its mean and std, zoomed ±50% and rotated ±20° while "
+                                "optimized (pass {data} for data-like images)", settings=("data",),
+                                ink=format(derived.ink_level, ".2f"))
+    if from_model(spec):
+        return spec, Message("from the model itself: its normalization mean and std (pass {data} for data-like "
+                             "images)", settings=("data",))
     if spec.image_mean is not None:
         return spec, "stored with the model"
     return spec, Message("none: images start grey with a 1/f spectrum (pass {data} for data-like images)",

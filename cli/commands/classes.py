@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if args.dry_run:
         return Outcome(summary={"plan": {"images": images, "classes": count, "candidates": args.candidates,
                                          "steps": config.steps, "device": config.device}})
-    prior = apply_prior(loaded, prior_data(args, loaded, io), io)
+    prior = apply_prior(loaded, prior_data(args, loaded, io), io, derive=True)
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.repeat = repeat_record(args, loaded, config, {"classes": args.classes, "objective": args.objective,

@@ -104,8 +104,23 @@ def test_settings_name_the_data_terms_and_parametrization_only_where_they_applie
 
     config = CLASSES_DEFAULTS.replace(steps=1, pull=10.0)
     with_prior = visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config)
-    bare = without_prior(shipped_mnist.spec)
+    # no prior, and mean/std that say nothing about the pixels (the defaults 0 and 1): no data terms
+    bare = without_prior(shipped_mnist.spec).replace(mean=(0.0,), std=(1.0,))
     without = visualize_classes(shipped_mnist.model, bare, [3], config)
     assert "pull 10" in with_prior.settings and "pull" not in without.settings
     assert "ink 50" in with_prior.settings and "ink" not in without.settings
     assert "param basis" in with_prior.settings and "param fft" in without.settings
+    assert "start grey (auto)" in without.settings and without.config.transforms == config.transforms
+
+
+def test_without_data_the_prior_comes_from_the_normalization(shipped_mnist):
+    """No data, no stored prior: the start is the normalization mean, the ink term uses the level mean and std
+    imply, the transforms zoom and rotate more; the run's config says so."""
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import NO_DATA_TRANSFORMS
+
+    result = visualize_classes(shipped_mnist.model, without_prior(shipped_mnist.spec), [3],
+                               CLASSES_DEFAULTS.replace(steps=1))
+    assert "start normalization mean (auto)" in result.settings and "ink 50" in result.settings
+    assert "param fft" in result.settings and result.config.transforms == NO_DATA_TRANSFORMS
+    assert abs(float(result.images.mean()) - 0.1307) < 0.02  # one step from the mean: still near it

@@ -6,7 +6,8 @@ from introspect.errors import UserError
 from introspect.models import ModelSpec
 from introspect.params import (BASIS_VARIANCE, TRANSFORMS, BasisImage, FFTImage, ImageConfig, PixelImage, estimate_basis,
                                frequency_scale, image_for, ink_level, parametrization_of, PRIOR_SIZE, estimate_prior,
-                               image_generators, seed_entropy, start_bias, with_prior, without_prior)
+                               image_generators, model_prior, prior_for, seed_entropy, start_bias, with_prior,
+                               without_prior)
 
 
 @pytest.mark.parametrize("param", ["fft", "pixel", "basis"])
@@ -104,6 +105,23 @@ def test_prior_is_estimated_from_data_and_shapes_the_start():
 def test_without_a_prior_the_start_is_grey():
     assert start_bias(ImageConfig(), _spec(mean=0.13)) == 0.0  # a user's model without data: no dark start
     assert start_bias(ImageConfig(init_bias=1.5), _spec(mean=0.13)) == 1.5
+
+
+def test_model_prior_follows_the_normalization_and_only_a_possible_one():
+    """Pixels in [0, 1] with mean m have std at most sqrt(m(1-m)); the ink level is (s^2 + m^2) / m."""
+    spec = ModelSpec("s", "user", (1, 28, 28), (0.1307,), (0.3081,), "", ("a",))
+    derived = model_prior(spec)
+    assert derived.image_mean == (((0.1307,),),) and derived.spectrum is None and derived.image_basis is None
+    assert derived.ink_level == pytest.approx((0.3081 ** 2 + 0.1307 ** 2) / 0.1307)
+    assert torch.allclose(start_bias(ImageConfig(), derived), torch.tensor(-1.8948), atol=1e-3)  # logit(0.1307)
+    rgb = ModelSpec("s", "user", (3, 8, 8), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "", ("a",))
+    assert model_prior(rgb).ink_level == pytest.approx(0.563, abs=0.001)  # channels averaged
+    for mean, std in ((0.0, 1.0), (0.5, 0.6), (1.0, 0.1), (-0.2, 0.1)):  # defaults, or no [0, 1] pixels have them
+        assert model_prior(spec.replace(mean=(mean,), std=(std,))) is None
+    assert prior_for(spec, None)[0] is spec and str(prior_for(spec, None)[1]).startswith("none")
+    source = str(prior_for(spec, None, derive=True)[1])
+    assert source.startswith("from the model itself") and "data" in source
+    assert prior_for(derived, None, derive=True)[0] is derived
 
 
 def test_prior_of_large_inputs_is_stored_small_and_resized():

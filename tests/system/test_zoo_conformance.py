@@ -184,9 +184,13 @@ def test_prior_from_your_own_pictures_and_none_without_data(tmp_path, capsys):
     assert prior["image_mean"][0][0][0] == 0 and prior["image_support"][0][14][13] == 1
     assert main(["classes", *_model("seqcnn"), "--steps", "2", "--out", "none"]) == 0
     assert json.loads((tmp_path / "none" / "run.json").read_text())["parametrization"] == "fft"  # no basis to use
-    assert json.loads((tmp_path / "none" / "run.json").read_text())["prior"] == {
-        "source": "none: images start grey with a 1/f spectrum (pass --dataset or --images DIR for data-like images)"}
-    assert "prior: none" in capsys.readouterr().err
+    derived = json.loads((tmp_path / "none" / "run.json").read_text())["prior"]
+    assert derived["source"].startswith("from the model itself: images start at its normalization mean")
+    assert derived["source"].endswith("(pass --dataset or --images DIR for data-like images)")
+    assert derived["image_mean"] == [[[0.1307]]] and derived["spectrum"] is None and "basis" not in derived
+    assert derived["ink_level"] == pytest.approx((0.3081 ** 2 + 0.1307 ** 2) / 0.1307, abs=1e-4)
+    assert "prior: from the model itself" in capsys.readouterr().err
+
 
 
 def pitch_errors(images: torch.Tensor, frequencies, sample_rate: float) -> torch.Tensor:
@@ -242,3 +246,48 @@ def test_the_tone_models_class_waveforms_sound_their_pitch_with_defaults():
     result = visualize_classes(zoo_model("tones").model, zoo_model("tones").spec)
     cents = pitch_errors(result.images, entry["frequencies"], entry["sample_rate"])
     assert int((cents.abs() <= 50).sum()) >= 8, cents
+
+
+#: MNIST and Fashion-MNIST classifiers of the zoo, for the no-data bar.
+ZOO_CLASSIFIERS = [name for name, entry in MANIFEST.items() if entry.get("role") == "zoo"]
+
+
+def _without_data(name: str):
+    """The zoo model as a user's model without data (input size, mean/std, class names; no prior, no dataset
+    name: benchmarks/no_data.py's ``bare``) and its class images with defaults."""
+    from introspect import visualize_classes
+    from introspect.params import without_prior
+
+    loaded = zoo_model(name)
+    spec = without_prior(loaded.spec).replace(dataset=None)
+    return visualize_classes(loaded.model, spec)
+
+
+def _other_judges(name: str) -> list[str]:
+    entry = MANIFEST[name]
+    return [f"{entry['dataset']}-judge-vgg", f"{entry['dataset']}-judge-mlp"] + [
+        other for other in ZOO_CLASSIFIERS if MANIFEST[other]["dataset"] == entry["dataset"]
+        and MANIFEST[other]["class"] != entry["class"]]
+
+
+def test_without_data_a_judge_of_another_architecture_names_the_classes():
+    """Issue #20 item 5: a user's MNIST CNN with only --size, --mean and --std: its class images (the prior from
+    its normalization) are named by the independent VGG judge >= 8 of 10 (10 at seed 0; 8 with the grey start
+    before, which gave seqcnn-closed 3: benchmarks/no_data.py)."""
+    assert _named_by("mnist-judge-vgg", _without_data("functionalnet")) >= 8
+
+
+#: Below the bar on some seeds (benchmarks/no_data.py --seed): bnresnet (BatchNorm, global pooling: 8 at seed 0,
+#: 5-9 over seeds) and the Fashion-MNIST mlp (7 at seed 0, 7-8 over seeds).
+UNSTEADY = {"bnresnet", "mlp"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(
+    reason="below 8/10 on some seeds without data", strict=False)) if name in UNSTEADY else name
+    for name in ZOO_CLASSIFIERS])
+def test_every_zoo_classifier_without_data(name):
+    """Every zoo classifier without data: the best judge of another architecture names >= 8 of 10
+    (benchmarks/no_data.py prints the table)."""
+    classes = _without_data(name)
+    assert max(_named_by(judge, classes) for judge in _other_judges(name)) >= 8
