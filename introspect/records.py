@@ -87,12 +87,28 @@ def non_finite_record(render) -> dict | None:
             "terms": list(render.failed_terms), "message": str(failure)}
 
 
+def torchvision_version() -> str:
+    """torchvision's version, read from its version.py when it is not loaded yet: importing torchvision to ask
+    takes seconds, longer than a default classes run optimizes."""
+    import importlib.util
+    import re
+    import sys
+
+    if "torchvision" not in sys.modules:
+        found = importlib.util.find_spec("torchvision")
+        version_file = Path(found.origin).parent / "version.py" if found is not None and found.origin else None
+        if version_file is not None and version_file.exists():
+            match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M)
+            if match:
+                return match.group(1)
+    import torchvision
+
+    return torchvision.__version__
+
+
 def base_record(provenance: Provenance, config, seconds: float, status: str, steps_done: int) -> dict:
     """What every run.json holds: model, settings, versions, status and the command that repeats it."""
     import platform
-
-    import torchvision
-
 
     return {
         "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),
@@ -106,7 +122,7 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
         "status": status,
         "steps_done": steps_done,
         "seconds": round(seconds, 3),
-        "versions": {"introspect": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "versions": {"introspect": __version__, "torch": torch.__version__, "torchvision": torchvision_version(),
                      "numpy": np.__version__, "python": platform.python_version()},
     }
 
