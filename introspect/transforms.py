@@ -84,9 +84,16 @@ class RandomAffine:
     name = "random_affine"
     random = True  # left out when render measures the final images
 
+    #: Steps whose draws are taken at once (one generator call per image per block, not per step: the same
+    #: numbers, since a generator's block of draws is its per-step draws in order).
+    BLOCK = 64
+
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
         self.generators = list(generators)
+        self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
+        self._copies: dict[torch.device, torch.Tensor] = {}  # the block on each device it was used on
+        self._next = 0
 
     @classmethod
     def for_keys(cls, config: TransformConfig, seed: int, keys: Sequence[int]) -> "RandomAffine":
@@ -96,4 +103,11 @@ class RandomAffine:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if not self.config.enabled:
             return images
-        return apply_affine(images, random_affine_params(self.generators), self.config)
+        if self._drawn is None or self._next == len(self._drawn):
+            self._drawn = torch.stack([torch.rand(self.BLOCK, 4, generator=g) for g in self.generators], 1) * 2 - 1
+            self._copies, self._next = {}, 0
+        if images.device not in self._copies:  # one host-to-device copy per block
+            self._copies[images.device] = self._drawn.to(images.device)
+        draws = self._copies[images.device][self._next]
+        self._next += 1
+        return apply_affine(images, draws, self.config)
