@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -629,8 +629,36 @@ def _magma(scaled: np.ndarray) -> np.ndarray:
     return (colormaps["magma"](np.clip(scaled, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
+#: While ``_write_site`` runs: the threads that encode its PNGs (PIL lets go of the GIL while it compresses, so
+#: thousands of thumbnails encode on every core), and what they were handed.
+_ENCODING: tuple | None = None
+
+
 def _png(out: Path, name: str, array: np.ndarray) -> None:
-    save_png(_target(out, name), array)
+    target = _target(out, name)
+    if _ENCODING is None:
+        save_png(target, array)
+    else:
+        pool, pending = _ENCODING
+        pending.append(pool.submit(save_png, target, np.array(array, copy=True)))
+
+
+@contextlib.contextmanager
+def _encoding_in_parallel() -> Iterator[None]:
+    """PNGs written by ``_png`` meanwhile are encoded on a pool of threads; all are written (or the first error
+    raised) before it ends."""
+    global _ENCODING
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        pending: list = []
+        _ENCODING = (pool, pending)
+        try:
+            yield
+        finally:
+            _ENCODING = None
+            for future in pending:
+                future.result()
 
 
 def _num(value) -> float | None:
@@ -644,6 +672,11 @@ def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
 
 
 def _write_site(site: Site, out: Path) -> None:
+    with _encoding_in_parallel():
+        _write_pages(site, out)
+
+
+def _write_pages(site: Site, out: Path) -> None:
     for asset in ("explore.js", "explore.css"):
         shutil.copyfile(ASSETS / asset, out / asset)
     class_pages = _class_pages(site)
