@@ -3,7 +3,7 @@
     python benchmarks/floor.py classes  [--model mnist] [--device cpu|cuda] [--amp] [--repeats 3]
     python benchmarks/floor.py channels [--model mnist] [--layer conv2] [--channels 64] [--steps 256] [--size PX]
                                         [--device cpu|cuda] [--amp] [--repeats 3]
-    python benchmarks/floor.py process  [--repeats 3]    # whole `introspect classes` process / the blog program
+    python benchmarks/floor.py process  [--repeats 3] [--baseline DIR]   # whole `introspect classes` / the blog program
     python benchmarks/floor.py writing  [--model torchvision:resnet18] [--layer layer4.1.conv2] [--size 32] [--steps 2]
     python benchmarks/floor.py layers   [--model fashion-mnist] [--steps 1]   # --layer all / the deepest layer
 
@@ -163,20 +163,29 @@ def channels(args) -> None:
 
 def process(args) -> None:
     """Whole processes, alternating: `introspect classes` (defaults, report and site) and the blog program."""
-    times: dict[str, list[float]] = {"introspect classes": [], "blog program": []}
+    import os
+
+    introspect = [sys.executable, "-m", "introspect_cli.main", "classes", "--quiet", "--out"]
+    here = (None, str(HERE.parent))
+    commands = {"introspect classes": (introspect, here),
+                "blog program": ([sys.executable, str(HERE / "blog_loop.py"), "--out"], here)}
+    if args.baseline:  # another checkout's packages first on the path (and as the working folder)
+        baseline = str(Path(args.baseline).resolve())
+        commands["introspect classes (baseline)"] = (introspect, ({**os.environ, "PYTHONPATH": baseline}, baseline))
+    times: dict[str, list[float]] = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as scratch:
-        commands = {"introspect classes": [sys.executable, "-m", "introspect_cli.main", "classes", "--quiet", "--out"],
-                    "blog program": [sys.executable, str(HERE / "blog_loop.py"), "--out"]}
         for i in range(args.repeats):
-            for name, command in commands.items():
+            for n, (name, (command, (env, cwd))) in enumerate(commands.items()):
                 start = time.perf_counter()
-                subprocess.run([*command, str(Path(scratch) / f"{name[:4]}-{i}")], check=True, capture_output=True)
+                subprocess.run([*command, str(Path(scratch) / f"{n}-{i}")], check=True, capture_output=True, env=env,
+                               cwd=cwd)
                 times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name, t in times.items():
         print(f"{name:<20} median {medians[name]:.2f} s  ({', '.join(f'{s:.2f}' for s in t)})")
-    print(f"introspect classes / blog program: {medians['introspect classes'] / medians['blog program']:.2f}x "
-          "(bar <= 0.8)")
+    for name in commands:
+        if name != "blog program":
+            print(f"{name} / blog program: {medians[name] / medians['blog program']:.2f}x (bar <= 0.8)")
 
 
 def writing(args) -> None:
@@ -256,6 +265,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--amp", action="store_true", help="also bfloat16 autocast, introspect and the floor")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians kept (default 3)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="process: also time a folder holding another checkout's introspect and introspect_cli "
+                             "packages (links to its introspect/ and cli/), e.g. the commit before a change")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall, or cpu: this process's CPU time, steadier on a shared machine (with --threads 1)")
