@@ -210,13 +210,26 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
     total = sum(min(batch_size, len(dataset) - start) for start in starts)
     done = 0
     stats: dict[str, ExampleStats] = {}
-    with on_device(model, device) as model, Probe(model, spec, list(layers), device) as probe:
+    activations: dict[str, set[str]] = {}  # per hooked module: the activations its layers are measured with
+    for layer in layers:
+        activations.setdefault(spec.tap(layer), set()).add(spec.activation(layer))
+
+    def summary(output: torch.Tensor, activation: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) channel values and (B, C) peaks of a layer's output: computed in the hook, so no output is kept."""
+        post = ACTIVATION_FUNCTIONS[activation](output.float())
+        peaks = post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post
+        return reduce_channels(post, neuron).cpu(), peaks.cpu()
+
+    def reduce(tap: str, output: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {activation: summary(output, activation) for activation in activations[tap]}
+
+    with on_device(model, device) as model, Probe(model, spec, list(layers), device, reduce=reduce) as probe:
         for start in starts:
             outputs = probe(dataset.pixels(slice(start, start + batch_size)))
             for layer in layers:
-                post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
-                values = reduce_channels(post, neuron).cpu()  # (B, C)
-                peaks = (post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post).cpu()
+                recorded = outputs[layer]  # the model's own output ("", ":KEY") is recorded whole
+                values, peaks = (summary(recorded, spec.activation(layer)) if isinstance(recorded, torch.Tensor)
+                                 else recorded[spec.activation(layer)])
                 channels = values.shape[1]
                 histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
                 histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
