@@ -35,3 +35,27 @@ def blog_loop(model: torch.nn.Module, spec: ModelSpec, classes=range(10), steps:
         results.append(torch.from_numpy(image).float() / 255)
     model.zero_grad(set_to_none=True)
     return torch.cat(results)
+
+
+def main() -> None:
+    """The blog program as a whole process: load the MNIST net, run the loop, save one PNG per class."""
+    import argparse
+    from pathlib import Path
+
+    from PIL import Image
+
+    from introspect.models import load_model
+
+    parser = argparse.ArgumentParser(description="the blog's class-visualization program")
+    parser.add_argument("--out", required=True, help="folder for class-N.png")
+    args = parser.parse_args()
+    loaded = load_model("mnist")
+    images = blog_loop(loaded.model, loaded.spec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for target, image in enumerate(images):
+        Image.fromarray((image[0] * 255).round().byte().numpy()).save(out / f"class-{target}.png")
+
+
+if __name__ == "__main__":
+    main()

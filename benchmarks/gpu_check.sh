@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 14 on a CUDA machine, as is, from the repository root: chunk speed with and without --amp,
+# Issues 14 and 24 on a CUDA machine, as is, from the repository root: chunk speed with and without --amp,
 # chunks planned against free GPU memory (and the peak memory of the largest chunk against that plan),
-# and one against two processes (two processes need two GPUs: nccl takes one device per local rank).
+# one against two processes (two processes need two GPUs: nccl takes one device per local rank); then issue 24:
+# introspect against the bare loop (benchmarks/floor.py), the calibrated memory model, writing 2048 channels.
 set -euo pipefail
 PY=${PYTHON:-python}
 OUT=${OUT:-/tmp/introspect-gpu-check}
@@ -47,3 +48,37 @@ if [ "$($PY -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
 else
   echo "one GPU: two processes skipped (nccl needs a device per process)"
 fi
+
+echo "== issue 24: introspect against the bare Adam loop (fp32 and bf16), same model, images, steps"
+$PY benchmarks/floor.py classes --device cuda --amp --repeats 3
+$PY benchmarks/floor.py channels --model torchvision:resnet50 --layer layer3.5.conv3 --size 224 --channels 64 \
+    --steps 256 --device cuda --amp --repeats 3    # bar: >= 85% of the floor in fp32 and bf16
+
+echo "== issue 24: the memory model calibrated on the first chunk's measured peak"
+$PY - <<'PY'
+import torch
+from introspect.channels import (CHANNELS_DEFAULTS, calibrate_plan, memory_budget, measured_bytes_per_image,
+                                 plan_channels, visualize_chunk)
+from introspect.engine import on_device
+from introspect.models import load_model
+loaded = load_model("torchvision:resnet50")
+config = CHANNELS_DEFAULTS.replace(steps=1, device="cuda", amp=True)
+plan = plan_channels(loaded.model, loaded.spec, ["layer4.2.conv3", "layer1.0.conv1"], device="cuda", steps=1)
+calibrated = calibrate_plan(loaded.model, loaded.spec, plan, config)
+budget = memory_budget("cuda")
+with on_device(loaded.model, "cuda") as model:
+    for before, after in zip(plan.layers, calibrated.layers):
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        visualize_chunk(model, loaded.spec, after, 0, config)
+        peak = torch.cuda.max_memory_allocated() - base
+        planned = after.chunk * after.bytes_per_image
+        print(f"{after.layer}: chunk {before.chunk} (estimate {before.bytes_per_image / 2**20:.1f} MiB/image) -> "
+              f"{after.chunk} (measured {after.bytes_per_image / 2**20:.1f} MiB/image with headroom); first chunk "
+              f"peak {peak / 2**30:.2f} GiB, planned {planned / 2**30:.2f} GiB ({planned / max(peak, 1):.2f}x, bar <= 2x), "
+              f"budget {budget / 2**30:.1f} GiB", "OK" if peak <= budget and planned <= 2 * peak else "CHECK")
+PY
+
+echo "== issue 24: writing 2048 channels against their optimization (bar: <= 10%)"
+$PY benchmarks/floor.py writing --model torchvision:resnet50 --layer layer4.2.conv3 --size 224 --steps 256 \
+    --device cuda --amp

@@ -32,11 +32,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import introspect  # noqa: E402
 from blog_loop import blog_loop  # noqa: E402
-from classes_speed import best_time  # noqa: E402
 from introspect.data import load_dataset  # noqa: E402
 from introspect.params import with_prior, without_prior  # noqa: E402
 from introspect.quality import Manifold, bright_share, frame_brightness, total_variation  # noqa: E402
 from zoo import ASSETS, zoo_model  # noqa: E402
+
+
+def best_time(fn, repeats: int) -> float:
+    """The shortest of ``repeats`` wall times of ``fn()``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 FRAME_BAR = {"mnist": ("<= 0.02", lambda value, real: value <= 0.02),

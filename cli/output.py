@@ -171,7 +171,7 @@ class RunProgress(RunListener):
 
     def step(self, item, step: int, values: torch.Tensor) -> None:
         self.bar.update(self.tasks[item.layer], completed=self.offsets[item.id] + step,
-                        info=f"mean activation {values.mean():.3g}")
+                        **mean_info("mean activation", step, values, ".3g"))
         if self.overall is not None:
             self.bar.update(self.overall, completed=self.steps * self.position[item.id] + step)
         self.io.interrupts.check()
@@ -181,3 +181,33 @@ class RunProgress(RunListener):
 
     def writing(self):
         return self.io.interrupts.deferred()
+
+
+#: On a GPU the progress line reads the images' mean value back every this many steps: each read waits for the
+#: device (on the CPU it costs nothing, and is read every step).
+READ_EVERY = 16
+
+
+def mean_info(label: str, step: int, values: torch.Tensor, spec: str) -> dict[str, str]:
+    """The progress line's "info" field: ``label`` and the mean of ``values``; {} (the last one stays) on the
+    steps a GPU run does not read it."""
+    if values.device.type != "cpu" and step % READ_EVERY:
+        return {}
+    return {"info": f"{label} {values.mean():{spec}}"}
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` on a background thread while the command works: the report's matplotlib takes about as
+    long to import as a default classes run takes to optimize, and torch lets go of the GIL while it computes.
+    A module that fails to import here is imported again where it is used, and fails there, in one line."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - reported where the module is used
+                return
+
+    threading.Thread(target=load, name="introspect-preload", daemon=True).start()

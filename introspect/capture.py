@@ -2,7 +2,7 @@
 no model spec), so ``models`` can measure a model's logits without importing upward."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -29,13 +29,17 @@ class HookRegistry:
     output (an index of a tuple, a key of a dict, an attribute; see ``outputs.pick``).
     ``clone=False`` records the very tensors the forward goes on with, so that gradients with
     respect to them can be taken (a later in-place module then changes what was recorded).
+    ``reduce(name, output)``: what is recorded for a hooked layer instead of its output, computed in the hook
+    (before any later module runs, so nothing needs a copy): a summary far smaller than the output.
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True, clone: bool = True) -> None:
+    def __init__(self, model: nn.Module, layers: Iterable[str], early_exit: bool = True, clone: bool = True,
+                 reduce: Callable[[str, torch.Tensor], object] | None = None) -> None:
         self.model = model
         self.names = tuple(dict.fromkeys(layers))
         self.early_exit = early_exit
         self.clone = clone
+        self.reduce = reduce
         self.hooked = tuple(name for name in self.names if not is_output(name))
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
@@ -64,7 +68,10 @@ class HookRegistry:
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.
-            keep = output.clone() if self.clone and isinstance(output, torch.Tensor) and not last else output
+            if self.reduce is not None:
+                keep = self.reduce(name, output)
+            else:
+                keep = output.clone() if self.clone and isinstance(output, torch.Tensor) and not last else output
             self.outputs[name] = keep
             if last:
                 raise StopForward

@@ -29,7 +29,8 @@ from torch import nn
 from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
                        assemble_channels, cache_examples, cached_examples, chunk_channels, data_starts,
                        dataset_examples_many, examples_dataset,
-                       examples_pass, plan_channels, split_items, time_chunk, visualize_chunk, work_items)
+                       examples_pass, plan_channels, split_items, time_chunk, visualize_chunk_fitting, work_items,
+                       calibrate_plan)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
 from .engine import RenderConfig, on_device
@@ -325,6 +326,8 @@ def run_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str], folde
     if ranks.main:
         plan = plan or plan_channels(model, spec, list(layers), channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device, budget_bytes=memory_bytes)
+        if batch_size is None:  # on CUDA: chunks sized from the first chunk's measured peak
+            plan = calibrate_plan(model, spec, plan, config, neuron, memory_bytes)
         manifest = _manifest(model, spec, plan, config, neuron, top_k, repeat)
     return _run(model, spec, ranks.broadcast(manifest), folder, config, neuron, data, top_k, examples, ranks, listener,
                 provenance, formats, force, cache_key, resume=False)
@@ -428,7 +431,7 @@ def _optimize(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, manifest: d
     listener.started(mine, config.steps)
     with on_device(model, config.device) as model:
         for item in mine:
-            chunk = visualize_chunk(model, spec, plan[item.layer], item.index, config, neuron,
+            chunk = visualize_chunk_fitting(model, spec, plan[item.layer], item.index, config, neuron,
                                     lambda step, _total, values, item=item: listener.step(item, step, values),
                                     (starts or {}).get(item.layer))
             for note in chunk.render.notes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,13 +210,26 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
     total = sum(min(batch_size, len(dataset) - start) for start in starts)
     done = 0
     stats: dict[str, ExampleStats] = {}
-    with on_device(model, device) as model, Probe(model, spec, list(layers), device) as probe:
+    activations: dict[str, set[str]] = {}  # per hooked module: the activations its layers are measured with
+    for layer in layers:
+        activations.setdefault(spec.tap(layer), set()).add(spec.activation(layer))
+
+    def summary(output: torch.Tensor, activation: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) channel values and (B, C) peaks of a layer's output: computed in the hook, so no output is kept."""
+        post = ACTIVATION_FUNCTIONS[activation](output.float())
+        peaks = post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post
+        return reduce_channels(post, neuron).cpu(), peaks.cpu()
+
+    def reduce(tap: str, output: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {activation: summary(output, activation) for activation in activations[tap]}
+
+    with on_device(model, device) as model, Probe(model, spec, list(layers), device, reduce=reduce) as probe:
         for start in starts:
             outputs = probe(dataset.pixels(slice(start, start + batch_size)))
             for layer in layers:
-                post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
-                values = reduce_channels(post, neuron).cpu()  # (B, C)
-                peaks = (post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post).cpu()
+                recorded = outputs[layer]  # the model's own output ("", ":KEY") is recorded whole
+                values, peaks = (summary(recorded, spec.activation(layer)) if isinstance(recorded, torch.Tensor)
+                                 else recorded[spec.activation(layer)])
                 channels = values.shape[1]
                 histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
                 histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
@@ -580,6 +593,120 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
     return ChunkResult(plan.layer, index, channels, render, values)
 
 
+def merge_renders(parts: Sequence[RenderResult]) -> RenderResult:
+    """Renders of consecutive image rows as one: images, values, history and snapshots side by side, the rows of
+    stopped images offset; an interruption in any part cuts the whole to the steps every part did."""
+    first, offsets = parts[0], np.cumsum([0] + [len(p.values) for p in parts[:-1]]).tolist()
+    steps = min(len(p.history) for p in parts)
+    interrupted = [p.interrupted_at for p in parts if p.interrupted_at is not None]
+    return replace(
+        first, images=torch.cat([p.images for p in parts]), values=torch.cat([p.values for p in parts]),
+        history=torch.cat([p.history[:steps] for p in parts], 1),
+        snapshots={s: torch.cat([p.snapshots[s] for p in parts]) for s in first.snapshots
+                   if all(s in p.snapshots for p in parts)},
+        steps_done=min(p.steps_done for p in parts), interrupted_at=min(interrupted) if interrupted else None,
+        stopped=[o + i for o, p in zip(offsets, parts) for i in p.stopped],
+        failed_at={o + i: step for o, p in zip(offsets, parts) for i, step in p.failed_at.items()},
+        failed_terms=tuple(dict.fromkeys(t for p in parts for t in p.failed_terms)),
+        notes=list(dict.fromkeys(n for p in parts for n in p.notes)))
+
+
+def _release_device_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def backed_off(run: Callable[[int, int], ChunkResult], count: int) -> list[ChunkResult]:
+    """``run(lo, hi)`` optimizes channels lo..hi-1 of a chunk of ``count``; on an out-of-memory error the range is
+    halved and each half run (halved again as needed), so a chunk that does not fit still finishes, fewer images
+    at once. A single channel that does not fit raises the error."""
+    def attempt(lo: int, hi: int) -> list[ChunkResult]:
+        try:
+            return [run(lo, hi)]
+        except torch.OutOfMemoryError:
+            if hi - lo <= 1:
+                raise
+        _release_device_memory()  # outside the except block: its traceback no longer holds the failed step's tensors
+        middle = (lo + hi) // 2
+        return attempt(lo, middle) + attempt(middle, hi)
+
+    return attempt(0, count)
+
+
+def visualize_chunk_fitting(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
+                            config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False,
+                            callback: ProgressCallback | None = None, starts: DataStarts | None = None) -> ChunkResult:
+    """``visualize_chunk``, backing off on a CUDA out-of-memory error (``backed_off``): the chunk's channels are
+    optimized in halves and merged into the same chunk. The images are the chunk's (each image's randomness comes
+    from its channel and copy, not its batch), up to the float noise a smaller batch can bring."""
+    channels, diverse = chunk_channels(plan, index), plan.diverse
+    chunk_starts = None if starts is None else starts.chunk(plan, index)
+
+    def run(lo: int, hi: int) -> ChunkResult:
+        if (lo, hi) == (0, len(channels)):
+            return visualize_chunk(model, spec, plan, index, config, neuron, callback, starts)
+        part = replace(plan, channels=tuple(channels[lo:hi]), chunk=(hi - lo) * diverse)
+        rows = slice(lo * diverse, hi * diverse)
+        part_starts = None if chunk_starts is None else DataStarts(chunk_starts[0][rows], chunk_starts[1][rows])
+        return visualize_chunk(model, spec, part, 0, config, neuron, callback, part_starts)
+
+    parts = backed_off(run, len(channels))
+    if len(parts) == 1:
+        return parts[0]
+    return ChunkResult(plan.layer, index, channels, merge_renders([p.render for p in parts]),
+                       torch.cat([p.activations for p in parts]))
+
+
+#: Chunks sized from a measured peak get this headroom over it (planned memory stays within 2x of the measured).
+MEASURED_HEADROOM = 1.25
+
+
+def measured_bytes_per_image(model: nn.Module, spec: ModelSpec, plan: LayerPlan,
+                             config: RenderConfig = CHANNELS_DEFAULTS, neuron: bool = False) -> int | None:
+    """The peak device memory of one step of the layer's first chunk (``torch.cuda.max_memory_allocated`` above
+    what was allocated before it), per image; None on the CPU, where nothing measures it cheaply. The model is
+    on ``config.device``; a first chunk that does not fit is measured at half its size (and so on)."""
+    device = torch.device(config.device)
+    if device.type != "cuda":
+        return None
+    images = min(plan.chunk, plan.images)
+
+    def probe(lo: int, hi: int) -> int:
+        part = replace(plan, channels=tuple(chunk_channels(plan, 0)[lo:hi]), chunk=(hi - lo) * plan.diverse)
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        visualize_chunk(model, spec, part, 0, config.replace(steps=1, snapshots=()), neuron)
+        torch.cuda.synchronize(device)
+        return max(1, (torch.cuda.max_memory_allocated(device) - base) // part.images)
+
+    return backed_off(probe, images // plan.diverse)[0]
+
+
+def sized_from(plan: LayerPlan, per_image: int, budget: int) -> LayerPlan:
+    """``plan`` with its chunk sized from a measured memory per image: as many images as fit ``budget`` at
+    MEASURED_HEADROOM x the measurement, a multiple of ``diverse``."""
+    bytes_per_image = math.ceil(per_image * MEASURED_HEADROOM)
+    chunk = max(plan.diverse, budget // bytes_per_image // plan.diverse * plan.diverse)
+    return replace(plan, chunk=chunk, bytes_per_image=bytes_per_image)
+
+
+def calibrate_plan(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+                   neuron: bool = False, budget_bytes: int | None = None) -> ChannelsPlan:
+    """On CUDA: every layer's chunk re-sized from the measured peak of its first chunk (``measured_bytes_per_image``,
+    ``sized_from``) against the device's memory budget: fewer, larger chunks where the estimate was cautious.
+    Unchanged on the CPU."""
+    if torch.device(config.device).type != "cuda":
+        return plan
+    budget = memory_budget(config.device) if budget_bytes is None else budget_bytes
+    layers = []
+    with on_device(model, config.device) as model:
+        for layer in plan.layers:
+            per_image = measured_bytes_per_image(model, spec, layer, config, neuron)
+            layers.append(layer if per_image is None else sized_from(layer, per_image, budget))
+    return replace(plan, layers=tuple(layers))
+
+
 def assemble_channels(plan: LayerPlan, chunks: Sequence[ChunkResult], config: RenderConfig, neuron: bool = False,
                       examples: ExampleStats | None = None) -> ChannelsResult:
     """A layer's result from its chunks (in plan order; a run stopped early has only the first ones)."""
@@ -612,8 +739,9 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     """
     spec, _ = prior_for(spec, data)
     if plan is None:
-        plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
-                             steps=config.steps, device=config.device)[layer]
+        planned = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
+                                steps=config.steps, device=config.device)
+        plan = (planned if batch_size else calibrate_plan(model, spec, planned, config, neuron))[layer]
     starts = None
     if config.image.style == "data" and examples is not None:
         starts = data_starts(plan, examples, examples_dataset(examples, dataset or data))
@@ -624,7 +752,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             offset = config.steps * index
             progress = None if callback is None else (
                 lambda step, _total, v, offset=offset: callback(offset + step, total_steps, v))
-            chunks.append(visualize_chunk(model, spec, plan, index, config, neuron, progress, starts))
+            chunks.append(visualize_chunk_fitting(model, spec, plan, index, config, neuron, progress, starts))
             if chunks[-1].render.interrupted_at is not None:
                 break
     return assemble_channels(plan, chunks, config, neuron, examples)

@@ -33,9 +33,48 @@ ProgressCallback = Callable[[int, int, torch.Tensor], None]
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
+class Adam:
+    """Adam with torch.optim.Adam's defaults and arithmetic (its single-tensor CPU path, step for step the same
+    bytes), without torch.optim: building a torch.optim optimizer imports torch._dynamo, which takes about as long
+    as importing torch itself, and its step reads the step count back with ``.item()``. The step count here is a
+    Python int, so a step never waits for the device."""
+
+    def __init__(self, parameters: Iterable[nn.Parameter], lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = list(parameters)
+        self.lr, self.betas, self.eps = float(lr), betas, eps
+        self.steps = 0
+        self.moments: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        step = float(self.steps)
+        step_size = self.lr / (1 - beta1 ** step)
+        correction = (1 - beta2 ** step) ** 0.5
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            if self.moments[i] is None:
+                self.moments[i] = (torch.zeros_like(p, memory_format=torch.preserve_format),
+                                   torch.zeros_like(p, memory_format=torch.preserve_format))
+            average, squares = self.moments[i]
+            average.lerp_(p.grad, 1 - beta1)
+            squares.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            p.addcdiv_(average, (squares.sqrt() / correction).add_(self.eps), value=-step_size)
+
+
 def adam(lr: float = 0.05) -> Optimizer:
-    """The default optimizer: Adam at ``lr``, its state kept across all steps."""
-    return lambda parameters: torch.optim.Adam(parameters, lr=lr)
+    """The default optimizer: Adam at ``lr`` (``Adam``), its state kept across all steps."""
+    return lambda parameters: Adam(parameters, lr=lr)
 
 
 @dataclass

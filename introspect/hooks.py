@@ -49,7 +49,7 @@ class _RedirectedReLU(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         normal = grad * (x > 0)
         dead = normal.flatten(1).abs().amax(1) == 0
-        if not bool(dead.any()):
+        if grad.device.type == "cpu" and not bool(dead.any()):  # elsewhere no host sync: the where below is exact
             return normal
         redirected = grad * ((x > 0) | (grad < 0))  # grad of the loss < 0: raising x helps
         return torch.where(dead.view(-1, *[1] * (grad.ndim - 1)), redirected, normal)
@@ -86,8 +86,9 @@ class Probe:
     images unless the caller disables them; ``clone``: see HookRegistry."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, layers: Sequence[str], device: torch.device | str = "cpu",
-                 early_exit: bool = True, clone: bool = True) -> None:
+                 early_exit: bool = True, clone: bool = True, reduce=None) -> None:
         self.model, self.layers, self.early_exit, self.clone = model, list(layers), early_exit, clone
+        self.reduce = reduce  # HookRegistry's: a summary of each layer's output recorded instead of it (by tap name)
         self.taps = {layer: spec.tap(layer) for layer in self.layers}
         self.normalize = Normalize.of(spec, device)
         self.device = torch.device(device)
@@ -96,7 +97,7 @@ class Probe:
     def __enter__(self) -> "Probe":
         self._stack.enter_context(frozen(self.model))
         self.hooks = self._stack.enter_context(HookRegistry(self.model, list(self.taps.values()), self.early_exit,
-                                                                  self.clone))
+                                                                  self.clone, self.reduce))
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -87,12 +87,28 @@ def non_finite_record(render) -> dict | None:
             "terms": list(render.failed_terms), "message": str(failure)}
 
 
+def torchvision_version() -> str:
+    """torchvision's version, read from its version.py when it is not loaded yet: importing torchvision to ask
+    takes seconds, longer than a default classes run optimizes."""
+    import importlib.util
+    import re
+    import sys
+
+    if "torchvision" not in sys.modules:
+        found = importlib.util.find_spec("torchvision")
+        version_file = Path(found.origin).parent / "version.py" if found is not None and found.origin else None
+        if version_file is not None and version_file.exists():
+            match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M)
+            if match:
+                return match.group(1)
+    import torchvision
+
+    return torchvision.__version__
+
+
 def base_record(provenance: Provenance, config, seconds: float, status: str, steps_done: int) -> dict:
     """What every run.json holds: model, settings, versions, status and the command that repeats it."""
     import platform
-
-    import torchvision
-
 
     return {
         "command": None if provenance.argv is None else shlex.join(["introspect", *provenance.argv]),
@@ -106,7 +122,7 @@ def base_record(provenance: Provenance, config, seconds: float, status: str, ste
         "status": status,
         "steps_done": steps_done,
         "seconds": round(seconds, 3),
-        "versions": {"introspect": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "versions": {"introspect": __version__, "torch": torch.__version__, "torchvision": torchvision_version(),
                      "numpy": np.__version__, "python": platform.python_version()},
     }
 
@@ -233,8 +249,6 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
     4,000 px), the overview as index.png, the first layer's first page again as report.png (and report.FORMAT;
     a PDF holds the overview and every page),
     the site, then run.json (updated with ``extra``; returned). The logits layer's units are named by ``class_names``."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
     from . import report
 
     rows: dict[str, list] = {key: [] for key in ("images", "labels", "layers", "scores", "examples",
@@ -253,25 +267,29 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
         np.savez_compressed(path, **arrays)
-    pages = []
+    pages, first = [], None
     for r in results:
         names = class_names if r.layer == logits_layer else None
         for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
                                                               provenance.label, unit_names=names), 1):
-            with run.file(f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png") as path:  # a safe name
+            name = f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png"  # a safe name
+            with run.file(name) as path:
                 report.save_figure(page, path)
             pages.append(page)
+            first = first or name
     overview = report.index_figures(results, provenance.label)
     index = overview[0]
     with run.file("index.png") as path:
         report.save_figure(index, path)
-    with run.file("report.png") as path:  # the first layer's first page in full, not the index strip
-        report.save_figure(pages[0], path)
+    with run.file("report.png") as path:  # the first layer's first page in full, not the index strip: its bytes
+        shutil.copyfile(run.path / first, path)
     for number, page in enumerate(overview[1:], 2):
         with run.file(f"index-{number}.png") as path:
             report.save_figure(page, path)
     for fmt in formats:
         if fmt == "pdf":
+            from matplotlib.backends.backend_pdf import PdfPages  # only for a PDF: importing it takes a while
+
             with run.file("report.pdf") as path, PdfPages(path) as pdf:
                 for page in overview + pages:
                     pdf.savefig(page)
@@ -301,8 +319,6 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
                       logits_layer: str | None = None) -> dict:
     """The report (report.png, then report-2.png... for pages past 4,000 px; a PDF holds every page; other
     formats the first), activations.npz, then run.json (returned)."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
     from . import report
 
     pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
@@ -312,6 +328,8 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
             report.save_figure(page, path)
     for fmt in formats:
         if fmt == "pdf":
+            from matplotlib.backends.backend_pdf import PdfPages
+
             with run.file("report.pdf") as path, PdfPages(path) as pdf:
                 for page in pages:
                     pdf.savefig(page)

@@ -234,15 +234,24 @@ class Page:
         return self.fig.text(x / self.w, 1 - top / self.h, text, fontsize=size, **kwargs)
 
     def image(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None, **kwargs):
-        """``array`` drawn in the box (x, top, w, h): a picture, or a one-row array (a 1-D signal, a Conv1d
-        map) as a waveform with axes (``signal``)."""
+        """``array`` drawn into the box (nearest pixels), or a one-row array (a 1-D signal, a Conv1d map) as a
+        waveform with axes (``signal``). Pixels (no colormap, or gray, one fixed 0..1 scale) are drawn straight onto
+        the figure, with no axes: building an axes costs more than drawing its image, and a 512-channel page has
+        512 tiles. Returns (the axes, or None for pixels, the image artist or a colour mappable)."""
         if is_signal(array):
             return self.signal(x, top, array, w, h, cmap, **kwargs)
-        ax = self.axes(x, top, w, h)
         if cmap in (None, "gray") and "norm" not in kwargs:  # pixels: one fixed 0..1 scale, never stretched
-            cmap = "gray" if array.ndim == 2 else None
-            kwargs.setdefault("vmin", 0)
-            kwargs.setdefault("vmax", 1)
+            from matplotlib.image import BboxImage
+            from matplotlib.transforms import Bbox, TransformedBbox
+
+            box = Bbox.from_bounds(x / self.w, (self.h - top - h) / self.h, w / self.w, h / self.h)
+            shown = BboxImage(TransformedBbox(box, self.fig.transFigure), cmap="gray" if array.ndim == 2 else None,
+                              interpolation="nearest")
+            shown.set_data(array)
+            shown.set_clim(kwargs.get("vmin", 0), kwargs.get("vmax", 1))
+            self.fig.add_artist(shown)
+            return None, shown
+        ax = self.axes(x, top, w, h)
         shown = ax.imshow(array, cmap=cmap, interpolation="nearest", aspect="auto", **kwargs)
         ax.set_axis_off()
         return ax, shown

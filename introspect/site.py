@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -651,21 +651,48 @@ def _magma(scaled: np.ndarray) -> np.ndarray:
 
 #: A one-row colour map (a 1-D layer's activations, a signal's saliency) is drawn this many pixels tall.
 STRIP_PX = 24
+#: While ``_write_site`` runs: the threads that encode its PNGs (PIL lets go of the GIL while it compresses, so
+#: thousands of thumbnails encode on every core), and what they were handed.
+_ENCODING: tuple | None = None
 
 
 def _png(out: Path, name: str, array: np.ndarray) -> None:
-    """A uint8 picture as a PNG; a one-row one (a 1-D signal) as a waveform picture with axes, a one-row colour
-    map as a strip STRIP_PX tall: a 1-pixel strip is invisible on a page."""
+    """A uint8 picture as a PNG (on the encoding threads while ``_encoding_in_parallel`` runs); a one-row one (a 1-D
+    signal) as a waveform picture with axes, a one-row colour map as a strip STRIP_PX tall: a 1-pixel strip is
+    invisible on a page."""
+    target = _target(out, name)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] != 3:
         array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
     if array.shape[0] == 1 and array.shape[1] > 1:
         if array.ndim == 2:
             from .report import save_signal_png
 
-            save_signal_png(_target(out, name), array.astype(np.float32) / 255)
+            save_signal_png(target, array.astype(np.float32) / 255)  # matplotlib: on this thread
             return
         array = np.repeat(array, STRIP_PX, axis=0)
-    save_png(_target(out, name), array)
+    if _ENCODING is None:
+        save_png(target, array)
+    else:
+        pool, pending = _ENCODING
+        pending.append(pool.submit(save_png, target, np.array(array, copy=True)))
+
+
+@contextlib.contextmanager
+def _encoding_in_parallel() -> Iterator[None]:
+    """PNGs written by ``_png`` meanwhile are encoded on a pool of threads; all are written (or the first error
+    raised) before it ends."""
+    global _ENCODING
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        pending: list = []
+        _ENCODING = (pool, pending)
+        try:
+            yield
+        finally:
+            _ENCODING = None
+            for future in pending:
+                future.result()
 
 
 def _num(value) -> float | None:
@@ -686,6 +713,11 @@ def _top(values: torch.Tensor, count: int = 8) -> list[tuple[int, float]]:
 
 
 def _write_site(site: Site, out: Path) -> None:
+    with _encoding_in_parallel():
+        _write_pages(site, out)
+
+
+def _write_pages(site: Site, out: Path) -> None:
     for asset in ("explore.js", "explore.css"):
         shutil.copyfile(ASSETS / asset, out / asset)
     class_pages = _class_pages(site)

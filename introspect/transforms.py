@@ -43,12 +43,18 @@ def apply_affine(images: torch.Tensor, draws: torch.Tensor, config: TransformCon
     draws = draws.to(images)
     if height == 1 or width == 1:  # one row or one column (a 1-D signal): shift along it only
         return along_axis(images, draws, config)
+    return sample(images, affine_theta(draws, config, height, width))
+
+
+def affine_theta(draws: torch.Tensor, config: TransformConfig, height: int, width: int) -> torch.Tensor:
+    """The affine matrices (..., 2, 3) of draws (..., 4) in [-1, 1) for images of ``height`` x ``width``: a rotation,
+    zoom and whole-pixel shift (pictures: a 1-D signal is shifted by ``along_axis``)."""
     jitter = config.jitter_pixels(min(height, width))
-    angle = draws[:, 0] * math.radians(config.rotate)
-    zoom = 1 + draws[:, 1] * config.scale
-    shift_x = torch.round(draws[:, 2] * jitter) * 2 / width
-    shift_y = torch.round(draws[:, 3] * jitter) * 2 / height
-    return affine(images, angle, zoom, shift_x, shift_y)
+    angle = draws[..., 0] * math.radians(config.rotate)
+    zoom = 1 + draws[..., 1] * config.scale
+    shift_x = torch.round(draws[..., 2] * jitter) * 2 / width
+    shift_y = torch.round(draws[..., 3] * jitter) * 2 / height
+    return _theta(angle, zoom, shift_x, shift_y)
 
 
 def along_axis(images: torch.Tensor, draws: torch.Tensor, config: TransformConfig) -> torch.Tensor:
@@ -64,13 +70,21 @@ def along_axis(images: torch.Tensor, draws: torch.Tensor, config: TransformConfi
     return shifted.view(images.shape)
 
 
+def _theta(angle: torch.Tensor, zoom: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    return torch.stack([torch.stack([cos, -sin, shift_x], -1), torch.stack([sin, cos, shift_y], -1)], -2)
+
+
+def sample(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Each image resampled (bilinear) through its affine matrix of ``theta`` (B, 2, 3); zeros fill the border."""
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def affine(images: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift_x: torch.Tensor,
            shift_y: torch.Tensor) -> torch.Tensor:
     """Rotate by ``angle`` (radians), zoom and shift (in [-1, 1] grid units) each image; zeros fill the border."""
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
-    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sample(images, _theta(angle, zoom, shift_x, shift_y))
 
 
 class RandomAffine:
@@ -80,9 +94,16 @@ class RandomAffine:
     name = "random_affine"
     random = True  # left out when render measures the final images
 
+    #: Steps whose draws are taken at once: one generator call per image per block, not per step (the same numbers:
+    #: a generator's block of draws is its per-step draws in order), and the block's affine matrices in one go.
+    BLOCK = 64
+
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
         self.generators = list(generators)
+        self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
+        self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3)
+        self._next = 0
 
     @classmethod
     def for_keys(cls, config: TransformConfig, seed: int, keys: Sequence[int]) -> "RandomAffine":
@@ -92,4 +113,16 @@ class RandomAffine:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if not self.config.enabled:
             return images
-        return apply_affine(images, random_affine_params(self.generators), self.config)
+        if self._drawn is None or self._next == len(self._drawn):
+            self._drawn = torch.stack([torch.rand(self.BLOCK, 4, generator=g) for g in self.generators], 1) * 2 - 1
+            self._thetas, self._next = {}, 0
+        _, _, height, width = images.shape
+        if height == 1 or width == 1:  # a 1-D signal: shifted along it, no matrices
+            self._next += 1
+            return along_axis(images, self._drawn[self._next - 1].to(images), self.config)
+        key = (images.device, images.dtype, height, width)
+        if key not in self._thetas:  # one host-to-device copy per block
+            self._thetas[key] = affine_theta(self._drawn.to(images), self.config, height, width)
+        theta = self._thetas[key][self._next]
+        self._next += 1
+        return sample(images, theta)

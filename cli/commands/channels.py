@@ -94,9 +94,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                 "formats": formats}  # what --resume needs, in the manifest
         with RunProgress(io, config.steps) as listener:
             done = run_channels(loaded.model, loaded.spec, layers, args.out, channels=args.channels, config=config,
-                                neuron=args.neuron, diverse=args.diverse, plan=plan, data=data, top_k=args.top_k,
-                                ranks=ranks, listener=listener, provenance=provenance(loaded, kept), formats=formats,
-                                force=args.force, repeat=kept, cache_key=loaded.sha256)
+                                neuron=args.neuron, diverse=args.diverse, plan=plan, batch_size=args.batch_size,
+                                data=data, top_k=args.top_k, ranks=ranks, listener=listener, formats=formats,
+                                provenance=provenance(loaded, kept), force=args.force, repeat=kept, cache_key=loaded.sha256)
         return outcome(done, io, ranks)
 
 

@@ -16,7 +16,7 @@ from introspect.records import Provenance, classes_image_records, run_status, wr
 from ..data import add_data_options, apply_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, parse_formats, positive_int, repeat_record)
-from ..output import Outcome, Output, plural, say, written
+from ..output import Outcome, Output, mean_info, plural, preload, say, written
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if args.dry_run:
         return Outcome(summary={"plan": {"images": images, "classes": count, "candidates": args.candidates,
                                          "steps": config.steps, "device": config.device}})
+    preload("introspect.report")  # drawn after the optimization: imported meanwhile
     prior = apply_prior(loaded, prior_data(args, loaded, io), io, derive=True)
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
             task = bar.add_task("classes", total=config.steps, info="", unit="step")
 
             def on_step(step: int, total: int, values) -> None:
-                bar.update(task, completed=step, info=f"mean objective {values.mean():.2f}")
+                bar.update(task, completed=step, **mean_info("mean objective", step, values, ".2f"))
                 interrupts.check()
 
             result = visualize_classes(loaded.model, loaded.spec, classes, config, args.objective, callback=on_step,

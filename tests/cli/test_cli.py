@@ -129,3 +129,14 @@ def test_classes_candidates_plan_summary_and_record(tmp_path, capsys):
     assert record["images"] == summary["images"]
     data = np.load(tmp_path / "a" / "images.npz")
     assert data["images"].shape == (2, 1, 28, 28) and list(data["candidate"]) == [i["candidate"] for i in summary["images"]]
+
+
+def test_progress_reads_a_gpu_mean_only_at_intervals():
+    """The progress line's mean objective: every step on the CPU; off the CPU only every READ_EVERY steps (each
+    read waits for the device), the last text staying meanwhile."""
+    from introspect_cli.output import READ_EVERY, mean_info
+
+    assert mean_info("mean objective", 3, torch.tensor([1.0, 2.0]), ".2f") == {"info": "mean objective 1.50"}
+    elsewhere = torch.empty(2, device="meta")  # a device that is not the CPU, with nothing to read
+    assert mean_info("mean objective", 3, elsewhere, ".2f") == {}
+    assert READ_EVERY > 1

@@ -256,3 +256,53 @@ def test_data_style_run_channels(tmp_path, shipped_mnist):
     assert run.complete
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert '"style": "data"' in json.dumps(record)
+
+
+def test_a_chunk_that_runs_out_of_memory_is_halved_and_finishes(tiny_model, tiny_spec, monkeypatch):
+    """A fake CUDA out-of-memory error for more than 2 images at once: the 6-image chunk backs off to pieces of
+    at most 2 and still gives the chunk's images (each image's randomness comes from its channel)."""
+    import introspect.channels as channels_module
+
+    real, sizes = channels_module.visualize_chunk, []
+
+    def small_memory(model, spec, plan, index, *args, **kwargs):
+        images = len(channels_module.chunk_channels(plan, index)) * plan.diverse
+        sizes.append(images)
+        if images > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+        return real(model, spec, plan, index, *args, **kwargs)
+
+    whole = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(6)), FAST, batch_size=6)
+    monkeypatch.setattr(channels_module, "visualize_chunk", small_memory)
+    backed = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(6)), FAST, batch_size=6)
+    assert sizes == [6, 3, 1, 2, 3, 1, 2]  # halved, and halved again where still too big
+    assert backed.images.shape == whole.images.shape and backed.renders[0].history.shape == (FAST.steps, 6)
+    torch.testing.assert_close(backed.images, whole.images, atol=1e-4, rtol=0)
+    torch.testing.assert_close(backed.activations, whole.activations, atol=1e-4, rtol=1e-4)
+
+
+def test_one_channel_that_does_not_fit_raises(tiny_model, tiny_spec, monkeypatch):
+    import introspect.channels as channels_module
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+
+    monkeypatch.setattr(channels_module, "visualize_chunk", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        visualize_channels(tiny_model, tiny_spec, "conv2", [0, 1], FAST, batch_size=2)
+
+
+def test_chunks_sized_from_a_measured_peak(tiny_model, tiny_spec):
+    """A measured memory per image sizes the chunk within 2x of it; the CPU measures nothing and keeps the plan."""
+    from introspect.channels import (MEASURED_HEADROOM, calibrate_plan, measured_bytes_per_image, plan_channels,
+                                     sized_from)
+
+    plan = plan_channels(tiny_model, tiny_spec, ["conv2"], budget_bytes=10 << 20)
+    layer = plan["conv2"]
+    resized = sized_from(layer, per_image=100_000, budget=10 << 20)
+    assert resized.chunk == (10 << 20) // int(100_000 * MEASURED_HEADROOM)
+    assert 100_000 <= resized.bytes_per_image <= 2 * 100_000
+    assert resized.chunk * resized.bytes_per_image <= 10 << 20
+    assert sized_from(replace(layer, diverse=3), 100_000, 10 << 20).chunk % 3 == 0
+    assert measured_bytes_per_image(tiny_model, tiny_spec, layer, FAST) is None
+    assert calibrate_plan(tiny_model, tiny_spec, plan, FAST) == plan

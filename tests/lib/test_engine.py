@@ -179,7 +179,9 @@ def test_render_from_the_callers_parts_is_drawn_and_saved(tiny_model, tmp_path):
     assert result.images.shape == (2, 1, 28, 28) and result.history.shape == (5, 2)
     assert (result.objective, result.param, result.transforms) == (objective.name, "MyParam", ("my_fn",))
     assert result.regularizers == ("total_variation(0.1)",)
-    assert introspect.figure(result).axes
+    from matplotlib.image import BboxImage
+
+    assert len(introspect.figure(result).findobj(BboxImage)) == 2  # both images drawn
     folder = introspect.save_run(result, tmp_path / "run")
     assert {"images.npz", "report.png", "run.json"} <= {p.name for p in folder.iterdir()}
     record = json.loads((folder / "run.json").read_text())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.colors import to_rgb
-from matplotlib.image import AxesImage
+from matplotlib.image import AxesImage, BboxImage
 from matplotlib.text import Text
 from torch import nn
 
@@ -49,7 +49,8 @@ def measure(fig) -> dict:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     image_axes = [ax for ax in fig.axes if ax.images]
-    boxes = [ax.get_window_extent(renderer) for ax in image_axes]
+    pictures = fig.findobj(BboxImage)  # pixels drawn straight on the figure
+    boxes = [ax.get_window_extent(renderer) for ax in image_axes] + [p.get_window_extent(renderer) for p in pictures]
     sizes, contrasts, scales = [], [], []
     for text in fig.findobj(Text):
         if not text.get_visible() or not text.get_text().strip():
@@ -71,14 +72,13 @@ def measure(fig) -> dict:
         ratio = contrast(text.get_color(), background)
         contrasts.append(ratio)
         assert ratio >= 4.5, f"{text.get_text()!r}: contrast {ratio:.2f}"
-    for ax, box in zip(image_axes, boxes):
-        for image in ax.images:
-            if not isinstance(image, AxesImage):
-                continue
-            h, w = np.asarray(image.get_array()).shape[:2]
-            if h == SIZE:  # input-sized tiles (mosaics are one input high)
-                scales.append(min(box.height / h, box.width / w))
-                assert box.height >= 4 * h - 1 and box.width >= 4 * w - 1, (box.height, box.width, h, w)
+    drawn = [(image, box) for ax, box in zip(image_axes, boxes) for image in ax.images if isinstance(image, AxesImage)]
+    drawn += list(zip(pictures, boxes[len(image_axes):]))
+    for image, box in drawn:
+        h, w = np.asarray(image.get_array()).shape[:2]
+        if h == SIZE:  # input-sized tiles (mosaics are one input high)
+            scales.append(min(box.height / h, box.width / w))
+            assert box.height >= 4 * h - 1 and box.width >= 4 * w - 1, (box.height, box.width, h, w)
     return {"size": min(sizes), "contrast": min(contrasts), "scale": min(scales) if scales else None}
 
 

@@ -63,3 +63,14 @@ def test_normalize_uses_the_spec():
     x = torch.rand(1, 3, 2, 2)
     expected = (x - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.5, 2.0]).view(1, 3, 1, 1)
     torch.testing.assert_close(Normalize.of(spec)(x), expected)
+
+
+def test_random_affine_draws_in_blocks_are_its_per_step_draws():
+    """RandomAffine takes a block of steps' draws at once: step s still gets each image's s-th draw."""
+    config = TransformConfig()
+    transform = RandomAffine.for_keys(config, 3, [0, 5])
+    generators = image_generators(3, [0, 5], TRANSFORMS)
+    images = torch.rand(2, 1, 12, 12)
+    for _ in range(RandomAffine.BLOCK + 3):
+        expected = apply_affine(images, random_affine_params(generators), config)
+        assert torch.equal(transform(images), expected)

@@ -1,0 +1,298 @@
+"""introspect against the floor, in one process: a bare Adam loop on pixels (same model, images, steps, threads).
+
+    python benchmarks/floor.py classes  [--model mnist] [--device cpu|cuda] [--amp] [--repeats 3]
+    python benchmarks/floor.py channels [--model mnist] [--layer conv2] [--channels 64] [--steps 256] [--size PX]
+                                        [--device cpu|cuda] [--amp] [--repeats 3]
+    python benchmarks/floor.py process  [--repeats 3] [--baseline DIR]   # whole `introspect classes` / the blog program
+    python benchmarks/floor.py writing  [--model torchvision:resnet18] [--layer layer4.1.conv2] [--size 32] [--steps 2]
+    python benchmarks/floor.py layers   [--model fashion-mnist] [--steps 1]   # --layer all / the deepest layer
+
+The floor: free pixels (B, C, H, W) in [0, 1] as the only parameter, the model's normalization, the forward stopped
+at the layer by a hook, loss = minus the class logit (classes) or the channel's spatial mean (channels), Adam at
+the same lr, no weight gradients; in bfloat16 autocast too with --amp. The blog program (benchmarks/blog_loop.py,
+unchanged) and lucent (when installed) do the same work where they can. Runs alternate, medians of --repeats are
+kept: on a shared machine compare the ratios, not the seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from blog_loop import blog_loop  # noqa: E402
+from introspect import CLASSES_DEFAULTS, load_model, visualize_classes  # noqa: E402
+from introspect.capture import HookRegistry  # noqa: E402
+from introspect.channels import CHANNELS_DEFAULTS, visualize_channels  # noqa: E402
+from introspect.hooks import frozen  # noqa: E402
+from introspect.models import MetaOverrides  # noqa: E402
+from introspect.transforms import Normalize  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: The clock runs are timed with: wall time, or this process's CPU time (``--clock cpu``: steadier on a shared
+#: machine, where other jobs take turns on the cores; use it with --threads 1, on the CPU).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    start = clock()
+    fn()
+    sync(device)
+    return clock() - start
+
+
+def floor_loop(model, spec, layer: str, targets: torch.Tensor, steps: int, lr: float, device: torch.device,
+               amp: bool = False) -> torch.Tensor:
+    """The bare loop: Adam on free pixels, the forward stopped at ``layer``, each image raising its own target
+    (a class logit, or a channel's spatial mean). Returns the final pixels."""
+    batch = len(targets)
+    pixels = torch.rand(batch, *spec.image_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    pixels.requires_grad_(True)
+    normalize = Normalize.of(spec, device)
+    optimizer = torch.optim.Adam([pixels], lr=lr)
+    rows, targets = torch.arange(batch, device=device), targets.to(device)
+    with frozen(model), HookRegistry(model, [layer]) as hooks:
+        for _ in range(steps):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                output = hooks.run(normalize(pixels))[layer]
+            picked = output[rows, targets].float()
+            loss = -picked.flatten(1).mean(1).sum() if picked.ndim > 1 else -picked.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return pixels.detach()
+
+
+def lucent_seconds(model, spec, layer: str, channels: list[int], steps: int) -> str:
+    """lucent's render_vis on the same channels (its default transforms, one batched objective), or why not."""
+    try:
+        from lucent.optvis import objectives, param, render, transform
+    except ImportError:
+        return "lucent: not installed"
+    name = layer.replace(".", "_")
+    objective = sum(objectives.channel(name, c, batch=i) for i, c in enumerate(channels))
+    channels_in, height, _ = spec.image_shape
+    start = time.perf_counter()
+    render.render_vis(model, objective, lambda: param.image(height, channels=channels_in, batch=len(channels)),
+                      transforms=transform.standard_transforms, thresholds=(steps,), fixed_image_size=height,
+                      show_image=False, progress=False)
+    seconds = time.perf_counter() - start
+    return f"lucent: {seconds:.2f} s, {len(channels) * steps / seconds:.0f} image-steps/s"
+
+
+def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_key: str) -> dict[str, float]:
+    """Alternate the runs ``repeats`` times; print each one's median seconds, image-steps/s and ratio to the floor."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(timed(fn, device))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    floors = {name: work[name] / medians[name] for name in runs}
+    for name in runs:
+        reference = floor_key if "bf16" not in name else floor_key + " bf16"
+        ratio = floors[name] / floors[reference] if reference in floors else float("nan")
+        print(f"{name:<34} {medians[name]:8.3f} s {floors[name]:10.0f} image-steps/s  {ratio:6.1%} of the floor")
+    return floors
+
+
+def classes(args) -> None:
+    loaded = load_model(args.model)
+    model, spec = loaded.model.to(args.device), loaded.spec
+    device = torch.device(args.device)
+    config = CLASSES_DEFAULTS.replace(device=str(device))
+    labels = list(range(spec.num_classes))
+    targets = torch.tensor(labels)
+    layer = spec.logits
+    runs = {"introspect classes (defaults)": lambda: visualize_classes(model, spec, config=config),
+            "floor": lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device)}
+    work = dict.fromkeys(runs, len(labels) * config.steps)
+    if args.amp:
+        runs["introspect classes --amp bf16"] = lambda: visualize_classes(model, spec, config=config.replace(amp=True))
+        runs["floor bf16"] = lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device, amp=True)
+        work.update(dict.fromkeys(list(runs)[-2:], len(labels) * config.steps))
+    if tuple(spec.image_shape) == (1, 28, 28) and device.type == "cpu":
+        runs["blog loop (one class at a time)"] = lambda: blog_loop(model, spec, labels, steps=50)
+        work["blog loop (one class at a time)"] = len(labels) * 50
+    visualize_classes(model, spec, config=config.replace(steps=2))  # warm-up
+    floor_loop(model, spec, layer, targets, 2, config.lr, device)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model}, {len(labels)} "
+          f"classes x {config.steps} steps in one batch; medians of {args.repeats}, {args.clock} clock")
+    compare(runs, work, args.repeats, device, "floor")
+
+
+def channels(args) -> None:
+    meta = MetaOverrides(size=args.size) if args.size else None
+    loaded = load_model(args.model, meta=meta) if meta else load_model(args.model)
+    model, spec = loaded.model.to(args.device), loaded.spec
+    device = torch.device(args.device)
+    config = CHANNELS_DEFAULTS.replace(steps=args.steps, device=str(device))
+    picked = list(range(args.channels))
+    targets = torch.tensor(picked)
+    batch = len(picked)
+    runs = {"introspect channels (defaults)": lambda: visualize_channels(model, spec, args.layer, picked, config,
+                                                                          batch_size=batch),
+            "floor": lambda: floor_loop(model, spec, args.layer, targets, args.steps, config.lr, device)}
+    if args.amp:
+        runs["introspect channels --amp bf16"] = lambda: visualize_channels(
+            model, spec, args.layer, picked, config.replace(amp=True), batch_size=batch)
+        runs["floor bf16"] = lambda: floor_loop(model, spec, args.layer, targets, args.steps, config.lr, device, True)
+    work = dict.fromkeys(runs, batch * args.steps)
+    visualize_channels(model, spec, args.layer, picked, config.replace(steps=2), batch_size=batch)  # warm-up
+    floor_loop(model, spec, args.layer, targets, 2, config.lr, device)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model} {args.layer}, "
+          f"{batch} channels x {args.steps} steps at {spec.image_shape[-1]} px; medians of {args.repeats}, {args.clock} "
+          "clock")
+    compare(runs, work, args.repeats, device, "floor")
+    print(lucent_seconds(model, spec, args.layer, picked, args.steps))
+
+
+def process(args) -> None:
+    """Whole processes, alternating: `introspect classes` (defaults, report and site) and the blog program."""
+    import os
+
+    introspect = [sys.executable, "-m", "introspect_cli.main", "classes", "--quiet", "--out"]
+    here = (None, str(HERE.parent))
+    commands = {"introspect classes": (introspect, here),
+                "blog program": ([sys.executable, str(HERE / "blog_loop.py"), "--out"], here)}
+    if args.baseline:  # another checkout's packages first on the path (and as the working folder)
+        baseline = str(Path(args.baseline).resolve())
+        commands["introspect classes (baseline)"] = (introspect, ({**os.environ, "PYTHONPATH": baseline}, baseline))
+    import resource
+
+    def used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    clocks = {"wall": time.perf_counter, "cpu": used}  # cpu: the processes' own CPU time, steadier on a shared machine
+    times = {clock: {name: [] for name in commands} for clock in clocks}
+    with tempfile.TemporaryDirectory() as scratch:
+        for i in range(args.repeats):
+            for n, (name, (command, (env, cwd))) in enumerate(commands.items()):
+                start = {clock: read() for clock, read in clocks.items()}
+                subprocess.run([*command, str(Path(scratch) / f"{n}-{i}")], check=True, capture_output=True, env=env,
+                               cwd=cwd)
+                for clock, read in clocks.items():
+                    times[clock][name].append(read() - start[clock])
+    for clock, table in times.items():
+        medians = {name: statistics.median(t) for name, t in table.items()}
+        for name, t in table.items():
+            print(f"{clock:<5} {name:<30} median {medians[name]:.2f} s  ({', '.join(f'{s:.2f}' for s in t)})")
+        for name in commands:
+            if name != "blog program":
+                print(f"{clock:<5} {name} / blog program: {medians[name] / medians['blog program']:.2f}x (bar <= 0.8)")
+
+
+def writing(args) -> None:
+    """Phases of a channels run with no dataset: model load, planning, optimization, writing."""
+    from introspect.channel_runs import RunListener, run_channels
+
+    class Clock(RunListener):
+        def __init__(self) -> None:
+            self.marks: dict[str, float] = {}
+
+        def started(self, items, steps) -> None:
+            self.marks["optimize"] = time.perf_counter()
+
+        def writing(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def timing():
+                self.marks["write"] = time.perf_counter()
+                yield
+                self.marks["end"] = time.perf_counter()
+            return timing()
+
+    start = time.perf_counter()
+    loaded = load_model(args.model, meta=MetaOverrides(size=args.size))
+    loaded_at = time.perf_counter()
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as scratch:
+        run_channels(loaded.model, loaded.spec, [args.layer], Path(scratch) / "run", listener=clock,
+                     config=CHANNELS_DEFAULTS.replace(steps=args.steps, device=args.device, amp=args.amp))
+        finished = time.perf_counter()
+        count = len(list((Path(scratch) / "run").rglob("*")))
+    m = clock.marks
+    beyond = finished - start - (loaded_at - start) - (m["write"] - m["optimize"])
+    print(f"torch {torch.__version__}, {args.device}{' --amp' if args.amp else ''}, {torch.get_num_threads()} threads; "
+          f"{args.model} {args.layer}, {args.size} px, {args.steps} steps, no dataset; {count} files written")
+    print(f"load model {loaded_at - start:.2f} s | plan {m['optimize'] - loaded_at:.2f} s | optimize and assemble "
+          f"{m['write'] - m['optimize']:.2f} s | write {m['end'] - m['write']:.2f} s")
+    print(f"beyond loading the model and optimizing: {beyond:.2f} s (bar on the CPU: <= 3 s for 512 channels); "
+          f"writing / optimizing = {(m['end'] - m['write']) / (m['write'] - m['optimize']):.1%} (bar on a GPU: <= 10%)")
+
+
+def layers(args) -> None:
+    """`--layer all` against the deepest layer alone, each with a cold examples cache, in one process."""
+    from introspect.channel_runs import run_channels
+    from introspect.data import load_dataset
+    from introspect.layers import select_layers
+
+    loaded = load_model(args.model)
+    every = select_layers(loaded.model, loaded.spec.input_shape, "all")
+    data = load_dataset(loaded.spec.dataset, "train")
+    config = CHANNELS_DEFAULTS.replace(steps=args.steps)
+    times: dict[str, list[float]] = {"--layer all": [], f"deepest ({every[-1]})": []}
+    for _ in range(args.repeats):
+        for name, chosen in zip(times, (every, every[-1:])):
+            with tempfile.TemporaryDirectory() as scratch:
+                start = clock()
+                run_channels(loaded.model, loaded.spec, chosen, Path(scratch) / "run", config=config, data=data,
+                             cache_key=None)
+                times[name].append(clock() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
+        print(f"{name:<24} median {medians[name]:.2f} s  ({', '.join(f'{s:.2f}' for s in t)})")
+    first, second = medians.values()
+    print(f"{args.model}: {len(every)} layers, --steps {args.steps}, cold cache, {args.clock} clock: all / deepest = "
+          f"{first / second:.2f}x (bar <= 1.3)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["classes", "channels", "process", "writing", "layers"])
+    parser.add_argument("--model", help="built-in or torchvision:NAME (default per mode)")
+    parser.add_argument("--layer", help="channels and writing: the layer")
+    parser.add_argument("--channels", type=int, default=64, help="channels: how many (default 64)")
+    parser.add_argument("--steps", type=int, help="channels: 256; writing: 2; layers: 1")
+    parser.add_argument("--size", type=int, help="input size in pixels (torchvision models; writing: 32)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--amp", action="store_true", help="also bfloat16 autocast, introspect and the floor")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians kept (default 3)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="process: also time a folder holding another checkout's introspect and introspect_cli "
+                             "packages (links to its introspect/ and cli/), e.g. the commit before a change")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall, or cpu: this process's CPU time, steadier on a shared machine (with --threads 1)")
+    args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    defaults = {"classes": ("mnist", None, None), "channels": ("mnist", "conv2", 256), "process": (None, None, None),
+                "writing": ("torchvision:resnet18", "layer4.1.conv2", 2), "layers": ("fashion-mnist", None, 1)}
+    model, layer, steps = defaults[args.mode]
+    args.model, args.layer, args.steps = args.model or model, args.layer or layer, args.steps or steps
+    if args.mode == "writing":
+        args.size = args.size or 32
+    {"classes": classes, "channels": channels, "process": process, "writing": writing, "layers": layers}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
