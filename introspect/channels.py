@@ -26,7 +26,7 @@ from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
-from .params import ImageConfig, example_image_for, prior_for
+from .params import BASIS_VALUES, ImageConfig, example_image_for, prior_for
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -34,10 +34,23 @@ from .params import ImageConfig, example_image_for, prior_for
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
 
-#: The data style (``ImageConfig.style``): the target of each image, x the best real image's activation of its channel (nothing is
-#: gained past it), and the weight of the squared distance to its starting real example (benchmarks/channel_quality.py).
-DATA_TARGET = 1.2
-DATA_DISTANCE_WEIGHT = 10.0
+#: The data style (``ImageConfig.style``), chosen by benchmarks/channel_quality.py: each image (free pixels from its
+#: channel's top real example) is pushed to DATA_TARGET x the best real activation (nothing is gained past it) while
+#: its distance from the data above DATA_BUDGET costs DATA_DISTANCE_WEIGHT per unit: its energy outside the top
+#: DATA_COMPONENTS principal components of the real images, over the median real image's energy outside the top
+#: DATA_MEASURED (the issue's measure: fewer components held than measured keep the images inside the measure's
+#: subspace, whose last directions another estimate of it may differ on). Its Adam rate is DATA_LR_SCALE x ``lr``
+#: (real images start saturated). Inputs of more than params.BASIS_VALUES values have no such subspace: there the
+#: squared pixel distance to the example costs DATA_PIXEL_WEIGHT (``objectives.accentuate``).
+DATA_TARGET = 1.5
+DATA_BUDGET = 1.8
+DATA_DISTANCE_WEIGHT = 0.05
+DATA_COMPONENTS = 40
+DATA_MEASURED = 50
+DATA_LR_SCALE = 2.0
+DATA_PIXEL_WEIGHT = 10.0
+#: At most this many real images (evenly spaced) give the data's principal subspace.
+DATA_SUBSPACE_IMAGES = 10000
 
 #: Weight of the diversity term of a diverse run (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
@@ -519,6 +532,9 @@ class DataStarts:
 
     images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
     targets: torch.Tensor  # (len(plan.channels) * diverse,)
+    mean: torch.Tensor | None = None  # (C*H*W,) the real images' mean; None for inputs too large (see data_subspace)
+    components: torch.Tensor | None = None  # (C*H*W, DATA_COMPONENTS) orthonormal: their principal directions
+    scale: float = 1.0  # the median real image's energy outside them
 
     def chunk(self, plan: LayerPlan, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         per_chunk = plan.chunk // plan.diverse * plan.diverse
@@ -533,7 +549,23 @@ def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) 
     k = examples.top_indices.shape[1]
     picked = torch.stack([examples.top_indices[c, min(j, k - 1)] for c in channels for j in range(plan.diverse)])
     best = examples.max_value[channels].float().clamp(min=1e-6).repeat_interleave(plan.diverse)
-    return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best)
+    return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, *data_subspace(dataset))
+
+
+def data_subspace(dataset: ImageDataset) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    """The mean, top DATA_COMPONENTS principal directions (exact: the covariance's eigenvectors) and median energy
+    outside the top DATA_MEASURED of at most DATA_SUBSPACE_IMAGES evenly spaced images of ``dataset``; (None, None,
+    1.0) for inputs of more than params.BASIS_VALUES values."""
+    if math.prod(dataset.pixels(slice(0, 1)).shape[1:]) > BASIS_VALUES or len(dataset) < 2:
+        return None, None, 1.0
+    picked = torch.linspace(0, len(dataset) - 1, min(len(dataset), DATA_SUBSPACE_IMAGES)).long()
+    flat = dataset.pixels(picked).flatten(1).double()
+    mean = flat.mean(0)
+    centred = flat - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    measured = vectors[:, -DATA_MEASURED:].flip(1)
+    outside = (centred - centred @ measured @ measured.T).pow(2).sum(1)
+    return mean.float(), measured[:, :DATA_COMPONENTS].float().contiguous(), max(float(outside.median()), 1e-12)
 
 
 def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
@@ -550,15 +582,17 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
     if config.image.style == "data" and starts is not None:
         images, targets = starts.chunk(plan, index)
         where = plan.tap or plan.layer
-        param = example_image_for(spec, config.image, images, keys, config.seed)
-        with torch.no_grad():
-            anchor = param()  # the example as the parametrization makes it (in the basis: its projection)
-        objective = objectives.accentuate(
-            objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse),
-            targets, anchor, DATA_DISTANCE_WEIGHT)
+        param = example_image_for(spec, images, keys, config.seed)
+        objective = objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse)
+        if starts.components is not None:
+            objective = objectives.near_data(objective, targets, starts.mean, starts.components, starts.scale,
+                                             DATA_BUDGET, DATA_DISTANCE_WEIGHT)
+        else:
+            objective = objectives.accentuate(objective, targets, images, DATA_PIXEL_WEIGHT)
         if diverse > 1:
             objective = objective + DIVERSITY_WEIGHT * objectives.diversity(where, diverse)
-        render = config.render(model, objective, spec, keys, callback, param=param)
+        render = config.replace(lr=config.lr * DATA_LR_SCALE).render(model, objective, spec, keys, callback,
+                                                                     param=param)
     else:
         render = config.render(model, objective, spec, keys, callback)
         if config.image.style == "data":

@@ -9,8 +9,8 @@ from torch import nn
 
 from helpers import hook_count, tiny_dataset
 from introspect.channel_runs import RunListener, run_channels
-from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, parse_channel_list,
-                                 visualize_channels)
+from introspect.channels import (CHANNELS_DEFAULTS, DATA_BUDGET, DATA_COMPONENTS, data_subspace, dataset_examples,
+                                 parse_channel_list, visualize_channels)
 from introspect.data import load_dataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
@@ -234,12 +234,36 @@ def test_data_style_starts_at_the_top_example_and_beats_it(shipped_mnist):
     start = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=1), examples=examples,
                                dataset=data)
     top = data.pixels(examples.top_indices[channels, 0])
-    assert (start.images - top).abs().mean() < 0.05  # one step from the basis projection of the top example
+    assert (start.images - top).abs().mean() < 0.05  # one step from the top example
     result = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=48), examples=examples,
                                 dataset=data)
-    assert result.renders[0].param == "basis" and "accentuate" in result.renders[0].objective
+    assert result.renders[0].param == "pixel" and "near_data" in result.renders[0].objective
     assert bool((result.activations > start.activations).all())
-    assert (result.images - top).abs().mean() < 0.15  # still near the example
+    mean, components, scale = data_subspace(data)
+    centred = result.images.flatten(1) - mean
+    distance = (centred - centred @ components @ components.T).pow(2).sum(1) / scale
+    assert bool((distance < DATA_BUDGET + 0.5).all()), distance  # still near the data
+
+
+def test_data_subspace_is_the_top_principal_directions_of_the_data():
+    from introspect.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0, 1, 28).expand(28, 28).flatten()
+    blob = torch.zeros(28, 28)
+    blob[10:18, 10:18] = 1
+    weights = torch.rand(80, 2, generator=g)
+    pixels = 0.2 + 0.3 * weights[:, :1] * ramp + 0.4 * weights[:, 1:] * blob.flatten()
+    data = ImageDataset("two", "train", (pixels * 255).round().to(torch.uint8).view(80, 1, 28, 28), torch.zeros(80),
+                        ("a",), "two directions")
+    mean, components, scale = data_subspace(data)
+    assert components.shape == (784, DATA_COMPONENTS)
+    torch.testing.assert_close(components.T @ components, torch.eye(DATA_COMPONENTS), atol=1e-4, rtol=0)
+    for direction in (ramp, blob.flatten()):  # the two directions the images vary along: in the top two
+        assert (direction @ components[:, :2]).pow(2).sum() > 0.99 * direction.pow(2).sum()
+    assert scale < 1e-3  # only the rounding to bytes is left outside
+    big = ImageDataset("big", "train", torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.zeros(2), ("a",), "big")
+    assert data_subspace(big) == (None, None, 1.0)
 
 
 def test_data_style_without_examples_is_the_texture_style_and_says_so(tiny_model, tiny_spec):
