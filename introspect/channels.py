@@ -425,6 +425,12 @@ class ChannelsResult:
         return self.examples.rare[self.channels]
 
     @property
+    def style(self) -> str:
+        """The style its images were made in: data (started at real examples) or texture (``ImageConfig.style``)."""
+        data = any(r.objective.startswith(("near_data", "accentuate")) for r in self.renders)
+        return "data" if data else "texture"
+
+    @property
     def not_reached(self) -> torch.Tensor:
         """(N,) bool: no optimized image of the channel got a positive activation."""
         return self.best <= 0
@@ -573,13 +579,13 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
                     callback: ProgressCallback | None = None, starts: DataStarts | None = None) -> ChunkResult:
     """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
     comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs. With
-    ``config.image.style == "data"`` and ``starts`` (``data_starts``) each image starts at a real example and is
-    pushed to its target with a distance penalty (feature accentuation); without ``starts`` the texture style
-    runs, and the result says so in a note."""
+    ``starts`` (``starts_for``; the style not texture) each image starts at a real example and is pushed to its
+    target while staying near the data (feature accentuation); without them the texture style runs (a note says so
+    when the style asked for was data)."""
     channels, diverse = chunk_channels(plan, index), plan.diverse
     objective = chunk_objective(plan, channels, neuron)
     keys = [c * diverse + j for c in channels for j in range(diverse)]
-    if config.image.style == "data" and starts is not None:
+    if config.image.style != "texture" and starts is not None:
         images, targets = starts.chunk(plan, index)
         where = plan.tap or plan.layer
         param = example_image_for(spec, images, keys, config.seed)
@@ -637,9 +643,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
     if plan is None:
         plan = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                              steps=config.steps, device=config.device)[layer]
-    starts = None
-    if config.image.style == "data" and examples is not None:
-        starts = data_starts(plan, examples, examples_dataset(examples, dataset or data))
+    starts = starts_for(plan, config.image.style, examples, dataset or data)
     total_steps = config.steps * plan.chunks
     chunks: list[ChunkResult] = []
     with on_device(model, config.device) as model:
@@ -651,6 +655,20 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             if chunks[-1].render.interrupted_at is not None:
                 break
     return assemble_channels(plan, chunks, config, neuron, examples)
+
+
+def starts_for(plan: LayerPlan, style: str, examples: ExampleStats | None,
+               data: ImageDataset | torch.Tensor | None) -> DataStarts | None:
+    """The data style's starts for ``plan`` (``data_starts``), or None for the texture style: ``style`` texture,
+    no real examples, or (``style`` auto) no images of them to be found."""
+    if style == "texture" or examples is None:
+        return None
+    try:
+        return data_starts(plan, examples, examples_dataset(examples, data))
+    except UserError:
+        if style == "data":
+            raise
+        return None
 
 
 def examples_dataset(examples: ExampleStats, data: ImageDataset | torch.Tensor | None) -> ImageDataset:

@@ -282,11 +282,11 @@ class ImageConfig:
                                       "the model carries a prior estimated from its data, else grey)", "choice",
                                       choices=STARTS)  # a uniform start's sigmoid bias
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
-    style: str = setting("texture", "style", "channel images: data (each starts at the channel's top real "
-                         "example and is pushed until the channel beats the best real image, staying near the data's "
-                         "principal components; needs a dataset) or texture (optimized from a "
-                         "grey start: the strongest, least data-like images)", "choice",
-                         choices={"data": "data", "texture": "texture"}, only="channels")
+    style: str = setting("auto", "style", "channel images: data (each starts at the channel's top real example and "
+                         "is pushed until the channel beats the best real image, staying near the data's principal "
+                         "components; needs a dataset), texture (optimized from a grey start: the strongest, least "
+                         "data-like images), or auto (data where the run has real examples, else texture)", "choice",
+                         choices={"auto": "auto", "data": "data", "texture": "texture"}, only="channels")
 
 
 #: The mean-image start is clamped to this margin from 0 and 1, so every pixel can still move.
