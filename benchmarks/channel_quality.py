@@ -19,7 +19,13 @@ Routes:
   e  feature accentuation: the channel's top real example (free pixels), pushed until the channel reaches
      1.2x the best real activation, minus a distance penalty to the start
   f  c and e together: the top example's coefficients in the data basis, pushed to the target with the distance penalty
-  s  the shipped ``--style data`` (route f as the library runs it: CHANNELS_DEFAULTS with ``image.style = "data"``)
+  s  the shipped ``--style data`` (CHANNELS_DEFAULTS with ``image.style = "data"``): free pixels from the channel's
+     top real example, pushed to DATA_TARGET x the best real activation while the distance from the data above
+     DATA_BUDGET is penalized (``objectives.near_data``; the subspace from the training images)
+
+``--diverse N`` (route s only): N images per channel (``visualize_channels(diverse=N)``); the share and distance
+are over all the live channels' images, and "diverse" is the share of live channels whose images' median pairwise
+pixel L2 distance is at least that of the channel's top-N real examples (``--top`` keeps at least N of them).
 """
 from __future__ import annotations
 
@@ -110,13 +116,15 @@ def accentuate(base: Objective, target: torch.Tensor, start: torch.Tensor, weigh
 
 
 def run_route(route: str, model, spec, layer: str, channels: list[int], examples, train, pixels: torch.Tensor,
-              steps: int, seed: int = 0, weight: float = 1.0, target: float = 1.2) -> torch.Tensor:
+              steps: int, seed: int = 0, weight: float = 1.0, target: float = 1.2,
+              budget: float | None = None) -> torch.Tensor:
     """The route's images (N, C, H, W) for ``channels``, one batch."""
     plan = ch.plan_channels(model, spec, [layer], channels, steps=steps)[layer]
     if route == "a":
         return ch.visualize_chunk(model, spec, plan, 0, CHANNELS_DEFAULTS.replace(steps=steps)).render.images
     if route == "s":
         ch.DATA_DISTANCE_WEIGHT, ch.DATA_TARGET = weight, target
+        ch.DATA_BUDGET = budget if budget is not None else ch.DATA_BUDGET
         config = CHANNELS_DEFAULTS.replace(steps=steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
         return ch.visualize_channels(model, spec, layer, channels, config=config, examples=examples,
                                      dataset=train).images
@@ -155,6 +163,9 @@ def main() -> None:
                         help="routes e, f, s: the target, x the best real activation")
     parser.add_argument("--weight", type=float, default=ch.DATA_DISTANCE_WEIGHT,
                         help="routes e, f, s: the weight of the distance penalty")
+    parser.add_argument("--diverse", type=int, default=1, help="route s: images per channel")
+    parser.add_argument("--budget", type=float, default=ch.DATA_BUDGET,
+                        help="route s: the distance from the data that costs nothing")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = introspect.load_model(args.model)
@@ -168,13 +179,17 @@ def main() -> None:
     print("| layer | route | channels | live | share ratio >= 1 | median ratio | median distance (max) | s |")
     print("|---|---|---|---|---|---|---|---|")
     for layer in args.layer.split(","):
-        examples = dataset_examples(model, spec, layer, train)
+        examples = dataset_examples(model, spec, layer, train, k=max(5, args.diverse), cache_key=loaded.sha256)
         count = len(examples.max_value)
         chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
         keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
+        if args.diverse > 1:
+            diverse_row(args, model, spec, layer, examples, train, pixels, manifold, real)
+            continue
         for route in args.routes.split(","):
             started = time.perf_counter()
-            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, weight=args.weight, target=args.target)
+            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, weight=args.weight, target=args.target,
+                               budget=args.budget)
             seconds = time.perf_counter() - started
             values = measure_channels(model, spec, layer, images, chosen, spec.activation(layer))
             ratio = values / examples.max_value[chosen].clamp(min=1e-12)
@@ -184,6 +199,37 @@ def main() -> None:
             print(f"| {layer} | {route} | {len(chosen)} | {int(mask.sum())} | {float((live_ratio >= 1).float().mean()):.3f} "
                   f"| {float(live_ratio.median()):.2f} | {float(live_distance.median()):.2f} "
                   f"({float(live_distance.max()):.2f}) | {seconds:.1f} |", flush=True)
+
+
+def pairwise_median(images: torch.Tensor) -> float:
+    """Median pixel L2 distance between the pairs of ``images`` (N, ...)."""
+    flat = images.flatten(1).float()
+    distances = torch.cdist(flat, flat)
+    upper = torch.triu_indices(len(flat), len(flat), 1)
+    return float(distances[upper[0], upper[1]].median())
+
+
+def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, real) -> None:
+    """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
+    images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
+    n = args.diverse
+    count = len(examples.max_value)
+    chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
+    keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
+    config = CHANNELS_DEFAULTS.replace(steps=args.steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
+    started = time.perf_counter()
+    result = ch.visualize_channels(model, spec, layer, chosen, config=config, diverse=n, examples=examples,
+                                   dataset=train)
+    seconds = time.perf_counter() - started
+    owners = [c for c in chosen for _ in range(n)]
+    ratio = result.activations / examples.max_value[owners].clamp(min=1e-12)
+    distance = manifold.residual(result.images) / real
+    mask = torch.tensor([c in keep for c in owners])
+    diverse = [pairwise_median(result.images[i * n:(i + 1) * n]) >= pairwise_median(pixels[examples.top_indices[c, :n]])
+               for i, c in enumerate(chosen) if c in keep]
+    print(f"| {layer} | s, diverse {n} | {len(chosen)} | {len(keep)} | {float((ratio[mask] >= 1).float().mean()):.3f} "
+          f"| {float(ratio[mask].median()):.2f} | {float(distance[mask].median()):.2f} ({float(distance[mask].max()):.2f}) "
+          f"| {seconds:.1f} | diverse {sum(diverse) / max(1, len(diverse)):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
-                       assemble_channels, cache_examples, cached_examples, chunk_channels, data_starts,
-                       dataset_examples_many, examples_dataset,
-                       examples_pass, plan_channels, split_items, time_chunk, visualize_chunk_fitting, work_items,
-                       calibrate_plan)
+                       assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
+                       dataset_examples_many, examples_pass, plan_channels, split_items, starts_for, time_chunk,
+                       visualize_chunk_fitting, work_items)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
 from .engine import RenderConfig, on_device
@@ -392,8 +391,8 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         shares = split_items([i for i in items if i.id not in done], ranks.world)
         started = time.time()
         starts = None
-        if config.image.style == "data":  # every rank needs the real examples its images start from
-            starts = ranks.broadcast({p.layer: data_starts(p, examples[p.layer], examples_dataset(examples[p.layer], data))
+        if config.image.style != "texture":  # every rank needs the real examples its images start from
+            starts = ranks.broadcast({p.layer: starts_for(p, config.image.style, examples[p.layer], data)
                                       for p in plan.layers} if ranks.main and examples else None)
         partial = _optimize(model, spec, plan, manifest, shares[ranks.rank], config, neuron, path, ranks, listener,
                             starts)

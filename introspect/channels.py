@@ -26,7 +26,7 @@ from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
-from .params import ImageConfig, example_image_for, prior_for
+from .params import BASIS_VALUES, ImageConfig, example_image_for, prior_for
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -34,10 +34,23 @@ from .params import ImageConfig, example_image_for, prior_for
 CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=0.0, free_brightness=True,
                                                                       use_support=False))
 
-#: The data style (``ImageConfig.style``): the target of each image, x the best real image's activation of its channel (nothing is
-#: gained past it), and the weight of the squared distance to its starting real example (benchmarks/channel_quality.py).
-DATA_TARGET = 1.2
-DATA_DISTANCE_WEIGHT = 10.0
+#: The data style (``ImageConfig.style``), chosen by benchmarks/channel_quality.py: each image (free pixels from its
+#: channel's top real example) is pushed to DATA_TARGET x the best real activation (nothing is gained past it) while
+#: its distance from the data above DATA_BUDGET costs DATA_DISTANCE_WEIGHT per unit: its energy outside the top
+#: DATA_COMPONENTS principal components of the real images, over the median real image's energy outside the top
+#: DATA_MEASURED (the issue's measure: fewer components held than measured keep the images inside the measure's
+#: subspace, whose last directions another estimate of it may differ on). Its Adam rate is DATA_LR_SCALE x ``lr``
+#: (real images start saturated). Inputs of more than params.BASIS_VALUES values have no such subspace: there the
+#: squared pixel distance to the example costs DATA_PIXEL_WEIGHT (``objectives.accentuate``).
+DATA_TARGET = 1.5
+DATA_BUDGET = 1.8
+DATA_DISTANCE_WEIGHT = 0.05
+DATA_COMPONENTS = 40
+DATA_MEASURED = 50
+DATA_LR_SCALE = 2.0
+DATA_PIXEL_WEIGHT = 10.0
+#: At most this many real images (evenly spaced) give the data's principal subspace.
+DATA_SUBSPACE_IMAGES = 10000
 
 #: Weight of the diversity term of a diverse run (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
@@ -434,6 +447,12 @@ class ChannelsResult:
         return self.examples.rare[self.channels]
 
     @property
+    def style(self) -> str:
+        """The style its images were made in: data (started at real examples) or texture (``ImageConfig.style``)."""
+        data = any(r.objective.startswith(("near_data", "accentuate")) for r in self.renders)
+        return "data" if data else "texture"
+
+    @property
     def not_reached(self) -> torch.Tensor:
         """(N,) bool: no optimized image of the channel got a positive activation."""
         return self.best <= 0
@@ -543,6 +562,9 @@ class DataStarts:
 
     images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
     targets: torch.Tensor  # (len(plan.channels) * diverse,)
+    mean: torch.Tensor | None = None  # (C*H*W,) the real images' mean; None for inputs too large (see data_subspace)
+    components: torch.Tensor | None = None  # (C*H*W, DATA_COMPONENTS) orthonormal: their principal directions
+    scale: float = 1.0  # the median real image's energy outside them
 
     def chunk(self, plan: LayerPlan, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         per_chunk = plan.chunk // plan.diverse * plan.diverse
@@ -557,7 +579,23 @@ def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) 
     k = examples.top_indices.shape[1]
     picked = torch.stack([examples.top_indices[c, min(j, k - 1)] for c in channels for j in range(plan.diverse)])
     best = examples.max_value[channels].float().clamp(min=1e-6).repeat_interleave(plan.diverse)
-    return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best)
+    return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, *data_subspace(dataset))
+
+
+def data_subspace(dataset: ImageDataset) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    """The mean, top DATA_COMPONENTS principal directions (exact: the covariance's eigenvectors) and median energy
+    outside the top DATA_MEASURED of at most DATA_SUBSPACE_IMAGES evenly spaced images of ``dataset``; (None, None,
+    1.0) for inputs of more than params.BASIS_VALUES values."""
+    if math.prod(dataset.pixels(slice(0, 1)).shape[1:]) > BASIS_VALUES or len(dataset) < 2:
+        return None, None, 1.0
+    picked = torch.linspace(0, len(dataset) - 1, min(len(dataset), DATA_SUBSPACE_IMAGES)).long()
+    flat = dataset.pixels(picked).flatten(1).double()
+    mean = flat.mean(0)
+    centred = flat - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    measured = vectors[:, -DATA_MEASURED:].flip(1)
+    outside = (centred - centred @ measured @ measured.T).pow(2).sum(1)
+    return mean.float(), measured[:, :DATA_COMPONENTS].float().contiguous(), max(float(outside.median()), 1e-12)
 
 
 def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: int,
@@ -565,24 +603,26 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
                     callback: ProgressCallback | None = None, starts: DataStarts | None = None) -> ChunkResult:
     """Optimize chunk ``index`` of ``plan`` (the model already on ``config.device``). Each image's randomness
     comes from (config.seed, channel, copy), so a chunk gives the same images wherever it runs. With
-    ``config.image.style == "data"`` and ``starts`` (``data_starts``) each image starts at a real example and is
-    pushed to its target with a distance penalty (feature accentuation); without ``starts`` the texture style
-    runs, and the result says so in a note."""
+    ``starts`` (``starts_for``; the style not texture) each image starts at a real example and is pushed to its
+    target while staying near the data (feature accentuation); without them the texture style runs (a note says so
+    when the style asked for was data)."""
     channels, diverse = chunk_channels(plan, index), plan.diverse
     objective = chunk_objective(plan, channels, neuron)
     keys = [c * diverse + j for c in channels for j in range(diverse)]
-    if config.image.style == "data" and starts is not None:
+    if config.image.style != "texture" and starts is not None:
         images, targets = starts.chunk(plan, index)
         where = plan.tap or plan.layer
-        param = example_image_for(spec, config.image, images, keys, config.seed)
-        with torch.no_grad():
-            anchor = param()  # the example as the parametrization makes it (in the basis: its projection)
-        objective = objectives.accentuate(
-            objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse),
-            targets, anchor, DATA_DISTANCE_WEIGHT)
+        param = example_image_for(spec, images, keys, config.seed)
+        objective = objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse)
+        if starts.components is not None:
+            objective = objectives.near_data(objective, targets, starts.mean, starts.components, starts.scale,
+                                             DATA_BUDGET, DATA_DISTANCE_WEIGHT)
+        else:
+            objective = objectives.accentuate(objective, targets, images, DATA_PIXEL_WEIGHT)
         if diverse > 1:
             objective = objective + DIVERSITY_WEIGHT * objectives.diversity(where, diverse)
-        render = config.render(model, objective, spec, keys, callback, param=param)
+        render = config.replace(lr=config.lr * DATA_LR_SCALE).render(model, objective, spec, keys, callback,
+                                                                     param=param)
     else:
         render = config.render(model, objective, spec, keys, callback)
         if config.image.style == "data":
@@ -647,7 +687,8 @@ def visualize_chunk_fitting(model: nn.Module, spec: ModelSpec, plan: LayerPlan, 
             return visualize_chunk(model, spec, plan, index, config, neuron, callback, starts)
         part = replace(plan, channels=tuple(channels[lo:hi]), chunk=(hi - lo) * diverse)
         rows = slice(lo * diverse, hi * diverse)
-        part_starts = None if chunk_starts is None else DataStarts(chunk_starts[0][rows], chunk_starts[1][rows])
+        part_starts = None if chunk_starts is None else replace(starts, images=chunk_starts[0][rows],
+                                                                 targets=chunk_starts[1][rows])
         return visualize_chunk(model, spec, part, 0, config, neuron, callback, part_starts)
 
     parts = backed_off(run, len(channels))
@@ -742,9 +783,7 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
         planned = plan_channels(model, spec, [layer], channels, diverse=diverse, batch_size=batch_size,
                                 steps=config.steps, device=config.device)
         plan = (planned if batch_size else calibrate_plan(model, spec, planned, config, neuron))[layer]
-    starts = None
-    if config.image.style == "data" and examples is not None:
-        starts = data_starts(plan, examples, examples_dataset(examples, dataset or data))
+    starts = starts_for(plan, config.image.style, examples, dataset or data)
     total_steps = config.steps * plan.chunks
     chunks: list[ChunkResult] = []
     with on_device(model, config.device) as model:
@@ -756,6 +795,20 @@ def visualize_channels(model: nn.Module, spec: ModelSpec, layer: str, channels: 
             if chunks[-1].render.interrupted_at is not None:
                 break
     return assemble_channels(plan, chunks, config, neuron, examples)
+
+
+def starts_for(plan: LayerPlan, style: str, examples: ExampleStats | None,
+               data: ImageDataset | torch.Tensor | None) -> DataStarts | None:
+    """The data style's starts for ``plan`` (``data_starts``), or None for the texture style: ``style`` texture,
+    no real examples, or (``style`` auto) no images of them to be found."""
+    if style == "texture" or examples is None:
+        return None
+    try:
+        return data_starts(plan, examples, examples_dataset(examples, data))
+    except UserError:
+        if style == "data":
+            raise
+        return None
 
 
 def examples_dataset(examples: ExampleStats, data: ImageDataset | torch.Tensor | None) -> ImageDataset:

@@ -348,3 +348,22 @@ def accentuate(objective: Objective, targets: torch.Tensor, starts: torch.Tensor
         return torch.minimum(value, target) / target - weight * (images - starts.to(images)).pow(2).flatten(1).mean(1)
 
     return Objective(fn, objective.layers, f"accentuate({objective.name}, {weight:g})")
+
+
+def near_data(objective: Objective, targets: torch.Tensor, mean: torch.Tensor, components: torch.Tensor,
+              scale: float, budget: float, weight: float) -> Objective:
+    """Accentuation that stays near the data: min(objective, target) / target per image (``targets`` (B,) > 0),
+    minus ``weight`` x how far the image's distance from the data goes past ``budget``: its energy outside the
+    data's principal subspace (``mean`` (D,), orthonormal ``components`` (D, k), in pixels) over ``scale`` (a
+    real image's typical energy there; ``quality.Manifold``)."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        value = objective(a)
+        target = targets.to(value)
+        images = a[INPUT]
+        centred = images.flatten(1) - mean.to(images)
+        basis = components.to(images)
+        outside = (centred - centred @ basis @ basis.T).pow(2).sum(1) / scale
+        return torch.minimum(value, target) / target - weight * torch.relu(outside - budget)
+
+    return Objective(fn, objective.layers, f"near_data({objective.name}, {budget:g})")

@@ -84,33 +84,17 @@ class BasisImage(nn.Module):
     name = "basis"
 
     def __init__(self, shape: Sequence[int], generators: Sequence[torch.Generator], basis: torch.Tensor,
-                 std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None,
-                 start: torch.Tensor | None = None, brightness: bool = False) -> None:
+                 std: float = 0.01, bias: Bias = 0.0, support: torch.Tensor | None = None) -> None:
         super().__init__()
         if basis.ndim != 2 or basis.shape[1] != math.prod(shape):
             raise ValueError(f"basis must be (components, {math.prod(shape)}), got {tuple(basis.shape)}")
         self.shape = tuple(shape)
         self.register_buffer("basis", basis)
-        coefficients = _stack_normal(generators, (len(basis),)) * std
-        # ``start`` (B, k): coefficients to start from (e.g. a real image's, ``basis_coefficients``).
-        self.coefficients = nn.Parameter(coefficients if start is None else coefficients + start.to(coefficients))
-        # ``brightness``: one free offset per image added to every logit (the basis keeps the mean near the data's).
-        self.shift = nn.Parameter(torch.zeros(len(generators), *[1] * len(self.shape))) if brightness else None
+        self.coefficients = nn.Parameter(_stack_normal(generators, (len(basis),)) * std)
         self.prior = Prior(bias, support)
 
     def forward(self) -> torch.Tensor:
-        logits = (self.coefficients @ self.basis).view(-1, *self.shape)
-        return self.prior(logits if self.shift is None else logits + self.shift)
-
-
-def basis_coefficients(spec: ModelSpec, pixels: torch.Tensor) -> torch.Tensor:
-    """Coefficients (N, k) of real images (N, C, H, W) in [0, 1] in the spec's data basis: the projection of
-    their logits (clamped to START_MARGIN) minus the basis mean; ``coefficients @ basis + mean`` is the
-    nearest image the basis can make."""
-    basis = torch.tensor(spec.image_basis, dtype=torch.float32)
-    mean = torch.tensor(spec.basis_mean, dtype=torch.float32)
-    centred = torch.logit(pixels.flatten(1).float().clamp(START_MARGIN, 1 - START_MARGIN)) - mean
-    return centred @ basis.T / basis.pow(2).sum(1).clamp(min=1e-12)
+        return self.prior((self.coefficients @ self.basis).view(-1, *self.shape))
 
 
 class PixelImage(nn.Module):
@@ -303,11 +287,11 @@ class ImageConfig:
                                       "grey)", "choice",
                                       choices=STARTS)  # a uniform start's sigmoid bias
     decorrelate: bool = True  # decorrelated colour for 3-channel FFT images
-    style: str = setting("texture", "style", "channel images: data (each starts at the channel's top real "
-                         "example, in the data basis when the model has one, and is pushed until the channel beats "
-                         "the best real image, staying near the example; needs a dataset) or texture (optimized from a "
-                         "grey start: the strongest, least data-like images)", "choice",
-                         choices={"data": "data", "texture": "texture"}, only="channels")
+    style: str = setting("auto", "style", "channel images: data (each starts at the channel's top real example and "
+                         "is pushed until the channel beats the best real image, staying near the data's principal "
+                         "components; needs a dataset), texture (optimized from a grey start: the strongest, least "
+                         "data-like images), or auto (data where the run has real examples, else texture)", "choice",
+                         choices={"auto": "auto", "data": "data", "texture": "texture"}, only="channels")
 
 
 #: The mean-image start is clamped to this margin from 0 and 1, so every pixel can still move.
@@ -342,19 +326,12 @@ def support_of(config: ImageConfig, spec: ModelSpec) -> torch.Tensor | None:
     return prior_map(spec.image_support, spec.image_shape)
 
 
-def example_image_for(spec: ModelSpec, config: ImageConfig, starts: torch.Tensor, keys: Sequence[int],
-                      seed: int) -> nn.Module:
-    """The parametrization of the data style (``ImageConfig.style``): each image starts at a real image ``starts`` (B, C, H, W) in [0, 1]:
-    in the data basis (its coefficients, a free brightness offset) when the spec has one and the config uses the
-    prior, else as free pixels."""
-    generators = image_generators(seed, keys)
-    if spec.image_basis is not None and config.use_prior:
-        basis = torch.tensor(spec.image_basis, dtype=torch.float32)
-        bias = torch.tensor(spec.basis_mean, dtype=torch.float32).view(spec.image_shape)
-        return BasisImage(spec.image_shape, generators, basis, std=0.0, bias=bias,
-                          start=basis_coefficients(spec, starts), brightness=True)
+def example_image_for(spec: ModelSpec, starts: torch.Tensor, keys: Sequence[int], seed: int) -> nn.Module:
+    """The parametrization of the data style (``ImageConfig.style``): free pixels, each image starting at a real
+    image ``starts`` (B, C, H, W) in [0, 1] (the data basis held them below the best real images:
+    benchmarks/channel_quality.py)."""
     bias = torch.logit(starts.float().clamp(START_MARGIN, 1 - START_MARGIN))
-    return PixelImage(spec.image_shape, generators, std=0.0, bias=bias)
+    return PixelImage(spec.image_shape, image_generators(seed, keys), std=0.0, bias=bias)
 
 
 def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: int) -> nn.Module:

@@ -227,7 +227,7 @@ def layer_record(result) -> dict:
     return {
         "layer": result.layer, "measured_at": result.measured_at or f"{result.layer} (raw output)",
         "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
-        "channels": result.channels, "batch_size": result.batch_size,
+        "channels": result.channels, "batch_size": result.batch_size, "style": result.style,
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,
         "rarely_active": summary.rare, "not_reached": summary.not_reached,

@@ -9,8 +9,8 @@ from torch import nn
 
 from helpers import hook_count, tiny_dataset
 from introspect.channel_runs import RunListener, run_channels
-from introspect.channels import (CHANNELS_DEFAULTS, dataset_examples, parse_channel_list,
-                                 visualize_channels)
+from introspect.channels import (CHANNELS_DEFAULTS, DATA_COMPONENTS, data_subspace, dataset_examples,
+                                 parse_channel_list, visualize_channels)
 from introspect.data import load_dataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
@@ -234,12 +234,32 @@ def test_data_style_starts_at_the_top_example_and_beats_it(shipped_mnist):
     start = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=1), examples=examples,
                                dataset=data)
     top = data.pixels(examples.top_indices[channels, 0])
-    assert (start.images - top).abs().mean() < 0.05  # one step from the basis projection of the top example
+    assert (start.images - top).abs().mean() < 0.05  # one step from the top example
     result = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=48), examples=examples,
                                 dataset=data)
-    assert result.renders[0].param == "basis" and "accentuate" in result.renders[0].objective
-    assert bool((result.activations > start.activations).all())
-    assert (result.images - top).abs().mean() < 0.15  # still near the example
+    assert result.renders[0].param == "pixel" and "near_data" in result.renders[0].objective
+    assert bool((result.activations > start.activations).all())  # near the data: tests/system/test_channels_quality.py
+
+
+def test_data_subspace_is_the_top_principal_directions_of_the_data():
+    from introspect.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0, 1, 28).expand(28, 28).flatten()
+    blob = torch.zeros(28, 28)
+    blob[10:18, 10:18] = 1
+    weights = torch.rand(80, 2, generator=g)
+    pixels = 0.2 + 0.3 * weights[:, :1] * ramp + 0.4 * weights[:, 1:] * blob.flatten()
+    data = ImageDataset("two", "train", (pixels * 255).round().to(torch.uint8).view(80, 1, 28, 28), torch.zeros(80),
+                        ("a",), "two directions")
+    mean, components, scale = data_subspace(data)
+    assert components.shape == (784, DATA_COMPONENTS)
+    torch.testing.assert_close(components.T @ components, torch.eye(DATA_COMPONENTS), atol=1e-4, rtol=0)
+    for direction in (ramp, blob.flatten()):  # the two directions the images vary along: in the top two
+        assert (direction @ components[:, :2]).pow(2).sum() > 0.99 * direction.pow(2).sum()
+    assert scale < 1e-3  # only the rounding to bytes is left outside
+    big = ImageDataset("big", "train", torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.zeros(2), ("a",), "big")
+    assert data_subspace(big) == (None, None, 1.0)
 
 
 def test_data_style_without_examples_is_the_texture_style_and_says_so(tiny_model, tiny_spec):
@@ -249,13 +269,25 @@ def test_data_style_without_examples_is_the_texture_style_and_says_so(tiny_model
     assert any(note.startswith("style data needs real examples") for note in data.renders[0].notes)  # str(): Python names
 
 
+def test_auto_style_is_data_with_real_examples_and_texture_without(tiny_model, tiny_spec):
+    assert CHANNELS_DEFAULTS.image.style == "auto"
+    auto = CHANNELS_DEFAULTS.replace(steps=3)
+    plain = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], auto)
+    assert plain.style == "texture"  # no data: texture, and nothing said about the style
+    assert not any("style" in str(note) for note in plain.renders[0].notes)
+    data = tiny_dataset()
+    examples = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2)
+    started = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], auto, examples=examples, dataset=data)
+    assert started.style == "data" and "near_data" in started.renders[0].objective
+
+
 def test_data_style_run_channels(tmp_path, shipped_mnist):
     model, spec = shipped_mnist.model, shipped_mnist.spec
     run = run_channels(model, spec, ["conv1"], tmp_path / "a", channels=[0, 1], config=DATA_STYLE.replace(steps=2),
                        top_k=2, data=load_dataset("mnist", "train"))
     assert run.complete
     record = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert '"style": "data"' in json.dumps(record)
+    assert '"style": "data"' in json.dumps(record) and record["layers"][0]["style"] == "data"
 
 
 def test_a_chunk_that_runs_out_of_memory_is_halved_and_finishes(tiny_model, tiny_spec, monkeypatch):
@@ -279,6 +311,32 @@ def test_a_chunk_that_runs_out_of_memory_is_halved_and_finishes(tiny_model, tiny
     assert backed.images.shape == whole.images.shape and backed.renders[0].history.shape == (FAST.steps, 6)
     torch.testing.assert_close(backed.images, whole.images, atol=1e-4, rtol=0)
     torch.testing.assert_close(backed.activations, whole.activations, atol=1e-4, rtol=1e-4)
+
+
+def test_a_data_style_chunk_that_runs_out_of_memory_keeps_its_starts_and_subspace(tiny_model, tiny_spec,
+                                                                                   monkeypatch):
+    """Backing off splits the data style's starts with the chunk and keeps the data's subspace and scale."""
+    import introspect.channels as channels_module
+
+    data = tiny_dataset()
+    examples = dataset_examples(tiny_model, tiny_spec, "conv2", data, k=2)
+    config = DATA_STYLE.replace(steps=3)
+    whole = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(4)), config, batch_size=4,
+                               examples=examples, dataset=data)
+    real, seen = channels_module.visualize_chunk, []
+
+    def small_memory(model, spec, plan, index, *args, **kwargs):
+        starts = args[3] if len(args) > 3 else kwargs.get("starts")
+        if len(channels_module.chunk_channels(plan, index)) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+        seen.append((len(starts.images), starts.components is not None, starts.scale))
+        return real(model, spec, plan, index, *args, **kwargs)
+
+    monkeypatch.setattr(channels_module, "visualize_chunk", small_memory)
+    backed = visualize_channels(tiny_model, tiny_spec, "conv2", list(range(4)), config, batch_size=4,
+                                examples=examples, dataset=data)
+    assert [(n, has) for n, has, _ in seen] == [(2, True), (2, True)] and seen[0][2] == seen[1][2]
+    torch.testing.assert_close(backed.images, whole.images, atol=1e-4, rtol=0)
 
 
 def test_one_channel_that_does_not_fit_raises(tiny_model, tiny_spec, monkeypatch):

@@ -2,7 +2,7 @@
 import torch
 
 from introspect.engine import RenderConfig
-from introspect.objectives import INPUT, blur, channel, class_logits, ink, l2, total_variation
+from introspect.objectives import INPUT, blur, channel, class_logits, ink, l2, near_data, total_variation
 from introspect.quality import total_variation as tv
 
 
@@ -32,6 +32,16 @@ def test_config_adds_only_weighted_regularizers():
     acts = {"fc2": torch.zeros(1, 10), INPUT: torch.rand(1, 1, 8, 8)}
     combined = RenderConfig(tv=1.0).regularized(base)
     torch.testing.assert_close(combined(acts), -tv(acts[INPUT], reduction="mean"))
+
+
+def test_near_data_caps_the_gain_at_the_target_and_costs_only_the_distance_past_the_budget():
+    mean, components = torch.zeros(4), torch.eye(4)[:, :2]  # the data: the first two pixels
+    images = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.3, 0.4], [0.0, 0.0, 0.6, 0.8]]).view(3, 1, 2, 2)
+    acts = {"fc": torch.tensor([[1.0], [3.0], [0.5]]), INPUT: images}
+    objective = near_data(channel("fc", 0), torch.full((3,), 2.0), mean, components, scale=0.25, budget=1.0, weight=0.5)
+    # gains 0.5, 1 (capped), 0.25; distances 0, 0.25 / 0.25 = 1 (the budget: free), 1 / 0.25 = 4 (3 past it)
+    torch.testing.assert_close(objective(acts), torch.tensor([0.5, 1.0, 0.25 - 0.5 * 3]))
+    assert objective.layers == ("fc",)
 
 
 def test_ink_penalizes_only_images_fainter_than_the_level():
