@@ -5,6 +5,7 @@ writers only read the results they are given: they never change them.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -267,25 +268,19 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
         np.savez_compressed(path, **arrays)
-    pages, first = [], None
+    pages, named = [], []
     for r in results:
         names = class_names if r.layer == logits_layer else None
         for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
                                                               provenance.label, unit_names=names), 1):
-            name = f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png"  # a safe name
-            with run.file(name) as path:
-                report.save_figure(page, path)
+            named.append((f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png", page))  # a safe name
             pages.append(page)
-            first = first or name
     overview = report.index_figures(results, provenance.label)
-    index = overview[0]
-    with run.file("index.png") as path:
-        report.save_figure(index, path)
+    named += [("index.png" if number == 1 else f"index-{number}.png", page) for number, page in enumerate(overview, 1)]
+    with contextlib.ExitStack() as files:  # every page saved (in parallel), then each moved into place
+        report.save_figures([(page, files.enter_context(run.file(name))) for name, page in named])
     with run.file("report.png") as path:  # the first layer's first page in full, not the index strip: its bytes
-        shutil.copyfile(run.path / first, path)
-    for number, page in enumerate(overview[1:], 2):
-        with run.file(f"index-{number}.png") as path:
-            report.save_figure(page, path)
+        shutil.copyfile(run.path / named[0][0], path)
     for fmt in formats:
         if fmt == "pdf":
             from matplotlib.backends.backend_pdf import PdfPages  # only for a PDF: importing it takes a while
@@ -323,9 +318,9 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
 
     pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
                                        logits_layer=logits_layer)
-    for number, page in enumerate(pages, 1):
-        with run.file("report.png" if number == 1 else f"report-{number}.png") as path:
-            report.save_figure(page, path)
+    with contextlib.ExitStack() as files:  # every page saved (in parallel), then each moved into place
+        report.save_figures([(page, files.enter_context(run.file("report.png" if number == 1 else f"report-{number}.png")))
+                             for number, page in enumerate(pages, 1)])
     for fmt in formats:
         if fmt == "pdf":
             from matplotlib.backends.backend_pdf import PdfPages

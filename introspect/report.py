@@ -448,6 +448,53 @@ def save_figure(fig: Figure, path: str | Path) -> None:
     fig.savefig(Path(path), dpi=DPI, facecolor="white")
 
 
+#: At most this many processes draw pages at once (a big machine's cores are not all worth a fork).
+MAX_PAGE_WORKERS = 8
+
+
+def save_figures(pages: Sequence[tuple[Figure, str | Path]]) -> None:
+    """Each figure saved to its path, the same bytes as ``save_figure`` one by one. Drawing and encoding pages
+    is most of a big layer's writing, so on Linux with several cores and pages forked workers save a share each
+    (they inherit the figures: nothing is pickled) while this process saves its own; the pages of a worker that
+    fails or is killed are saved here afterwards. Workers leave Ctrl-C to this process (which defers it while
+    files are written)."""
+    import os
+    import signal
+    import sys
+
+    if sys.platform != "linux":
+        workers = 1
+    else:
+        workers = min(len(pages), len(os.sched_getaffinity(0)), MAX_PAGE_WORKERS)
+    if workers < 2 or len(pages) < 4:
+        for fig, path in pages:
+            save_figure(fig, path)
+        return
+    shares = [pages[start::workers] for start in range(workers)]
+    children: dict[int, Sequence] = {}
+    try:
+        for share in shares[1:]:
+            pid = os.fork()
+            if pid == 0:  # a worker: save its share, then leave without running the parent's exit handlers
+                code = 1
+                try:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    for fig, path in share:
+                        save_figure(fig, path)
+                    code = 0
+                finally:
+                    os._exit(code)
+            children[pid] = share
+        for fig, path in shares[0]:
+            save_figure(fig, path)
+    finally:
+        failed = [share for pid, share in children.items() if os.waitpid(pid, 0)[1] != 0]
+    for share in failed:
+        for fig, path in share:
+            save_figure(fig, path)
+
+
 def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None,
                    flat: bool = False) -> tuple[str, str]:
     """The text under a channel's tile, and its colour (each at least 4.5:1 on white)."""

@@ -135,3 +135,42 @@ def test_signal_inputs_are_drawn_as_waveforms_with_spectrograms_not_strips():
     maps = [ax for ax in fig.axes if ax.get_ylabel() == "channel"]  # features.0 and features.3: a row per channel
     assert len(maps) == 2 and {ax.images[0].get_array().shape[0] for ax in maps} == {16, 32}
     assert sum(ax.get_ylabel() == "activation" for ax in fig.axes) >= 2  # their colour bars
+
+
+def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path):
+    """save_figures splits pages over forked workers (Linux, several cores): the files are those save_figure
+    writes one by one."""
+    from matplotlib.figure import Figure
+
+    from introspect.report import save_figure, save_figures
+
+    figures = []
+    for i in range(5):
+        fig = Figure(figsize=(2, 1))
+        fig.text(0.1, 0.5, f"page {i}")
+        fig.add_axes((0.5, 0.1, 0.4, 0.8)).imshow(np.arange(16.0).reshape(4, 4) * i)
+        figures.append(fig)
+    save_figures([(fig, tmp_path / f"parallel-{i}.png") for i, fig in enumerate(figures)])
+    for i, fig in enumerate(figures):
+        save_figure(fig, tmp_path / f"serial-{i}.png")
+        assert (tmp_path / f"parallel-{i}.png").read_bytes() == (tmp_path / f"serial-{i}.png").read_bytes()
+
+
+def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypatch):
+    import os
+
+    from matplotlib.figure import Figure
+
+    from introspect import report
+
+    parent, real = os.getpid(), report.save_figure
+
+    def dies_in_a_worker(fig, path):
+        if os.getpid() != parent:
+            os._exit(3)  # killed halfway, as by a signal
+        real(fig, path)
+
+    monkeypatch.setattr(report, "save_figure", dies_in_a_worker)
+    figures = [Figure(figsize=(1, 1)) for _ in range(4)]
+    report.save_figures([(fig, tmp_path / f"{i}.png") for i, fig in enumerate(figures)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
