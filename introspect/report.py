@@ -666,16 +666,22 @@ def index_figures(results: Sequence, model_name: str = "", max_height_px: float 
                   strongest: int = 8) -> list[ReportFigure]:
     """The overview split into pages no taller than ``max_height_px`` (at DPI): as many layers per page as fit."""
     room = max_height_px / DPI - 2 * PAD - _header(f"{model_name}: channel report index")[1]
-    pages, page, height = [], [], 0.0
-    for result in results:
-        row_h = _index_row(result, strongest)[-1]
-        if page and height + row_h > room:
+    pages = paginate(results, [_index_row(result, strongest)[-1] for result in results], room)
+    return [index_figure(group, model_name, strongest) for group in pages]
+
+
+def paginate(items: Sequence, heights: Sequence[float], room: float, taken: float = 0.0) -> list[list]:
+    """``items`` in order, grouped into pages of at most ``room`` inches (an item taller than a page gets one of
+    its own); ``taken`` inches of the first page are already used."""
+    pages, page, height = [], [], taken
+    for item, item_height in zip(items, heights):
+        if page and height + item_height > room:
             pages.append(page)
             page, height = [], 0.0
-        page.append(result)
-        height += row_h
+        page.append(item)
+        height += item_height
     pages.append(page)
-    return [index_figure(group, model_name, strongest) for group in pages]
+    return pages
 
 
 @rc_context(PLAIN_TEXT)
@@ -953,17 +959,11 @@ def activations_figures(result, visualizations: dict[str, tuple[list[int], torch
                         max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
     """The activations report split into pages no taller than ``max_height_px``: the input, prediction and
     saliency on the first, then as many layers per page as fit."""
-    room = max_height_px / DPI - 2 * PAD
-    pages, page = [], []
-    height = _activation_header_section(result, model_name, list(result.outputs))[0]
-    for layer in result.outputs:
-        layer_height = sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer))
-        if page and height + layer_height > room:
-            pages.append(page)
-            page, height = [], 0.0
-        page.append(layer)
-        height += layer_height
-    pages.append(page)
+    layers = list(result.outputs)
+    heights = [sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer))
+               for layer in layers]
+    pages = paginate(layers, heights, max_height_px / DPI - 2 * PAD,
+                     taken=_activation_header_section(result, model_name, layers)[0])
     return [activations_figure(result, visualizations, model_name, highlight, logits_layer, layers=layers,
                                header=number == 0) for number, layers in enumerate(pages)]
 

@@ -61,7 +61,6 @@ def along_axis(images: torch.Tensor, draws: torch.Tensor, config: TransformConfi
     """Shift one-row (B, C, 1, L) or one-column (B, C, L, 1) images along their one real axis by whole samples
     (no rotation, which would sample off the line; no scale, which would shift the signal's frequencies),
     wrapping around: a fill would add a step the signal does not have."""
-    _, _, height, width = images.shape
     line = images.flatten(2)  # (B, C, L)
     length = line.shape[-1]
     shifts = torch.round(draws[:, 2] * config.jitter_pixels(length)).long()  # on the device: no host sync
