@@ -206,3 +206,19 @@ def test_config_parts_end_with_the_normalization_and_name_the_regularizers(tiny_
     result = config.render(tiny_model, class_logits("fc2", [0, 1]), tiny_spec, [0, 1])
     assert result.param == "fft" and result.transforms == ("random_affine", "normalize")
     assert result.regularizers == ("total_variation(1)",)
+
+
+def test_own_adam_steps_as_torch_optim_adam():
+    """engine.Adam (no torch.optim import at run time) takes torch.optim.Adam's single-tensor steps: the same values."""
+    from introspect.engine import Adam
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 1, 8, 8, generator=g)
+    ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
+    mine, reference = Adam([ours], lr=0.05), torch.optim.Adam([theirs], lr=0.05, foreach=False)
+    for _ in range(20):
+        for p, optimizer in ((ours, mine), (theirs, reference)):
+            optimizer.zero_grad()
+            (p.sin() * p).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
