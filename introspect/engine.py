@@ -211,7 +211,7 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
             seen = images
             for transform in through:
                 seen = transform(seen)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            with torch.autocast(device.type, dtype=amp_dtype) if amp else contextlib.nullcontext():
                 return objective({**hooks.run(seen), INPUT: images}).float()
 
         try:
@@ -224,7 +224,7 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
                 gain = torch.where(alive, values, torch.zeros_like(values))
                 optimizer.zero_grad(set_to_none=True)
                 (-gain.sum()).backward()
-                _freeze_rows(param, ~alive)
+                _freeze_rows(weights, ~alive)
                 optimizer.step()
                 history.append(values.detach())
                 if step in snapshots:
@@ -260,10 +260,10 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
 CHECK_EVERY = 16
 
 
-def _freeze_rows(param: nn.Module, rows: torch.Tensor) -> None:
-    """Zero the gradient of images whose objective went non-finite (``rows``: a (B,) mask), so the others go
-    on; no host sync, and the gradients of finite images stay exactly as they were."""
-    for p in param.parameters():
+def _freeze_rows(weights: Sequence[torch.Tensor], rows: torch.Tensor) -> None:
+    """Zero the gradient of images whose objective went non-finite (``rows``: a (B,) mask) among the param's
+    ``weights``, so the others go on; no host sync, and the gradients of finite images stay exactly as they were."""
+    for p in weights:
         if p.grad is not None:
             mask = rows.view(-1, *[1] * (p.grad.ndim - 1)) if p.grad.ndim else rows.any()
             p.grad.masked_fill_(mask, 0.0)

@@ -96,12 +96,16 @@ class RandomAffine:
     #: Steps whose draws are taken at once: one generator call per image per block, not per step (the same numbers:
     #: a generator's block of draws is its per-step draws in order), and the block's affine matrices in one go.
     BLOCK = 64
+    #: The sampling grids of as many of a block's steps as fit in this many bytes are made in one ``affine_grid``
+    #: call (the same bytes as one call per step; a call costs about as much as the resampling itself at 28 px).
+    GRID_BYTES = 16 * 2 ** 20
 
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
         self.generators = list(generators)
         self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
         self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3)
+        self._grids: dict[tuple, tuple[int, torch.Tensor]] = {}  # the same key -> (first step, (steps, B, H, W, 2))
         self._next = 0
 
     @classmethod
@@ -114,14 +118,25 @@ class RandomAffine:
             return images
         if self._drawn is None or self._next == len(self._drawn):
             self._drawn = torch.stack([torch.rand(self.BLOCK, 4, generator=g) for g in self.generators], 1) * 2 - 1
-            self._thetas, self._next = {}, 0
+            self._thetas, self._grids, self._next = {}, {}, 0
         _, _, height, width = images.shape
+        step = self._next
+        self._next += 1
         if height == 1 or width == 1:  # a 1-D signal: shifted along it, no matrices
-            self._next += 1
-            return along_axis(images, self._drawn[self._next - 1].to(images), self.config)
+            return along_axis(images, self._drawn[step].to(images), self.config)
         key = (images.device, images.dtype, height, width)
         if key not in self._thetas:  # one host-to-device copy per block
             self._thetas[key] = affine_theta(self._drawn.to(images), self.config, height, width)
-        theta = self._thetas[key][self._next]
-        self._next += 1
-        return sample(images, theta)
+        first, grids = self._grids.get(key, (0, None))
+        if grids is None or not first <= step < first + len(grids):
+            thetas = self._thetas[key][step:step + self._grid_steps(images)]
+            grids = F.affine_grid(thetas.flatten(0, 1), [thetas.shape[0] * thetas.shape[1], *images.shape[1:]],
+                                  align_corners=False).view(*thetas.shape[:2], height, width, 2)
+            first = step
+            self._grids[key] = first, grids
+        return F.grid_sample(images, grids[step - first], mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def _grid_steps(self, images: torch.Tensor) -> int:
+        """How many steps' grids fit in GRID_BYTES (at least one)."""
+        batch, _, height, width = images.shape
+        return max(1, self.GRID_BYTES // (batch * height * width * 2 * images.element_size()))

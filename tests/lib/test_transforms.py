@@ -74,3 +74,17 @@ def test_random_affine_draws_in_blocks_are_its_per_step_draws():
     for _ in range(RandomAffine.BLOCK + 3):
         expected = apply_affine(images, random_affine_params(generators), config)
         assert torch.equal(transform(images), expected)
+
+
+@pytest.mark.parametrize("grid_bytes", [RandomAffine.GRID_BYTES, 2 * 12 * 12 * 2 * 4 * 5, 1])
+def test_random_affine_block_grids_are_its_per_step_grids(grid_bytes, monkeypatch):
+    """The sampling grids made for many steps at once (all the block's, 5 steps' or one step's at a time) give the
+    very bytes of one affine_grid per step."""
+    monkeypatch.setattr(RandomAffine, "GRID_BYTES", grid_bytes)
+    config = TransformConfig(jitter=3, scale=0.2, rotate=30)
+    transform = RandomAffine.for_keys(config, 1, [2, 7])
+    generators = image_generators(1, [2, 7], TRANSFORMS)
+    images = torch.rand(2, 3, 12, 12)
+    for _ in range(RandomAffine.BLOCK + 7):
+        expected = apply_affine(images, random_affine_params(generators), config)
+        assert torch.equal(transform(images), expected)
