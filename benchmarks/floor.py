@@ -6,6 +6,7 @@
     python benchmarks/floor.py process  [--repeats 3] [--baseline DIR]   # whole `introspect classes` / the blog program
     python benchmarks/floor.py writing  [--model torchvision:resnet18] [--layer layer4.1.conv2] [--size 32] [--steps 2]
     python benchmarks/floor.py layers   [--model fashion-mnist] [--steps 1]   # --layer all / the deepest layer
+    python benchmarks/floor.py parts    [--model mnist] [--repeats 3]   # what each part of a classes step costs
 
 The floor: free pixels (B, C, H, W) in [0, 1] as the only parameter, the model's normalization, the forward stopped
 at the layer by a hook, loss = minus the class logit (classes) or the channel's spatial mean (channels), Adam at
@@ -133,6 +134,58 @@ def classes(args) -> None:
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model}, {len(labels)} "
           f"classes x {config.steps} steps in one batch; medians of {args.repeats}, {args.clock} clock")
     compare(runs, work, args.repeats, device, "floor")
+
+
+def parts(args) -> None:
+    """Each part of a default classes step on its own, forward and backward, against the floor's whole step: where
+    introspect's time beyond the floor goes (each part's time less that of a bare sum-and-backward)."""
+    from introspect.classes import class_objective
+    from introspect.objectives import INPUT
+
+    loaded = load_model(args.model)
+    model, spec = loaded.model, loaded.spec
+    labels = list(range(spec.num_classes))
+    built = CLASSES_DEFAULTS.parts(spec, labels)
+    affine, normalize = built.transforms
+    objective = class_objective(spec, "confidence", labels)
+    pixels = torch.rand(len(labels), *spec.image_shape, requires_grad=True)
+    logits = torch.randn(len(labels), spec.num_classes, requires_grad=True)
+    optimizer = built.optimizer(list(built.param.parameters()))
+
+    def adam() -> None:
+        built.param.coefficients.grad = torch.zeros_like(built.param.coefficients) if hasattr(
+            built.param, "coefficients") else None
+        optimizer.step()
+
+    pieces = {"sum and backward (subtracted from the rest)": lambda: (pixels * 1.0).sum().backward(),
+              f"param ({built.param.name})": lambda: built.param().sum().backward(),
+              "random affine": lambda: affine(pixels).sum().backward(),
+              "normalization": lambda: normalize(pixels).sum().backward(),
+              **{regularizer.name: (lambda r=regularizer: r({INPUT: pixels}).sum().backward())
+                 for regularizer in built.regularizers},
+              "class objective (confidence)": lambda: objective({spec.logits: logits}).sum().backward(),
+              "Adam step (engine.Adam)": adam}
+    steps = CLASSES_DEFAULTS.steps
+    runs = {name: (lambda fn=fn: [fn() for _ in range(steps)]) for name, fn in pieces.items()}
+    runs["floor (a whole step)"] = lambda: floor_loop(model, spec, spec.logits, torch.tensor(labels), steps,
+                                                      CLASSES_DEFAULTS.lr, torch.device("cpu"))
+    for fn in runs.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            times[name].append(timed(fn, torch.device("cpu")) / steps)
+    per_step = {name: statistics.median(t) * 1e6 for name, t in times.items()}
+    harness, floor_step = per_step["sum and backward (subtracted from the rest)"], per_step["floor (a whole step)"]
+    print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads; {args.model}, {len(labels)} images, "
+          f"classes defaults; medians of {args.repeats} x {steps} steps, {args.clock} clock; microseconds per step")
+    extra = 0.0
+    for name, micro in per_step.items():
+        own = micro if name.startswith(("floor", "sum and", "Adam")) else micro - harness
+        if not name.startswith(("floor", "sum and")):
+            extra += own
+        print(f"{name:<52} {own:8.0f} us  {own / floor_step:6.1%} of the floor's step")
+    print(f"{'the parts together':<52} {extra:8.0f} us  {extra / floor_step:6.1%} of the floor's step")
 
 
 def channels(args) -> None:
@@ -265,7 +318,7 @@ def layers(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["classes", "channels", "process", "writing", "layers"])
+    parser.add_argument("mode", choices=["classes", "channels", "process", "writing", "layers", "parts"])
     parser.add_argument("--model", help="built-in or torchvision:NAME (default per mode)")
     parser.add_argument("--layer", help="channels and writing: the layer")
     parser.add_argument("--channels", type=int, default=64, help="channels: how many (default 64)")
@@ -286,12 +339,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     defaults = {"classes": ("mnist", None, None), "channels": ("mnist", "conv2", 256), "process": (None, None, None),
-                "writing": ("torchvision:resnet18", "layer4.1.conv2", 2), "layers": ("fashion-mnist", None, 1)}
+                "writing": ("torchvision:resnet18", "layer4.1.conv2", 2), "layers": ("fashion-mnist", None, 1),
+                "parts": ("mnist", None, None)}
     model, layer, steps = defaults[args.mode]
     args.model, args.layer, args.steps = args.model or model, args.layer or layer, args.steps or steps
     if args.mode == "writing":
         args.size = args.size or 32
-    {"classes": classes, "channels": channels, "process": process, "writing": writing, "layers": layers}[args.mode](args)
+    {"classes": classes, "channels": channels, "process": process, "writing": writing, "layers": layers,
+     "parts": parts}[args.mode](args)
 
 
 if __name__ == "__main__":

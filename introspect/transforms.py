@@ -96,8 +96,10 @@ class RandomAffine:
     #: Steps whose draws are taken at once: one generator call per image per block, not per step (the same numbers:
     #: a generator's block of draws is its per-step draws in order), and the block's affine matrices in one go.
     BLOCK = 64
-    #: The sampling grids of as many of a block's steps as fit in this many bytes are made in one ``affine_grid``
-    #: call (the same bytes as one call per step; a call costs about as much as the resampling itself at 28 px).
+    #: The sampling grids of GRID_STEPS steps (fewer where they would take more than GRID_BYTES) are made in one
+    #: ``affine_grid`` call: the same bytes as one call per step, without a call's fixed cost per step, and few
+    #: grids made for steps a run does not reach (the grids' cost grows with their number).
+    GRID_STEPS = 16
     GRID_BYTES = 16 * 2 ** 20
 
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
@@ -137,6 +139,6 @@ class RandomAffine:
         return F.grid_sample(images, grids[step - first], mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def _grid_steps(self, images: torch.Tensor) -> int:
-        """How many steps' grids fit in GRID_BYTES (at least one)."""
+        """GRID_STEPS, or as many steps' grids as fit in GRID_BYTES (at least one)."""
         batch, _, height, width = images.shape
-        return max(1, self.GRID_BYTES // (batch * height * width * 2 * images.element_size()))
+        return max(1, min(self.GRID_STEPS, self.GRID_BYTES // (batch * height * width * 2 * images.element_size())))
