@@ -174,3 +174,26 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
     figures = [Figure(figsize=(1, 1)) for _ in range(4)]
     report.save_figures([(fig, tmp_path / f"{i}.png") for i, fig in enumerate(figures)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_report_text_is_drawn_with_the_pixels_agg_draws():
+    """Report figures draw text from glyphs kept between calls (report._glyph): the page's pixels are those of
+    matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""
+    from matplotlib import ft2font
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from introspect import report
+
+    page = report.Page(2.0)
+    for i in range(12):
+        page.text(0.1 + i * 0.5371, 0.1 + i * 0.1393, f"layer4.1:{i} · ratio {i / 7:.2f}\nsecond $x_$ line → {i}",
+                  size=8 + i % 3, color=report.INK if i % 2 else report.BELOW_ONE, ha=("left", "center")[i % 2],
+                  parse_math=False)
+    page.text(1.0, 1.8, "rotated", rotation=30)  # drawn by Agg itself, as is mathtext
+    page.text(3.0, 1.8, "$x^2$")
+    page.fig.canvas.draw()
+    cached = np.asarray(page.fig.canvas.buffer_rgba()).copy()
+    FigureCanvasAgg(page.fig).draw()
+    assert np.array_equal(cached, np.asarray(page.fig.canvas.buffer_rgba()))
+    if hasattr(ft2font.FT2Font, "_render_glyph"):  # matplotlib >= 3.11: the glyphs came from the cache
+        assert report._glyph.cache_info().hits > 0
