@@ -10,7 +10,7 @@ import functools
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -499,12 +499,13 @@ def save_figure(fig: Figure, path: str | Path) -> None:
 MAX_PAGE_WORKERS = 8
 
 
-def save_figures(pages: Sequence[tuple[Figure, str | Path]]) -> None:
+def save_figures(pages: Sequence[tuple[Figure, str | Path]], meanwhile: Callable[[], None] | None = None) -> None:
     """Each figure saved to its path, the same bytes as ``save_figure`` one by one. Drawing and encoding pages
     is most of a big layer's writing, so on Linux with several cores and pages forked workers save a share each
-    (they inherit the figures: nothing is pickled) while this process saves its own; the pages of a worker that
+    (they inherit the figures: nothing is pickled) while this process saves its own, or does ``meanwhile``
+    (other writing, such as the explorer's site: then the workers save every page); the pages of a worker that
     fails or is killed are saved here afterwards. Workers leave Ctrl-C to this process (which defers it while
-    files are written)."""
+    files are written). Without workers, ``meanwhile`` runs after the pages are saved."""
     import os
     import signal
     import sys
@@ -516,11 +517,14 @@ def save_figures(pages: Sequence[tuple[Figure, str | Path]]) -> None:
     if workers < 2 or len(pages) < 4:
         for fig, path in pages:
             save_figure(fig, path)
+        if meanwhile is not None:
+            meanwhile()
         return
     shares = [pages[start::workers] for start in range(workers)]
+    own, forked = ([], shares) if meanwhile is not None else (shares[0], shares[1:])
     children: dict[int, Sequence] = {}
     try:
-        for share in shares[1:]:
+        for share in forked:
             pid = os.fork()
             if pid == 0:  # a worker: save its share, then leave without running the parent's exit handlers
                 code = 1
@@ -533,8 +537,10 @@ def save_figures(pages: Sequence[tuple[Figure, str | Path]]) -> None:
                 finally:
                     os._exit(code)
             children[pid] = share
-        for fig, path in shares[0]:
+        for fig, path in own:
             save_figure(fig, path)
+        if meanwhile is not None:
+            meanwhile()
     finally:
         failed = [share for pid, share in children.items() if os.waitpid(pid, 0)[1] != 0]
     for share in failed:

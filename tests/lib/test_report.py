@@ -137,9 +137,12 @@ def test_signal_inputs_are_drawn_as_waveforms_with_spectrograms_not_strips():
     assert sum(ax.get_ylabel() == "activation" for ax in fig.axes) >= 2  # their colour bars
 
 
-def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path):
+@pytest.mark.parametrize("other_work", [False, True])
+def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path, other_work):
     """save_figures splits pages over forked workers (Linux, several cores): the files are those save_figure
-    writes one by one."""
+    writes one by one; work handed as ``meanwhile`` runs once, in this process."""
+    import os
+
     from matplotlib.figure import Figure
 
     from introspect.report import save_figure, save_figures
@@ -150,7 +153,10 @@ def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path):
         fig.text(0.1, 0.5, f"page {i}")
         fig.add_axes((0.5, 0.1, 0.4, 0.8)).imshow(np.arange(16.0).reshape(4, 4) * i)
         figures.append(fig)
-    save_figures([(fig, tmp_path / f"parallel-{i}.png") for i, fig in enumerate(figures)])
+    ran = []
+    save_figures([(fig, tmp_path / f"parallel-{i}.png") for i, fig in enumerate(figures)],
+                 meanwhile=(lambda: ran.append(os.getpid())) if other_work else None)
+    assert ran == ([os.getpid()] if other_work else [])
     for i, fig in enumerate(figures):
         save_figure(fig, tmp_path / f"serial-{i}.png")
         assert (tmp_path / f"parallel-{i}.png").read_bytes() == (tmp_path / f"serial-{i}.png").read_bytes()
