@@ -36,21 +36,40 @@ def _glyph(font, size: float, dpi: float, index: int, x: int, y: int, flags) -> 
     return bitmap.buffer, bitmap.left, bitmap.top
 
 
+@functools.lru_cache(maxsize=4096)
+def _shaped(font, size: float, dpi: float, text: str, flags) -> tuple[list, tuple[float, float, float]]:
+    """One line of text as Agg lays it out and measures it: its glyphs' positions, and its width, height and
+    descent in pixels. Kept, since FreeType's layout costs more than drawing the glyphs and pages repeat lines."""
+    font.set_size(size, dpi)
+    items = font._layout(text, flags=flags)
+    font.set_text(text, 0.0, flags=flags)
+    width, height = font.get_width_height()
+    return items, (width / 64, height / 64, font.get_descent() / 64)
+
+
 class _Renderer(RendererAgg):
-    """Agg drawing plain upright text from rendered glyphs kept between calls (``_glyph``): the same pixels, and a
-    512-channel report's thousand captions render a few hundred glyphs instead of tens of thousands. Other text
-    (mathtext, rotated, not antialiased), and any matplotlib without the glyph-by-glyph drawing of 3.11, is drawn
-    as Agg draws it."""
+    """Agg drawing plain upright text from glyphs laid out and rendered once (``_shaped``, ``_glyph``): the same
+    pixels, and a 512-channel report's thousand captions render a few hundred glyphs instead of tens of thousands.
+    Other text (mathtext, rotated, not antialiased, with font features or a language), and any matplotlib without
+    the glyph-by-glyph drawing of 3.11, is drawn as Agg draws it."""
+
+    def _plain(self, ismath, mtext=None) -> bool:
+        return (not ismath and hasattr(ft2font.FT2Font, "_render_glyph")
+                and (mtext is None or not (mtext.get_fontfeatures() or mtext.get_language())))
+
+    def _shape(self, s: str, prop):
+        return _shaped(self._prepare_font(prop), prop.get_size_in_points(), self.dpi, s, get_hinting_flag())
+
+    def get_text_width_height_descent(self, s, prop, ismath):
+        if not self._plain(ismath):
+            return super().get_text_width_height_descent(s, prop, ismath)
+        return self._shape(s, prop)[1]
 
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if ismath or angle or not gc.get_antialiased() or not hasattr(ft2font.FT2Font, "_render_glyph"):
+        if angle or not gc.get_antialiased() or not self._plain(ismath, mtext):
             return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
-        font = self._prepare_font(prop)
-        flags = get_hinting_flag()
-        items = font._layout(s, flags=flags, features=mtext.get_fontfeatures() if mtext is not None else None,
-                             language=mtext.get_language() if mtext is not None else None)
-        size, height = prop.get_size_in_points(), int(self.height)
-        for item in items:  # FreeType's y is upwards; as RendererAgg._draw_text_glyphs_and_boxes places glyphs
+        size, height, flags = prop.get_size_in_points(), int(self.height), get_hinting_flag()
+        for item in self._shape(s, prop)[0]:  # FreeType's y is upwards; as RendererAgg._draw_text_glyphs_and_boxes
             gx, gy = round(0x40 * (x + item.x)), round(0x40 * (self.height - y + item.y))
             bitmap, left, top = _glyph(item.ft_object, size, self.dpi, item.glyph_index, gx & 63, gy & 63, flags)
             self._renderer.draw_text_image(bitmap, left + (gx >> 6), height - top - (gy >> 6) + bitmap.shape[0], 0, gc)

@@ -183,8 +183,8 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
 
 
 def test_report_text_is_drawn_with_the_pixels_agg_draws():
-    """Report figures draw text from glyphs kept between calls (report._glyph): the page's pixels are those of
-    matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""
+    """Report figures draw text from layouts and glyphs kept between calls (report._shaped, report._glyph): the
+    page's pixels are those of matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""
     from matplotlib import ft2font
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -197,6 +197,9 @@ def test_report_text_is_drawn_with_the_pixels_agg_draws():
                   parse_math=False)
     page.text(1.0, 1.8, "rotated", rotation=30)  # drawn by Agg itself, as is mathtext
     page.text(3.0, 1.8, "$x^2$")
+    axes = page.axes(5.0, 1.0, 2.0, 0.6)  # tick labels and axis labels are text too
+    axes.plot([0.0, 1.0, 0.3])
+    axes.set_xlabel("sample", fontsize=report.TEXT_SIZE)
     page.fig.canvas.draw()
     cached = np.asarray(page.fig.canvas.buffer_rgba()).copy()
     FigureCanvasAgg(page.fig).draw()
