@@ -277,20 +277,6 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             pages.append(page)
     overview = report.index_figures(results, provenance.label)
     named += [("index.png" if number == 1 else f"index-{number}.png", page) for number, page in enumerate(overview, 1)]
-    with contextlib.ExitStack() as files:  # every page saved (in parallel), then each moved into place
-        report.save_figures([(page, files.enter_context(run.file(name))) for name, page in named])
-    with run.file("report.png") as path:  # the first layer's first page in full, not the index strip: its bytes
-        shutil.copyfile(run.path / named[0][0], path)
-    for fmt in formats:
-        if fmt == "pdf":
-            from matplotlib.backends.backend_pdf import PdfPages  # only for a PDF: importing it takes a while
-
-            with run.file("report.pdf") as path, PdfPages(path) as pdf:
-                for page in overview + pages:
-                    pdf.savefig(page)
-        elif fmt != "png":
-            with run.file(f"report.{fmt}") as path:
-                report.save_figure(pages[0], path)
     if status is None:
         status = run_status(next((r.interrupted_at for r in results if r.interrupted_at is not None), None))
     record = base_record(provenance, results[0].config, seconds, status, min(r.steps_done for r in results))
@@ -305,7 +291,21 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         "layers": [layer_record(r) for r in results],
         **(extra or {}),
     })
-    write_site(run, record, arrays, dataset)
+    with contextlib.ExitStack() as files:  # pages saved by workers while this process builds the site, then moved
+        report.save_figures([(page, files.enter_context(run.file(name))) for name, page in named],
+                            meanwhile=lambda: write_site(run, record, arrays, dataset))
+    with run.file("report.png") as path:  # the first layer's first page in full, not the index strip: its bytes
+        shutil.copyfile(run.path / named[0][0], path)
+    for fmt in formats:
+        if fmt == "pdf":
+            from matplotlib.backends.backend_pdf import PdfPages  # only for a PDF: importing it takes a while
+
+            with run.file("report.pdf") as path, PdfPages(path) as pdf:
+                for page in overview + pages:
+                    pdf.savefig(page)
+        elif fmt != "png":
+            with run.file(f"report.{fmt}") as path:
+                report.save_figure(pages[0], path)
     return run.finish(record)
 
 

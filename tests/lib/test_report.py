@@ -137,9 +137,12 @@ def test_signal_inputs_are_drawn_as_waveforms_with_spectrograms_not_strips():
     assert sum(ax.get_ylabel() == "activation" for ax in fig.axes) >= 2  # their colour bars
 
 
-def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path):
+@pytest.mark.parametrize("other_work", [False, True])
+def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path, other_work):
     """save_figures splits pages over forked workers (Linux, several cores): the files are those save_figure
-    writes one by one."""
+    writes one by one; work handed as ``meanwhile`` runs once, in this process."""
+    import os
+
     from matplotlib.figure import Figure
 
     from introspect.report import save_figure, save_figures
@@ -150,7 +153,10 @@ def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path):
         fig.text(0.1, 0.5, f"page {i}")
         fig.add_axes((0.5, 0.1, 0.4, 0.8)).imshow(np.arange(16.0).reshape(4, 4) * i)
         figures.append(fig)
-    save_figures([(fig, tmp_path / f"parallel-{i}.png") for i, fig in enumerate(figures)])
+    ran = []
+    save_figures([(fig, tmp_path / f"parallel-{i}.png") for i, fig in enumerate(figures)],
+                 meanwhile=(lambda: ran.append(os.getpid())) if other_work else None)
+    assert ran == ([os.getpid()] if other_work else [])
     for i, fig in enumerate(figures):
         save_figure(fig, tmp_path / f"serial-{i}.png")
         assert (tmp_path / f"parallel-{i}.png").read_bytes() == (tmp_path / f"serial-{i}.png").read_bytes()
@@ -174,3 +180,29 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
     figures = [Figure(figsize=(1, 1)) for _ in range(4)]
     report.save_figures([(fig, tmp_path / f"{i}.png") for i, fig in enumerate(figures)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_report_text_is_drawn_with_the_pixels_agg_draws():
+    """Report figures draw text from layouts and glyphs kept between calls (report._shaped, report._glyph): the
+    page's pixels are those of matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""
+    from matplotlib import ft2font
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from introspect import report
+
+    page = report.Page(2.0)
+    for i in range(12):
+        page.text(0.1 + i * 0.5371, 0.1 + i * 0.1393, f"layer4.1:{i} · ratio {i / 7:.2f}\nsecond $x_$ line → {i}",
+                  size=8 + i % 3, color=report.INK if i % 2 else report.BELOW_ONE, ha=("left", "center")[i % 2],
+                  parse_math=False)
+    page.text(1.0, 1.8, "rotated", rotation=30)  # drawn by Agg itself, as is mathtext
+    page.text(3.0, 1.8, "$x^2$")
+    axes = page.axes(5.0, 1.0, 2.0, 0.6)  # tick labels and axis labels are text too
+    axes.plot([0.0, 1.0, 0.3])
+    axes.set_xlabel("sample", fontsize=report.TEXT_SIZE)
+    page.fig.canvas.draw()
+    cached = np.asarray(page.fig.canvas.buffer_rgba()).copy()
+    FigureCanvasAgg(page.fig).draw()
+    assert np.array_equal(cached, np.asarray(page.fig.canvas.buffer_rgba()))
+    if hasattr(ft2font.FT2Font, "_render_glyph"):  # matplotlib >= 3.11: the glyphs came from the cache
+        assert report._glyph.cache_info().hits > 0
