@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import matplotlib
 from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
@@ -47,6 +48,12 @@ def _shaped(font, size: float, dpi: float, text: str, flags) -> tuple[list, tupl
     return items, (width / 64, height / 64, font.get_descent() / 64)
 
 
+#: The matplotlib whose private glyph-by-glyph text drawing ``_Renderer`` repeats (3.11): any other version, or one
+#: without those calls, draws text as stock Agg does rather than risk other pixels or a failed report.
+GLYPH_BY_GLYPH = (tuple(int(part) for part in matplotlib.__version__.split(".")[:2]) == (3, 11)
+                  and hasattr(ft2font.FT2Font, "_render_glyph") and hasattr(ft2font.FT2Font, "_layout"))
+
+
 class _Renderer(RendererAgg):
     """Agg drawing plain upright text from glyphs laid out and rendered once (``_shaped``, ``_glyph``): the same
     pixels, and a 512-channel report's thousand captions render a few hundred glyphs instead of tens of thousands.
@@ -54,7 +61,7 @@ class _Renderer(RendererAgg):
     the glyph-by-glyph drawing of 3.11, is drawn as Agg draws it."""
 
     def _plain(self, ismath, mtext=None) -> bool:
-        return (not ismath and hasattr(ft2font.FT2Font, "_render_glyph")
+        return (not ismath and GLYPH_BY_GLYPH
                 and (mtext is None or not (mtext.get_fontfeatures() or mtext.get_language())))
 
     def _shape(self, s: str, prop):
