@@ -3,7 +3,7 @@ a user's model offers (its input size, --mean/--std, its class names; no dataset
 prior), `visualize_classes` runs with defaults, and judges of another architecture trained on the same
 task count how many of the class images they name.
 
-    python benchmarks/no_data.py [--only seqcnn,bnresnet] [--steps N] [--seed S] [--threads T]
+    python benchmarks/no_data.py [--only seqcnn,bnresnet] [--steps N] [--seeds 0,1,2] [--threads T]
 
 Seconds are the class run's CPU time (process time, torch on --threads threads): steady on a shared machine.
 
@@ -77,26 +77,28 @@ def main() -> None:
     defaults = introspect.CLASSES_DEFAULTS
     parser.add_argument("--only", help="comma-separated zoo names (default: every zoo classifier)")
     parser.add_argument("--steps", type=int, default=defaults.steps, help=f"class steps (default: {defaults.steps})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed (default: {defaults.seed})")
+    parser.add_argument("--seeds", default=str(defaults.seed),
+                        help=f"comma-separated seeds, one table row per model and seed (default: {defaults.seed})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = [n for n, e in MANIFEST.items() if e.get("role") == "zoo" and (not args.only or n in args.only.split(","))]
-    config = defaults.replace(steps=args.steps, seed=args.seed)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     cache: dict = {}
-    print("| model | data | self-named | best other-architecture judge | judges (count) | own p (min) | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | data | seed | self-named | best other-architecture judge | judges (count) | own p (min) | s |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for name in names:
-        row = measure(name, config, cache)
-        rows.append(row)
-        best = max(row["judges"].items(), key=lambda item: item[1])
-        detail = ", ".join(f"{judge.replace(MANIFEST[name]['dataset'] + '-', '')} {count}"
-                           for judge, count in row["judges"].items())
-        print(f"| {name} | {MANIFEST[name]['dataset']} | {row['own']}/10 | {best[1]}/10 ({best[0]}) | {detail} "
-              f"| {row['p_min']:.3f} | {row['seconds']:.1f} |", flush=True)
+        for seed in seeds:
+            row = measure(name, defaults.replace(steps=args.steps, seed=seed), cache)
+            rows.append(row)
+            best = max(row["judges"].items(), key=lambda item: item[1])
+            detail = ", ".join(f"{judge.replace(MANIFEST[name]['dataset'] + '-', '')} {count}"
+                               for judge, count in row["judges"].items())
+            print(f"| {name} | {MANIFEST[name]['dataset']} | {seed} | {row['own']}/10 | {best[1]}/10 ({best[0]}) "
+                  f"| {detail} | {row['p_min']:.3f} | {row['seconds']:.1f} |", flush=True)
     passed = sum(max(row["judges"].values()) >= 8 for row in rows)
-    print(f"\n{passed} of {len(rows)} models reach >= 8/10 from a judge of another architecture; "
+    print(f"\n{passed} of {len(rows)} runs (models x seeds) reach >= 8/10 from a judge of another architecture; "
           f"{sum(row['seconds'] for row in rows):.1f} CPU s of class runs in all")
 
 

@@ -63,6 +63,14 @@ def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output, deri
     return line
 
 
+def planned_prior(args: argparse.Namespace, loaded: LoadedModel, derive: bool):
+    """The spec whose prior class images will get, as far as it is known before any data is loaded: the model's
+    own when data will be read (``prior_data``), else the one ``prior_for`` gives without data."""
+    if asked_for_data(args) or (args.dataset != "none" and needs_data_prior(loaded.spec)):
+        return loaded.spec
+    return prior_for(loaded.spec, None, derive)[0]
+
+
 def prior_data(args: argparse.Namespace, loaded: LoadedModel, io: Output) -> ImageDataset | None:
     """The data classes estimate their prior from: what the flags name, else the model's own dataset
     when its prior is incomplete (``needs_data_prior``); None when there is none (said)."""

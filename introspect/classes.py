@@ -17,8 +17,8 @@ from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
-from .params import STARTS, ImageConfig, from_model, prior_for, start_bias
-from .transforms import TransformConfig
+from .params import CHOICE, STARTS, ImageConfig, from_model, image_generators, prior_for, start_bias
+from .transforms import RandomAffine, TransformConfig
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen with benchmarks/quality.py (MNIST, Fashion-MNIST and the zoo):
@@ -28,6 +28,15 @@ CLASSES_DEFAULTS = RenderConfig(steps=144, lr=0.1, tv=15.0, ink=50.0, redirect_r
 #: when the config keeps the default ones: zoom by up to ±50% and rotate by up to ±20 degrees, so a class must
 #: read at every scale, not from a texture at one (chosen with benchmarks/no_data.py on the zoo).
 NO_DATA_TRANSFORMS = TransformConfig(scale=0.5, rotate=20.0)
+#: Without data each class gets up to this many candidates, kept by the model's own verdict under its random
+#: transforms (``robust_margins``): a model of another architecture names the kept ones more often (the zoo's
+#: Fashion-MNIST MLP 7/10 -> 8-9/10 on seeds 0-2, benchmarks/no_data.py) ...
+NO_DATA_CANDIDATES = 8
+#: ... as long as the batch stays within this many input values (8 x 10 classes of 28 x 28 = 62,720): a model
+#: with more classes or larger inputs gets fewer (one for ImageNet's 1000 classes), so the cost stays small.
+NO_DATA_VALUES = 65_536
+#: The random transforms a candidate's margin is averaged over when it is kept without data.
+CHOICE_DRAWS = 32
 #: Candidate j of class c is rendered with key c + j * CANDIDATE_STRIDE: candidate 0 is the image a run
 #: without candidates makes, and every (class, candidate) draws its own randomness.
 CANDIDATE_STRIDE = 2 ** 20
@@ -76,6 +85,7 @@ class ClassesResult:
     objective: str
     model_name: str = ""
     candidates: int = 1
+    robust: bool = False  # candidates kept by their mean margin over CHOICE_DRAWS random transforms (no data)
     chosen: list[int] = field(default_factory=list)  # which candidate (0-based) was kept, per class
     candidate_margins: torch.Tensor | None = None  # (candidates, N) every candidate's margin
     runner_up_names: list[str] = field(default_factory=list)
@@ -104,6 +114,13 @@ class ClassesResult:
         return titles
 
     @property
+    def kept_by(self) -> str:
+        """How the kept candidate of each class was chosen, in words."""
+        if self.robust:
+            return f"largest mean logit margin over {CHOICE_DRAWS} random zooms and rotations"
+        return "largest logit margin"
+
+    @property
     def settings(self) -> str:
         """The run's settings in one plain-text line (for the report)."""
         c = self.config
@@ -112,7 +129,7 @@ class ClassesResult:
         applied = (("tv", c.tv), ("pull", c.pull if self.pulled else 0), ("ink", c.ink if self.inked else 0),
                    ("l2", c.l2), ("blur", c.blur))
         parts += [f"{name} {weight:g}" for name, weight in applied if weight]
-        parts.append(f"candidates {self.candidates}" + (" (kept: largest logit margin)" if self.candidates > 1 else ""))
+        parts.append(f"candidates {self.candidates}" + (f" (kept: {self.kept_by})" if self.candidates > 1 else ""))
         if self.output_kind not in (None, "logits") or self.logits_position is not None:
             parts.append(f"output {describe_kind(self.output_kind, self.logits_position)}")
         warning = kind_warning(self.output_kind)
@@ -212,9 +229,32 @@ def _probabilities(logits: torch.Tensor, kind: str | None) -> torch.Tensor:
     return torch.softmax(logits, 1) if kind in (None, "logits") else probabilities(logits, kind)
 
 
+def default_candidates(spec: ModelSpec, config: RenderConfig, count: int) -> int:
+    """Candidates per class when the caller names none, for ``count`` classes of ``spec`` (after ``prior_for``):
+    without data (a prior from the model itself, the default transforms) NO_DATA_CANDIDATES, fewer where the
+    batch would pass NO_DATA_VALUES input values; else 1."""
+    if not (config.image.use_prior and from_model(spec)) or config.transforms not in (TransformConfig(),
+                                                                                   NO_DATA_TRANSFORMS):
+        return 1
+    return max(1, min(NO_DATA_CANDIDATES, NO_DATA_VALUES // (count * math.prod(spec.image_shape))))
+
+
+def robust_margins(model: nn.Module, spec: ModelSpec, images: torch.Tensor, labels: Sequence[int],
+                   config: RenderConfig, keys: Sequence[int]) -> torch.Tensor:
+    """Each image's margin (target logit - best other logit), averaged over CHOICE_DRAWS random draws of
+    ``config.transforms`` (each image's own, from (seed, key) on a stream of their own): the model's own
+    verdict on whether the class survives the transforms it was optimized under."""
+    affine = RandomAffine(config.transforms, image_generators(config.seed, keys, CHOICE))
+    total = torch.zeros(len(images))
+    for _ in range(CHOICE_DRAWS):
+        logits = class_scores(model, spec, affine(images), config.device)
+        total += verdicts(logits, labels, spec.output_kind).margins
+    return total / CHOICE_DRAWS
+
+
 def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int | str] | None = None,
                       config: RenderConfig = CLASSES_DEFAULTS, objective: str = "confidence",
-                      callback: ProgressCallback | None = None, candidates: int = 1,
+                      callback: ProgressCallback | None = None, candidates: int | None = None,
                       data: ImageDataset | torch.Tensor | None = None) -> ClassesResult:
     """The input each class likes most: all classes optimized together in one batch.
 
@@ -223,7 +263,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     ``candidates`` > 1 renders that many images per class in the same batch (candidate j of class c
     from seed key c + j * 2**20) and keeps, per class, the one whose final, untransformed image has the
     largest margin of the target logit over the best other logit (the model's own logits; no other
-    model takes part in the choice; ties go to the lower candidate). ``candidates=1`` is exactly a
+    model takes part in the choice; ties go to the lower candidate); without data, the largest margin
+    averaged over CHOICE_DRAWS random transforms (``robust_margins``). None: ``default_candidates``
+    (NO_DATA_CANDIDATES without data, else 1). ``candidates=1`` is exactly a
     run without candidates. Candidate 0 starts from the same random draws as that run, but the larger
     batch can change the model's floating-point kernels (CPU conv/matmul blocking), so it ends close
     to that image, not always byte-identical with it. The result's render (values, history,
@@ -236,18 +278,22 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",
                         objective=objective, choices=" or ".join(OBJECTIVES))
-    try:
-        whole = None if isinstance(candidates, bool) else operator.index(candidates)
-    except TypeError:
-        whole = None
-    if whole is None or not 1 <= whole <= MAX_CANDIDATES:
-        raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
-                        most=MAX_CANDIDATES, candidates=candidates)
-    candidates = whole
+    if candidates is not None:
+        try:
+            whole = None if isinstance(candidates, bool) else operator.index(candidates)
+        except TypeError:
+            whole = None
+        if whole is None or not 1 <= whole <= MAX_CANDIDATES:
+            raise UserError("candidates must be a whole number from 1 to {most}, got {candidates!r}",
+                            most=MAX_CANDIDATES, candidates=candidates)
+        candidates = whole
     spec, _ = prior_for(spec, data, derive=config.image.use_prior)
+    labels = resolve_classes(spec, classes)
+    if candidates is None:
+        candidates = default_candidates(spec, config, len(labels))
+    robust = from_model(spec) and config.transforms == TransformConfig() and candidates > 1
     if from_model(spec) and config.transforms == TransformConfig():
         config = config.replace(transforms=NO_DATA_TRANSFORMS)
-    labels = resolve_classes(spec, classes)
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
         raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)
     count = len(labels)
@@ -256,8 +302,11 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     with on_device(model, config.device) as model:
         result = config.render(model, class_objective(spec, objective, rows_labels), spec, keys, callback)
         logits = class_scores(model, spec, result.images, config.device)
-    verdict = verdicts(logits, rows_labels, spec.output_kind)
-    by_candidate = verdict.margins.view(candidates, count)
+        verdict = verdicts(logits, rows_labels, spec.output_kind)
+        margins = verdict.margins
+        if robust and logits.shape[1] >= 2:
+            margins = robust_margins(model, spec, result.images, rows_labels, config, keys)
+    by_candidate = margins.view(candidates, count)
     score = verdict.logits.view(candidates, count) if logits.shape[1] < 2 else by_candidate
     chosen = torch.nan_to_num(score, nan=float("-inf")).argmax(0)  # ties and all-NaN: the first candidate
     rows = chosen * count + torch.arange(count)
@@ -281,7 +330,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         runner_up_logits=verdict.runner_up_logits[rows], runner_up_probabilities=verdict.runner_up_probabilities[rows],
         margins=verdict.margins[rows],
         render=result, config=config, objective=objective, model_name=spec.name,
-        candidates=candidates, chosen=chosen.tolist(), candidate_margins=by_candidate,
+        candidates=candidates, robust=robust, chosen=chosen.tolist(), candidate_margins=by_candidate,
         runner_up_names=["" if r is None else spec.class_names[r] if r < len(spec.class_names) else str(r)
                          for r in runner_up],
         start=describe_start(config, spec, result.param),

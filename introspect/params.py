@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 
 WORD = 0xFFFFFFFF
-#: Random streams of one image: its starting values, and its random transforms.
-START, TRANSFORMS = 0, 1
+#: Random streams of one image: its starting values, its random transforms, and the transforms its candidates
+#: are judged under when one is kept (``classes.robust_margins``).
+START, TRANSFORMS, CHOICE = 0, 1, 2
 
 
 def seed_entropy(seed: int, key: int, stream: int = START) -> list[int]:

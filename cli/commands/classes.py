@@ -6,14 +6,14 @@ import time
 
 import torch
 
-from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, OBJECTIVES, format_probability, logits_of,
-                                resolve_classes, visualize_classes)
+from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, NO_DATA_CANDIDATES, OBJECTIVES, default_candidates,
+                                format_probability, logits_of, resolve_classes, visualize_classes)
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
 from introspect.outputs import kind_warning, probability_label
 from introspect.records import Provenance, classes_image_records, run_status, write_classes
 
-from ..data import add_data_options, apply_prior, prior_data
+from ..data import add_data_options, apply_prior, planned_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, parse_formats, positive_int, repeat_record)
 from ..output import Outcome, Output, mean_info, plural, preload, say, written
@@ -30,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),
                    help="confidence: the class's logit + 10 x its log-probability; logit: the logit alone; blog: the original "
                         "-10*logsoftmax[target]+sum(logsoftmax) (default: confidence)")
-    p.add_argument("--candidates", type=positive_int, default=1, metavar="N",
+    p.add_argument("--candidates", type=positive_int, metavar="N",
                    help="render N images per class in the same batch and keep the one whose target logit leads the "
-                        "runner-up class by the most, on the model's own logits (default: 1)")
+                        "runner-up class by the most, on the model's own logits (without data: on average over "
+                        f"random zooms and rotations) (default: {NO_DATA_CANDIDATES} without data for small inputs, "
+                        "else 1)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 
@@ -46,9 +48,11 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     config = config_from_args(args, CLASSES_DEFAULTS)
     formats = parse_formats(args.format)
     check_out(args.out, args.force)
-    if args.candidates > MAX_CANDIDATES:
+    if args.candidates is not None and args.candidates > MAX_CANDIDATES:
         raise UserError(f"--candidates {args.candidates} is more than {MAX_CANDIDATES}")
     count = len(classes) if classes else loaded.spec.num_classes
+    if args.candidates is None:
+        args.candidates = default_candidates(planned_prior(args, loaded, config.image.use_prior), config, count)
     images = count * args.candidates
     each = "" if args.candidates == 1 else f" ({count} class{'es' if count != 1 else ''} × {args.candidates} candidates)"
     io.err.print(f"plan: {plural(images, 'image')}{each} × {config.steps} steps = {images * config.steps:,} image-steps "
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if health:
         io.note(health)
     count = len(result.labels)
-    best = f" (best of {result.candidates} candidates by logit margin)" if result.candidates > 1 else ""
+    best = f" (best of {result.candidates} candidates by {result.kept_by})" if result.candidates > 1 else ""
     kind = {"p (sigmoid)": " (sigmoid)", "p (softmax)": " (softmax)"}.get(probability_label(result.output_kind), "")
     failed = f"; {len(result.render.stopped)} failed (NaN/inf objective)" if result.render.stopped else ""
     lowest_p = format_probability(float(result.probabilities[lowest]), "").lstrip("=")  # as the tile writes it

@@ -124,3 +124,28 @@ def test_without_data_the_prior_comes_from_the_normalization(shipped_mnist):
     assert "start normalization mean (auto)" in result.settings and "ink 50" in result.settings
     assert "param fft" in result.settings and result.config.transforms == NO_DATA_TRANSFORMS
     assert abs(float(result.images.mean()) - 0.1307) < 0.02  # one step from the mean: still near it
+
+
+def test_without_data_candidates_are_kept_by_their_margin_under_random_transforms(shipped_mnist):
+    """No data: NO_DATA_CANDIDATES per class by default (fewer for larger batches), kept by the mean margin over
+    random zooms and rotations (``robust_margins``); an explicit count still wins, and data keeps one."""
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import NO_DATA_CANDIDATES, default_candidates, robust_margins
+    from introspect.params import prior_for
+
+    bare = without_prior(shipped_mnist.spec)
+    config = CLASSES_DEFAULTS.replace(steps=2)
+    result = visualize_classes(shipped_mnist.model, bare, [3, 7], config)
+    assert result.candidates == NO_DATA_CANDIDATES and result.robust
+    assert "random zooms and rotations" in result.settings
+    assert result.candidate_margins.shape == (NO_DATA_CANDIDATES, 2)
+    kept = result.candidate_margins.argmax(0).tolist()
+    assert result.chosen == kept
+    derived = prior_for(bare, None, derive=True)[0]
+    keys = [c + j * CANDIDATE_STRIDE for j in range(NO_DATA_CANDIDATES) for c in (3, 7)]
+    again = robust_margins(shipped_mnist.model, derived, result.images, [3, 7], result.config,
+                           [keys[j * 2 + i] for i, j in enumerate(kept)])
+    assert torch.allclose(again, result.candidate_margins.max(0).values, atol=1e-4)
+    assert visualize_classes(shipped_mnist.model, bare, [3], config, candidates=1).candidates == 1
+    assert visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config).candidates == 1  # a data prior
+    assert default_candidates(derived, config, 1000) == 1  # ImageNet-sized class counts: no extra candidates

@@ -270,6 +270,7 @@ def _other_judges(name: str) -> list[str]:
         and MANIFEST[other]["class"] != entry["class"]]
 
 
+@pytest.mark.slow  # 8 candidates per class without data: about 8 CPU seconds
 def test_without_data_a_judge_of_another_architecture_names_the_classes():
     """Issue #20 item 5: a user's MNIST CNN with only --size, --mean and --std: its class images (the prior from
     its normalization) are named by the independent VGG judge >= 8 of 10 (10 at seed 0; 8 with the grey start
@@ -277,9 +278,9 @@ def test_without_data_a_judge_of_another_architecture_names_the_classes():
     assert _named_by("mnist-judge-vgg", _without_data("functionalnet")) >= 8
 
 
-#: Below the bar on some seeds (benchmarks/no_data.py --seed): bnresnet (BatchNorm, global pooling: 8 at seed 0,
-#: 5-9 over seeds) and the Fashion-MNIST mlp (7 at seed 0, 7-8 over seeds).
-UNSTEADY = {"bnresnet", "mlp"}
+#: Below the bar on some seeds (benchmarks/no_data.py --seeds): the Fashion-MNIST mlp (7, 8, 7 at seeds 0-2 with
+#: the kept-by-robust-margin candidates, 7-8 over seeds 0-9: its pullover, coat and shirt stay confused).
+UNSTEADY = {"mlp"}
 
 
 @pytest.mark.slow
