@@ -58,7 +58,7 @@ DIVERSITY_WEIGHT = 1.0
 #: (``spread_starts``), and each pair of copies closer than DIVERSE_MARGIN x the median pairwise pixel distance of
 #: the channel's top N real examples costs DIVERSE_WEIGHT x the squared relative shortfall (``objectives.spread``).
 DIVERSE_MARGIN = 1.1
-DIVERSE_WEIGHT = 1.0
+DIVERSE_WEIGHT = 10.0
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
 
