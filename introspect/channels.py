@@ -52,17 +52,17 @@ DATA_PIXEL_WEIGHT = 10.0
 #: At most this many real images (evenly spaced) give the data's principal subspace.
 DATA_SUBSPACE_IMAGES = 10000
 
-#: Weight of the diversity term of a diverse run (objectives.diversity).
+#: Weight of the diversity term of a diverse run in the texture style (objectives.diversity).
 DIVERSITY_WEIGHT = 1.0
-#: ``--diverse N`` in the data style: the N copies of a channel start at N of its top real examples chosen far apart
+#: ``diverse`` = N > 1 in the data style: the N copies of a channel start at N of its top real examples chosen far apart
 #: (``spread_starts``), and each pair of copies closer than DIVERSE_MARGIN x the median pairwise pixel distance of
 #: the channel's top N real examples costs DIVERSE_WEIGHT x the relative shortfall (``objectives.spread``; measured in
 #: benchmarks/channel_quality.py: a squared shortfall needed weight 10 to hold and pushed MNIST fc1's images off the
 #: data, median distance 2.22; a repulsion within the data's principal subspace overshot in pixels, 1.87 vs 1.65).
 DIVERSE_MARGIN = 1.1
 DIVERSE_WEIGHT = 1.0
-#: The distance penalty's weight (DATA_DISTANCE_WEIGHT) with ``--diverse`` > 1: copies from weaker examples went
-#: further from the data on MNIST fc1 (median distance 2.27 at 0.05; 1.52 at 0.2 on channels 6-11, ratios >= 1.4).
+#: The weight of the distance penalty (DATA_DISTANCE_WEIGHT) with ``diverse`` > 1: copies from weaker examples went
+#: further from the data on MNIST fc1 (channels 0-15: median distance 2.27 at 0.05, 1.52 at 0.2 with every image above the best real one).
 DIVERSE_DISTANCE_WEIGHT = 0.2
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01

@@ -372,7 +372,7 @@ def near_data(objective: Objective, targets: torch.Tensor, mean: torch.Tensor, c
 def spread(targets: torch.Tensor, group: int, weight: float) -> Objective:
     """Minus ``weight`` x, per image, the mean over the other images of its group of ``group`` consecutive images
     of the relative shortfall of their pixel L2 distance below ``targets`` (B,) > 0: a repulsion of constant pull
-    that stops once the images are that far apart (a hinge; ``--diverse`` in the data style)."""
+    that stops once the images are that far apart (a hinge; ``diverse`` copies in the data style)."""
 
     def fn(a: Activations) -> torch.Tensor:
         images = a[INPUT].flatten(1)
