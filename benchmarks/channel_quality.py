@@ -25,7 +25,8 @@ Routes:
 
 ``--diverse N`` (route s only): N images per channel (``visualize_channels(diverse=N)``); the share and distance
 are over all the live channels' images, and "diverse" is the share of live channels whose images' median pairwise
-pixel L2 distance is at least that of the channel's top-N real examples (``--top`` keeps at least N of them).
+pixel L2 distance is at least that of the channel's top-N real examples (``--top`` real examples are kept per channel,
+at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``).
 """
 from __future__ import annotations
 
@@ -166,6 +167,12 @@ def main() -> None:
     parser.add_argument("--diverse", type=int, default=1, help="route s: images per channel")
     parser.add_argument("--budget", type=float, default=ch.DATA_BUDGET,
                         help="route s: the distance from the data that costs nothing")
+    parser.add_argument("--top", type=int, default=5,
+                        help="real examples kept per channel (the CLI's --top-k; --diverse picks its starts among them)")
+    parser.add_argument("--spread-weight", type=float, default=ch.DIVERSE_WEIGHT,
+                        help="--diverse: the weight of the repulsion between a channel's copies")
+    parser.add_argument("--margin", type=float, default=ch.DIVERSE_MARGIN,
+                        help="--diverse: the copies keep this x the top-N real examples' median distance apart")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = introspect.load_model(args.model)
@@ -179,7 +186,7 @@ def main() -> None:
     print("| layer | route | channels | live | share ratio >= 1 | median ratio | median distance (max) | s |")
     print("|---|---|---|---|---|---|---|---|")
     for layer in args.layer.split(","):
-        examples = dataset_examples(model, spec, layer, train, k=max(5, args.diverse), cache_key=loaded.sha256)
+        examples = dataset_examples(model, spec, layer, train, k=max(args.top, args.diverse), cache_key=loaded.sha256)
         count = len(examples.max_value)
         chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
         keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
@@ -213,6 +220,7 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
     images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
     n = args.diverse
+    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN = args.spread_weight, args.margin
     count = len(examples.max_value)
     chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
     keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]

@@ -367,3 +367,19 @@ def near_data(objective: Objective, targets: torch.Tensor, mean: torch.Tensor, c
         return torch.minimum(value, target) / target - weight * torch.relu(outside - budget)
 
     return Objective(fn, objective.layers, f"near_data({objective.name}, {budget:g})")
+
+
+def spread(targets: torch.Tensor, group: int, weight: float) -> Objective:
+    """Minus ``weight`` x, per image, the mean over the other images of its group of ``group`` consecutive images
+    of the relative shortfall of their pixel L2 distance below ``targets`` (B,) > 0: a repulsion of constant pull
+    that stops once the images are that far apart (a hinge; ``diverse`` copies in the data style)."""
+
+    def fn(a: Activations) -> torch.Tensor:
+        images = a[INPUT].flatten(1)
+        flat = images.view(-1, group, images.shape[1])
+        distance = ((flat.unsqueeze(2) - flat.unsqueeze(1)).pow(2).sum(3) + 1e-12).sqrt()  # (B / group, group, group)
+        short = torch.relu(1 - distance / targets.to(images).view(-1, group, 1))
+        others = short.sum(2) - short.diagonal(dim1=1, dim2=2)
+        return -weight * others.flatten() / max(1, group - 1)
+
+    return Objective(fn, [], f"spread({group}, {weight:g})")

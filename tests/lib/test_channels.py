@@ -9,8 +9,8 @@ from torch import nn
 
 from helpers import hook_count, tiny_dataset
 from introspect.channel_runs import RunListener, run_channels
-from introspect.channels import (CHANNELS_DEFAULTS, DATA_COMPONENTS, data_subspace, dataset_examples,
-                                 parse_channel_list, visualize_channels)
+from introspect.channels import (CHANNELS_DEFAULTS, DATA_COMPONENTS, data_subspace, dataset_examples, median_pairwise,
+                                 parse_channel_list, spread_starts, visualize_channels)
 from introspect.data import load_dataset
 from introspect.errors import UserError
 from introspect.hooks import HookRegistry
@@ -239,6 +239,14 @@ def test_data_style_starts_at_the_top_example_and_beats_it(shipped_mnist):
                                 dataset=data)
     assert result.renders[0].param == "pixel" and "near_data" in result.renders[0].objective
     assert bool((result.activations > start.activations).all())  # near the data: tests/system/test_channels_quality.py
+
+
+def test_diverse_copies_start_far_apart_among_the_top_examples():
+    """The strongest example first, then greedily the farthest from those picked; a short pool repeats."""
+    pool = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 3.0]]).view(4, 1, 1, 2)
+    assert spread_starts(pool, 3) == [0, 2, 3]
+    assert spread_starts(pool[:2], 3) == [0, 1, 0]
+    assert median_pairwise(pool[:3]) == pytest.approx(4.9) and median_pairwise(pool[:1]) == 0.0
 
 
 def test_data_subspace_is_the_top_principal_directions_of_the_data():

@@ -2,7 +2,7 @@
 import torch
 
 from introspect.engine import RenderConfig
-from introspect.objectives import INPUT, blur, channel, class_logits, ink, l2, near_data, total_variation
+from introspect.objectives import INPUT, blur, channel, class_logits, ink, l2, near_data, spread, total_variation
 from introspect.quality import total_variation as tv
 
 
@@ -77,3 +77,16 @@ def test_channel_with_the_activation_is_what_visualize_channels_maximizes(tiny_m
     torch.testing.assert_close(captured[0](acts), mine, rtol=0, atol=0)
     relu_only = torch.relu(acts["conv2"][:, 4]).mean((1, 2))
     assert not torch.allclose(channel("conv2", 4, activation=activation)(acts), relu_only)  # the leak term is there
+
+
+def test_spread_repels_only_copies_closer_than_their_target():
+    """Two groups of two: the first pair 1 apart (below its target 2: each pays 1 - 1/2), the second 3 apart
+    (past its target 2: free)."""
+    images = torch.zeros(4, 1, 1, 2)
+    images[1, 0, 0, 0], images[3, 0, 0, 1] = 1.0, 3.0
+    value = spread(torch.full((4,), 2.0), 2, 4.0)({INPUT: images})
+    torch.testing.assert_close(value, torch.tensor([-2.0, -2.0, 0.0, 0.0]))
+    images.requires_grad_(True)
+    spread(torch.full((4,), 2.0), 2, 4.0)({INPUT: images}).sum().backward()
+    assert images.grad[0, 0, 0, 0] < 0 < images.grad[1, 0, 0, 0]  # maximizing pushes the close pair apart
+    assert bool(torch.isfinite(images.grad).all()) and bool((images.grad[2:] == 0).all())
