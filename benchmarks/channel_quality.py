@@ -1,6 +1,12 @@
 """Do channel images beat the data and still look like it? Routes (channel styles) on a built-in model's layer.
 
     python benchmarks/channel_quality.py --model mnist --layer conv2 [--channels 0-7] [--routes a,b,c,d,e] [--steps 256]
+    python benchmarks/channel_quality.py --model torchvision:resnet18 --size 64 --images TRAIN_DIR --held-out TEST_DIR \
+        --layer layer1.0.conv1 --routes a,s
+
+``--images`` (with ``--held-out``) measures any model (``--size``: its square input) on pictures of your own, as
+``introspect channels --images`` does: the image prior is estimated from them, ``--held-out`` gives the real images'
+median distance; routes a and s only (the others need a data basis: inputs of at most 3,072 values).
 
 For each route, over the layer's chosen channels, against the model's training data (``load_dataset(name, "train")``):
 - share >= 1: the share of live (not rarely active) channels whose image excites them at least as much as the best
@@ -45,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import introspect  # noqa: E402
 from introspect import channels as ch  # noqa: E402
 from introspect.channels import CHANNELS_DEFAULTS, dataset_examples, measure_channels, parse_channel_list  # noqa: E402
-from introspect.data import load_dataset  # noqa: E402
+from introspect.data import load_dataset, load_image_folder  # noqa: E402
 from introspect.engine import RenderConfig, on_device, render  # noqa: E402
 from introspect.objectives import INPUT, Objective, channels as channel_objective  # noqa: E402
 from introspect.params import START_MARGIN, BasisImage, ImageConfig, Prior, image_generators  # noqa: E402
@@ -118,7 +124,7 @@ def accentuate(base: Objective, target: torch.Tensor, start: torch.Tensor, weigh
 
 def run_route(route: str, model, spec, layer: str, channels: list[int], examples, train, pixels: torch.Tensor,
               steps: int, seed: int = 0, weight: float = 1.0, target: float = 1.2,
-              budget: float | None = None) -> torch.Tensor:
+              budget: float | None = None, pixel_weight: float | None = None) -> torch.Tensor:
     """The route's images (N, C, H, W) for ``channels``, one batch."""
     plan = ch.plan_channels(model, spec, [layer], channels, steps=steps)[layer]
     if route == "a":
@@ -126,6 +132,7 @@ def run_route(route: str, model, spec, layer: str, channels: list[int], examples
     if route == "s":
         ch.DATA_DISTANCE_WEIGHT, ch.DATA_TARGET = weight, target
         ch.DATA_BUDGET = budget if budget is not None else ch.DATA_BUDGET
+        ch.DATA_PIXEL_WEIGHT = pixel_weight if pixel_weight is not None else ch.DATA_PIXEL_WEIGHT
         config = CHANNELS_DEFAULTS.replace(steps=steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
         return ch.visualize_channels(model, spec, layer, channels, config=config, examples=examples,
                                      dataset=train).images
@@ -173,11 +180,22 @@ def main() -> None:
                         help="--diverse: the weight of the repulsion between a channel's copies")
     parser.add_argument("--margin", type=float, default=ch.DIVERSE_MARGIN,
                         help="--diverse: the copies keep this x the top-N real examples' median distance apart")
+    parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
+                        help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
+    parser.add_argument("--size", type=int, help="the model's square input size (torchvision models)")
+    parser.add_argument("--images", metavar="DIR", help="training pictures (sub-folders are classes) for the model")
+    parser.add_argument("--held-out", metavar="DIR", help="with --images: held-out pictures for the real distance")
     args = parser.parse_args()
+    if bool(args.images) != bool(args.held_out):
+        parser.error("--images and --held-out go together")
     torch.manual_seed(0)
-    loaded = introspect.load_model(args.model)
+    loaded = introspect.load_model(args.model, meta=introspect.MetaOverrides(size=args.size))
     model, spec = loaded.model, loaded.spec
-    train, test = load_dataset(args.model, "train"), load_dataset(args.model, "test")
+    if args.images:
+        train, test = load_image_folder(args.images, spec), load_image_folder(args.held_out, spec)
+        spec, _ = introspect.prior_for(spec, train)  # as the command line does with --images
+    else:
+        train, test = load_dataset(args.model, "train"), load_dataset(args.model, "test")
     pixels = train.pixels()
     manifold = Manifold.fit(pixels)
     real = float(manifold.residual(test.pixels()).median())
@@ -196,7 +214,7 @@ def main() -> None:
         for route in args.routes.split(","):
             started = time.perf_counter()
             images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, weight=args.weight, target=args.target,
-                               budget=args.budget)
+                               budget=args.budget, pixel_weight=args.pixel_weight)
             seconds = time.perf_counter() - started
             values = measure_channels(model, spec, layer, images, chosen, spec.activation(layer))
             ratio = values / examples.max_value[chosen].clamp(min=1e-12)

@@ -26,7 +26,7 @@ from .hooks import Probe, record
 from .layers import describe_layers, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
-from .params import BASIS_VALUES, ImageConfig, example_image_for, prior_for
+from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -41,14 +41,15 @@ CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=
 #: DATA_MEASURED (the issue's measure: fewer components held than measured keep the images inside the measure's
 #: subspace, whose last directions another estimate of it may differ on). Its Adam rate is DATA_LR_SCALE x ``lr``
 #: (real images start saturated). Inputs of more than params.BASIS_VALUES values have no such subspace: there the
-#: squared pixel distance to the example costs DATA_PIXEL_WEIGHT (``objectives.accentuate``).
+#: squared pixel distance to the example costs DATA_PIXEL_WEIGHT (``objectives.accentuate``; 60 rather than 10 brings
+#: resnet18 at 64 px within the distance bar: benchmarks/channel_quality.py --images, README "Channel styles").
 DATA_TARGET = 1.5
 DATA_BUDGET = 1.8
 DATA_DISTANCE_WEIGHT = 0.05
 DATA_COMPONENTS = 40
 DATA_MEASURED = 50
 DATA_LR_SCALE = 2.0
-DATA_PIXEL_WEIGHT = 10.0
+DATA_PIXEL_WEIGHT = 60.0
 #: At most this many real images (evenly spaced) give the data's principal subspace.
 DATA_SUBSPACE_IMAGES = 10000
 
@@ -459,8 +460,33 @@ class ChannelsResult:
     @property
     def style(self) -> str:
         """The style its images were made in: data (started at real examples) or texture (``ImageConfig.style``)."""
-        data = any(r.objective.startswith(("near_data", "accentuate")) for r in self.renders)
-        return "data" if data else "texture"
+        return "texture" if self.penalty is None else "data"
+
+    @property
+    def penalty(self) -> str | None:
+        """The data style's distance penalty: "subspace" (energy outside the data's principal components,
+        ``objectives.near_data``), "pixel distance" (to the starting example, ``objectives.accentuate``: inputs too
+        large for the subspace), or None (texture style)."""
+        names = [r.objective for r in self.renders]
+        if any(name.startswith("near_data") for name in names):
+            return "subspace"
+        return "pixel distance" if any(name.startswith("accentuate") for name in names) else None
+
+    @property
+    def style_detail(self) -> str:
+        """The style in words, naming the parametrization and penalty used (as classes' settings line names its
+        parametrization): the report header and run.json."""
+        start = "free pixels from each channel's top real example, pushed to beat it"
+        if self.penalty == "subspace":
+            return (f"data style: {start}; penalty: energy outside the data's top {DATA_COMPONENTS} principal "
+                    f"components past {DATA_BUDGET:g}x a real image's")
+        if self.penalty == "pixel distance":
+            values = math.prod(self.images.shape[1:])
+            return (f"data style: {start}; penalty: squared pixel distance to that example (input of {values:,} "
+                    f"values, over {BASIS_VALUES:,}: no principal subspace)")
+        param = self.renders[0].param if self.renders else self.config.image.parametrization
+        start = next((name for name, bias in STARTS.items() if bias == self.config.image.init_bias), "auto")
+        return f"texture style: {param} image optimized from the {start} start"
 
     @property
     def not_reached(self) -> torch.Tensor:

@@ -229,6 +229,7 @@ def layer_record(result) -> dict:
         "layer": result.layer, "measured_at": result.measured_at or f"{result.layer} (raw output)",
         "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
         "channels": result.channels, "batch_size": result.batch_size, "style": result.style,
+        "penalty": result.penalty, "style_detail": result.style_detail,
         "live": summary.live, "dead": summary.dead, "median_ratio": summary.median_ratio,
         "share_ratio_at_least_1": summary.share_ratio_at_least_1,
         "rarely_active": summary.rare, "not_reached": summary.not_reached,

@@ -600,9 +600,7 @@ def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[
 
 
 def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -> str:
-    style = ("data style: each image starts at its top real example, pushed to beat it near the data"
-             if result.style == "data" else "texture style: optimized from a grey start")
-    header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels ({style})"
+    header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels ({result.style_detail})"
     if examples is not None:
         summary = result.summary()
         median = "n/a" if summary.median_ratio is None else f"{summary.median_ratio:.2f}"

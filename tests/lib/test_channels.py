@@ -372,3 +372,29 @@ def test_chunks_sized_from_a_measured_peak(tiny_model, tiny_spec):
     assert sized_from(replace(layer, diverse=3), 100_000, 10 << 20).chunk % 3 == 0
     assert measured_bytes_per_image(tiny_model, tiny_spec, layer, FAST) is None
     assert calibrate_plan(tiny_model, tiny_spec, plan, FAST) == plan
+
+
+@pytest.mark.parametrize("size, penalty", [(16, "subspace"), (40, "pixel distance")])
+def test_data_style_on_rgb_says_which_penalty(size, penalty):
+    """RGB pictures of 768 values get the data's principal subspace; of 4,800 (over 3,072) the squared pixel
+    distance to the example: the style, its penalty and its words (the report header) say which ran."""
+    from introspect.data import ImageDataset
+    from introspect.models.spec import ModelSpec
+    from introspect.records import layer_record
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    spec = ModelSpec("rgb", "user", (3, size, size), (0.5,) * 3, (0.25,) * 3, "4", ("a", "b"))
+    g = torch.Generator().manual_seed(0)
+    data = ImageDataset("rgb", "train", (torch.rand(12, 3, size, size, generator=g) * 255).to(torch.uint8),
+                        torch.arange(12) % 2, ("a", "b"), "random RGB pictures")
+    examples = dataset_examples(model, spec, "0", data, k=2)
+    result = visualize_channels(model, spec, "0", [0, 1, 2, 3], CHANNELS_DEFAULTS.replace(steps=3),
+                                examples=examples, dataset=data)
+    assert result.images.shape == (4, 3, size, size) and torch.isfinite(result.images).all()
+    record = layer_record(result)
+    assert record["style"] == "data" and record["penalty"] == penalty == result.penalty
+    objective = "near_data" if penalty == "subspace" else "accentuate"
+    assert result.renders[0].objective.startswith(objective)
+    words = "principal components" if penalty == "subspace" else "squared pixel distance to that example (input of 4,800"
+    assert words in record["style_detail"] and record["style_detail"].startswith("data style: free pixels")

@@ -37,7 +37,9 @@ def data_style_bars(name: str, layer: str, seed: int, channels: list[int] | None
     manifold = Manifold.fit(train.pixels())
     distance = manifold.residual(result.images) / manifold.residual(test.pixels()).median()
     counted = ~torch.isnan(result.ratio)
-    return float((result.ratio[counted] >= 1).float().mean()), float(distance[counted].median())
+    share, median = float((result.ratio[counted] >= 1).float().mean()), float(distance[counted].median())
+    print(f"{name} {layer} seed {seed}: share {share:.3f}, median distance {median:.2f}")  # shown by pytest -rA
+    return share, median
 
 
 def test_data_style_beats_the_data_near_it_on_mnist_conv1_seed_0():
