@@ -52,9 +52,9 @@ import introspect  # noqa: E402
 from introspect import channels as ch  # noqa: E402
 from introspect.channels import CHANNELS_DEFAULTS, dataset_examples, measure_channels, parse_channel_list  # noqa: E402
 from introspect.data import load_dataset, load_image_folder  # noqa: E402
-from introspect.engine import RenderConfig, on_device, render  # noqa: E402
-from introspect.objectives import INPUT, Objective, channels as channel_objective  # noqa: E402
-from introspect.params import START_MARGIN, BasisImage, ImageConfig, Prior, image_generators  # noqa: E402
+from introspect.engine import render  # noqa: E402
+from introspect.objectives import INPUT, Objective  # noqa: E402
+from introspect.params import START_MARGIN, BasisImage, Prior, image_generators  # noqa: E402
 from introspect.quality import Manifold  # noqa: E402
 
 

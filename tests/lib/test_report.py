@@ -185,7 +185,6 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
 def test_report_text_is_drawn_with_the_pixels_agg_draws():
     """Report figures draw text from layouts and glyphs kept between calls (report._shaped, report._glyph): the
     page's pixels are those of matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""
-    from matplotlib import ft2font
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from introspect import report
