@@ -692,7 +692,7 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
                                              DATA_BUDGET, weight)
         else:
             objective = objectives.accentuate(objective, targets, images, DATA_PIXEL_WEIGHT)
-        if diverse > 1 and starts.spreads is not None:
+        if starts.spreads is not None:  # diverse > 1
             objective = objective + objectives.spread(starts.spreads, diverse, DIVERSE_WEIGHT)
         render = config.replace(lr=config.lr * DATA_LR_SCALE).render(model, objective, spec, keys, callback,
                                                                      param=param)

@@ -291,8 +291,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     labels = resolve_classes(spec, classes)
     if candidates is None:
         candidates = default_candidates(spec, config, len(labels))
-    robust = from_model(spec) and config.transforms == TransformConfig() and candidates > 1
-    if from_model(spec) and config.transforms == TransformConfig():
+    no_data = from_model(spec) and config.transforms == TransformConfig()
+    robust = no_data and candidates > 1
+    if no_data:
         config = config.replace(transforms=NO_DATA_TRANSFORMS)
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
         raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)

@@ -65,15 +65,18 @@ def test_normalize_uses_the_spec():
     torch.testing.assert_close(Normalize.of(spec)(x), expected)
 
 
-def test_random_affine_draws_in_blocks_are_its_per_step_draws():
-    """RandomAffine takes a block of steps' draws at once: step s still gets each image's s-th draw."""
-    config = TransformConfig()
-    transform = RandomAffine.for_keys(config, 3, [0, 5])
-    generators = image_generators(3, [0, 5], TRANSFORMS)
-    images = torch.rand(2, 1, 12, 12)
-    for _ in range(RandomAffine.BLOCK + 3):
+def assert_per_step_affine(config: TransformConfig, seed: int, keys: list[int], images: torch.Tensor, steps: int):
+    """RandomAffine's output at each of ``steps`` steps is exactly one draw and one affine_grid per step."""
+    transform = RandomAffine.for_keys(config, seed, keys)
+    generators = image_generators(seed, keys, TRANSFORMS)
+    for _ in range(steps):
         expected = apply_affine(images, random_affine_params(generators), config)
         assert torch.equal(transform(images), expected)
+
+
+def test_random_affine_draws_in_blocks_are_its_per_step_draws():
+    """RandomAffine takes a block of steps' draws at once: step s still gets each image's s-th draw."""
+    assert_per_step_affine(TransformConfig(), 3, [0, 5], torch.rand(2, 1, 12, 12), RandomAffine.BLOCK + 3)
 
 
 @pytest.mark.parametrize("grid_bytes", [RandomAffine.GRID_BYTES, 2 * 12 * 12 * 2 * 4 * 5, 1])
@@ -81,10 +84,5 @@ def test_random_affine_block_grids_are_its_per_step_grids(grid_bytes, monkeypatc
     """The sampling grids made for many steps at once (all the block's, 5 steps' or one step's at a time) give the
     very bytes of one affine_grid per step."""
     monkeypatch.setattr(RandomAffine, "GRID_BYTES", grid_bytes)
-    config = TransformConfig(jitter=3, scale=0.2, rotate=30)
-    transform = RandomAffine.for_keys(config, 1, [2, 7])
-    generators = image_generators(1, [2, 7], TRANSFORMS)
-    images = torch.rand(2, 3, 12, 12)
-    for _ in range(RandomAffine.BLOCK + 7):
-        expected = apply_affine(images, random_affine_params(generators), config)
-        assert torch.equal(transform(images), expected)
+    assert_per_step_affine(TransformConfig(jitter=3, scale=0.2, rotate=30), 1, [2, 7], torch.rand(2, 3, 12, 12),
+                           RandomAffine.BLOCK + 7)
