@@ -124,6 +124,18 @@ class _Renderer(RendererAgg):
         return (not ismath and GLYPH_BY_GLYPH
                 and (mtext is None or not (mtext.get_fontfeatures() or mtext.get_language())))
 
+    def _prepare_font(self, font_prop):
+        """As RendererAgg's, the font looked up once per font properties in this renderer (a page's thousand captions
+        share a few; matplotlib looks it up for each text it measures or draws)."""
+        fonts = self.__dict__.setdefault("_fonts", {})
+        font = fonts.get(font_prop)
+        if font is None:
+            font = fonts[font_prop.copy()] = super()._prepare_font(font_prop)
+            return font
+        font.clear()
+        font.set_size(font_prop.get_size_in_points(), self.dpi)
+        return font
+
     def _shape(self, s: str, prop):
         return _shaped(self._prepare_font(prop), prop.get_size_in_points(), self.dpi, s, get_hinting_flag())
 
