@@ -244,6 +244,23 @@ def layer_record(result) -> dict:
     }
 
 
+def preload(*modules: str) -> None:
+    """Import ``modules`` on a background thread while a run optimizes: the report's matplotlib takes about as
+    long to import as a default classes run takes to optimize, and torch lets go of the GIL while it computes.
+    A module that fails to import here is imported again where it is used, and fails there, in one line."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - reported where the module is used
+                return
+
+    threading.Thread(target=load, name="introspect-preload", daemon=True).start()
+
+
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
                    status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
                    logits_layer: str | None = None, extra: dict | None = None) -> dict:
