@@ -597,8 +597,14 @@ def save_figure(fig: Figure, path: str | Path) -> None:
 MAX_PAGE_WORKERS = 8
 
 
-def save_figures(pages: Sequence[tuple[Figure, str | Path]], meanwhile: Callable[[], None] | None = None) -> None:
-    """Each figure saved to its path, the same bytes as ``save_figure`` one by one. Drawing and encoding pages
+def _save_page(page: Figure | Callable[[], Figure], path: str | Path) -> None:
+    save_figure(page if isinstance(page, Figure) else page(), path)
+
+
+def save_figures(pages: Sequence[tuple[Figure | Callable[[], Figure], str | Path]],
+                 meanwhile: Callable[[], None] | None = None) -> None:
+    """Each figure (or a function building it, called where it is saved) saved to its path, the same bytes as
+    ``save_figure`` one by one. Drawing and encoding pages
     is most of a big layer's writing, so on Linux with several cores and pages forked workers save a share each
     (they inherit the figures: nothing is pickled) while this process saves its own, or does ``meanwhile``
     (other writing, such as the explorer's site: then the workers save every page); the pages of a worker that
@@ -614,7 +620,7 @@ def save_figures(pages: Sequence[tuple[Figure, str | Path]], meanwhile: Callable
         workers = min(len(pages), len(os.sched_getaffinity(0)), MAX_PAGE_WORKERS)
     if workers < 2 or len(pages) < 4:
         for fig, path in pages:
-            save_figure(fig, path)
+            _save_page(fig, path)
         if meanwhile is not None:
             meanwhile()
         return
@@ -630,20 +636,20 @@ def save_figures(pages: Sequence[tuple[Figure, str | Path]], meanwhile: Callable
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     for fig, path in share:
-                        save_figure(fig, path)
+                        _save_page(fig, path)
                     code = 0
                 finally:
                     os._exit(code)
             children[pid] = share
         for fig, path in own:
-            save_figure(fig, path)
+            _save_page(fig, path)
         if meanwhile is not None:
             meanwhile()
     finally:
         failed = [share for pid, share in children.items() if os.waitpid(pid, 0)[1] != 0]
     for share in failed:
         for fig, path in share:
-            save_figure(fig, path)
+            _save_page(fig, path)
 
 
 def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None,
@@ -702,6 +708,14 @@ def channels_figures(result, dataset_images: torch.Tensor | None = None, model_n
     channel (its optimized image(s), then the top-k real images, each at least MIN_TILE_PX across, their
     activations under them) and a label under each, wrapped to the tile's measured width so no two texts
     touch and none is drawn on the pixels. ``unit_names`` name the channels (class names for the logits layer)."""
+    return [build() for build in channels_pages(result, dataset_images, model_name, max_height_px, unit_names)]
+
+
+def channels_pages(result, dataset_images: torch.Tensor | None = None, model_name: str = "",
+                   max_height_px: float = MAX_PAGE_PX,
+                   unit_names: Sequence[str] | None = None) -> list[Callable[[], ReportFigure]]:
+    """``channels_figures``' pages, each built when called: the layout (labels fitted, pages split) is done here,
+    the pages' figures where they are saved (``save_figures``' workers build their own share)."""
     examples = result.examples if dataset_images is not None else None
     k = examples.top_indices.shape[1] if examples is not None else 0
     images_per_tile = result.diverse + k
@@ -732,8 +746,8 @@ def channels_figures(result, dataset_images: torch.Tensor | None = None, model_n
     per_page = rows_per_page * columns
     pages = math.ceil(len(result.channels) / per_page)
     geometry = (scale, mosaic_w, mosaic_h, step, image_w, value_h)
-    figures = []
-    for number in range(pages):
+
+    def build(number: int) -> ReportFigure:
         start = number * per_page
         count = min(per_page, len(result.channels) - start)
         extra = page_line if pages > 1 else 0.0
@@ -744,8 +758,8 @@ def channels_figures(result, dataset_images: torch.Tensor | None = None, model_n
             row, col = divmod(i, columns)
             _draw_tile(page, result, start + i, examples, dataset_images, wrapped[start + i],
                        x=PAD + col * (tile_w + tile_gap), top=top + row * tile_h, geometry=geometry)
-        figures.append(page.fig)
-    return figures
+        return page.fig
+    return [functools.partial(build, number) for number in range(pages)]
 
 
 def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, top: float,
