@@ -194,20 +194,3 @@ def mean_info(label: str, step: int, values: torch.Tensor, spec: str) -> dict[st
     if values.device.type != "cpu" and step % READ_EVERY:
         return {}
     return {"info": f"{label} {values.mean():{spec}}"}
-
-
-def preload(*modules: str) -> None:
-    """Import ``modules`` on a background thread while the command works: the report's matplotlib takes about as
-    long to import as a default classes run takes to optimize, and torch lets go of the GIL while it computes.
-    A module that fails to import here is imported again where it is used, and fails there, in one line."""
-    import importlib
-    import threading
-
-    def load() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - reported where the module is used
-                return
-
-    threading.Thread(target=load, name="introspect-preload", daemon=True).start()

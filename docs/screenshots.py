@@ -21,7 +21,7 @@ DOCS = Path(__file__).resolve().parent
 WIDTH = 1100
 LIMIT = 300_000
 #: Each screenshot: the page it shows and the window's height.
-SHOTS = {"explorer-layer.png": ("layer-conv2.html", 760), "explorer-channel.png": ("channel-conv2-8.html", 1250),
+SHOTS = {"explorer-layer.png": ("layer-conv2.html", 760), "explorer-channel.png": ("channel-conv2.html#8", 1250),
          "explorer-classes.png": ("classes.html", 760)}
 
 
@@ -62,7 +62,8 @@ def shoot(driver, page: Path, height: int, out: Path) -> int:
     from PIL import Image
 
     driver.set_window_size(WIDTH, height)
-    driver.get(page.resolve().as_uri())
+    name, _, channel = page.name.partition("#")  # a channel page: the channel after the #
+    driver.get(page.with_name(name).resolve().as_uri() + (f"#{channel}" if channel else ""))
     deadline = time.time() + 20
     script = "return [...document.images].filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete)"
     while not driver.execute_script(script) and time.time() < deadline:

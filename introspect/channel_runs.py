@@ -36,7 +36,7 @@ from .engine import RenderConfig, on_device
 from .errors import UserError
 from .models.spec import ModelSpec
 from .folders import MANIFEST, PARTS, claimed_run
-from .records import Provenance, prior_record, run_status, write_channels
+from .records import Provenance, preload, prior_record, run_status, write_channels
 
 MANIFEST_FORMAT = "introspect-channels-manifest/2"
 _PART = re.compile(r"item-(\d{5})\.pt")
@@ -390,6 +390,8 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         done = ranks.broadcast(done)
         shares = split_items([i for i in items if i.id not in done], ranks.world)
         started = time.time()
+        if ranks.main:
+            preload("introspect.report")  # drawn after the optimization: imported meanwhile
         starts = None
         if config.image.style != "texture":  # every rank needs the real examples its images start from
             starts = ranks.broadcast({p.layer: starts_for(p, config.image.style, examples[p.layer], data)

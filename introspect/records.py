@@ -244,6 +244,23 @@ def layer_record(result) -> dict:
     }
 
 
+def preload(*modules: str) -> None:
+    """Import ``modules`` on a background thread while a run optimizes: the report's matplotlib takes about as
+    long to import as a default classes run takes to optimize, and torch lets go of the GIL while it computes.
+    A module that fails to import here is imported again where it is used, and fails there, in one line."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - reported where the module is used
+                return
+
+    threading.Thread(target=load, name="introspect-preload", daemon=True).start()
+
+
 def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, dataset=None, seconds: float = 0.0,
                    status: str | None = None, formats: Sequence[str] = ("png",), class_names: Sequence[str] | None = None,
                    logits_layer: str | None = None, extra: dict | None = None) -> dict:
@@ -270,10 +287,10 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
     with run.file("images.npz") as path:
         np.savez_compressed(path, **arrays)
     pages, named = [], []
-    for r in results:
+    for r in results:  # each page built where it is saved (by save_figures' workers)
         names = class_names if r.layer == logits_layer else None
-        for number, page in enumerate(report.channels_figures(r, dataset.images if dataset is not None else None,
-                                                              provenance.label, unit_names=names), 1):
+        for number, page in enumerate(report.channels_pages(r, dataset.images if dataset is not None else None,
+                                                            provenance.label, unit_names=names), 1):
             named.append((f"report-{slug(r.layer)}{'' if number == 1 else f'-{number}'}.png", page))  # a safe name
             pages.append(page)
     overview = report.index_figures(results, provenance.label)
@@ -302,11 +319,11 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             from matplotlib.backends.backend_pdf import PdfPages  # only for a PDF: importing it takes a while
 
             with run.file("report.pdf") as path, PdfPages(path) as pdf:
-                for page in overview + pages:
+                for page in overview + [build() for build in pages]:
                     pdf.savefig(page)
         elif fmt != "png":
             with run.file(f"report.{fmt}") as path:
-                report.save_figure(pages[0], path)
+                report.save_figure(pages[0](), path)
     return run.finish(record)
 
 

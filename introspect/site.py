@@ -1,8 +1,11 @@
 """A static web site from run folders of one model: model, layer, channel, class and image pages.
 
-``build_site(runs, out)`` writes ``index.html``, one HTML page per layer, channel, class and
-image, ``data/*.js`` (each page's data, loaded by a ``<script>`` tag: no fetch, so the site
-works from file://), PNGs under ``img/`` and the shared ``explore.js``/``explore.css``.
+``build_site(runs, out)`` writes ``index.html``, one HTML page per layer, class and image,
+``data/*.js`` (each page's data, loaded by a ``<script>`` tag: no fetch, so the site works from
+file://), PNGs under ``img/`` and the shared ``explore.js``/``explore.css``. A layer's channels
+share one page, ``channel-<layer>.html#<channel>``, whose data come in blocks of CHANNEL_BLOCK
+channels (``data/channel-<layer>/<block>.js``, loaded as the page asks for a channel): a
+2048-channel layer is a few dozen files, not thousands.
 With ``compute=True`` what the runs lack (see ``introspect.explore``) is computed from the
 recorded model and dataset and cached under ``cache_dir()/explore``; when they cannot be
 loaded the pages say so.
@@ -83,8 +86,18 @@ def unique_slugs(names) -> dict[str, str]:
     return table
 
 
+#: Channels per data file of a layer's channel page (the page loads the block that holds the channel shown).
+CHANNEL_BLOCK = 64
+
+
 def channel_page(layer_slug: str, channel: int) -> str:
-    return f"channel-{layer_slug}-{int(channel)}.html"
+    """A channel's page: its layer's channel page, the channel after the ``#``."""
+    return f"channel-{layer_slug}.html#{int(channel)}"
+
+
+def channel_block(layer_slug: str, block: int) -> str:
+    """The data file of a layer's channels ``block * CHANNEL_BLOCK`` to ``(block + 1) * CHANNEL_BLOCK - 1``."""
+    return f"data/channel-{layer_slug}/{int(block)}.js"
 
 
 def histogram_page(counts: torch.Tensor, low: float, high: float, optimized: float | None = None) -> dict:
@@ -631,10 +644,15 @@ def run_index(site: Path, kind: str | None) -> str:
     return page_html(f"{kind or 'run'} run", f"data/{page[:-5]}.js", base=f"{site.name}/")
 
 
+def _write_script(out: Path, name: str, before: str, data: dict, after: str = "") -> None:
+    """A data script: ``before``, ``data`` as JSON, ``after``."""
+    _target(out, name).parent.mkdir(parents=True, exist_ok=True)
+    _target(out, name).write_text(before + json.dumps(data, separators=(",", ":"), default=float) + after + ";\n")
+
+
 def _write_page(out: Path, name: str, title: str, data: dict) -> None:
     script = f"data/{name[:-5]}.js"
-    _target(out, script).parent.mkdir(parents=True, exist_ok=True)
-    _target(out, script).write_text("window.PAGE = " + json.dumps(data, separators=(",", ":"), default=float) + ";\n")
+    _write_script(out, script, "window.PAGE = ", data)
     _target(out, name).write_text(page_html(title, script))
 
 
@@ -815,10 +833,22 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
                **counts, "first": rows[0]["thumb"] if rows else None, "dataset": bool(layer["dataset"])}
     index = {n: i for i, n in enumerate(l["layer"] for l in site.layers)}
     previous = site.layers[index[name] - 1] if index[name] > 0 else None
+    shared = {"kind": "channel", "layer": name, "layer_href": summary["href"], "neuron": layer["neuron"],
+              "notes": site.texts(site.notes), "measured_at": summary["measured_at"],
+              "dataset": layer["dataset"]["name"] if layer["dataset"] else None, "rare_share": RARE_SHARE,
+              "flat_hint": _flat_hint(site, layer)}
+    blocks: dict[int, dict] = {}
     for i, row in enumerate(rows):
-        examples = _write_channel(out, site, layer, extra, row, rows[i - 1] if i else None,
-                                  rows[i + 1] if i + 1 < len(rows) else None, previous, class_pages, summary)
-        row["examples"] = [{"src": e["src"], "value": e["value"]} for e in examples[:3]]
+        data = _channel_data(out, site, layer, extra, row, rows[i - 1] if i else None,
+                             rows[i + 1] if i + 1 < len(rows) else None, previous, class_pages, shared)
+        blocks.setdefault(row["c"] // CHANNEL_BLOCK, {})[row["c"]] = data
+        row["examples"] = [{"src": e["src"], "value": e["value"]} for e in data["examples"][:3]]
+    for block, channels in blocks.items():
+        _write_script(out, channel_block(site.slug(name), block), "window.CHANNELS = Object.assign(window.CHANNELS || {}, ",
+                      channels, ")")
+    _write_page(out, f"channel-{site.slug(name)}.html", f"{site.label}: {name} channels",
+                {**shared, "title": f"{site.label}: layer {name} channels", "block": CHANNEL_BLOCK,
+                 "blocks": {k: channel_block(site.slug(name), k) for k in blocks}, "first": rows[0]["c"] if rows else None})
     strongest = sorted((r for r in rows if not r["dead"] and not r["rare"]), key=_rank)
     summary["strip"] = [{"c": r["c"], "thumb": r["thumb"], "href": r["href"], "ratio": r["ratio"], "best": r["best"],
                          "flat": r["flat"]} for r in strongest[:8]]
@@ -828,20 +858,17 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
     return summary
 
 
-def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: dict, before: dict | None,
-                   after: dict | None, previous: dict | None, class_pages: list[int], summary: dict) -> None:
+def _channel_data(out: Path, site: Site, layer: dict, extra: dict | None, row: dict, before: dict | None,
+                  after: dict | None, previous: dict | None, class_pages: list[int], shared: dict) -> dict:
+    """What a channel's page shows beyond its layer's ``shared`` fields (its real images written meanwhile)."""
     name, c = layer["layer"], row["c"]
     entry = layer["per"][c]
     named = f" (class {row['name']})" if "name" in row else ""
-    data = {"kind": "channel", "title": f"{site.label}: {name} channel {c}{named}", "layer": name, "channel": c,
-            "layer_href": summary["href"], "row": row, "neuron": layer["neuron"],
+    data = {"title": f"{site.label}: {name} channel {c}{named}", "channel": c, "row": dict(row),
             "optimized": [{"src": f"img/layer-{site.slug(name)}/{c}{'' if j == 0 else f'-{j}'}.png", "activation": _num(s)}
                           for j, s in enumerate(entry["scores"])],
-            "prev": before and before["href"], "next": after and after["href"], "notes": site.texts(site.notes),
-            "examples": [], "hist": None, "inputs": [], "outputs": [], "measured_at": summary["measured_at"],
-            "dataset": layer["dataset"]["name"] if layer["dataset"] else None}
-    data["rare_share"] = RARE_SHARE
-    data["flat_hint"] = _flat_hint(site, layer)
+            "prev": before and before["href"], "next": after and after["href"],
+            "examples": [], "hist": None, "inputs": [], "outputs": []}
     dataset = site.dataset
     if entry["examples"] and dataset is not None and not row["dead"]:
         maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None
@@ -854,7 +881,7 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
                                      "label": _label(site, dataset, int(dataset.labels[index])),
                                      "peak": None if activation_map is None else _num(max(float(activation_map.max()), 0.0))})
         if extra is None:
-            data["notes"].append("Real examples shown without activation maps (not computed).")
+            data["notes"] = [*shared["notes"], "Real examples shown without activation maps (not computed)."]
     if extra is not None:
         k = extra["channels"].index(c)
         data["hist"] = histogram_page(extra["hist"][c], extra["low"][c], extra["high"][c], row["best"])  # every channel's
@@ -868,8 +895,7 @@ def _write_channel(out: Path, site: Site, layer: dict, extra: dict | None, row: 
             data["outputs"] = [{"class": j, "name": site.name(j), "value": v,
                                 "href": f"class-{j}.html" if j in class_pages else None}
                                for j, v in _top(extra["outputs"][k], 5)]
-    _write_page(out, row["href"], data["title"], data)
-    return data["examples"]
+    return data
 
 
 def _label(site: Site, dataset, label: int) -> str | None:

@@ -11,12 +11,12 @@ from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, NO_DATA_CANDID
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
 from introspect.outputs import kind_warning, probability_label
-from introspect.records import Provenance, classes_image_records, run_status, write_classes
+from introspect.records import Provenance, classes_image_records, preload, run_status, write_classes
 
 from ..data import add_data_options, apply_prior, planned_prior, prior_data
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, parse_formats, positive_int, repeat_record)
-from ..output import Outcome, Output, mean_info, plural, preload, say, written
+from ..output import Outcome, Output, mean_info, plural, say, written
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -2,13 +2,16 @@
 // Renders the page described by window.PAGE (set by this page's data/*.js file). Every value in PAGE comes
 // from run folders, which people send each other: it reaches the page only through h`...`, which escapes each
 // value it is given (an Html, made by h itself, goes in as it is), and links and images only to relative paths.
+// A layer's channels share one page (channel-<layer>.html#<channel>): PAGE holds what they share, the channel's
+// own data come from its block's script (window.CHANNELS), loaded when the page shows a channel of that block.
 (function () {
-  const P = window.PAGE, main = document.getElementById("main");
+  let P = window.PAGE;
+  const main = document.getElementById("main");
   class Html { constructor(s) { this.s = s; } toString() { return this.s; } }
   const esc = (s) => String(s).replace(/[&<>"'`]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;"}[c]));
   const part = (v) => (v instanceof Html ? v.s : Array.isArray(v) ? v.map(part).join("") : v === null || v === undefined ? "" : esc(v));
   const h = (strings, ...values) => new Html(strings.reduce((out, s, i) => out + part(values[i - 1]) + s));
-  const url = (u) => (typeof u === "string" && /^[A-Za-z0-9_.\/-]+$/.test(u) && !u.startsWith("/") && !u.split("/").includes("..") ? u : "#");
+  const url = (u) => (typeof u === "string" && /^[A-Za-z0-9_.\/-]+(#[0-9]+)?$/.test(u) && !u.startsWith("/") && !u.split("/").includes("..") ? u : "#");
   const num = (v) => (typeof v === "number" && isFinite(v) ? v : null);
   const list = (v) => (Array.isArray(v) ? v : []);
   // a number, or why there is none (never "NaN" or "null" on a page)
@@ -176,7 +179,10 @@
       h`<p>images per bin of the activation (bins four per decade); lowest ${fmt(hist.low)}, highest ${fmt(hist.high)}${said}</p>`);
   }
 
+  let arrowKeys = false;
   function arrows() {
+    if (arrowKeys) return;  // once: a channel page draws each channel it is asked for
+    arrowKeys = true;
     document.addEventListener("keydown", (e) => {
       if (e.key === "ArrowLeft" && P.prev) location.href = url(P.prev);
       if (e.key === "ArrowRight" && P.next) location.href = url(P.next);
@@ -239,8 +245,37 @@
       legend("p", "saliency", "map", "activation")));
   }
 
-  const render = {model, layer, channel, class: klass, classes, image}[P.kind];
+  // A channel page: the channel named after the # (the layer's first without one), its block loaded once.
+  const shared = P, asked = {};
+  function channelPage() {
+    const wanted = location.hash.length > 1 ? location.hash.slice(1) : shared.first === null ? "" : String(shared.first);
+    const c = /^[0-9]+$/.test(wanted) ? Number(wanted) : NaN, own = (window.CHANNELS || {})[c];
+    if (own) {
+      P = window.PAGE = Object.assign({}, shared, own);
+      channel();
+      document.title = String(P.title);
+      window.scrollTo(0, 0);
+      window.READY = performance.now();
+      return;
+    }
+    const src = Number.isInteger(c) && num(shared.block) ? (shared.blocks || {})[Math.floor(c / shared.block)] : undefined;
+    if (src === undefined || asked[src]) {
+      show(h`${nav(h`<a href="${url(shared.layer_href)}">layer ${shared.layer}</a>`)}<h1>${shared.title}</h1><p class="dim">No channel ${wanted} in this layer's pages.</p>`);
+      window.READY = performance.now();
+      return;
+    }
+    asked[src] = true;
+    const script = document.createElement("script");
+    script.src = url(src);
+    script.onload = script.onerror = channelPage;
+    document.body.appendChild(script);
+  }
+
+  const render = {model, layer, channel: channelPage, class: klass, classes, image}[P.kind];
+  if (P.kind === "channel") window.addEventListener("hashchange", channelPage);
   if (render) render();
-  document.title = String(P.title);
-  window.READY = performance.now();
+  if (P.kind !== "channel") {
+    document.title = String(P.title);
+    window.READY = performance.now();
+  }
 })();

@@ -81,6 +81,15 @@ def page_data(page: Path) -> dict:
     return json.loads((page.parent / script).read_text().removeprefix("window.PAGE = ").rstrip().rstrip(";"))
 
 
+def channel_blocks(page: Path) -> dict:
+    """A layer's channel page: each channel's own data, from the blocks its page data names."""
+    found = {}
+    for block in page_data(page)["blocks"].values():
+        text = (page.parent / block).read_text().removeprefix("window.CHANNELS = Object.assign(window.CHANNELS || {}, ")
+        found.update(json.loads(text.rstrip().removesuffix(");")))
+    return found
+
+
 def links(value) -> list[str]:
     if isinstance(value, dict):
         return [v for k, v in value.items() if k in LINKS and isinstance(v, str)] + \
@@ -93,8 +102,10 @@ def links(value) -> list[str]:
 def assert_consistent(site: Path) -> None:
     """Every page's data file and every file its data links to exist: no page points at a removed file."""
     for page in site.glob("*.html"):
-        for target in links(page_data(page)):
-            assert (site / target).is_file(), f"{page.name} links to {target}, which does not exist"
+        data = page_data(page)
+        own = channel_blocks(page) if data["kind"] == "channel" else {}
+        for target in links(data) + links(own) + list(data.get("blocks", {}).values()):
+            assert (site / target.split("#")[0]).is_file(), f"{page.name} links to {target}, which does not exist"
 
 
 def one_error_line(capsys, *words: str) -> str:
@@ -118,7 +129,10 @@ def test_layer_names_that_are_paths_stay_in_the_site_and_never_share_a_page(tmp_
     layer_pages = sorted((tmp_path / "site").glob("layer-*.html"))
     assert len(layer_pages) == len(hostile)  # one page each: "a/b", "a_b" and "A_B" do not overwrite each other
     assert sorted(page_data(p)["summary"]["layer"] for p in layer_pages) == sorted(hostile)
-    assert len(list((tmp_path / "site").glob("channel-*.html"))) == 2 * len(hostile)
+    channel_pages = sorted((tmp_path / "site").glob("channel-*.html"))
+    assert len(channel_pages) == len(hostile)  # one per layer, its two channels after the #
+    assert sorted(page_data(p)["layer"] for p in channel_pages) == sorted(hostile)
+    assert all(sorted(channel_blocks(p)) == ["0", "1"] for p in channel_pages)
     for name in files_under(tmp_path / "site"):
         assert all(len(part) < 255 and not part.startswith("..") for part in name.split("/")), name
     assert_consistent(tmp_path / "site")

@@ -34,8 +34,12 @@ def test_build_site_reports_progress_and_spells_settings(tmp_path):
     page = json.loads((tmp_path / "site" / "data" / "layer-conv.js").read_text()[len("window.PAGE = "):-2])
     assert page["summary"]["measured_at"] == "conv → relu"
     assert any(n.endswith("add --trust.") for n in page["notes"]), page["notes"]
-    channel = json.loads((tmp_path / "site" / "data" / "channel-conv-0.js").read_text()[len("window.PAGE = "):-2])
-    assert channel["measured_at"] == "conv → relu"
+    channel = json.loads((tmp_path / "site" / "data" / "channel-conv.js").read_text()[len("window.PAGE = "):-2])
+    assert channel["measured_at"] == "conv → relu" and channel["blocks"] == {"0": "data/channel-conv/0.js"}
+    block = (tmp_path / "site" / "data" / "channel-conv" / "0.js").read_text()
+    own = json.loads(block[len("window.CHANNELS = Object.assign(window.CHANNELS || {}, "):-3])
+    assert sorted(own) == ["0", "1", "2"] and own["1"]["prev"] == "channel-conv.html#0"
+    assert sorted(p.name for p in (tmp_path / "site").glob("*.html")) == ["channel-conv.html", "index.html", "layer-conv.html"]
 
 
 def test_histogram_marks_the_optimized_value():

@@ -182,6 +182,54 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
 
 
+def test_report_text_is_measured_as_agg_measures_it():
+    """report._shaped's width, height and descent (from the layout and each glyph's box, loaded once) are those
+    FT2Font.set_text gives, for any size, accents, arrows, leading and trailing spaces."""
+    from matplotlib.backends.backend_agg import RendererAgg, get_hinting_flag
+    from matplotlib.font_manager import FontProperties
+
+    from introspect import report
+
+    if not report.GLYPH_BY_GLYPH:
+        pytest.skip("matplotlib other than 3.11: text drawn by Agg itself")
+    flags = get_hinting_flag()
+    for size in (6.0, 7.0, 8.5, 14.0):
+        font = RendererAgg(10, 10, 100)._prepare_font(FontProperties(size=size))
+        for text in ("layer4.1.conv2:511", "act -3.93e+03", "r 2.27 · on 42.1%", "Wj(y)_Q", " lead", "trail ",
+                     "É ü ß → ←", " ", "", "gy|", "rotated"):
+            measured = report._shaped(font, size, 100.0, text, flags)[1]
+            font.set_text(text, 0.0, flags=flags)
+            width, height = font.get_width_height()
+            assert measured == (width / 64, height / 64, font.get_descent() / 64), (size, text)
+
+
+def test_report_lines_are_laid_out_as_freetype_lays_them_out():
+    """report._layout places each glyph of a line where FT2Font._layout does (its own advances and kerning for
+    DejaVu Sans, regular and bold, at several sizes; random lines of letters, digits, punctuation and accents,
+    ligatures left to FreeType)."""
+    import random
+    import string
+
+    from matplotlib.backends.backend_agg import RendererAgg, get_hinting_flag
+    from matplotlib.font_manager import FontProperties
+
+    from introspect import report
+
+    if not report.GLYPH_BY_GLYPH:
+        pytest.skip("matplotlib other than 3.11: text drawn by Agg itself")
+    flags, rng = get_hinting_flag(), random.Random(0)
+    characters = string.ascii_letters + string.digits + string.punctuation + " ·→←–éüßÉ°±µ×"
+    for weight in ("normal", "bold"):
+        for size, dpi in ((5.0, 100.0), (7.0, 200.0), (11.0, 200.0)):
+            font = RendererAgg(10, 10, dpi)._prepare_font(FontProperties(size=size, weight=weight))
+            for _ in range(150):
+                text = "".join(rng.choice(characters) for _ in range(rng.randint(1, 30)))
+                ours = report._layout(font, size, dpi, text, flags)
+                font.set_size(size, dpi)
+                theirs = font._layout(text, flags=flags)
+                assert [(i.glyph_index, i.x, i.y) for i in ours] == [(i.glyph_index, i.x, i.y) for i in theirs], text
+
+
 def test_report_text_is_drawn_with_the_pixels_agg_draws():
     """Report figures draw text from layouts and glyphs kept between calls (report._shaped, report._glyph): the
     page's pixels are those of matplotlib's own Agg canvas, for text at any position, size, colour and alignment."""

@@ -38,8 +38,8 @@ def mnist_site(tmp_path_factory):
     return root
 
 
-def load(driver, path: Path) -> None:
-    driver.get(path.resolve().as_uri())
+def load(driver, path: Path, fragment: str = "") -> None:
+    driver.get(path.resolve().as_uri() + fragment)
     driver.get_log("browser")  # nothing before this page
 
 
@@ -47,9 +47,9 @@ def errors(driver) -> list:
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-def check_page(driver, path: Path) -> None:
+def check_page(driver, path: Path, fragment: str = "") -> None:
     """Loads with no console error; every image decodes once scrolled into view; every link and image names a file."""
-    driver.get(path.resolve().as_uri())
+    driver.get(path.resolve().as_uri() + fragment)
     assert driver.execute_script("return document.readyState") == "complete"
     driver.execute_script("""
         for (const folded of document.querySelectorAll("details")) folded.open = true;
@@ -124,10 +124,14 @@ def wait_pictures(driver, selector: str) -> int:
 def test_every_page_of_the_joined_site(driver, mnist_site):
     pages = sorted((mnist_site / "site").glob("*.html"))
     assert {"index.html", "layer", "channel", "class", "image"} <= {p.name.split("-")[0] for p in pages}
-    assert len([p for p in pages if p.name.startswith("channel-")]) == 32 + 64 + 128 + 10  # --layer all
+    assert [p.name for p in pages if p.name.startswith("channel-")] == [
+        f"channel-{layer}.html" for layer in ("conv1", "conv2", "fc1", "fc2")]  # --layer all: a page per layer
     for page in pages:
         check_page(driver, page)
-    load(driver, mnist_site / "site" / "channel-conv2-3.html")
+    for channel in (0, 63, 64, 127):  # the first and second blocks of fc1's channels
+        check_page(driver, mnist_site / "site" / "channel-fc1.html", f"#{channel}")
+        assert f"fc1 channel {channel}" in driver.title
+    load(driver, mnist_site / "site" / "channel-conv2.html", "#3")
     text = driver.find_element("tag name", "main").text
     assert "Inputs" in text and "conv1" in text and "Outputs" in text and "Activation over the dataset" in text
 
@@ -156,7 +160,7 @@ def test_pages_show_pictures_first(driver, mnist_site):
     assert f"(p = {said})" in driver.find_element("tag name", "main").text  # one probability, printed alike
     assert count(driver, ".bars .bar-row") == 5 and count(driver, ".cbar") == 3  # saliency, conv1 and conv2 maps
     assert pictures(driver, ".fmap img") == 32
-    load(driver, site / "channel-conv2-5.html")
+    load(driver, site / "channel-conv2.html", "#5")
     assert count(driver, ".cbar") == 1 and "measured at" in driver.find_element("tag name", "main").text
     assert count(driver, "svg.hist .opt") >= 1 and count(driver, "svg.hist .axis") == 2
     assert "optimized" in driver.find_element("css selector", "svg.hist").text
@@ -237,7 +241,7 @@ def test_dead_flat_and_rare_channels(driver, tmp_path):
     text = driver.find_element("tag name", "main").text
     assert "1 channel saturates: the channel prefers a uniform input" in text and "Neuron mode (--neuron: one position maximized" in text
     assert driver.find_element("css selector", '#grid [data-c="3"]').text.endswith("saturates")
-    load(driver, site / "channel-conv-3.html")
+    load(driver, site / "channel-conv.html", "#3")
     text = driver.find_element("tag name", "main").text
     assert "saturates: the channel prefers a uniform input" in text and "--neuron" in text and "localized pattern" in text
     load(driver, site / "index.html")
@@ -248,17 +252,21 @@ def test_dead_flat_and_rare_channels(driver, tmp_path):
 def test_arrow_keys_walk_the_channels(driver, mnist_site):
     from selenium.webdriver.common.keys import Keys
 
-    load(driver, mnist_site / "site" / "channel-conv1-5.html")
+    load(driver, mnist_site / "site" / "channel-conv1.html", "#5")
     driver.find_element("tag name", "body").send_keys(Keys.ARROW_RIGHT)
     deadline = time.time() + 5
-    while not driver.current_url.endswith("channel-conv1-6.html") and time.time() < deadline:
+    while "conv1 channel 6" not in driver.title and time.time() < deadline:
         time.sleep(0.05)
-    assert driver.current_url.endswith("channel-conv1-6.html")
+    assert driver.current_url.endswith("channel-conv1.html#6") and "conv1 channel 6" in driver.title
     driver.find_element("tag name", "body").send_keys(Keys.ARROW_LEFT)
-    while not driver.current_url.endswith("channel-conv1-5.html") and time.time() < deadline + 5:
+    while "conv1 channel 5" not in driver.title and time.time() < deadline + 5:
         time.sleep(0.05)
-    assert driver.current_url.endswith("channel-conv1-5.html")
-    assert driver.find_element("id", "next").get_attribute("href").endswith("channel-conv1-6.html")
+    assert driver.current_url.endswith("channel-conv1.html#5") and "conv1 channel 5" in driver.title
+    assert driver.find_element("id", "next").get_attribute("href").endswith("channel-conv1.html#6")
+    driver.find_element("id", "next").click()  # a link to another channel of the page draws that channel
+    while "conv1 channel 6" not in driver.title and time.time() < deadline + 10:
+        time.sleep(0.05)
+    assert "conv1 channel 6" in driver.find_element("tag name", "h1").text and errors(driver) == []
 
 
 def test_own_model_with_its_own_pictures(driver, tmp_path, monkeypatch, capsys):
@@ -292,14 +300,14 @@ def test_own_model_with_its_own_pictures(driver, tmp_path, monkeypatch, capsys):
     assert "explore: computing layer block1.conv2 (32 channels, 8 images)" in err and re.search(r"explore: writing \d+ pages", err)
     site = tmp_path / "site"
     pages = sorted(site.glob("*.html"))
-    assert len([p for p in pages if p.name.startswith("channel-")]) == 16 + 32 + 10
+    assert len([p for p in pages if p.name.startswith("channel-")]) == 3  # stem.0, block1.conv2, fc
     for page in pages:
         check_page(driver, page)
         assert "unknown dataset" not in driver.find_element("tag name", "main").text
     load(driver, site / "layer-block1.conv2.html")
     assert pictures(driver, ".card img.exm") >= 3
     live = next(r["c"] for r in driver.execute_script("return PAGE.channels") if not r["dead"])
-    load(driver, site / f"channel-block1.conv2-{live}.html")
+    load(driver, site / "channel-block1.conv2.html", f"#{live}")
     assert pictures(driver, ".ex img") == 1 + 5  # the optimized image and five of the user's pictures
     assert count(driver, ".cbar") == 1 and count(driver, "svg.hist rect") >= 1
     text = driver.find_element("tag name", "main").text
