@@ -126,6 +126,29 @@ def test_without_data_the_prior_comes_from_the_normalization(shipped_mnist):
     assert abs(float(result.images.mean()) - 0.1307) < 0.02  # one step from the mean: still near it
 
 
+def test_without_data_a_model_reading_pixels_through_a_linear_layer_is_optimized_under_noise(shipped_mnist):
+    """No data: a model whose input is first read by a fully connected layer over all of it (an MLP on pixels) gets
+    DENSE_NOISE added to what it sees while optimized and when its candidates are judged; a conv net gets none."""
+    from torch import nn
+
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import DENSE_NOISE, NO_DATA_TRANSFORMS, reads_input_densely
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    bare = without_prior(shipped_mnist.spec)
+    spec = bare.replace(logits_layer="", activations=None, measure=None, taps=None)  # a Sequential's output
+    late = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10)).eval()
+    assert reads_input_densely(mlp, spec) and not reads_input_densely(late, spec)
+    assert not reads_input_densely(shipped_mnist.model, bare)
+    config = CLASSES_DEFAULTS.replace(steps=2)
+    dense = visualize_classes(mlp, spec, [3], config, candidates=2)
+    assert dense.config.transforms.noise == DENSE_NOISE and f"input noise {DENSE_NOISE:g}" in dense.settings
+    assert f"with noise {DENSE_NOISE:g}" in dense.settings
+    conv = visualize_classes(shipped_mnist.model, bare, [3], config, candidates=2)
+    assert conv.config.transforms == NO_DATA_TRANSFORMS and "noise" not in conv.settings
+
+
 def test_without_data_candidates_are_kept_by_their_margin_under_random_transforms(shipped_mnist):
     """No data: NO_DATA_CANDIDATES per class by default (fewer for larger batches), kept by the mean margin over
     random zooms and rotations (``robust_margins``); an explicit count still wins, and data keeps one."""
