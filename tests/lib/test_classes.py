@@ -161,7 +161,8 @@ def test_without_data_a_model_reading_pixels_through_a_linear_layer_is_optimized
 
 def test_without_data_candidates_are_kept_by_their_margin_under_random_transforms(shipped_mnist):
     """No data: NO_DATA_CANDIDATES per class by default (fewer for larger batches), kept by the mean margin over
-    random zooms and rotations (``robust_margins``); an explicit count still wins, and data keeps one."""
+    random zooms and rotations (``robust_margins``) among those the model names as they are; an explicit count still
+    wins, and data keeps one."""
     from introspect import CLASSES_DEFAULTS
     from introspect.classes import NO_DATA_CANDIDATES, default_candidates, kept_candidates, robust_margins
     from introspect.params import prior_for
