@@ -283,6 +283,6 @@ def test_without_data_a_judge_of_another_architecture_names_the_classes():
 def test_every_zoo_classifier_without_data(name):
     """Every zoo classifier without data: the best judge of another architecture names >= 8 of 10
     (benchmarks/no_data.py prints the table; the Fashion-MNIST MLP, whose pullover, coat and shirt stay hardest,
-    8/9/8 at seeds 0-2 under the input noise of models that read pixels densely, 7/8/7 before)."""
+    8/8/9 at seeds 0-2 under the input noise of models that read pixels densely, 7/8/7 before)."""
     classes = _without_data(name)
     assert max(_named_by(judge, classes) for judge in _other_judges(name)) >= 8
