@@ -4,6 +4,10 @@ prior), `visualize_classes` runs with defaults, and judges of another architectu
 task count how many of the class images they name.
 
     python benchmarks/no_data.py [--only seqcnn,bnresnet] [--steps N] [--seeds 0,1,2] [--threads T]
+                                 [--noise S [--noise-everywhere]]
+
+--noise replaces the input noise of models that read pixels through a fully connected layer (classes.DENSE_NOISE);
+with --noise-everywhere every model gets it (the measurement that keeps it off conv nets).
 
 Seconds are the class run's CPU time (process time, torch on --threads threads): steady on a shared machine.
 
@@ -25,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import introspect  # noqa: E402
+import introspect.classes  # noqa: E402
 from helpers import zoo_model  # noqa: E402  (loads a zoo model as a user would: its file and manifest flags)
 from introspect.models.spec import PRIOR_FIELDS  # noqa: E402
 from introspect.params import without_prior  # noqa: E402
@@ -80,7 +85,14 @@ def main() -> None:
     parser.add_argument("--seeds", default=str(defaults.seed),
                         help=f"comma-separated seeds, one table row per model and seed (default: {defaults.seed})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--noise", type=float, help="input noise of models that read pixels densely "
+                        f"(default: {introspect.classes.DENSE_NOISE})")
+    parser.add_argument("--noise-everywhere", action="store_true", help="give every model that noise")
     args = parser.parse_args()
+    if args.noise is not None:
+        introspect.classes.DENSE_NOISE = args.noise
+    if args.noise_everywhere:
+        introspect.classes.reads_input_densely = lambda *_: True
     torch.set_num_threads(args.threads)
     names = [n for n, e in MANIFEST.items() if e.get("role") == "zoo" and (not args.only or n in args.only.split(","))]
     seeds = [int(seed) for seed in args.seeds.split(",")]

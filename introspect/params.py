@@ -27,6 +27,7 @@ WORD = 0xFFFFFFFF
 #: Random streams of one image: its starting values, its random transforms, and the transforms its candidates
 #: are judged under when one is kept (``classes.robust_margins``).
 START, TRANSFORMS, CHOICE = 0, 1, 2
+OFFSPRING = 0x6E6F  # mixed into a seed for ``offspring``
 
 
 def seed_entropy(seed: int, key: int, stream: int = START) -> list[int]:
@@ -50,6 +51,12 @@ def image_generators(seed: int, keys: Sequence[int], stream: int = START) -> lis
         state = np.random.SeedSequence(seed_entropy(seed, key, stream)).generate_state(2, np.uint32)
         generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
     return generators
+
+
+def offspring(generator: torch.Generator) -> torch.Generator:
+    """A generator of its own seeded from ``generator``'s seed, drawing nothing from it."""
+    state = np.random.SeedSequence([generator.initial_seed(), OFFSPRING]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def _stack_normal(generators: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:

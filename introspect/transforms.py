@@ -1,6 +1,6 @@
 """Transforms between the image and the model: shape-keeping random affine resamples sized to
-the input (jitter, small scale and rotation in one grid_sample, values kept in [0, 1]), and the
-model's normalization, applied last."""
+the input (jitter, small scale and rotation in one grid_sample, values kept in [0, 1]; optional Gaussian noise
+after it), and the model's normalization, applied last."""
 from __future__ import annotations
 
 import math
@@ -11,25 +11,27 @@ import torch
 import torch.nn.functional as F
 
 from .normalize import Normalize  # noqa: F401 - one of the transforms
-from .params import TRANSFORMS, image_generators
+from .params import TRANSFORMS, image_generators, offspring
 
 
 @dataclass(frozen=True)
 class TransformConfig:
-    """Random jitter (pixels; None: 1/14 of the side, 2 px at 28, 16 px at 224), scale (±fraction), rotation (±degrees).
-    One-row or one-column inputs (1-D signals) get jitter along their length only: no rotation (which samples
+    """Random jitter (pixels; None: 1/14 of the side, 2 px at 28, 16 px at 224), scale (±fraction), rotation (±degrees),
+    then Gaussian noise of standard deviation ``noise`` (pixel values, images in [0, 1]; 0: none) added to what the model
+    sees. One-row or one-column inputs (1-D signals) get jitter along their length only: no rotation (which samples
     off the line) and no scale (which changes a signal's frequencies, its pitch: what it is)."""
 
     jitter: int | None = None
     scale: float = 0.1
     rotate: float = 10.0
+    noise: float = 0.0
 
     def jitter_pixels(self, size: int) -> int:
         return max(1, round(size / 14)) if self.jitter is None else self.jitter
 
     @property
     def enabled(self) -> bool:
-        return self.jitter != 0 or self.scale > 0 or self.rotate > 0
+        return self.jitter != 0 or self.scale > 0 or self.rotate > 0 or self.noise > 0
 
 
 def random_affine_params(generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -105,6 +107,9 @@ class RandomAffine:
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
         self.generators = list(generators)
+        #: With noise, each image's noise comes from a generator of its own, seeded from its generator's seed (which
+        #: draws nothing from it: the affine draws stay those of a run without noise).
+        self.noise_generators = [offspring(g) for g in self.generators] if config.noise > 0 else []
         self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
         self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3)
         self._grids: dict[tuple, tuple[int, torch.Tensor]] = {}  # the same key -> (first step, (steps, B, H, W, 2))
@@ -118,6 +123,13 @@ class RandomAffine:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if not self.config.enabled:
             return images
+        moved = self._affine(images)
+        if not self.noise_generators:
+            return moved
+        noise = torch.stack([torch.randn(images.shape[1:], generator=g) for g in self.noise_generators])
+        return moved + self.config.noise * noise.to(moved)
+
+    def _affine(self, images: torch.Tensor) -> torch.Tensor:
         if self._drawn is None or self._next == len(self._drawn):
             self._drawn = torch.stack([torch.rand(self.BLOCK, 4, generator=g) for g in self.generators], 1) * 2 - 1
             self._thetas, self._grids, self._next = {}, {}, 0

@@ -126,11 +126,45 @@ def test_without_data_the_prior_comes_from_the_normalization(shipped_mnist):
     assert abs(float(result.images.mean()) - 0.1307) < 0.02  # one step from the mean: still near it
 
 
+def test_kept_candidates_prefer_the_ones_the_model_names():
+    """The highest score per class, among the candidates the model names where it names any; ties and NaN: the first."""
+    from introspect.classes import kept_candidates
+
+    score = torch.tensor([[1.0, 5.0, float("nan")], [3.0, 2.0, 1.0], [3.0, 4.0, 0.5]])
+    assert kept_candidates(score).tolist() == [1, 0, 1]
+    named = torch.tensor([[True, False, False], [False, True, False], [True, False, False]])
+    assert kept_candidates(score, named).tolist() == [2, 1, 1]
+
+
+def test_without_data_a_model_reading_pixels_through_a_linear_layer_is_optimized_under_noise(shipped_mnist):
+    """No data: a model whose input is first read by a fully connected layer over all of it (an MLP on pixels) gets
+    DENSE_NOISE added to what it sees while optimized and when its candidates are judged; a conv net gets none."""
+    from torch import nn
+
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import DENSE_NOISE, NO_DATA_TRANSFORMS, reads_input_densely
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    bare = without_prior(shipped_mnist.spec)
+    spec = bare.replace(logits_layer="", activations=None, measure=None, taps=None)  # a Sequential's output
+    late = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10)).eval()
+    assert reads_input_densely(mlp, spec) and not reads_input_densely(late, spec)
+    assert not reads_input_densely(shipped_mnist.model, bare)
+    config = CLASSES_DEFAULTS.replace(steps=2)
+    dense = visualize_classes(mlp, spec, [3], config, candidates=2)
+    assert dense.config.transforms.noise == DENSE_NOISE and f"input noise {DENSE_NOISE:g}" in dense.settings
+    assert f"with noise {DENSE_NOISE:g}" in dense.settings
+    conv = visualize_classes(shipped_mnist.model, bare, [3], config, candidates=2)
+    assert conv.config.transforms == NO_DATA_TRANSFORMS and "noise" not in conv.settings
+
+
 def test_without_data_candidates_are_kept_by_their_margin_under_random_transforms(shipped_mnist):
     """No data: NO_DATA_CANDIDATES per class by default (fewer for larger batches), kept by the mean margin over
-    random zooms and rotations (``robust_margins``); an explicit count still wins, and data keeps one."""
+    random zooms and rotations (``robust_margins``) among those the model names as they are; an explicit count still
+    wins, and data keeps one."""
     from introspect import CLASSES_DEFAULTS
-    from introspect.classes import NO_DATA_CANDIDATES, default_candidates, robust_margins
+    from introspect.classes import NO_DATA_CANDIDATES, default_candidates, kept_candidates, robust_margins
     from introspect.params import prior_for
 
     bare = without_prior(shipped_mnist.spec)
@@ -139,13 +173,14 @@ def test_without_data_candidates_are_kept_by_their_margin_under_random_transform
     assert result.candidates == NO_DATA_CANDIDATES and result.robust
     assert "random zooms and rotations" in result.settings
     assert result.candidate_margins.shape == (NO_DATA_CANDIDATES, 2)
-    kept = result.candidate_margins.argmax(0).tolist()
-    assert result.chosen == kept
+    kept = result.chosen
+    assert kept == kept_candidates(result.candidate_margins, result.candidate_named).tolist()
+    assert result.candidate_named[kept, [0, 1]].tolist() == (result.margins > 0).tolist()
     derived = prior_for(bare, None, derive=True)[0]
     keys = [c + j * CANDIDATE_STRIDE for j in range(NO_DATA_CANDIDATES) for c in (3, 7)]
     again = robust_margins(shipped_mnist.model, derived, result.images, [3, 7], result.config,
                            [keys[j * 2 + i] for i, j in enumerate(kept)])
-    assert torch.allclose(again, result.candidate_margins.max(0).values, atol=1e-4)
+    assert torch.allclose(again, result.candidate_margins[kept, [0, 1]], atol=1e-4)
     assert visualize_classes(shipped_mnist.model, bare, [3], config, candidates=1).candidates == 1
     assert visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config).candidates == 1  # a data prior
     assert default_candidates(derived, config, 1000) == 1  # ImageNet-sized class counts: no extra candidates

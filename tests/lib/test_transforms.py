@@ -86,3 +86,16 @@ def test_random_affine_block_grids_are_its_per_step_grids(grid_bytes, monkeypatc
     monkeypatch.setattr(RandomAffine, "GRID_BYTES", grid_bytes)
     assert_per_step_affine(TransformConfig(jitter=3, scale=0.2, rotate=30), 1, [2, 7], torch.rand(2, 3, 12, 12),
                            RandomAffine.BLOCK + 7)
+
+
+def test_random_affine_noise_is_each_images_own_and_leaves_the_affine_draws_alone():
+    """Noise: added after the affine, drawn per image (a batch of one gives the same noise), of the given size;
+    the affine draws are those of a run without noise."""
+    images = torch.rand(3, 1, 16, 16)
+    plain = RandomAffine.for_keys(TransformConfig(), 0, [4, 9, 11])(images)
+    noisy = RandomAffine.for_keys(TransformConfig(noise=0.5), 0, [4, 9, 11])(images)
+    alone = RandomAffine.for_keys(TransformConfig(noise=0.5), 0, [9])(images[1:2])
+    torch.testing.assert_close(noisy[1:2], alone)
+    assert abs(float((noisy - plain).std()) - 0.5) < 0.05
+    still = RandomAffine.for_keys(TransformConfig(jitter=0, scale=0, rotate=0, noise=0.5), 0, [1])(images[:1])
+    assert 0.4 < float((still - images[:1]).std()) < 0.6
