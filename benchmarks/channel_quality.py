@@ -182,6 +182,8 @@ def main() -> None:
                         help="--diverse: the copies keep this x the top-N real examples' median distance apart")
     parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
                         help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
+    parser.add_argument("--failures", action="store_true",
+                        help="--diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
     parser.add_argument("--size", type=int, help="the model's square input size (torchvision models)")
     parser.add_argument("--images", metavar="DIR", help="training pictures (sub-folders are classes) for the model")
     parser.add_argument("--held-out", metavar="DIR", help="with --images: held-out pictures for the real distance")
@@ -256,6 +258,30 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     print(f"| {layer} | s, diverse {n} | {len(chosen)} | {len(keep)} | {float((ratio[mask] >= 1).float().mean()):.3f} "
           f"| {float(ratio[mask].median()):.2f} | {float(distance[mask].median()):.2f} ({float(distance[mask].max()):.2f}) "
           f"| {seconds:.1f} | diverse {sum(diverse) / max(1, len(diverse)):.3f} |", flush=True)
+    if args.failures:
+        failures(examples, train, chosen, keep, n, ratio, distance)
+
+
+def failures(examples, train, chosen, keep, n, ratio, distance) -> None:
+    """Every live channel's image below ratio 1: its copy, the rank among the top real examples and the ratio of the
+    example it started from (``channels.spread_starts``), its ratio and distance, and how often the channel is
+    active."""
+    rows = []
+    for i, c in enumerate(chosen):
+        if c not in keep:
+            continue
+        picks = ch.spread_starts(train.pixels(examples.top_indices[c]).float(), n)
+        best = float(examples.max_value[c].clamp(min=1e-12))
+        for j in range(n):
+            if float(ratio[i * n + j]) < 1:
+                rows.append(f"| {c} | {j} | {picks[j]} | {float(examples.top_values[c, picks[j]]) / best:.2f} "
+                            f"| {float(ratio[i * n + j]):.2f} | {float(distance[i * n + j]):.2f} "
+                            f"| {float(examples.active_fraction[c]):.3f} |")
+    print(f"images below ratio 1: {len(rows)}")
+    if rows:
+        print("| channel | copy | start (rank) | start ratio | ratio | distance | active share |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,26 @@ def test_diverse_copies_start_far_apart_among_the_top_examples():
     assert median_pairwise(pool[:3]) == pytest.approx(4.9) and median_pairwise(pool[:1]) == 0.0
 
 
+def test_diverse_copies_below_the_best_real_image_go_on_and_only_they_change(shipped_mnist, monkeypatch):
+    """``channels.rescued``: a copy still below its channel's best real image after the run takes a stronger image
+    from the extra steps; the copies above it keep theirs."""
+    import introspect.channels as ch
+
+    model, spec = shipped_mnist.model, shipped_mnist.spec
+    data = load_dataset("mnist", "train")
+    examples = dataset_examples(model, spec, "conv2", data, k=5)
+    channels, config = [0, 1, 2, 3], DATA_STYLE.replace(steps=16)
+    rescued = visualize_channels(model, spec, "conv2", channels, config, diverse=3, examples=examples, dataset=data)
+    monkeypatch.setattr(ch, "DIVERSE_RESCUE_SHARE", 0.0)
+    plain = visualize_channels(model, spec, "conv2", channels, config, diverse=3, examples=examples, dataset=data)
+    best = examples.max_value[channels].repeat_interleave(3)
+    low = plain.activations < best
+    assert bool(low.any()) and bool((~low).any())  # 16 steps leave some copies below the best real image
+    assert torch.equal(rescued.images[~low], plain.images[~low])
+    assert bool((rescued.activations >= plain.activations).all())
+    assert bool((rescued.activations[low] > plain.activations[low]).any())
+
+
 def test_data_subspace_is_the_top_principal_directions_of_the_data():
     from introspect.data import ImageDataset
 
