@@ -128,12 +128,13 @@ def run_route(route: str, model, spec, layer: str, channels: list[int], examples
     """The route's images (N, C, H, W) for ``channels``, one batch."""
     plan = ch.plan_channels(model, spec, [layer], channels, steps=steps)[layer]
     if route == "a":
-        return ch.visualize_chunk(model, spec, plan, 0, CHANNELS_DEFAULTS.replace(steps=steps)).render.images
+        return ch.visualize_chunk(model, spec, plan, 0, CHANNELS_DEFAULTS.replace(steps=steps, seed=seed)).render.images
     if route == "s":
         ch.DATA_DISTANCE_WEIGHT, ch.DATA_TARGET = weight, target
         ch.DATA_BUDGET = budget if budget is not None else ch.DATA_BUDGET
         ch.DATA_PIXEL_WEIGHT = pixel_weight if pixel_weight is not None else ch.DATA_PIXEL_WEIGHT
-        config = CHANNELS_DEFAULTS.replace(steps=steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
+        config = CHANNELS_DEFAULTS.replace(steps=steps, seed=seed,
+                                           image=replace(CHANNELS_DEFAULTS.image, style="data"))
         return ch.visualize_channels(model, spec, layer, channels, config=config, examples=examples,
                                      dataset=train).images
     config = CHANNELS_DEFAULTS.replace(steps=steps, seed=seed)
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--channels", default="", help="e.g. 0-7 (default: all)")
     parser.add_argument("--routes", default="a,b,c,d,e")
     parser.add_argument("--steps", type=int, default=CHANNELS_DEFAULTS.steps)
+    parser.add_argument("--seed", type=int, default=0, help="the runs' seed (routes a, s and --diverse: --seed)")
     parser.add_argument("--target", type=float, default=ch.DATA_TARGET,
                         help="routes e, f, s: the target, x the best real activation")
     parser.add_argument("--weight", type=float, default=ch.DATA_DISTANCE_WEIGHT,
@@ -201,8 +203,8 @@ def main() -> None:
     pixels = train.pixels()
     manifold = Manifold.fit(pixels)
     real = float(manifold.residual(test.pixels()).median())
-    print(f"model {args.model}, steps {args.steps}; distance = residual outside 50 PCs / median over real test images "
-          f"({real:.3f})")
+    print(f"model {args.model}, steps {args.steps}, seed {args.seed}; distance = residual outside 50 PCs / median over "
+          f"real test images ({real:.3f})")
     print("| layer | route | channels | live | share ratio >= 1 | median ratio | median distance (max) | s |")
     print("|---|---|---|---|---|---|---|---|")
     for layer in args.layer.split(","):
@@ -215,7 +217,8 @@ def main() -> None:
             continue
         for route in args.routes.split(","):
             started = time.perf_counter()
-            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, weight=args.weight, target=args.target,
+            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, seed=args.seed,
+                               weight=args.weight, target=args.target,
                                budget=args.budget, pixel_weight=args.pixel_weight)
             seconds = time.perf_counter() - started
             values = measure_channels(model, spec, layer, images, chosen, spec.activation(layer))
@@ -244,7 +247,8 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     count = len(examples.max_value)
     chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
     keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
-    config = CHANNELS_DEFAULTS.replace(steps=args.steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
+    config = CHANNELS_DEFAULTS.replace(steps=args.steps, seed=args.seed,
+                                       image=replace(CHANNELS_DEFAULTS.image, style="data"))
     started = time.perf_counter()
     result = ch.visualize_channels(model, spec, layer, chosen, config=config, diverse=n, examples=examples,
                                    dataset=train)
