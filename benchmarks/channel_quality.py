@@ -32,7 +32,8 @@ Routes:
 ``--diverse N`` (route s only): N images per channel (``visualize_channels(diverse=N)``); the share and distance
 are over all the live channels' images, and "diverse" is the share of live channels whose images' median pairwise
 pixel L2 distance is at least that of the channel's top-N real examples (``--top`` real examples are kept per channel,
-at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``).
+at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``); ``--failures`` lists the
+images below ratio 1 (copy, start, distance), ``--rescue 0`` turns off the extra steps of those (``channels.rescued``).
 """
 from __future__ import annotations
 
@@ -184,6 +185,8 @@ def main() -> None:
                         help="--diverse: the copies keep this x the top-N real examples' median distance apart")
     parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
                         help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
+    parser.add_argument("--rescue", type=float, default=ch.DIVERSE_RESCUE_SHARE,
+                        help="--diverse: the share of the steps the copies below the best real image go on (0: none)")
     parser.add_argument("--failures", action="store_true",
                         help="--diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
     parser.add_argument("--size", type=int, help="the model's square input size (torchvision models)")
@@ -243,7 +246,7 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
     images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
     n = args.diverse
-    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN = args.spread_weight, args.margin
+    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN, ch.DIVERSE_RESCUE_SHARE = args.spread_weight, args.margin, args.rescue
     count = len(examples.max_value)
     chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
     keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
