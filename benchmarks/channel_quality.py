@@ -32,7 +32,8 @@ Routes:
 ``--diverse N`` (route s only): N images per channel (``visualize_channels(diverse=N)``); the share and distance
 are over all the live channels' images, and "diverse" is the share of live channels whose images' median pairwise
 pixel L2 distance is at least that of the channel's top-N real examples (``--top`` real examples are kept per channel,
-at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``).
+at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``); ``--failures`` lists the
+images below ratio 1 (copy, start, distance), ``--rescue 0`` turns off the extra steps of those (``channels.rescued``).
 """
 from __future__ import annotations
 
@@ -128,12 +129,13 @@ def run_route(route: str, model, spec, layer: str, channels: list[int], examples
     """The route's images (N, C, H, W) for ``channels``, one batch."""
     plan = ch.plan_channels(model, spec, [layer], channels, steps=steps)[layer]
     if route == "a":
-        return ch.visualize_chunk(model, spec, plan, 0, CHANNELS_DEFAULTS.replace(steps=steps)).render.images
+        return ch.visualize_chunk(model, spec, plan, 0, CHANNELS_DEFAULTS.replace(steps=steps, seed=seed)).render.images
     if route == "s":
         ch.DATA_DISTANCE_WEIGHT, ch.DATA_TARGET = weight, target
         ch.DATA_BUDGET = budget if budget is not None else ch.DATA_BUDGET
         ch.DATA_PIXEL_WEIGHT = pixel_weight if pixel_weight is not None else ch.DATA_PIXEL_WEIGHT
-        config = CHANNELS_DEFAULTS.replace(steps=steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
+        config = CHANNELS_DEFAULTS.replace(steps=steps, seed=seed,
+                                           image=replace(CHANNELS_DEFAULTS.image, style="data"))
         return ch.visualize_channels(model, spec, layer, channels, config=config, examples=examples,
                                      dataset=train).images
     config = CHANNELS_DEFAULTS.replace(steps=steps, seed=seed)
@@ -167,6 +169,7 @@ def main() -> None:
     parser.add_argument("--channels", default="", help="e.g. 0-7 (default: all)")
     parser.add_argument("--routes", default="a,b,c,d,e")
     parser.add_argument("--steps", type=int, default=CHANNELS_DEFAULTS.steps)
+    parser.add_argument("--seed", type=int, default=0, help="the runs' seed (routes a, s and --diverse: --seed)")
     parser.add_argument("--target", type=float, default=ch.DATA_TARGET,
                         help="routes e, f, s: the target, x the best real activation")
     parser.add_argument("--weight", type=float, default=ch.DATA_DISTANCE_WEIGHT,
@@ -182,6 +185,10 @@ def main() -> None:
                         help="--diverse: the copies keep this x the top-N real examples' median distance apart")
     parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
                         help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
+    parser.add_argument("--rescue", type=float, default=ch.DIVERSE_RESCUE_SHARE,
+                        help="--diverse: the share of the steps the copies below the best real image go on (0: none)")
+    parser.add_argument("--failures", action="store_true",
+                        help="--diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
     parser.add_argument("--size", type=int, help="the model's square input size (torchvision models)")
     parser.add_argument("--images", metavar="DIR", help="training pictures (sub-folders are classes) for the model")
     parser.add_argument("--held-out", metavar="DIR", help="with --images: held-out pictures for the real distance")
@@ -199,8 +206,8 @@ def main() -> None:
     pixels = train.pixels()
     manifold = Manifold.fit(pixels)
     real = float(manifold.residual(test.pixels()).median())
-    print(f"model {args.model}, steps {args.steps}; distance = residual outside 50 PCs / median over real test images "
-          f"({real:.3f})")
+    print(f"model {args.model}, steps {args.steps}, seed {args.seed}; distance = residual outside 50 PCs / median over "
+          f"real test images ({real:.3f})")
     print("| layer | route | channels | live | share ratio >= 1 | median ratio | median distance (max) | s |")
     print("|---|---|---|---|---|---|---|---|")
     for layer in args.layer.split(","):
@@ -213,7 +220,8 @@ def main() -> None:
             continue
         for route in args.routes.split(","):
             started = time.perf_counter()
-            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, weight=args.weight, target=args.target,
+            images = run_route(route, model, spec, layer, chosen, examples, train, pixels, args.steps, seed=args.seed,
+                               weight=args.weight, target=args.target,
                                budget=args.budget, pixel_weight=args.pixel_weight)
             seconds = time.perf_counter() - started
             values = measure_channels(model, spec, layer, images, chosen, spec.activation(layer))
@@ -238,11 +246,12 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
     images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
     n = args.diverse
-    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN = args.spread_weight, args.margin
+    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN, ch.DIVERSE_RESCUE_SHARE = args.spread_weight, args.margin, args.rescue
     count = len(examples.max_value)
     chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
     keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]
-    config = CHANNELS_DEFAULTS.replace(steps=args.steps, image=replace(CHANNELS_DEFAULTS.image, style="data"))
+    config = CHANNELS_DEFAULTS.replace(steps=args.steps, seed=args.seed,
+                                       image=replace(CHANNELS_DEFAULTS.image, style="data"))
     started = time.perf_counter()
     result = ch.visualize_channels(model, spec, layer, chosen, config=config, diverse=n, examples=examples,
                                    dataset=train)
@@ -256,6 +265,30 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     print(f"| {layer} | s, diverse {n} | {len(chosen)} | {len(keep)} | {float((ratio[mask] >= 1).float().mean()):.3f} "
           f"| {float(ratio[mask].median()):.2f} | {float(distance[mask].median()):.2f} ({float(distance[mask].max()):.2f}) "
           f"| {seconds:.1f} | diverse {sum(diverse) / max(1, len(diverse)):.3f} |", flush=True)
+    if args.failures:
+        failures(examples, train, chosen, keep, n, ratio, distance)
+
+
+def failures(examples, train, chosen, keep, n, ratio, distance) -> None:
+    """Every live channel's image below ratio 1: its copy, the rank among the top real examples and the ratio of the
+    example it started from (``channels.spread_starts``), its ratio and distance, and how often the channel is
+    active."""
+    rows = []
+    for i, c in enumerate(chosen):
+        if c not in keep:
+            continue
+        picks = ch.spread_starts(train.pixels(examples.top_indices[c]).float(), n)
+        best = float(examples.max_value[c].clamp(min=1e-12))
+        for j in range(n):
+            if float(ratio[i * n + j]) < 1:
+                rows.append(f"| {c} | {j} | {picks[j]} | {float(examples.top_values[c, picks[j]]) / best:.2f} "
+                            f"| {float(ratio[i * n + j]):.2f} | {float(distance[i * n + j]):.2f} "
+                            f"| {float(examples.active_fraction[c]):.3f} |")
+    print(f"images below ratio 1: {len(rows)}")
+    if rows:
+        print("| channel | copy | start (rank) | start ratio | ratio | distance | active share |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,15 @@ DIVERSE_WEIGHT = 1.0
 #: The weight of the distance penalty (DATA_DISTANCE_WEIGHT) with ``diverse`` > 1: copies from weaker examples went
 #: further from the data on MNIST fc1 (channels 0-15: median distance 2.27 at 0.05, 1.52 at 0.2 with every image above the best real one).
 DIVERSE_DISTANCE_WEIGHT = 0.2
+#: ``diverse`` > 1: the copies still below their channel's best real image after the run (hard channels, where the
+#: penalty holds them near the data below it: Fashion-MNIST conv2, 12 of 180 images at 0.69-0.96) go on for
+#: DIVERSE_RESCUE_SHARE x the steps from where they are, at ``lr`` (not DATA_LR_SCALE x: twice it moved them further
+#: from the data), with the single image's distance weight and the target DIVERSE_RESCUE_TARGET x the best real
+#: activation; of DIVERSE_RESCUE_LOOKS looks along the way each keeps the first above the best real image, the least
+#: moved (``rescued``; benchmarks/channel_quality.py --failures lists the images below it).
+DIVERSE_RESCUE_SHARE = 0.25
+DIVERSE_RESCUE_TARGET = 1.2
+DIVERSE_RESCUE_LOOKS = 16
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
 
@@ -678,32 +687,82 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
     target while staying near the data (feature accentuation); without them the texture style runs (a note says so
     when the style asked for was data)."""
     channels, diverse = chunk_channels(plan, index), plan.diverse
-    objective = chunk_objective(plan, channels, neuron)
     keys = [c * diverse + j for c in channels for j in range(diverse)]
     if config.image.style != "texture" and starts is not None:
         starts = starts.chunk(plan, index)
-        images, targets = starts.images, starts.targets
-        where = plan.tap or plan.layer
-        param = example_image_for(spec, images, keys, config.seed)
-        objective = objectives.channels(where, channels, activation=plan.activation, neuron=neuron, group=diverse)
-        if starts.components is not None:
-            weight = DATA_DISTANCE_WEIGHT if diverse == 1 else DIVERSE_DISTANCE_WEIGHT
-            objective = objectives.near_data(objective, targets, starts.mean, starts.components, starts.scale,
-                                             DATA_BUDGET, weight)
-        else:
-            objective = objectives.accentuate(objective, targets, images, DATA_PIXEL_WEIGHT)
-        if starts.spreads is not None:  # diverse > 1
-            objective = objective + objectives.spread(starts.spreads, diverse, DIVERSE_WEIGHT)
-        render = config.replace(lr=config.lr * DATA_LR_SCALE).render(model, objective, spec, keys, callback,
-                                                                     param=param)
+        weight = DATA_DISTANCE_WEIGHT if diverse == 1 else DIVERSE_DISTANCE_WEIGHT
+        objective = data_objective(plan, channels, starts, starts.targets, weight, neuron)
+        render = config.replace(lr=config.lr * DATA_LR_SCALE).render(
+            model, objective, spec, keys, callback, param=example_image_for(spec, starts.images, keys, config.seed))
     else:
-        render = config.render(model, objective, spec, keys, callback)
+        render = config.render(model, chunk_objective(plan, channels, neuron), spec, keys, callback)
         if config.image.style == "data":
             render.notes.append(Message("{style} data needs real examples ({data}): these images are in the texture "
                                         "style", settings=("style", "data")))
     values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
                               plan.activation, neuron, config.device)
+    if diverse > 1 and starts is not None and config.image.style != "texture" and render.interrupted_at is None:
+        render, values = rescued(model, spec, plan, channels, starts, config, neuron, render, values)
     return ChunkResult(plan.layer, index, channels, render, values)
+
+
+def data_objective(plan: LayerPlan, channels: Sequence[int], starts: DataStarts, targets: torch.Tensor,
+                   weight: float, neuron: bool = False) -> Objective:
+    """The data style's objective for ``channels`` (``starts``: their rows): each image pushed to its target
+    (nothing gained past it) while its distance from the data (``objectives.near_data``, ``weight``; inputs too
+    large for the subspace: the pixel distance to its start) is penalized, and with ``diverse`` > 1 its copies
+    kept apart (``objectives.spread``)."""
+    base = objectives.channels(plan.tap or plan.layer, channels, activation=plan.activation, neuron=neuron,
+                               group=plan.diverse)
+    if starts.components is not None:
+        objective = objectives.near_data(base, targets, starts.mean, starts.components, starts.scale, DATA_BUDGET,
+                                         weight)
+    else:
+        objective = objectives.accentuate(base, targets, starts.images, DATA_PIXEL_WEIGHT)
+    if starts.spreads is not None:  # diverse > 1
+        objective = objective + objectives.spread(starts.spreads, plan.diverse, DIVERSE_WEIGHT)
+    return objective
+
+
+def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequence[int], starts: DataStarts,
+            config: RenderConfig, neuron: bool, render: RenderResult,
+            values: torch.Tensor) -> tuple[RenderResult, torch.Tensor]:
+    """A diverse chunk's copies still below their channel's best real image (``values``: measured) go on from
+    their images for config.steps x DIVERSE_RESCUE_SHARE steps with the single image's distance weight, pushed to
+    DIVERSE_RESCUE_TARGET x the best real activation (their channel's other copies beside them, for the spread).
+    Such a copy takes, of DIVERSE_RESCUE_LOOKS looks along the way and the end, the first above the best real image
+    (else the strongest), when it is stronger than its image was; the other copies keep theirs."""
+    diverse, steps = plan.diverse, int(config.steps * DIVERSE_RESCUE_SHARE)
+    best = starts.targets / DATA_TARGET
+    low = (values < best).view(-1, diverse).any(1).tolist()
+    groups = [i for i, bad in enumerate(low) if bad and not any(i * diverse <= r < (i + 1) * diverse
+                                                                 for r in render.stopped)]
+    if not groups or steps < 1:
+        return render, values
+    rows = torch.tensor([i * diverse + j for i in groups for j in range(diverse)])
+    part = replace(plan, channels=tuple(channels[i] for i in groups), chunk=len(rows))
+    part_starts = replace(starts, images=starts.images[rows], targets=starts.targets[rows],
+                          spreads=None if starts.spreads is None else starts.spreads[rows])
+    objective = data_objective(part, part.channels, part_starts, DIVERSE_RESCUE_TARGET * best[rows],
+                               DATA_DISTANCE_WEIGHT, neuron)
+    keys = [c * diverse + j for c in part.channels for j in range(diverse)]
+    every = max(1, steps // DIVERSE_RESCUE_LOOKS)
+    again = config.replace(steps=steps, snapshots=tuple(range(every + 1, steps + 1, every))).render(
+        model, objective, spec, keys, param=example_image_for(spec, render.images[rows], keys, config.seed))
+    owners = [c for c in part.channels for _ in range(diverse)]
+    looks = [again.snapshots[k] for k in sorted(again.snapshots)] + [again.images]
+    measured = measure_channels(model, spec, plan.layer, torch.cat(looks), owners * len(looks), plan.activation,
+                                neuron, config.device).view(len(looks), len(rows))
+    reached = measured >= best[rows]
+    first = torch.where(reached.any(0), reached.float().argmax(0), measured.argmax(0))
+    pick = torch.arange(len(rows))
+    now = measured[first, pick]
+    better = (values[rows] < best[rows]) & (now > values[rows])
+    taken = rows[better]
+    images, values = render.images.clone(), values.clone()
+    images[taken] = torch.stack(looks)[first, pick][better]
+    values[taken] = now[better]
+    return replace(render, images=images), values
 
 
 def merge_renders(parts: Sequence[RenderResult]) -> RenderResult:
