@@ -185,7 +185,7 @@ def main() -> None:
                         help="--diverse: the copies keep this x the top-N real examples' median distance apart")
     parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
                         help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
-    parser.add_argument("--rescue", type=float, default=ch.DIVERSE_RESCUE_SHARE,
+    parser.add_argument("--rescue", type=float, default=ch.RESCUE_SHARE,
                         help="--diverse: the share of the steps the copies below the best real image go on (0: none)")
     parser.add_argument("--failures", action="store_true",
                         help="--diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
@@ -196,6 +196,7 @@ def main() -> None:
     if bool(args.images) != bool(args.held_out):
         parser.error("--images and --held-out go together")
     torch.manual_seed(0)
+    ch.RESCUE_SHARE = args.rescue
     loaded = introspect.load_model(args.model, meta=introspect.MetaOverrides(size=args.size))
     model, spec = loaded.model, loaded.spec
     if args.images:
@@ -232,6 +233,8 @@ def main() -> None:
             print(f"| {layer} | {route} | {len(chosen)} | {int(mask.sum())} | {float((live_ratio >= 1).float().mean()):.3f} "
                   f"| {float(live_ratio.median()):.2f} | {float(live_distance.median()):.2f} "
                   f"({float(live_distance.max()):.2f}) | {seconds:.1f} |", flush=True)
+            if args.failures and route == "s":
+                failures(examples, train, chosen, keep, 1, ratio, distance)
 
 
 def pairwise_median(images: torch.Tensor) -> float:
@@ -246,7 +249,7 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
     images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
     n = args.diverse
-    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN, ch.DIVERSE_RESCUE_SHARE = args.spread_weight, args.margin, args.rescue
+    ch.DIVERSE_WEIGHT, ch.DIVERSE_MARGIN = args.spread_weight, args.margin
     count = len(examples.max_value)
     chosen = parse_channel_list(args.channels, count) if args.channels else list(range(count))
     keep = [c for c in chosen if bool(examples.live[c]) and not bool(examples.rare[c])]

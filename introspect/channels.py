@@ -65,15 +65,18 @@ DIVERSE_WEIGHT = 1.0
 #: The weight of the distance penalty (DATA_DISTANCE_WEIGHT) with ``diverse`` > 1: copies from weaker examples went
 #: further from the data on MNIST fc1 (channels 0-15: median distance 2.27 at 0.05, 1.52 at 0.2 with every image above the best real one).
 DIVERSE_DISTANCE_WEIGHT = 0.2
-#: ``diverse`` > 1: the copies still below their channel's best real image after the run (hard channels, where the
-#: penalty holds them near the data below it: Fashion-MNIST conv2, 12 of 180 images at 0.69-0.96) go on for
-#: DIVERSE_RESCUE_SHARE x the steps from where they are, at ``lr`` (not DATA_LR_SCALE x: twice it moved them further
-#: from the data), with the single image's distance weight and the target DIVERSE_RESCUE_TARGET x the best real
-#: activation; of DIVERSE_RESCUE_LOOKS looks along the way each keeps the first above the best real image, the least
-#: moved (``rescued``; benchmarks/channel_quality.py --failures lists the images below it).
-DIVERSE_RESCUE_SHARE = 0.25
-DIVERSE_RESCUE_TARGET = 1.2
-DIVERSE_RESCUE_LOOKS = 16
+#: The data style's images (every copy, ``diverse`` 1 or more) still below their channel's best real image after the
+#: run (hard channels, where the penalty holds them near the data below it: Fashion-MNIST conv2 with ``diverse`` 3,
+#: 12 of 180 images at 0.69-0.96) go on for RESCUE_SHARE x the steps from where they are, at ``lr`` (not
+#: DATA_LR_SCALE x: twice it moved them further from the data), with the single image's distance weight and the
+#: target RESCUE_TARGET x the best real activation; of RESCUE_LOOKS looks along the way each keeps the first above the
+#: best real image, the least moved (``rescued``; benchmarks/channel_quality.py --failures lists the images below it).
+RESCUE_SHARE = 0.25
+#: The best real activation a dead channel's data-style image aims past (a tiny positive target); its images have
+#: no real image to beat, so the rescue leaves them.
+DEAD_BEST = 1e-6
+RESCUE_TARGET = 1.2
+RESCUE_LOOKS = 16
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
 
@@ -628,7 +631,7 @@ def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) 
     target); with ``diverse`` > 1 its copies keep DIVERSE_MARGIN x the median pairwise pixel distance of the
     channel's top ``diverse`` real examples apart."""
     channels, diverse = list(plan.channels), plan.diverse
-    best = examples.max_value[channels].float().clamp(min=1e-6).repeat_interleave(diverse)
+    best = examples.max_value[channels].float().clamp(min=DEAD_BEST).repeat_interleave(diverse)
     if diverse == 1:
         picked = examples.top_indices[channels, 0]
         return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, *data_subspace(dataset))
@@ -701,7 +704,7 @@ def visualize_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, index: i
                                         "style", settings=("style", "data")))
     values = measure_channels(model, spec, plan.layer, render.images, [c for c in channels for _ in range(diverse)],
                               plan.activation, neuron, config.device)
-    if diverse > 1 and starts is not None and config.image.style != "texture" and render.interrupted_at is None:
+    if starts is not None and config.image.style != "texture" and render.interrupted_at is None:
         render, values = rescued(model, spec, plan, channels, starts, config, neuron, render, values)
     return ChunkResult(plan.layer, index, channels, render, values)
 
@@ -727,14 +730,15 @@ def data_objective(plan: LayerPlan, channels: Sequence[int], starts: DataStarts,
 def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequence[int], starts: DataStarts,
             config: RenderConfig, neuron: bool, render: RenderResult,
             values: torch.Tensor) -> tuple[RenderResult, torch.Tensor]:
-    """A diverse chunk's copies still below their channel's best real image (``values``: measured) go on from
-    their images for config.steps x DIVERSE_RESCUE_SHARE steps with the single image's distance weight, pushed to
-    DIVERSE_RESCUE_TARGET x the best real activation (their channel's other copies beside them, for the spread).
-    Such a copy takes, of DIVERSE_RESCUE_LOOKS looks along the way and the end, the first above the best real image
-    (else the strongest), when it is stronger than its image was; the other copies keep theirs."""
-    diverse, steps = plan.diverse, int(config.steps * DIVERSE_RESCUE_SHARE)
+    """A data-style chunk's images still below their channel's best real image (``values``: measured) go on from
+    where they are for config.steps x RESCUE_SHARE steps with the single image's distance weight, pushed to
+    RESCUE_TARGET x the best real activation (with ``diverse`` > 1 their channel's other copies beside them, for the
+    spread). Such an image takes, of RESCUE_LOOKS looks along the way and the end, the first above the best real
+    image (else the strongest), when it is stronger than it was; the other images (and dead channels') stay."""
+    diverse, steps = plan.diverse, int(config.steps * RESCUE_SHARE)
     best = starts.targets / DATA_TARGET
-    low = (values < best).view(-1, diverse).any(1).tolist()
+    live = best > 2 * DEAD_BEST  # dead: DEAD_BEST, give or take the rounding of targets / DATA_TARGET
+    low = ((values < best) & live).view(-1, diverse).any(1).tolist()
     groups = [i for i, bad in enumerate(low) if bad and not any(i * diverse <= r < (i + 1) * diverse
                                                                  for r in render.stopped)]
     if not groups or steps < 1:
@@ -743,10 +747,10 @@ def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequen
     part = replace(plan, channels=tuple(channels[i] for i in groups), chunk=len(rows))
     part_starts = replace(starts, images=starts.images[rows], targets=starts.targets[rows],
                           spreads=None if starts.spreads is None else starts.spreads[rows])
-    objective = data_objective(part, part.channels, part_starts, DIVERSE_RESCUE_TARGET * best[rows],
+    objective = data_objective(part, part.channels, part_starts, RESCUE_TARGET * best[rows],
                                DATA_DISTANCE_WEIGHT, neuron)
     keys = [c * diverse + j for c in part.channels for j in range(diverse)]
-    every = max(1, steps // DIVERSE_RESCUE_LOOKS)
+    every = max(1, steps // RESCUE_LOOKS)
     again = config.replace(steps=steps, snapshots=tuple(range(every + 1, steps + 1, every))).render(
         model, objective, spec, keys, param=example_image_for(spec, render.images[rows], keys, config.seed))
     owners = [c for c in part.channels for _ in range(diverse)]

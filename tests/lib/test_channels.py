@@ -249,30 +249,37 @@ def test_diverse_copies_start_far_apart_among_the_top_examples():
     assert median_pairwise(pool[:3]) == pytest.approx(4.9) and median_pairwise(pool[:1]) == 0.0
 
 
-def test_diverse_copies_below_the_best_real_image_go_on_and_only_they_change(shipped_mnist, monkeypatch):
-    """``channels.rescued``: a copy still below its channel's best real image after the run takes a stronger image
-    from the extra steps; the copies above it keep theirs."""
+@pytest.mark.parametrize("layer, count, diverse, share", [
+    ("conv2", 4, 3, None),  # 8 steps leave some copies below the best real image
+    ("conv1", 16, 1, 4.0),  # 8 steps leave two single images at 0.97-0.99, lifted by 32 more steps (2 do not)
+])
+def test_images_below_the_best_real_image_go_on_and_only_they_change(shipped_mnist, monkeypatch, layer, count,
+                                                                     diverse, share):
+    """``channels.rescued``: an image (single, or a diverse copy) still below its channel's best real image after the
+    run takes a stronger image from the extra steps; the images above it keep theirs."""
     import introspect.channels as ch
     from introspect.data import ImageDataset
 
     model, spec = shipped_mnist.model, shipped_mnist.spec
     full = load_dataset("mnist", "train")
     data = ImageDataset("mnist", "train", full.images[:2000], full.labels[:2000], full.class_names, "2,000 digits")
-    examples = dataset_examples(model, spec, "conv2", data, k=5)
+    examples = dataset_examples(model, spec, layer, data, k=5)
     seen, original = [], ch.rescued
+    if share is not None:
+        monkeypatch.setattr(ch, "RESCUE_SHARE", share)
 
     def spy(*args):  # what the run measured (render, values) and what the rescue made of it
         seen.append((args[-2], args[-1], original(*args)))
         return seen[-1][2]
 
     monkeypatch.setattr(ch, "rescued", spy)
-    channels = [0, 1, 2, 3]
-    result = visualize_channels(model, spec, "conv2", channels, DATA_STYLE.replace(steps=8), diverse=3,
+    channels = list(range(count))
+    result = visualize_channels(model, spec, layer, channels, DATA_STYLE.replace(steps=8), diverse=diverse,
                                 examples=examples, dataset=data)
     (render, before, (_, after)), = seen
-    best = examples.max_value[channels].repeat_interleave(3)
+    best = examples.max_value[channels].repeat_interleave(diverse)
     low = before < best
-    assert bool(low.any()) and bool((~low).any())  # 8 steps leave some copies below the best real image
+    assert bool(low.any()) and bool((~low).any())
     assert torch.equal(result.images[~low], render.images[~low]) and torch.equal(result.activations, after)
     assert bool((after >= before).all()) and bool((after[low] > before[low]).any())
 
