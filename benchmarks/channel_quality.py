@@ -32,8 +32,9 @@ Routes:
 ``--diverse N`` (route s only): N images per channel (``visualize_channels(diverse=N)``); the share and distance
 are over all the live channels' images, and "diverse" is the share of live channels whose images' median pairwise
 pixel L2 distance is at least that of the channel's top-N real examples (``--top`` real examples are kept per channel,
-at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``); ``--failures`` lists the
-images below ratio 1 (copy, start, distance), ``--rescue 0`` turns off the extra steps of those (``channels.rescued``).
+at least N: the copies start at N of them chosen far apart, ``channels.spread_starts``). With route s or ``--diverse``,
+``--failures`` lists the images below ratio 1 (copy, start, distance) and ``--rescue 0`` turns off the extra steps
+of those (``channels.rescued``; ``--rescue 0 --failures`` lists the images the rescue starts from).
 """
 from __future__ import annotations
 
@@ -186,9 +187,9 @@ def main() -> None:
     parser.add_argument("--pixel-weight", type=float, default=ch.DATA_PIXEL_WEIGHT,
                         help="route s, inputs over 3,072 values: the weight of the squared pixel distance")
     parser.add_argument("--rescue", type=float, default=ch.RESCUE_SHARE,
-                        help="--diverse: the share of the steps the copies below the best real image go on (0: none)")
+                        help="route s, --diverse: the share of the steps the images below the best real one go on (0: none)")
     parser.add_argument("--failures", action="store_true",
-                        help="--diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
+                        help="route s, --diverse: list every live channel's image below ratio 1 (its copy, start, distance)")
     parser.add_argument("--size", type=int, help="the model's square input size (torchvision models)")
     parser.add_argument("--images", metavar="DIR", help="training pictures (sub-folders are classes) for the model")
     parser.add_argument("--held-out", metavar="DIR", help="with --images: held-out pictures for the real distance")
