@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import introspect  # noqa: E402
 from channel_quality import run_route  # noqa: E402
+from introspect import channels as ch  # noqa: E402
 from introspect.channels import CHANNELS_DEFAULTS, dataset_examples, measure_channels, parse_channel_list  # noqa: E402
 from introspect.data import load_dataset  # noqa: E402
 from introspect.quality import Manifold  # noqa: E402
@@ -156,7 +157,8 @@ def main() -> None:
             images, seconds = tool_images(args.tool_python, what, args.model, args.layer, chosen, args.steps)
         else:
             started = time.perf_counter()
-            images = run_route(what, model, spec, args.layer, chosen, examples, train, pixels, args.steps)
+            images = run_route(what, model, spec, args.layer, chosen, examples, train, pixels, args.steps,
+                               weight=ch.DATA_DISTANCE_WEIGHT, target=ch.DATA_TARGET)  # the shipped data style
             seconds = time.perf_counter() - started
         values = measure_channels(model, spec, args.layer, images, chosen, spec.activation(args.layer))
         ratio = (values / examples.max_value[chosen].clamp(min=1e-12))[live]
