@@ -238,14 +238,6 @@ def main() -> None:
                 failures(examples, train, chosen, keep, 1, ratio, distance)
 
 
-def pairwise_median(images: torch.Tensor) -> float:
-    """Median pixel L2 distance between the pairs of ``images`` (N, ...)."""
-    flat = images.flatten(1).float()
-    distances = torch.cdist(flat, flat)
-    upper = torch.triu_indices(len(flat), len(flat), 1)
-    return float(distances[upper[0], upper[1]].median())
-
-
 def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, real) -> None:
     """The shipped data style with ``--diverse N``: one table row (share and distance over every live channel's
     images; "diverse": the share of live channels whose images differ at least as much as their top-N real ones)."""
@@ -264,7 +256,8 @@ def diverse_row(args, model, spec, layer, examples, train, pixels, manifold, rea
     ratio = result.activations / examples.max_value[owners].clamp(min=1e-12)
     distance = manifold.residual(result.images) / real
     mask = torch.tensor([c in keep for c in owners])
-    diverse = [pairwise_median(result.images[i * n:(i + 1) * n]) >= pairwise_median(pixels[examples.top_indices[c, :n]])
+    diverse = [ch.median_pairwise(result.images[i * n:(i + 1) * n])
+               >= ch.median_pairwise(pixels[examples.top_indices[c, :n]])
                for i, c in enumerate(chosen) if c in keep]
     print(f"| {layer} | s, diverse {n} | {len(chosen)} | {len(keep)} | {float((ratio[mask] >= 1).float().mean()):.3f} "
           f"| {float(ratio[mask].median()):.2f} | {float(distance[mask].median()):.2f} ({float(distance[mask].max()):.2f}) "

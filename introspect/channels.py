@@ -72,11 +72,11 @@ DIVERSE_DISTANCE_WEIGHT = 0.2
 #: target RESCUE_TARGET x the best real activation; of RESCUE_LOOKS looks along the way each keeps the first above the
 #: best real image, the least moved (``rescued``; benchmarks/channel_quality.py --failures lists the images below it).
 RESCUE_SHARE = 0.25
+RESCUE_TARGET = 1.2
+RESCUE_LOOKS = 16
 #: The best real activation a dead channel's data-style image aims past (a tiny positive target); its images have
 #: no real image to beat, so the rescue leaves them.
 DEAD_BEST = 1e-6
-RESCUE_TARGET = 1.2
-RESCUE_LOOKS = 16
 #: A live channel active (post-activation > 0 somewhere) on fewer than this share of the dataset's images is "rarely active".
 RARE_SHARE = 0.01
 
@@ -615,8 +615,8 @@ class DataStarts:
     scale: float = 1.0  # the median real image's energy outside them
     spreads: torch.Tensor | None = None  # (len(plan.channels) * diverse,) pixel distance the copies keep; None: diverse 1
 
-    def rows(self, part: slice) -> "DataStarts":
-        """The starts of images ``part`` only."""
+    def rows(self, part: slice | torch.Tensor) -> "DataStarts":
+        """The starts of images ``part`` (a slice or an index tensor) only."""
         return replace(self, images=self.images[part], targets=self.targets[part],
                        spreads=None if self.spreads is None else self.spreads[part])
 
@@ -745,8 +745,7 @@ def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequen
         return render, values
     rows = torch.tensor([i * diverse + j for i in groups for j in range(diverse)])
     part = replace(plan, channels=tuple(channels[i] for i in groups), chunk=len(rows))
-    part_starts = replace(starts, images=starts.images[rows], targets=starts.targets[rows],
-                          spreads=None if starts.spreads is None else starts.spreads[rows])
+    part_starts = starts.rows(rows)
     objective = data_objective(part, part.channels, part_starts, RESCUE_TARGET * best[rows],
                                DATA_DISTANCE_WEIGHT, neuron)
     keys = [c * diverse + j for c in part.channels for j in range(diverse)]
