@@ -263,9 +263,15 @@ def estimate_prior(pixels: torch.Tensor, limit: int = 10_000) -> dict:
     return prior
 
 
+def stored_values(values: Sequence) -> torch.Tensor:
+    """A spec's stored prior values (nested tuples of floats) as a new float32 tensor. Through numpy: it reads
+    a basis's tens of thousands of floats about 3x faster than ``torch.tensor``, and every run reads them."""
+    return torch.from_numpy(np.asarray(values, dtype=np.float32))
+
+
 def prior_map(values: Sequence, shape: Sequence[int]) -> torch.Tensor:
     """A stored C x h x w prior map resized (bilinear) to the input's (C, H, W)."""
-    planes = torch.tensor(values, dtype=torch.float32)
+    planes = stored_values(values)
     if tuple(planes.shape[-2:]) != tuple(shape[1:]):
         planes = F.interpolate(planes[None], size=tuple(shape[1:]), mode="bilinear", align_corners=False)[0]
     return planes.clamp(0, 1)
@@ -321,7 +327,7 @@ def start_bias(config: ImageConfig, spec: ModelSpec) -> float | torch.Tensor:
     if config.init_bias is not None:
         return config.init_bias
     if parametrization_of(config, spec) == "basis":
-        return torch.tensor(spec.basis_mean, dtype=torch.float32).view(spec.image_shape)
+        return stored_values(spec.basis_mean).view(spec.image_shape)
     if spec.image_mean is not None and config.use_prior:
         return torch.logit(prior_map(spec.image_mean, spec.image_shape).clamp(START_MARGIN, 1 - START_MARGIN))
     return STARTS["grey"]
@@ -351,12 +357,12 @@ def image_for(spec: ModelSpec, config: ImageConfig, keys: Sequence[int], seed: i
     if parametrization == "pixel":
         return PixelImage(spec.image_shape, generators, std=config.init_std, bias=bias, support=support)
     if parametrization == "basis":
-        basis = torch.tensor(spec.image_basis, dtype=torch.float32)
+        basis = stored_values(spec.image_basis)
         return BasisImage(spec.image_shape, generators, basis, std=config.init_std, bias=bias, support=support)
     if parametrization == "fft":
         _, height, width = spec.image_shape
         if spec.spectrum is not None and config.use_prior:
-            magnitude = torch.tensor(spec.spectrum).float().clone()
+            magnitude = stored_values(spec.spectrum)
             # The spectrum is of mean-centred images, so its DC term is ~0 and the mean brightness stays
             # near the start; free_brightness lets it move like the strongest frequency.
             if config.free_brightness:
