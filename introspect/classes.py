@@ -242,12 +242,21 @@ def _probabilities(logits: torch.Tensor, kind: str | None) -> torch.Tensor:
     return torch.softmax(logits, 1) if kind in (None, "logits") else probabilities(logits, kind)
 
 
+def without_data(spec: ModelSpec, config: RenderConfig) -> bool:
+    """Whether ``config`` renders class images of ``spec`` (after ``prior_for``) without data: a prior derived from
+    the model itself (``from_model``), used, and the default transforms or the no-data ones (NO_DATA_TRANSFORMS at
+    any noise: the config a no-data run records, so that a run repeated from it is one without data again). The one
+    test of ``default_candidates`` and ``visualize_classes``."""
+    if not (config.image.use_prior and from_model(spec)):
+        return False
+    return config.transforms == TransformConfig() or replace(config.transforms, noise=0.0) == NO_DATA_TRANSFORMS
+
+
 def default_candidates(spec: ModelSpec, config: RenderConfig, count: int) -> int:
     """Candidates per class when the caller names none, for ``count`` classes of ``spec`` (after ``prior_for``):
-    without data (a prior from the model itself, the default transforms) NO_DATA_CANDIDATES, fewer where the
-    batch would pass NO_DATA_VALUES input values; else 1."""
-    if not (config.image.use_prior and from_model(spec)) or config.transforms not in (TransformConfig(),
-                                                                                   NO_DATA_TRANSFORMS):
+    without data (``without_data``) NO_DATA_CANDIDATES, fewer where the batch would pass NO_DATA_VALUES input
+    values; else 1."""
+    if not without_data(spec, config):
         return 1
     return max(1, min(NO_DATA_CANDIDATES, NO_DATA_VALUES // (count * math.prod(spec.image_shape))))
 
@@ -310,8 +319,9 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     snapshots, stopped) covers the kept candidates only; ``candidate_margins`` holds every margin.
     ``data`` (an ImageDataset or real images) gives the images its image prior (``params.prior_for``), as
     the command line does with its dataset. Without data or a stored prior, the prior comes from the model's
-    normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS, unless
-    ``config.image.use_prior`` is off. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
+    normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS in place of
+    the default transforms (a config that has the no-data ones already, as a no-data run's ``config`` does, keeps
+    them: ``without_data``), unless ``config.image.use_prior`` is off. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",
@@ -329,7 +339,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     labels = resolve_classes(spec, classes)
     if candidates is None:
         candidates = default_candidates(spec, config, len(labels))
-    no_data = from_model(spec) and config.transforms == TransformConfig()
+    no_data = without_data(spec, config)
     robust = no_data and candidates > 1
     if candidates > 1 and spec.num_classes > CANDIDATE_STRIDE:
         raise UserError("candidates need fewer than {stride} classes (seed keys would repeat)", stride=CANDIDATE_STRIDE)
@@ -337,7 +347,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     rows_labels = labels * candidates  # row j * count + i: candidate j of class labels[i]
     keys = [c + j * CANDIDATE_STRIDE for j in range(candidates) for c in labels]
     with on_device(model, config.device) as model:
-        if no_data:
+        if no_data and config.transforms == TransformConfig():  # a recorded no-data config is kept as it is
             noise = DENSE_NOISE if reads_input_densely(model, spec, config.device) else 0.0
             config = config.replace(transforms=replace(NO_DATA_TRANSFORMS, noise=noise))
         result = config.render(model, class_objective(spec, objective, rows_labels), spec, keys, callback)

@@ -128,6 +128,25 @@ def test_rerun_repeats_a_notebook_candidates_run(shipped_mnist, tmp_path):
     assert "--candidates" in _record(tmp_path / "again")["repeat"]["argv"]
 
 
+
+def test_rerun_repeats_a_no_data_candidates_run(shipped_mnist, tmp_path):
+    """A checkpoint without a prior or a dataset: classes run without data (NO_DATA_CANDIDATES kept by their margin
+    under random transforms), and its rerun makes the same images."""
+    from introspect.classes import NO_DATA_CANDIDATES
+    from introspect.models.checkpoint import save_checkpoint
+    from introspect.params import without_prior
+
+    save_checkpoint(tmp_path / "bare.pt", shipped_mnist.model, without_prior(shipped_mnist.spec).replace(dataset=None))
+    assert main(["classes", "--checkpoint", "bare.pt", "--classes", "3,7", "--steps", "2", "--out", "a"]) == 0
+    assert main(["rerun", "a", "--out", "b"]) == 0
+    first, again = _record(tmp_path / "a"), _record(tmp_path / "b")
+    assert first["candidates"] == again["candidates"] == NO_DATA_CANDIDATES
+    transforms = first["settings"]["transforms"]
+    assert transforms["scale"] == 0.5 and again["settings"]["transforms"] == transforms  # NO_DATA_TRANSFORMS
+    assert [image["candidate"] for image in again["images"]] == [image["candidate"] for image in first["images"]]
+    with np.load(tmp_path / "a" / "images.npz") as old, np.load(tmp_path / "b" / "images.npz") as new:
+        assert np.abs(old["images"].astype(int) - new["images"].astype(int)).max() <= 1
+
 OLD_RUNS = Path(__file__).resolve().parents[1] / "assets" / "old-runs"
 
 

@@ -1,4 +1,6 @@
 """Classes: the verdict on each final image (logit, probability, runner-up, margin) and --candidates."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -144,10 +146,8 @@ def test_without_data_a_model_reading_pixels_through_a_linear_layer_is_optimized
     from introspect import CLASSES_DEFAULTS
     from introspect.classes import DENSE_NOISE, NO_DATA_TRANSFORMS, reads_input_densely
 
-    torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    mlp, spec = _dense_mlp(shipped_mnist)
     bare = without_prior(shipped_mnist.spec)
-    spec = bare.replace(logits_layer="", activations=None, measure=None, taps=None)  # a Sequential's output
     late = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10)).eval()
     assert reads_input_densely(mlp, spec) and not reads_input_densely(late, spec)
     assert not reads_input_densely(shipped_mnist.model, bare)
@@ -184,3 +184,36 @@ def test_without_data_candidates_are_kept_by_their_margin_under_random_transform
     assert visualize_classes(shipped_mnist.model, bare, [3], config, candidates=1).candidates == 1
     assert visualize_classes(shipped_mnist.model, shipped_mnist.spec, [3], config).candidates == 1  # a data prior
     assert default_candidates(derived, config, 1000) == 1  # ImageNet-sized class counts: no extra candidates
+
+
+def _dense_mlp(shipped_mnist):
+    """A tiny seeded MLP on MNIST's pixels (its first weighted module an nn.Linear over all of them) and a spec
+    without a prior whose logits are the Sequential's output."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    spec = without_prior(shipped_mnist.spec).replace(logits_layer="", activations=None, measure=None, taps=None)
+    return mlp, spec
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["conv", "mlp"])
+def test_a_no_data_run_repeats_from_the_config_it_records(shipped_mnist, dense):
+    """The config a no-data run records (NO_DATA_TRANSFORMS, with DENSE_NOISE for a model reading pixels densely)
+    is still a run without data: run again with it, the same candidates, the same robust choice, the same images."""
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import DENSE_NOISE, NO_DATA_CANDIDATES, NO_DATA_TRANSFORMS, default_candidates
+    from introspect.params import prior_for
+
+    model, spec = _dense_mlp(shipped_mnist) if dense else (shipped_mnist.model, without_prior(shipped_mnist.spec))
+    config = CLASSES_DEFAULTS.replace(steps=2)
+    first = visualize_classes(model, spec, [3, 7], config)
+    assert first.config.transforms.noise == (DENSE_NOISE if dense else 0.0)
+    assert replace(first.config.transforms, noise=0.0) == NO_DATA_TRANSFORMS
+    derived = prior_for(spec, None, derive=True)[0]
+    assert default_candidates(derived, first.config, 2) == default_candidates(derived, config, 2) == NO_DATA_CANDIDATES
+    again = visualize_classes(model, spec, [3, 7], first.config)
+    assert again.config == first.config  # kept as recorded, noise included
+    assert (again.candidates, again.robust, again.chosen) == (first.candidates, first.robust, first.chosen)
+    assert first.robust and torch.equal(again.images, first.images)
+    assert torch.equal(again.candidate_margins, first.candidate_margins)
