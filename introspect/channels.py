@@ -42,7 +42,7 @@ CHANNELS_DEFAULTS = RenderConfig(steps=256, lr=0.1, image=ImageConfig(init_bias=
 #: subspace, whose last directions another estimate of it may differ on). Its Adam rate is DATA_LR_SCALE x ``lr``
 #: (real images start saturated). Inputs of more than params.BASIS_VALUES values have no such subspace: there the
 #: squared pixel distance to the example costs DATA_PIXEL_WEIGHT (``objectives.accentuate``; 60 rather than 10 brings
-#: resnet18 at 64 px within the distance bar: benchmarks/channel_quality.py --images, README "Channel styles").
+#: resnet18 at 64 px within the distance bar: benchmarks/channel_quality.py --images, docs/measured.md "RGB").
 DATA_TARGET = 1.5
 DATA_BUDGET = 1.8
 DATA_DISTANCE_WEIGHT = 0.05
