@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from introspect.channel_runs import RunListener
 from introspect.channels import ChannelsPlan
+from introspect import devices
 from introspect.errors import Message
 from introspect.folders import RunFolder
 
@@ -191,6 +192,6 @@ READ_EVERY = 16
 def mean_info(label: str, step: int, values: torch.Tensor, spec: str) -> dict[str, str]:
     """The progress line's "info" field: ``label`` and the mean of ``values``; {} (the last one stays) on the
     steps a GPU run does not read it."""
-    if values.device.type != "cpu" and step % READ_EVERY:
+    if not devices.host_reads_free(values.device) and step % READ_EVERY:
         return {}
     return {"info": f"{label} {values.mean():{spec}}"}

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from . import devices
 from .capture import HookRegistry, is_output  # noqa: F401 - hooks' public names
 from .models.spec import ModelSpec
 from .transforms import Normalize
@@ -49,7 +50,7 @@ class _RedirectedReLU(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         normal = grad * (x > 0)
         dead = normal.flatten(1).abs().amax(1) == 0
-        if grad.device.type == "cpu" and not bool(dead.any()):  # elsewhere no host sync: the where below is exact
+        if devices.host_reads_free(grad.device) and not bool(dead.any()):  # else no read: the where below is exact
             return normal
         redirected = grad * ((x > 0) | (grad < 0))  # grad of the loss < 0: raising x helps
         return torch.where(dead.view(-1, *[1] * (grad.ndim - 1)), redirected, normal)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .devices import Constant
+
 if TYPE_CHECKING:
     from .models.spec import ModelSpec
 
@@ -20,8 +22,8 @@ class Normalize:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
                  shape: Sequence[int] | None = None) -> None:
-        self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+        self.mean = Constant(torch.tensor(list(mean), device=device).view(1, -1, 1, 1))
+        self.std = Constant(torch.tensor(list(std), device=device).view(1, -1, 1, 1))
         self.shape = None if shape is None or len(shape) == 3 else tuple(shape)
 
     @classmethod
@@ -29,7 +31,7 @@ class Normalize:
         return cls(spec.mean, spec.std, device, spec.input_shape)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        normalized = (pixels - self.mean.to(pixels)) / self.std.to(pixels)
+        normalized = (pixels - self.mean.like(pixels)) / self.std.like(pixels)
         if self.shape is None or normalized.ndim != 4:
             return normalized
         return normalized.reshape(len(normalized), *self.shape)

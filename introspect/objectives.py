@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .devices import Constant
 from .outputs import SIGMOID_KINDS, as_logits, class_values, log_probability
 
 Activations = dict[str, torch.Tensor]
@@ -135,11 +136,11 @@ def class_logits(layer: str, classes: Sequence[int], *, kind: str | None = None,
                  position: str | None = None) -> Objective:
     """Image i maximizes logit ``classes[i]`` of ``layer`` (one class per image, all in one batch). ``kind`` and
     ``position``: what the values are and how a spatial map is reduced (``introspect.outputs``)."""
-    index = torch.as_tensor(list(classes), dtype=torch.long)
+    index = Constant(torch.as_tensor(list(classes), dtype=torch.long))
 
     def fn(a: Activations) -> torch.Tensor:
         logits = _scores(a[layer], kind, position)
-        return logits.gather(1, index.to(logits.device).view(-1, 1)).squeeze(1)
+        return logits.gather(1, index.on(logits.device).view(-1, 1)).squeeze(1)
 
     return Objective(fn, [layer], f"class_logits({layer})")
 
@@ -159,11 +160,11 @@ def class_confidence(layer: str, classes: Sequence[int], weight: float = 10.0, *
     only pushing the others down (measured on the zoo: benchmarks/quality.py). For sigmoid outputs
     (``kind``) the log-probability is the class's own log-sigmoid.
     """
-    index = torch.as_tensor(list(classes), dtype=torch.long)
+    index = Constant(torch.as_tensor(list(classes), dtype=torch.long))
 
     def fn(a: Activations) -> torch.Tensor:
         logits = _scores(a[layer], kind, position)
-        picked = index.to(logits.device).view(-1, 1)
+        picked = index.on(logits.device).view(-1, 1)
         target = logits.gather(1, picked)
         # Another class's non-finite logit must not poison this image's objective: it counts as absent.
         return (target + weight * log_probability(logits, picked, kind)).squeeze(1)
@@ -177,12 +178,12 @@ def blog_loss(layer: str, classes: Sequence[int], *, kind: str | None = None, po
     Kept for comparison only: raising a log-probability can be done by pushing
     the other classes down, which is why the default uses logits.
     """
-    index = torch.as_tensor(list(classes), dtype=torch.long)
+    index = Constant(torch.as_tensor(list(classes), dtype=torch.long))
 
     def fn(a: Activations) -> torch.Tensor:
         scores = _scores(a[layer], kind, position)
         log_probs = F.logsigmoid(scores) if kind in SIGMOID_KINDS else F.log_softmax(scores, dim=1)
-        target = log_probs.gather(1, index.to(log_probs.device).view(-1, 1)).squeeze(1)
+        target = log_probs.gather(1, index.on(log_probs.device).view(-1, 1)).squeeze(1)
         return 10 * target - log_probs.sum(1)
 
     return Objective(fn, [layer], f"blog({layer})")
@@ -260,11 +261,11 @@ def channels(layer: str, indices: Sequence[int], *, activation: str = "identity"
     """Image i maximizes ``channel(layer, indices[i // group], activation=..., neuron=...)``: one channel per
     image (or per group of ``group`` consecutive images), all in one batch."""
     _check_activation(activation)
-    index = torch.as_tensor([c for c in indices for _ in range(group)], dtype=torch.long)
+    index = Constant(torch.as_tensor([c for c in indices for _ in range(group)], dtype=torch.long))
 
     def fn(a: Activations) -> torch.Tensor:
         output = a[layer]
-        return _channel_of_each_image(output, index.to(output.device), activation, neuron)
+        return _channel_of_each_image(output, index.on(output.device), activation, neuron)
 
     return Objective(fn, [layer], f"channels({layer}, {activation})")
 
@@ -303,10 +304,11 @@ def l2(weight: float) -> Objective:
 def toward(image: torch.Tensor, weight: float) -> Objective:
     """Minus ``weight`` x the mean squared difference to ``image`` (C, H, W), e.g. the data's mean input:
     pixels stay near it unless the objective gains by moving them."""
+    image = Constant(image)
 
     def fn(a: Activations) -> torch.Tensor:
         images = a[INPUT]
-        return -weight * (images - image.to(images)).pow(2).flatten(1).mean(1)
+        return -weight * (images - image.like(images)).pow(2).flatten(1).mean(1)
 
     return Objective(fn, [], f"toward({weight:g})")
 
@@ -327,9 +329,11 @@ def ink(level: float, weight: float) -> Objective:
 def blur(weight: float) -> Objective:
     """Minus ``weight`` x the mean squared difference to a 3x3-blurred copy: fewer sharp details score higher."""
 
+    taps = Constant(torch.tensor([1.0, 2.0, 1.0]))
+
     def fn(a: Activations) -> torch.Tensor:
         images = a[INPUT]
-        kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device, dtype=images.dtype)
+        kernel = taps.like(images)
         kernel = (kernel[:, None] * kernel[None, :] / 16).expand(images.shape[1], 1, 3, 3)
         blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1])
         return -weight * (images - blurred).pow(2).flatten(1).mean(1)
@@ -340,12 +344,13 @@ def blur(weight: float) -> Objective:
 def accentuate(objective: Objective, targets: torch.Tensor, starts: torch.Tensor, weight: float) -> Objective:
     """Feature accentuation: min(objective, target) / target per image (``targets`` (B,) > 0: nothing is gained
     past it), minus ``weight`` x the mean squared pixel distance to its starting image ``starts`` (B, C, H, W)."""
+    targets, starts = Constant(targets), Constant(starts)
 
     def fn(a: Activations) -> torch.Tensor:
         value = objective(a)
-        target = targets.to(value)
+        target = targets.like(value)
         images = a[INPUT]
-        return torch.minimum(value, target) / target - weight * (images - starts.to(images)).pow(2).flatten(1).mean(1)
+        return torch.minimum(value, target) / target - weight * (images - starts.like(images)).pow(2).flatten(1).mean(1)
 
     return Objective(fn, objective.layers, f"accentuate({objective.name}, {weight:g})")
 
@@ -356,13 +361,14 @@ def near_data(objective: Objective, targets: torch.Tensor, mean: torch.Tensor, c
     minus ``weight`` x how far the image's distance from the data goes past ``budget``: its energy outside the
     data's principal subspace (``mean`` (D,), orthonormal ``components`` (D, k), in pixels) over ``scale`` (a
     real image's typical energy there; ``quality.Manifold``)."""
+    targets, mean, components = Constant(targets), Constant(mean), Constant(components)
 
     def fn(a: Activations) -> torch.Tensor:
         value = objective(a)
-        target = targets.to(value)
+        target = targets.like(value)
         images = a[INPUT]
-        centred = images.flatten(1) - mean.to(images)
-        basis = components.to(images)
+        centred = images.flatten(1) - mean.like(images)
+        basis = components.like(images)
         outside = (centred - centred @ basis @ basis.T).pow(2).sum(1) / scale
         return torch.minimum(value, target) / target - weight * torch.relu(outside - budget)
 
@@ -373,12 +379,13 @@ def spread(targets: torch.Tensor, group: int, weight: float) -> Objective:
     """Minus ``weight`` x, per image, the mean over the other images of its group of ``group`` consecutive images
     of the relative shortfall of their pixel L2 distance below ``targets`` (B,) > 0: a repulsion of constant pull
     that stops once the images are that far apart (a hinge; ``diverse`` copies in the data style)."""
+    targets = Constant(targets)
 
     def fn(a: Activations) -> torch.Tensor:
         images = a[INPUT].flatten(1)
         flat = images.view(-1, group, images.shape[1])
         distance = ((flat.unsqueeze(2) - flat.unsqueeze(1)).pow(2).sum(3) + 1e-12).sqrt()  # (B / group, group, group)
-        short = torch.relu(1 - distance / targets.to(images).view(-1, group, 1))
+        short = torch.relu(1 - distance / targets.like(images).view(-1, group, 1))
         others = short.sum(2) - short.diagonal(dim1=1, dim2=2)
         return -weight * others.flatten() / max(1, group - 1)
 

@@ -103,6 +103,8 @@ class RandomAffine:
     #: grids made for steps a run does not reach (the grids' cost grows with their number).
     GRID_STEPS = 16
     GRID_BYTES = 16 * 2 ** 20
+    #: The noise (``TransformConfig.noise``) of as many steps as fit in NOISE_BYTES is drawn and moved at once.
+    NOISE_BYTES = 16 * 2 ** 20
 
     def __init__(self, config: TransformConfig, generators: Sequence[torch.Generator]) -> None:
         self.config = config
@@ -111,9 +113,11 @@ class RandomAffine:
         #: draws nothing from it: the affine draws stay those of a run without noise).
         self.noise_generators = [offspring(g) for g in self.generators] if config.noise > 0 else []
         self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
-        self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3)
+        self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3) (1-D: draws)
         self._grids: dict[tuple, tuple[int, torch.Tensor]] = {}  # the same key -> (first step, (steps, B, H, W, 2))
         self._next = 0
+        self._noise_block: torch.Tensor | None = None  # (steps, B, C, H, W) on the images' device
+        self._noise_next = 0
 
     @classmethod
     def for_keys(cls, config: TransformConfig, seed: int, keys: Sequence[int]) -> "RandomAffine":
@@ -126,8 +130,20 @@ class RandomAffine:
         moved = self._affine(images)
         if not self.noise_generators:
             return moved
-        noise = torch.stack([torch.randn(images.shape[1:], generator=g) for g in self.noise_generators])
-        return moved + self.config.noise * noise.to(moved)
+        return moved + self.config.noise * self._noise(moved)
+
+    def _noise(self, like: torch.Tensor) -> torch.Tensor:
+        """This step's noise (B, C, H, W), each image's from its own generator, one draw per step as ever; the
+        draws of up to NOISE_BYTES worth of steps are made and copied to ``like``'s device at once (on a GPU
+        each copy from the host waits for the device)."""
+        if self._noise_block is None or self._noise_next == len(self._noise_block):
+            per_step = like.numel() * like.element_size()
+            steps = max(1, min(self.BLOCK, self.NOISE_BYTES // per_step))
+            drawn = [torch.stack([torch.randn(like.shape[1:], generator=g) for g in self.noise_generators])
+                     for _ in range(steps)]
+            self._noise_block, self._noise_next = torch.stack(drawn).to(like), 0
+        self._noise_next += 1
+        return self._noise_block[self._noise_next - 1]
 
     def _affine(self, images: torch.Tensor) -> torch.Tensor:
         if self._drawn is None or self._next == len(self._drawn):
@@ -136,9 +152,11 @@ class RandomAffine:
         _, _, height, width = images.shape
         step = self._next
         self._next += 1
-        if height == 1 or width == 1:  # a 1-D signal: shifted along it, no matrices
-            return along_axis(images, self._drawn[step].to(images), self.config)
         key = (images.device, images.dtype, height, width)
+        if height == 1 or width == 1:  # a 1-D signal: shifted along it, no matrices
+            if key not in self._thetas:  # one host-to-device copy per block
+                self._thetas[key] = self._drawn.to(images)
+            return along_axis(images, self._thetas[key][step], self.config)
         if key not in self._thetas:  # one host-to-device copy per block
             self._thetas[key] = affine_theta(self._drawn.to(images), self.config, height, width)
         first, grids = self._grids.get(key, (0, None))

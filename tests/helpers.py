@@ -124,3 +124,44 @@ def chromium(*arguments: str, capabilities: dict | None = None):
         options.set_capability(name, value)
     return webdriver.Chrome(options=options, service=Service(str(chromedriver)))
 
+
+
+
+class HostTraffic:
+    """Counts, while entered, the calls that move values between the host and the device on a GPU: reads of a
+    tensor's values (bool(), .item(), .tolist(), float(), int(), format(), .numpy(), .nonzero(), torch.equal) and
+    copies (.to(...) of a device or tensor, .cpu(), .cuda()). Each waits for the device there; on the CPU the same
+    calls run, so a CPU test sees where the CUDA path would wait (``introspect.devices.host_reads_free`` patched
+    False takes the CUDA branches). The methods are wrapped on the class, so calls in backward passes count too."""
+
+    READS = ("__bool__", "item", "tolist", "__float__", "__int__", "__index__", "__format__", "numpy", "nonzero")
+    COPIES = ("cpu", "cuda")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _wrap(self, owner, name: str, counts) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            if counts(args, kwargs):
+                self.count += 1
+            return original(*args, **kwargs)
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, wrapper)
+
+    def __enter__(self) -> "HostTraffic":
+        always = lambda args, kwargs: True  # noqa: E731
+        for name in self.READS + self.COPIES:
+            self._wrap(torch.Tensor, name, always)
+        self._wrap(torch.Tensor, "to", lambda args, kwargs: any(
+            isinstance(t, (torch.Tensor, torch.device, str)) for t in [*args[1:], *kwargs.values()]))
+        self._wrap(torch, "equal", always)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()

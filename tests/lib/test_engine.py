@@ -222,3 +222,38 @@ def test_own_adam_steps_as_torch_optim_adam():
             (p.sin() * p).sum().backward()
             optimizer.step()
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_a_step_waits_for_no_gpu(tiny_spec, monkeypatch):
+    """The CUDA path on the CPU (``host_reads_free`` patched False): with every per-step piece a run can have (the
+    redirected ReLU, the random affine with input noise, the data-style and diversity objectives, the prior's
+    terms), a step reads nothing back and copies nothing from the host; only the NaN check every CHECK_EVERY
+    steps does. With reads free (the CPU) the ReLU's check reads every step, which the count sees."""
+    from introspect import devices, hooks
+    from introspect.engine import CHECK_EVERY, adam
+    from introspect.objectives import blur, channels, ink, near_data, spread, total_variation, toward
+    from introspect.transforms import Normalize, RandomAffine
+
+    from helpers import HostTraffic
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 24 * 24, 10)).eval()
+
+    def traffic(steps: int) -> int:
+        keys = [0, 1, 2, 3]
+        measured = channels("2", [0, 0, 1, 1], activation="relu")
+        components = torch.linalg.qr(torch.randn(784, 5, generator=torch.Generator().manual_seed(0)))[0]
+        objective = (near_data(measured, torch.ones(4), torch.full((784,), 0.2), components, 1.0, 1.8, 0.05)
+                     + spread(torch.ones(4), 2, 1.0) + toward(torch.full((1, 28, 28), 0.2), 0.1) + blur(0.1)
+                     + total_variation(1.0) + ink(0.8, 1.0))
+        param = PixelImage((1, 28, 28), image_generators(0, keys))
+        transforms = [RandomAffine.for_keys(TransformConfig(noise=0.1), 0, keys), Normalize.of(tiny_spec)]
+        with hooks.redirected_relus(model), HostTraffic() as counted:
+            render(model, objective, param, transforms=transforms, optimizer=adam(0.05), steps=steps)
+        return counted.count
+
+    monkeypatch.setattr(devices, "host_reads_free", lambda device: False)
+    assert traffic(4 * CHECK_EVERY) - traffic(2 * CHECK_EVERY) == 2  # the NaN checks at steps 48 and 64
+    monkeypatch.undo()
+    assert traffic(4 * CHECK_EVERY) - traffic(2 * CHECK_EVERY) >= 2 * CHECK_EVERY

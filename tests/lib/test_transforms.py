@@ -99,3 +99,17 @@ def test_random_affine_noise_is_each_images_own_and_leaves_the_affine_draws_alon
     assert abs(float((noisy - plain).std()) - 0.5) < 0.05
     still = RandomAffine.for_keys(TransformConfig(jitter=0, scale=0, rotate=0, noise=0.5), 0, [1])(images[:1])
     assert 0.4 < float((still - images[:1]).std()) < 0.6
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (3, 1, 1, 64)], ids=["image", "signal"])
+def test_draws_and_noise_reach_the_device_once_per_block(shape):
+    """On a GPU each copy from the host waits for the device: the random affine's draws (matrices, or a signal's
+    shifts) and the input noise are copied once per block of steps, not every step."""
+    from helpers import HostTraffic
+
+    affine = RandomAffine.for_keys(TransformConfig(noise=0.1), 0, [0, 1, 2])
+    images = torch.rand(shape)
+    with HostTraffic() as counted:
+        for _ in range(2 * RandomAffine.BLOCK):
+            affine(images)
+    assert counted.count == 2 + 2  # two blocks of draws, two of noise
