@@ -4,7 +4,8 @@ report — for the CLI and notebooks alike, resumable after an interruption or a
 The run is a list of work items, one per chunk of the plan. Each process (one, or several under
 torchrun: ``distributed.join``) optimizes its share and saves every finished item as a part file;
 rank 0 alone claims the folder, merges and writes the run. ``resume_channels`` redoes the items whose
-part file is missing.
+part file is missing. A complete run removes its manifest and part files once its outputs are written: nothing
+is left to resume (``introspect rerun`` repeats a run from its run.json).
 
 Nothing from a folder is trusted: the manifest (settings, plan, targets, and the model's and spec's
 digests) is pinned by a digest of its own content, each part file names its item and the manifest's
@@ -35,7 +36,7 @@ from .distributed import Ranks, fault_after
 from .engine import RenderConfig, on_device
 from .errors import UserError
 from .models.spec import ModelSpec
-from .folders import MANIFEST, PARTS, claimed_run
+from .folders import MANIFEST, PARTS, claimed_run, holds_run, read_record
 from .records import Provenance, preload, prior_record, run_status, write_channels
 
 MANIFEST_FORMAT = "introspect-channels-manifest/2"
@@ -156,8 +157,18 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     os.replace(temporary, folder / MANIFEST)
 
 
+def refuse_complete(folder: str | Path) -> None:
+    """A UserError when ``folder`` holds a complete run: there is nothing to resume (its manifest is gone)."""
+    if holds_run(folder) and read_record(folder).get("status") == "complete":
+        raise UserError("the run in '{folder}' is complete: there is nothing to resume (`introspect rerun {folder}` "
+                        "repeats it)",
+                        folder=folder)
+
+
 def read_manifest(folder: str | Path) -> dict:
-    """The manifest of a channels run folder, checked against its own digest; UserError otherwise."""
+    """The manifest of a channels run folder, checked against its own digest; UserError otherwise (a complete
+    run's too: ``refuse_complete``)."""
+    refuse_complete(folder)
     path = Path(folder) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -250,6 +261,18 @@ def _part_data(chunk: ChunkResult, item: WorkItem, manifest: dict) -> dict:
     return {"manifest": manifest["digest"], "item": item.id, "chunk": chunk.to_dict()}
 
 
+def drop_resume_files(folder: Path) -> None:
+    """A complete run's part files and manifest (only the names a run writes; parts/ itself when that empties
+    it): with its outputs written, nothing of it is left to resume."""
+    with contextlib.suppress(OSError):
+        for path in (folder / PARTS).iterdir():
+            if _PART.fullmatch(path.name) or (path.name.startswith(".tmp") and path.name.endswith(".pt")):
+                path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (folder / PARTS).rmdir()
+    (folder / MANIFEST).unlink(missing_ok=True)
+
+
 # --- the run --------------------------------------------------------------------------------------------------
 
 
@@ -317,7 +340,8 @@ def run_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str], folde
     ``ranks`` (from ``distributed.join``) splits the work over torchrun processes — every process calls
     this with the same arguments; ``listener`` hears progress and notes; ``repeat`` is what the caller
     needs to repeat or resume the run (the CLI's load and data arguments), kept in the manifest and
-    run.json. An interrupted run keeps its finished chunks: ``resume_channels(folder, ...)`` completes it.
+    run.json. An interrupted run keeps its finished chunks: ``resume_channels(folder, ...)`` completes it; a
+    complete run removes them and the manifest (``drop_resume_files``).
     ``plan`` (from ``plan_channels`` with these arguments) saves planning again when the caller already did.
     """
     ranks, listener = ranks or Ranks(), listener or RunListener()
@@ -377,6 +401,7 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         done: set[int] = set()
         if ranks.main:
             if resume:
+                refuse_complete(path)  # again, holding the folder: a run that completed meanwhile
                 done = part_files(path)
                 outside = sorted(done - {i.id for i in items})
                 if outside:
@@ -417,6 +442,8 @@ def _run(model: nn.Module, spec: ModelSpec, manifest: dict, folder, config: Rend
         with listener.writing():
             record = write_channels(run_folder, results, provenance, data, time.time() - started, status, formats,
                                     spec.class_names, spec.logits_layer, extra)
+            if status == "complete":  # run.json is written: an interrupted or failed run keeps them, to resume
+                drop_resume_files(path)
     return ChannelsRun(path, results, status, record)
 
 

@@ -610,6 +610,7 @@ class DataStarts:
 
     images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
     targets: torch.Tensor  # (len(plan.channels) * diverse,)
+    live: torch.Tensor  # (len(plan.channels) * diverse,) bool: the image's channel is live (ExampleStats.live)
     mean: torch.Tensor | None = None  # (C*H*W,) the real images' mean; None for inputs too large (see data_subspace)
     components: torch.Tensor | None = None  # (C*H*W, DATA_COMPONENTS) orthonormal: their principal directions
     scale: float = 1.0  # the median real image's energy outside them
@@ -617,7 +618,7 @@ class DataStarts:
 
     def rows(self, part: slice | torch.Tensor) -> "DataStarts":
         """The starts of images ``part`` (a slice or an index tensor) only."""
-        return replace(self, images=self.images[part], targets=self.targets[part],
+        return replace(self, images=self.images[part], targets=self.targets[part], live=self.live[part],
                        spreads=None if self.spreads is None else self.spreads[part])
 
     def chunk(self, plan: LayerPlan, index: int) -> "DataStarts":
@@ -632,15 +633,16 @@ def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) 
     channel's top ``diverse`` real examples apart."""
     channels, diverse = list(plan.channels), plan.diverse
     best = examples.max_value[channels].float().clamp(min=DEAD_BEST).repeat_interleave(diverse)
+    live = examples.live[channels].repeat_interleave(diverse)
     if diverse == 1:
         picked = examples.top_indices[channels, 0]
-        return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, *data_subspace(dataset))
+        return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, live, *data_subspace(dataset))
     chosen, spreads = [], []
     for c in channels:
         pool = dataset.pixels(examples.top_indices[c]).float()
         chosen.append(pool[spread_starts(pool, diverse)])
         spreads += [DIVERSE_MARGIN * median_pairwise(pool[:diverse])] * diverse
-    return DataStarts(torch.cat(chosen), DATA_TARGET * best, *data_subspace(dataset),
+    return DataStarts(torch.cat(chosen), DATA_TARGET * best, live, *data_subspace(dataset),
                       spreads=torch.tensor(spreads).clamp(min=1e-6))
 
 
@@ -734,11 +736,11 @@ def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequen
     where they are for config.steps x RESCUE_SHARE steps with the single image's distance weight, pushed to
     RESCUE_TARGET x the best real activation (with ``diverse`` > 1 their channel's other copies beside them, for the
     spread). Such an image takes, of RESCUE_LOOKS looks along the way and the end, the first above the best real
-    image (else the strongest), when it is stronger than it was; the other images (and dead channels') stay."""
+    image (else the strongest), when it is stronger than it was; the other images (and those of the channels
+    ``starts.live`` marks dead) stay."""
     diverse, steps = plan.diverse, int(config.steps * RESCUE_SHARE)
     best = starts.targets / DATA_TARGET
-    live = best > 2 * DEAD_BEST  # dead: DEAD_BEST, give or take the rounding of targets / DATA_TARGET
-    low = ((values < best) & live).view(-1, diverse).any(1).tolist()
+    low = ((values < best) & starts.live).view(-1, diverse).any(1).tolist()
     groups = [i for i, bad in enumerate(low) if bad and not any(i * diverse <= r < (i + 1) * diverse
                                                                  for r in render.stopped)]
     if not groups or steps < 1:

@@ -8,7 +8,7 @@ and moved into place, run.json last, so an interruption or a full disk never
 leaves a half-written file or a folder that looks complete. ``claimed_run`` is the
 one way commands hold a folder: it is let go (removed if still empty) on any exception.
 
-A resumable run also keeps its plan (manifest.json) and its finished work items (parts/).
+A resumable run also keeps its plan (manifest.json) and its finished work items (parts/) until it is complete.
 """
 from __future__ import annotations
 

@@ -172,21 +172,36 @@ NET = textwrap.dedent("""
 """)
 
 
-def test_resuming_a_run_whose_model_loads_code_needs_trust(tmp_path, capsys):
+def test_resuming_a_run_whose_model_loads_code_needs_trust(tmp_path, capsys, monkeypatch):
+    """A complete run keeps nothing to resume (its "wrote" line names every file left) and --resume refuses it;
+    a run stopped after its first chunk resumes, its model loading code, only with --trust."""
+    import introspect.channel_runs as runs
     from introspect_cli.main import main
 
     (tmp_path / "net.py").write_text(NET)
     argv = ["channels", "--model", "net.py:Net", "--input-shape", "1,8,8", "--layer", "conv", "--steps", "1",
-            "--batch-size", "2", "--out", "run", "--quiet"]
-    assert main(argv) == 0
-    (tmp_path / "run" / "run.json").unlink()  # as if stopped before the end
-    part_path(tmp_path / "run", 1).unlink()
+            "--batch-size", "2"]
+    assert main([*argv, "--out", "run"]) == 0
+    wrote = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote "))
+    assert sorted(wrote.split(": ", 1)[1].split(", ")) == sorted(p.name for p in (tmp_path / "run").iterdir())
     assert main(["channels", "--resume", "run"]) == 2
+    assert "is complete: there is nothing to resume" in capsys.readouterr().err
+
+    def stop(rank, item):  # Ctrl-C once the first chunk is saved
+        if item == 0:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runs, "fault_after", stop)
+        assert main([*argv, "--out", "stopped", "--quiet"]) != 0
+    assert part_path(tmp_path / "stopped", 0).exists() and not part_path(tmp_path / "stopped", 1).exists()
+    assert main(["channels", "--resume", "stopped"]) == 2
     err = capsys.readouterr().err
     assert "loads code" in err and "net.py is imported" in err and "--trust" in err
-    assert not (tmp_path / "run" / "run.json").exists()
-    assert main(["channels", "--resume", "run", "--trust", "--quiet"]) == 0
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"
+    assert not (tmp_path / "stopped" / "run.json").exists()
+    assert main(["channels", "--resume", "stopped", "--trust", "--quiet"]) == 0
+    assert json.loads((tmp_path / "stopped" / "run.json").read_text())["status"] == "complete"
+    assert not (tmp_path / "stopped" / "manifest.json").exists() and not (tmp_path / "stopped" / "parts").exists()
 
 # models whose output is not one logits tensor, TorchScript, missing metadata
 

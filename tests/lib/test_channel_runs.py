@@ -29,7 +29,15 @@ class StopInItem(RunListener):
 def reference(tmp_path, tiny_model, tiny_spec):
     done = run_channels(tiny_model, tiny_spec, ["conv1", "fc1"], tmp_path / "reference", **ARGS)
     assert done.complete and [r.layer for r in done.results] == ["conv1", "fc1"]
+    _nothing_to_resume(tmp_path / "reference")
     return (tmp_path / "reference" / "images.npz").read_bytes()
+
+
+def _nothing_to_resume(folder):
+    """A complete run keeps neither its manifest nor its part files, and resuming it is refused."""
+    assert not (folder / MANIFEST).exists() and not (folder / "parts").exists()
+    with pytest.raises(UserError, match="is complete: there is nothing to resume"):
+        read_manifest(folder)
 
 
 @pytest.fixture
@@ -44,6 +52,17 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(stopped, reference, tiny_m
     done = resume_channels(stopped, tiny_model, tiny_spec)
     assert done.complete and done.record["resumed"] == {"items_redone": 4, "items_kept": 2}
     assert (stopped / "images.npz").read_bytes() == reference
+    _nothing_to_resume(stopped)
+
+
+def test_a_failed_run_keeps_what_resuming_needs(tmp_path, tiny_model, tiny_spec):
+    """Only a complete run drops its manifest and part files; a failed one (NaN everywhere) keeps them."""
+    with torch.no_grad():
+        tiny_model.conv1.weight.fill_(float("nan"))
+    done = run_channels(tiny_model, tiny_spec, ["conv1"], tmp_path / "run", channels="0-1", config=CONFIG,
+                        batch_size=2)
+    assert done.status == "failed"
+    assert (tmp_path / "run" / MANIFEST).exists() and part_path(tmp_path / "run", 0).exists()
 
 
 def _edit_manifest(folder, change, redigest=False):

@@ -284,6 +284,25 @@ def test_images_below_the_best_real_image_go_on_and_only_they_change(shipped_mni
     assert bool((after >= before).all()) and bool((after[low] > before[low]).any())
 
 
+
+def test_the_rescue_skips_channels_marked_dead_whatever_their_target(tiny_model, tiny_spec):
+    """``channels.rescued`` tells dead channels by ``DataStarts.live``, not by their targets: images far below
+    their targets stay when their channels are marked dead, and go on when the same channels are marked live."""
+    import introspect.channels as ch
+
+    data = tiny_dataset()
+    examples = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2)
+    plan = ch.plan_channels(tiny_model, tiny_spec, ["conv1"], [0, 1], batch_size=2, steps=4)["conv1"]
+    config = DATA_STYLE.replace(steps=4)
+    run = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], config, examples=examples, dataset=data,
+                             plan=plan)
+    far = replace(ch.data_starts(plan, examples, data), targets=torch.full((2,), 1e3))  # both images below
+    render, values = run.renders[0], run.activations
+    for live, rescued in ((False, False), (True, True)):
+        starts = replace(far, live=torch.full((2,), live))
+        again, _ = ch.rescued(tiny_model, tiny_spec, plan, [0, 1], starts, config, False, render, values)
+        assert (again is not render) == rescued
+
 def test_data_subspace_is_the_top_principal_directions_of_the_data():
     from introspect.data import ImageDataset
 

@@ -4,7 +4,6 @@ A missing browser fails these tests (install: apt-get install -y chromium chromi
 """
 import json
 import re
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -55,9 +54,7 @@ def check_page(driver, path: Path, fragment: str = "") -> None:
         for (const folded of document.querySelectorAll("details")) folded.open = true;
         for (const img of document.images) img.scrollIntoView();
         window.scrollTo(0, document.body.scrollHeight);""")
-    deadline = time.time() + 10
-    while driver.execute_script("return [...document.images].some(i => !i.complete)") and time.time() < deadline:
-        time.sleep(0.05)
+    waited(driver, 10, lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))  # or: below
     broken = driver.execute_script("return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
     assert broken == [], f"{path.name}: images not decoded: {broken[:5]}"
     targets = driver.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)"
@@ -114,11 +111,29 @@ def pictures(driver, selector: str) -> int:
 
 
 def wait_pictures(driver, selector: str) -> int:
-    deadline = time.time() + 10
+    """Images matching ``selector`` that decoded, once all have (else after 10 s: the caller's count says)."""
     script = "return [...document.querySelectorAll(arguments[0])].filter(i => i.complete && i.naturalWidth > 0).length"
-    while driver.execute_script(script, selector) < count(driver, selector) and time.time() < deadline:
-        time.sleep(0.05)
+    waited(driver, 10, lambda d: d.execute_script(script, selector) >= count(d, selector))
     return driver.execute_script(script, selector)
+
+
+def wait(driver, seconds: float):
+    """selenium's wait for a browser condition, polled every 50 ms."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds, poll_frequency=0.05)
+
+
+def waited(driver, seconds: float, condition) -> bool:
+    """Whether ``condition`` held within ``seconds``; a timeout is left to the caller's assertion, which says
+    what is missing."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        wait(driver, seconds).until(condition)
+    except TimeoutException:
+        return False
+    return True
 
 
 def test_every_page_of_the_joined_site(driver, mnist_site):
@@ -251,21 +266,18 @@ def test_dead_flat_and_rare_channels(driver, tmp_path):
 
 def test_arrow_keys_walk_the_channels(driver, mnist_site):
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as shows
 
     load(driver, mnist_site / "site" / "channel-conv1.html", "#5")
     driver.find_element("tag name", "body").send_keys(Keys.ARROW_RIGHT)
-    deadline = time.time() + 5
-    while "conv1 channel 6" not in driver.title and time.time() < deadline:
-        time.sleep(0.05)
-    assert driver.current_url.endswith("channel-conv1.html#6") and "conv1 channel 6" in driver.title
+    wait(driver, 5).until(shows.title_contains("conv1 channel 6"))
+    assert driver.current_url.endswith("channel-conv1.html#6")
     driver.find_element("tag name", "body").send_keys(Keys.ARROW_LEFT)
-    while "conv1 channel 5" not in driver.title and time.time() < deadline + 5:
-        time.sleep(0.05)
-    assert driver.current_url.endswith("channel-conv1.html#5") and "conv1 channel 5" in driver.title
+    wait(driver, 5).until(shows.title_contains("conv1 channel 5"))
+    assert driver.current_url.endswith("channel-conv1.html#5")
     assert driver.find_element("id", "next").get_attribute("href").endswith("channel-conv1.html#6")
     driver.find_element("id", "next").click()  # a link to another channel of the page draws that channel
-    while "conv1 channel 6" not in driver.title and time.time() < deadline + 10:
-        time.sleep(0.05)
+    wait(driver, 5).until(shows.title_contains("conv1 channel 6"))
     assert "conv1 channel 6" in driver.find_element("tag name", "h1").text and errors(driver) == []
 
 
