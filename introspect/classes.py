@@ -276,6 +276,12 @@ def reads_input_densely(model: nn.Module, spec: ModelSpec, device: str = "cpu") 
     return bool(first) and isinstance(first[0], nn.Linear) and first[0].in_features == math.prod(spec.image_shape)
 
 
+def no_data_transforms(model: nn.Module, spec: ModelSpec, device: str = "cpu") -> TransformConfig:
+    """The transforms class images without data get in place of the default ones: NO_DATA_TRANSFORMS, with
+    DENSE_NOISE for a model that ``reads_input_densely`` (``model`` on ``device``)."""
+    return replace(NO_DATA_TRANSFORMS, noise=DENSE_NOISE if reads_input_densely(model, spec, device) else 0.0)
+
+
 def robust_margins(model: nn.Module, spec: ModelSpec, images: torch.Tensor, labels: Sequence[int],
                    config: RenderConfig, keys: Sequence[int]) -> torch.Tensor:
     """Each image's margin (target logit - best other logit), averaged over CHOICE_DRAWS random draws of
@@ -348,8 +354,7 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     keys = [c + j * CANDIDATE_STRIDE for j in range(candidates) for c in labels]
     with on_device(model, config.device) as model:
         if no_data and config.transforms == TransformConfig():  # a recorded no-data config is kept as it is
-            noise = DENSE_NOISE if reads_input_densely(model, spec, config.device) else 0.0
-            config = config.replace(transforms=replace(NO_DATA_TRANSFORMS, noise=noise))
+            config = config.replace(transforms=no_data_transforms(model, spec, config.device))
         result = config.render(model, class_objective(spec, objective, rows_labels), spec, keys, callback)
         logits = class_scores(model, spec, result.images, config.device)
         verdict = verdicts(logits, rows_labels, spec.output_kind)

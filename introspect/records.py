@@ -19,13 +19,15 @@ import torch
 
 from .activations import ActivationsResult
 from .channels import CHANNELS_DEFAULTS, ChannelsResult
-from .classes import CANDIDATE_STRIDE, CLASSES_DEFAULTS, ClassesResult
-from .engine import RenderResult
+from .classes import CANDIDATE_STRIDE, CLASSES_DEFAULTS, ClassesResult, no_data_transforms, without_data
+from .engine import RenderConfig, RenderResult, on_device
 from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
+from .params import needs_data_prior, prior_for
 from .repeat import Repeat
 from .site import build_site, run_index, slug
+from .transforms import TransformConfig
 from .version import __version__
 
 
@@ -449,7 +451,8 @@ def save_run(result, folder: str | Path | None = None, *, loaded: LoadedModel | 
 def repeat_of(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | None:
     """How to repeat a result made in a notebook (``introspect.repeat.Repeat``'s record) in words the command
     line also has — the model (a built-in name or an introspect checkpoint), the settings its options set,
-    the classes or layers — or None when the run used anything else."""
+    the classes or layers — or None when the run used anything else. A no-data classes run's transforms are those
+    the command line chooses again from the default ones (``_chosen_without_data``)."""
     if kind == "activations":
         return None
     builtin = next((name for name in BUILTIN_MODELS if loaded.source == str(builtin_checkpoint_path(name))), None)
@@ -461,6 +464,8 @@ def repeat_of(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | No
         return None
     results = result if isinstance(result, list) else [result]
     config = results[0].config
+    if kind == "classes" and _chosen_without_data(config, loaded):
+        config = config.replace(transforms=TransformConfig())
     defaults = CLASSES_DEFAULTS if kind == "classes" else CHANNELS_DEFAULTS
     if defaults.from_values(config.to_values()) != config:  # a setting no option sets
         return None
@@ -477,3 +482,13 @@ def repeat_of(kind: str, result, loaded: LoadedModel, dataset=None) -> dict | No
         data = {"dataset": dataset.name if dataset is not None else "none",
                 "split": first.examples.split if first.examples is not None else None}
     return Repeat(kind, load, config.to_record(), targets, data).to_record()
+
+
+def _chosen_without_data(config: RenderConfig, loaded: LoadedModel) -> bool:
+    """Whether ``config``'s transforms are the ones ``visualize_classes`` put in place of the default ones for
+    ``loaded`` without data — where the command line, which reads no data for it either, does the same."""
+    spec = prior_for(loaded.spec, None, derive=config.image.use_prior)[0]
+    if needs_data_prior(loaded.spec) or not without_data(spec, config) or config.transforms == TransformConfig():
+        return False
+    with on_device(loaded.model, config.device) as model:
+        return config.transforms == no_data_transforms(model, spec, config.device)

@@ -147,6 +147,34 @@ def test_rerun_repeats_a_no_data_candidates_run(shipped_mnist, tmp_path):
     with np.load(tmp_path / "a" / "images.npz") as old, np.load(tmp_path / "b" / "images.npz") as new:
         assert np.abs(old["images"].astype(int) - new["images"].astype(int)).max() <= 1
 
+def test_rerun_repeats_a_notebook_no_data_run(shipped_mnist, tmp_path):
+    """A no-data classes run made in a notebook records the default transforms, from which the command line chooses
+    the no-data ones again, and reruns to the same images; other transforms, or a model with a prior, record none."""
+    from dataclasses import replace
+
+    import introspect
+    from introspect.models.checkpoint import save_checkpoint
+    from introspect.params import without_prior
+    from introspect.records import repeat_of
+
+    save_checkpoint(tmp_path / "bare.pt", shipped_mnist.model, without_prior(shipped_mnist.spec).replace(dataset=None))
+    loaded = introspect.load_model("mnist", tmp_path / "bare.pt")
+    result = introspect.visualize_classes(loaded.model, loaded.spec, [3, 7], introspect.CLASSES_DEFAULTS.replace(steps=2),
+                                          candidates=2)
+    assert result.config.transforms.scale == 0.5  # NO_DATA_TRANSFORMS
+    folder = introspect.save_run(result, loaded=loaded)
+    repeat = _record(folder)["repeat"]
+    assert repeat is not None and repeat["settings"]["transforms"] == introspect.CLASSES_DEFAULTS.to_record()["transforms"]
+    assert main(["rerun", str(folder), "--out", "again"]) == 0
+    again = _record(tmp_path / "again")
+    assert again["settings"]["transforms"] == _record(folder)["settings"]["transforms"]
+    with np.load(folder / "images.npz") as old, np.load(tmp_path / "again" / "images.npz") as new:
+        assert np.abs(old["images"].astype(int) - new["images"].astype(int)).max() <= 1
+    noisy = replace(result, config=result.config.replace(transforms=replace(result.config.transforms, noise=0.3)))
+    assert repeat_of("classes", noisy, loaded) is None  # transforms of the caller's own
+    assert repeat_of("classes", result, shipped_mnist) is None  # the command line would use its stored prior
+
+
 OLD_RUNS = Path(__file__).resolve().parents[1] / "assets" / "old-runs"
 
 
