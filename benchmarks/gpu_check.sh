@@ -82,3 +82,39 @@ PY
 echo "== issue 24: writing 2048 channels against their optimization (bar: <= 10%)"
 $PY benchmarks/floor.py writing --model torchvision:resnet50 --layer layer4.2.conv3 --size 224 --steps 256 \
     --device cuda --amp
+
+echo "== issue 24: host syncs per step on CUDA (torch.cuda.set_sync_debug_mode), 32 against 64 steps (bar: 2 more,"
+echo "   the NaN check every 16 steps; tests/lib/test_engine.py::test_a_step_waits_for_no_gpu counts the same on the CPU)"
+$PY - <<'PY'
+import warnings
+
+import torch
+
+from introspect import CLASSES_DEFAULTS, load_model, visualize_classes
+from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+
+
+def syncs(run) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchronizing" in str(w.message) for w in caught)
+
+
+mnist, resnet = load_model("mnist"), load_model("torchvision:resnet50")
+runs = {"classes (mnist)": lambda steps: visualize_classes(
+            mnist.model, mnist.spec, config=CLASSES_DEFAULTS.replace(steps=steps, device="cuda")),
+        "channels (resnet50 layer3.5.conv3, 8 channels)": lambda steps: visualize_channels(
+            resnet.model, resnet.spec, "layer3.5.conv3", channels=list(range(8)),
+            config=CHANNELS_DEFAULTS.replace(steps=steps, device="cuda"))}
+for name, run in runs.items():
+    run(2)  # warm-up
+    counts = {steps: syncs(lambda: run(steps)) for steps in (32, 64)}
+    extra = counts[64] - counts[32]
+    print(f"{name}: {counts[32]} syncs at 32 steps, {counts[64]} at 64: {extra} for 32 more steps",
+          "OK" if extra <= 2 else "CHECK")
+PY
