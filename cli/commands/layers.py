@@ -45,7 +45,14 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for column, width in zip(table.columns, widths):
         column.min_width = width  # never cut a layer name: it is what users copy
-    io.out.print(table, width=max(io.out.width, sum(widths) + 14))
+    # Whole columns however narrow the console (a pipe's is 80 wide): rich caps a print's width at the console's
+    # and then collapses columns to nothing; a line wider than the terminal wraps, and nothing is lost.
+    needed, width = sum(widths) + 3 * len(widths) + 1, io.out.width  # padding of 1 each side, borders
+    io.out.width = max(width, needed)
+    try:
+        io.out.print(table)
+    finally:
+        io.out.width = width
     logits = loaded.spec.logits
     io.out.print("logits: " + ("unknown (name them with --logits-layer or --logits-output to visualize classes)"
                                if logits is None else "the model's output" if logits == "" else

@@ -22,12 +22,19 @@ def test_bad_model_exits_2_with_names(capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_layers_table(capsys):
+@pytest.mark.parametrize("columns", [None, "40"])
+def test_layers_table(columns, capsys, monkeypatch):
+    """Every column shows whole, however narrow the terminal (or a pipe's default width): none collapses."""
+    if columns:
+        monkeypatch.setenv("COLUMNS", columns)
     assert main(["layers"]) == 0
     out = capsys.readouterr().out
-    for name, shape in [("conv1", "32×26×26"), ("conv2", "64×24×24"), ("fc1", "128"), ("fc2", "10")]:
+    assert all(title in out for title in ("type", "output shape", "channels/units", "a channel is", "measured at"))
+    for name, kind, shape, measured in [("conv1", "Conv2d", "32×26×26", "conv1 → relu"),
+                                        ("conv2", "Conv2d", "64×24×24", "conv2 → relu"),
+                                        ("fc1", "Linear", "128", "fc1 → relu"), ("fc2", "Linear", "10", "fc2 (raw output)")]:
         line = next(line for line in out.splitlines() if f" {name} " in line)
-        assert shape in line
+        assert f" {kind} " in line and shape in line and measured in line
 
 
 def test_train_few_batches_writes_loadable_checkpoint(tmp_path, capsys):
