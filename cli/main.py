@@ -132,6 +132,8 @@ def _dispatch(args: argparse.Namespace, interrupts: Interrupts):
     except KeyboardInterrupt:
         raise
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - one line unless --debug; SystemExit: a model's sys.exit
+        if isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError):
+            return Outcome(EXIT_FAILURE, {"error": "stdout closed"})  # `| head`: rich ended the printing; say nothing
         if args.debug:
             traceback.print_exc()
         elif isinstance(exc, SystemExit):

@@ -158,3 +158,35 @@ def test_nan_objective_stops_that_class_keeps_others(tmp_path, capsys):
 
     record = json.loads((out / "run.json").read_text())
     assert record["stopped_non_finite"] == [1]
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone (``introspect layers | head -1``): every write fails."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:  # rich points it at os.devnull before it exits
+        return self.fd
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_closed_pipe_ends_quietly_not_blaming_the_model(capsys, monkeypatch):
+    import os
+    import sys
+
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        monkeypatch.setattr(sys, "stdout", _ClosedPipe(fd))
+        assert main(["layers"]) == 1
+    finally:
+        os.close(fd)
+    assert capsys.readouterr().err == ""
