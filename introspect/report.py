@@ -1063,7 +1063,8 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
     if names and sum(text_size(n, TEXT_SIZE)[0] + 0.05 for n in names) > axis_w:
         names = None
     named = (lambda i: str(i) if names[i] == str(i) else f"{i} ({names[i]})") if names else str
-    title = fit(f"{label}: {len(values)} units" + (" (the logits)" if is_logits else "")
+    kind = "channels (1×1 maps)" if result.outputs[layer].ndim == 3 else "units"
+    title = fit(f"{label}: {len(values)} {kind}" + (" (the logits)" if is_logits else "")
                 + (f"; strongest in red: {', '.join(named(i) for i in strongest)}" if strongest else ""),
                 ROOM, TEXT_SIZE)
     title_h = text_size(title, TEXT_SIZE)[1] + 0.05
@@ -1109,8 +1110,9 @@ def _strip_section(channels: Sequence[int], images: torch.Tensor):
 
 
 def _layer_sections(result, layer: str, visualizations, highlight: int, logits_layer: str | None) -> list:
-    sections = [_maps_section(result, layer, highlight) if result.outputs[layer].ndim == 3
-                else _bars_section(result, layer, highlight, logits_layer)]
+    output = result.outputs[layer]
+    maps = output.ndim == 3 and output.shape[1:].numel() > 1  # (C, 1, 1): one value per channel, drawn as bars
+    sections = [_maps_section(result, layer, highlight) if maps else _bars_section(result, layer, highlight, logits_layer)]
     extra = visualizations.get(layer) if visualizations else None
     if extra:
         sections.append(_strip_section(*extra))

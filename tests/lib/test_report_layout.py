@@ -94,3 +94,18 @@ def test_the_activations_report_splits_past_4000_px():
     pages = activations_figures(result, model_name="m")
     assert len(pages) >= 3 and all(page.get_figheight() * page.dpi <= MAX_PAGE_PX for page in pages)
     assert sum(len(page.sections) for page in pages) == len(outputs) + 1  # every layer once, the header once
+
+
+def test_one_by_one_maps_are_drawn_as_bars_not_a_one_position_strip():
+    """A (C, 1, 1) output (a late conv at a small input size, a squeeze-excitation) is C values, one per channel."""
+    from introspect.activations import ActivationsResult, ImageInput
+    from introspect.report import activations_figures
+
+    outputs = {"features.12.0": torch.rand(40, 1, 1), "signal.conv": torch.rand(6, 1, 20)}
+    result = ActivationsResult(input=ImageInput(torch.rand(3, 24, 24), "noise"), outputs=outputs,
+                               activations={name: "relu" for name in outputs}, probabilities=torch.tensor([0.3, 0.7]),
+                               predicted=1, saliency=torch.rand(3, 24, 24), class_names=["a", "b"])
+    texts = [t.get_text() for page in activations_figures(result, model_name="m") for t in page.findobj(Text)]
+    assert any(t.startswith("relu(features.12.0): 40 channels (1×1 maps)") for t in texts)
+    assert not any("along 1 positions" in t for t in texts)
+    assert any(t.startswith("relu(signal.conv): 6 channels along 20 positions") for t in texts)  # a 1-D signal: a strip
