@@ -7,7 +7,7 @@ and computes the saliency of the predicted class's logit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -32,6 +32,15 @@ class ActivationsResult:
     predicted: int | None  # None when the model's logits are unknown
     saliency: torch.Tensor  # (C, H, W): d logit[predicted] / d pixel in pixel space [0, 1] (unknown logits: of the last layer's strongest unit)
     class_names: Sequence[str]
+    measured_at: dict[str, str] = field(default_factory=dict)  # layer -> where it is measured, "conv1 → bn1 → relu"
+
+    def label(self, layer: str) -> str:
+        """What the layer's shown values are: its measuring chain ("conv1 → bn1 → relu"), else "relu(fc1)"."""
+        chain = self.measured_at.get(layer, "")
+        if "→" in chain:
+            return chain
+        activation = self.activations[layer]
+        return f"{activation}({layer})" if activation != "identity" else layer
 
     @property
     def grad_times_input(self) -> torch.Tensor:
@@ -73,4 +82,5 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
         predicted=predicted,
         saliency=saliency[0].detach().cpu(),
         class_names=spec.class_names,
+        measured_at={layer: spec.measured_at(layer) for layer in layers},
     )

@@ -366,9 +366,11 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
             "probability": float(result.probabilities[result.predicted])},
         "top5": [{"class": int(i), "name": names[int(i)], "probability": float(result.probabilities[i])}
                  for i in torch.argsort(result.probabilities, descending=True)[:5]],
-        "layers": {layer: {"shape": list(output.shape), "activation_shown": result.activations[layer]}
+        "layers": {layer: {"shape": list(output.shape), "activation_shown": result.activations[layer],
+                           "measured_at": result.measured_at.get(layer)}
                    for layer, output in result.outputs.items()},
-        "npz_note": "activations.npz holds each layer's output as its hook records it (before any functional ReLU)",
+        "npz_note": "activations.npz holds each layer's values where it is measured (measured_at: after the "
+                    "BatchNorm that follows a conv, say) before the activation shown (activation_shown)",
     })
     write_site(run, record, arrays)
     run.finish(record)

@@ -957,7 +957,7 @@ def _maps_section(result, layer: str, highlight: int):
 
     shown_maps = result.shown(layer)
     activation = result.activations[layer]
-    label = f"{activation}({layer})" if activation != "identity" else layer
+    label = result.label(layer)
     means = shown_maps.mean((1, 2))
     order = torch.argsort(means, descending=True)
     drawn = order[:MAX_MAPS]
@@ -1052,8 +1052,7 @@ def _heat_strip_section(shown_maps: torch.Tensor, label: str, order: torch.Tenso
 def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
     from matplotlib.ticker import MaxNLocator
 
-    activation = result.activations[layer]
-    label = f"{activation}({layer})" if activation != "identity" else layer
+    label = result.label(layer)
     values = result.shown(layer).flatten()
     strongest = [i for i in torch.argsort(values, descending=True)[:highlight].tolist() if values[i] > 0]
     is_logits = layer == logits_layer or (logits_layer is None and layer == list(result.outputs)[-1]

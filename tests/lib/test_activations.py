@@ -111,3 +111,26 @@ def test_exif_orientation_is_applied(tmp_path, tiny_spec, orientation, turns):
     image = load_image(tmp_path / "phone.png", dataclasses.replace(tiny_spec, input_shape=(1, 28, 26)))
     torch.testing.assert_close(image.pixels[0], torch.from_numpy(seven).float() / 255)
     assert image.conversion == ["read 28×26 L", f"turned upright (EXIF orientation {orientation})"]
+
+
+def test_a_conv_is_shown_where_it_is_measured_after_its_batchnorm():
+    """conv → BatchNorm → ReLU: the maps are relu(bn(conv)), and the report says so, not "relu(conv)"."""
+    from matplotlib.text import Text
+
+    from introspect.models.sources import measuring_fields
+    from introspect.report import activations_figures
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    with torch.no_grad():
+        model[1].running_mean.fill_(5.0)  # BatchNorm shifts every map: conv and bn outputs differ
+    spec = ModelSpec(name="cbr", architecture="none", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer="4", class_names=tuple("abc"), **measuring_fields(model))
+    pixels = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = inspect_image(model.eval(), spec, ImageInput(pixels, "test"), ["0", "4"])
+    with torch.no_grad():
+        torch.testing.assert_close(result.shown("0"), model[:3](pixels.unsqueeze(0))[0])
+    assert result.measured_at == {"0": "0 → 1 → 2", "4": "4 (raw output)"}
+    texts = [t.get_text() for page in activations_figures(result, model_name="m") for t in page.findobj(Text)]
+    assert any(t.startswith("0 → 1 → 2: 4 channels") for t in texts)
+    assert any(t.startswith("4: 3 units") for t in texts) and not any(t.startswith("relu(0)") for t in texts)
