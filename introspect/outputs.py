@@ -111,7 +111,9 @@ def output_kind(output: torch.Tensor) -> str | None:
 @torch.no_grad()
 def value_kind(output: torch.Tensor) -> str | None:
     """The kind (N, classes) values look like: "softmax" (rows in [0, 1] summing to 1, more than one class),
-    "log-softmax" (rows whose exp sums to 1), "sigmoid" (all in [0, 1], rows not summing to 1), else None."""
+    "log-softmax" (rows whose exp sums to 1), "sigmoid" (all in [0, 1], rows not summing to 1, none exactly 0:
+    a float32 sigmoid reaches 0 only below a logit of -88, a ReLU'd head such as SqueezeNet's, untrained, at
+    once), else None."""
     output = output.float()
     if output.numel() == 0 or not bool(torch.isfinite(output).all()):
         return None
@@ -121,7 +123,7 @@ def value_kind(output: torch.Tensor) -> str | None:
         return "softmax"
     if output.shape[1] > 1 and torch.allclose(output.exp().sum(1), ones, atol=1e-3):
         return "log-softmax"
-    if within:
+    if within and not bool((output == 0).any()):
         return "sigmoid"
     return None
 

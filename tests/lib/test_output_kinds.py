@@ -84,6 +84,18 @@ class Fixed(nn.Module):  # the constructor sets every weight: trained weights in
 
     def forward(self, x):
         return self.fc(x.flatten(1))
+
+
+class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrained, every value lands in [0, 1)
+    def __init__(self):
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Conv2d(1, 10, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        with torch.no_grad():
+            self.classifier[0].weight.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
+            self.classifier[0].bias.zero_()
+
+    def forward(self, x):
+        return torch.flatten(self.classifier(x), 1)
 '''
 
 
@@ -105,6 +117,7 @@ def test_value_rules():
     assert value_kind(torch.log_softmax(logits, 1)) == "log-softmax"
     assert value_kind(torch.sigmoid(logits)) == "sigmoid"
     assert value_kind(torch.sigmoid(logits[:, :1])) == "sigmoid"  # one output in [0, 1]
+    assert value_kind(torch.relu(logits) / 10) is None  # exact zeros in [0, 1]: a ReLU'd head, never a sigmoid's
     p = torch.sigmoid(logits)
     assert torch.allclose(as_logits(p, "sigmoid"), logits, atol=1e-4)
     assert torch.allclose(probabilities(as_logits(p, "sigmoid"), "sigmoid"), p, atol=1e-6)
@@ -116,7 +129,8 @@ def test_value_rules():
 
 @pytest.mark.parametrize("name, layer, kind", [("OneSigmoid", "fc", "sigmoid logits"), ("SigmoidModule", "fc", "sigmoid logits"),
                                                ("VisibleSoftmax", "fc", "logits"), ("OpaqueSigmoid", "", "sigmoid"),
-                                               ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits")])
+                                               ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits"),
+                                               ("ReluHead", "", "logits")])
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
