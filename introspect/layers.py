@@ -84,10 +84,23 @@ SIGNAL_MODULES = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm
                   nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
 
 
+def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
+    """A (B, H, W, C) map: a Linear, or a plain LayerNorm over one axis, run on channels-last maps (ConvNeXt's and
+    Swin's blocks); their features (the last axis) are the channels."""
+    if output.ndim != 4:
+        return False
+    if isinstance(module, nn.Linear):
+        return output.shape[-1] == module.out_features
+    return type(module) is nn.LayerNorm and len(module.normalized_shape) == 1 and output.shape[-1] == module.normalized_shape[0]
+
+
 def as_map(module: nn.Module, output: object) -> object:
-    """``output`` of ``module`` as the library reads it: a signal module's (B, C, L) as (B, C, 1, L)."""
+    """``output`` of ``module`` as the library reads it: a signal module's (B, C, L) as (B, C, 1, L), a channels-last
+    Linear's or LayerNorm's (B, H, W, C) as (B, C, H, W)."""
     if isinstance(output, torch.Tensor) and output.ndim == 3 and isinstance(module, SIGNAL_MODULES):
         return output.unsqueeze(2)
+    if isinstance(output, torch.Tensor) and _channels_last(module, output):
+        return output.permute(0, 3, 1, 2)
     return output
 
 

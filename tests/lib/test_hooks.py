@@ -99,3 +99,35 @@ def test_redirected_relus_let_a_dead_image_move_and_leave_the_model_as_it_was():
     with torch.no_grad(), redirected_relus(model):
         redirected = model(alive)
     assert torch.equal(redirected, model(alive).detach())
+
+
+class _ChannelsLastBlock(nn.Module):
+    """A ConvNeXt / Swin block: Linear and LayerNorm run on (B, H, W, C), the channels last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.norm = nn.LayerNorm(8)
+        self.fc1 = nn.Linear(8, 16)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(16, 8)
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)  # (B, 6, 5, 8) for a 8 x 7 input: H, W and C all differ
+        return self.fc2(self.act(self.fc1(self.norm(x)))).permute(0, 3, 1, 2)
+
+
+def test_a_linear_on_channels_last_maps_has_its_features_as_channels():
+    """fc1's 16 features are its channels, each a 6 x 5 map — not its 6 rows as '6 channels of 5 x 16'."""
+    torch.manual_seed(0)
+    model = _ChannelsLastBlock().eval()
+    infos = {i.name: i for i in describe_layers(model, (3, 8, 7))}
+    assert (infos["fc1"].output_shape, infos["fc1"].units) == ((16, 6, 5), 16)
+    assert (infos["norm"].output_shape, infos["norm"].units) == ((8, 6, 5), 8)
+    assert (infos["conv"].output_shape, infos["fc2"].output_shape) == ((8, 6, 5), (8, 6, 5))
+    x = torch.randn(2, 3, 8, 7)
+    with HookRegistry(model, ["fc1"], early_exit=False) as hooks:
+        recorded = hooks.run(x)["fc1"]
+    with torch.no_grad():
+        direct = model.fc1(model.norm(model.conv(x).permute(0, 2, 3, 1)))
+    torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
