@@ -352,9 +352,10 @@ def format_value(value: float, width_inches: float | None = None, fontsize: floa
 
 
 def flat_channels(result) -> torch.Tensor:
-    """(N,) bool: every optimized image of the channel is flat (it saturates: prefers a uniform input)."""
+    """(N,) bool: every optimized image of the channel is flat (it saturates: prefers a uniform input) and it was
+    reached: a channel never opened keeps its flat start, which says nothing of what it prefers."""
     n = len(result.channels)
-    return is_flat(result.images[:n * result.diverse]).view(n, result.diverse).all(1)
+    return is_flat(result.images[:n * result.diverse]).view(n, result.diverse).all(1) & ~result.not_reached
 
 
 class Page:

@@ -371,7 +371,8 @@ def _gather_channels(site: Site, run) -> None:
             per[int(entry["channel"])] = {
                 **entry, "channel": int(entry["channel"]), "images": arrays["images"][idx],
                 "scores": arrays["scores"][idx].tolist(),
-                "flat": bool(is_flat(torch.from_numpy(arrays["images"][idx]).float() / 255).all()),
+                "flat": bool(is_flat(torch.from_numpy(arrays["images"][idx]).float() / 255).all())
+                        and not entry.get("not_reached"),  # never opened: its flat start says nothing
                 "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }

@@ -147,3 +147,19 @@ def test_flat_channels_say_they_saturate_and_rank_last():
     index, = index_figures([result], "tiny")
     numbers = [t.get_text() for t in index.findobj(T) if t.get_text().startswith("#")]
     assert numbers[-1] == "#2"  # flat, ranked after every informative channel
+
+
+def test_a_flat_image_that_never_activated_its_channel_is_not_called_saturating():
+    """A channel the optimization never opened (untrained GoogLeNet's inception5b, few steps) keeps its grey start:
+    "not reached", not "prefers a uniform input; try neuron mode"."""
+    from matplotlib.text import Text as T
+
+    model, spec = model_and_spec(8)
+    result = visualize_channels(model, spec, "conv", config=CHANNELS_DEFAULTS.replace(steps=2))
+    result.images[3] = 0.5  # still the grey start
+    result.activations[3] = 0.0  # ReLU closed throughout
+    assert not flat_channels(result)[3] and bool(result.not_reached[3])
+    page, = channels_figures(result, model_name="tiny")
+    texts = [t.get_text().replace("\n", " ") for t in page.findobj(T)]
+    assert any(t.startswith("conv:3 · not reached") for t in texts)
+    assert not any("saturate" in t for t in texts)
