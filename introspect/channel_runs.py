@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -312,9 +312,10 @@ def _merged(parts) -> ExampleStats:
 
 
 def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-                      neuron: bool = False) -> list[dict]:
+                      neuron: bool = False, on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Per layer: seconds per step of its first (full) chunk, timed after a warm-up, the estimated seconds of
-    optimization for the whole layer and the memory of one chunk (bytes)."""
+    optimization for the whole layer and the memory of one chunk (bytes). ``on_row`` hears each layer's row as
+    it is timed (the timing swallows an interrupt as "stop after this step": the caller checks there)."""
     rows = []
     for layer in plan.layers:
         per_step = time_chunk(model, spec, layer, config, neuron)
@@ -322,6 +323,8 @@ def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, con
         rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk, "timed_images": first,
                      "seconds_per_step": per_step, "seconds": per_step * config.steps * layer.images / first,
                      "memory_bytes": first * layer.bytes_per_image})
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 

@@ -157,11 +157,11 @@ def dry_run(args: argparse.Namespace, io: Output, loaded, plan, config, ranks: R
     if not ranks.main:
         return Outcome()
     RunProgress(io, config.steps).plan(plan)
-    rows = estimate_channels(loaded.model, loaded.spec, plan, config, args.neuron)
-    for row in rows:
-        io.err.print(f"estimate: {row['layer']}: {row['seconds_per_step']:.3g} s per step of {row['timed_images']} "
-                     f"image(s) -> {duration(row['seconds'])}; about {row['memory_bytes'] / 2**20:,.0f} MiB per chunk",
-                     markup=False)
+    def say(row: dict) -> None:  # each layer as it is timed; Ctrl-C ends the dry run here, not one layer's timing
+        io.interrupts.check()
+        io.err.print(f"estimate: {row['layer']}: {row['seconds_per_step']:.3g} s per step of {row['timed_images']} image(s) "
+                     f"-> {duration(row['seconds'])}; about {row['memory_bytes'] / 2**20:,.0f} MiB per chunk", markup=False)
+    rows = estimate_channels(loaded.model, loaded.spec, plan, config, args.neuron, say)
     total = sum(row["seconds"] for row in rows)
     io.err.print(f"estimate: total {duration(total)} of optimization (without the dataset pass)", markup=False)
     return Outcome(summary={"plan": [{**row, "steps": config.steps, "device": config.device} for row in rows]})

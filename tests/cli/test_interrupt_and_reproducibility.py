@@ -42,3 +42,23 @@ def test_json_and_quiet(capsys):
     assert captured.err == ""
     summary = json.loads(captured.out)
     assert summary["exit_code"] == 0 and summary["images"][0]["class"] == 0
+
+
+def test_sigint_stops_a_dry_run_not_only_the_layer_being_timed(monkeypatch, capsys):
+    """The timing steps swallow an interrupt as 'stop after this step' (``render``): the dry run must still end."""
+    import introspect.channels as channels
+
+    timed, real = [], channels.visualize_chunk
+
+    def interrupted_while_timing(model, spec, plan, index, config, neuron, on_step):
+        def step(*values):
+            on_step(*values)
+            if not timed:
+                timed.append(plan.layer)
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the first layer's timing
+        return real(model, spec, plan, index, config, neuron, step)
+
+    monkeypatch.setattr(channels, "visualize_chunk", interrupted_while_timing)
+    assert main(["channels", "--layer", "conv1,conv2,fc1", "--dry-run", "--steps", "4"]) == 130
+    err = capsys.readouterr().err
+    assert timed == ["conv1"] and "interrupted (SIGINT)" in err and "estimate: fc1" not in err
