@@ -424,6 +424,7 @@ class Page:
         ax.set_xlim(0, max(length - 1, 1))
         ax.set_ylim(norm.vmin, norm.vmax)
         ax.tick_params(labelsize=TEXT_SIZE, length=2, pad=1)
+        plain_numbers(ax.yaxis)
         ax.set_xlabel("sample", fontsize=TEXT_SIZE, labelpad=0)
         ax.locator_params(axis="y", nbins=3)
         ax.locator_params(axis="x", nbins=4)
@@ -940,8 +941,17 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
             cax = page.axes(left + img_w + 0.05, body_top, cbar_w, img_h)
             page.fig.colorbar(shown, cax=cax)
             cax.tick_params(labelsize=TEXT_SIZE)
+            plain_numbers(cax.yaxis)
 
     return height, draw
+
+
+def plain_numbers(axis) -> None:
+    """Each tick labelled whole ("5e-10", "2e+07", "0.3"): no offset or multiplier drawn above the axis, where it
+    lands on the section's title (untrained deep layers give values near 1e-10)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
 
 
 def _short_name(name, chars: int = 16) -> str:
@@ -1006,6 +1016,7 @@ def _maps_section(result, layer: str, highlight: int):
         cax = page.axes(PAD + room + 0.1, y0 + number_h + 0.02, 0.1, min(rows * row_h - number_h - 0.08, 2.5))
         page.fig.colorbar(image, cax=cax)
         cax.tick_params(labelsize=TEXT_SIZE)
+        plain_numbers(cax.yaxis)
         cax.set_ylabel("activation", fontsize=TEXT_SIZE)
 
     return title_h + rows * row_h + 0.1, draw
@@ -1046,6 +1057,7 @@ def _heat_strip_section(shown_maps: torch.Tensor, label: str, order: torch.Tenso
         page.fig.colorbar(shown, cax=cax)
         cax.tick_params(labelsize=TEXT_SIZE)
         cax.set_ylabel("activation", fontsize=TEXT_SIZE)
+        plain_numbers(cax.yaxis)
 
     return title_h + plot_h + line_height() + 0.3, draw
 
@@ -1084,6 +1096,7 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=TEXT_SIZE)
+        plain_numbers(ax.yaxis)
 
     return height, draw
 

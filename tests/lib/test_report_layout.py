@@ -109,3 +109,30 @@ def test_one_by_one_maps_are_drawn_as_bars_not_a_one_position_strip():
     assert any(t.startswith("relu(features.12.0): 40 channels (1×1 maps)") for t in texts)
     assert not any("along 1 positions" in t for t in texts)
     assert any(t.startswith("relu(signal.conv): 6 channels along 20 positions") for t in texts)  # a 1-D signal: a strip
+
+
+@pytest.mark.parametrize("scale", [1e-10, 1.0, 1e7])
+def test_no_axis_text_lands_on_an_activations_section_title(scale):
+    """Untrained deep layers give values near 1e-10: no axis offset ("1e-10") may be drawn over a section's title."""
+    from introspect.activations import ActivationsResult, ImageInput
+    from introspect.report import activations_figures
+
+    generator = torch.Generator().manual_seed(0)
+    outputs = {"conv": torch.randn(12, 5, 5, generator=generator) * scale,
+               "pooled": torch.randn(40, 1, 1, generator=generator) * scale,
+               "signal": torch.randn(6, 1, 30, generator=generator) * scale,
+               "fc": torch.randn(3, generator=generator) * scale}
+    result = ActivationsResult(input=ImageInput(torch.rand(3, 24, 24), "noise"), outputs=outputs,
+                               activations={name: "identity" for name in outputs}, probabilities=torch.tensor([0.3, 0.7]),
+                               predicted=1, saliency=torch.rand(3, 24, 24), class_names=["a", "b"])
+    titles = 0
+    for fig in activations_figures(result, model_name="m"):
+        fig.canvas.draw()
+        boxes = text_boxes(fig)
+        for title, box in boxes:
+            if title.split(":")[0] not in outputs:
+                continue
+            titles += 1
+            hits = [text for text, other in boxes if other is not box and other.overlaps(box)]
+            assert not hits, f"{hits[0]!r} is drawn over {title!r}"
+    assert titles == len(outputs)
