@@ -17,7 +17,7 @@ from .hooks import record
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
-from .params import CHOICE, STARTS, ImageConfig, from_model, image_generators, prior_for, start_bias
+from .params import CHOICE, STARTS, ImageConfig, from_model, image_for, image_generators, prior_for, start_bias
 from .transforms import RandomAffine, TransformConfig
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
@@ -191,6 +191,20 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
     where = logits_of(spec)
     output = record(model, spec, images, [where], device)[where]
     return as_logits(class_values(output, spec.logits_position).float(), spec.output_kind).cpu()
+
+
+def logits_moved(model: nn.Module, spec: ModelSpec, result: "ClassesResult") -> torch.Tensor:
+    """(N,) how far each kept image's class logit moved from that of its starting image (the same seed and key,
+    rebuilt): near 0 where the logit does not answer the input (units closed at the start, a constant head). The
+    objective's history cannot tell: its regularizer terms move while the logit stays."""
+    config = result.config
+    spec, _ = prior_for(spec, None, derive=config.image.use_prior)
+    keys = [label + chosen * CANDIDATE_STRIDE for label, chosen in zip(result.labels, result.chosen)]
+    with torch.no_grad():
+        start = image_for(spec, config.image, keys, config.seed)()
+    with on_device(model, config.device) as model:
+        logits = class_scores(model, spec, start, config.device)
+    return (result.logits - verdicts(logits, result.labels, spec.output_kind).logits).abs()
 
 
 def class_objective(spec: ModelSpec, objective: str, classes: Sequence[int]):

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
 from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, NO_DATA_CANDIDATES, OBJECTIVES, default_candidates,
-                                format_probability, logits_of, resolve_classes, visualize_classes)
+                                format_probability, logits_moved, logits_of, resolve_classes, visualize_classes)
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
 from introspect.outputs import kind_warning, probability_label
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                      markup=False)
         return Outcome(interrupts.exit_code, summary)
     lowest = int(result.probabilities.argmin())
-    health = classes_health(result)
+    health = classes_health(result, lambda: logits_moved(loaded.model, loaded.spec, result))
     if health:
         io.note(health)
     count = len(result.labels)
@@ -123,17 +124,20 @@ def finished(io: Output, summary: dict) -> Outcome:
     return Outcome(0, summary)
 
 
-def classes_health(result) -> str | None:
-    """A line when an objective did not get far (p < 0.5), saying what to change; None when all did."""
+def classes_health(result, moved: Callable[[], torch.Tensor]) -> str | None:
+    """A line when an objective did not get far (p < 0.5), saying what to change; None when all did. ``moved``
+    gives how far each class logit moved from its start (``classes.logits_moved``), asked only then."""
     weak = [i for i, p in enumerate(result.probabilities.tolist()) if p < 0.5]
     if not weak:
         return None
-    history = result.render.history
-    moved = (history[-1] - history[0]).abs() if len(history) > 1 else torch.zeros(len(result.labels))
-    stuck = [i for i in weak if moved[i] < 0.1]
+    distance = moved()
+    stuck = [i for i in weak if distance[i] < 0.1]
     lowest = min(weak, key=lambda i: float(result.probabilities[i]))
     text = (f"health: {len(weak)} of {len(result.labels)} classes reached p < 0.5 "
             f"(lowest: {result.class_names[lowest]}, p={result.probabilities[lowest]:.2f}); ")
+    if bool((distance < 0.1).all()) and not bool(result.margins.abs().gt(0).any()):
+        return text + ("no logit moved and every class scores the same: the output does not depend on the input "
+                       "(a head initialized to zero, as torchvision's untrained ViT?); load trained weights")
     if stuck:
         return text + (f"{len(stuck)} logit(s) barely moved: the starting image may leave the model's units closed; "
                        "try --start grey (or dark), or --param pixel")

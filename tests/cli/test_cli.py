@@ -147,3 +147,23 @@ def test_progress_reads_a_gpu_mean_only_at_intervals():
     elsewhere = torch.empty(2, device="meta")  # a device that is not the CPU, with nothing to read
     assert mean_info("mean objective", 3, elsewhere, ".2f") == {}
     assert READ_EVERY > 1
+
+
+def test_the_health_line_names_what_to_change_from_how_far_the_logits_moved():
+    """The advice follows the class logits, not the objective's history: a constant head, logits that barely moved,
+    or logits that moved but not far enough; how far they moved is asked only when a class is weak."""
+    from types import SimpleNamespace
+
+    from introspect_cli.commands.classes import classes_health
+
+    def result(p, margins):
+        return SimpleNamespace(probabilities=torch.tensor(p), labels=[0, 1], class_names=["a", "b"],
+                               margins=torch.tensor(margins))
+
+    def never():
+        raise AssertionError("asked how far the logits moved though every class is sure")
+
+    assert classes_health(result([0.9, 0.95], [2.0, 3.0]), never) is None
+    assert "does not depend on the input" in classes_health(result([0.5, 0.1], [0.0, 0.0]), lambda: torch.zeros(2))
+    assert "barely moved" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.01, 3.0]))
+    assert "more --steps" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.5, 3.0]))

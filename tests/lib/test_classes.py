@@ -217,3 +217,21 @@ def test_a_no_data_run_repeats_from_the_config_it_records(shipped_mnist, dense):
     assert (again.candidates, again.robust, again.chosen) == (first.candidates, first.robust, first.chosen)
     assert first.robust and torch.equal(again.images, first.images)
     assert torch.equal(again.candidate_margins, first.candidate_margins)
+
+
+def test_logits_moved_tells_a_head_that_ignores_the_input(shipped_mnist):
+    """How far each kept image's class logit moved from its rebuilt start: 0 for a head initialized to zero (its
+    objective history still moves with the prior's terms), clearly more for a model whose logits answer."""
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import logits_moved
+
+    mlp, spec = _dense_mlp(shipped_mnist)
+    config = CLASSES_DEFAULTS.replace(steps=8)
+    answering = visualize_classes(mlp, spec, [3, 7], config, candidates=2)
+    assert float(logits_moved(mlp, spec, answering).max()) > 0.1
+    with torch.no_grad():
+        mlp[-1].weight.zero_()
+        mlp[-1].bias.zero_()
+    constant = visualize_classes(mlp, spec, [3, 7], config, candidates=2)
+    assert (constant.render.history[-1] - constant.render.history[0]).abs().max() > 0.1  # the prior's terms move
+    assert torch.equal(logits_moved(mlp, spec, constant), torch.zeros(2))
