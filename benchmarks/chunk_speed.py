@@ -1,18 +1,55 @@
 """Image-steps per second against chunk size (images optimized at once) for one layer, on the CPU or CUDA.
 
     python benchmarks/chunk_speed.py [--model mnist] [--layer conv2] [--sizes 1,4,16,64] [--device cpu] [--amp]
+    python benchmarks/chunk_speed.py --extrapolate [--model torchvision:resnet18] [--size 32] [--layers 4 | A,B,C]
 
-Each size is timed on a few steps after a warm-up step (``time_chunk``, what `--dry-run` uses), and the
-planner's own chunk size for the device's memory is printed for comparison.
+Each size is timed on a few steps after a warm-up step (``time_chunk``), and the planner's own chunk size for the
+device's memory is printed for comparison. With --extrapolate, for a few layers (a comma-separated list, or N spread
+over `--layer all`) the dry run's estimate of a step of the planned first chunk (``estimate_step``: small batches,
+extrapolated) is compared with timing that chunk itself (``time_chunk``, the dry run's old way), with the wall time
+each took.
 """
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
 from introspect import load_model
-from introspect.channels import CHANNELS_DEFAULTS, memory_budget, plan_channels, time_chunk
+from introspect.channels import CHANNELS_DEFAULTS, estimate_step, memory_budget, plan_channels, time_chunk
+from introspect.layers import select_layers
+from introspect.models import MetaOverrides
+
+
+def extrapolate(args: argparse.Namespace) -> None:
+    """The extrapolated step time of each layer's first chunk against timing the chunk itself."""
+    loaded = load_model(args.model, meta=MetaOverrides(size=args.size))
+    config = CHANNELS_DEFAULTS.replace(device=args.device, amp=args.amp)
+    if args.layers.isdigit():
+        every = select_layers(loaded.model, loaded.spec.input_shape, "all")
+        count = int(args.layers)
+        layers = [every[round(i * (len(every) - 1) / max(1, count - 1))] for i in range(count)]
+    else:
+        layers = args.layers.split(",")
+    plan = plan_channels(loaded.model, loaded.spec, layers, device=args.device)
+    print(f"{args.model} at {loaded.spec.input_shape[-1]} px on {args.device}: {torch.get_num_threads()} threads; "
+          f"{args.steps} timed steps of the full chunk after a warm-up (mean and fastest); the dry run's estimate")
+    print(f"{'layer':<24} {'chunk':>6} {'timed':>8} {'timed s/step':>16} {'full s/step':>12} {'fastest':>8} {'extrap. s/step':>15} "
+          f"{'ratio':>6} {'/fastest':>8} "
+          f"{'full wall s':>12} {'extrap. wall s':>15}")
+    for layer in plan.layers:
+        start = time.perf_counter()
+        step = estimate_step(loaded.model, loaded.spec, layer, config)
+        middle = time.perf_counter()
+        stamps: list[float] = []
+        full = time_chunk(loaded.model, loaded.spec, layer, config, steps=args.steps,
+                          clock=lambda: stamps.append(time.perf_counter()) or stamps[-1])
+        fastest = min(b - a for a, b in zip(stamps, stamps[1:]))
+        end = time.perf_counter()
+        timed, timings = "+".join(map(str, step.timed)), "+".join(f"{t:.4f}" for t in step.timings)
+        print(f"{layer.layer:<24} {step.images:>6} {timed:>8} {timings:>16} {full:>12.4f} {fastest:>8.4f} {step.seconds:>15.4f} "
+              f"{step.seconds / full:>6.2f} {step.seconds / fastest:>8.2f} {end - middle:>12.1f} {middle - start:>15.1f}")
 
 
 def main() -> None:
@@ -23,7 +60,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--extrapolate", action="store_true", help="compare the dry run's extrapolated step time")
+    parser.add_argument("--layers", default="4", help="--extrapolate: layers, or how many spread over all")
+    parser.add_argument("--size", type=int, help="input size in pixels (torchvision models)")
     args = parser.parse_args()
+    if args.extrapolate:
+        return extrapolate(args)
     loaded = load_model(args.model)
     config = CHANNELS_DEFAULTS.replace(device=args.device, amp=args.amp)
     auto = plan_channels(loaded.model, loaded.spec, [args.layer], device=args.device)[args.layer]

@@ -29,7 +29,7 @@ from torch import nn
 
 from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
                        assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
-                       dataset_examples_many, examples_pass, plan_channels, split_items, starts_for, time_chunk,
+                       dataset_examples_many, estimate_step, examples_pass, plan_channels, split_items, starts_for,
                        visualize_chunk_fitting, work_items)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
@@ -313,16 +313,19 @@ def _merged(parts) -> ExampleStats:
 
 def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, config: RenderConfig = CHANNELS_DEFAULTS,
                       neuron: bool = False, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Per layer: seconds per step of its first (full) chunk, timed after a warm-up, the estimated seconds of
-    optimization for the whole layer and the memory of one chunk (bytes). ``on_row`` hears each layer's row as
-    it is timed (the timing swallows an interrupt as "stop after this step": the caller checks there)."""
+    """Per layer: seconds per step of its first (full) chunk of ``chunk_images`` images (``estimate_step``: timed
+    on small batches of ``timed_images`` images and extrapolated when the chunk is larger, ``extrapolated``),
+    the estimated seconds of optimization for the whole layer and the memory of one chunk (bytes). ``on_row``
+    hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
+    caller checks there)."""
     rows = []
     for layer in plan.layers:
-        per_step = time_chunk(model, spec, layer, config, neuron)
-        first = len(chunk_channels(layer, 0)) * layer.diverse
-        rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk, "timed_images": first,
-                     "seconds_per_step": per_step, "seconds": per_step * config.steps * layer.images / first,
-                     "memory_bytes": first * layer.bytes_per_image})
+        step = estimate_step(model, spec, layer, config, neuron)
+        rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk,
+                     "chunk_images": step.images, "timed_images": list(step.timed),
+                     "extrapolated": step.extrapolated, "seconds_per_step": step.seconds,
+                     "seconds": step.seconds * config.steps * layer.images / step.images,
+                     "memory_bytes": step.images * layer.bytes_per_image})
         if on_row is not None:
             on_row(rows[-1])
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1006,14 +1007,75 @@ def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
     return [sorted(share, key=lambda i: i.id) for share in shares]
 
 
-def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-               neuron: bool = False, steps: int = 3) -> float:
-    """Seconds per optimization step of the layer's first (full-size) chunk, from ``steps`` timed steps
-    after one warm-up step."""
-    import time
+#: Batch sizes (images) a dry run times a layer's first chunk at, to extrapolate the full chunk's step time from.
+TIMING_BATCHES = (4, 16)
 
+
+def _step_seconds(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig, neuron: bool,
+                  steps: int, clock: Callable[[], float]) -> tuple[list[float], bool]:
+    """The seconds of each of ``steps`` steps of chunk 0 of ``plan`` after one warm-up step (the model already on
+    the device), and whether the steps were interrupted."""
     stamps: list[float] = []
+    done = visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
+                           lambda *_: stamps.append(clock()))
+    return [b - a for a, b in zip(stamps, stamps[1:])] or [0.0], done.render.interrupted_at is not None
+
+
+def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+               neuron: bool = False, steps: int = 3, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per optimization step of the layer's first (full-size) chunk, the mean of ``steps`` timed steps
+    after one warm-up step."""
     with on_device(model, config.device) as model:
-        visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
-                        lambda *_: stamps.append(time.perf_counter()))
-    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+        seconds = _step_seconds(model, spec, plan, config, neuron, steps, clock)[0]
+    return sum(seconds) / len(seconds)
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Seconds per step of a layer's first chunk (``images`` images), from the fastest step (``timings``) of
+    batches of ``timed`` images."""
+
+    seconds: float
+    images: int
+    timed: tuple[int, ...]
+    timings: tuple[float, ...]
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.timed != (self.images,)
+
+
+def sub_chunk(plan: LayerPlan, images: int) -> LayerPlan:
+    """``plan`` with chunks of about ``images`` images (whole groups of ``plan.diverse``, at least one): its chunk 0
+    is the first images of the real first chunk, the same channels, fewer of them."""
+    return replace(plan, chunk=max(plan.diverse, min(plan.chunk, images) // plan.diverse * plan.diverse))
+
+
+def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+                  neuron: bool = False, steps: int = 5, batches: tuple[int, int] = TIMING_BATCHES,
+                  clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
+    """Seconds per step of the layer's first chunk without running it at full size: its first ``batches`` images
+    are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited for the
+    cores) and the step time, close to affine in the batch (a fixed cost + a cost per image), is extrapolated
+    along the line through them, kept between the larger batch's time (no cost per image) and that time scaled
+    by the images (no fixed cost). A chunk no larger than the larger batch is timed whole. On CUDA small batches
+    underuse the device, so the line overestimates there: the safe side for a plan."""
+    images = len(chunk_channels(plan, 0)) * plan.diverse
+    small, large = (sub_chunk(plan, n) for n in batches)
+    if large.chunk <= small.chunk:
+        large = sub_chunk(plan, 2 * small.chunk)
+    timings: list[float] = []
+    with on_device(model, config.device) as model:
+        for part in [plan] if large.chunk >= images else [small, large]:
+            seconds, interrupted = _step_seconds(model, spec, part, config, neuron, steps, clock)
+            timings.append(min(seconds))
+            if interrupted:  # Ctrl-C: the caller stops; no point timing the larger batch
+                break
+    if large.chunk >= images:
+        return StepEstimate(timings[0], images, (images,), tuple(timings))
+    if len(timings) == 1:
+        return StepEstimate(timings[0] * images / small.chunk, images, (small.chunk,), tuple(timings))
+    first, second = timings
+    line = second + (second - first) * (images - large.chunk) / (large.chunk - small.chunk)
+    return StepEstimate(min(max(line, second), second * images / large.chunk), images, (small.chunk, large.chunk),
+                        tuple(timings))
