@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -452,3 +453,47 @@ def test_data_style_on_rgb_says_which_penalty(size, penalty):
     assert result.renders[0].objective.startswith(objective)
     words = "principal components" if penalty == "subspace" else "squared pixel distance to that example (input of 4,800"
     assert words in record["style_detail"] and record["style_detail"].startswith("data style: free pixels")
+
+
+def _synthetic_cost(monkeypatch, cost):
+    """visualize_chunk replaced by steps that each advance a fake clock by ``cost(images)`` (the warm-up step by
+    ten times that); returns the clock and the batch sizes run."""
+    import introspect.channels as ch
+    now, sizes = [0.0], []
+
+    def steps(model, spec, plan, index, config, neuron, on_step):
+        images = len(ch.chunk_channels(plan, index)) * plan.diverse
+        sizes.append(images)
+        for step in range(1, config.steps + 1):
+            now[0] += cost(images) * (10 if step == 1 else 1)
+            on_step(step, config.steps, None)
+        return SimpleNamespace(render=SimpleNamespace(interrupted_at=None))
+
+    monkeypatch.setattr(ch, "visualize_chunk", steps)
+    return (lambda: now[0]), sizes
+
+
+@pytest.mark.parametrize("channels, timed, cost, expected", [
+    (64, (4, 16), lambda n: 0.01 + 0.002 * n, 0.01 + 0.002 * 64),  # affine: the line through 4 and 16, exactly
+    (64, (4, 16), lambda n: 0.05 - 0.001 * n, 0.05 - 0.001 * 16),  # noise, a falling line: the larger batch's time
+    (64, (4, 16), lambda n: 0.003 * n * n, 0.003 * 16 * 16 * 4),  # convex: at most the larger batch scaled up
+    (12, (12,), lambda n: 0.01 + 0.002 * n, 0.01 + 0.002 * 12),  # a chunk no larger than 16: timed whole
+])
+def test_step_estimate_extrapolates_from_small_batches(tiny_model, tiny_spec, monkeypatch, channels, timed, cost,
+                                                       expected):
+    from introspect.channels import estimate_step, plan_channels
+    clock, sizes = _synthetic_cost(monkeypatch, cost)
+    plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(channels)), batch_size=64)["conv2"]
+    step = estimate_step(tiny_model, tiny_spec, plan, clock=clock)
+    assert sizes == list(timed) and step.timed == timed and step.images == channels
+    assert step.extrapolated == (timed != (channels,))
+    assert step.seconds == pytest.approx(expected)
+
+
+def test_step_estimate_keeps_diversity_groups_whole(tiny_model, tiny_spec, monkeypatch):
+    from introspect.channels import estimate_step, plan_channels
+    clock, sizes = _synthetic_cost(monkeypatch, lambda n: 1.0 + n)
+    plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(20)), diverse=3, batch_size=60)["conv2"]
+    step = estimate_step(tiny_model, tiny_spec, plan, clock=clock)
+    assert sizes == [3, 15] and step.timed == (3, 15) and step.images == 60
+    assert step.seconds == pytest.approx(61.0)
