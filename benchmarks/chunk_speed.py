@@ -2,6 +2,7 @@
 
     python benchmarks/chunk_speed.py [--model mnist] [--layer conv2] [--sizes 1,4,16,64] [--device cpu] [--amp]
     python benchmarks/chunk_speed.py --extrapolate [--model torchvision:resnet18] [--size 32] [--layers 4 | A,B,C]
+                                     [--threads 1]
 
 Each size is timed on a few steps after a warm-up step (``time_chunk``), and the planner's own chunk size for the
 device's memory is printed for comparison. With --extrapolate, for a few layers (a comma-separated list, or N spread
@@ -63,7 +64,10 @@ def main() -> None:
     parser.add_argument("--extrapolate", action="store_true", help="compare the dry run's extrapolated step time")
     parser.add_argument("--layers", default="4", help="--extrapolate: layers, or how many spread over all")
     parser.add_argument("--size", type=int, help="input size in pixels (torchvision models)")
+    parser.add_argument("--threads", type=int, help="torch's CPU threads (1: steadier timings on a shared machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.extrapolate:
         return extrapolate(args)
     loaded = load_model(args.model)

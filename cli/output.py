@@ -126,8 +126,9 @@ def duration(seconds: float) -> str:
 def estimate_line(row: dict) -> str:
     """A dry run's estimate for one layer (a row of ``estimate_channels``), saying when its step time was
     extrapolated from small batches rather than timed on the chunk itself."""
-    timed = f" (extrapolated from steps of {' and '.join(map(str, row['timed_images']))} images)" \
-        if row["extrapolated"] else ""
+    *some, last = map(str, row["timed_images"])
+    sizes = f"{', '.join(some)} and {last}" if some else last
+    timed = f" (extrapolated from steps of {sizes} images)" if row["extrapolated"] else ""
     return (f"estimate: {row['layer']}: {row['seconds_per_step']:.3g} s per step of {row['chunk_images']} image(s)"
             f"{timed} -> {duration(row['seconds'])}; about {row['memory_bytes'] / 2**20:,.0f} MiB per chunk")
 

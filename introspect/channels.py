@@ -1007,8 +1007,12 @@ def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
     return [sorted(share, key=lambda i: i.id) for share in shares]
 
 
-#: Batch sizes (images) a dry run times a layer's first chunk at, to extrapolate the full chunk's step time from.
+#: Batch sizes (images) a dry run times a layer's first chunk at, to extrapolate the full chunk's step time from;
+#: then batches ``TIMING_GROWTH`` times larger while the timing of one is predicted to take at most
+#: ``TIMING_BUDGET`` seconds (cheap layers: a larger batch sees the cache misses of the chunk's size).
 TIMING_BATCHES = (4, 16)
+TIMING_GROWTH = 4
+TIMING_BUDGET = 1.0
 
 
 def _step_seconds(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig, neuron: bool,
@@ -1033,7 +1037,7 @@ def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Rende
 @dataclass(frozen=True)
 class StepEstimate:
     """Seconds per step of a layer's first chunk (``images`` images), from the fastest step (``timings``) of
-    batches of ``timed`` images."""
+    batches of ``timed`` images: extrapolated unless the last is the chunk itself."""
 
     seconds: float
     images: int
@@ -1042,7 +1046,7 @@ class StepEstimate:
 
     @property
     def extrapolated(self) -> bool:
-        return self.timed != (self.images,)
+        return self.timed[-1] != self.images
 
 
 def sub_chunk(plan: LayerPlan, images: int) -> LayerPlan:
@@ -1053,29 +1057,35 @@ def sub_chunk(plan: LayerPlan, images: int) -> LayerPlan:
 
 def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
                   neuron: bool = False, steps: int = 5, batches: tuple[int, int] = TIMING_BATCHES,
-                  clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
-    """Seconds per step of the layer's first chunk without running it at full size: its first ``batches`` images
-    are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited for the
-    cores) and the step time, close to affine in the batch (a fixed cost + a cost per image), is extrapolated
-    along the line through them, kept between the larger batch's time (no cost per image) and that time scaled
-    by the images (no fixed cost). A chunk no larger than the larger batch is timed whole. On CUDA small batches
+                  budget: float | None = None, clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
+    """Seconds per step of the layer's first chunk without running it at full size: its first ``batches``
+    images are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited
+    for the cores), then ``TIMING_GROWTH`` times more while that is predicted to take at most ``budget`` seconds
+    (``TIMING_BUDGET``), and the step time, close to affine in the batch (a fixed cost + a cost per image), is
+    extrapolated along the line through the last two, kept between the largest batch's time (no cost per image)
+    and that time scaled by the images (no fixed cost). A chunk reached so is timed whole. On CUDA small batches
     underuse the device, so the line overestimates there: the safe side for a plan."""
+    budget = TIMING_BUDGET if budget is None else budget
     images = len(chunk_channels(plan, 0)) * plan.diverse
-    small, large = (sub_chunk(plan, n) for n in batches)
-    if large.chunk <= small.chunk:
-        large = sub_chunk(plan, 2 * small.chunk)
-    timings: list[float] = []
+    small = sub_chunk(plan, batches[0]).chunk if images > sub_chunk(plan, batches[1]).chunk else images
+    sizes, timings = [small], []
+
+    def line(n: int) -> float:
+        if len(timings) == 1:
+            return timings[0] * n / sizes[0]
+        (n1, n2), (t1, t2) = sizes[-2:], timings[-2:]
+        return min(max(t2 + (t2 - t1) * (n - n2) / (n2 - n1), t2), t2 * n / n2)
+
     with on_device(model, config.device) as model:
-        for part in [plan] if large.chunk >= images else [small, large]:
-            seconds, interrupted = _step_seconds(model, spec, part, config, neuron, steps, clock)
+        while True:
+            seconds, interrupted = _step_seconds(model, spec, sub_chunk(plan, sizes[-1]), config, neuron, steps,
+                                                 clock)
             timings.append(min(seconds))
-            if interrupted:  # Ctrl-C: the caller stops; no point timing the larger batch
+            if interrupted or sizes[-1] >= images:  # Ctrl-C (the caller stops), or the whole chunk was timed
                 break
-    if large.chunk >= images:
-        return StepEstimate(timings[0], images, (images,), tuple(timings))
-    if len(timings) == 1:
-        return StepEstimate(timings[0] * images / small.chunk, images, (small.chunk,), tuple(timings))
-    first, second = timings
-    line = second + (second - first) * (images - large.chunk) / (large.chunk - small.chunk)
-    return StepEstimate(min(max(line, second), second * images / large.chunk), images, (small.chunk, large.chunk),
-                        tuple(timings))
+            larger = sub_chunk(plan, sizes[-1] * TIMING_GROWTH if len(sizes) > 1 else batches[1]).chunk
+            larger = max(larger, sub_chunk(plan, sizes[-1] + plan.diverse).chunk)
+            if len(sizes) > 1 and line(larger) * (steps + 1) > budget:
+                break
+            sizes.append(min(larger, images))
+    return StepEstimate(timings[-1] if sizes[-1] >= images else line(images), images, tuple(sizes), tuple(timings))

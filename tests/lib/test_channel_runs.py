@@ -129,7 +129,8 @@ def test_a_malformed_manifest_is_refused(stopped):
 
 
 def test_the_estimate_of_a_large_chunk_renders_only_small_batches(tiny_model, tiny_spec, monkeypatch):
-    """A dry run must take seconds: the estimate times a 64-image chunk on batches of 4 and 16 images only."""
+    """A dry run must take seconds: the estimate times a 64-image chunk on batches of 4 and 16 images only (with
+    no time to spare for larger ones)."""
     import introspect.channels as ch
     from introspect.channel_runs import estimate_channels
     rendered, real = [], ch.visualize_chunk
@@ -139,6 +140,7 @@ def test_the_estimate_of_a_large_chunk_renders_only_small_batches(tiny_model, ti
         return real(model, spec, plan, index, config, neuron, on_step)
 
     monkeypatch.setattr(ch, "visualize_chunk", counted)
+    monkeypatch.setattr(ch, "TIMING_BUDGET", 0.0)
     plan = ch.plan_channels(tiny_model, tiny_spec, ["conv1", "conv2"], batch_size=64)
     rows = estimate_channels(tiny_model, tiny_spec, plan, CONFIG)
     assert rendered == [4, 16, 4, 16]

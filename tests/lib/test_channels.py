@@ -484,7 +484,7 @@ def test_step_estimate_extrapolates_from_small_batches(tiny_model, tiny_spec, mo
     from introspect.channels import estimate_step, plan_channels
     clock, sizes = _synthetic_cost(monkeypatch, cost)
     plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(channels)), batch_size=64)["conv2"]
-    step = estimate_step(tiny_model, tiny_spec, plan, clock=clock)
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=0.0, clock=clock)
     assert sizes == list(timed) and step.timed == timed and step.images == channels
     assert step.extrapolated == (timed != (channels,))
     assert step.seconds == pytest.approx(expected)
@@ -494,6 +494,25 @@ def test_step_estimate_keeps_diversity_groups_whole(tiny_model, tiny_spec, monke
     from introspect.channels import estimate_step, plan_channels
     clock, sizes = _synthetic_cost(monkeypatch, lambda n: 1.0 + n)
     plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(20)), diverse=3, batch_size=60)["conv2"]
-    step = estimate_step(tiny_model, tiny_spec, plan, clock=clock)
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=0.0, clock=clock)
     assert sizes == [3, 15] and step.timed == (3, 15) and step.images == 60
     assert step.seconds == pytest.approx(61.0)
+
+
+@pytest.mark.parametrize("budget, timed, expected", [
+    # affordable: 64 timed; then 100 (the chunk) is not, and the line from 16 to 64 is capped at 64's time scaled up
+    (6 * (0.01 + 0.002 * 64) + 1e-9, (4, 16, 64), (0.01 + 0.002 * 64 + 0.0001 * 64 ** 2) * 100 / 64),
+    (6 * (0.01 + 0.002 * 64) - 1e-9, (4, 16), None),  # predicted over the budget: extrapolated from 16
+    (1e9, (4, 16, 64, 100), 0.01 + 0.002 * 100 + 0.0001 * 100 ** 2),  # up to the chunk itself, timed whole
+])
+def test_step_estimate_times_larger_batches_within_its_budget(tiny_model, tiny_spec, monkeypatch, budget, timed,
+                                                              expected):
+    """A larger batch is timed while its 6 steps are predicted (the line so far) to fit the budget: it sees the
+    cost per image the small ones miss (here a quadratic term: cache misses)."""
+    from introspect.channels import estimate_step, plan_channels
+    cost = lambda n: 0.01 + 0.002 * n + (0.0001 * n * n if n > 16 else 0)  # noqa: E731
+    clock, sizes = _synthetic_cost(monkeypatch, cost)
+    plan = plan_channels(tiny_model, tiny_spec, ["fc1"], list(range(100)), batch_size=128)["fc1"]
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=budget, clock=clock)
+    assert step.timed == timed == tuple(sizes) and step.extrapolated == (timed[-1] != 100)
+    assert step.seconds == pytest.approx(expected if expected is not None else 0.01 + 0.002 * 100)
