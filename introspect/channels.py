@@ -1060,11 +1060,12 @@ def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Re
                   budget: float | None = None, clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
     """Seconds per step of the layer's first chunk without running it at full size: its first ``batches``
     images are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited
-    for the cores), then ``TIMING_GROWTH`` times more while that is predicted to take at most ``budget`` seconds
-    (``TIMING_BUDGET``), and the step time, close to affine in the batch (a fixed cost + a cost per image), is
-    extrapolated along the line through the last two, kept between the largest batch's time (no cost per image)
-    and that time scaled by the images (no fixed cost). A chunk reached so is timed whole. On CUDA small batches
-    underuse the device, so the line overestimates there: the safe side for a plan."""
+    for the cores), then ``TIMING_GROWTH`` times more while that is predicted (the last timing's wall time scaled
+    by the images) to take at most ``budget`` seconds (``TIMING_BUDGET``). The step time, close to affine in the
+    batch (a fixed cost + a cost per image), is extrapolated along the line through the last two, kept between
+    the largest batch's time (no cost per image) and that time scaled by the images (no fixed cost); a chunk
+    reached so is timed whole. On CUDA small batches underuse the device, so the line overestimates there: the
+    safe side for a plan."""
     budget = TIMING_BUDGET if budget is None else budget
     images = len(chunk_channels(plan, 0)) * plan.diverse
     small = sub_chunk(plan, batches[0]).chunk if images > sub_chunk(plan, batches[1]).chunk else images
@@ -1078,14 +1079,16 @@ def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Re
 
     with on_device(model, config.device) as model:
         while True:
+            start = clock()
             seconds, interrupted = _step_seconds(model, spec, sub_chunk(plan, sizes[-1]), config, neuron, steps,
                                                  clock)
+            took = clock() - start
             timings.append(min(seconds))
             if interrupted or sizes[-1] >= images:  # Ctrl-C (the caller stops), or the whole chunk was timed
                 break
             larger = sub_chunk(plan, sizes[-1] * TIMING_GROWTH if len(sizes) > 1 else batches[1]).chunk
-            larger = max(larger, sub_chunk(plan, sizes[-1] + plan.diverse).chunk)
-            if len(sizes) > 1 and line(larger) * (steps + 1) > budget:
+            larger = min(max(larger, sub_chunk(plan, sizes[-1] + plan.diverse).chunk), images)
+            if len(sizes) > 1 and took * larger / sizes[-1] > budget:
                 break
-            sizes.append(min(larger, images))
+            sizes.append(larger)
     return StepEstimate(timings[-1] if sizes[-1] >= images else line(images), images, tuple(sizes), tuple(timings))
