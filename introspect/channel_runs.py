@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
-                       assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
+from .channels import (CHANNELS_DEFAULTS, TIMING_BUDGET, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats,
+                       LayerPlan, WorkItem, assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
                        dataset_examples_many, estimate_step, examples_pass, plan_channels, split_items, starts_for,
                        visualize_chunk_fitting, work_items)
 from .data import ImageDataset
@@ -312,15 +312,18 @@ def _merged(parts) -> ExampleStats:
 
 
 def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-                      neuron: bool = False, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+                      neuron: bool = False, on_row: Callable[[dict], None] | None = None,
+                      budget: float = TIMING_BUDGET) -> list[dict]:
     """Per layer: seconds per step of its first (full) chunk of ``chunk_images`` images (``estimate_step``: timed
     on small batches of ``timed_images`` images and extrapolated when the chunk is larger, ``extrapolated``),
     the estimated seconds of optimization for the whole layer and the memory of one chunk (bytes). ``on_row``
     hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
-    caller checks there)."""
-    rows = []
-    for layer in plan.layers:
-        step = estimate_step(model, spec, layer, config, neuron)
+    caller checks there). The timing of larger batches shares ``budget`` seconds among the layers: each gets
+    what is left over the layers left, so cheap layers leave more to the costly ones."""
+    rows, start = [], time.perf_counter()
+    for done, layer in enumerate(plan.layers):
+        left = max(0.0, budget - (time.perf_counter() - start))
+        step = estimate_step(model, spec, layer, config, neuron, budget=left / (len(plan.layers) - done))
         rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk,
                      "chunk_images": step.images, "timed_images": list(step.timed),
                      "extrapolated": step.extrapolated, "seconds_per_step": step.seconds,

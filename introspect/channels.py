@@ -1008,11 +1008,12 @@ def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
 
 
 #: Batch sizes (images) a dry run times a layer's first chunk at, to extrapolate the full chunk's step time from;
-#: then batches ``TIMING_GROWTH`` times larger while the timing of one is predicted to take at most
-#: ``TIMING_BUDGET`` seconds (cheap layers: a larger batch sees the cache misses of the chunk's size).
+#: then batches ``TIMING_GROWTH`` times larger while the timing of one is predicted to fit a layer's share of
+#: ``TIMING_BUDGET`` seconds for the whole dry run: small batches underuse the cores (or a GPU), so a line
+#: through them alone is too flat, and a larger batch sees the cache misses of the chunk's size.
 TIMING_BATCHES = (4, 16)
 TIMING_GROWTH = 4
-TIMING_BUDGET = 1.0
+TIMING_BUDGET = 12.0
 
 
 def _step_seconds(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig, neuron: bool,
@@ -1056,17 +1057,18 @@ def sub_chunk(plan: LayerPlan, images: int) -> LayerPlan:
 
 
 def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-                  neuron: bool = False, steps: int = 5, batches: tuple[int, int] = TIMING_BATCHES,
-                  budget: float | None = None, clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
+                  neuron: bool = False, steps: int = 3, batches: tuple[int, int] = TIMING_BATCHES,
+                  budget: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
     """Seconds per step of the layer's first chunk without running it at full size: its first ``batches``
     images are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited
     for the cores), then ``TIMING_GROWTH`` times more while that is predicted (the last timing's wall time scaled
-    by the images) to take at most ``budget`` seconds (``TIMING_BUDGET``). The step time, close to affine in the
-    batch (a fixed cost + a cost per image), is extrapolated along the line through the last two, kept between
-    the largest batch's time (no cost per image) and that time scaled by the images (no fixed cost); a chunk
-    reached so is timed whole. On CUDA small batches underuse the device, so the line overestimates there: the
-    safe side for a plan."""
-    budget = TIMING_BUDGET if budget is None else budget
+    by the line so far) to take at most ``budget`` seconds. The step time, close to affine
+    in the batch (a fixed cost + a cost per image), is extrapolated along the line through the last two, kept
+    between the largest batch's time (no cost per image) and that time scaled by the images (no fixed cost); a
+    chunk reached so is timed whole. Small batches underuse a GPU or the CPU's threads, which flattens the line,
+    and a chunk larger than the cache costs more per image: both make an estimate from batches smaller than the
+    chunk low, by about 10-40 % on a CPU (benchmarks/chunk_speed.py --extrapolate); on a GPU, whose steps are
+    fast, the batches timed within the budget come closer to the chunk."""
     images = len(chunk_channels(plan, 0)) * plan.diverse
     small = sub_chunk(plan, batches[0]).chunk if images > sub_chunk(plan, batches[1]).chunk else images
     sizes, timings = [small], []
@@ -1088,7 +1090,7 @@ def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Re
                 break
             larger = sub_chunk(plan, sizes[-1] * TIMING_GROWTH if len(sizes) > 1 else batches[1]).chunk
             larger = min(max(larger, sub_chunk(plan, sizes[-1] + plan.diverse).chunk), images)
-            if len(sizes) > 1 and took * larger / sizes[-1] > budget:
+            if len(sizes) > 1 and took * line(larger) / max(timings[-1], 1e-9) > budget:
                 break
             sizes.append(larger)
     return StepEstimate(timings[-1] if sizes[-1] >= images else line(images), images, tuple(sizes), tuple(timings))

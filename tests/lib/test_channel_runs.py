@@ -140,9 +140,8 @@ def test_the_estimate_of_a_large_chunk_renders_only_small_batches(tiny_model, ti
         return real(model, spec, plan, index, config, neuron, on_step)
 
     monkeypatch.setattr(ch, "visualize_chunk", counted)
-    monkeypatch.setattr(ch, "TIMING_BUDGET", 0.0)
     plan = ch.plan_channels(tiny_model, tiny_spec, ["conv1", "conv2"], batch_size=64)
-    rows = estimate_channels(tiny_model, tiny_spec, plan, CONFIG)
+    rows = estimate_channels(tiny_model, tiny_spec, plan, CONFIG, budget=0.0)
     assert rendered == [4, 16, 4, 16]
     assert [(r["chunk_images"], r["timed_images"], r["extrapolated"]) for r in rows] == [(32, [4, 16], True),
                                                                                          (64, [4, 16], True)]

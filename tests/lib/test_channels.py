@@ -501,14 +501,15 @@ def test_step_estimate_keeps_diversity_groups_whole(tiny_model, tiny_spec, monke
 
 @pytest.mark.parametrize("budget, timed, expected", [
     # affordable: 64 timed; then 100 (the chunk) is not, and the line from 16 to 64 is capped at 64's time scaled up
-    (15 * (0.01 + 0.002 * 16) * 4 + 1e-9, (4, 16, 64), (0.01 + 0.002 * 64 + 0.0001 * 64 ** 2) * 100 / 64),
-    (15 * (0.01 + 0.002 * 16) * 4 - 1e-9, (4, 16), None),  # predicted over the budget: extrapolated from 16
+    (13 * (0.01 + 0.002 * 64) + 1e-9, (4, 16, 64), (0.01 + 0.002 * 64 + 0.0001 * 64 ** 2) * 100 / 64),
+    (13 * (0.01 + 0.002 * 64) - 1e-9, (4, 16), None),  # predicted over the budget: extrapolated from 16
     (1e9, (4, 16, 64, 100), 0.01 + 0.002 * 100 + 0.0001 * 100 ** 2),  # up to the chunk itself, timed whole
 ])
 def test_step_estimate_times_larger_batches_within_its_budget(tiny_model, tiny_spec, monkeypatch, budget, timed,
                                                               expected):
     """A larger batch is timed while its timing is predicted to fit the budget (the last one's wall time, a warm-up
-    at 10 steps + 5 steps, times 4): it sees the cost per image the small ones miss (here a quadratic term)."""
+    at 10 steps + 3 steps, scaled by the line's step time there): it sees the cost per image the small ones miss
+    (here a quadratic term)."""
     from introspect.channels import estimate_step, plan_channels
     cost = lambda n: 0.01 + 0.002 * n + (0.0001 * n * n if n > 16 else 0)  # noqa: E731
     clock, sizes = _synthetic_cost(monkeypatch, cost)
