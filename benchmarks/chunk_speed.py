@@ -5,10 +5,9 @@
                                      [--threads 1]
 
 Each size is timed on a few steps after a warm-up step (``time_chunk``), and the planner's own chunk size for the
-device's memory is printed for comparison. With --extrapolate, for a few layers (a comma-separated list, or N spread
-over `--layer all`) the dry run's estimate of a step of the planned first chunk (``estimate_step``: small batches,
-extrapolated) is compared with timing that chunk itself (``time_chunk``, the dry run's old way), with the wall time
-each took.
+device's memory is printed for comparison. With --extrapolate, the dry run's estimates for `--layer all`
+(``estimate_channels``: small batches, extrapolated) are compared, for a few layers (a comma-separated list, or N
+spread over all), with timing the planned first chunk itself (``time_chunk``, the dry run's old way).
 """
 from __future__ import annotations
 
@@ -18,39 +17,39 @@ import time
 import torch
 
 from introspect import load_model
-from introspect.channels import CHANNELS_DEFAULTS, estimate_step, memory_budget, plan_channels, time_chunk
+from introspect.channel_runs import estimate_channels
+from introspect.channels import CHANNELS_DEFAULTS, memory_budget, plan_channels, time_chunk
 from introspect.layers import select_layers
 from introspect.models import MetaOverrides
 
 
 def extrapolate(args: argparse.Namespace) -> None:
-    """The extrapolated step time of each layer's first chunk against timing the chunk itself."""
+    """The dry run's estimate (``estimate_channels`` over `--layer all`, as `introspect channels --dry-run`) of a
+    few layers' first chunk against timing that chunk itself (``time_chunk``, the dry run's old way)."""
     loaded = load_model(args.model, meta=MetaOverrides(size=args.size))
     config = CHANNELS_DEFAULTS.replace(device=args.device, amp=args.amp)
+    every = select_layers(loaded.model, loaded.spec.input_shape, "all")
     if args.layers.isdigit():
-        every = select_layers(loaded.model, loaded.spec.input_shape, "all")
         count = int(args.layers)
         layers = [every[round(i * (len(every) - 1) / max(1, count - 1))] for i in range(count)]
     else:
         layers = args.layers.split(",")
-    plan = plan_channels(loaded.model, loaded.spec, layers, device=args.device)
-    print(f"{args.model} at {loaded.spec.input_shape[-1]} px on {args.device}: {torch.get_num_threads()} threads; "
-          f"{args.steps} timed steps of the full chunk after a warm-up (mean and fastest); the dry run's estimate")
-    print(f"{'layer':<24} {'chunk':>6} {'timed':>8} {'timed s/step':>16} {'full s/step':>12} {'fastest':>8} {'extrap. s/step':>15} "
-          f"{'ratio':>6} {'/fastest':>8} "
-          f"{'full wall s':>12} {'extrap. wall s':>15}")
-    for layer in plan.layers:
-        start = time.perf_counter()
-        step = estimate_step(loaded.model, loaded.spec, layer, config)
-        middle = time.perf_counter()
-        stamps: list[float] = []
-        full = time_chunk(loaded.model, loaded.spec, layer, config, steps=args.steps,
+    plan = plan_channels(loaded.model, loaded.spec, every, device=args.device)
+    start = time.perf_counter()
+    rows = {row["layer"]: row for row in estimate_channels(loaded.model, loaded.spec, plan, config)}
+    print(f"{args.model} at {loaded.spec.input_shape[-1]} px on {args.device}, {torch.get_num_threads()} threads: "
+          f"the dry run's timing of {len(every)} layers took {time.perf_counter() - start:.1f} s; the full chunk: "
+          f"{args.steps} steps after a warm-up (mean and fastest)")
+    print(f"{'layer':<24} {'chunk':>6} {'timed':>12} {'estimate s/step':>16} {'full s/step':>12} {'fastest':>8} "
+          f"{'ratio':>6} {'/fastest':>8} {'full wall s':>12}")
+    for layer in layers:
+        row, stamps, start = rows[layer], [], time.perf_counter()
+        full = time_chunk(loaded.model, loaded.spec, plan[layer], config, steps=args.steps,
                           clock=lambda: stamps.append(time.perf_counter()) or stamps[-1])
         fastest = min(b - a for a, b in zip(stamps, stamps[1:]))
-        end = time.perf_counter()
-        timed, timings = "+".join(map(str, step.timed)), "+".join(f"{t:.4f}" for t in step.timings)
-        print(f"{layer.layer:<24} {step.images:>6} {timed:>8} {timings:>16} {full:>12.4f} {fastest:>8.4f} {step.seconds:>15.4f} "
-              f"{step.seconds / full:>6.2f} {step.seconds / fastest:>8.2f} {end - middle:>12.1f} {middle - start:>15.1f}")
+        timed, estimate = "+".join(map(str, row["timed_images"])), row["seconds_per_step"]
+        print(f"{layer:<24} {row['chunk_images']:>6} {timed:>12} {estimate:>16.4f} {full:>12.4f} {fastest:>8.4f} "
+              f"{estimate / full:>6.2f} {estimate / fastest:>8.2f} {time.perf_counter() - start:>12.1f}")
 
 
 def main() -> None:

@@ -315,18 +315,23 @@ def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, con
                       neuron: bool = False, on_row: Callable[[dict], None] | None = None,
                       budget: float = TIMING_BUDGET) -> list[dict]:
     """Per layer: seconds per step of its first (full) chunk of ``chunk_images`` images (``estimate_step``: timed
-    on small batches of ``timed_images`` images and extrapolated when the chunk is larger, ``extrapolated``),
-    the estimated seconds of optimization for the whole layer and the memory of one chunk (bytes). ``on_row``
+    on batches of ``timed_images`` images, ``timed_seconds`` per step, and ``extrapolated`` when the last is
+    smaller than the chunk), the estimated seconds of optimization for the whole layer and the memory of one
+    chunk (bytes). ``on_row``
     hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
-    caller checks there). The timing of larger batches shares ``budget`` seconds among the layers: each gets
-    what is left over the layers left, so cheap layers leave more to the costly ones."""
+    caller checks there). The timing of larger batches shares ``budget`` seconds among the layers: what is left,
+    half evenly over the layers left and half by their expected cost (images × memory per image, as the work
+    items are weighed), so the costly layers, which make most of the total, are timed closest to their chunk."""
     rows, start = [], time.perf_counter()
+    costs = [float(layer.images) * layer.bytes_per_image for layer in plan.layers]
     for done, layer in enumerate(plan.layers):
         left = max(0.0, budget - (time.perf_counter() - start))
-        step = estimate_step(model, spec, layer, config, neuron, budget=left / (len(plan.layers) - done))
+        share = left * (0.5 / (len(plan.layers) - done) + 0.5 * costs[done] / max(sum(costs[done:]), 1e-9))
+        step = estimate_step(model, spec, layer, config, neuron, budget=share)
         rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk,
                      "chunk_images": step.images, "timed_images": list(step.timed),
-                     "extrapolated": step.extrapolated, "seconds_per_step": step.seconds,
+                     "extrapolated": step.extrapolated, "timed_seconds": list(step.timings),
+                     "seconds_per_step": step.seconds,
                      "seconds": step.seconds * config.steps * layer.images / step.images,
                      "memory_bytes": step.images * layer.bytes_per_image})
         if on_row is not None:
