@@ -1013,7 +1013,7 @@ def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
 #: through them alone is too flat, and a larger batch sees the cache misses of the chunk's size.
 TIMING_BATCHES = (4, 16)
 TIMING_GROWTH = 4
-TIMING_BUDGET = 12.0
+TIMING_BUDGET = 10.0
 
 
 def _step_seconds(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig, neuron: bool,
