@@ -1062,9 +1062,9 @@ def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Re
     """Seconds per step of the layer's first chunk without running it at full size: its first ``batches``
     images are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited
     for the cores), then ``TIMING_GROWTH`` times more while that is predicted (the last timing's wall time scaled
-    by the line so far) to take at most ``budget`` seconds. The step time, close to affine
-    in the batch (a fixed cost + a cost per image), is extrapolated along the line through the last two, kept
-    between the largest batch's time (no cost per image) and that time scaled by the images (no fixed cost); a
+    by the line so far) to take at most ``budget`` seconds. The step time, close to affine in the batch (a fixed
+    cost + a cost per image), is extrapolated along the line through the last two, kept between the largest
+    batch's time (no cost per image) and that time scaled by the images (no fixed cost); a
     chunk reached so is timed whole. Small batches underuse a GPU or the CPU's threads, which flattens the line,
     and a chunk larger than the cache costs more per image: both make an estimate from batches smaller than the
     chunk low (0.7-1.0 of the chunk's timing on 2 CPU cores: benchmarks/chunk_speed.py, extrapolate mode), not
