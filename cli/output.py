@@ -123,6 +123,16 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
 
 
+def estimate_line(row: dict) -> str:
+    """A dry run's estimate for one layer (a row of ``estimate_channels``), saying when its step time was
+    extrapolated from small batches rather than timed on the chunk itself."""
+    *some, last = map(str, row["timed_images"])
+    sizes = f"{', '.join(some)} and {last}" if some else last
+    timed = f" (extrapolated from steps of {sizes} images)" if row["extrapolated"] else ""
+    return (f"estimate: {row['layer']}: {row['seconds_per_step']:.3g} s per step of {row['chunk_images']} image(s)"
+            f"{timed} -> {duration(row['seconds'])}; about {row['memory_bytes'] / 2**20:,.0f} MiB per chunk")
+
+
 class RunProgress(RunListener):
     """The run's events as bars (a terminal) or lines (--progress), its notes as `note:` lines; signals stop it
     after the current step while it optimizes and wait while it writes."""

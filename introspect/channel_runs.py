@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .channels import (CHANNELS_DEFAULTS, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats, LayerPlan, WorkItem,
-                       assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
-                       dataset_examples_many, examples_pass, plan_channels, split_items, starts_for, time_chunk,
+from .channels import (CHANNELS_DEFAULTS, TIMING_BUDGET, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats,
+                       LayerPlan, WorkItem, assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
+                       dataset_examples_many, estimate_step, examples_pass, plan_channels, split_items, starts_for,
                        visualize_chunk_fitting, work_items)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
@@ -312,17 +312,28 @@ def _merged(parts) -> ExampleStats:
 
 
 def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-                      neuron: bool = False, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Per layer: seconds per step of its first (full) chunk, timed after a warm-up, the estimated seconds of
-    optimization for the whole layer and the memory of one chunk (bytes). ``on_row`` hears each layer's row as
-    it is timed (the timing swallows an interrupt as "stop after this step": the caller checks there)."""
-    rows = []
-    for layer in plan.layers:
-        per_step = time_chunk(model, spec, layer, config, neuron)
-        first = len(chunk_channels(layer, 0)) * layer.diverse
-        rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk, "timed_images": first,
-                     "seconds_per_step": per_step, "seconds": per_step * config.steps * layer.images / first,
-                     "memory_bytes": first * layer.bytes_per_image})
+                      neuron: bool = False, on_row: Callable[[dict], None] | None = None,
+                      budget: float = TIMING_BUDGET) -> list[dict]:
+    """Per layer: seconds per step of its first (full) chunk of ``chunk_images`` images (``estimate_step``: timed
+    on batches of ``timed_images`` images, ``timed_seconds`` per step, and ``extrapolated`` when the last is
+    smaller than the chunk), the estimated seconds of optimization for the whole layer and the memory of one
+    chunk (bytes). ``on_row``
+    hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
+    caller checks there). The timing of larger batches shares ``budget`` seconds among the layers: what is left,
+    half evenly over the layers left and half by their expected cost (images × memory per image, as the work
+    items are weighed), so the costly layers, which make most of the total, are timed closest to their chunk."""
+    rows, start = [], time.perf_counter()
+    costs = [float(layer.images) * layer.bytes_per_image for layer in plan.layers]
+    for done, layer in enumerate(plan.layers):
+        left = max(0.0, budget - (time.perf_counter() - start))
+        share = left * (0.5 / (len(plan.layers) - done) + 0.5 * costs[done] / max(sum(costs[done:]), 1e-9))
+        step = estimate_step(model, spec, layer, config, neuron, budget=share)
+        rows.append({"layer": layer.layer, "images": layer.images, "chunk": layer.chunk,
+                     "chunk_images": step.images, "timed_images": list(step.timed),
+                     "extrapolated": step.extrapolated, "timed_seconds": list(step.timings),
+                     "seconds_per_step": step.seconds,
+                     "seconds": step.seconds * config.steps * layer.images / step.images,
+                     "memory_bytes": step.images * layer.bytes_per_image})
         if on_row is not None:
             on_row(rows[-1])
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1006,14 +1007,89 @@ def split_items(items: Sequence[WorkItem], world: int) -> list[list[WorkItem]]:
     return [sorted(share, key=lambda i: i.id) for share in shares]
 
 
-def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
-               neuron: bool = False, steps: int = 3) -> float:
-    """Seconds per optimization step of the layer's first (full-size) chunk, from ``steps`` timed steps
-    after one warm-up step."""
-    import time
+#: Batch sizes (images) a dry run times a layer's first chunk at, to extrapolate the full chunk's step time from;
+#: then batches ``TIMING_GROWTH`` times larger while the timing of one is predicted to fit a layer's share of
+#: ``TIMING_BUDGET`` seconds for the whole dry run: small batches underuse the cores (or a GPU), so a line
+#: through them alone is too flat, and a larger batch sees the cache misses of the chunk's size.
+TIMING_BATCHES = (4, 16)
+TIMING_GROWTH = 4
+TIMING_BUDGET = 10.0
 
+
+def _step_seconds(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig, neuron: bool,
+                  steps: int, clock: Callable[[], float]) -> tuple[list[float], bool]:
+    """The seconds of each of ``steps`` steps of chunk 0 of ``plan`` after one warm-up step (the model already on
+    the device), and whether the steps were interrupted."""
     stamps: list[float] = []
+    done = visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
+                           lambda *_: stamps.append(clock()))
+    return [b - a for a, b in zip(stamps, stamps[1:])] or [0.0], done.render.interrupted_at is not None
+
+
+def time_chunk(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+               neuron: bool = False, steps: int = 3, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per optimization step of the layer's first (full-size) chunk, the mean of ``steps`` timed steps
+    after one warm-up step."""
     with on_device(model, config.device) as model:
-        visualize_chunk(model, spec, plan, 0, config.replace(steps=steps + 1, snapshots=()), neuron,
-                        lambda *_: stamps.append(time.perf_counter()))
-    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+        seconds = _step_seconds(model, spec, plan, config, neuron, steps, clock)[0]
+    return sum(seconds) / len(seconds)
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Seconds per step of a layer's first chunk (``images`` images), from the fastest step (``timings``) of
+    batches of ``timed`` images: extrapolated unless the last is the chunk itself."""
+
+    seconds: float
+    images: int
+    timed: tuple[int, ...]
+    timings: tuple[float, ...]
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.timed[-1] != self.images
+
+
+def sub_chunk(plan: LayerPlan, images: int) -> LayerPlan:
+    """``plan`` with chunks of about ``images`` images (whole groups of ``plan.diverse``, at least one): its chunk 0
+    is the first images of the real first chunk, the same channels, fewer of them."""
+    return replace(plan, chunk=max(plan.diverse, min(plan.chunk, images) // plan.diverse * plan.diverse))
+
+
+def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: RenderConfig = CHANNELS_DEFAULTS,
+                  neuron: bool = False, steps: int = 3, batches: tuple[int, int] = TIMING_BATCHES,
+                  budget: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> StepEstimate:
+    """Seconds per step of the layer's first chunk without running it at full size: its first ``batches``
+    images are timed (the fastest of ``steps`` steps after a warm-up: on a shared machine the slower ones waited
+    for the cores), then ``TIMING_GROWTH`` times more while that is predicted (the last timing's wall time scaled
+    by the line so far) to take at most ``budget`` seconds. The step time, close to affine in the batch (a fixed
+    cost + a cost per image), is extrapolated along the line through the last two, kept between the largest
+    batch's time (no cost per image) and that time scaled by the images (no fixed cost); a chunk reached so is
+    timed whole. Small batches underuse a GPU or the CPU's threads, which flattens the line, and a chunk larger
+    than the cache costs more per image: both make an estimate from batches smaller than the chunk low (0.7-1.0
+    of the chunk's timing on 2 CPU cores: benchmarks/chunk_speed.py, extrapolate mode), not high; on a GPU, whose steps are fast, the batches timed within the budget come closer to the chunk."""
+    images = len(chunk_channels(plan, 0)) * plan.diverse
+    small = sub_chunk(plan, batches[0]).chunk if images > sub_chunk(plan, batches[1]).chunk else images
+    sizes, timings = [small], []
+
+    def line(n: int) -> float:
+        if len(timings) == 1:
+            return timings[0] * n / sizes[0]
+        (n1, n2), (t1, t2) = sizes[-2:], timings[-2:]
+        return min(max(t2 + (t2 - t1) * (n - n2) / (n2 - n1), t2), t2 * n / n2)
+
+    with on_device(model, config.device) as model:
+        while True:
+            start = clock()
+            seconds, interrupted = _step_seconds(model, spec, sub_chunk(plan, sizes[-1]), config, neuron, steps,
+                                                 clock)
+            took = clock() - start
+            timings.append(min(seconds))
+            if interrupted or sizes[-1] >= images:  # Ctrl-C (the caller stops), or the whole chunk was timed
+                break
+            larger = sub_chunk(plan, sizes[-1] * TIMING_GROWTH if len(sizes) > 1 else batches[1]).chunk
+            larger = min(max(larger, sub_chunk(plan, sizes[-1] + plan.diverse).chunk), images)
+            if len(sizes) > 1 and took * line(larger) / max(timings[-1], 1e-9) > budget:
+                break
+            sizes.append(larger)
+    return StepEstimate(timings[-1] if sizes[-1] >= images else line(images), images, tuple(sizes), tuple(timings))

@@ -28,7 +28,7 @@ from ..data import add_data_options, apply_prior, dataset_from_args
 from ..options import (add_model_options, add_output_options, add_render_options, config_from_args, input_files,
                        load_model_from_args, memory_gib, parse_formats, positive_int, process_count,
                        repeat_record)
-from ..output import Outcome, Output, RunProgress, duration, plural
+from ..output import Outcome, Output, RunProgress, duration, estimate_line, plural
 from .classes import finished
 
 
@@ -153,14 +153,13 @@ def torchrun(args: argparse.Namespace) -> Outcome:
 
 
 def dry_run(args: argparse.Namespace, io: Output, loaded, plan, config, ranks: Ranks) -> Outcome:
-    """--dry-run: the plan, and each layer's estimated wall time and memory from a few timed steps."""
+    """--dry-run: the plan, and each layer's estimated wall time and memory from a few timed steps (small batches)."""
     if not ranks.main:
         return Outcome()
     RunProgress(io, config.steps).plan(plan)
     def say(row: dict) -> None:  # each layer as it is timed; Ctrl-C ends the dry run here, not one layer's timing
         io.interrupts.check()
-        io.err.print(f"estimate: {row['layer']}: {row['seconds_per_step']:.3g} s per step of {row['timed_images']} image(s) "
-                     f"-> {duration(row['seconds'])}; about {row['memory_bytes'] / 2**20:,.0f} MiB per chunk", markup=False)
+        io.err.print(estimate_line(row), markup=False)
     rows = estimate_channels(loaded.model, loaded.spec, plan, config, args.neuron, say)
     total = sum(row["seconds"] for row in rows)
     io.err.print(f"estimate: total {duration(total)} of optimization (without the dataset pass)", markup=False)

@@ -126,3 +126,23 @@ def test_a_malformed_manifest_is_refused(stopped):
     (stopped / MANIFEST).write_text(json.dumps({"argv": ["channels", "--layer", "conv1"]}))  # an older version's
     with pytest.raises(UserError, match="older version"):
         read_manifest(stopped)
+
+
+def test_the_estimate_of_a_large_chunk_renders_only_small_batches(tiny_model, tiny_spec, monkeypatch):
+    """A dry run must take seconds: the estimate times a 64-image chunk on batches of 4 and 16 images only (with
+    no time to spare for larger ones)."""
+    import introspect.channels as ch
+    from introspect.channel_runs import estimate_channels
+    rendered, real = [], ch.visualize_chunk
+
+    def counted(model, spec, plan, index, config, neuron, on_step):
+        rendered.append(len(ch.chunk_channels(plan, index)) * plan.diverse)
+        return real(model, spec, plan, index, config, neuron, on_step)
+
+    monkeypatch.setattr(ch, "visualize_chunk", counted)
+    plan = ch.plan_channels(tiny_model, tiny_spec, ["conv1", "conv2"], batch_size=64)
+    rows = estimate_channels(tiny_model, tiny_spec, plan, CONFIG, budget=0.0)
+    assert rendered == [4, 16, 4, 16]
+    assert [(r["chunk_images"], r["timed_images"], r["extrapolated"]) for r in rows] == [(32, [4, 16], True),
+                                                                                         (64, [4, 16], True)]
+    assert all(r["seconds"] == pytest.approx(r["seconds_per_step"] * CONFIG.steps) and r["seconds"] > 0 for r in rows)

@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -452,3 +453,67 @@ def test_data_style_on_rgb_says_which_penalty(size, penalty):
     assert result.renders[0].objective.startswith(objective)
     words = "principal components" if penalty == "subspace" else "squared pixel distance to that example (input of 4,800"
     assert words in record["style_detail"] and record["style_detail"].startswith("data style: free pixels")
+
+
+def _synthetic_cost(monkeypatch, cost):
+    """visualize_chunk replaced by steps that each advance a fake clock by ``cost(images)`` (the warm-up step by
+    ten times that); returns the clock and the batch sizes run."""
+    import introspect.channels as ch
+    now, sizes = [0.0], []
+
+    def steps(model, spec, plan, index, config, neuron, on_step):
+        images = len(ch.chunk_channels(plan, index)) * plan.diverse
+        sizes.append(images)
+        for step in range(1, config.steps + 1):
+            now[0] += cost(images) * (10 if step == 1 else 1)
+            on_step(step, config.steps, None)
+        return SimpleNamespace(render=SimpleNamespace(interrupted_at=None))
+
+    monkeypatch.setattr(ch, "visualize_chunk", steps)
+    return (lambda: now[0]), sizes
+
+
+@pytest.mark.parametrize("channels, timed, cost, expected", [
+    (64, (4, 16), lambda n: 0.01 + 0.002 * n, 0.01 + 0.002 * 64),  # affine: the line through 4 and 16, exactly
+    (64, (4, 16), lambda n: 0.05 - 0.001 * n, 0.05 - 0.001 * 16),  # noise, a falling line: the larger batch's time
+    (64, (4, 16), lambda n: 0.003 * n * n, 0.003 * 16 * 16 * 4),  # convex: at most the larger batch scaled up
+    (12, (12,), lambda n: 0.01 + 0.002 * n, 0.01 + 0.002 * 12),  # a chunk no larger than 16: timed whole
+])
+def test_step_estimate_extrapolates_from_small_batches(tiny_model, tiny_spec, monkeypatch, channels, timed, cost,
+                                                       expected):
+    from introspect.channels import estimate_step, plan_channels
+    clock, sizes = _synthetic_cost(monkeypatch, cost)
+    plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(channels)), batch_size=64)["conv2"]
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=0.0, clock=clock)
+    assert sizes == list(timed) and step.timed == timed and step.images == channels
+    assert step.extrapolated == (timed != (channels,))
+    assert step.seconds == pytest.approx(expected)
+
+
+def test_step_estimate_keeps_diversity_groups_whole(tiny_model, tiny_spec, monkeypatch):
+    from introspect.channels import estimate_step, plan_channels
+    clock, sizes = _synthetic_cost(monkeypatch, lambda n: 1.0 + n)
+    plan = plan_channels(tiny_model, tiny_spec, ["conv2"], list(range(20)), diverse=3, batch_size=60)["conv2"]
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=0.0, clock=clock)
+    assert sizes == [3, 15] and step.timed == (3, 15) and step.images == 60
+    assert step.seconds == pytest.approx(61.0)
+
+
+@pytest.mark.parametrize("budget, timed, expected", [
+    # affordable: 64 timed; then 100 (the chunk) is not, and the line from 16 to 64 is capped at 64's time scaled up
+    (13 * (0.01 + 0.002 * 64) + 1e-9, (4, 16, 64), (0.01 + 0.002 * 64 + 0.0001 * 64 ** 2) * 100 / 64),
+    (13 * (0.01 + 0.002 * 64) - 1e-9, (4, 16), None),  # predicted over the budget: extrapolated from 16
+    (1e9, (4, 16, 64, 100), 0.01 + 0.002 * 100 + 0.0001 * 100 ** 2),  # up to the chunk itself, timed whole
+])
+def test_step_estimate_times_larger_batches_within_its_budget(tiny_model, tiny_spec, monkeypatch, budget, timed,
+                                                              expected):
+    """A larger batch is timed while its timing is predicted to fit the budget (the last one's wall time, a warm-up
+    at 10 steps + 3 steps, scaled by the line's step time there): it sees the cost per image the small ones miss
+    (here a quadratic term)."""
+    from introspect.channels import estimate_step, plan_channels
+    cost = lambda n: 0.01 + 0.002 * n + (0.0001 * n * n if n > 16 else 0)  # noqa: E731
+    clock, sizes = _synthetic_cost(monkeypatch, cost)
+    plan = plan_channels(tiny_model, tiny_spec, ["fc1"], list(range(100)), batch_size=128)["fc1"]
+    step = estimate_step(tiny_model, tiny_spec, plan, budget=budget, clock=clock)
+    assert step.timed == timed == tuple(sizes) and step.extrapolated == (timed[-1] != 100)
+    assert step.seconds == pytest.approx(expected if expected is not None else 0.01 + 0.002 * 100)
