@@ -1067,7 +1067,8 @@ def estimate_step(model: nn.Module, spec: ModelSpec, plan: LayerPlan, config: Re
     batch's time (no cost per image) and that time scaled by the images (no fixed cost); a chunk reached so is
     timed whole. Small batches underuse a GPU or the CPU's threads, which flattens the line, and a chunk larger
     than the cache costs more per image: both make an estimate from batches smaller than the chunk low (0.7-1.0
-    of the chunk's timing on 2 CPU cores: benchmarks/chunk_speed.py, extrapolate mode), not high; on a GPU, whose steps are fast, the batches timed within the budget come closer to the chunk."""
+    of the chunk's timing on 2 CPU cores: benchmarks/chunk_speed.py, extrapolate mode), not high; on a GPU,
+    whose steps are fast, the batches timed within the budget come closer to the chunk."""
     images = len(chunk_channels(plan, 0)) * plan.diverse
     small = sub_chunk(plan, batches[0]).chunk if images > sub_chunk(plan, batches[1]).chunk else images
     sizes, timings = [small], []

@@ -139,15 +139,21 @@ class HostTraffic:
 
     def __init__(self) -> None:
         self.count = 0
+        self._inside = False
         self._saved: list[tuple[object, str, object]] = []
 
     def _wrap(self, owner, name: str, counts) -> None:
         original = getattr(owner, name)
 
         def wrapper(*args, **kwargs):
-            if counts(args, kwargs):
-                self.count += 1
-            return original(*args, **kwargs)
+            if self._inside or not counts(args, kwargs):
+                return original(*args, **kwargs)
+            self.count += 1
+            self._inside = True  # one read, however it is made (format() reads with .item())
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._inside = False
 
         self._saved.append((owner, name, original))
         setattr(owner, name, wrapper)

@@ -167,3 +167,19 @@ def test_the_health_line_names_what_to_change_from_how_far_the_logits_moved():
     assert "does not depend on the input" in classes_health(result([0.5, 0.1], [0.0, 0.0]), lambda: torch.zeros(2))
     assert "barely moved" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.01, 3.0]))
     assert "more --steps" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.5, 3.0]))
+
+
+def test_a_classes_run_reads_from_a_gpu_only_at_intervals(tmp_path, monkeypatch):
+    """The whole command on the CUDA path (``host_reads_free`` patched False): 32 more steps read or copy only
+    at the intervals, the NaN check and the progress line's mean every 16 steps (tests/helpers.py HostTraffic)."""
+    from introspect import devices
+
+    from helpers import HostTraffic
+
+    monkeypatch.setattr(devices, "host_reads_free", lambda device: False)
+    counts = {}
+    for steps in (32, 64):
+        with HostTraffic() as counted:
+            assert main(["classes", "--steps", str(steps), "--out", str(tmp_path / str(steps)), "--quiet"]) in (0, None)
+        counts[steps] = counted.count
+    assert counts[64] - counts[32] == 2 * (32 // 16)  # at steps 48 and 64: the NaN check and the progress line
