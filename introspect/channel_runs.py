@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from .channels import (CHANNELS_DEFAULTS, TIMING_BUDGET, ChannelsPlan, ChannelsResult, ChunkResult, ExampleStats,
-                       LayerPlan, WorkItem, assemble_channels, cache_examples, cached_examples, calibrate_plan, chunk_channels,
-                       dataset_examples_many, estimate_step, examples_pass, plan_channels, split_items, starts_for,
+                       LayerPlan, WorkItem, assemble_channels, cache_examples, cached_examples, calibrate_plan,
+                       chunk_channels, dataset_examples_many, estimate_step, examples_pass, plan_channels, split_items, starts_for,
                        visualize_chunk_fitting, work_items)
 from .data import ImageDataset
 from .distributed import Ranks, fault_after
@@ -317,8 +317,7 @@ def estimate_channels(model: nn.Module, spec: ModelSpec, plan: ChannelsPlan, con
     """Per layer: seconds per step of its first (full) chunk of ``chunk_images`` images (``estimate_step``: timed
     on batches of ``timed_images`` images, ``timed_seconds`` per step, and ``extrapolated`` when the last is
     smaller than the chunk), the estimated seconds of optimization for the whole layer and the memory of one
-    chunk (bytes). ``on_row``
-    hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
+    chunk (bytes). ``on_row`` hears each layer's row as it is timed (the timing swallows an interrupt as "stop after this step": the
     caller checks there). The timing of larger batches shares ``budget`` seconds among the layers: what is left,
     half evenly over the layers left and half by their expected cost (images × memory per image, as the work
     items are weighed), so the costly layers, which make most of the total, are timed closest to their chunk."""

@@ -31,7 +31,8 @@ NO_DATA_TRANSFORMS = TransformConfig(scale=0.5, rotate=20.0)
 #: ... plus Gaussian noise of this standard deviation (pixel values) for a model whose input is first read by a fully
 #: connected layer over all of it (``reads_input_densely``: an MLP on pixels, without the spatial weight sharing that
 #: keeps a conv net's images in strokes), while optimized and when candidates are kept: under noise only a class drawn
-#: in broad strokes survives, not a pattern of single pixels. benchmarks/no_data.py --only mlp --seeds 0,...,9 --noise S:
+#: in broad strokes survives, not a pattern of single pixels.
+#: benchmarks/no_data.py --only mlp --seeds 0,...,9 --noise S:
 #: the zoo's Fashion-MNIST MLP's best judge names 74 of 100 classes without noise (7 on seven seeds), 80, 81, 80 and 78
 #: with 0.3, 0.45, 0.6 and 0.8 (0.45: 8-9 on every seed). On models that read pixels through convolutions it hurts
 #: (--noise 0.3 --noise-everywhere: the BNResNet 9/10/10 -> 6/6/7 at seeds 0-2, the TinyViT 8/8/8 -> 7/5/7).
@@ -196,7 +197,8 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
 def logits_moved(model: nn.Module, spec: ModelSpec, result: "ClassesResult") -> torch.Tensor:
     """(N,) how far each kept image's class logit moved from that of its starting image (the same seed and key,
     rebuilt): near 0 where the logit does not answer the input (units closed at the start, a constant head). The
-    objective's history cannot tell: its regularizer terms move while the logit stays."""
+    objective's history cannot tell: its regularizer terms move while the logit stays. ``spec``: as given to
+    ``visualize_classes`` (a run given ``data`` there: ``params.prior_for(spec, data)[0]``)."""
     config = result.config
     spec, _ = prior_for(spec, None, derive=config.image.use_prior)
     keys = [label + chosen * CANDIDATE_STRIDE for label, chosen in zip(result.labels, result.chosen)]
@@ -341,7 +343,8 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
     the command line does with its dataset. Without data or a stored prior, the prior comes from the model's
     normalization (``params.model_prior``: start at its mean, its ink level) with NO_DATA_TRANSFORMS in place of
     the default transforms (a config that has the no-data ones already, as a no-data run's ``config`` does, keeps
-    them: ``without_data``), unless ``config.image.use_prior`` is off. The caller's model stays where it is (a copy runs on ``config.device`` if needed).
+    them: ``without_data``), unless ``config.image.use_prior`` is off. The caller's model stays where it is (a copy
+    runs on ``config.device`` if needed).
     """
     if objective not in OBJECTIVES:
         raise UserError("unknown objective '{objective}'; choose {choices}",

@@ -91,7 +91,8 @@ def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
         return False
     if isinstance(module, nn.Linear):
         return output.shape[-1] == module.out_features
-    return type(module) is nn.LayerNorm and len(module.normalized_shape) == 1 and output.shape[-1] == module.normalized_shape[0]
+    return (type(module) is nn.LayerNorm and len(module.normalized_shape) == 1
+            and output.shape[-1] == module.normalized_shape[0])
 
 
 def as_map(module: nn.Module, output: object) -> object:

@@ -1125,7 +1125,8 @@ def _strip_section(channels: Sequence[int], images: torch.Tensor):
 def _layer_sections(result, layer: str, visualizations, highlight: int, logits_layer: str | None) -> list:
     output = result.outputs[layer]
     maps = output.ndim == 3 and output.shape[1:].numel() > 1  # (C, 1, 1): one value per channel, drawn as bars
-    sections = [_maps_section(result, layer, highlight) if maps else _bars_section(result, layer, highlight, logits_layer)]
+    sections = [_maps_section(result, layer, highlight) if maps
+                else _bars_section(result, layer, highlight, logits_layer)]
     extra = visualizations.get(layer) if visualizations else None
     if extra:
         sections.append(_strip_section(*extra))

@@ -845,8 +845,8 @@ def _write_layer(out: Path, site: Site, layer: dict, class_pages: list[int]) -> 
         blocks.setdefault(row["c"] // CHANNEL_BLOCK, {})[row["c"]] = data
         row["examples"] = [{"src": e["src"], "value": e["value"]} for e in data["examples"][:3]]
     for block, channels in blocks.items():
-        _write_script(out, channel_block(site.slug(name), block), "window.CHANNELS = Object.assign(window.CHANNELS || {}, ",
-                      channels, ")")
+        _write_script(out, channel_block(site.slug(name), block),
+                      "window.CHANNELS = Object.assign(window.CHANNELS || {}, ", channels, ")")
     _write_page(out, f"channel-{site.slug(name)}.html", f"{site.label}: {name} channels",
                 {**shared, "title": f"{site.label}: layer {name} channels", "block": CHANNEL_BLOCK,
                  "blocks": {k: channel_block(site.slug(name), k) for k in blocks}, "first": rows[0]["c"] if rows else None})

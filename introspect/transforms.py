@@ -113,7 +113,8 @@ class RandomAffine:
         #: draws nothing from it: the affine draws stay those of a run without noise).
         self.noise_generators = [offspring(g) for g in self.generators] if config.noise > 0 else []
         self._drawn: torch.Tensor | None = None  # (BLOCK, B, 4) draws in [-1, 1)
-        self._thetas: dict[tuple, torch.Tensor] = {}  # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3) (1-D: draws)
+        # (device, dtype, H, W) -> the block's (BLOCK, B, 2, 3); a 1-D signal's: its draws (BLOCK, B, 4)
+        self._thetas: dict[tuple, torch.Tensor] = {}
         self._grids: dict[tuple, tuple[int, torch.Tensor]] = {}  # the same key -> (first step, (steps, B, H, W, 2))
         self._next = 0
         self._noise_block: torch.Tensor | None = None  # (steps, B, C, H, W) on the images' device
