@@ -47,6 +47,8 @@ def sync(device: torch.device) -> None:
 #: machine, where other jobs take turns on the cores; use it with --threads 1, on the CPU).
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
+#: classes: the shorter run whose time is subtracted to get the time per step alone.
+SHORT = 16
 
 
 def timed(fn, device: torch.device) -> float:
@@ -96,8 +98,11 @@ def lucent_seconds(model, spec, layer: str, channels: list[int], steps: int) -> 
     return f"lucent: {seconds:.2f} s, {len(channels) * steps / seconds:.0f} image-steps/s"
 
 
-def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_key: str) -> dict[str, float]:
-    """Alternate the runs ``repeats`` times; print each one's median seconds, image-steps/s and ratio to the floor."""
+def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_key: str,
+            short_of: str | None = None) -> dict[str, float]:
+    """Alternate the runs ``repeats`` times; print each one's median seconds, image-steps/s and ratio to the floor
+    (a run whose name ends in ``short_of``: to the floor's run of that name). Returns the medians by the names
+    before any `` (defaults)``."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
@@ -106,12 +111,16 @@ def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_ke
     floors = {name: work[name] / medians[name] for name in runs}
     for name in runs:
         reference = floor_key if "bf16" not in name else floor_key + " bf16"
+        if short_of and name.endswith(short_of):
+            reference = floor_key + short_of
         ratio = floors[name] / floors[reference] if reference in floors else float("nan")
         print(f"{name:<34} {medians[name]:8.3f} s {floors[name]:10.0f} image-steps/s  {ratio:6.1%} of the floor")
-    return floors
+    return {name.removesuffix(" (defaults)"): seconds for name, seconds in medians.items()}
 
 
 def classes(args) -> None:
+    """Whole calls (setup, steps, final scoring) against the floor, then per step: the same at SHORT steps, and the
+    difference between the two step counts (the fixed costs cancel; the whole process is `floor.py process`)."""
     loaded = load_model(args.model)
     model, spec = loaded.model.to(args.device), loaded.spec
     device = torch.device(args.device)
@@ -119,9 +128,13 @@ def classes(args) -> None:
     labels = list(range(spec.num_classes))
     targets = torch.tensor(labels)
     layer = spec.logits
+    short = min(SHORT, config.steps - 1)
     runs = {"introspect classes (defaults)": lambda: visualize_classes(model, spec, config=config),
-            "floor": lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device)}
-    work = dict.fromkeys(runs, len(labels) * config.steps)
+            "floor": lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device),
+            f"introspect classes, {short} steps": lambda: visualize_classes(model, spec,
+                                                                            config=config.replace(steps=short)),
+            f"floor, {short} steps": lambda: floor_loop(model, spec, layer, targets, short, config.lr, device)}
+    work = {name: len(labels) * (short if name.endswith(f"{short} steps") else config.steps) for name in runs}
     if args.amp:
         runs["introspect classes --amp bf16"] = lambda: visualize_classes(model, spec, config=config.replace(amp=True))
         runs["floor bf16"] = lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device, amp=True)
@@ -133,7 +146,15 @@ def classes(args) -> None:
     floor_loop(model, spec, layer, targets, 2, config.lr, device)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model}, {len(labels)} "
           f"classes x {config.steps} steps in one batch; medians of {args.repeats}, {args.clock} clock")
-    compare(runs, work, args.repeats, device, "floor")
+    medians = compare(runs, work, args.repeats, device, "floor", short_of=f", {short} steps")
+    extra = len(labels) * (config.steps - short)
+    per_step = {name: extra / (medians[name] - medians[f"{name}, {short} steps"]) for name in ("introspect classes",
+                                                                                                "floor")
+                if medians[name] > medians[f"{name}, {short} steps"]}
+    if len(per_step) == 2:
+        print(f"per step ({config.steps} - {short} steps): introspect {per_step['introspect classes']:.0f} "
+              f"image-steps/s, floor {per_step['floor']:.0f}: "
+              f"{per_step['introspect classes'] / per_step['floor']:6.1%} of the floor")
 
 
 def parts(args) -> None:

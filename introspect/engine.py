@@ -202,6 +202,7 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
     notes = [n for n in [train_mode_note(model)] if n]
     optimizer = optimizer(weights)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
+    descent = torch.full((batch,), -1.0, device=device)  # values are float32 (``forward``)
     history: list[torch.Tensor] = []
     kept: dict[int, torch.Tensor] = {}
     interrupted_at = None
@@ -221,9 +222,8 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
                 # NaN/inf is tracked on the device: no host sync per step. A stopped image's gradient is
                 # zeroed (``_freeze_rows``, a no-op while all are alive) and the others go on.
                 alive &= torch.isfinite(values)
-                gain = torch.where(alive, values, torch.zeros_like(values))
                 optimizer.zero_grad(set_to_none=True)
-                (-gain.sum()).backward()
+                values.backward(descent * alive)  # the gradient of -sum(values) over the images still alive
                 _freeze_rows(weights, ~alive)
                 optimizer.step()
                 history.append(values.detach())

@@ -60,12 +60,15 @@ def probabilities(scores: torch.Tensor, kind: str | None) -> torch.Tensor:
 
 def log_probability(scores: torch.Tensor, picked: torch.Tensor, kind: str | None) -> torch.Tensor:
     """(B, 1) the log-probability of each row's ``picked`` class from scores on the logit scale; another class's
-    non-finite score counts as absent."""
-    target = scores.gather(1, picked)
+    non-finite score counts as absent (its probability 0), and a non-finite picked score gives a non-finite result."""
     if kind in SIGMOID_KINDS:
-        return F.logsigmoid(target)
-    others = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
-    return target - torch.logsumexp(others.scatter(1, picked, target), dim=1, keepdim=True)
+        return F.logsigmoid(scores.gather(1, picked))
+    return F.log_softmax(_absent_if_not_finite(scores), 1).gather(1, picked)
+
+
+def _absent_if_not_finite(scores: torch.Tensor) -> torch.Tensor:
+    """Scores with NaN and +-inf made -inf: a class of probability 0 in a softmax (one op, run every step)."""
+    return scores.nan_to_num(nan=float("-inf"), posinf=float("-inf"), neginf=float("-inf"))
 
 
 def probability_label(kind: str | None) -> str:
