@@ -21,7 +21,7 @@ from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 
-from .quality import is_flat
+from .quality import saturates
 
 #: Applied while figures are built: every Text made then keeps parse_math=False.
 PLAIN_TEXT = {"text.parse_math": False}
@@ -352,10 +352,10 @@ def format_value(value: float, width_inches: float | None = None, fontsize: floa
 
 
 def flat_channels(result) -> torch.Tensor:
-    """(N,) bool: every optimized image of the channel is flat (it saturates: prefers a uniform input) and it was
-    reached: a channel never opened keeps its flat start, which says nothing of what it prefers."""
+    """(N,) bool: the channel saturates (quality.saturates, the site's verdict too)."""
     n = len(result.channels)
-    return is_flat(result.images[:n * result.diverse]).view(n, result.diverse).all(1) & ~result.not_reached
+    images = result.images[:n * result.diverse]
+    return saturates(images.view(n, result.diverse, *images.shape[1:]), ~result.not_reached)
 
 
 class Page:
