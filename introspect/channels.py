@@ -607,19 +607,24 @@ def chunk_objective(plan: LayerPlan, channels: Sequence[int], neuron: bool = Fal
 @dataclass(frozen=True)
 class DataStarts:
     """What the data style needs for a layer's plan: per image (channel by channel, ``diverse`` copies each) the
-    real example it starts from and the activation it is pushed to."""
+    real example it starts from and its channel's best real activation (the target is DATA_TARGET x it)."""
 
     images: torch.Tensor  # (len(plan.channels) * diverse, C, H, W) in [0, 1]
-    targets: torch.Tensor  # (len(plan.channels) * diverse,)
+    best: torch.Tensor  # (len(plan.channels) * diverse,) the channel's best real activation (a dead one: DEAD_BEST)
     live: torch.Tensor  # (len(plan.channels) * diverse,) bool: the image's channel is live (ExampleStats.live)
     mean: torch.Tensor | None = None  # (C*H*W,) the real images' mean; None for inputs too large (see data_subspace)
     components: torch.Tensor | None = None  # (C*H*W, DATA_COMPONENTS) orthonormal: their principal directions
     scale: float = 1.0  # the median real image's energy outside them
     spreads: torch.Tensor | None = None  # (len(plan.channels) * diverse,) pixel distance the copies keep; None: diverse 1
 
+    @property
+    def targets(self) -> torch.Tensor:
+        """The activation each image is pushed to."""
+        return DATA_TARGET * self.best
+
     def rows(self, part: slice | torch.Tensor) -> "DataStarts":
         """The starts of images ``part`` (a slice or an index tensor) only."""
-        return replace(self, images=self.images[part], targets=self.targets[part], live=self.live[part],
+        return replace(self, images=self.images[part], best=self.best[part], live=self.live[part],
                        spreads=None if self.spreads is None else self.spreads[part])
 
     def chunk(self, plan: LayerPlan, index: int) -> "DataStarts":
@@ -637,13 +642,13 @@ def data_starts(plan: LayerPlan, examples: ExampleStats, dataset: ImageDataset) 
     live = examples.live[channels].repeat_interleave(diverse)
     if diverse == 1:
         picked = examples.top_indices[channels, 0]
-        return DataStarts(dataset.pixels(picked).float(), DATA_TARGET * best, live, *data_subspace(dataset))
+        return DataStarts(dataset.pixels(picked).float(), best, live, *data_subspace(dataset))
     chosen, spreads = [], []
     for c in channels:
         pool = dataset.pixels(examples.top_indices[c]).float()
         chosen.append(pool[spread_starts(pool, diverse)])
         spreads += [DIVERSE_MARGIN * median_pairwise(pool[:diverse])] * diverse
-    return DataStarts(torch.cat(chosen), DATA_TARGET * best, live, *data_subspace(dataset),
+    return DataStarts(torch.cat(chosen), best, live, *data_subspace(dataset),
                       spreads=torch.tensor(spreads).clamp(min=1e-6))
 
 
@@ -740,7 +745,7 @@ def rescued(model: nn.Module, spec: ModelSpec, plan: LayerPlan, channels: Sequen
     image (else the strongest), when it is stronger than it was; the other images (and those of the channels
     ``starts.live`` marks dead) stay."""
     diverse, steps = plan.diverse, int(config.steps * RESCUE_SHARE)
-    best = starts.targets / DATA_TARGET
+    best = starts.best
     low = ((values < best) & starts.live).view(-1, diverse).any(1).tolist()
     groups = [i for i, bad in enumerate(low) if bad and not any(i * diverse <= r < (i + 1) * diverse
                                                                  for r in render.stopped)]

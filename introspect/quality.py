@@ -2,8 +2,8 @@
 
 Compared with real images of the dataset: total variation (edge energy, high
 for noise) and the share of bright pixels (high for saturated blobs). ``is_flat``:
-the one test of an optimized image with (almost) no contrast (its channel
-"saturates", preferring a uniform input), for the PNG reports and the site alike.
+the one test of an optimized image with (almost) no contrast; ``saturates``: the one
+verdict that a channel prefers a uniform input, for the PNG reports and the site alike.
 """
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def is_flat(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) in [0, 1] -> (N,) bool: (almost) no contrast: std < FLAT_STD or max - min < FLAT_RANGE."""
     flat = images.detach().float().flatten(1)
     return (flat.std(1, unbiased=False) < FLAT_STD) | ((flat.amax(1) - flat.amin(1)) < FLAT_RANGE)
+
+
+def saturates(images: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
+    """(N, D, ...) each channel's D optimized images in [0, 1] and (N,) bool whether it was reached -> (N,) bool:
+    the channel saturates (prefers a uniform input): every image of it is flat and it was reached (one never
+    opened keeps its flat start, which says nothing of what it prefers). Judged on the images as saved (rounded
+    to 8 bits), so that the report, from the result, and the site, from the saved bytes, agree."""
+    saved = (images.detach().float().clamp(0, 1) * 255).round() / 255
+    return is_flat(saved.flatten(0, 1)).view(images.shape[:2]).all(1) & reached.to(device=images.device, dtype=torch.bool)
 
 
 def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tensor:

@@ -21,7 +21,7 @@ from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 
-from .quality import is_flat
+from .quality import saturates
 
 #: Applied while figures are built: every Text made then keeps parse_math=False.
 PLAIN_TEXT = {"text.parse_math": False}
@@ -352,10 +352,10 @@ def format_value(value: float, width_inches: float | None = None, fontsize: floa
 
 
 def flat_channels(result) -> torch.Tensor:
-    """(N,) bool: every optimized image of the channel is flat (it saturates: prefers a uniform input) and it was
-    reached: a channel never opened keeps its flat start, which says nothing of what it prefers."""
+    """(N,) bool: the channel saturates (quality.saturates, the site's verdict too)."""
     n = len(result.channels)
-    return is_flat(result.images[:n * result.diverse]).view(n, result.diverse).all(1) & ~result.not_reached
+    images = result.images[:n * result.diverse]
+    return saturates(images.view(n, result.diverse, *images.shape[1:]), ~result.not_reached)
 
 
 class Page:
@@ -660,23 +660,25 @@ def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[
     name = f"{result.layer}:{channel}"
     if unit_names is not None and channel < len(unit_names):
         name += f" ({unit_names[channel]})"
-    optimized = format_value(float(result.best[n]))
     saturates = "\nsaturates: prefers a uniform input" if flat else ""
-    if examples is not None and bool(result.dead[n]):
+    if examples is None:  # no ratio to give; the optimized activation is the blue number under the image already
+        if bool(result.not_reached[n]):
+            return f"{name} · not reached{saturates}", MUTED
+        return f"{name}{saturates}", FLAT if flat else INK
+    optimized = format_value(float(result.best[n]))
+    if bool(result.dead[n]):
         return f"{name} · dead: no real image activates it · optimized {optimized}{saturates}", DEAD
-    if examples is not None and bool(result.rare[n]):
+    if bool(result.rare[n]):
         share = float(examples.active_fraction[channel])
         return f"{name} · rarely active: {share:.2%} of images · no ratio{saturates}", RARE
     if bool(result.not_reached[n]):
         return f"{name} · not reached: optimized {optimized}{saturates}", MUTED
     if flat:
         return f"{name} · optimized {optimized}{saturates}", FLAT
-    if examples is not None:
-        ratio = float(result.ratio[n])
-        if ratio != ratio:
-            return f"{name} · no ratio (no real image above 0) · optimized {optimized}", MUTED
-        return f"{name} · ratio {ratio:.2f} · optimized {optimized}", INK if ratio >= 1 else BELOW_ONE
-    return f"{name} · optimized {optimized}", INK
+    ratio = float(result.ratio[n])
+    if ratio != ratio:
+        return f"{name} · no ratio (no real image above 0) · optimized {optimized}", MUTED
+    return f"{name} · ratio {ratio:.2f} · optimized {optimized}", INK if ratio >= 1 else BELOW_ONE
 
 
 def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -> str:

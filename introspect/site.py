@@ -44,7 +44,7 @@ from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load
 from .folders import Run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
-from .quality import is_flat
+from .quality import saturates
 
 ASSETS = Path(__file__).with_name("explore_assets")
 #: The file in every site folder that says introspect made it, and which files it wrote there.
@@ -365,14 +365,16 @@ def _gather_channels(site: Site, run) -> None:
         if any(l["layer"] == layer["layer"] for l in site.layers):
             continue
         rows = np.flatnonzero(arrays["layers"] == layer["layer"])
-        per = {}
-        for n, entry in enumerate(layer["per_channel"]):
+        per, entries = {}, layer["per_channel"]
+        images = torch.from_numpy(arrays["images"][rows[:len(entries) * diverse]]).float() / 255
+        flat = saturates(images.view(len(entries), diverse, *images.shape[1:]),
+                         torch.tensor([not e.get("not_reached") for e in entries], dtype=torch.bool))
+        for n, entry in enumerate(entries):
             idx = rows[n * diverse:(n + 1) * diverse]
             per[int(entry["channel"])] = {
                 **entry, "channel": int(entry["channel"]), "images": arrays["images"][idx],
                 "scores": arrays["scores"][idx].tolist(),
-                "flat": bool(is_flat(torch.from_numpy(arrays["images"][idx]).float() / 255).all())
-                        and not entry.get("not_reached"),  # never opened: its flat start says nothing
+                "flat": bool(flat[n]),
                 "examples": arrays["examples"][idx[0]].tolist() if "examples" in arrays else [],
                 "example_values": arrays["example_activations"][idx[0]].tolist() if "example_activations" in arrays else [],
             }

@@ -297,12 +297,34 @@ def test_the_rescue_skips_channels_marked_dead_whatever_their_target(tiny_model,
     config = DATA_STYLE.replace(steps=4)
     run = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], config, examples=examples, dataset=data,
                              plan=plan)
-    far = replace(ch.data_starts(plan, examples, data), targets=torch.full((2,), 1e3))  # both images below
+    far = replace(ch.data_starts(plan, examples, data), best=torch.full((2,), 1e3))  # both images below
     render, values = run.renders[0], run.activations
     for live, rescued in ((False, False), (True, True)):
         starts = replace(far, live=torch.full((2,), live))
         again, _ = ch.rescued(tiny_model, tiny_spec, plan, [0, 1], starts, config, False, render, values)
         assert (again is not render) == rescued
+
+def test_an_image_as_strong_as_the_best_real_image_is_not_rescued(tiny_model, tiny_spec):
+    """``channels.rescued`` compares with the best real activation itself (DataStarts.best), not with it recovered
+    from the target (DATA_TARGET x best / DATA_TARGET, one float32 step above it for this best): an image exactly
+    as strong as the best real image stays."""
+    import introspect.channels as ch
+
+    best = torch.tensor(1.3355)
+    assert float(ch.DATA_TARGET * best / ch.DATA_TARGET) > float(best)  # the round trip this test is about
+    data = tiny_dataset()
+    examples = dataset_examples(tiny_model, tiny_spec, "conv1", data, k=2)
+    examples = replace(examples, max_value=torch.full(examples.max_value.shape, float(best)))
+    plan = ch.plan_channels(tiny_model, tiny_spec, ["conv1"], [0, 1], batch_size=2, steps=4)["conv1"]
+    config = DATA_STYLE.replace(steps=4)
+    starts = replace(ch.data_starts(plan, examples, data), live=torch.ones(2, dtype=torch.bool))
+    run = visualize_channels(tiny_model, tiny_spec, "conv1", [0, 1], config, examples=examples, dataset=data,
+                             plan=plan)
+    values = best.repeat(2)
+    again, after = ch.rescued(tiny_model, tiny_spec, plan, [0, 1], starts, config, False, run.renders[0], values)
+    assert again is run.renders[0] and torch.equal(after, values)
+    assert torch.equal(starts.best, values) and torch.equal(starts.targets, ch.DATA_TARGET * values)
+
 
 def test_data_subspace_is_the_top_principal_directions_of_the_data():
     from introspect.data import ImageDataset

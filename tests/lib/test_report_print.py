@@ -149,6 +149,50 @@ def test_flat_channels_say_they_saturate_and_rank_last():
     assert numbers[-1] == "#2"  # flat, ranked after every informative channel
 
 
+def test_without_a_dataset_a_caption_does_not_repeat_the_blue_activation():
+    """Without a dataset a channel's optimized activation is the blue number under its image; the caption under
+    that names the channel (and says "not reached" or "saturates") without giving the number again."""
+    from introspect.report import OPTIMIZED
+
+    model, spec = model_and_spec(4)
+    with torch.no_grad():
+        model.conv.weight[1], model.conv.bias[1] = 0.0, -1.0  # never reached
+    result = visualize_channels(model, spec, "conv", config=CHANNELS_DEFAULTS.replace(steps=2))
+    result.images[2] = 0.5  # uniform: saturates
+    page, = channels_figures(result, model_name="tiny")
+    texts = page.findobj(Text)
+    captions = [t.get_text().replace("\n", " ") for t in texts if t.get_text().startswith("conv:")]
+    blue = [t.get_text() for t in texts if t.get_color() == OPTIMIZED]
+    assert len(captions) == 4 and len(blue) == 4  # one optimized image each, its activation in blue
+    assert captions[1] == "conv:1 · not reached" and captions[2].startswith("conv:2 saturates")
+    assert not any("optimized" in c for c in captions), captions
+
+
+def test_the_report_and_the_site_call_the_same_channels_saturating(tmp_path):
+    """One verdict (quality.saturates) for the report, from the result, and the site, from the saved bytes: a channel
+    never reached keeps its flat start (not saturating), a constant one keeps it too (saturating), and an image
+    whose contrast crosses the flat threshold only once rounded to 8 bits gets the same verdict in both."""
+    from introspect.folders import Run
+    from introspect.records import layer_record, to_uint8
+    from introspect.site import _gather
+
+    model, spec = model_and_spec(4)
+    with torch.no_grad():
+        model.conv.weight[1:] = 0
+        model.conv.bias[1:3] = torch.tensor([-1.0, 1.0])  # 1: never reached; 2: constant, reached
+        model.conv.weight[3], model.conv.bias[3] = 1.0, 0.0  # 3: reached from the start (brighter is stronger)
+    result = visualize_channels(model, spec, "conv", config=CHANNELS_DEFAULTS.replace(steps=3))
+    ramp = torch.linspace(-1, 1, SIZE * SIZE).view(1, SIZE, SIZE)
+    result.images[3] = 0.5 + ramp / ramp.std(unbiased=False) * 0.01999  # just under FLAT_STD, just over once saved
+    record = {"command_name": "channels", "model": {"name": "tiny"}, "diverse": 1, "neuron": False, "dataset": None,
+              "layers": [layer_record(result)]}
+    arrays = {"layers": np.array(["conv"] * 4), "images": to_uint8(result.images), "scores": result.activations.numpy()}
+    site = _gather([Run(tmp_path / "run", record, arrays)], compute=False)
+    report = flat_channels(result).tolist()
+    assert report[1:3] == [False, True] and bool(result.not_reached[1]) and not bool(result.not_reached[3])
+    assert [site.layers[0]["per"][c]["flat"] for c in range(4)] == report
+
+
 def test_a_flat_image_that_never_activated_its_channel_is_not_called_saturating():
     """A channel the optimization never opened (untrained GoogLeNet's inception5b, few steps) keeps its grey start:
     "not reached", not "prefers a uniform input; try neuron mode"."""
