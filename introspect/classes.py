@@ -125,10 +125,12 @@ class ClassesResult:
 
     @property
     def kept_by(self) -> str:
-        """How the kept candidate of each class was chosen, in words."""
+        """How the kept candidate of each class was chosen, in words (a 1-D signal is only shifted along itself:
+        ``transforms.along_axis``)."""
         if self.robust:
             noise = f" with noise {self.config.transforms.noise:g}" if self.config.transforms.noise else ""
-            return (f"largest mean logit margin over {CHOICE_DRAWS} random zooms and rotations{noise}, among those "
+            moves = "shifts along the signal" if 1 in self.images.shape[2:] else "zooms and rotations"
+            return (f"largest mean logit margin over {CHOICE_DRAWS} random {moves}{noise}, among those "
                     "the model names as they are")
         return "largest logit margin"
 

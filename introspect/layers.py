@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,12 +96,54 @@ def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
             and output.shape[-1] == module.normalized_shape[0])
 
 
-def as_map(module: nn.Module, output: object) -> object:
+#: Modules that act on each value alone and keep the shape: their output has their input's layout, so one fed a
+#: channels-last map (a GELU between a ConvNeXt block's Linears) gives a channels-last map too.
+ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.Hardtanh, nn.GELU, nn.SiLU, nn.Mish,
+                       nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU,
+                       nn.Softplus)
+
+
+def passes_layout(module: nn.Module) -> bool:
+    """Whether ``module``'s output can be a channels-last map: what ``Layouts`` must see to follow the layout."""
+    return isinstance(module, (nn.Linear, nn.LayerNorm, *ELEMENTWISE_MODULES))
+
+
+class Layouts:
+    """Which outputs of a forward pass are channels-last (B, H, W, C) maps: a Linear's or LayerNorm's by their own
+    shape (``_channels_last``), an elementwise module's when the module that fed it gave one. ``note`` (or ``hook``,
+    a forward hook) must see every module that ``passes_layout``, in the order they run."""
+
+    def __init__(self) -> None:
+        self._maps: dict[int, weakref.ref] = {}  # id of each channels-last output -> the tensor while it lives
+
+    def note(self, module: nn.Module, inputs: tuple, output: object) -> bool:
+        """Whether ``output`` of ``module`` is a channels-last map (remembered for the modules it feeds)."""
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            return False
+        if isinstance(module, ELEMENTWISE_MODULES):
+            fed = inputs[0] if inputs else None
+            known = self._maps.get(id(fed))
+            last = known is not None and known() is fed and output.shape == fed.shape
+        else:
+            last = _channels_last(module, output)
+        if last and id(output) not in self._maps:
+            key = id(output)
+            self._maps[key] = weakref.ref(output, lambda _ref: self._maps.pop(key, None))
+        return last
+
+    def hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        self.note(module, inputs, output)
+
+
+def as_map(module: nn.Module, output: object, channels_last: bool | None = None) -> object:
     """``output`` of ``module`` as the library reads it: a signal module's (B, C, L) as (B, C, 1, L), a channels-last
-    Linear's or LayerNorm's (B, H, W, C) as (B, C, H, W)."""
+    map (B, H, W, C) as (B, C, H, W). ``channels_last``: whether it is one, as ``Layouts`` followed it; None: judged
+    from ``module`` alone (a Linear or LayerNorm; an elementwise module then keeps what it is given)."""
     if isinstance(output, torch.Tensor) and output.ndim == 3 and isinstance(module, SIGNAL_MODULES):
         return output.unsqueeze(2)
-    if isinstance(output, torch.Tensor) and _channels_last(module, output):
+    if channels_last is None:
+        channels_last = isinstance(output, torch.Tensor) and _channels_last(module, output)
+    if channels_last:
         return output.permute(0, 3, 1, 2)
     return output
 
@@ -118,6 +161,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     finished: dict[str, int] = {}
     targets = set() if stop_after is None else {stop_after} if isinstance(stop_after, str) else set(stop_after)
     handles = []
+    layouts = Layouts()
 
     started: dict[str, None] = {}  # modules in the order their forward began (parents before children)
 
@@ -127,11 +171,11 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         return pre_hook
 
     def recorder(name: str):
-        def hook(_module, _inputs, output):
+        def hook(module, inputs, output):
             calls[name] = calls.get(name, 0) + 1
             finished.setdefault(name, len(finished))
             if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(as_map(_module, output).shape[1:])
+                shapes[name] = tuple(as_map(module, output, layouts.note(module, inputs, output)).shape[1:])
             if name in targets and targets <= finished.keys():
                 raise StopForward
         return hook

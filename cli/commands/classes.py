@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=positive_int, metavar="N",
                    help="render N images per class in the same batch and keep the one whose target logit leads the "
                         "runner-up class by the most, on the model's own logits (without data: on average over "
-                        f"random zooms and rotations) (default: {NO_DATA_CANDIDATES} without data for small inputs, "
-                        "else 1)")
+                        "random zooms and rotations, or shifts along a 1-D signal) "
+                        f"(default: {NO_DATA_CANDIDATES} without data for small inputs, else 1)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 

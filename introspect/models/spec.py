@@ -1,6 +1,7 @@
 """ModelSpec: what the tools need to know about a model besides its weights."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -71,48 +72,58 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         """Refuse a spec the tools cannot use: ValueError naming the field."""
+        self._check(None)
+
+    def _check(self, changed: frozenset[str] | None) -> None:
+        """Run the checks that read a field in ``changed`` (every check for None), always in this order, so
+        the first error is the one a full check would give (the other fields passed it before)."""
+        def reads(*names: str) -> bool:
+            return changed is None or not changed.isdisjoint(names)
+
         for name in ("name", "architecture"):
-            if not isinstance(getattr(self, name), str):
+            if reads(name) and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string, got {_brief(getattr(self, name))}")
         for name in ("logits_layer", "logits_output"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+            if reads(name) and getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string or None, got {_brief(getattr(self, name))}")
-        if self.output_kind is not None and self.output_kind not in KINDS:
+        if reads("output_kind") and self.output_kind is not None and self.output_kind not in KINDS:
             raise ValueError(f"output_kind must be one of {', '.join(KINDS)} or None, got {_brief(self.output_kind)}")
-        if self.logits_position is not None and self.logits_position not in POSITIONS:
+        if reads("logits_position") and self.logits_position is not None and self.logits_position not in POSITIONS:
             raise ValueError(f"logits_position must be one of {', '.join(POSITIONS)} or None, "
                              f"got {_brief(self.logits_position)}")
-        if self.dataset is not None and not isinstance(self.dataset, str):
+        if reads("dataset") and self.dataset is not None and not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a string or None, got {_brief(self.dataset)}")
         shape = self.input_shape
-        if not (isinstance(shape, tuple) and 1 <= len(shape) <= 3 and all(_is_int(v) and v > 0 for v in shape)):
+        if reads("input_shape") and not (isinstance(shape, tuple) and 1 <= len(shape) <= 3
+                                         and all(_is_int(v) and v > 0 for v in shape)):
             raise ValueError(f"input_shape must be (C, H, W), (C, L) or (L,): positive whole numbers, got {_brief(shape)}")
         shape = self.image_shape
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if not (isinstance(values, tuple) and len(values) == shape[0]
+            if reads(name, "input_shape") and not (isinstance(values, tuple) and len(values) == shape[0]
                     and all(_is_number(v) and math.isfinite(v) for v in values)):
                 raise ValueError(f"{name} must hold one finite number per input channel ({shape[0]}), got {_brief(values)}")
-        if any(v <= 0 for v in self.std):
+        if reads("std") and any(v <= 0 for v in self.std):
             raise ValueError(f"std must be > 0 for every channel, got {_brief(self.std)}")
-        if not (isinstance(self.class_names, tuple) and (self.class_names or self.logits_layer is None)
+        if reads("class_names", "logits_layer") and not (
+                isinstance(self.class_names, tuple) and (self.class_names or self.logits_layer is None)
                 and all(isinstance(n, str) for n in self.class_names)):
             raise ValueError(f"class_names must hold at least one name (strings), got {_brief(self.class_names)}")
-        if self.activations is not None:
+        if reads("activations") and self.activations is not None:
             if not isinstance(self.activations, dict):
                 raise ValueError(f"activations must map layers to function names, got {_brief(self.activations)}")
             unknown = [(layer, name) for layer, name in self.activations.items() if name not in ACTIVATION_FUNCTIONS]
             if unknown:
                 raise ValueError(f"activations names unknown function {unknown[0][1]!r} for layer {unknown[0][0]!r}; "
                                  f"known: {', '.join(ACTIVATION_FUNCTIONS)}")
-        if self.measure is not None and not (isinstance(self.measure, dict) and all(
+        if reads("measure") and self.measure is not None and not (isinstance(self.measure, dict) and all(
                 isinstance(k, str) and isinstance(v, tuple) and all(isinstance(s, str) for s in v)
                 for k, v in self.measure.items())):
             raise ValueError(f"measure must map layers to chains of step names, got {_brief(self.measure)}")
-        if self.taps is not None and not (isinstance(self.taps, dict) and all(
+        if reads("taps") and self.taps is not None and not (isinstance(self.taps, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.taps.items())):
             raise ValueError(f"taps must map layers to module names, got {_brief(self.taps)}")
-        if self.spectrum is not None:
+        if reads("spectrum", "input_shape") and self.spectrum is not None:
             rows, cols = shape[1], shape[2] // 2 + 1
             if len(self.spectrum) != rows or any(len(row) != cols for row in self.spectrum):
                 raise ValueError(f"spectrum must be {rows} x {cols} (H x W//2+1 of input_shape {shape})")
@@ -122,7 +133,7 @@ class ModelSpec:
                 raise ValueError("spectrum is all 0: an image with that spectrum cannot change")
         for name in ("image_mean", "image_support"):
             values = getattr(self, name)
-            if values is None:
+            if values is None or not reads(name, "input_shape"):
                 continue
             if not (len(values) == shape[0] and len(values[0]) > 0 and len(values[0][0]) > 0
                     and all(len(plane) == len(values[0]) and all(len(row) == len(values[0][0]) for row in plane)
@@ -131,11 +142,12 @@ class ModelSpec:
             if not all(0.0 <= v <= 1.0 for plane in values for row in plane for v in row):
                 raise ValueError(f"{name} must hold pixel values in [0, 1]")
 
-        if self.ink_level is not None and not (_is_number(self.ink_level) and 0 < self.ink_level <= 1):
+        if reads("ink_level") and self.ink_level is not None and not (
+                _is_number(self.ink_level) and 0 < self.ink_level <= 1):
             raise ValueError(f"ink_level must be a number in (0, 1], got {_brief(self.ink_level)}")
-        if (self.image_basis is None) != (self.basis_mean is None):
+        if reads("image_basis", "basis_mean") and (self.image_basis is None) != (self.basis_mean is None):
             raise ValueError("image_basis and basis_mean come together: give both or neither")
-        if self.image_basis is not None:
+        if reads("image_basis", "basis_mean", "input_shape") and self.image_basis is not None:
             size = shape[0] * shape[1] * shape[2]
             if len(self.basis_mean) != size or not self.image_basis or any(len(row) != size for row in self.image_basis):
                 raise ValueError(f"image_basis must be rows of C*H*W = {size} numbers, and basis_mean {size} numbers")
@@ -213,38 +225,21 @@ class ModelSpec:
         missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
         if missing:
             raise ValueError(f"missing spec fields: {', '.join(missing)}")
-        values = dict(data)
-        for key in ("input_shape", "mean", "std", "class_names"):
-            if not isinstance(values[key], (list, tuple)):
-                raise ValueError(f"{key} must be a list, got {_brief(values[key])}")
-            values[key] = tuple(values[key])
-        if isinstance(values.get("measure"), dict):
-            values["measure"] = {str(k): tuple(map(str, v)) if isinstance(v, (list, tuple)) else v
-                                 for k, v in values["measure"].items()}
-        if isinstance(values.get("activations"), dict):
-            values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
-        if values.get("spectrum") is not None:
-            try:
-                values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
-            except (TypeError, ValueError):
-                raise ValueError("spectrum must be a list of rows of numbers") from None
-        for key in ("image_mean", "image_support"):
-            if values.get(key) is not None:
-                try:
-                    values[key] = tuple(tuple(tuple(float(v) for v in row) for row in plane) for plane in values[key])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{key} must be a list of planes of rows of numbers") from None
-        try:
-            if values.get("image_basis") is not None:
-                values["image_basis"] = tuple(tuple(float(v) for v in row) for row in values["image_basis"])
-            if values.get("basis_mean") is not None:
-                values["basis_mean"] = tuple(float(v) for v in values["basis_mean"])
-        except (TypeError, ValueError):
-            raise ValueError("image_basis must be a list of rows of numbers, basis_mean a list of numbers") from None
-        return cls(**values)
+        return cls(**_coerced(data))
 
     def replace(self, **changes: Any) -> "ModelSpec":
-        return ModelSpec.from_dict({**self.to_dict(), **changes})
+        """A copy with ``changes`` (values as ``from_dict`` takes them, refused with the same errors); only
+        the checks that read a changed field run, so a copy costs what the change costs, not a pass over a
+        stored image prior."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown spec fields: {', '.join(sorted(map(str, unknown)))}")
+        values = _coerced(changes)
+        spec = copy.copy(self)
+        for key, value in values.items():
+            object.__setattr__(spec, key, value)
+        spec._check(frozenset(values))
+        return spec
 
 
 def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -255,6 +250,42 @@ def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) == 2:
         return (shape[0], 1, shape[1])
     return shape
+
+
+def _coerced(data: dict[str, Any]) -> dict[str, Any]:
+    """``data``'s fields in the types a spec holds (lists as tuples, numbers as floats); ValueError naming
+    a field that cannot be."""
+    values = dict(data)
+    for key in ("input_shape", "mean", "std", "class_names"):
+        if key not in values:
+            continue
+        if not isinstance(values[key], (list, tuple)):
+            raise ValueError(f"{key} must be a list, got {_brief(values[key])}")
+        values[key] = tuple(values[key])
+    if isinstance(values.get("measure"), dict):
+        values["measure"] = {str(k): tuple(map(str, v)) if isinstance(v, (list, tuple)) else v
+                             for k, v in values["measure"].items()}
+    if isinstance(values.get("activations"), dict):
+        values["activations"] = {str(k): str(v) for k, v in values["activations"].items()}
+    if values.get("spectrum") is not None:
+        try:
+            values["spectrum"] = tuple(tuple(float(v) for v in row) for row in values["spectrum"])
+        except (TypeError, ValueError):
+            raise ValueError("spectrum must be a list of rows of numbers") from None
+    for key in ("image_mean", "image_support"):
+        if values.get(key) is not None:
+            try:
+                values[key] = tuple(tuple(tuple(float(v) for v in row) for row in plane) for plane in values[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be a list of planes of rows of numbers") from None
+    try:
+        if values.get("image_basis") is not None:
+            values["image_basis"] = tuple(tuple(float(v) for v in row) for row in values["image_basis"])
+        if values.get("basis_mean") is not None:
+            values["basis_mean"] = tuple(float(v) for v in values["basis_mean"])
+    except (TypeError, ValueError):
+        raise ValueError("image_basis must be a list of rows of numbers, basis_mean a list of numbers") from None
+    return values
 
 
 def _to_lists(value: Any) -> Any:

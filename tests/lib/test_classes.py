@@ -186,6 +186,28 @@ def test_without_data_candidates_are_kept_by_their_margin_under_random_transform
     assert default_candidates(derived, config, 1000) == 1  # ImageNet-sized class counts: no extra candidates
 
 
+def test_kept_by_names_the_transforms_the_input_got(shipped_mnist):
+    """Without data an image's candidates are judged under random zooms and rotations; a 1-D signal's only under
+    shifts along it (``transforms.along_axis``), and its settings line says so."""
+    from torch import nn
+
+    from introspect import CLASSES_DEFAULTS
+    from introspect.models import ModelSpec
+
+    config = CLASSES_DEFAULTS.replace(steps=1)
+    image = visualize_classes(shipped_mnist.model, without_prior(shipped_mnist.spec), [3], config, candidates=2)
+    assert ("(kept: largest mean logit margin over 32 random zooms and rotations, among those the model names as "
+            "they are)") in image.settings
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 5, stride=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).eval()
+    spec = ModelSpec(name="signal", architecture="user", input_shape=(1, 64), mean=(0.5,), std=(0.25,),
+                     logits_layer="", class_names=("a", "b", "c"))
+    signal = visualize_classes(model, spec, [0, 1], config, candidates=2)
+    assert signal.robust and "random shifts along the signal" in signal.settings
+    assert "rotation" not in signal.settings and "zoom" not in signal.settings
+
+
 def _dense_mlp(shipped_mnist):
     """A tiny seeded MLP on MNIST's pixels (its first weighted module an nn.Linear over all of them) and a spec
     without a prior whose logits are the Sequential's output."""

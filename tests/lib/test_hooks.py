@@ -131,3 +131,22 @@ def test_a_linear_on_channels_last_maps_has_its_features_as_channels():
     with torch.no_grad():
         direct = model.fc1(model.norm(model.conv(x).permute(0, 2, 3, 1)))
     torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
+
+
+def test_an_elementwise_module_has_the_layout_of_the_module_that_fed_it():
+    """The GELU between two channels-last Linears has fc1's 16 features as channels — not its 6 rows — whether it is
+    described with every module or hooked alone; a GELU on a conv's (B, C, H, W) map stays as it is."""
+    torch.manual_seed(0)
+    model = _ChannelsLastBlock().eval()
+    infos = {i.name: i for i in describe_layers(model, (3, 8, 7))}
+    assert (infos["act"].output_shape, infos["act"].units) == ((16, 6, 5), 16)
+    x = torch.randn(2, 3, 8, 7)
+    with HookRegistry(model, ["act"]) as hooks:
+        recorded = hooks.run(x)["act"]
+    with torch.no_grad():
+        direct = model.act(model.fc1(model.norm(model.conv(x).permute(0, 2, 3, 1))))
+    torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.Identity()).eval()
+    assert [i.output_shape for i in describe_layers(plain, (3, 8, 7))] == [(8, 6, 5)] * 3
+    with HookRegistry(plain, ["2"]) as hooks:
+        assert hooks.run(x)["2"].shape == (2, 8, 6, 5)

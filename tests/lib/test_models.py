@@ -1,3 +1,4 @@
+import copy
 import pickle
 import re
 
@@ -6,6 +7,7 @@ import torch
 
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, ModelSpec, load_checkpoint, load_model, save_checkpoint
+from introspect.models.spec import PRIOR_FIELDS
 
 
 def test_checkpoint_round_trip_weights_only(tmp_path, tiny_model, tiny_spec):
@@ -78,7 +80,7 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("change,message", [
+REFUSED = [
     ({"input_shape": [1, 1, 28, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive whole numbers, got (1, 1, 28, 28)"),
     ({"input_shape": [1, 0, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive"),
     ({"input_shape": [1.5, 28, 28]}, "input_shape must be (C, H, W), (C, L) or (L,): positive"),
@@ -96,10 +98,55 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_model, tiny_spec):
     ({"spectrum": [[1.0, 2.0]]}, "spectrum must be 28 x 15"),
     ({"spectrum": "abc"}, "spectrum must be a list of rows of numbers"),
     ({"logits_layer": 5}, "logits_layer must be a string or None"),
-])
+]
+
+
+@pytest.mark.parametrize("change,message", REFUSED)
 def test_invalid_spec_is_refused_naming_the_field(tiny_spec, change, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ModelSpec.from_dict({**tiny_spec.to_dict(), **change})
+
+
+@pytest.mark.parametrize("change,message", REFUSED)
+def test_replace_refuses_a_bad_value_as_from_dict_does(tiny_spec, change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_spec.replace(**change)
+
+
+def _error(make):
+    with pytest.raises(ValueError) as info:
+        make()
+    return str(info.value)
+
+
+def test_replace_matches_the_from_dict_route_on_a_spec_with_a_prior():
+    spec = load_model("mnist").spec
+    assert spec.image_basis is not None and spec.spectrum is not None
+    data = spec.to_dict()
+    good = [{"name": "x"}, {"class_names": list("abcdefghij")}, {"input_shape": [1, 28, 28]},
+            {"activations": {"fc1": "relu"}}, {"measure": {"conv1": ["relu"]}}, {"ink_level": 1},
+            {"spectrum": [[1] * 15] * 28}, {"image_mean": [[[0.5] * 7] * 7]}, dict.fromkeys(PRIOR_FIELDS),
+            {"image_basis": data["image_basis"][:3], "basis_mean": [0] * 784}, {"logits_layer": None, "class_names": []}]
+    for change in good:
+        assert spec.replace(**change) == ModelSpec.from_dict({**data, **change}), change
+    bad = [{"input_shape": [1, 14, 14]}, {"input_shape": [3, 28, 28]}, {"image_mean": [[[2.0]]]},
+           {"image_support": [[[0.5]], [[0.5]]]}, {"image_basis": None}, {"basis_mean": [1.0]},
+           {"image_basis": [[float("nan")] * 784]}, {"spectrum": [[0.0] * 15] * 28}, {"ink_level": 0},
+           {"logits_layer": "fc2", "class_names": []}, {"std": [0.0], "name": 5}, {"colour": 1}]
+    for change in bad:
+        expected = _error(lambda: ModelSpec.from_dict({**data, **change}))
+        assert _error(lambda: spec.replace(**change)) == expected, change
+
+
+def test_replace_does_not_walk_the_stored_prior():
+    """A replace costs what the change costs (issue #24): the prior it keeps is neither copied nor checked."""
+    class Untouchable(tuple):
+        def __iter__(self):
+            raise AssertionError("the stored prior was walked")
+
+    spec = copy.copy(load_model("mnist").spec)
+    object.__setattr__(spec, "image_basis", Untouchable(spec.image_basis))
+    assert spec.replace(name="x").image_basis is spec.image_basis
 
 
 def test_spec_validates_when_built_directly_too(tiny_spec):
