@@ -101,6 +101,19 @@ def test_redirected_relus_let_a_dead_image_move_and_leave_the_model_as_it_was():
     assert torch.equal(redirected, model(alive).detach())
 
 
+def test_a_redirected_relu_passes_on_the_output_its_module_computed():
+    """The ReLU runs once a forward: the redirect only changes its backward, it computes no second ReLU."""
+    from introspect.hooks import redirected_relus
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten())
+    seen = {}
+    model[1].register_forward_hook(lambda _m, _i, output: seen.update(relu=output))  # runs before the redirect's
+    model[2].register_forward_pre_hook(lambda _m, inputs: seen.update(passed=inputs[0]))
+    with redirected_relus(model):
+        model(torch.rand(2, 1, 8, 8, requires_grad=True))
+    assert seen["passed"].data_ptr() == seen["relu"].data_ptr()
+
+
 class _ChannelsLastBlock(nn.Module):
     """A ConvNeXt / Swin block: Linear and LayerNorm run on (B, H, W, C), the channels last."""
 
