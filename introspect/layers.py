@@ -85,11 +85,21 @@ SIGNAL_MODULES = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm
                   nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
 
 
+def _to_channels_last(module: nn.Module) -> bool:
+    """A Permute module (torchvision.ops.misc.Permute, known by its class name and ``dims`` so that torchvision need
+    not be imported) of dims (0, 2, 3, 1): a (B, C, H, W) map made (B, H, W, C), as ConvNeXt's blocks do. Its
+    inverse (0, 3, 1, 2) gives a plain map, as any module does."""
+    dims = getattr(module, "dims", None) if type(module).__name__ == "Permute" else None
+    return isinstance(dims, (list, tuple)) and len(dims) == 4 and [int(d) % 4 for d in dims] == [0, 2, 3, 1]
+
+
 def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
     """A (B, H, W, C) map: a Linear, or a plain LayerNorm over one axis, run on channels-last maps (ConvNeXt's and
-    Swin's blocks); their features (the last axis) are the channels."""
+    Swin's blocks), their features (the last axis) the channels; or a Permute's (0, 2, 3, 1) of a (B, C, H, W) map."""
     if output.ndim != 4:
         return False
+    if _to_channels_last(module):
+        return True
     if isinstance(module, nn.Linear):
         return output.shape[-1] == module.out_features
     return (type(module) is nn.LayerNorm and len(module.normalized_shape) == 1
@@ -105,7 +115,8 @@ ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.Har
 
 def passes_layout(module: nn.Module) -> bool:
     """Whether ``module``'s output can be a signal or channels-last map: what ``Layouts`` must see to follow them."""
-    return isinstance(module, (nn.Linear, nn.LayerNorm, *SIGNAL_MODULES, *ELEMENTWISE_MODULES))
+    return isinstance(module, (nn.Linear, nn.LayerNorm, *SIGNAL_MODULES, *ELEMENTWISE_MODULES)) or _to_channels_last(
+        module)
 
 
 def inherits_layout(module: nn.Module) -> bool:
