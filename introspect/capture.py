@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .layers import (ELEMENTWISE_MODULES, Layouts, StopForward, as_map, is_scripted, named_layers, passes_layout,
+from .layers import (Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, passes_layout,
                      resolve_layer)
 from .outputs import pick
 
@@ -20,8 +20,8 @@ def is_output(name: str) -> bool:
 class HookRegistry:
     """Context manager recording the latest output of named layers.
 
-    Only the named layers get hooks (and, where one is an elementwise module, the modules that could feed it a
-    channels-last map: see ``layers.Layouts``), and every handle is removed on exit,
+    Only the named layers get hooks (and, where one is an elementwise module or a container, the modules that could
+    feed it a signal or channels-last map: see ``layers.Layouts``), and every handle is removed on exit,
     normal or not. With ``early_exit`` the forward pass stops as soon as all
     named layers have produced their output, so nothing after the deepest
     hooked layer is computed. Outputs that later modules could still overwrite
@@ -49,8 +49,9 @@ class HookRegistry:
 
     def __enter__(self) -> "HookRegistry":
         modules = {name: resolve_layer(self.model, name) for name in self.hooked}
-        # An elementwise module has the layout of the module that fed it: follow it from every module that passes it on.
-        self._layouts = Layouts() if any(isinstance(m, ELEMENTWISE_MODULES) for m in modules.values()) else None
+        # An elementwise module has the layout of the module that fed it (a container, of the child that gave its
+        # output): follow it from every module that passes it on.
+        self._layouts = Layouts() if any(map(inherits_layout, modules.values())) else None
         try:
             if self._layouts is not None:
                 for name, module in named_layers(self.model).items():
@@ -73,7 +74,7 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(module, inputs, output):
-            # a Conv1d's channels as one-row maps, a channels-last map's as (B, C, H, W)
+            # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
             output = as_map(module, output, self._layouts.note(module, inputs, output) if self._layouts is not None
                             else None)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)

@@ -85,11 +85,21 @@ SIGNAL_MODULES = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm
                   nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
 
 
+def _to_channels_last(module: nn.Module) -> bool:
+    """A Permute module (torchvision.ops.misc.Permute, known by its class name and ``dims`` so that torchvision need
+    not be imported) of dims (0, 2, 3, 1): a (B, C, H, W) map made (B, H, W, C), as ConvNeXt's blocks do. Its
+    inverse (0, 3, 1, 2) gives a plain map, as any module does."""
+    dims = getattr(module, "dims", None) if type(module).__name__ == "Permute" else None
+    return isinstance(dims, (list, tuple)) and len(dims) == 4 and [int(d) % 4 for d in dims] == [0, 2, 3, 1]
+
+
 def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
     """A (B, H, W, C) map: a Linear, or a plain LayerNorm over one axis, run on channels-last maps (ConvNeXt's and
-    Swin's blocks); their features (the last axis) are the channels."""
+    Swin's blocks), their features (the last axis) the channels; or a Permute's (0, 2, 3, 1) of a (B, C, H, W) map."""
     if output.ndim != 4:
         return False
+    if _to_channels_last(module):
+        return True
     if isinstance(module, nn.Linear):
         return output.shape[-1] == module.out_features
     return (type(module) is nn.LayerNorm and len(module.normalized_shape) == 1
@@ -104,48 +114,69 @@ ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.Har
 
 
 def passes_layout(module: nn.Module) -> bool:
-    """Whether ``module``'s output can be a channels-last map: what ``Layouts`` must see to follow the layout."""
-    return isinstance(module, (nn.Linear, nn.LayerNorm, *ELEMENTWISE_MODULES))
+    """Whether ``module``'s output can be a signal or channels-last map: what ``Layouts`` must see to follow them."""
+    return isinstance(module, (nn.Linear, nn.LayerNorm, *SIGNAL_MODULES, *ELEMENTWISE_MODULES)) or _to_channels_last(
+        module)
+
+
+def inherits_layout(module: nn.Module) -> bool:
+    """Whether ``module``'s layout is known only from the modules that ran before it: an elementwise module (what
+    fed it) or a container (the child whose very output it returns)."""
+    return isinstance(module, ELEMENTWISE_MODULES) or next(module.children(), None) is not None
+
+
+def _own_layout(module: nn.Module, output: torch.Tensor) -> bool:
+    """Whether ``output`` is, by ``module``'s kind alone, a signal (B, C, L) or a channels-last (B, H, W, C) map."""
+    return isinstance(module, SIGNAL_MODULES) if output.ndim == 3 else _channels_last(module, output)
 
 
 class Layouts:
-    """Which outputs of a forward pass are channels-last (B, H, W, C) maps: a Linear's or LayerNorm's by their own
-    shape (``_channels_last``), an elementwise module's when the module that fed it gave one. ``note`` (or ``hook``,
-    a forward hook) must see every module that ``passes_layout``, in the order they run."""
+    """Which outputs of a forward pass are signals (B, C, L) or channels-last (B, H, W, C) maps (their rank tells
+    which): a signal module's, Linear's or LayerNorm's by their own kind and shape (``_own_layout``), an elementwise
+    module's when the module that fed it gave one, a container's when it returns the very tensor a child gave. A
+    plain MLP's (B, F) or a transformer's (B, T, D) through a ReLU stays as it is. ``note`` (or ``hook``, a forward
+    hook) must see every module that ``passes_layout``, in the order they run."""
 
     def __init__(self) -> None:
-        self._maps: dict[int, weakref.ref] = {}  # id of each channels-last output -> the tensor while it lives
+        # id of each signal or channels-last output -> the tensor while it lives, and its shape then
+        self._maps: dict[int, tuple[weakref.ref, torch.Size]] = {}
+
+    def _known(self, tensor: object) -> bool:
+        known = self._maps.get(id(tensor))
+        return known is not None and known[0]() is tensor and known[1] == tensor.shape
 
     def note(self, module: nn.Module, inputs: tuple, output: object) -> bool:
-        """Whether ``output`` of ``module`` is a channels-last map (remembered for the modules it feeds)."""
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        """Whether ``output`` of ``module`` is a signal or channels-last map (remembered for the modules it feeds)."""
+        if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
             return False
+        if self._known(output):
+            return True  # an in-place module's or a container's output: a tensor already followed
         if isinstance(module, ELEMENTWISE_MODULES):
             fed = inputs[0] if inputs else None
-            known = self._maps.get(id(fed))
-            last = known is not None and known() is fed and output.shape == fed.shape
+            mapped = self._known(fed) and output.shape == fed.shape
         else:
-            last = _channels_last(module, output)
-        if last and id(output) not in self._maps:
+            mapped = _own_layout(module, output)
+        if mapped:
             key = id(output)
-            self._maps[key] = weakref.ref(output, lambda _ref: self._maps.pop(key, None))
-        return last
+            self._maps[key] = (weakref.ref(output, lambda _ref: self._maps.pop(key, None)), output.shape)
+        return mapped
 
     def hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
         self.note(module, inputs, output)
 
 
-def as_map(module: nn.Module, output: object, channels_last: bool | None = None) -> object:
-    """``output`` of ``module`` as the library reads it: a signal module's (B, C, L) as (B, C, 1, L), a channels-last
-    map (B, H, W, C) as (B, C, H, W). ``channels_last``: whether it is one, as ``Layouts`` followed it; None: judged
-    from ``module`` alone (a Linear or LayerNorm; an elementwise module then keeps what it is given)."""
-    if isinstance(output, torch.Tensor) and output.ndim == 3 and isinstance(module, SIGNAL_MODULES):
-        return output.unsqueeze(2)
-    if channels_last is None:
-        channels_last = isinstance(output, torch.Tensor) and _channels_last(module, output)
-    if channels_last:
-        return output.permute(0, 3, 1, 2)
-    return output
+def as_map(module: nn.Module, output: object, followed: bool | None = None) -> object:
+    """``output`` of ``module`` as the library reads it: a signal (B, C, L) as (B, C, 1, L), a channels-last map
+    (B, H, W, C) as (B, C, H, W). ``followed``: whether it is one of them (its rank tells which), as ``Layouts``
+    followed it; None: judged from ``module`` alone (a signal module, Linear or LayerNorm; an elementwise module or
+    a container then keeps what it is given)."""
+    if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
+        return output
+    if followed is None:
+        followed = _own_layout(module, output)
+    if not followed:
+        return output
+    return output.unsqueeze(2) if output.ndim == 3 else output.permute(0, 3, 1, 2)
 
 
 @torch.no_grad()

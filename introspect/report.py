@@ -661,24 +661,20 @@ def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[
     if unit_names is not None and channel < len(unit_names):
         name += f" ({unit_names[channel]})"
     saturates = "\nsaturates: prefers a uniform input" if flat else ""
-    if examples is None:  # no ratio to give; the optimized activation is the blue number under the image already
-        if bool(result.not_reached[n]):
-            return f"{name} · not reached{saturates}", MUTED
-        return f"{name}{saturates}", FLAT if flat else INK
-    optimized = format_value(float(result.best[n]))
-    if bool(result.dead[n]):
-        return f"{name} · dead: no real image activates it · optimized {optimized}{saturates}", DEAD
-    if bool(result.rare[n]):
+    # The optimized activation (the best of the optimized images) is the blue number under them: not given again.
+    if examples is not None and bool(result.dead[n]):
+        return f"{name} · dead: no real image activates it{saturates}", DEAD
+    if examples is not None and bool(result.rare[n]):
         share = float(examples.active_fraction[channel])
         return f"{name} · rarely active: {share:.2%} of images · no ratio{saturates}", RARE
     if bool(result.not_reached[n]):
-        return f"{name} · not reached: optimized {optimized}{saturates}", MUTED
-    if flat:
-        return f"{name} · optimized {optimized}{saturates}", FLAT
+        return f"{name} · not reached{saturates}", MUTED
+    if flat or examples is None:
+        return f"{name}{saturates}", FLAT if flat else INK
     ratio = float(result.ratio[n])
     if ratio != ratio:
-        return f"{name} · no ratio (no real image above 0) · optimized {optimized}", MUTED
-    return f"{name} · ratio {ratio:.2f} · optimized {optimized}", INK if ratio >= 1 else BELOW_ONE
+        return f"{name} · no ratio (no real image above 0)", MUTED
+    return f"{name} · ratio {ratio:.2f}", INK if ratio >= 1 else BELOW_ONE
 
 
 def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -> str:

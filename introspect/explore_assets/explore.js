@@ -194,8 +194,8 @@
     const r = P.row, optimized = list(P.optimized), examples = list(P.examples), inputs = list(P.inputs), outputs = list(P.outputs);
     const mapped = examples.some((e) => num(e.peak) !== null);
     show(join(h`${nav(h`<a href="${url(P.layer_href)}">layer ${P.layer}</a>${pager()}`)}<h1>${P.title}${tags(r)}</h1>${notes(P.notes)}${measured(P.measured_at)}`,
-      // without a dataset the optimized activation is the number under the optimized image: not given twice
-      h`<p>${P.dataset || !optimized.length ? h`${abbr("optimized", "optimized activation")} ${fmt(r.best, 3, "not recorded")}; ` : ""}${abbr("ratio", "ratio")} ${ratioText(r)} (optimized ÷ best real image)`,
+      // the optimized activation (the best of the optimized images) is the number under them: not given twice
+      h`<p>${!optimized.length ? h`${abbr("optimized", "optimized activation")} ${fmt(r.best, 3, "not recorded")}; ` : ""}${abbr("ratio", "ratio")} ${ratioText(r)} (optimized ÷ best real image)`,
       h`; ${abbr("active", "active share")} ${pct(r.active, P.dataset ? "not computed" : "no dataset")}${P.dataset ? h` of the ${P.dataset} images` : ""}${r.rare ? " (rarely active, left out of ratio summaries)" : ""}</p>`,
       (r.flat ? h`<p class="flat-note">${abbr("flat", "saturates")}: the channel prefers a uniform input (its optimized image has almost no contrast)${P.flat_hint ? h`. ${P.flat_hint}` : ""}.</p>` : ""),
       h`<h2>Optimized image${optimized.length > 1 ? "s" : ""}</h2><div class="big">${optimized.map((o) => h`<span class="ex">${img(o.src, "", "optimized")}${abbr("optimized", "activation")} ${fmt(o.activation)}</span>`)}</div>`,

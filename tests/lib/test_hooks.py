@@ -163,3 +163,30 @@ def test_an_elementwise_module_has_the_layout_of_the_module_that_fed_it():
     assert [i.output_shape for i in describe_layers(plain, (3, 8, 7))] == [(8, 6, 5)] * 3
     with HookRegistry(plain, ["2"]) as hooks:
         assert hooks.run(x)["2"].shape == (2, 8, 6, 5)
+
+
+class Permute(nn.Module):
+    """torchvision.ops.misc.Permute as ConvNeXt uses it: known by its class name and ``dims``."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+def test_a_permute_to_channels_last_has_the_map_channels():
+    """A Permute of dims (0, 2, 3, 1) gives a channels-last map: its 8 channels, not its 6 rows, as is the Dropout it
+    feeds; the Permute (0, 3, 1, 2) back gives a plain map."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), Permute([0, 2, 3, 1]), nn.Dropout(), nn.Linear(8, 16),
+                          Permute([0, 3, 1, 2])).eval()
+    infos = describe_layers(model, (3, 8, 7))
+    assert [(i.output_shape, i.units) for i in infos] == [((8, 6, 5), 8)] * 3 + [((16, 6, 5), 16)] * 2
+    x = torch.randn(2, 3, 8, 7)
+    for name in ("1", "2"):
+        with HookRegistry(model, [name]) as hooks:
+            torch.testing.assert_close(hooks.run(x)[name], model[0](x))
+    with HookRegistry(model, ["4"]) as hooks:
+        assert hooks.run(x)["4"].shape == (2, 16, 6, 5)

@@ -198,3 +198,47 @@ def test_a_channels_summary_says_how_many_images_failed():
     assert record["failed_images"] == 1 and record["failed_channels"] == [1]
     healthy = visualize_channels(model, spec, "conv", [0, 2], CHANNELS_DEFAULTS.replace(steps=3))
     assert healthy.summary().failed_images == 0 and "failed" not in summary_line(healthy)
+
+
+def test_an_elementwise_module_fed_a_signal_has_its_channels_as_units():
+    """The ReLU after a Conv1d has the conv's 4 channels, each a one-row map (B, 4, 1, 60), in the layers table and
+    hooked alone — not 60 "units" of 4 tokens; a ReLU after a Linear (a vector or tokens) stays as it is."""
+    from introspect.hooks import HookRegistry
+    from introspect.layers import describe_layers
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 5), nn.ReLU()).eval()
+    info = describe_layers(model, (1, 64))[1]
+    assert (info.output_shape, info.units, info.channel) == ((4, 1, 60), 4, "a map, spatial mean")
+    x = torch.randn(2, 1, 64)
+    with HookRegistry(model, ["1"]) as hooks:
+        recorded = hooks.run(x)["1"]
+    torch.testing.assert_close(recorded, torch.relu(model[0](x)).unsqueeze(2))
+    for shape in ((8,), (3, 8)):  # an MLP's (B, F) and a transformer's (B, T, D)
+        mlp = nn.Sequential(nn.Linear(8, 6), nn.ReLU()).eval()
+        assert [(i.output_shape, i.units) for i in describe_layers(mlp, shape)] == [((*shape[:-1], 6), 6)] * 2
+        with HookRegistry(mlp, ["1"]) as hooks:
+            assert hooks.run(torch.randn(2, *shape))["1"].shape == (2, *shape[:-1], 6)
+
+
+def test_the_tone_model_lists_every_module_with_its_channels():
+    """ToneCNN (zoo): every module but the Linear is a signal, its channels its units — the ReLUs and the Sequential
+    holding them too — and hooked, a ReLU or the Sequential gives its channels as one-row maps."""
+    from helpers import zoo_model
+
+    from introspect.hooks import HookRegistry
+    from introspect.layers import describe_layers
+
+    loaded = zoo_model("tones")
+    model = loaded.model.eval()
+    units = {i.name: (i.output_shape, i.units) for i in describe_layers(model, loaded.spec.input_shape)}
+    lengths = {"0": 512, "1": 512, "2": 256, "3": 256, "4": 256, "5": 128, "6": 128, "7": 128}
+    expected = {f"features.{k}": ((16 if int(k) < 3 else 32, 1, n), 16 if int(k) < 3 else 32) for k, n in lengths.items()}
+    assert units == {**expected, "features": ((32, 1, 128), 32), "pool": ((32, 1, 1), 32), "fc": ((12,), 12)}
+    x = torch.rand(2, 1, 1024, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), HookRegistry(model, ["features.4", "features"]) as hooks:
+        recorded = hooks.run(x)
+    with torch.no_grad():
+        direct = model.features[:5](x)
+    assert recorded["features"].shape == (2, 32, 1, 128)
+    torch.testing.assert_close(recorded["features.4"], direct.unsqueeze(2))

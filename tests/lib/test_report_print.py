@@ -168,6 +168,23 @@ def test_without_a_dataset_a_caption_does_not_repeat_the_blue_activation():
     assert not any("optimized" in c for c in captions), captions
 
 
+def test_with_a_dataset_a_caption_gives_the_ratio_not_the_blue_activation():
+    """With a dataset too, a channel's optimized activation (the best of its optimized images) is the blue number
+    under its image, the same value: the caption gives its ratio, dead or rarely active verdict, not that again."""
+    from introspect.report import OPTIMIZED
+
+    model, spec = model_and_spec(8)
+    result = visualize_channels(model, spec, "conv", config=CHANNELS_DEFAULTS.replace(steps=2))
+    data = with_examples(result)
+    page, = channels_figures(result, data, model_name="tiny")
+    texts = page.findobj(Text)
+    captions = [t.get_text().replace("\n", " ") for t in texts if t.get_text().startswith("conv:")]
+    blue = [float(t.get_text()) for t in texts if t.get_color() == OPTIMIZED]
+    np.testing.assert_allclose(blue, result.best.numpy(), rtol=5e-3, atol=1e-6)  # one image a channel: its best
+    assert len(captions) == 8 and any(" · ratio " in c for c in captions) and any("dead" in c for c in captions)
+    assert not any("optimized" in c for c in captions), captions
+
+
 def test_the_report_and_the_site_call_the_same_channels_saturating(tmp_path):
     """One verdict (quality.saturates) for the report, from the result, and the site, from the saved bytes: a channel
     never reached keeps its flat start (not saturating), a constant one keeps it too (saturating), and an image

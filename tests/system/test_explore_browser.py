@@ -264,23 +264,26 @@ def test_dead_flat_and_rare_channels(driver, tmp_path):
     assert [s.split()[0] for s in strip] == ["0", "3"] and "saturates" in strip[1]
 
 
-def test_without_a_dataset_a_channel_page_gives_the_optimized_activation_once(driver, tmp_path):
-    """Without a dataset a channel page shows the optimized activation under the optimized image only, as the
-    report does under its tile: not again in the line above (which still says there is no ratio)."""
+@pytest.mark.parametrize("dataset", [None, {"name": "mnist", "split": "train", "count": 60}])
+def test_a_channel_page_gives_the_optimized_activation_once(driver, tmp_path, dataset):
+    """With or without a dataset a channel page shows the optimized activation under the optimized image only, as
+    the report does under its tile: not again in the line above (which gives the ratio, or says there is none)."""
     import numpy as np
 
     from introspect.folders import Run
     from introspect.site import build_site
 
-    record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False, "dataset": None,
-              "layers": [{"layer": "conv", "per_channel": [{"channel": 0, "activation": 1.25, "ratio": None,
+    ratio = 2.5 if dataset else None
+    record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False, "dataset": dataset,
+              "layers": [{"layer": "conv", "per_channel": [{"channel": 0, "activation": 1.25, "ratio": ratio,
                                                             "dead": False}]}]}
     arrays = {"layers": np.array(["conv"]), "images": np.random.default_rng(0).integers(0, 256, (1, 1, 4, 4), np.uint8),
               "scores": np.array([1.25], np.float32)}
     build_site([Run(tmp_path / "run", record, arrays)], tmp_path / "site", compute=False)
     load(driver, tmp_path / "site" / "channel-conv.html", "#0")
     text = driver.find_element("tag name", "main").text
-    assert text.count("1.25") == 1 and "activation 1.25" in text and "no dataset" in text, text
+    assert text.count("1.25") == 1 and "activation 1.25" in text, text
+    assert ("ratio 2.50" in text and "of the mnist images" in text) if dataset else "no dataset" in text, text
     assert errors(driver) == []
 
 
