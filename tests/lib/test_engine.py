@@ -257,3 +257,21 @@ def test_a_step_waits_for_no_gpu(tiny_spec, monkeypatch):
     assert traffic(4 * CHECK_EVERY) - traffic(2 * CHECK_EVERY) == 2  # the NaN checks at steps 48 and 64
     monkeypatch.undo()
     assert traffic(4 * CHECK_EVERY) - traffic(2 * CHECK_EVERY) >= 2 * CHECK_EVERY
+
+
+def test_a_render_imports_nothing_heavy():
+    """A backward given a gradient tensor imports sympy (0.6 s, a sixth of the main command) for its shape check:
+    render's backward is a scalar's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from introspect.engine import render\n"
+            "from introspect.objectives import class_logits\n"
+            "from introspect.params import PixelImage, image_generators\n"
+            "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))\n"
+            "render(model, class_logits('1', [0, 2]), PixelImage((1, 4, 4), image_generators(0, [0, 1], 0)), steps=2)\n"
+            "print('sympy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
