@@ -87,6 +87,8 @@ def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) 
     return reduce_channels(ACTIVATION_FUNCTIONS[activation](output), neuron)
 
 
+#: The examples pass summarizes a layer's output on the CPU in parts of about this many bytes (``summary``).
+SUMMARY_BYTES = 2 ** 20
 #: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
 #: bin 0 holds values <= 0, bin 1 values in (0, 1e-4), then 32 log-spaced bins from 1e-4 to 1e4 (four per
 #: decade, each [lower, upper)), and the last bin values >= 1e4.
@@ -252,10 +254,18 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
         activations.setdefault(spec.tap(layer), set()).add(spec.activation(layer))
 
     def summary(output: torch.Tensor, activation: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C) channel values and (B, C) peaks of a layer's output: computed in the hook, so no output is kept."""
-        post = ACTIVATION_FUNCTIONS[activation](output.float())
-        peaks = post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post
-        return reduce_channels(post, neuron).cpu(), peaks.cpu()
+        """(B, C) channel values and (B, C) peaks of a layer's output: computed in the hook, so no output is kept.
+        On the CPU a few images at a time (SUMMARY_BYTES of output): the activated copy stays in the cache, and
+        no batch-sized copy is allocated (its fresh pages cost more than the arithmetic); the same values."""
+        rows = len(output)
+        if output.device.type == "cpu" and output.ndim > 1:
+            rows = max(1, SUMMARY_BYTES // max(1, output[0].numel() * 4))
+        values, peaks = [], []
+        for part in output.split(rows):
+            post = ACTIVATION_FUNCTIONS[activation](part.float())
+            peaks.append(post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post)
+            values.append(reduce_channels(post, neuron))
+        return torch.cat(values).cpu(), torch.cat(peaks).cpu()
 
     def reduce(tap: str, output: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {activation: summary(output, activation) for activation in activations[tap]}

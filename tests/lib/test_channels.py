@@ -539,3 +539,18 @@ def test_step_estimate_times_larger_batches_within_its_budget(tiny_model, tiny_s
     step = estimate_step(tiny_model, tiny_spec, plan, budget=budget, clock=clock)
     assert step.timed == timed == tuple(sizes) and step.extrapolated == (timed[-1] != 100)
     assert step.seconds == pytest.approx(expected if expected is not None else 0.01 + 0.002 * 100)
+
+
+def test_the_examples_pass_summarizes_in_parts_with_the_same_values(tiny_model, tiny_spec, monkeypatch):
+    """On the CPU a layer's output is summarized a few images at a time (no batch-sized activated copy): every
+    statistic is what the whole batch at once gives, for maps and vectors alike."""
+    import introspect.channels as channels
+    from introspect.channels import dataset_examples_many
+
+    data = tiny_dataset(n=24)
+    whole = dataset_examples_many(tiny_model, tiny_spec, ["conv1", "conv2", "fc1"], data, k=3, batch_size=12)
+    monkeypatch.setattr(channels, "SUMMARY_BYTES", 1)  # one image at a time
+    parts = dataset_examples_many(tiny_model, tiny_spec, ["conv1", "conv2", "fc1"], data, k=3, batch_size=12)
+    for layer in ("conv1", "conv2", "fc1"):
+        for name in ("top_indices", "top_values", "max_value", "peak", "active", "histogram"):
+            assert torch.equal(getattr(whole[layer], name), getattr(parts[layer], name)), (layer, name)
