@@ -111,7 +111,7 @@ class ClassesResult:
         """Tile titles: class, "logit 23.4  p=1.000", "next: 1 (p=0.000)" (the runner-up). Sigmoid heads say
         "p (sigmoid)"; outputs that are probabilities (their logits out of reach) show "p (softmax)" or
         "p (sigmoid)" alone, no logit."""
-        label = probability_label(self.output_kind)
+        label = probability_label(self.output_kind).replace(" ", "\u00a0")  # "p (sigmoid)" is never split
         has_logits = self.output_kind in (None, "logits", "sigmoid logits")
         titles = []
         for i, (name, logit, p) in enumerate(zip(self.class_names, self.logits.tolist(), self.probabilities.tolist())):

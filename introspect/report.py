@@ -278,12 +278,12 @@ def _char_width(char: str, fontsize: float) -> float:
 
 
 def fit(text: str, width_inches: float, fontsize: float) -> str:
-    """``text`` wrapped at spaces (and, in long names, after dots or colons) so no line is wider than
-    ``width_inches`` at ``fontsize``, as measured; a single piece wider than that is cut into pieces."""
+    """``text`` wrapped at spaces (not no-break spaces; and, in long names, after dots or colons) so no line is
+    wider than ``width_inches`` at ``fontsize``, as measured; a single piece wider than that is cut into pieces."""
     lines = []
     for paragraph in text.split("\n"):
         # a dot or colon before a digit stays inside its piece: "3.6", "conv1:0" never break there
-        pieces = re.findall(r"(?:[^\s.:]|[.:](?=\d))+[.:]?|\s+|[.:]", paragraph)
+        pieces = re.findall(r"(?:[^\s.:]|\u00a0|[.:](?=\d))+[.:]?|[^\S\u00a0]+|[.:]", paragraph)
         line = ""
         for piece in pieces:
             candidate = line + piece

@@ -143,17 +143,21 @@ def test_sigmoid_heads_show_sigmoid_probabilities(models):
         expected = loaded.model((result.images - loaded.spec.mean[0]) / loaded.spec.std[0])[:, 0]
     assert torch.allclose(result.probabilities, expected, atol=1e-5)  # the model's own sigmoid, not a softmax of 1
     assert float(result.probabilities[0]) < 0.999
-    assert "p (sigmoid)=" in result.titles[0] and result.titles[0].split("\n")[1].startswith("logit ")
+    assert "p\u00a0(sigmoid)=" in result.titles[0] and result.titles[0].split("\n")[1].startswith("logit ")
+    from introspect.report import fit  # a tile's narrow title breaks between words, never inside "p (sigmoid)"
+    lines = fit(result.titles[0], 1.5, 10).split("\n")
+    assert len(lines) > result.titles[0].count("\n") + 1  # it was wrapped
+    assert all("p\u00a0(sigmoid)" in line for line in lines if "(sigmoid)" in line)
     assert "independent sigmoids" in result.settings
     multi = _load(models, "SigmoidModule")
     result = visualize_classes(multi.model, multi.spec, config=RenderConfig(steps=2))
-    assert all("p (sigmoid)" in t for t in result.titles)
+    assert all("p\u00a0(sigmoid)" in t for t in result.titles)
 
 
 def test_probabilities_without_logits_warn_in_the_report(models, tmp_path, capsys):
     loaded = _load(models, "OpaqueSoftmax")
     result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2))
-    assert result.titles[0].split("\n")[1].startswith("p (softmax)=")  # no "logit": there is none to show
+    assert result.titles[0].split("\n")[1].startswith("p\u00a0(softmax)=")  # no "logit": there is none to show
     assert "warning: the output is softmax probabilities" in result.settings.split("\n")[1]
     assert main(["classes", "--model", f"{models}:OpaqueSigmoid", "--input-shape", "1,8,8", "--steps", "2",
                  "--out", str(tmp_path / "c")]) == 0
