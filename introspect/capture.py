@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .layers import (Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, passes_layout,
-                     resolve_layer)
+from .layers import Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, resolve_layer
 from .outputs import pick
 
 
@@ -20,8 +19,8 @@ def is_output(name: str) -> bool:
 class HookRegistry:
     """Context manager recording the latest output of named layers.
 
-    Only the named layers get hooks (and, where one is an elementwise module or a container, the modules that could
-    feed it a signal or channels-last map: see ``layers.Layouts``), and every handle is removed on exit,
+    Only the named layers get hooks (and, where one's layout its kind does not decide, every module, to follow
+    signals and channels-last maps: see ``layers.Layouts``), and every handle is removed on exit,
     normal or not. With ``early_exit`` the forward pass stops as soon as all
     named layers have produced their output, so nothing after the deepest
     hooked layer is computed. Outputs that later modules could still overwrite
@@ -49,13 +48,13 @@ class HookRegistry:
 
     def __enter__(self) -> "HookRegistry":
         modules = {name: resolve_layer(self.model, name) for name in self.hooked}
-        # An elementwise module has the layout of the module that fed it (a container, of the child that gave its
-        # output): follow it from every module that passes it on.
+        # A module whose layout its kind does not decide (an activation, a block, a container) has that of the map
+        # that fed it: follow the layouts through every module that runs (only then: a conv's or norm's is its own).
         self._layouts = Layouts() if any(map(inherits_layout, modules.values())) else None
         try:
             if self._layouts is not None:
                 for name, module in named_layers(self.model).items():
-                    if name not in modules and passes_layout(module) and not is_scripted(module):
+                    if name not in modules and not is_scripted(module):
                         self._handles.append(module.register_forward_hook(self._layouts.hook))
             for name, module in modules.items():
                 self._handles.append(module.register_forward_hook(self._recorder(name)))

@@ -106,23 +106,19 @@ def _channels_last(module: nn.Module, output: torch.Tensor) -> bool:
             and output.shape[-1] == module.normalized_shape[0])
 
 
-#: Modules that act on each value alone and keep the shape: their output has their input's layout, so one fed a
-#: channels-last map (a GELU between a ConvNeXt block's Linears) gives a channels-last map too.
-ELEMENTWISE_MODULES = (nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.Hardtanh, nn.GELU, nn.SiLU, nn.Mish,
-                       nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU,
-                       nn.Softplus)
-
-
-def passes_layout(module: nn.Module) -> bool:
-    """Whether ``module``'s output can be a signal or channels-last map: what ``Layouts`` must see to follow them."""
-    return isinstance(module, (nn.Linear, nn.LayerNorm, *SIGNAL_MODULES, *ELEMENTWISE_MODULES)) or _to_channels_last(
-        module)
+#: Modules whose output layout their own kind decides, whatever fed them: a plain map (B, C, H, W) from a 2-D
+#: convolution, norm or pooling; a signal from a signal module; a Linear's, LayerNorm's or Permute's by their own
+#: rule (``_own_layout``). Any other module (an activation, Dropout, an attention or transformer block, a
+#: container) gives a followed layout when it keeps the shape of a followed map that fed it.
+OWN_LAYOUT_MODULES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.MaxPool2d,
+                      nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.LayerNorm,
+                      *SIGNAL_MODULES)
 
 
 def inherits_layout(module: nn.Module) -> bool:
-    """Whether ``module``'s layout is known only from the modules that ran before it: an elementwise module (what
-    fed it) or a container (the child whose very output it returns)."""
-    return isinstance(module, ELEMENTWISE_MODULES) or next(module.children(), None) is not None
+    """Whether ``module``'s layout can be known only from the modules that ran before it (``Layouts``): any module
+    but those of ``OWN_LAYOUT_MODULES`` and Permutes."""
+    return not isinstance(module, OWN_LAYOUT_MODULES) and type(module).__name__ != "Permute"
 
 
 def _own_layout(module: nn.Module, output: torch.Tensor) -> bool:
@@ -132,10 +128,11 @@ def _own_layout(module: nn.Module, output: torch.Tensor) -> bool:
 
 class Layouts:
     """Which outputs of a forward pass are signals (B, C, L) or channels-last (B, H, W, C) maps (their rank tells
-    which): a signal module's, Linear's or LayerNorm's by their own kind and shape (``_own_layout``), an elementwise
-    module's when the module that fed it gave one, a container's when it returns the very tensor a child gave. A
-    plain MLP's (B, F) or a transformer's (B, T, D) through a ReLU stays as it is. ``note`` (or ``hook``, a forward
-    hook) must see every module that ``passes_layout``, in the order they run."""
+    which): a signal module's, Linear's, LayerNorm's or Permute's by their own kind and shape (``_own_layout``); any
+    other module's when it keeps the shape of a followed map that fed it (an activation between a ConvNeXt block's
+    Linears, a Swin block or its attention), and a container's when it returns the very tensor a child gave. A plain
+    MLP's (B, F) or a transformer's (B, T, D) through a ReLU stays as it is: no followed map fed it. ``note`` (or
+    ``hook``, a forward hook) must see every module that runs before the ones it is asked about, in order."""
 
     def __init__(self) -> None:
         # id of each signal or channels-last output -> the tensor while it lives, and its shape then
@@ -151,9 +148,9 @@ class Layouts:
             return False
         if self._known(output):
             return True  # an in-place module's or a container's output: a tensor already followed
-        if isinstance(module, ELEMENTWISE_MODULES):
-            fed = inputs[0] if inputs else None
-            mapped = self._known(fed) and output.shape == fed.shape
+        fed = inputs[0] if inputs else None
+        if inherits_layout(module) and isinstance(fed, torch.Tensor) and output.shape == fed.shape:
+            mapped = self._known(fed)
         else:
             mapped = _own_layout(module, output)
         if mapped:

@@ -165,6 +165,48 @@ def test_an_elementwise_module_has_the_layout_of_the_module_that_fed_it():
         assert hooks.run(x)["2"].shape == (2, 8, 6, 5)
 
 
+class _Mixer(nn.Module):
+    """A Swin-style block of its own kind: on a channels-last map (B, H, W, C) it mixes the positions and adds the
+    result back, keeping the shape (no Linear or LayerNorm of its own to judge it by)."""
+
+    def forward(self, x):
+        return x + x.mean(dim=(1, 2), keepdim=True)
+
+
+class _SwinLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.norm = nn.LayerNorm(8)
+        self.block = _Mixer()
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.block(self.norm(self.conv(x).permute(0, 2, 3, 1))).mean(dim=(1, 2)))
+
+
+def test_any_module_that_keeps_a_channels_last_map_s_shape_keeps_its_layout():
+    """A Swin block (here a module of its own kind) fed a channels-last map, giving one of the same shape, has the map's
+    8 channels — not its 6 rows — described with every module or hooked alone; fed a plain map it stays plain."""
+    torch.manual_seed(0)
+    model = _SwinLike().eval()
+    infos = {i.name: i for i in describe_layers(model, (3, 8, 7))}
+    assert (infos["block"].output_shape, infos["block"].units) == ((8, 6, 5), 8)
+    x = torch.randn(2, 3, 8, 7)
+    with HookRegistry(model, ["block"]) as hooks:
+        recorded = hooks.run(x)["block"]
+    assert hook_count(model) == 0
+    with torch.no_grad():
+        direct = model.block(model.norm(model.conv(x).permute(0, 2, 3, 1)))
+    torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), _Mixer()).eval()
+    assert [i.output_shape for i in describe_layers(plain, (3, 8, 7))] == [(8, 6, 5)] * 2
+    with torch.no_grad():
+        expected = plain(x)
+    with HookRegistry(plain, ["1"]) as hooks:
+        torch.testing.assert_close(hooks.run(x)["1"], expected)
+
+
 class Permute(nn.Module):
     """torchvision.ops.misc.Permute as ConvNeXt uses it: known by its class name and ``dims``."""
 
