@@ -223,9 +223,9 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
                 # zeroed (``_freeze_rows``, a no-op while all are alive) and the others go on.
                 alive &= torch.isfinite(values)
                 optimizer.zero_grad(set_to_none=True)
-                # -sum(values) over the images still alive, whose gradient is -1 each (a backward given a gradient
-                # tensor would import sympy, 0.6 s, for its shape check)
-                values.dot(descent * alive).backward()
+                # -sum(values) over the images still alive, whose gradient is -1 each; a scalar objective counts once
+                # per image, as ever (a backward given a gradient tensor would import sympy, 0.6 s, for its shapes)
+                (values * (descent * alive)).sum().backward()
                 _freeze_rows(weights, ~alive)
                 optimizer.step()
                 history.append(values.detach())

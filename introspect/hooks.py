@@ -39,26 +39,26 @@ class _RedirectedReLU(torch.autograd.Function):
     """ReLU whose backward, for an image whose gradient through this ReLU is all zero (every unit
     it reaches is closed), lets through the gradient that would open closed units (lucid's
     "redirected ReLU"): an image that starts or falls where the model is dead can still move.
-    Applied to the ReLU's input and the output the module computed (passed on as it is: no second ReLU)."""
+    Its output is a tensor of its own (not the module's, passed on): later modules may change it in place."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return output
+        return x.clamp(min=0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         normal = grad * (x > 0)
         dead = normal.flatten(1).abs().amax(1) == 0
         if devices.host_reads_free(grad.device) and not bool(dead.any()):  # else no read: the where below is exact
-            return normal, None
+            return normal
         redirected = grad * ((x > 0) | (grad < 0))  # grad of the loss < 0: raising x helps
-        return torch.where(dead.view(-1, *[1] * (grad.ndim - 1)), redirected, normal), None
+        return torch.where(dead.view(-1, *[1] * (grad.ndim - 1)), redirected, normal)
 
 
-def _redirect(_module, inputs, output):
-    return _RedirectedReLU.apply(inputs[0], output)
+def _redirect(_module, inputs, _output):
+    return _RedirectedReLU.apply(inputs[0])
 
 
 @contextlib.contextmanager

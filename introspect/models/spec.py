@@ -238,6 +238,9 @@ class ModelSpec:
         spec = copy.copy(self)
         for key, value in values.items():
             object.__setattr__(spec, key, value)
+        for key in ("activations", "measure", "taps"):  # the copy's own dicts, as from_dict gives (values: tuples)
+            if key not in values and isinstance(getattr(spec, key), dict):
+                object.__setattr__(spec, key, dict(getattr(spec, key)))
         spec._check(frozenset(values))
         return spec
 

@@ -275,3 +275,14 @@ def test_a_render_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_scalar_objective_still_renders_every_image():
+    """An objective that returns one number for the batch (as lucid's do) drives every image, as it always did."""
+    from introspect.objectives import INPUT, Objective
+
+    brighter = Objective(lambda a: a[INPUT].mean(), [], "mean brightness")
+    param = PixelImage((1, 4, 4), image_generators(0, [0, 1], 0))
+    start = param().detach()
+    result = render(torch.nn.Sequential(torch.nn.Flatten()), brighter, param, steps=4)
+    assert (result.images.flatten(1).mean(1) > start.flatten(1).mean(1)).all()

@@ -165,3 +165,11 @@ def test_checkpoint_with_invalid_spec_is_a_user_error(tmp_path, tiny_model, tiny
     with pytest.raises(UserError) as info:
         load_checkpoint(path)
     assert str(info.value) == f"checkpoint '{path}' has an invalid spec: std must be > 0 for every channel, got (0.0,)"
+
+
+def test_a_replaced_spec_has_dicts_of_its_own(tiny_spec):
+    """Changing one spec's activations, measure or taps dict never changes another's (from_dict made new ones)."""
+    spec = tiny_spec.replace(taps={"conv1": "conv1"}, measure={"conv1": ("relu",)})
+    copy = spec.replace(name="copy")
+    for key in ("activations", "measure", "taps"):
+        assert getattr(copy, key) == getattr(spec, key) and getattr(copy, key) is not getattr(spec, key)
