@@ -146,16 +146,21 @@ def test_a_linear_on_channels_last_maps_has_its_features_as_channels():
     torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
 
 
+def _described_and_recorded(model: nn.Module, layer: str, x: torch.Tensor):
+    """``layer``'s row of the layers table (every module described) and its output hooked alone on ``x``."""
+    info = {i.name: i for i in describe_layers(model, tuple(x.shape[1:]))}[layer]
+    with HookRegistry(model, [layer]) as hooks:
+        return info, hooks.run(x)[layer]
+
+
 def test_an_elementwise_module_has_the_layout_of_the_module_that_fed_it():
     """The GELU between two channels-last Linears has fc1's 16 features as channels — not its 6 rows — whether it is
     described with every module or hooked alone; a GELU on a conv's (B, C, H, W) map stays as it is."""
     torch.manual_seed(0)
     model = _ChannelsLastBlock().eval()
-    infos = {i.name: i for i in describe_layers(model, (3, 8, 7))}
-    assert (infos["act"].output_shape, infos["act"].units) == ((16, 6, 5), 16)
     x = torch.randn(2, 3, 8, 7)
-    with HookRegistry(model, ["act"]) as hooks:
-        recorded = hooks.run(x)["act"]
+    info, recorded = _described_and_recorded(model, "act", x)
+    assert (info.output_shape, info.units) == ((16, 6, 5), 16)
     with torch.no_grad():
         direct = model.act(model.fc1(model.norm(model.conv(x).permute(0, 2, 3, 1))))
     torch.testing.assert_close(recorded, direct.permute(0, 3, 1, 2))
@@ -197,11 +202,9 @@ def test_any_module_that_keeps_a_channels_last_map_s_shape_keeps_its_layout():
     8 channels — not its 6 rows — described with every module or hooked alone; fed a plain map it stays plain."""
     torch.manual_seed(0)
     model = _SwinLike().eval()
-    infos = {i.name: i for i in describe_layers(model, (3, 8, 7))}
-    assert (infos["block"].output_shape, infos["block"].units) == ((8, 6, 5), 8)
     x = torch.randn(2, 3, 8, 7)
-    with HookRegistry(model, ["block"]) as hooks:
-        recorded = hooks.run(x)["block"]
+    info, recorded = _described_and_recorded(model, "block", x)
+    assert (info.output_shape, info.units) == ((8, 6, 5), 8)
     assert hook_count(model) == 0
     with torch.no_grad():
         direct = model.block(model.norm(model.conv(x).permute(0, 2, 3, 1)))
