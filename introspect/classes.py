@@ -18,7 +18,7 @@ from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
 from .params import CHOICE, STARTS, ImageConfig, from_model, image_for, image_generators, prior_for, start_bias
-from .transforms import RandomAffine, TransformConfig
+from .transforms import RandomAffine, TransformConfig, is_signal
 
 OBJECTIVES = {"confidence": class_confidence, "logit": class_logits, "blog": blog_loss}
 #: Defaults of class visualizations, chosen with benchmarks/quality.py (MNIST, Fashion-MNIST and the zoo):
@@ -125,11 +125,10 @@ class ClassesResult:
 
     @property
     def kept_by(self) -> str:
-        """How the kept candidate of each class was chosen, in words (a 1-D signal is only shifted along itself:
-        ``transforms.along_axis``)."""
+        """How the kept candidate of each class was chosen, in words (``transforms.is_signal``: only shifted)."""
         if self.robust:
             noise = f" with noise {self.config.transforms.noise:g}" if self.config.transforms.noise else ""
-            moves = "shifts along the signal" if 1 in self.images.shape[2:] else "zooms and rotations"
+            moves = "shifts along the signal" if is_signal(self.images) else "zooms and rotations"
             return (f"largest mean logit margin over {CHOICE_DRAWS} random {moves}{noise}, among those "
                     "the model names as they are")
         return "largest logit margin"

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .quality import saved_levels
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest."""
-    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    """Pixel-space floats in [0, 1] -> uint8, rounding to nearest (``quality.saved_levels``)."""
+    return saved_levels(images.detach().cpu()).numpy()
 
 
 def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, duration_ms: int = 400) -> None:

@@ -85,11 +85,15 @@ SIGNAL_MODULES = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm
                   nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
 
 
+def _is_permute(module: nn.Module) -> bool:
+    """torchvision.ops.misc.Permute, known by its class name so that torchvision need not be imported."""
+    return type(module).__name__ == "Permute"
+
+
 def _to_channels_last(module: nn.Module) -> bool:
-    """A Permute module (torchvision.ops.misc.Permute, known by its class name and ``dims`` so that torchvision need
-    not be imported) of dims (0, 2, 3, 1): a (B, C, H, W) map made (B, H, W, C), as ConvNeXt's blocks do. Its
-    inverse (0, 3, 1, 2) gives a plain map, as any module does."""
-    dims = getattr(module, "dims", None) if type(module).__name__ == "Permute" else None
+    """A Permute module (``_is_permute``) of dims (0, 2, 3, 1): a (B, C, H, W) map made (B, H, W, C), as ConvNeXt's
+    blocks do. Its inverse (0, 3, 1, 2) gives a plain map, as any module does."""
+    dims = getattr(module, "dims", None) if _is_permute(module) else None
     return isinstance(dims, (list, tuple)) and len(dims) == 4 and [int(d) % 4 for d in dims] == [0, 2, 3, 1]
 
 
@@ -118,7 +122,7 @@ OWN_LAYOUT_MODULES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Instance
 def inherits_layout(module: nn.Module) -> bool:
     """Whether ``module``'s layout can be known only from the modules that ran before it (``Layouts``): any module
     but those of ``OWN_LAYOUT_MODULES`` and Permutes."""
-    return not isinstance(module, OWN_LAYOUT_MODULES) and type(module).__name__ != "Permute"
+    return not isinstance(module, OWN_LAYOUT_MODULES) and not _is_permute(module)
 
 
 def _own_layout(module: nn.Module, output: torch.Tensor) -> bool:

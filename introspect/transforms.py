@@ -39,11 +39,17 @@ def random_affine_params(generators: Sequence[torch.Generator]) -> torch.Tensor:
     return torch.stack([torch.rand(4, generator=g) for g in generators]) * 2 - 1
 
 
+def is_signal(images: torch.Tensor) -> bool:
+    """Whether images (N, C, H, W) are one row or one column each (a 1-D signal): the random affine shifts them
+    along it only (``along_axis``), with no zoom or rotation."""
+    return 1 in images.shape[2:]
+
+
 def apply_affine(images: torch.Tensor, draws: torch.Tensor, config: TransformConfig) -> torch.Tensor:
     """Shift, scale and rotate each image by its row of ``draws`` (B, 4) in [-1, 1); zeros fill the border."""
     _, _, height, width = images.shape
     draws = draws.to(images)
-    if height == 1 or width == 1:  # one row or one column (a 1-D signal): shift along it only
+    if is_signal(images):
         return along_axis(images, draws, config)
     return sample(images, affine_theta(draws, config, height, width))
 
@@ -154,7 +160,7 @@ class RandomAffine:
         step = self._next
         self._next += 1
         key = (images.device, images.dtype, height, width)
-        if height == 1 or width == 1:  # a 1-D signal: shifted along it, no matrices
+        if is_signal(images):  # shifted along it, no matrices
             if key not in self._thetas:  # one host-to-device copy per block
                 self._thetas[key] = self._drawn.to(images)
             return along_axis(images, self._thetas[key][step], self.config)
