@@ -105,6 +105,7 @@ class ClassesResult:
     parametrization: str = ""  # the parametrization used ("basis" falls back to "fft" without a data basis)
     output_kind: str | None = None  # what the values at the logits are (introspect.outputs; None: logits)
     logits_position: str | None = None  # how a spatial map of logits was reduced (None: not a map)
+    spec: ModelSpec | None = None  # the spec the images were rendered with, its image prior applied (prior_for)
 
     @property
     def titles(self) -> list[str]:
@@ -195,13 +196,11 @@ def class_scores(model: nn.Module, spec: ModelSpec, images: torch.Tensor, device
     return as_logits(class_values(output, spec.logits_position).float(), spec.output_kind).cpu()
 
 
-def logits_moved(model: nn.Module, spec: ModelSpec, result: "ClassesResult") -> torch.Tensor:
-    """(N,) how far each kept image's class logit moved from that of its starting image (the same seed and key,
-    rebuilt): near 0 where the logit does not answer the input (units closed at the start, a constant head). The
-    objective's history cannot tell: its regularizer terms move while the logit stays. ``spec``: as given to
-    ``visualize_classes`` (a run given ``data`` there: ``params.prior_for(spec, data)[0]``)."""
-    config = result.config
-    spec, _ = prior_for(spec, None, derive=config.image.use_prior)
+def logits_moved(model: nn.Module, result: "ClassesResult") -> torch.Tensor:
+    """(N,) how far each kept image's class logit moved from that of its starting image (the same seed, key and
+    spec as rendered, rebuilt): near 0 where the logit does not answer the input (units closed at the start, a
+    constant head). The objective's history cannot tell: its regularizer terms move while the logit stays."""
+    config, spec = result.config, result.spec
     keys = [label + chosen * CANDIDATE_STRIDE for label, chosen in zip(result.labels, result.chosen)]
     with torch.no_grad():
         start = image_for(spec, config.image, keys, config.seed)()
@@ -412,4 +411,5 @@ def visualize_classes(model: nn.Module, spec: ModelSpec, classes: Sequence[int |
         pulled=any(name.startswith("toward(") for name in result.regularizers),
         inked=any(name.startswith("ink(") for name in result.regularizers),
         parametrization=result.param, output_kind=spec.output_kind, logits_position=spec.logits_position,
+        spec=spec,
     )

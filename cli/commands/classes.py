@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                      markup=False)
         return Outcome(interrupts.exit_code, summary)
     lowest = int(result.probabilities.argmin())
-    health = classes_health(result, lambda: logits_moved(loaded.model, loaded.spec, result))
+    health = classes_health(result, lambda: logits_moved(loaded.model, result))
     if health:
         io.note(health)
     count = len(result.labels)

@@ -241,6 +241,19 @@ def test_a_no_data_run_repeats_from_the_config_it_records(shipped_mnist, dense):
     assert torch.equal(again.candidate_margins, first.candidate_margins)
 
 
+def test_logits_moved_starts_from_the_prior_a_run_given_data_rendered_with(shipped_mnist):
+    """A notebook run given ``data`` starts from that data's prior: logits_moved rebuilds that start, so at a
+    learning rate too small to move the images nothing moved (a start rebuilt from the spec alone would differ)."""
+    from introspect import CLASSES_DEFAULTS
+    from introspect.classes import logits_moved
+
+    mlp, spec = _dense_mlp(shipped_mnist)
+    data = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) ** 4
+    still = visualize_classes(mlp, spec, [3, 7], CLASSES_DEFAULTS.replace(steps=2, lr=1e-9), data=data)
+    assert still.spec.image_mean is not None  # the data's prior
+    assert float(logits_moved(mlp, still).max()) < 1e-4
+
+
 def test_logits_moved_tells_a_head_that_ignores_the_input(shipped_mnist):
     """How far each kept image's class logit moved from its rebuilt start: 0 for a head initialized to zero (its
     objective history still moves with the prior's terms), clearly more for a model whose logits answer."""
@@ -250,10 +263,10 @@ def test_logits_moved_tells_a_head_that_ignores_the_input(shipped_mnist):
     mlp, spec = _dense_mlp(shipped_mnist)
     config = CLASSES_DEFAULTS.replace(steps=8)
     answering = visualize_classes(mlp, spec, [3, 7], config, candidates=2)
-    assert float(logits_moved(mlp, spec, answering).max()) > 0.1
+    assert float(logits_moved(mlp, answering).max()) > 0.1
     with torch.no_grad():
         mlp[-1].weight.zero_()
         mlp[-1].bias.zero_()
     constant = visualize_classes(mlp, spec, [3, 7], config, candidates=2)
     assert (constant.render.history[-1] - constant.render.history[0]).abs().max() > 0.1  # the prior's terms move
-    assert torch.equal(logits_moved(mlp, spec, constant), torch.zeros(2))
+    assert torch.equal(logits_moved(mlp, constant), torch.zeros(2))
