@@ -71,8 +71,11 @@ class LineProgress:
 
     def add_task(self, description: str, total: int | None = None, unit: str = "", **_fields) -> int:
         self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": 0, "unit": unit,
-                                       "shown": 0, "at": time.monotonic(), "started": time.monotonic()}
+                                       "shown": 0, "at": time.monotonic(), "first": None}
         return len(self.tasks) - 1
+
+    def start_task(self, task: int) -> None:
+        """Rich's counterpart; a line's time estimate starts at its task's first update anyway."""
 
     def update(self, task: int, completed: int | None = None, total: int | None = None, **_fields) -> None:
         state = self.tasks[task]
@@ -82,14 +85,17 @@ class LineProgress:
             return
         state["completed"] = completed
         now, total = time.monotonic(), state["total"]
+        if state["first"] is None:  # the rate counts from here: not the wait before, not the first step's warm-up
+            state["first"] = (now, completed)
         tenth = total and completed * 10 // total > state["shown"] * 10 // total
         if not (self.every_step or tenth or completed == total or now - state["at"] >= self.PERIOD_S):
             return
         state["shown"], state["at"] = completed, now
         unit = f"{state['unit']} " if state["unit"] else ""
         eta = ""
-        if not self.every_step and total and completed < total:
-            left = (now - state["started"]) / completed * (total - completed)
+        since, before = state["first"]
+        if not self.every_step and total and before < completed < total:
+            left = (now - since) / (completed - before) * (total - completed)
             eta = f", about {duration(left)} left"
         self.console.print(f"{state['description']}: {unit}{completed}/{total or '?'}{eta}", markup=False,
                            highlight=False)
@@ -176,11 +182,13 @@ class RunProgress(RunListener):
             if item.layer not in self.tasks:
                 count = sum(1 for i in items if i.layer == item.layer)
                 self.tasks[item.layer] = self.bar.add_task(f"{item.layer}: optimizing", total=steps * count, info="",
-                                                           unit="step")
+                                                           unit="step", start=False)  # its clock: from its first step
             self.offsets[item.id] = steps * sum(1 for i in items[:position] if i.layer == item.layer)
             self.position[item.id] = position
 
     def step(self, item, step: int, values: torch.Tensor) -> None:
+        if step == 1 and self.offsets[item.id] == 0:
+            self.bar.start_task(self.tasks[item.layer])
         self.bar.update(self.tasks[item.layer], completed=self.offsets[item.id] + step,
                         **mean_info("mean activation", step, values, ".3g"))
         if self.overall is not None:

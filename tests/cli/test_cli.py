@@ -149,6 +149,26 @@ def test_progress_reads_a_gpu_mean_only_at_intervals():
     assert READ_EVERY > 1
 
 
+def test_a_progress_line_estimates_the_time_left_from_its_own_steps(monkeypatch):
+    """A layer waiting behind others (its task added with theirs at the start) and its first step's warm-up do not
+    count: the time left is the rate between its own updates, none at its first."""
+    import io
+
+    from rich.console import Console
+
+    from introspect_cli import output
+
+    clock = iter([0.0, 0.0, 600.0, 601.0, 602.0])  # add two tasks; the second's first step comes 10 min later
+    monkeypatch.setattr(output.time, "monotonic", lambda: next(clock))
+    lines = output.LineProgress(Console(file=io.StringIO(), width=200), every_step=False)
+    lines.add_task("a: optimizing", total=10, unit="step")
+    waiting = lines.add_task("b: optimizing", total=10, unit="step")
+    for step in (1, 2, 3):
+        lines.update(waiting, completed=step)
+    said = lines.console.file.getvalue().splitlines()
+    assert said == ["b: optimizing: step 1/10", "b: optimizing: step 2/10, about 8.0 s left", "b: optimizing: step 3/10, about 7.0 s left"]
+
+
 def test_the_health_line_names_what_to_change_from_how_far_the_logits_moved():
     """The advice follows the class logits, not the objective's history: a constant head, logits that barely moved,
     or logits that moved but not far enough; how far they moved is asked only when a class is weak."""
