@@ -341,11 +341,12 @@ def upscale(pixels: int, room_inches: float | None = None) -> int:
 
 
 def format_value(value: float, width_inches: float | None = None, fontsize: float = TEXT_SIZE) -> str:
-    """A number in three significant digits, fewer when that is wider than ``width_inches``; "n/a" for NaN."""
+    """A number in three significant digits, fewer when that is wider than ``width_inches``; "n/a" for NaN.
+    Trailing zeros stay, as the site writes them (12.0 beside 12.6, not 12)."""
     if value != value:
         return "n/a"
     for digits in (3, 2, 1):
-        text = f"{value:.{digits}g}"
+        text = f"{value:#.{digits}g}".replace(".e", "e").rstrip(".")
         if width_inches is None or text_size(text, fontsize)[0] <= width_inches:
             return text
     return text

@@ -253,3 +253,14 @@ def test_report_text_is_drawn_with_the_pixels_agg_draws():
     assert np.array_equal(cached, np.asarray(page.fig.canvas.buffer_rgba()))
     if report.GLYPH_BY_GLYPH:  # matplotlib 3.11: the glyphs came from the cache
         assert report._glyph.cache_info().hits > 0
+
+
+def test_values_under_tiles_keep_their_trailing_zeros_as_the_site_writes_them():
+    """Three significant digits with the zeros kept (JavaScript's toPrecision(3), the site's form): 12.0 beside
+    12.6, not "12"; no dangling point on whole numbers; fewer digits only where the room is too narrow."""
+    from introspect.report import format_value
+
+    assert [format_value(v) for v in (12.0, 12.6, 120.0, 3.4, 0.5, 12345.0)] == \
+        ["12.0", "12.6", "120", "3.40", "0.500", "1.23e+04"]
+    assert format_value(float("nan")) == "n/a"
+    assert len(format_value(3.4, width_inches=0.1)) < len("3.40")
