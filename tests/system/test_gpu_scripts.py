@@ -61,3 +61,34 @@ def test_the_gpu_check_rehearses_every_part_on_the_cpu(tmp_path):
     assert len(statuses) == 9 and {status for _, status in statuses} == {"OK"}, summary
     assert (tmp_path / "gpu_check.log").stat().st_size > 0 and sorted(p.name for p in tmp_path.iterdir()) == [
         "gpu_check.log", "gpu_check_summary.txt"]
+
+
+def test_syncs_are_counted_from_torchs_warnings(monkeypatch):
+    """gpu_parts.count_syncs, whose CUDA-only path runs first on the GPU machine: torch's sync debug mode set around
+    the run and unset after, each "synchronizing" warning counted, other warnings not."""
+    import warnings
+
+    import torch
+
+    parts = _module("gpu_parts", monkeypatch)
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+
+    def run():
+        for message in ("called a synchronizing CUDA operation", "something else",
+                        "called a synchronizing CUDA operation"):
+            warnings.warn(message)
+
+    assert parts.count_syncs(run) == 2 and modes == ["warn", 0]
+
+
+def test_the_memory_part_reports_measured_peaks(monkeypatch, capsys):
+    """gpu_parts memory with the peaks CUDA would measure: each line says OK or CHECK against its bar."""
+    parts = _module("gpu_parts", monkeypatch)
+    monkeypatch.setattr(parts, "peak_of", lambda run, device: (run(), 2 ** 20)[1])
+    args = parts.argparse.Namespace(model="mnist", size=None, device="cpu", budget_gib=0.01, layers="conv1,fc1")
+    parts.memory(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("largest chunk of --layer all:") and lines[0].endswith("OK")
+    assert [line.split(":")[0] for line in lines[1:]] == ["conv1", "fc1"]
+    assert all(line.endswith(("OK", "CHECK")) and "planned" in line for line in lines[1:])
