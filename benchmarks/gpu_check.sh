@@ -33,7 +33,12 @@ path=$PWD:$SCRATCH/links
 if [ -d .gpu-vendor/site ]; then path=$path:$PWD/.gpu-vendor/site; fi
 if [ "$REHEARSE" = 1 ]; then  # the GPU machine has no mlxtend: any part reaching for it fails here too
   mkdir -p "$SCRATCH/block/mlxtend"
-  echo 'raise ImportError("mlxtend is blocked: the GPU machine has none")' > "$SCRATCH/block/mlxtend/__init__.py"
+  cat > "$SCRATCH/block/mlxtend/__init__.py" <<'PY'
+import sys
+with open(__file__.rsplit("/", 2)[0] + "/reached", "a") as log:  # the summary names whoever reached for it
+    log.write(" ".join(sys.argv) + "\n")
+raise ImportError("mlxtend is blocked: the GPU machine has none")
+PY
   path=$SCRATCH/block:$path
 fi
 path=$path${PYTHONPATH:+:$PYTHONPATH}
@@ -122,6 +127,10 @@ else
   fi
 fi
 
+if [ -s "$SCRATCH/block/reached" ]; then
+  echo "mlxtend (none on the GPU machine) was reached for by: $(sort -u "$SCRATCH/block/reached" | tr '\n' ';')" \
+    >> "$SUMMARY"
+fi
 {
   echo "bars: syncs <= 2 more for 32 more steps | memory: peak within the budget, planned 1-2x the calibrated peak"
   echo "      channels fp32 and bf16 >= 85% of the floor | --amp >= 2.5x lucent | writing / optimizing <= 10%"
