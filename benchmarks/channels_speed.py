@@ -11,12 +11,16 @@ at a time (timed on --sequential channels and scaled to 64).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from introspect import load_model
-from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's introspect, installed or not
+
+from introspect import load_model  # noqa: E402
+from introspect.channels import CHANNELS_DEFAULTS, visualize_channels  # noqa: E402
 
 
 def conv_flops_per_image(model) -> float:

@@ -12,15 +12,19 @@ spread over all), with timing the planned first chunk itself (``time_chunk``, th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from introspect import load_model
-from introspect.channel_runs import estimate_channels
-from introspect.channels import CHANNELS_DEFAULTS, memory_budget, plan_channels, time_chunk
-from introspect.layers import select_layers
-from introspect.models import MetaOverrides
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's introspect, installed or not
+
+from introspect import load_model  # noqa: E402
+from introspect.channel_runs import estimate_channels  # noqa: E402
+from introspect.channels import CHANNELS_DEFAULTS, memory_budget, plan_channels, time_chunk  # noqa: E402
+from introspect.layers import select_layers  # noqa: E402
+from introspect.models import MetaOverrides  # noqa: E402
 
 
 def extrapolate(args: argparse.Namespace) -> None:
@@ -62,14 +66,14 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--extrapolate", action="store_true", help="compare the dry run's extrapolated step time")
     parser.add_argument("--layers", default="4", help="--extrapolate: layers, or how many spread over all")
-    parser.add_argument("--size", type=int, help="input size in pixels (torchvision models)")
+    parser.add_argument("--size", type=int, help="input size in pixels (torchvision models; default theirs)")
     parser.add_argument("--threads", type=int, help="torch's CPU threads (1: steadier timings on a shared machine)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.extrapolate:
         return extrapolate(args)
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, meta=MetaOverrides(size=args.size))
     config = CHANNELS_DEFAULTS.replace(device=args.device, amp=args.amp)
     auto = plan_channels(loaded.model, loaded.spec, [args.layer], device=args.device)[args.layer]
     print(f"{args.model} {args.layer} on {args.device}{' with amp' if args.amp else ''}: {torch.get_num_threads()} "

@@ -1,6 +1,6 @@
 """introspect against the floor, in one process: a bare Adam loop on pixels (same model, images, steps, threads).
 
-    python benchmarks/floor.py classes  [--model mnist] [--device cpu|cuda] [--amp] [--repeats 3]
+    python benchmarks/floor.py classes  [--model mnist] [--steps 144] [--device cpu|cuda] [--amp] [--repeats 3]
     python benchmarks/floor.py channels [--model mnist] [--layer conv2] [--channels 64] [--steps 256] [--size PX]
                                         [--device cpu|cuda] [--amp] [--repeats 3]
     python benchmarks/floor.py process  [--repeats 3] [--baseline DIR]   # whole `introspect classes` / the blog program
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # blog_loop, and the checkout's introspect (installed or not)
 
 from blog_loop import blog_loop  # noqa: E402
 from introspect import CLASSES_DEFAULTS, load_model, visualize_classes  # noqa: E402
@@ -81,21 +81,28 @@ def floor_loop(model, spec, layer: str, targets: torch.Tensor, steps: int, lr: f
     return pixels.detach()
 
 
-def lucent_seconds(model, spec, layer: str, channels: list[int], steps: int) -> str:
-    """lucent's render_vis on the same channels (its default transforms, one batched objective), or why not."""
+def lucent_seconds(model, spec, layer: str, channels: list[int], steps: int) -> float | None:
+    """Seconds of lucent's render_vis on the same channels (its default transforms, one batched objective); None
+    where lucent is not installed."""
     try:
         from lucent.optvis import objectives, param, render, transform
     except ImportError:
-        return "lucent: not installed"
+        return None
+    import copy
+
     name = layer.replace(".", "_")
     objective = sum(objectives.channel(name, c, batch=i) for i, c in enumerate(channels))
     channels_in, height, _ = spec.image_shape
+
+    def run(net: torch.nn.Module, steps: int) -> None:
+        render.render_vis(net, objective, lambda: param.image(height, channels=channels_in, batch=len(channels)),
+                          transforms=transform.standard_transforms, thresholds=(steps,), fixed_image_size=height,
+                          show_image=False, progress=False)
+
+    run(copy.deepcopy(model), 2)  # warm-up, on a copy: lucent leaves a hook on every module of the model it gets
     start = time.perf_counter()
-    render.render_vis(model, objective, lambda: param.image(height, channels=channels_in, batch=len(channels)),
-                      transforms=transform.standard_transforms, thresholds=(steps,), fixed_image_size=height,
-                      show_image=False, progress=False)
-    seconds = time.perf_counter() - start
-    return f"lucent: {seconds:.2f} s, {len(channels) * steps / seconds:.0f} image-steps/s"
+    run(model, steps)
+    return time.perf_counter() - start
 
 
 def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_key: str,
@@ -124,7 +131,7 @@ def classes(args) -> None:
     loaded = load_model(args.model)
     model, spec = loaded.model.to(args.device), loaded.spec
     device = torch.device(args.device)
-    config = CLASSES_DEFAULTS.replace(device=str(device))
+    config = CLASSES_DEFAULTS.replace(device=str(device), steps=args.steps or CLASSES_DEFAULTS.steps)
     labels = list(range(spec.num_classes))
     targets = torch.tensor(labels)
     layer = spec.logits
@@ -140,8 +147,9 @@ def classes(args) -> None:
         runs["floor bf16"] = lambda: floor_loop(model, spec, layer, targets, config.steps, config.lr, device, amp=True)
         work.update(dict.fromkeys(list(runs)[-2:], len(labels) * config.steps))
     if tuple(spec.image_shape) == (1, 28, 28) and device.type == "cpu":
-        runs["blog loop (one class at a time)"] = lambda: blog_loop(model, spec, labels, steps=50)
-        work["blog loop (one class at a time)"] = len(labels) * 50
+        blog_steps = min(50, config.steps)  # the blog's 50, fewer for a short --steps
+        runs["blog loop (one class at a time)"] = lambda: blog_loop(model, spec, labels, steps=blog_steps)
+        work["blog loop (one class at a time)"] = len(labels) * blog_steps
     visualize_classes(model, spec, config=config.replace(steps=2))  # warm-up
     floor_loop(model, spec, layer, targets, 2, config.lr, device)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model}, {len(labels)} "
@@ -231,8 +239,15 @@ def channels(args) -> None:
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model} {args.layer}, "
           f"{batch} channels x {args.steps} steps at {spec.image_shape[-1]} px; medians of {args.repeats}, {args.clock} "
           "clock")
-    compare(runs, work, args.repeats, device, "floor")
-    print(lucent_seconds(model, spec, args.layer, picked, args.steps))
+    medians = compare(runs, work, args.repeats, device, "floor")
+    lucent = lucent_seconds(model, spec, args.layer, picked, args.steps)
+    if lucent is None:
+        print("lucent: not installed (bash benchmarks/gpu_vendor.sh makes a copy gpu_check.sh puts on the path)")
+        return
+    print(f"lucent: {lucent:.2f} s, {batch * args.steps / lucent:.0f} image-steps/s; lucent / introspect: "
+          + ", ".join(f"{lucent / medians[name]:.2f}x {label}" for name, label in
+                      (("introspect channels", "in fp32"), ("introspect channels --amp bf16", "with --amp"))
+                      if name in medians) + " (bar on a GPU: >= 2.5x with --amp)")
 
 
 def process(args) -> None:
@@ -355,7 +370,7 @@ def main() -> None:
     parser.add_argument("--model", help="built-in or torchvision:NAME (default per mode)")
     parser.add_argument("--layer", help="channels and writing: the layer")
     parser.add_argument("--channels", type=int, default=64, help="channels: how many (default 64)")
-    parser.add_argument("--steps", type=int, help="channels: 256; writing: 2; layers: 1")
+    parser.add_argument("--steps", type=int, help="classes: 144 (the defaults'); channels: 256; writing: 2; layers: 1")
     parser.add_argument("--size", type=int, help="input size in pixels (torchvision models; writing: 32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--amp", action="store_true", help="also bfloat16 autocast, introspect and the floor")
