@@ -17,7 +17,8 @@ def is_output(name: str) -> bool:
 
 
 class HookRegistry:
-    """Context manager recording the latest output of named layers.
+    """Context manager recording the output of named layers (of a module run more than once per forward, its first
+    call's, the one ``layers.describe_layers`` describes, whether the pass stops early or not).
 
     Only the named layers get hooks (and, where one's layout its kind does not decide, every module, to follow
     signals and channels-last maps: see ``layers.Layouts``), and every handle is removed on exit,
@@ -73,9 +74,11 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(module, inputs, output):
+            followed = self._layouts.note(module, inputs, output) if self._layouts is not None else None
+            if name in self.outputs:
+                return  # a module run more than once per forward: its first call is the one recorded, as described
             # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
-            output = as_map(module, output, self._layouts.note(module, inputs, output) if self._layouts is not None
-                            else None)
+            output = as_map(module, output, followed)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.

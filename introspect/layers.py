@@ -207,7 +207,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             calls[name] = calls.get(name, 0) + 1
             finished.setdefault(name, len(finished))
             if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(as_map(module, output, layouts.note(module, inputs, output)).shape[1:])
+                followed = layouts.note(module, inputs, output)
+                shapes.setdefault(name, tuple(as_map(module, output, followed).shape[1:]))  # a reused module: its first call
             if name in targets and targets <= finished.keys():
                 raise StopForward
         return hook

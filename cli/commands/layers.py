@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.err.print(f"note: {', '.join(scripted)}: {SCRIPTED_NOTE}", markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
-        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
+        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the first call",
                      markup=False)
     inplace = [i.name for i in infos if i.inplace]
     if inplace:

@@ -416,7 +416,7 @@ class _Step:
     label: str  # as the chain shows it: a module's name, or "F.relu", "x*sigmoid(x)"
     activation: str | None = None  # the function it applies (None: a pass-through module)
     module: str | None = None  # the module's name; None for a call
-    reused: bool = False  # a module called more than once per forward: its hook would see its last call
+    reused: bool = False  # a module called more than once per forward: its hook sees only its first call
 
 
 @dataclass(frozen=True)

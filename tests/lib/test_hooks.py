@@ -246,3 +246,40 @@ def test_a_permute_to_channels_last_has_the_map_channels():
             torch.testing.assert_close(hooks.run(x)[name], model[0](x))
     with HookRegistry(model, ["4"]) as hooks:
         assert hooks.run(x)["4"].shape == (2, 16, 6, 5)
+
+
+class _ReusedReLU(nn.Module):
+    """One ReLU run twice with other channel counts (as torchvision's ResNet Bottleneck runs ``relu`` three times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.relu, self.head = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 8, 1), nn.ReLU(), nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.relu(self.conv2(self.relu(self.conv1(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_reused_module_is_its_first_call_in_the_table_and_in_every_hooked_pass():
+    """The layers table, a pass hooking it alone (stopping early), one hooking a later layer too and one running to
+    the end all see the same call: before, the table and a pass that went on showed the last (8 channels) and a
+    pass that stopped at it the first (4), so a channels run over [relu, head] failed on channel 5."""
+    from introspect.channels import plan_channels
+    from introspect.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = _ReusedReLU().eval()
+    x = torch.randn(2, 3, 6, 6)
+    info, alone = _described_and_recorded(model, "relu", x)
+    assert (info.calls, info.output_shape) == (2, (4, 4, 4))
+    with HookRegistry(model, ["relu", "head"]) as hooks:
+        with_later = hooks.run(x)["relu"]
+    with HookRegistry(model, ["relu"], early_exit=False) as hooks:
+        to_the_end = hooks.run(x)["relu"]
+    first = torch.relu(model.conv1(x)).detach()
+    for recorded in (alone, with_later, to_the_end):
+        torch.testing.assert_close(recorded, first)
+    spec = ModelSpec(name="reused", architecture="reused", input_shape=(3, 6, 6), mean=(0.0,) * 3, std=(1.0,) * 3,
+                     logits_layer="", class_names=("a", "b"), dataset=None, activations={})
+    plan = plan_channels(model, spec, ["relu", "head"], batch_size=4)
+    assert plan["relu"].output_shape == (4, 4, 4)
