@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .layers import Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, resolve_layer
-from .outputs import pick
+from .layers import Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, not_a_tensor, resolve_layer
+from .outputs import describe, pick
 
 
 def is_output(name: str) -> bool:
@@ -77,6 +77,8 @@ class HookRegistry:
             followed = self._layouts.note(module, inputs, output) if self._layouts is not None else None
             if name in self.outputs:
                 return  # a module run more than once per forward: its first call is the one recorded, as described
+            if not isinstance(output, torch.Tensor):
+                raise not_a_tensor(name, describe(output))
             # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
             output = as_map(module, output, followed)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)

@@ -283,3 +283,36 @@ def test_a_reused_module_is_its_first_call_in_the_table_and_in_every_hooked_pass
                      logits_layer="", class_names=("a", "b"), dataset=None, activations={})
     plan = plan_channels(model, spec, ["relu", "head"], batch_size=4)
     assert plan["relu"].output_shape == (4, 4, 4)
+
+
+class _Attention(nn.Module):
+    """Self-attention over (B, N, D) tokens as torchvision's ViT blocks do: an nn.MultiheadAttention returns a tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn, self.dropout, self.head = nn.MultiheadAttention(4, 1, batch_first=True), nn.Dropout(0.0), nn.Linear(4, 2)
+
+    def forward(self, x):
+        x, _ = self.attn(x, x, x)
+        return self.head(self.dropout(x).mean(1))
+
+
+def test_a_layer_that_returns_a_tuple_is_said_to_run_and_refused_with_the_fix():
+    """Before, the attention was listed last as "not called", a channels plan said it does not run, and a hooked
+    pass (the activations command) recorded the tuple, whose [0] the report then read as one image's output."""
+    from introspect.channels import plan_channels
+    from introspect.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = _Attention().eval()
+    infos = describe_layers(model, (5, 4))
+    assert [i.name for i in infos][:2] == ["attn", "dropout"]
+    assert (infos[0].calls, infos[0].output_shape, infos[0].returns) == (1, None, "tuple")
+    with pytest.raises(UserError, match=r"layer 'attn' returns a tuple of 2 \(0: \(1, 5, 4\), 1: .*not one tensor"):
+        with HookRegistry(model, ["attn"], early_exit=False) as hooks:
+            hooks.run(torch.zeros(1, 5, 4))
+    assert hook_count(model) == 0
+    spec = ModelSpec(name="attention", architecture="attention", input_shape=(5, 4), mean=(0.0,) * 5, std=(1.0,) * 5,
+                     logits_layer="", class_names=("a", "b"), dataset=None, activations={})
+    with pytest.raises(UserError, match="layer 'attn' returns a tuple, not one tensor.*the module its output goes to"):
+        plan_channels(model, spec, ["attn"], batch_size=4)
