@@ -393,7 +393,7 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
     for layer in layers:
         info = infos.get(layer)
         if info is not None and info.returns is not None:
-            raise not_a_tensor(layer, f"a {info.returns}")
+            raise not_a_tensor(layer, f"{'an' if info.returns[0] in 'AEIOUaeiou' else 'a'} {info.returns}")
         if info is None or info.output_shape is None:
             raise UserError("layer '{layer}' does not run in the model's forward pass", layer=layer)
         if len(info.output_shape) not in (1, 2, 3):
