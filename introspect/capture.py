@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .layers import Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, not_a_tensor, resolve_layer
+from .layers import (Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, not_a_tensor,
+                     not_per_image, resolve_layer)
 from .outputs import describe, pick
 
 
@@ -46,6 +47,7 @@ class HookRegistry:
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
         self._layouts: Layouts | None = None
+        self._batch = 0  # images in the pass being run: each hooked output must have a row per image
 
     def __enter__(self) -> "HookRegistry":
         modules = {name: resolve_layer(self.model, name) for name in self.hooked}
@@ -79,6 +81,8 @@ class HookRegistry:
                 return  # a module run more than once per forward: its first call is the one recorded, as described
             if not isinstance(output, torch.Tensor):
                 raise not_a_tensor(name, describe(output))
+            if output.ndim == 0 or output.shape[0] != self._batch:
+                raise not_per_image(name, tuple(output.shape), self._batch)
             # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
             output = as_map(module, output, followed)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
@@ -95,7 +99,7 @@ class HookRegistry:
 
     def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
-        self.outputs = {}
+        self.outputs, self._batch = {}, len(inputs)
         try:
             result = self.model(inputs)
             for name in self.names:

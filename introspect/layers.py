@@ -60,6 +60,14 @@ def not_a_tensor(layer: str, returns: str) -> UserError:
                      settings=("layers_command",), layer=layer, returns=returns)
 
 
+def not_per_image(layer: str, shape: tuple[int, ...], batch: int) -> UserError:
+    """The error for a layer whose output has no row per input image: a table computed from no input (Swin V2's
+    position-bias MLP), windows folded into the batch, a sequence-first (S, B, D) output."""
+    return UserError("layer '{layer}' gives an output of shape {shape} for {batch} input image(s): not one row per "
+                     "image, so it has no channels of an image to hook; hook a layer whose output keeps the batch "
+                     "first (see {layers_command})", settings=("layers_command",), layer=layer, shape=shape, batch=batch)
+
+
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early, once the wanted outputs are recorded."""
 

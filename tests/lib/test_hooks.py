@@ -316,3 +316,27 @@ def test_a_layer_that_returns_a_tuple_is_said_to_run_and_refused_with_the_fix():
                      logits_layer="", class_names=("a", "b"), dataset=None, activations={})
     with pytest.raises(UserError, match="layer 'attn' returns a tuple, not one tensor.*the module its output goes to"):
         plan_channels(model, spec, ["attn"], batch_size=4)
+
+
+class _PositionTable(nn.Module):
+    """A bias table from a fixed grid, not from the input (Swin V2's cpb_mlp): batch 1 whatever the input's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1, 1, 10).view(1, 5, 2))
+        self.table, self.conv = nn.Linear(2, 3), nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) + self.table(self.grid).mean(1)
+
+
+def test_a_layer_without_a_row_per_image_is_refused_with_the_fix():
+    """Before, a channels run on it failed with 'element 0 of tensors does not require grad'."""
+    model = _PositionTable().eval()
+    with pytest.raises(UserError, match=r"layer 'table' gives an output of shape \(1, 5, 3\) for 4 input image\(s\): "
+                                        "not one row per image.*hook a layer whose output keeps the batch first"):
+        with HookRegistry(model, ["table"]) as hooks:
+            hooks.run(torch.zeros(4, 3, 2, 2))
+    with HookRegistry(model, ["conv"]) as hooks:
+        assert hooks.run(torch.zeros(4, 3, 2, 2))["conv"].shape == (4, 3, 2, 2)
+    assert hook_count(model) == 0
