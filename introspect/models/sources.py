@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      mean=tuple(transform.mean), std=tuple(transform.std), logits_layer="",
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
-        model = get_model(name, weights=chosen)
+        model = seeded(lambda: get_model(name, weights=chosen))
         spec = spec.replace(**measuring_fields(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
@@ -308,7 +309,7 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
         raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
                         where=where, class_name=class_name, defined=", ".join(names) or "none")
     try:
-        model = cls()
+        model = seeded(cls)
     except TypeError as exc:
         raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
                         class_name=class_name, exc=exc) from exc
@@ -331,6 +332,16 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
 
 #: Global seeds a class is built under to tell weights its constructor sets from random initialization.
 PROBE_SEEDS = (0x5EED1, 0x5EED2)
+#: The global seed every model is built under: random weights are then the same in every process that loads the
+#: model (a --resume, torchrun's ranks, explore's pages, rerun), as the weights digest a resume checks needs.
+BUILD_SEED = 0
+
+
+def seeded(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` under ``BUILD_SEED``, the global RNG state restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        return build()
 
 
 def weights_set_by_constructor(cls: type, model: nn.Module) -> bool:

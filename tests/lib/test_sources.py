@@ -30,6 +30,24 @@ def test_torchvision_nested_layer_random_init():
     assert hook_count(loaded.model) == 0
 
 
+def test_random_weights_are_the_same_in_every_load_and_leave_the_global_rng_alone(small_net_file):
+    """Before, each process drew its own: a --resume of a torchvision:NAME run without weights was refused ("the
+    model's weights differ"), torchrun's ranks optimized different models, explore measured another one."""
+    from introspect.channel_runs import model_digest
+
+    for source in ("torchvision:squeezenet1_1", f"{small_net_file}:SmallNet"):
+        digests = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            loaded = load_model(source, meta=MetaOverrides(size=28))
+            assert loaded.random_weights
+            digests.append(model_digest(loaded.model))
+            after = torch.rand(1)
+            torch.manual_seed(seed)
+            assert torch.equal(after, torch.rand(1)), "loading drew from the global RNG"
+        assert digests[0] == digests[1], source
+
+
 def test_torchvision_unknown_name_and_weights():
     with pytest.raises(UserError, match="closest: resnet18"):
         load_model("torchvision:resnet81")
