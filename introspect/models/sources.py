@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,13 +262,39 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
     random_weights = chosen is None and checkpoint is None
     sha = None
     source = f"torchvision:{name}" + (f" weights {chosen}" if chosen else "")
+    notes = []
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"torchvision:{name} + {checkpoint}"
+        notes = [note for note in [built_for_published(model, enum, sha, name)] if note]
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
+    loaded.notes.extend(notes)
     if random_weights:
         loaded.notes.append(Message("{name} has random weights (no {weights} or {checkpoint}): results show the untrained network",
                                     settings=("weights", "checkpoint"), name=name))
     return loaded
+
+
+def published_weights(enum, sha: str):
+    """The entry of a torchvision weights ``enum`` whose published file has sha256 ``sha``: its URL's file name
+    ends in the digest's first hex digits (what torchvision's own hash check reads); None for any other file."""
+    for entry in enum:
+        digits = re.search(r"-([0-9a-f]{8,})\.[^/]*$", entry.url)
+        if digits and sha.startswith(digits[1]):
+            return entry
+    return None
+
+
+def built_for_published(model: nn.Module, enum, sha: str, name: str) -> str | None:
+    """Build ``model`` as torchvision does for its published weights when the checkpoint is one of those files:
+    inception_v3 and googlenet then take ImageNet-normalized input and turn it into the [-1, 1] input their
+    weights were trained on (``transform_input``), which torchvision sets only when it loads them itself. A note
+    saying so, or None."""
+    entry = published_weights(enum, sha)
+    if entry is None or getattr(model, "transform_input", None) is not False:
+        return None
+    model.transform_input = True
+    return (f"the checkpoint is torchvision's {name} weights {entry.name}: built with transform_input=True, as "
+            "torchvision builds it for them")
 
 
 def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
