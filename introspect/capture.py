@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .layers import Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, resolve_layer
-from .outputs import pick
+from .layers import (Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, not_a_tensor,
+                     not_per_image, resolve_layer)
+from .outputs import describe, pick
 
 
 def is_output(name: str) -> bool:
@@ -17,7 +18,8 @@ def is_output(name: str) -> bool:
 
 
 class HookRegistry:
-    """Context manager recording the latest output of named layers.
+    """Context manager recording the output of named layers (of a module run more than once per forward, its first
+    call's, the one ``layers.describe_layers`` describes, whether the pass stops early or not).
 
     Only the named layers get hooks (and, where one's layout its kind does not decide, every module, to follow
     signals and channels-last maps: see ``layers.Layouts``), and every handle is removed on exit,
@@ -45,6 +47,7 @@ class HookRegistry:
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
         self._layouts: Layouts | None = None
+        self._batch = 0  # images in the pass being run: each hooked output must have a row per image
 
     def __enter__(self) -> "HookRegistry":
         modules = {name: resolve_layer(self.model, name) for name in self.hooked}
@@ -73,9 +76,15 @@ class HookRegistry:
 
     def _recorder(self, name: str):
         def hook(module, inputs, output):
+            followed = self._layouts.note(module, inputs, output) if self._layouts is not None else None
+            if name in self.outputs:
+                return  # a module run more than once per forward: its first call is the one recorded, as described
+            if not isinstance(output, torch.Tensor):
+                raise not_a_tensor(name, describe(output))
+            if output.ndim == 0 or output.shape[0] != self._batch:
+                raise not_per_image(name, tuple(output.shape), self._batch)
             # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
-            output = as_map(module, output, self._layouts.note(module, inputs, output) if self._layouts is not None
-                            else None)
+            output = as_map(module, output, followed)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
             # Nothing runs after the last wanted layer, so only earlier outputs need a copy
             # to survive in-place operations further on.
@@ -90,7 +99,7 @@ class HookRegistry:
 
     def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
-        self.outputs = {}
+        self.outputs, self._batch = {}, len(inputs)
         try:
             result = self.model(inputs)
             for name in self.names:

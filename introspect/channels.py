@@ -24,7 +24,7 @@ from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import Message, UserError
 from .hooks import Probe, record
-from .layers import describe_layers, resolve_layer
+from .layers import describe_layers, not_a_tensor, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
@@ -392,6 +392,8 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
     plans = []
     for layer in layers:
         info = infos.get(layer)
+        if info is not None and info.returns is not None:
+            raise not_a_tensor(layer, f"{'an' if info.returns[0] in 'AEIOUaeiou' else 'a'} {info.returns}")
         if info is None or info.output_shape is None:
             raise UserError("layer '{layer}' does not run in the model's forward pass", layer=layer)
         if len(info.output_shape) not in (1, 2, 3):

@@ -1,8 +1,10 @@
 """Classes: the input each class of a classifier likes most, all classes in one batch."""
 from __future__ import annotations
 
+import difflib
 import math
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -152,8 +154,13 @@ class ClassesResult:
         return "settings: " + ", ".join(parts) + ("\n" + warning if warning else "")
 
 
+#: Class names an unknown name's error lists in full; with more (ImageNet's 1,000) it names the closest.
+LISTED_NAMES = 20
+
+
 def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> list[int]:
-    """Class indices from indices or names (case-insensitive); all classes when None."""
+    """Class indices from indices, ranges of indices ("0-9", as channel lists take) or names (case-insensitive);
+    all classes when None."""
     if classes is None:
         return list(range(spec.num_classes))
     lookup = {name.lower(): i for i, name in enumerate(spec.class_names)}
@@ -161,22 +168,34 @@ def resolve_classes(spec: ModelSpec, classes: Sequence[int | str] | None) -> lis
     for item in classes:
         text = str(item).strip()
         if not text:
-            raise UserError("empty item in the class list; write e.g. 0,3,7 or sneaker,bag")
+            raise UserError("empty item in the class list; write e.g. 0,3,7, 0-9 or sneaker,bag")
         if text.lower() in lookup:
             indices.append(lookup[text.lower()])
             continue
+        ends = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
         try:
-            index = int(text)
+            span = range(int(ends[1]), int(ends[2]) + 1) if ends else range(int(text), int(text) + 1)
         except ValueError:
-            raise UserError("unknown class '{text}'; classes are: {names}", text=text,
-                            names=", ".join(spec.class_names)) from None
-        if not 0 <= index < spec.num_classes:
-            raise UserError("class index {index} is out of range: this model has classes 0-{last}",
-                            index=index, last=spec.num_classes - 1)
-        indices.append(index)
+            raise UserError("unknown class '{text}'; {names}", text=text, names=_names_hint(spec, text)) from None
+        if not span:
+            raise UserError("malformed class range '{text}': the start is after the end", text=text)
+        for index in (span[0], span[-1]):
+            if not 0 <= index < spec.num_classes:
+                raise UserError("class index {index} is out of range: this model has classes 0-{last}",
+                                index=index, last=spec.num_classes - 1)
+        indices.extend(span)
     if not indices:
         raise UserError("no classes given")
     return list(dict.fromkeys(indices))
+
+
+def _names_hint(spec: ModelSpec, text: str) -> str:
+    """The class names for an unknown one's error: all of a few, else the closest of many and how to see them."""
+    if len(spec.class_names) <= LISTED_NAMES:
+        return "classes are: " + ", ".join(spec.class_names)
+    close = difflib.get_close_matches(text, spec.class_names, n=3, cutoff=0.5)
+    return (f"closest: {', '.join(close)}; " if close else "") + \
+        f"this model has {len(spec.class_names)} classes: give an index 0-{len(spec.class_names) - 1} or a name"
 
 
 def logits_of(spec: ModelSpec) -> str:

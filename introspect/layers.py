@@ -53,6 +53,21 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
                     settings=("layers_command",), name=name, hint=hint)
 
 
+def not_a_tensor(layer: str, returns: str) -> UserError:
+    """The error for a layer whose output is not one tensor (an nn.MultiheadAttention's tuple): nothing to hook."""
+    return UserError("layer '{layer}' returns {returns}, not one tensor: it has no channels to hook; hook one of its "
+                     "submodules, or the module its output goes to (see {layers_command})",
+                     settings=("layers_command",), layer=layer, returns=returns)
+
+
+def not_per_image(layer: str, shape: tuple[int, ...], batch: int) -> UserError:
+    """The error for a layer whose output has no row per input image: a table computed from no input (Swin V2's
+    position-bias MLP), windows folded into the batch, a sequence-first (S, B, D) output."""
+    return UserError("layer '{layer}' gives an output of shape {shape} for {batch} input image(s): not one row per "
+                     "image, so it has no channels of an image to hook; hook a layer whose output keeps the batch "
+                     "first (see {layers_command})", settings=("layers_command",), layer=layer, shape=shape, batch=batch)
+
+
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early, once the wanted outputs are recorded."""
 
@@ -66,6 +81,7 @@ class LayerInfo:
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
     finished: int | None = None  # when its first call ended, counted over all modules (None: never called)
+    returns: str | None = None  # the type of an output that is not a tensor ("tuple"): no channels to hook
 
     @property
     def depth(self) -> int:
@@ -189,6 +205,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     the layers before are described (in execution order), and nothing after is computed.
     """
     shapes: dict[str, tuple[int, ...]] = {}
+    returns: dict[str, str] = {}  # modules whose (first) output is not a tensor: its type
     calls: dict[str, int] = {}
     finished: dict[str, int] = {}
     targets = set() if stop_after is None else {stop_after} if isinstance(stop_after, str) else set(stop_after)
@@ -206,8 +223,12 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         def hook(module, inputs, output):
             calls[name] = calls.get(name, 0) + 1
             finished.setdefault(name, len(finished))
-            if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(as_map(module, output, layouts.note(module, inputs, output)).shape[1:])
+            followed = layouts.note(module, inputs, output)
+            if name not in shapes and name not in returns:  # a module run more than once: its first call
+                if isinstance(output, torch.Tensor):
+                    shapes[name] = tuple(as_map(module, output, followed).shape[1:])
+                else:
+                    returns[name] = type(output).__name__
             if name in targets and targets <= finished.keys():
                 raise StopForward
         return hook
@@ -231,7 +252,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         model.train(was_training)
     infos = []
     # Execution order, then (for a full pass) the modules that never ran.
-    ran = [n for n in started if n in shapes]
+    ran = [n for n in started if n in calls]
     order = ran if stop_after is not None else ran + [n for n in layers if n not in ran]
     for name in order:
         module = layers[name]
@@ -239,7 +260,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         units = (shape[-1] if len(shape) == 2 else shape[0]) if shape else None
         kind = f"TorchScript {getattr(module, 'original_name', '')}".strip() if is_scripted(module) else type(module).__name__
         infos.append(LayerInfo(name, kind, shape, units, calls.get(name, 0),
-                               bool(getattr(module, "inplace", False)), finished.get(name)))
+                               bool(getattr(module, "inplace", False)), finished.get(name), returns.get(name)))
     return infos
 
 

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Optimize one image per class, all in one batch, to maximize the class's logit; "
                                    "writes report.png, images.npz and run.json into a run folder.")
     add_model_options(p)
-    p.add_argument("--classes", metavar="LIST", help="comma-separated class indices or names, e.g. 0,3,7 or sneaker,bag (default: all)")
+    p.add_argument("--classes", metavar="LIST", help="comma-separated class indices, ranges or names, e.g. 0,3,7, 0-9 or sneaker,bag (default: all)")
     add_data_options(p, "to estimate the image prior from when the model carries none")
     add_render_options(p, CLASSES_DEFAULTS, "classes")
     p.add_argument("--objective", default="confidence", choices=list(OBJECTIVES),

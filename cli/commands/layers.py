@@ -37,7 +37,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     rows = []
     for info in infos:
         shape = ("×".join(map(str, info.output_shape)) if info.output_shape
-                 else "not hookable" if info.type.startswith("TorchScript") else "not called")
+                 else "not hookable" if info.type.startswith("TorchScript")
+                 else f"{info.returns}, not a tensor" if info.returns else "not called")
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
         rows.append((name, info.type, shape, units, info.channel, _measured_at(loaded.spec, info)))
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.err.print(f"note: {', '.join(scripted)}: {SCRIPTED_NOTE}", markup=False)
     reused = [i.name for i in infos if i.calls > 1]
     if reused:
-        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the last call",
+        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the first call",
                      markup=False)
     inplace = [i.name for i in infos if i.inplace]
     if inplace:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +253,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      mean=tuple(transform.mean), std=tuple(transform.std), logits_layer="",
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
-        model = get_model(name, weights=chosen)
+        model = seeded(lambda: get_model(name, weights=chosen))
         spec = spec.replace(**measuring_fields(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
@@ -260,13 +262,39 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
     random_weights = chosen is None and checkpoint is None
     sha = None
     source = f"torchvision:{name}" + (f" weights {chosen}" if chosen else "")
+    notes = []
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"torchvision:{name} + {checkpoint}"
+        notes = [note for note in [built_for_published(model, enum, sha, name)] if note]
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights)
+    loaded.notes.extend(notes)
     if random_weights:
         loaded.notes.append(Message("{name} has random weights (no {weights} or {checkpoint}): results show the untrained network",
                                     settings=("weights", "checkpoint"), name=name))
     return loaded
+
+
+def published_weights(enum, sha: str):
+    """The entry of a torchvision weights ``enum`` whose published file has sha256 ``sha``: its URL's file name
+    ends in the digest's first hex digits (what torchvision's own hash check reads); None for any other file."""
+    for entry in enum:
+        digits = re.search(r"-([0-9a-f]{8,})\.[^/]*$", entry.url)
+        if digits and sha.startswith(digits[1]):
+            return entry
+    return None
+
+
+def built_for_published(model: nn.Module, enum, sha: str, name: str) -> str | None:
+    """Build ``model`` as torchvision does for its published weights when the checkpoint is one of those files:
+    inception_v3 and googlenet then take ImageNet-normalized input and turn it into the [-1, 1] input their
+    weights were trained on (``transform_input``), which torchvision sets only when it loads them itself. A note
+    saying so, or None."""
+    entry = published_weights(enum, sha)
+    if entry is None or getattr(model, "transform_input", None) is not False:
+        return None
+    model.transform_input = True
+    return (f"the checkpoint is torchvision's {name} weights {entry.name}: built with transform_input=True, as "
+            "torchvision builds it for them")
 
 
 def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
@@ -308,7 +336,7 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
         raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
                         where=where, class_name=class_name, defined=", ".join(names) or "none")
     try:
-        model = cls()
+        model = seeded(cls)
     except TypeError as exc:
         raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
                         class_name=class_name, exc=exc) from exc
@@ -331,6 +359,16 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
 
 #: Global seeds a class is built under to tell weights its constructor sets from random initialization.
 PROBE_SEEDS = (0x5EED1, 0x5EED2)
+#: The global seed every model is built under: random weights are then the same in every process that loads the
+#: model (a --resume, torchrun's ranks, explore's pages, rerun), as the weights digest a resume checks needs.
+BUILD_SEED = 0
+
+
+def seeded(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` under ``BUILD_SEED``, the global RNG state restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        return build()
 
 
 def weights_set_by_constructor(cls: type, model: nn.Module) -> bool:
@@ -416,7 +454,7 @@ class _Step:
     label: str  # as the chain shows it: a module's name, or "F.relu", "x*sigmoid(x)"
     activation: str | None = None  # the function it applies (None: a pass-through module)
     module: str | None = None  # the module's name; None for a call
-    reused: bool = False  # a module called more than once per forward: its hook would see its last call
+    reused: bool = False  # a module called more than once per forward: its hook sees only its first call
 
 
 @dataclass(frozen=True)

@@ -270,3 +270,23 @@ def test_logits_moved_tells_a_head_that_ignores_the_input(shipped_mnist):
     constant = visualize_classes(mlp, spec, [3, 7], config, candidates=2)
     assert (constant.render.history[-1] - constant.render.history[0]).abs().max() > 0.1  # the prior's terms move
     assert torch.equal(logits_moved(mlp, constant), torch.zeros(2))
+
+
+def test_class_ranges_are_taken_and_an_unknown_name_among_many_names_the_closest():
+    """Before, '0-2' was an unknown class name, and the error listed all 1,000 names of an ImageNet model."""
+    from introspect.classes import resolve_classes
+    from introspect.models.spec import ModelSpec
+
+    names = tuple(f"class {i}" for i in range(990)) + ("tench", "goldfish", "great white shark") + tuple(
+        f"other {i}" for i in range(7))
+    spec = ModelSpec(name="many", architecture="many", input_shape=(3, 8, 8), mean=(0.0,) * 3, std=(1.0,) * 3,
+                     logits_layer="", class_names=names, dataset=None, activations={})
+    assert resolve_classes(spec, ["0-2", "990", " 5 - 6 ", "goldfish"]) == [0, 1, 2, 990, 5, 6, 991]
+    with pytest.raises(UserError, match="out of range: this model has classes 0-999"):
+        resolve_classes(spec, ["998-1000"])
+    with pytest.raises(UserError, match="the start is after the end"):
+        resolve_classes(spec, ["3-1"])
+    with pytest.raises(UserError) as error:
+        resolve_classes(spec, ["goldfsh"])
+    assert str(error.value) == ("unknown class 'goldfsh'; closest: goldfish; this model has 1000 classes: give an index "
+                                "0-999 or a name")

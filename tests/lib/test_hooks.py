@@ -246,3 +246,97 @@ def test_a_permute_to_channels_last_has_the_map_channels():
             torch.testing.assert_close(hooks.run(x)[name], model[0](x))
     with HookRegistry(model, ["4"]) as hooks:
         assert hooks.run(x)["4"].shape == (2, 16, 6, 5)
+
+
+class _ReusedReLU(nn.Module):
+    """One ReLU run twice with other channel counts (as torchvision's ResNet Bottleneck runs ``relu`` three times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.relu, self.head = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 8, 1), nn.ReLU(), nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.relu(self.conv2(self.relu(self.conv1(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_reused_module_is_its_first_call_in_the_table_and_in_every_hooked_pass():
+    """The layers table, a pass hooking it alone (stopping early), one hooking a later layer too and one running to
+    the end all see the same call: before, the table and a pass that went on showed the last (8 channels) and a
+    pass that stopped at it the first (4), so a channels run over [relu, head] failed on channel 5."""
+    from introspect.channels import plan_channels
+    from introspect.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = _ReusedReLU().eval()
+    x = torch.randn(2, 3, 6, 6)
+    info, alone = _described_and_recorded(model, "relu", x)
+    assert (info.calls, info.output_shape) == (2, (4, 4, 4))
+    with HookRegistry(model, ["relu", "head"]) as hooks:
+        with_later = hooks.run(x)["relu"]
+    with HookRegistry(model, ["relu"], early_exit=False) as hooks:
+        to_the_end = hooks.run(x)["relu"]
+    first = torch.relu(model.conv1(x)).detach()
+    for recorded in (alone, with_later, to_the_end):
+        torch.testing.assert_close(recorded, first)
+    spec = ModelSpec(name="reused", architecture="reused", input_shape=(3, 6, 6), mean=(0.0,) * 3, std=(1.0,) * 3,
+                     logits_layer="", class_names=("a", "b"), dataset=None, activations={})
+    plan = plan_channels(model, spec, ["relu", "head"], batch_size=4)
+    assert plan["relu"].output_shape == (4, 4, 4)
+
+
+class _Attention(nn.Module):
+    """Self-attention over (B, N, D) tokens as torchvision's ViT blocks do: an nn.MultiheadAttention returns a tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn, self.dropout, self.head = nn.MultiheadAttention(4, 1, batch_first=True), nn.Dropout(0.0), nn.Linear(4, 2)
+
+    def forward(self, x):
+        x, _ = self.attn(x, x, x)
+        return self.head(self.dropout(x).mean(1))
+
+
+def test_a_layer_that_returns_a_tuple_is_said_to_run_and_refused_with_the_fix():
+    """Before, the attention was listed last as "not called", a channels plan said it does not run, and a hooked
+    pass (the activations command) recorded the tuple, whose [0] the report then read as one image's output."""
+    from introspect.channels import plan_channels
+    from introspect.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = _Attention().eval()
+    infos = describe_layers(model, (5, 4))
+    assert [i.name for i in infos][:2] == ["attn", "dropout"]
+    assert (infos[0].calls, infos[0].output_shape, infos[0].returns) == (1, None, "tuple")
+    with pytest.raises(UserError, match=r"layer 'attn' returns a tuple of 2 \(0: \(1, 5, 4\), 1: .*not one tensor"):
+        with HookRegistry(model, ["attn"], early_exit=False) as hooks:
+            hooks.run(torch.zeros(1, 5, 4))
+    assert hook_count(model) == 0
+    spec = ModelSpec(name="attention", architecture="attention", input_shape=(5, 4), mean=(0.0,) * 5, std=(1.0,) * 5,
+                     logits_layer="", class_names=("a", "b"), dataset=None, activations={})
+    with pytest.raises(UserError, match="layer 'attn' returns a tuple, not one tensor.*the module its output goes to"):
+        plan_channels(model, spec, ["attn"], batch_size=4)
+
+
+class _PositionTable(nn.Module):
+    """A bias table from a fixed grid, not from the input (Swin V2's cpb_mlp): batch 1 whatever the input's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1, 1, 10).view(1, 5, 2))
+        self.table, self.conv = nn.Linear(2, 3), nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) + self.table(self.grid).mean(1)
+
+
+def test_a_layer_without_a_row_per_image_is_refused_with_the_fix():
+    """Before, a channels run on it failed with 'element 0 of tensors does not require grad'."""
+    model = _PositionTable().eval()
+    with pytest.raises(UserError, match=r"layer 'table' gives an output of shape \(1, 5, 3\) for 4 input image\(s\): "
+                                        "not one row per image.*hook a layer whose output keeps the batch first"):
+        with HookRegistry(model, ["table"]) as hooks:
+            hooks.run(torch.zeros(4, 3, 2, 2))
+    with HookRegistry(model, ["conv"]) as hooks:
+        assert hooks.run(torch.zeros(4, 3, 2, 2))["conv"].shape == (4, 3, 2, 2)
+    assert hook_count(model) == 0

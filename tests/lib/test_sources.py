@@ -30,6 +30,56 @@ def test_torchvision_nested_layer_random_init():
     assert hook_count(loaded.model) == 0
 
 
+def test_random_weights_are_the_same_in_every_load_and_leave_the_global_rng_alone(small_net_file):
+    """Before, each process drew its own: a --resume of a torchvision:NAME run without weights was refused ("the
+    model's weights differ"), torchrun's ranks optimized different models, explore measured another one."""
+    from introspect.channel_runs import model_digest
+
+    for source in ("torchvision:squeezenet1_1", f"{small_net_file}:SmallNet"):
+        digests = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            loaded = load_model(source, meta=MetaOverrides(size=28))
+            assert loaded.random_weights
+            digests.append(model_digest(loaded.model))
+            after = torch.rand(1)
+            torch.manual_seed(seed)
+            assert torch.equal(after, torch.rand(1)), "loading drew from the global RNG"
+        assert digests[0] == digests[1], source
+
+
+def test_torchvision_s_published_weights_file_gets_the_model_torchvision_builds_for_it():
+    """googlenet and inception_v3 built without weights take their input as it is (transform_input=False); their
+    published weights expect it turned into [-1, 1], which torchvision sets only when it loads them itself. Before,
+    the file passed with --checkpoint (as the offline error advises) silently met the wrong input."""
+    from torchvision.models import get_model_weights
+
+    from introspect.models.sources import built_for_published, published_weights
+
+    enum = get_model_weights("googlenet")  # its file: googlenet-1378be20.pth
+    published, other = "1378be20" + "0" * 56, "f" * 64
+    assert published_weights(enum, published) is enum.IMAGENET1K_V1 and published_weights(enum, other) is None
+    model = nn.Module()
+    model.transform_input = False
+    assert built_for_published(model, enum, other, "googlenet") is None and model.transform_input is False
+    note = built_for_published(model, enum, published, "googlenet")
+    assert model.transform_input is True and "weights IMAGENET1K_V1: built with transform_input=True" in note
+    assert built_for_published(nn.Linear(1, 1), enum, published, "googlenet") is None  # a model without the switch
+
+
+@pytest.mark.slow
+def test_googlenet_from_its_published_file_runs_with_transform_input(tmp_path, monkeypatch):
+    """The same through load_model: the file's digest made torchvision's (no download in tests)."""
+    from torchvision.models import googlenet
+
+    from introspect.models import checkpoint
+
+    torch.save(googlenet(weights=None, init_weights=False).state_dict(), tmp_path / "googlenet.pth")
+    monkeypatch.setattr(checkpoint, "file_sha256", lambda _path: "1378be20" + "0" * 56)
+    loaded = load_model("torchvision:googlenet", checkpoint=tmp_path / "googlenet.pth", meta=MetaOverrides(size=64))
+    assert loaded.model.transform_input is True and any("transform_input=True" in n for n in loaded.notes)
+
+
 def test_torchvision_unknown_name_and_weights():
     with pytest.raises(UserError, match="closest: resnet18"):
         load_model("torchvision:resnet81")
