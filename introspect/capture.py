@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .layers import (Layouts, StopForward, as_map, inherits_layout, is_scripted, named_layers, not_a_tensor,
-                     not_per_image, resolve_layer)
+                     not_from_input, not_per_image, resolve_layer)
 from .outputs import describe, pick
 
 
@@ -48,6 +48,7 @@ class HookRegistry:
         self._handles: list = []
         self._layouts: Layouts | None = None
         self._batch = 0  # images in the pass being run: each hooked output must have a row per image
+        self._tracks_input = False  # the pass's input carries gradients: each hooked output must too
 
     def __enter__(self) -> "HookRegistry":
         modules = {name: resolve_layer(self.model, name) for name in self.hooked}
@@ -83,6 +84,8 @@ class HookRegistry:
                 raise not_a_tensor(name, describe(output))
             if output.ndim == 0 or output.shape[0] != self._batch:
                 raise not_per_image(name, tuple(output.shape), self._batch)
+            if self._tracks_input and not output.requires_grad:  # one image: the shape above cannot tell
+                raise not_from_input(name)
             # a signal's channels as one-row maps, a channels-last map's as (B, C, H, W)
             output = as_map(module, output, followed)
             last = self.early_exit and len(self.hooked) == len(self.names) and len(self.outputs | {name: None}) == len(self.names)
@@ -100,6 +103,7 @@ class HookRegistry:
     def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward ``inputs`` and return {layer name: output} for the hooked layers."""
         self.outputs, self._batch = {}, len(inputs)
+        self._tracks_input = inputs.requires_grad and torch.is_grad_enabled()
         try:
             result = self.model(inputs)
             for name in self.names:

@@ -68,6 +68,15 @@ def not_per_image(layer: str, shape: tuple[int, ...], batch: int) -> UserError:
                      "first (see {layers_command})", settings=("layers_command",), layer=layer, shape=shape, batch=batch)
 
 
+def not_from_input(layer: str) -> UserError:
+    """The error for a layer whose output no gradient leads back from to the input images (a table computed from
+    the model's own buffers, a detached tensor): no image can change it."""
+    return UserError("layer '{layer}' does not depend on the input images (no gradient leads from its output back to "
+                     "them: a table computed from the model's own weights, or a detached tensor), so no image can "
+                     "change it; hook a layer computed from the input (see {layers_command})",
+                     settings=("layers_command",), layer=layer)
+
+
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early, once the wanted outputs are recorded."""
 

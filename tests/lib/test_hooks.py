@@ -340,3 +340,20 @@ def test_a_layer_without_a_row_per_image_is_refused_with_the_fix():
     with HookRegistry(model, ["conv"]) as hooks:
         assert hooks.run(torch.zeros(4, 3, 2, 2))["conv"].shape == (4, 3, 2, 2)
     assert hook_count(model) == 0
+
+
+def test_a_layer_that_does_not_depend_on_the_input_is_refused_with_the_fix_for_one_image_too():
+    """With one image the shape cannot tell a table computed from the model's own weights (Swin V2's cpb_mlp) from
+    an image's output; its missing gradient can. Before, a one-channel run failed in backward ('element 0 of
+    tensors does not require grad'). A pass without gradients (measuring) is left alone. The weights frozen, as
+    the engine runs a model (``hooks.frozen``): else the table's gradient leads to them."""
+    model = _PositionTable().eval().requires_grad_(False)
+    image = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    with pytest.raises(UserError, match="layer 'table' does not depend on the input images.*hook a layer computed"):
+        with HookRegistry(model, ["table"]) as hooks:
+            hooks.run(image)
+    with HookRegistry(model, ["conv"]) as hooks:
+        assert hooks.run(image)["conv"].requires_grad
+    with torch.no_grad(), HookRegistry(model, ["table"]) as hooks:
+        assert hooks.run(image)["table"].shape == (1, 5, 3)
+    assert hook_count(model) == 0
