@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +254,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      mean=tuple(transform.mean), std=tuple(transform.std), logits_layer="",
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
-        model = seeded(lambda: get_model(name, weights=chosen))
+        model = seeded(lambda: _quietly_built(get_model, name, chosen))
         spec = spec.replace(**measuring_fields(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
@@ -272,6 +273,14 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
         loaded.notes.append(Message("{name} has random weights (no {weights} or {checkpoint}): results show the untrained network",
                                     settings=("weights", "checkpoint"), name=name))
     return loaded
+
+
+def _quietly_built(get_model, name: str, weights) -> nn.Module:
+    """torchvision's model ``name``, without the FutureWarning GoogLeNet and Inception v3 print on every build
+    about their default initialization changing some day (the one they use today is the one built)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+        return get_model(name, weights=weights)
 
 
 def published_weights(enum, sha: str):

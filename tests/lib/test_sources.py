@@ -199,3 +199,11 @@ def test_activations_are_found_in_sequentials_and_traced_forwards():
 
     assert find_activations(Functional()) == {"conv1": "relu", "conv2": "silu", "block.0": "gelu", "block.1": "gelu"}
     assert find_activations(Branchy()) == {"block.0": "gelu", "block.1": "gelu"}
+
+
+def test_googlenet_builds_without_torchvision_s_initialization_warning(recwarn):
+    """torchvision warns on every GoogLeNet/Inception build that its default initialization may change; a user
+    saw it on every command. The weights are those torchvision builds today, under the fixed seed as ever."""
+    first = load_model("torchvision:googlenet")
+    assert not [w for w in recwarn if "weight initialization" in str(w.message)]
+    assert torch.equal(first.model.conv1.conv.weight, load_model("torchvision:googlenet").model.conv1.conv.weight)
