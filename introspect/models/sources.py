@@ -7,9 +7,11 @@ clear error naming the flag.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,19 +272,38 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
 
 
 def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
+    """The class in a user's file. Its folder is on sys.path while the file runs, the class is built and its
+    checkpoint read, as ``python file.py`` would have it: the file can import the modules beside it, and a model
+    pickled whole (``torch.save(model)``, with ``--trust-checkpoint``) finds the module its class came from."""
     if not path.is_file():
         raise UserError("model file '{path}' does not exist", path=path)
     module_name = f"introspect_user_{path.stem}"
     spec_ = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec_)
     sys.modules[module_name] = module
+    with _on_path(path.resolve().parent):
+        try:
+            spec_.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
+            raise UserError("importing '{path}' failed: {kind}: {exc}", path=path, kind=type(exc).__name__,
+                            exc=exc) from exc
+        return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
+                           checkpoint, trust, meta)
+
+
+@contextlib.contextmanager
+def _on_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on sys.path for the duration (unless it is there already)."""
+    entry = str(folder)
+    if entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
     try:
-        spec_.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
-        raise UserError("importing '{path}' failed: {kind}: {exc}", path=path, kind=type(exc).__name__,
-                        exc=exc) from exc
-    return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
-                       checkpoint, trust, meta)
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
 
 
 def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:

@@ -149,3 +149,69 @@ def test_activations_are_found_in_sequentials_and_traced_forwards():
 
     assert find_activations(Functional()) == {"conv1": "relu", "conv2": "silu", "block.0": "gelu", "block.1": "gelu"}
     assert find_activations(Branchy()) == {"block.0": "gelu", "block.1": "gelu"}
+
+
+SIBLING_BLOCKS = """from torch import nn
+
+
+def conv_bn_relu(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+"""
+
+SIBLING_NET = """from torch import nn
+
+from blocks_for_introspect_test import conv_bn_relu
+
+
+class SiblingNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = conv_bn_relu(1, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean((2, 3)))
+"""
+
+
+@pytest.fixture
+def sibling_net_file(tmp_path, monkeypatch):
+    """A user's model file that imports a module beside it (a project of several files), not on sys.path."""
+    import sys
+
+    (tmp_path / "blocks_for_introspect_test.py").write_text(SIBLING_BLOCKS)
+    (tmp_path / "sibling_net.py").write_text(SIBLING_NET)
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # whatever the load leaves there goes with the test
+    yield tmp_path / "sibling_net.py"
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        sys.modules.pop(name, None)
+
+
+def test_a_user_file_imports_the_modules_beside_it(sibling_net_file):
+    import sys
+
+    loaded = load_model(f"{sibling_net_file}:SiblingNet", meta=MetaOverrides(size=8))
+    assert loaded.spec.measured_at("block.0") == "block.0 → block.1 → block.2"
+    assert str(sibling_net_file.parent) not in sys.path  # only while the file ran
+
+
+def test_a_model_pickled_whole_loads_with_trust(sibling_net_file, tmp_path):
+    """torch.save(model) in the user's project pickles the class by its module name ("sibling_net")."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        user_class = importlib.import_module("sibling_net").SiblingNet
+    finally:
+        sys.path.remove(str(tmp_path))
+    torch.manual_seed(3)
+    whole = user_class()
+    torch.save(whole, tmp_path / "whole.pt")
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        sys.modules.pop(name)  # a fresh process: the user's modules are not imported
+    loaded = load_model(f"{sibling_net_file}:SiblingNet", checkpoint=tmp_path / "whole.pt", trust_checkpoint=True,
+                        meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, whole.fc.weight) and not loaded.random_weights
