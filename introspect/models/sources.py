@@ -171,7 +171,8 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
     from the final op torch.fx sees (its input's layer becomes the logits: the class objective then works before
     the softmax or sigmoid) or else from the values of a dry forward on ``inputs`` (normalized; default: 16
     seeded random images): rows in [0, 1] summing to 1 are softmax, all in [0, 1] otherwise sigmoid. A spec that
-    already says its kind, or names its logits layer, keeps it. Adds a note saying what was found."""
+    already says its kind, or names its logits layer, keeps it; one logit is a sigmoid's (a binary classifier's).
+    Adds a note saying what was found."""
     spec, model = loaded.spec, loaded.model
     if inputs is None:
         generator = torch.Generator().manual_seed(0)
@@ -197,8 +198,11 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
         output = hooks.run(inputs)[where]
     if output.ndim == 4 and spec.logits_position is None:
         changes["logits_position"] = meta.logits_position or "mean"
+    values = class_values(output, changes.get("logits_position", spec.logits_position))
     if spec.output_kind is None and "output_kind" not in changes and not spec.logits_layer:
-        changes["output_kind"] = value_kind(class_values(output, changes.get("logits_position")).float()) or "logits"
+        changes["output_kind"] = value_kind(values.float()) or "logits"
+    if spec.output_kind is None and changes.get("output_kind", "logits") == "logits" and values.shape[1] == 1:
+        changes["output_kind"] = "sigmoid logits"  # one logit (a binary classifier's): a softmax of one is always 1
     if not changes:
         return
     loaded.spec = spec = spec.replace(**changes)

@@ -86,6 +86,22 @@ class Fixed(nn.Module):  # the constructor sets every weight: trained weights in
         return self.fc(x.flatten(1))
 
 
+class OneLogit(nn.Module):  # a binary classifier trained with BCEWithLogitsLoss: one raw logit, no sigmoid in it
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 1)
+        with torch.no_grad():
+            self.fc.bias.fill_(-3.0)  # its values out of [0, 1]: never read as probabilities
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class OneLogitSqueezed(OneLogit):  # its output (batch,): the logits named by --logits-layer fc
+    def forward(self, x):
+        return super().forward(x).squeeze(1)
+
+
 class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrained, every value lands in [0, 1)
     def __init__(self):
         super().__init__()
@@ -134,6 +150,17 @@ def test_value_rules():
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+@pytest.mark.parametrize("name, meta", [("OneLogit", {}), ("OneLogitSqueezed", {"logits_layer": "fc"})])
+def test_one_logit_is_a_sigmoids_never_a_softmax_of_one(models, name, meta):
+    loaded = _load(models, name, **meta)
+    assert loaded.spec.output_kind == "sigmoid logits"
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2), candidates=1)
+    with torch.no_grad():
+        logit = loaded.model.fc(((result.images - loaded.spec.mean[0]) / loaded.spec.std[0]).flatten(1))[:, 0]
+    assert torch.allclose(result.probabilities, torch.sigmoid(logit), atol=1e-5)  # was 1.000: a softmax of one
+    assert "p\u00a0(sigmoid)=" in result.titles[0]
 
 
 def test_sigmoid_heads_show_sigmoid_probabilities(models):
