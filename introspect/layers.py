@@ -213,7 +213,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         return hook
 
     layers = named_layers(model)
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # each module's own: a model may hold frozen BatchNorms
     try:
         for name, module in layers.items():
             if is_scripted(module):
@@ -228,7 +228,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
     infos = []
     # Execution order, then (for a full pass) the modules that never ran.
     ran = [n for n in started if n in shapes]

@@ -246,3 +246,13 @@ def test_a_permute_to_channels_last_has_the_map_channels():
             torch.testing.assert_close(hooks.run(x)[name], model[0](x))
     with HookRegistry(model, ["4"]) as hooks:
         assert hooks.run(x)["4"].shape == (2, 16, 6, 5)
+
+
+def test_describe_layers_restores_each_modules_mode():
+    """A model in train mode whose BatchNorms the user froze (bn.eval(), as for fine-tuning) keeps them frozen."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(), nn.Linear(64, 2))
+    model.train()
+    model[1].eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    describe_layers(model, (1, 6, 6))
+    assert {name: m.training for name, m in model.named_modules()} == modes
