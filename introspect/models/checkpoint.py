@@ -59,7 +59,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         if not trust:
             raise UserError("checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
                             "({reason}); if you trust its source, add {trust_checkpoint}",
-                            settings=("trust_checkpoint",), path=path, reason=str(exc).splitlines()[0][:120]) from exc
+                            settings=("trust_checkpoint",), path=path, reason=_refusal(exc)) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise UserError("checkpoint '{path}' is corrupt or truncated ({reason})", path=path, reason=reason) from exc
@@ -68,6 +68,18 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
         raise UserError("checkpoint '{path}' could not be unpickled: {kind}: {exc}",
                         path=path, kind=type(exc).__name__, exc=exc) from exc
+
+
+def _refusal(exc: Exception) -> str:
+    """What weights_only refused, in a few words: torch's message is a page of advice with terminal escapes
+    ("Unsupported global: GLOBAL my_models.Net was not an allowed global ..." holds the object that needs code)."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"it holds {found.group(1)}, not only tensors"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:120]
 
 
 def is_torchscript(path: Path) -> bool:

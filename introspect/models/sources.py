@@ -653,6 +653,16 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
         return model(torch.zeros(1, *shape))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
+        if isinstance(first, nn.Conv3d) and fixed is None:
+            raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv3d, which takes "
+                            "3-D input (video, volumes); introspect takes images (C,H,W) and 1-D signals (C,L) only",
+                            name=name, shape=shape) from exc
+        if isinstance(first, nn.Conv1d) and len(shape) == 3 and fixed is None:
+            raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv1d, which takes a "
+                            "1-D signal: pass {input_shape} C,L (e.g. {example}) instead of an image's size",
+                            settings=("input_shape",), name=name, shape=shape,
+                            example=f"{first.in_channels},{shape[-1]}") from exc
         if fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: {reason} (check {size} / {input_shape})",
                             settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc
