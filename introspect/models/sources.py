@@ -341,10 +341,17 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     sha = None
     if checkpoint is not None:
         sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
-    spec = _spec_from_flags(model, name, meta)
     from_code = checkpoint is None and weights_set_by_constructor(cls, model)
+    low = sorted({str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers())
+                  if t.is_floating_point() and t.dtype != torch.float32})
+    if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
+        model.float()
+    spec = _spec_from_flags(model, name, meta)
     random_weights = checkpoint is None and not from_code
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
+    if low:
+        loaded.notes.append(Message("{class_name}'s weights are {dtypes}: run in float32 ({amp} runs the model in "
+                                    "bfloat16)", settings=("amp",), class_name=class_name, dtypes=", ".join(low)))
     if random_weights:
         loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
                                     settings=("checkpoint",), class_name=class_name))

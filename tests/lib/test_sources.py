@@ -215,3 +215,30 @@ def test_a_model_pickled_whole_loads_with_trust(sibling_net_file, tmp_path):
     loaded = load_model(f"{sibling_net_file}:SiblingNet", checkpoint=tmp_path / "whole.pt", trust_checkpoint=True,
                         meta=MetaOverrides(size=8))
     assert torch.equal(loaded.model.fc.weight, whole.fc.weight) and not loaded.random_weights
+
+
+HALF_NET = """import torch
+from torch import nn
+
+
+class HalfNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 3)
+        self.half()
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+"""
+
+
+def test_a_half_precision_model_runs_in_float32_and_says_so(tmp_path):
+    """Its layers refused the float32 images ("Input type (float) and bias type (c10::Half) should be the same")."""
+    (tmp_path / "half_net.py").write_text(HALF_NET)
+    loaded = load_model(f"{tmp_path / 'half_net.py'}:HalfNet", meta=MetaOverrides(size=8))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert any("weights are float16: run in float32" in str(note) for note in loaded.notes)
+    assert loaded.random_weights  # the check for weights set by the constructor compared like with like
+    result = visualize_channels(loaded.model, loaded.spec, "conv", [0], CHANNELS_DEFAULTS.replace(steps=2))
+    assert bool(torch.isfinite(result.images).all())
