@@ -352,6 +352,11 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     if low:
         loaded.notes.append(Message("{class_name}'s weights are {dtypes}: run in float32 ({amp} runs the model in "
                                     "bfloat16)", settings=("amp",), class_name=class_name, dtypes=", ".join(low)))
+    untraced = fx_failure(model)
+    if untraced is not None:
+        loaded.notes.append(f"torch.fx cannot trace {class_name}'s forward ({untraced}): a layer's channels are measured "
+                            "after the BatchNorms and activations that follow it only inside an nn.Sequential, else "
+                            "at its raw output (`introspect layers` shows where)")
     if random_weights:
         loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
                                     settings=("checkpoint",), class_name=class_name))
@@ -560,6 +565,20 @@ def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
             or product.target not in (operator.mul, torch.mul) or set(product.args) != {node, sigmoid}):
         return None
     return product
+
+
+def fx_failure(model: nn.Module) -> str | None:
+    """Why torch.fx cannot trace ``model``'s forward (the error's first line, shortened), or None when it can."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.fx.symbolic_trace(model)
+    except Exception as exc:  # noqa: BLE001 - any reason fx gives up
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return f"{type(exc).__name__}: {first[:100]}" if first else type(exc).__name__
+    return None
 
 
 def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
