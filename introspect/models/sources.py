@@ -417,9 +417,12 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
 
 
 def first_conv_channels(model: nn.Module) -> int | None:
+    """The input channels of the model's first conv, a TorchScript one (its ``original_name``) included."""
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
             return module.in_channels
+        if isinstance(module, torch.jit.ScriptModule) and getattr(module, "original_name", "") in ("Conv1d", "Conv2d", "Conv3d"):
+            return int(module.weight.shape[1] * getattr(module, "groups", 1))  # traced: no in_channels, no groups
     return None
 
 

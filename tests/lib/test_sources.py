@@ -242,3 +242,18 @@ def test_a_half_precision_model_runs_in_float32_and_says_so(tmp_path):
     assert loaded.random_weights  # the check for weights set by the constructor compared like with like
     result = visualize_channels(loaded.model, loaded.spec, "conv", [0], CHANNELS_DEFAULTS.replace(steps=2))
     assert bool(torch.isfinite(result.images).all())
+
+
+def test_size_finds_the_channels_of_a_scripted_first_conv():
+    """A model wrapping a TorchScript part: --size found "no conv layer" in it."""
+    import warnings
+
+    from introspect.models.sources import first_conv_channels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        scripted = torch.jit.script(conv)
+        traced = torch.jit.trace(conv, torch.zeros(1, 3, 8, 8))
+    for part in (scripted, traced):
+        assert first_conv_channels(nn.Sequential(part, nn.Flatten())) == 3
