@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .engine import on_device
+from .errors import UserError
 from .hooks import Probe
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, reduce_channels
@@ -63,6 +64,11 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     wanted = list(dict.fromkeys([*layers, *([spec.logits] if spec.logits is not None else [])]))
     with on_device(model, device) as model, Probe(model, spec, wanted, device, early_exit=False) as probe:
         outputs = probe(pixels)
+        for layer in layers:
+            if not isinstance(outputs[layer], torch.Tensor):
+                raise UserError("layer '{layer}' returns no single tensor (a {kind}) whose activations could be shown; "
+                                "choose a layer after it (see {layers_command})", settings=("layers_command",),
+                                layer=layer, kind=type(outputs[layer]).__name__)
         if spec.logits is not None:
             logits = as_logits(class_values(outputs[spec.logits], spec.logits_position), spec.output_kind)
             predicted = int(logits[0].argmax())

@@ -392,6 +392,10 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
     plans = []
     for layer in layers:
         info = infos.get(layer)
+        if info is not None and info.output_shape is None and info.calls:
+            raise UserError("layer '{layer}' ({type}) returns no single tensor (a tuple, say) whose channels could be "
+                            "measured; choose a layer after it (see {layers_command})",
+                            settings=("layers_command",), layer=layer, type=info.type)
         if info is None or info.output_shape is None:
             raise UserError("layer '{layer}' does not run in the model's forward pass", layer=layer)
         if len(info.output_shape) not in (1, 2, 3):

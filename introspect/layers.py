@@ -61,7 +61,7 @@ class StopForward(Exception):
 class LayerInfo:
     name: str
     type: str
-    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called
+    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called or not a tensor
     units: int | None  # channels of a conv map, features of a vector, units of a token sequence (N, D)
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
@@ -232,7 +232,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             module.training = mode
     infos = []
     # Execution order, then (for a full pass) the modules that never ran.
-    ran = [n for n in started if n in shapes]
+    ran = [n for n in started if n in shapes or n in calls]  # a tuple's module (an LSTM) ran, with no shape
     order = ran if stop_after is not None else ran + [n for n in layers if n not in ran]
     for name in order:
         module = layers[name]

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     rows = []
     for info in infos:
         shape = ("×".join(map(str, info.output_shape)) if info.output_shape
-                 else "not hookable" if info.type.startswith("TorchScript") else "not called")
+                 else "not hookable" if info.type.startswith("TorchScript")
+                 else "not a tensor" if info.calls else "not called")
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
         rows.append((name, info.type, shape, units, info.channel, _measured_at(loaded.spec, info)))

@@ -256,3 +256,13 @@ def test_describe_layers_restores_each_modules_mode():
     modes = {name: m.training for name, m in model.named_modules()}
     describe_layers(model, (1, 6, 6))
     assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_a_module_whose_output_is_a_tuple_ran_in_its_place():
+    """An LSTM ran between conv and fc: listed there with no shape, never as "not called" at the end."""
+    from helpers import recurrent
+
+    model, spec = recurrent()
+    infos = describe_layers(model, spec.input_shape)
+    assert [i.name for i in infos] == ["conv", "lstm", "fc"]
+    assert infos[1].output_shape is None and infos[1].calls == 1
