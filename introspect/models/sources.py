@@ -115,6 +115,8 @@ FINAL_MODULES = {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid", nn.LogSoftmax: "l
 FINAL_CALLS = {torch.softmax: "softmax", F.softmax: "softmax", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
                torch.log_softmax: "log-softmax", F.log_softmax: "log-softmax"}
 FINAL_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log-softmax"}
+#: Layers whose output (through reshapes) as the model's is its logits: a layer computes no probabilities.
+RAW_LAYERS = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 #: Ops that only reshape: a module's output seen through them still holds the same values, one per class.
 RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 
@@ -122,7 +124,8 @@ RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     """(kind, layer) when torch.fx sees the model's output at ``where`` ("" or ":KEY") come from a final softmax,
     sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
-    None when the forward does not trace or ends otherwise."""
+    ("logits", None) when it is a Linear's or conv's own output (through reshapes); None when the forward does not
+    trace or ends otherwise."""
     import warnings
 
     try:
@@ -154,15 +157,23 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     elif node.op == "call_method":
         kind = FINAL_METHODS.get(node.target)
     if kind is None:
+        source = _through_reshapes(node)
+        if source.op == "call_module" and isinstance(modules.get(source.target), RAW_LAYERS):
+            return "logits", None  # a layer's own output: logits, whatever values an untrained one gives
         return None
-    source = node.args[0] if node.args else None
-    while isinstance(source, torch.fx.Node) and (
-            (source.op == "call_method" and source.target in RESHAPES)
-            or (source.op == "call_function" and source.target is torch.flatten)):
-        source = source.args[0]
+    source = _through_reshapes(node.args[0] if node.args else None)
     if isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1:
         return kind, source.target
     return kind, None
+
+
+def _through_reshapes(node):
+    """The node whose values ``node`` holds, through flatten, view, reshape and squeeze."""
+    while isinstance(node, torch.fx.Node) and (
+            (node.op == "call_method" and node.target in RESHAPES)
+            or (node.op == "call_function" and node.target is torch.flatten)):
+        node = node.args[0]
+    return node
 
 
 @torch.no_grad()

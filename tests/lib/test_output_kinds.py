@@ -102,6 +102,23 @@ class OneLogitSqueezed(OneLogit):  # its output (batch,): the logits named by --
         return super().forward(x).squeeze(1)
 
 
+class SmallLinear(nn.Module):  # untrained, every value in [0, 1]: still a Linear's own output, logits
+    def __init__(self, width=4):
+        super().__init__()
+        self.fc = nn.Linear(64, width)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.fill_(0.5)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).flatten(1)
+
+
+class SmallOneLinear(SmallLinear):
+    def __init__(self):
+        super().__init__(1)
+
+
 class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrained, every value lands in [0, 1)
     def __init__(self):
         super().__init__()
@@ -146,7 +163,8 @@ def test_value_rules():
 @pytest.mark.parametrize("name, layer, kind", [("OneSigmoid", "fc", "sigmoid logits"), ("SigmoidModule", "fc", "sigmoid logits"),
                                                ("VisibleSoftmax", "fc", "logits"), ("OpaqueSigmoid", "", "sigmoid"),
                                                ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits"),
-                                               ("ReluHead", "", "logits")])
+                                               ("ReluHead", "", "logits"), ("SmallLinear", "", "logits"),
+                                               ("SmallOneLinear", "", "sigmoid logits")])
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
