@@ -10,7 +10,7 @@ import torch
 from introspect.engine import RenderConfig
 from introspect.errors import UserError
 from introspect.models import BUILTIN_MODELS, LoadedModel, MetaOverrides, file_sha256, load_model
-from introspect.repeat import Repeat, record_forward_args
+from introspect.repeat import Repeat, record_forward_args, seeded_build
 from introspect.settings import get, table
 
 FORMATS = ("png", "pdf", "svg", "jpg")
@@ -90,11 +90,6 @@ def repeat_record(args: argparse.Namespace, loaded: LoadedModel, config: RenderC
                   dict(targets or {}), data_arguments(args), list(args.argv)).to_record()
 
 
-#: The global seed a model is built under: an untrained model's random weights are the same in every run of a
-#: command, its rerun and each process of a --distributed run (each drew its own before).
-MODEL_SEED = 0
-
-
 def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> LoadedModel:
     """The model the flags name. ``hooks``: the command needs forward hooks on inner layers,
     which TorchScript models cannot take."""
@@ -111,8 +106,7 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
                          class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output,
                          logits_position=args.logits_position,
                          forward_args=tuple(getattr(args, "forward_arg", [])))
-    with torch.random.fork_rng(devices=[]):  # the global RNG as it was afterwards
-        torch.manual_seed(MODEL_SEED)
+    with seeded_build():
         loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                             meta=meta)
     if hooks and loaded.scripted:

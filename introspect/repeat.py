@@ -9,9 +9,12 @@ says it trusts the folder.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+
+import torch
 
 from .engine import RenderConfig
 from .errors import UserError
@@ -116,6 +119,20 @@ def code_loaded_by(load: dict) -> list[str]:
     return code
 
 
+#: The global seed the command line builds a model under (``seeded_build``).
+MODEL_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_build() -> Iterator[None]:
+    """The global RNG seeded with MODEL_SEED for the duration, as it was afterwards: an untrained model built
+    meanwhile has the same random weights in every run of a command, its rerun, its --resume and each process of a
+    --distributed run (each drew its own)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(MODEL_SEED)
+        yield
+
+
 def load_recorded(load: object, *, trust: bool = False, where: str = "the run") -> LoadedModel:
     """The model ``load`` names (a run's recorded load arguments); UserError when it is malformed, or loads
     code and ``trust`` is not given."""
@@ -135,8 +152,9 @@ def load_recorded(load: object, *, trust: bool = False, where: str = "the run") 
     except TypeError as exc:
         raise UserError("{where} records metadata overrides that do not fit ({exc})",
                         where=where, exc=exc) from None
-    return load_model(load.get("source") or "mnist", load.get("checkpoint"), weights=load.get("weights"),
-                      trust_checkpoint=bool(load.get("trust_checkpoint")), meta=overrides)
+    with seeded_build():  # the command line's run built it so
+        return load_model(load.get("source") or "mnist", load.get("checkpoint"), weights=load.get("weights"),
+                          trust_checkpoint=bool(load.get("trust_checkpoint")), meta=overrides)
 
 
 REPEATABLE = ("classes", "channels", "activations")
