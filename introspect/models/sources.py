@@ -716,11 +716,11 @@ def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tupl
         return values * channels
     if len(values) == channels:
         return values
+    given = "one channel (give one value)" if channels == 1 else f"{channels} channels (give 1 or {channels} values)"
     if setting == "mean":
-        raise UserError("{mean} has {count} values; the input has {channels} channels (give 1 or {channels})",
-                        settings=("mean",), count=len(values), channels=channels)
-    raise UserError("{std} has {count} values; the input has {channels} channels (give 1 or {channels})",
-                    settings=("std",), count=len(values), channels=channels)
+        raise UserError("{mean} has {count} values; the input has {given}", settings=("mean",), count=len(values),
+                        given=given)
+    raise UserError("{std} has {count} values; the input has {given}", settings=("std",), count=len(values), given=given)
 
 
 def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
