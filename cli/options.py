@@ -28,8 +28,8 @@ FLAGS["data"] = "--dataset or --images DIR"
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="mnist", metavar="SOURCE",
-                       help=f"built-in ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, path/to/file.py:ClassName, "
-                            "or a TorchScript file (default: mnist)")
+                       help=f"built-in ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, path/to/file.py:ClassName "
+                            "(or :function, which builds it), or a TorchScript file (default: mnist)")
     group.add_argument("--checkpoint", metavar="PATH",
                        help="weights: an introspect checkpoint, or a state dict for the --model architecture (default: none)")
     group.add_argument("--weights", metavar="NAME",

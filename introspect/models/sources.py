@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -337,8 +338,8 @@ def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, m
 
 def _from_class(module, where: str, class_name: str, name: str, source: str, checkpoint, trust: bool,
                 meta: MetaOverrides) -> LoadedModel:
-    cls = getattr(module, class_name, None)
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    cls = getattr(module, class_name, None)  # an nn.Module class, or a function that builds one (a factory)
+    if cls is None or not (inspect.isfunction(cls) or (isinstance(cls, type) and issubclass(cls, nn.Module))):
         names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
                  and v.__module__ == module.__name__]
         raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
@@ -348,6 +349,9 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     except TypeError as exc:
         raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
                         class_name=class_name, exc=exc) from exc
+    if not isinstance(model, nn.Module):
+        raise UserError("{class_name}() returned a {kind}, not an nn.Module", class_name=class_name,
+                        kind=type(model).__name__)
     model = with_forward_args(model, meta.forward_args)
     sha = None
     if checkpoint is not None:

@@ -257,3 +257,24 @@ def test_size_finds_the_channels_of_a_scripted_first_conv():
         traced = torch.jit.trace(conv, torch.zeros(1, 3, 8, 8))
     for part in (scripted, traced):
         assert first_conv_channels(nn.Sequential(part, nn.Flatten())) == 3
+
+
+FACTORY = """from torch import nn
+
+
+def small_net(width=4):
+    return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Linear(width * 36, 3))
+
+
+def not_a_model():
+    return 3
+"""
+
+
+def test_a_function_that_builds_the_model_loads_like_a_class(tmp_path):
+    """file.py:factory — a factory function, as many projects define their models — was 'no nn.Module class'."""
+    (tmp_path / "factory.py").write_text(FACTORY)
+    loaded = load_model(f"{tmp_path / 'factory.py'}:small_net", meta=MetaOverrides(size=8))
+    assert loaded.spec.measured_at("0") == "0 → 1" and loaded.spec.num_classes == 3 and loaded.random_weights
+    with pytest.raises(UserError, match=re.escape("not_a_model() returned a int, not an nn.Module")):
+        load_model(f"{tmp_path / 'factory.py'}:not_a_model", meta=MetaOverrides(size=8))
