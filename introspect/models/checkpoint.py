@@ -155,6 +155,9 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        near = next((key for key in unexpected if missing and key.endswith("." + missing[0])), None)
+        if near is not None:  # under a prefix that other keys do not share: a wrapper with more than the model
+            detail += f" (the checkpoint has {near!r}: a wrapper's state dict, holding more than this model)"
         raise UserError("checkpoint '{path}' does not fit the model: {detail}", path=path, detail=detail)
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
@@ -165,5 +168,17 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
 
 def load_weights(model: nn.Module, path: str | Path, trust: bool = False) -> str:
     """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256."""
-    load_state(model, unwrap_state_dict(read_checkpoint(path, trust), path), path)
+    load_state(model, without_shared_prefix(unwrap_state_dict(read_checkpoint(path, trust), path), model), path)
     return file_sha256(path)
+
+
+def without_shared_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` without the first name all its keys share ("model." of a Lightning module that holds the model,
+    "_orig_mod." of a torch.compile'd one) when that, and only that, gives exactly the model's keys."""
+    expected = set(model.state_dict())
+    if set(state) == expected or not all("." in key for key in state):
+        return state
+    if len({key.split(".", 1)[0] for key in state}) != 1:
+        return state
+    stripped = {key.split(".", 1)[1]: value for key, value in state.items()}
+    return stripped if set(stripped) == expected else state

@@ -278,3 +278,21 @@ def test_a_function_that_builds_the_model_loads_like_a_class(tmp_path):
     assert loaded.spec.measured_at("0") == "0 → 1" and loaded.spec.num_classes == 3 and loaded.random_weights
     with pytest.raises(UserError, match=re.escape("not_a_model() returned a int, not an nn.Module")):
         load_model(f"{tmp_path / 'factory.py'}:not_a_model", meta=MetaOverrides(size=8))
+
+
+@pytest.mark.parametrize("prefix, wrap", [("model.", lambda s: {"state_dict": s, "epoch": 3, "hyper_parameters": {"lr": 0.1}}),
+                                          ("_orig_mod.", lambda s: s)])
+def test_a_prefix_every_key_shares_is_dropped_when_that_fits_the_model(small_net_file, tmp_path, prefix, wrap):
+    """A Lightning module's checkpoint ("model." before every key) or a torch.compile'd model's ("_orig_mod.")
+    did "not fit the model: missing 'block1.0.weight'"."""
+    state = small_state(small_net_file)
+    torch.save(wrap({prefix + k: v for k, v in state.items()}), tmp_path / "wrapped.pt")
+    loaded = load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "wrapped.pt", meta=MetaOverrides(size=28))
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_wrapper_holding_more_than_the_model_is_named(small_net_file, tmp_path):
+    state = {f"model.{k}": v for k, v in small_state(small_net_file).items()} | {"loss.weight": torch.ones(3)}
+    torch.save(state, tmp_path / "wrapper.pt")
+    with pytest.raises(UserError, match=re.escape("missing 'block1.0.weight' (the checkpoint has 'model.block1.0.weight'")):
+        load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "wrapper.pt", meta=MetaOverrides(size=28))
