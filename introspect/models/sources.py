@@ -353,15 +353,15 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
         raise UserError("{class_name}() returned a {kind}, not an nn.Module", class_name=class_name,
                         kind=type(model).__name__)
     model = with_forward_args(model, meta.forward_args)
-    sha = None
-    if checkpoint is not None:
-        sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
     from_code = checkpoint is None and weights_set_by_constructor(cls, model)
     low = sorted({str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers())
                   if t.is_floating_point() and t.dtype != torch.float32})
     if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
         model.float()
-    spec = _spec_from_flags(model, name, meta)
+    spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers (nn.LazyLinear) their shapes
+    sha = None
+    if checkpoint is not None:  # after the dry forward: a lazy layer takes weights only once it has its shape
+        sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
     random_weights = checkpoint is None and not from_code
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
     if low:

@@ -296,3 +296,27 @@ def test_a_wrapper_holding_more_than_the_model_is_named(small_net_file, tmp_path
     torch.save(state, tmp_path / "wrapper.pt")
     with pytest.raises(UserError, match=re.escape("missing 'block1.0.weight' (the checkpoint has 'model.block1.0.weight'")):
         load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "wrapper.pt", meta=MetaOverrides(size=28))
+
+
+LAZY_NET = """import torch
+from torch import nn
+
+
+class LazyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.LazyLinear(3)  # its in_features known at the first forward
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+"""
+
+
+def test_a_lazy_layer_takes_its_checkpoint_weights(tmp_path):
+    """It failed with "Can't access the shape of an uninitialized parameter" (exit 1): weights before any forward."""
+    (tmp_path / "lazy_net.py").write_text(LAZY_NET)
+    trained = load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", meta=MetaOverrides(size=8)).model
+    torch.save(trained.state_dict(), tmp_path / "lazy.pt")
+    loaded = load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", checkpoint=tmp_path / "lazy.pt", meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, trained.fc.weight) and not loaded.random_weights
