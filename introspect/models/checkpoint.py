@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
+import types
 from pathlib import Path
 
 import torch
@@ -40,9 +42,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | Path, trust: bool = False) -> object:
+def read_checkpoint(path: str | Path, trust: bool = False, main: object = None) -> object:
     """torch.load with ``weights_only=True``: a file that needs full unpickling (which can run
-    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors."""
+    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors.
+    ``main``: the user's model module, where classes pickled from ``__main__`` are found (a model saved whole
+    by the training script that defined it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint '{path}' does not exist (or is not a file)", path=path)
@@ -64,10 +68,25 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise UserError("checkpoint '{path}' is corrupt or truncated ({reason})", path=path, reason=reason) from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_with_main(main))
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
         raise UserError("checkpoint '{path}' could not be unpickled: {kind}: {exc}",
                         path=path, kind=type(exc).__name__, exc=exc) from exc
+
+
+def _pickle_with_main(main: object):
+    """The pickle module, its Unpickler finding a name of ``__main__`` that this process's __main__ lacks in
+    ``main`` (None: pickle itself)."""
+    if main is None:
+        return pickle
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if module == "__main__" and hasattr(main, name) and not hasattr(sys.modules["__main__"], name):
+                return getattr(main, name)
+            return super().find_class(module, name)
+
+    return types.SimpleNamespace(**{**vars(pickle), "Unpickler": Unpickler})
 
 
 def _refusal(exc: Exception) -> str:
@@ -166,9 +185,11 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def load_weights(model: nn.Module, path: str | Path, trust: bool = False) -> str:
-    """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256."""
-    load_state(model, without_shared_prefix(unwrap_state_dict(read_checkpoint(path, trust), path), model), path)
+def load_weights(model: nn.Module, path: str | Path, trust: bool = False, main: object = None) -> str:
+    """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256. ``main``:
+    see ``read_checkpoint``."""
+    payload = read_checkpoint(path, trust, main)
+    load_state(model, without_shared_prefix(unwrap_state_dict(payload, path), model), path)
     return file_sha256(path)
 
 

@@ -361,7 +361,7 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers (nn.LazyLinear) their shapes
     sha = None
     if checkpoint is not None:  # after the dry forward: a lazy layer takes weights only once it has its shape
-        sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
+        sha, source = load_weights(model, checkpoint, trust, main=module), f"{source} + {checkpoint}"
     random_weights = checkpoint is None and not from_code
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
     if low:

@@ -320,3 +320,34 @@ def test_a_lazy_layer_takes_its_checkpoint_weights(tmp_path):
     torch.save(trained.state_dict(), tmp_path / "lazy.pt")
     loaded = load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", checkpoint=tmp_path / "lazy.pt", meta=MetaOverrides(size=8))
     assert torch.equal(loaded.model.fc.weight, trained.fc.weight) and not loaded.random_weights
+
+
+MAIN_NET = """from torch import nn
+
+
+class MainNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+"""
+
+
+def test_a_model_pickled_whole_by_the_script_that_defined_it_loads_with_trust(tmp_path, monkeypatch):
+    """torch.save(model) in a training script pickles the class as __main__.MainNet: unpickling failed with
+    "Can't get attribute 'MainNet' on <module '__main__'>"; the model file's class stands in."""
+    import sys
+
+    (tmp_path / "main_net.py").write_text(MAIN_NET)
+    source = f"{tmp_path / 'main_net.py'}:MainNet"
+    script_model = load_model(source, meta=MetaOverrides(size=8)).model
+    cls = type(script_model)
+    monkeypatch.setattr(cls, "__module__", "__main__")  # as the training script defined it
+    with monkeypatch.context() as scripted:
+        scripted.setattr(sys.modules["__main__"], "MainNet", cls, raising=False)
+        torch.save(script_model, tmp_path / "whole.pt")
+    loaded = load_model(source, checkpoint=tmp_path / "whole.pt", trust_checkpoint=True, meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, script_model.fc.weight)
