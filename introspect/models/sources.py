@@ -698,6 +698,9 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
+        if isinstance(exc, TypeError) and "required" in reason and "argument" in reason:
+            raise UserError("{name}'s forward needs more than the input: {reason}; give the others with {forward_arg} "
+                            "NAME=VALUE", settings=("forward_arg",), name=name, reason=reason) from exc
         if isinstance(first, nn.Conv3d) and fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv3d, which takes "
                             "3-D input (video, volumes); introspect takes images (C,H,W) and 1-D signals (C,L) only",

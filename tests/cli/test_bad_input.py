@@ -47,6 +47,11 @@ class Signal(nn.Module):  # a 1-D signal (C, L)
         return self.conv(x).mean(-1)
 
 
+class Scaled(Signal):  # its forward takes more than the input
+    def forward(self, x, scale):
+        return super().forward(x) * scale
+
+
 class Video(nn.Module):  # 3-D input (C, T, H, W)
     def __init__(self):
         super().__init__()
@@ -123,6 +128,9 @@ CASES = {
     "three means for a one-channel model": (["layers", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
                                              "--mean", "0.5,0.5,0.5"],
                                             "--mean has 3 values; the input has one channel (give one value)"),
+    "forward with another argument": (["layers", "--model", "{tmp}/shapes.py:Scaled", "--input-shape", "1,8"],
+                                      "forward() missing 1 required positional argument: 'scale'; give the others "
+                                      "with --forward-arg NAME=VALUE"),
     "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
                         "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
     "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
