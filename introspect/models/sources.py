@@ -504,18 +504,20 @@ def _point(layer: str, steps: list[_Step]) -> MeasuringPoint | None:
     return MeasuringPoint(tuple(step.label for step in kept), tap, activation)
 
 
-def measuring_points(model: nn.Module) -> dict[str, MeasuringPoint]:
+def measuring_points(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, MeasuringPoint]:
     """{layer: MeasuringPoint} for every module whose output goes, before anything mixes channels, adds a residual
     or concatenates, through BatchNorms, activations (modules or calls, SiLU written out as x*sigmoid(x) too),
     PReLUs, dropouts or identities: a channel report then measures what the next layer reads. Where torch.fx
     traces the forward, its graph says (a step must be the only use of what comes before); where it cannot
-    (data-dependent control flow), the modules that follow in an nn.Sequential."""
+    (data-dependent control flow), the modules that follow in an nn.Sequential — one that runs as a whole on
+    zeros of ``input_shape``, when given (a forward may call its parts one by one, in another order)."""
     traced = _traced_points(model)
     if traced is not None:
         return traced
+    ran = None if input_shape is None else _sequentials_run(model, input_shape)
     found = {}
     for prefix, parent in model.named_modules():
-        if not isinstance(parent, nn.Sequential):
+        if not isinstance(parent, nn.Sequential) or (ran is not None and prefix not in ran):
             continue
         children = [(f"{prefix}.{name}" if prefix else name, child) for name, child in parent.named_children()]
         for i, (layer, _) in enumerate(children):
@@ -530,6 +532,20 @@ def measuring_points(model: nn.Module) -> dict[str, MeasuringPoint]:
             if point is not None:
                 found[layer] = point
     return found
+
+
+@torch.no_grad()
+def _sequentials_run(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+    """The names of the nn.Sequential modules whose own forward runs once in a forward pass on zeros."""
+    calls: dict[str, int] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, _o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+               for name, m in model.named_modules() if isinstance(m, nn.Sequential)]
+    try:
+        model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name for name, count in calls.items() if count == 1}
 
 
 def _module_step(name: str, module: nn.Module, reused: bool = False) -> _Step | None:
@@ -644,9 +660,10 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
     return found
 
 
-def measuring_fields(model: nn.Module) -> dict[str, dict]:
-    """The spec fields that say where each layer's channels are measured: activations, measure, taps."""
-    points = measuring_points(model)
+def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, dict]:
+    """The spec fields that say where each layer's channels are measured: activations, measure, taps
+    (``input_shape``: see ``measuring_points``)."""
+    points = measuring_points(model, input_shape)
     return {"activations": {layer: p.activation for layer, p in points.items() if p.activation != "identity"},
             "measure": {layer: p.chain for layer, p in points.items()},
             "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
@@ -676,7 +693,7 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     output = dry_forward(model.eval(), shape, name)
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, channels, "mean"),
                      std=_per_channel(std, channels, "std"), logits_layer=None, class_names=(),
-                     **measuring_fields(model))
+                     **measuring_fields(model, shape))
     plain = isinstance(output, torch.Tensor) and output.ndim in (2, 4)  # (batch, classes) or a spatial map of them
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none

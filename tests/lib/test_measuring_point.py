@@ -289,3 +289,29 @@ def test_a_forward_fx_cannot_trace_is_named_with_where_channels_are_measured(tmp
     traced = load_model(f"{tmp_path / 'untraceable.py'}:Traceable", meta=MetaOverrides(size=8))
     assert traced.spec.measured_at("conv") == "conv → bn → F.relu"
     assert not any("torch.fx" in str(note) for note in traced.notes)
+
+
+class _PiecewiseSequential(nn.Module):
+    """fx cannot trace it; ``block``'s parts are called one by one, conv2 between them; ``whole`` runs as a whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.whole = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            x = self.block[2](self.block[1](self.conv2(self.block[0](x))))
+        return self.whole(x).mean((2, 3))
+
+
+def test_a_sequential_the_forward_calls_piecewise_gives_no_measuring_point():
+    """block.0's output goes to conv2, never to block.1: it was measured at block.1 (bn(conv2(...)), another layer)."""
+    from introspect.models.sources import measuring_points
+
+    model = _PiecewiseSequential().eval()
+    points = measuring_points(model, (1, 8, 8))
+    assert "block.0" not in points
+    assert points["whole.0"].chain == ("whole.1", "whole.2")
+    assert "block.0" in measuring_points(model)  # no input shape: what the Sequential says, as before
