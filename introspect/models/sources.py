@@ -367,6 +367,12 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     if low:
         loaded.notes.append(Message("{class_name}'s weights are {dtypes}: run in float32 ({amp} runs the model in "
                                     "bfloat16)", settings=("amp",), class_name=class_name, dtypes=", ".join(low)))
+    first, shape = first_conv_channels(model), spec.input_shape
+    if len(shape) == 3 and first is not None and first != shape[0] and shape[-1] == first:
+        loaded.notes.append(Message("{class_name}'s first conv takes {first} channels and the input's last "
+                                    "dimension is {first}: a model that takes channels-last input (H, W, C) cannot be "
+                                    "shown (introspect's images are C, H, W: here {c} channels of {h}×{w})",
+                                    class_name=class_name, first=first, c=shape[0], h=shape[1], w=shape[2]))
     untraced = fx_failure(model)
     if untraced is not None:
         loaded.notes.append(f"torch.fx cannot trace {class_name}'s forward ({untraced}): a layer's channels are measured "

@@ -351,3 +351,26 @@ def test_a_model_pickled_whole_by_the_script_that_defined_it_loads_with_trust(tm
         torch.save(script_model, tmp_path / "whole.pt")
     loaded = load_model(source, checkpoint=tmp_path / "whole.pt", trust_checkpoint=True, meta=MetaOverrides(size=8))
     assert torch.equal(loaded.model.fc.weight, script_model.fc.weight)
+
+
+CHANNELS_LAST = """from torch import nn
+
+
+class ChannelsLastInput(nn.Module):  # takes (B, H, W, 3), as a Keras port does
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x.permute(0, 3, 1, 2)).mean((2, 3)))
+"""
+
+
+def test_a_model_that_takes_channels_last_input_is_named(tmp_path, small_net_file):
+    """--input-shape 8,8,3 ran (the model permutes it) and showed 8-channel 8x3 images without a word."""
+    (tmp_path / "nhwc.py").write_text(CHANNELS_LAST)
+    loaded = load_model(f"{tmp_path / 'nhwc.py'}:ChannelsLastInput", meta=MetaOverrides(input_shape=(8, 8, 3)))
+    assert any("takes channels-last input (H, W, C) cannot be shown" in str(note) for note in loaded.notes)
+    plain = load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(input_shape=(1, 8, 8)))
+    assert not any("channels-last" in str(note) for note in plain.notes)
