@@ -28,8 +28,8 @@ FLAGS["data"] = "--dataset or --images DIR"
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="mnist", metavar="SOURCE",
-                       help=f"built-in ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, path/to/file.py:ClassName, "
-                            "or a TorchScript file (default: mnist)")
+                       help=f"built-in ({', '.join(BUILTIN_MODELS)}), torchvision:NAME, path/to/file.py:ClassName "
+                            "(or :function, which builds it), or a TorchScript file (default: mnist)")
     group.add_argument("--checkpoint", metavar="PATH",
                        help="weights: an introspect checkpoint, or a state dict for the --model architecture (default: none)")
     group.add_argument("--weights", metavar="NAME",
@@ -106,7 +106,8 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
                          class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output,
                          logits_position=args.logits_position,
                          forward_args=tuple(getattr(args, "forward_arg", [])))
-    loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint, meta=meta)
+    loaded = load_model(args.model, args.checkpoint, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
+                        meta=meta)
     if hooks and loaded.scripted:
         raise UserError(f"{args.command} needs forward hooks on inner layers, which TorchScript submodules cannot take; "
                         "`introspect classes` works on TorchScript, or load the eager model (file.py:ClassName + --checkpoint)")

@@ -81,11 +81,28 @@ def redirected_relus(model: nn.Module) -> Iterator[int]:
             m.inplace = flag
 
 
+@contextlib.contextmanager
+def out_of_place(model: nn.Module) -> Iterator[None]:
+    """Every module of ``model`` with an ``inplace`` flag (ReLU, SiLU, Hardswish, LeakyReLU, ELU, dropouts...) runs
+    out of place for the duration, the flags restored afterwards: an output recorded without a copy then stays what
+    its module returned (an in-place SiLU after a recorded BatchNorm made it silu(x), and silu was applied again)."""
+    flags = [(m, m.inplace) for m in model.modules()
+             if isinstance(getattr(m, "inplace", None), bool) and not isinstance(m, torch.jit.ScriptModule)]
+    try:
+        for m, _ in flags:
+            m.inplace = False
+        yield
+    finally:
+        for m, flag in flags:
+            m.inplace = flag
+
+
 class Probe:
     """A frozen model with hooks on ``layers``: call it with pixel-space images (N, C, H, W) in [0, 1]
     to get {layer: output}. Each layer is recorded at its measuring point: the output of ``spec.tap(layer)``
     (a BatchNorm that follows it, say), to which ``spec.activation(layer)`` applies. Gradients flow to the
-    images unless the caller disables them; ``clone``: see HookRegistry."""
+    images unless the caller disables them; ``clone``: see HookRegistry (without it, in-place modules run out of
+    place meanwhile)."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, layers: Sequence[str], device: torch.device | str = "cpu",
                  early_exit: bool = True, clone: bool = True, reduce=None) -> None:
@@ -98,6 +115,8 @@ class Probe:
 
     def __enter__(self) -> "Probe":
         self._stack.enter_context(frozen(self.model))
+        if not self.clone:  # the recorded tensors are those the forward goes on with: nothing may change them
+            self._stack.enter_context(out_of_place(self.model))
         self.hooks = self._stack.enter_context(HookRegistry(self.model, list(self.taps.values()), self.early_exit,
                                                                   self.clone, self.reduce))
         return self

@@ -85,7 +85,7 @@ class StopForward(Exception):
 class LayerInfo:
     name: str
     type: str
-    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called
+    output_shape: tuple[int, ...] | None  # without the batch dimension; None if never called or not a tensor
     units: int | None  # channels of a conv map, features of a vector, units of a token sequence (N, D)
     calls: int  # how often the module ran in one forward pass (>1: a reused module)
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
@@ -243,7 +243,7 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         return hook
 
     layers = named_layers(model)
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # each module's own: a model may hold frozen BatchNorms
     try:
         for name, module in layers.items():
             if is_scripted(module):
@@ -258,7 +258,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
     infos = []
     # Execution order, then (for a full pass) the modules that never ran.
     ran = [n for n in started if n in calls]

@@ -59,6 +59,28 @@ HEADS = textwrap.dedent("""
 """)
 
 
+class Recurrent(nn.Module):
+    """A 1-D signal (1, 16) through a Conv1d, an LSTM (its output a tuple: no channels of its own) and a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv1d(1, 4, 3, padding=1)
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(torch.relu(self.conv(x)).transpose(1, 2))
+        return self.fc(out[:, -1])
+
+
+def recurrent():
+    """(Recurrent(), its spec)."""
+    from introspect.models import ModelSpec
+
+    return Recurrent().eval(), ModelSpec("recurrent", "user", (1, 16), (0.5,), (0.5,), "fc", ("a", "b", "c"))
+
+
 def hook_count(model: nn.Module) -> int:
     """Forward, forward-pre and backward hooks left on any module of ``model``."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
+import types
 from pathlib import Path
 
 import torch
@@ -40,9 +42,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | Path, trust: bool = False) -> object:
+def read_checkpoint(path: str | Path, trust: bool = False, main: object = None) -> object:
     """torch.load with ``weights_only=True``: a file that needs full unpickling (which can run
-    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors."""
+    code) is refused unless ``trust`` is set. Missing, empty and corrupt files are UserErrors.
+    ``main``: the user's model module, where classes pickled from ``__main__`` are found (a model saved whole
+    by the training script that defined it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint '{path}' does not exist (or is not a file)", path=path)
@@ -59,15 +63,42 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
         if not trust:
             raise UserError("checkpoint '{path}' cannot be loaded safely: it needs full unpickling, which can run code "
                             "({reason}); if you trust its source, add {trust_checkpoint}",
-                            settings=("trust_checkpoint",), path=path, reason=str(exc).splitlines()[0][:120]) from exc
+                            settings=("trust_checkpoint",), path=path, reason=_refusal(exc)) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise UserError("checkpoint '{path}' is corrupt or truncated ({reason})", path=path, reason=reason) from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_with_main(main))
     except Exception as exc:  # noqa: BLE001 - arbitrary unpickling can fail in any way
         raise UserError("checkpoint '{path}' could not be unpickled: {kind}: {exc}",
                         path=path, kind=type(exc).__name__, exc=exc) from exc
+
+
+def _pickle_with_main(main: object):
+    """The pickle module, its Unpickler finding a name of ``__main__`` that this process's __main__ lacks in
+    ``main`` (None: pickle itself)."""
+    if main is None:
+        return pickle
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if module == "__main__" and hasattr(main, name) and not hasattr(sys.modules["__main__"], name):
+                return getattr(main, name)
+            return super().find_class(module, name)
+
+    return types.SimpleNamespace(**{**vars(pickle), "Unpickler": Unpickler})
+
+
+def _refusal(exc: Exception) -> str:
+    """What weights_only refused, in a few words: torch's message is a page of advice with terminal escapes
+    ("Unsupported global: GLOBAL my_models.Net was not an allowed global ..." holds the object that needs code)."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"it holds {found.group(1)}, not only tensors"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:120]
 
 
 def is_torchscript(path: Path) -> bool:
@@ -143,6 +174,9 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        near = next((key for key in unexpected if missing and key.endswith("." + missing[0])), None)
+        if near is not None:  # under a prefix that other keys do not share: a wrapper with more than the model
+            detail += f" (the checkpoint has {near!r}: a wrapper's state dict, holding more than this model)"
         raise UserError("checkpoint '{path}' does not fit the model: {detail}", path=path, detail=detail)
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
@@ -151,7 +185,21 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def load_weights(model: nn.Module, path: str | Path, trust: bool = False) -> str:
-    """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256."""
-    load_state(model, unwrap_state_dict(read_checkpoint(path, trust), path), path)
+def load_weights(model: nn.Module, path: str | Path, trust: bool = False, main: object = None) -> str:
+    """Load the state dict in ``path`` (any common wrapper) into ``model``; returns the file's sha256. ``main``:
+    see ``read_checkpoint``."""
+    payload = read_checkpoint(path, trust, main)
+    load_state(model, without_shared_prefix(unwrap_state_dict(payload, path), model), path)
     return file_sha256(path)
+
+
+def without_shared_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` without the first name all its keys share ("model." of a Lightning module that holds the model,
+    "_orig_mod." of a torch.compile'd one) when that, and only that, gives exactly the model's keys."""
+    expected = set(model.state_dict())
+    if set(state) == expected or not all("." in key for key in state):
+        return state
+    if len({key.split(".", 1)[0] for key in state}) != 1:
+        return state
+    stripped = {key.split(".", 1)[1]: value for key, value in state.items()}
+    return stripped if set(stripped) == expected else state

@@ -7,12 +7,14 @@ clear error naming the flag.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 import importlib.util
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +118,8 @@ FINAL_MODULES = {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid", nn.LogSoftmax: "l
 FINAL_CALLS = {torch.softmax: "softmax", F.softmax: "softmax", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
                torch.log_softmax: "log-softmax", F.log_softmax: "log-softmax"}
 FINAL_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log-softmax"}
+#: Layers whose output (through reshapes) as the model's is its logits: a layer computes no probabilities.
+RAW_LAYERS = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 #: Ops that only reshape: a module's output seen through them still holds the same values, one per class.
 RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 
@@ -123,7 +127,8 @@ RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     """(kind, layer) when torch.fx sees the model's output at ``where`` ("" or ":KEY") come from a final softmax,
     sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
-    None when the forward does not trace or ends otherwise."""
+    ("logits", None) when it is a Linear's or conv's own output (through reshapes); None when the forward does not
+    trace or ends otherwise."""
     import warnings
 
     try:
@@ -155,15 +160,23 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     elif node.op == "call_method":
         kind = FINAL_METHODS.get(node.target)
     if kind is None:
+        source = _through_reshapes(node)
+        if source.op == "call_module" and isinstance(modules.get(source.target), RAW_LAYERS):
+            return "logits", None  # a layer's own output: logits, whatever values an untrained one gives
         return None
-    source = node.args[0] if node.args else None
-    while isinstance(source, torch.fx.Node) and (
-            (source.op == "call_method" and source.target in RESHAPES)
-            or (source.op == "call_function" and source.target is torch.flatten)):
-        source = source.args[0]
+    source = _through_reshapes(node.args[0] if node.args else None)
     if isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1:
         return kind, source.target
     return kind, None
+
+
+def _through_reshapes(node):
+    """The node whose values ``node`` holds, through flatten, view, reshape and squeeze."""
+    while isinstance(node, torch.fx.Node) and (
+            (node.op == "call_method" and node.target in RESHAPES)
+            or (node.op == "call_function" and node.target is torch.flatten)):
+        node = node.args[0]
+    return node
 
 
 @torch.no_grad()
@@ -172,7 +185,8 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
     from the final op torch.fx sees (its input's layer becomes the logits: the class objective then works before
     the softmax or sigmoid) or else from the values of a dry forward on ``inputs`` (normalized; default: 16
     seeded random images): rows in [0, 1] summing to 1 are softmax, all in [0, 1] otherwise sigmoid. A spec that
-    already says its kind, or names its logits layer, keeps it. Adds a note saying what was found."""
+    already says its kind, or names its logits layer, keeps it; one logit is a sigmoid's (a binary classifier's).
+    Adds a note saying what was found."""
     spec, model = loaded.spec, loaded.model
     if inputs is None:
         generator = torch.Generator().manual_seed(0)
@@ -198,8 +212,11 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
         output = hooks.run(inputs)[where]
     if output.ndim == 4 and spec.logits_position is None:
         changes["logits_position"] = meta.logits_position or "mean"
+    values = class_values(output, changes.get("logits_position", spec.logits_position))
     if spec.output_kind is None and "output_kind" not in changes and not spec.logits_layer:
-        changes["output_kind"] = value_kind(class_values(output, changes.get("logits_position")).float()) or "logits"
+        changes["output_kind"] = value_kind(values.float()) or "logits"
+    if spec.output_kind is None and changes.get("output_kind", "logits") == "logits" and values.shape[1] == 1:
+        changes["output_kind"] = "sigmoid logits"  # one logit (a binary classifier's): a softmax of one is always 1
     if not changes:
         return
     loaded.spec = spec = spec.replace(**changes)
@@ -307,19 +324,38 @@ def built_for_published(model: nn.Module, enum, sha: str, name: str) -> str | No
 
 
 def _python_file(path: Path, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
+    """The class in a user's file. Its folder is on sys.path while the file runs, the class is built and its
+    checkpoint read, as ``python file.py`` would have it: the file can import the modules beside it, and a model
+    pickled whole (``torch.save(model)``, with ``--trust-checkpoint``) finds the module its class came from."""
     if not path.is_file():
         raise UserError("model file '{path}' does not exist", path=path)
     module_name = f"introspect_user_{path.stem}"
     spec_ = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec_)
     sys.modules[module_name] = module
+    with _on_path(path.resolve().parent):
+        try:
+            spec_.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
+            raise UserError("importing '{path}' failed: {kind}: {exc}", path=path, kind=type(exc).__name__,
+                            exc=exc) from exc
+        return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
+                           checkpoint, trust, meta)
+
+
+@contextlib.contextmanager
+def _on_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on sys.path for the duration (unless it is there already)."""
+    entry = str(folder)
+    if entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
     try:
-        spec_.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's code can fail in any way
-        raise UserError("importing '{path}' failed: {kind}: {exc}", path=path, kind=type(exc).__name__,
-                        exc=exc) from exc
-    return _from_class(module, f"'{path}'", class_name, f"{path.stem}.{class_name}", f"{path}:{class_name}",
-                       checkpoint, trust, meta)
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
 
 
 def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, meta: MetaOverrides) -> LoadedModel:
@@ -338,8 +374,8 @@ def _package_class(module_name: str, class_name: str, checkpoint, trust: bool, m
 
 def _from_class(module, where: str, class_name: str, name: str, source: str, checkpoint, trust: bool,
                 meta: MetaOverrides) -> LoadedModel:
-    cls = getattr(module, class_name, None)
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    cls = getattr(module, class_name, None)  # an nn.Module class, or a function that builds one (a factory)
+    if cls is None or not (inspect.isfunction(cls) or (isinstance(cls, type) and issubclass(cls, nn.Module))):
         names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
                  and v.__module__ == module.__name__]
         raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
@@ -349,14 +385,35 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
     except TypeError as exc:
         raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
                         class_name=class_name, exc=exc) from exc
+    if not isinstance(model, nn.Module):
+        raise UserError("{class_name}() returned a {kind}, not an nn.Module", class_name=class_name,
+                        kind=type(model).__name__)
     model = with_forward_args(model, meta.forward_args)
-    sha = None
-    if checkpoint is not None:
-        sha, source = load_weights(model, checkpoint, trust), f"{source} + {checkpoint}"
-    spec = _spec_from_flags(model, name, meta)
     from_code = checkpoint is None and weights_set_by_constructor(cls, model)
+    low = sorted({str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers())
+                  if t.is_floating_point() and t.dtype != torch.float32})
+    if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
+        model.float()
+    spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers (nn.LazyLinear) their shapes
+    sha = None
+    if checkpoint is not None:  # after the dry forward: a lazy layer takes weights only once it has its shape
+        sha, source = load_weights(model, checkpoint, trust, main=module), f"{source} + {checkpoint}"
     random_weights = checkpoint is None and not from_code
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
+    if low:
+        loaded.notes.append(Message("{class_name}'s weights are {dtypes}: run in float32 ({amp} runs the model in "
+                                    "bfloat16)", settings=("amp",), class_name=class_name, dtypes=", ".join(low)))
+    first, shape = first_conv_channels(model), spec.input_shape
+    if len(shape) == 3 and first is not None and first != shape[0] and shape[-1] == first:
+        loaded.notes.append(Message("{class_name}'s first conv takes {first} channels and the input's last "
+                                    "dimension is {first}: a model that takes channels-last input (H, W, C) cannot be "
+                                    "shown (introspect's images are C, H, W: here {c} channels of {h}×{w})",
+                                    class_name=class_name, first=first, c=shape[0], h=shape[1], w=shape[2]))
+    untraced = fx_failure(model)
+    if untraced is not None:
+        loaded.notes.append(f"torch.fx cannot trace {class_name}'s forward ({untraced}): a layer's channels are measured "
+                            "after the BatchNorms and activations that follow it only inside an nn.Sequential, else "
+                            "at its raw output (`introspect layers` shows where)")
     if random_weights:
         loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
                                     settings=("checkpoint",), class_name=class_name))
@@ -427,9 +484,12 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
 
 
 def first_conv_channels(model: nn.Module) -> int | None:
+    """The input channels of the model's first conv, a TorchScript one (its ``original_name``) included."""
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
             return module.in_channels
+        if isinstance(module, torch.jit.ScriptModule) and getattr(module, "original_name", "") in ("Conv1d", "Conv2d", "Conv3d"):
+            return int(module.weight.shape[1] * getattr(module, "groups", 1))  # traced: no in_channels, no groups
     return None
 
 
@@ -496,18 +556,20 @@ def _point(layer: str, steps: list[_Step]) -> MeasuringPoint | None:
     return MeasuringPoint(tuple(step.label for step in kept), tap, activation)
 
 
-def measuring_points(model: nn.Module) -> dict[str, MeasuringPoint]:
+def measuring_points(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, MeasuringPoint]:
     """{layer: MeasuringPoint} for every module whose output goes, before anything mixes channels, adds a residual
     or concatenates, through BatchNorms, activations (modules or calls, SiLU written out as x*sigmoid(x) too),
     PReLUs, dropouts or identities: a channel report then measures what the next layer reads. Where torch.fx
     traces the forward, its graph says (a step must be the only use of what comes before); where it cannot
-    (data-dependent control flow), the modules that follow in an nn.Sequential."""
+    (data-dependent control flow), the modules that follow in an nn.Sequential — one that runs as a whole on
+    zeros of ``input_shape``, when given (a forward may call its parts one by one, in another order)."""
     traced = _traced_points(model)
     if traced is not None:
         return traced
+    ran = None if input_shape is None else _sequentials_run(model, input_shape)
     found = {}
     for prefix, parent in model.named_modules():
-        if not isinstance(parent, nn.Sequential):
+        if not isinstance(parent, nn.Sequential) or (ran is not None and prefix not in ran):
             continue
         children = [(f"{prefix}.{name}" if prefix else name, child) for name, child in parent.named_children()]
         for i, (layer, _) in enumerate(children):
@@ -522,6 +584,20 @@ def measuring_points(model: nn.Module) -> dict[str, MeasuringPoint]:
             if point is not None:
                 found[layer] = point
     return found
+
+
+@torch.no_grad()
+def _sequentials_run(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+    """The names of the nn.Sequential modules whose own forward runs once in a forward pass on zeros."""
+    calls: dict[str, int] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, _o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+               for name, m in model.named_modules() if isinstance(m, nn.Sequential)]
+    try:
+        model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name for name, count in calls.items() if count == 1}
 
 
 def _module_step(name: str, module: nn.Module, reused: bool = False) -> _Step | None:
@@ -577,6 +653,20 @@ def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
     return product
 
 
+def fx_failure(model: nn.Module) -> str | None:
+    """Why torch.fx cannot trace ``model``'s forward (the error's first line, shortened), or None when it can."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.fx.symbolic_trace(model)
+    except Exception as exc:  # noqa: BLE001 - any reason fx gives up
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return f"{type(exc).__name__}: {first[:100]}" if first else type(exc).__name__
+    return None
+
+
 def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
     import warnings
     from collections import Counter
@@ -622,9 +712,10 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
     return found
 
 
-def measuring_fields(model: nn.Module) -> dict[str, dict]:
-    """The spec fields that say where each layer's channels are measured: activations, measure, taps."""
-    points = measuring_points(model)
+def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, dict]:
+    """The spec fields that say where each layer's channels are measured: activations, measure, taps
+    (``input_shape``: see ``measuring_points``)."""
+    points = measuring_points(model, input_shape)
     return {"activations": {layer: p.activation for layer, p in points.items() if p.activation != "identity"},
             "measure": {layer: p.chain for layer, p in points.items()},
             "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
@@ -654,7 +745,7 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
     output = dry_forward(model.eval(), shape, name)
     spec = ModelSpec(name=name, architecture="user", input_shape=shape, mean=_per_channel(mean, channels, "mean"),
                      std=_per_channel(std, channels, "std"), logits_layer=None, class_names=(),
-                     **measuring_fields(model))
+                     **measuring_fields(model, shape))
     plain = isinstance(output, torch.Tensor) and output.ndim in (2, 4)  # (batch, classes) or a spatial map of them
     if not (plain or meta.logits_layer is not None or meta.logits_output is not None):
         return spec  # logits unknown: layers, channels and activations need none
@@ -675,6 +766,19 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
         return model(torch.zeros(1, *shape))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
+        if isinstance(exc, TypeError) and "required" in reason and "argument" in reason:
+            raise UserError("{name}'s forward needs more than the input: {reason}; give the others with {forward_arg} "
+                            "NAME=VALUE", settings=("forward_arg",), name=name, reason=reason) from exc
+        if isinstance(first, nn.Conv3d) and fixed is None:
+            raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv3d, which takes "
+                            "3-D input (video, volumes); introspect takes images (C,H,W) and 1-D signals (C,L) only",
+                            name=name, shape=shape) from exc
+        if isinstance(first, nn.Conv1d) and len(shape) == 3 and fixed is None:
+            raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv1d, which takes a "
+                            "1-D signal: pass {input_shape} C,L (e.g. {example}) instead of an image's size",
+                            settings=("input_shape",), name=name, shape=shape,
+                            example=f"{first.in_channels},{shape[-1]}") from exc
         if fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: {reason} (check {size} / {input_shape})",
                             settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc
@@ -688,11 +792,11 @@ def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tupl
         return values * channels
     if len(values) == channels:
         return values
+    given = "one channel (give one value)" if channels == 1 else f"{channels} channels (give 1 or {channels} values)"
     if setting == "mean":
-        raise UserError("{mean} has {count} values; the input has {channels} channels (give 1 or {channels})",
-                        settings=("mean",), count=len(values), channels=channels)
-    raise UserError("{std} has {count} values; the input has {channels} channels (give 1 or {channels})",
-                    settings=("std",), count=len(values), channels=channels)
+        raise UserError("{mean} has {count} values; the input has {given}", settings=("mean",), count=len(values),
+                        given=given)
+    raise UserError("{std} has {count} values; the input has {given}", settings=("std",), count=len(values), given=given)
 
 
 def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:

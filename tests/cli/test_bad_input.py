@@ -26,11 +26,40 @@ def files(tmp_path):
     for name, change in BAD_SPECS.items():
         torch.save({"state_dict": shipped["state_dict"], "spec": {**shipped["spec"], **change}}, tmp_path / f"{name}.pt")
     (tmp_path / "three-names.txt").write_text("a\nb\nc\n")
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), tmp_path / "whole.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
         torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))).save(str(tmp_path / "scripted.pt"))
     return tmp_path
 
+
+SHAPES = """
+from torch import nn
+
+
+class Signal(nn.Module):  # a 1-D signal (C, L)
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean(-1)
+
+
+class Scaled(Signal):  # its forward takes more than the input
+    def forward(self, x, scale):
+        return super().forward(x) * scale
+
+
+class Video(nn.Module):  # 3-D input (C, T, H, W)
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3, 4))
+"""
 
 BAD_SPECS = {
     "std0": {"std": [0.0]},
@@ -94,6 +123,20 @@ CASES = {
     "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
     "class names count differs": (["classes", "--class-names", "{tmp}/three-names.txt"],
                                   "--class-names has 3 names, but the model has 10 classes"),
+    "size for a 1-D signal model": (["layers", "--model", "{tmp}/shapes.py:Signal", "--size", "64"],
+                                    "its first conv is a Conv1d, which takes a 1-D signal: pass --input-shape C,L (e.g. 1,64)"),
+    "three means for a one-channel model": (["layers", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
+                                             "--mean", "0.5,0.5,0.5"],
+                                            "--mean has 3 values; the input has one channel (give one value)"),
+    "forward with another argument": (["layers", "--model", "{tmp}/shapes.py:Scaled", "--input-shape", "1,8"],
+                                      "forward() missing 1 required positional argument: 'scale'; give the others "
+                                      "with --forward-arg NAME=VALUE"),
+    "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
+                        "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
+    "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
+                                           "--checkpoint", "{tmp}/whole.pt"],
+                                          "needs full unpickling, which can run code (it holds "
+                                          "torch.nn.modules.container.Sequential, not only tensors)"),
     "logits layer of a TorchScript model": (["classes", "--model", "{tmp}/scripted.pt", "--input-shape", "1,2,2",
                                              "--logits-layer", "1"], "TorchScript submodules cannot take"),
 }

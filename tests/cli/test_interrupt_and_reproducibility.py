@@ -62,3 +62,34 @@ def test_sigint_stops_a_dry_run_not_only_the_layer_being_timed(monkeypatch, caps
     assert main(["channels", "--layer", "conv1,conv2,fc1", "--dry-run", "--steps", "4"]) == 130
     err = capsys.readouterr().err
     assert timed == ["conv1"] and "interrupted (SIGINT)" in err and "estimate: fc1" not in err
+
+
+def test_random_weights_are_the_same_in_every_run_and_its_rerun(small_net_file, tmp_path):
+    """A user's class without a checkpoint (RANDOM WEIGHTS): each run drew other weights, so the same command,
+    its rerun and the processes of a --distributed run each saw another network."""
+    import torch
+
+    model = ["--model", f"{small_net_file}:SmallNet", "--size", "8"]
+    torch.manual_seed(1)
+    for name in ("a", "b"):
+        torch.rand(1)  # the global generator elsewhere
+        assert main(["classes", *model, "--steps", "2", "--candidates", "1", "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "b" / "images.npz").read_bytes()
+    assert main(["rerun", str(tmp_path / "a" / "run.json"), "--trust", "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "c" / "images.npz").read_bytes()
+
+
+
+def test_a_recorded_model_is_built_as_the_command_line_built_it(small_net_file, tmp_path):
+    """--resume loads a run's model from its record: the same random weights whatever the global generator."""
+    import torch
+
+    from introspect.repeat import load_recorded, read_repeat
+
+    assert main(["channels", "--model", f"{small_net_file}:SmallNet", "--size", "8", "--layer", "block1.0",
+                 "--steps", "2", "--dataset", "none", "--out", str(tmp_path / "a")]) == 0
+    load = read_repeat(json.loads((tmp_path / "a" / "run.json").read_text())).load
+    first = load_recorded(load, trust=True).model.state_dict()
+    torch.rand(5)  # the global generator moved on
+    second = load_recorded(load, trust=True).model.state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)

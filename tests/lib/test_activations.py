@@ -134,3 +134,16 @@ def test_a_conv_is_shown_where_it_is_measured_after_its_batchnorm():
     texts = [t.get_text() for page in activations_figures(result, model_name="m") for t in page.findobj(Text)]
     assert any(t.startswith("0 → 1 → 2: 4 channels") for t in texts)
     assert any(t.startswith("4: 3 units") for t in texts) and not any(t.startswith("relu(0)") for t in texts)
+
+
+def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
+    """Its first part, the LSTM's (1, 16, 6) output with its batch dimension, was drawn as one 16 x 6 channel."""
+    from helpers import recurrent
+    from introspect.errors import UserError
+
+    model, spec = recurrent()
+    image = ImageInput(torch.rand(1, 1, 16), "noise")
+    with pytest.raises(UserError, match="layer 'lstm' returns a tuple of 2 .*not one tensor"):
+        inspect_image(model, spec, image, ["lstm"])
+    assert hook_count(model) == 0
+    assert inspect_image(model, spec, image, ["conv", "fc"]).outputs["fc"].shape == (3,)

@@ -554,3 +554,13 @@ def test_the_examples_pass_summarizes_in_parts_with_the_same_values(tiny_model, 
     for layer in ("conv1", "conv2", "fc1"):
         for name in ("top_indices", "top_values", "max_value", "peak", "active", "histogram"):
             assert torch.equal(getattr(whole[layer], name), getattr(parts[layer], name)), (layer, name)
+
+
+def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
+    """It said the LSTM "does not run in the model's forward pass"."""
+    from helpers import recurrent
+    from introspect.channels import plan_channels
+
+    model, spec = recurrent()
+    with pytest.raises(UserError, match="layer 'lstm' returns a tuple, not one tensor"):
+        plan_channels(model, spec, ["lstm"], steps=2)

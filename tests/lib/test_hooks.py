@@ -357,3 +357,46 @@ def test_a_layer_that_does_not_depend_on_the_input_is_refused_with_the_fix_for_o
     with torch.no_grad(), HookRegistry(model, ["table"]) as hooks:
         assert hooks.run(image)["table"].shape == (1, 5, 3)
     assert hook_count(model) == 0
+
+
+def test_describe_layers_restores_each_modules_mode():
+    """A model in train mode whose BatchNorms the user froze (bn.eval(), as for fine-tuning) keeps them frozen."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(), nn.Linear(64, 2))
+    model.train()
+    model[1].eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    describe_layers(model, (1, 6, 6))
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_a_module_whose_output_is_a_tuple_ran_in_its_place():
+    """An LSTM ran between conv and fc: listed there with no shape, never as "not called" at the end."""
+    from helpers import recurrent
+
+    model, spec = recurrent()
+    infos = describe_layers(model, spec.input_shape)
+    assert [i.name for i in infos] == ["conv", "lstm", "fc"]
+    assert infos[1].output_shape is None and infos[1].calls == 1
+
+
+def test_outputs_recorded_without_a_copy_are_not_changed_by_in_place_modules():
+    """Probe(clone=False) (explore's attributions) recorded bn's output, which SiLU(inplace=True) then turned into
+    silu(bn): the measured silu(bn) came out silu(silu(bn))."""
+    from introspect.hooks import Probe
+    from introspect.models import ModelSpec
+    from introspect.models.sources import measuring_fields
+    from introspect.objectives import ACTIVATION_FUNCTIONS
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.SiLU(inplace=True), nn.Conv2d(4, 2, 3),
+                          nn.LeakyReLU(0.2, inplace=True), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    spec = ModelSpec("s", "user", (1, 8, 8), (0.0,), (1.0,), "6", ("a", "b", "c"), **measuring_fields(model))
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = {"0": model[:3](x), "3": model[:5](x)}
+    with Probe(model, spec, ["0", "3", "6"], clone=False) as probe:
+        outputs = probe(x.requires_grad_(True))
+    for layer, want in expected.items():
+        torch.testing.assert_close(ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer]), want)
+    assert model[2].inplace and model[4].inplace  # restored

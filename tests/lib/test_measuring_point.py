@@ -253,3 +253,65 @@ def test_an_untraceable_forward_uses_sequential_neighbours():
 
     point = measuring_points(Branchy())["block.0"]
     assert (point.chain, point.tap, point.activation) == (("block.1", "block.3"), "block.1", "relu6")
+
+
+UNTRACEABLE = """import torch.nn.functional as F
+from torch import nn
+
+
+class Untraceable(nn.Module):  # conv, BatchNorm, ReLU as attributes, and a check fx cannot trace
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if x.shape[-1] > 64:
+            x = F.interpolate(x, size=64)
+        return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+class Traceable(Untraceable):
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+"""
+
+
+def test_a_forward_fx_cannot_trace_is_named_with_where_channels_are_measured(tmp_path):
+    """Without the graph the BatchNorm and ReLU after conv go unseen: a note says why its raw output is measured."""
+    from introspect import MetaOverrides, load_model
+
+    (tmp_path / "untraceable.py").write_text(UNTRACEABLE)
+    loaded = load_model(f"{tmp_path / 'untraceable.py'}:Untraceable", meta=MetaOverrides(size=8))
+    assert loaded.spec.measured_at("conv") == "conv (raw output)"
+    assert any(str(note).startswith("torch.fx cannot trace Untraceable's forward (TraceError:") for note in loaded.notes)
+    traced = load_model(f"{tmp_path / 'untraceable.py'}:Traceable", meta=MetaOverrides(size=8))
+    assert traced.spec.measured_at("conv") == "conv → bn → F.relu"
+    assert not any("torch.fx" in str(note) for note in traced.notes)
+
+
+class _PiecewiseSequential(nn.Module):
+    """fx cannot trace it; ``block``'s parts are called one by one, conv2 between them; ``whole`` runs as a whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.whole = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            x = self.block[2](self.block[1](self.conv2(self.block[0](x))))
+        return self.whole(x).mean((2, 3))
+
+
+def test_a_sequential_the_forward_calls_piecewise_gives_no_measuring_point():
+    """block.0's output goes to conv2, never to block.1: it was measured at block.1 (bn(conv2(...)), another layer)."""
+    from introspect.models.sources import measuring_points
+
+    model = _PiecewiseSequential().eval()
+    points = measuring_points(model, (1, 8, 8))
+    assert "block.0" not in points
+    assert points["whole.0"].chain == ("whole.1", "whole.2")
+    assert "block.0" in measuring_points(model)  # no input shape: what the Sequential says, as before

@@ -86,6 +86,39 @@ class Fixed(nn.Module):  # the constructor sets every weight: trained weights in
         return self.fc(x.flatten(1))
 
 
+class OneLogit(nn.Module):  # a binary classifier trained with BCEWithLogitsLoss: one raw logit, no sigmoid in it
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 1)
+        with torch.no_grad():
+            self.fc.bias.fill_(-3.0)  # its values out of [0, 1]: never read as probabilities
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class OneLogitSqueezed(OneLogit):  # its output (batch,): the logits named by --logits-layer fc
+    def forward(self, x):
+        return super().forward(x).squeeze(1)
+
+
+class SmallLinear(nn.Module):  # untrained, every value in [0, 1]: still a Linear's own output, logits
+    def __init__(self, width=4):
+        super().__init__()
+        self.fc = nn.Linear(64, width)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.fill_(0.5)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).flatten(1)
+
+
+class SmallOneLinear(SmallLinear):
+    def __init__(self):
+        super().__init__(1)
+
+
 class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrained, every value lands in [0, 1)
     def __init__(self):
         super().__init__()
@@ -130,10 +163,22 @@ def test_value_rules():
 @pytest.mark.parametrize("name, layer, kind", [("OneSigmoid", "fc", "sigmoid logits"), ("SigmoidModule", "fc", "sigmoid logits"),
                                                ("VisibleSoftmax", "fc", "logits"), ("OpaqueSigmoid", "", "sigmoid"),
                                                ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits"),
-                                               ("ReluHead", "", "logits")])
+                                               ("ReluHead", "", "logits"), ("SmallLinear", "", "logits"),
+                                               ("SmallOneLinear", "", "sigmoid logits")])
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+@pytest.mark.parametrize("name, meta", [("OneLogit", {}), ("OneLogitSqueezed", {"logits_layer": "fc"})])
+def test_one_logit_is_a_sigmoids_never_a_softmax_of_one(models, name, meta):
+    loaded = _load(models, name, **meta)
+    assert loaded.spec.output_kind == "sigmoid logits"
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2), candidates=1)
+    with torch.no_grad():
+        logit = loaded.model.fc(((result.images - loaded.spec.mean[0]) / loaded.spec.std[0]).flatten(1))[:, 0]
+    assert torch.allclose(result.probabilities, torch.sigmoid(logit), atol=1e-5)  # was 1.000: a softmax of one
+    assert "p\u00a0(sigmoid)=" in result.titles[0]
 
 
 def test_sigmoid_heads_show_sigmoid_probabilities(models):
@@ -195,12 +240,13 @@ def test_weights_set_by_the_constructor_are_not_random(models, tmp_path):
     assert record["model"]["random_weights"] is False and record["model"]["weights"] == "from the model's code"
 
 
-def test_building_twice_restores_the_global_rng(models):
+def test_building_three_times_leaves_the_global_rng_alone(models):
+    """The model is built under a fixed seed, then twice under others (``weights_set_by_constructor``): each with
+    the global generator's state restored, so the caller's random numbers go on as if nothing was built."""
     torch.manual_seed(5)
-    torch.nn.Linear(64, 3)  # what the first build draws
     expected = torch.rand(3)
     torch.manual_seed(5)
-    _load(models, "Fixed")  # builds three times: only the first draws from the global generator
+    _load(models, "Fixed")
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -207,3 +207,228 @@ def test_googlenet_builds_without_torchvision_s_initialization_warning(recwarn):
     first = load_model("torchvision:googlenet")
     assert not [w for w in recwarn if "weight initialization" in str(w.message)]
     assert torch.equal(first.model.conv1.conv.weight, load_model("torchvision:googlenet").model.conv1.conv.weight)
+
+
+SIBLING_BLOCKS = """from torch import nn
+
+
+def conv_bn_relu(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+"""
+
+SIBLING_NET = """from torch import nn
+
+from blocks_for_introspect_test import conv_bn_relu
+
+
+class SiblingNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = conv_bn_relu(1, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean((2, 3)))
+"""
+
+
+@pytest.fixture
+def sibling_net_file(tmp_path, monkeypatch):
+    """A user's model file that imports a module beside it (a project of several files), not on sys.path."""
+    import sys
+
+    (tmp_path / "blocks_for_introspect_test.py").write_text(SIBLING_BLOCKS)
+    (tmp_path / "sibling_net.py").write_text(SIBLING_NET)
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # whatever the load leaves there goes with the test
+    yield tmp_path / "sibling_net.py"
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        sys.modules.pop(name, None)
+
+
+def test_a_user_file_imports_the_modules_beside_it(sibling_net_file):
+    import sys
+
+    loaded = load_model(f"{sibling_net_file}:SiblingNet", meta=MetaOverrides(size=8))
+    assert loaded.spec.measured_at("block.0") == "block.0 → block.1 → block.2"
+    assert str(sibling_net_file.parent) not in sys.path  # only while the file ran
+
+
+def test_a_model_pickled_whole_loads_with_trust(sibling_net_file, tmp_path):
+    """torch.save(model) in the user's project pickles the class by its module name ("sibling_net")."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        user_class = importlib.import_module("sibling_net").SiblingNet
+    finally:
+        sys.path.remove(str(tmp_path))
+    torch.manual_seed(3)
+    whole = user_class()
+    torch.save(whole, tmp_path / "whole.pt")
+    for name in ("blocks_for_introspect_test", "sibling_net"):
+        sys.modules.pop(name)  # a fresh process: the user's modules are not imported
+    loaded = load_model(f"{sibling_net_file}:SiblingNet", checkpoint=tmp_path / "whole.pt", trust_checkpoint=True,
+                        meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, whole.fc.weight) and not loaded.random_weights
+
+
+HALF_NET = """import torch
+from torch import nn
+
+
+class HalfNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 3)
+        self.half()
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+"""
+
+
+def test_a_half_precision_model_runs_in_float32_and_says_so(tmp_path):
+    """Its layers refused the float32 images ("Input type (float) and bias type (c10::Half) should be the same")."""
+    (tmp_path / "half_net.py").write_text(HALF_NET)
+    loaded = load_model(f"{tmp_path / 'half_net.py'}:HalfNet", meta=MetaOverrides(size=8))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert any("weights are float16: run in float32" in str(note) for note in loaded.notes)
+    assert loaded.random_weights  # the check for weights set by the constructor compared like with like
+    result = visualize_channels(loaded.model, loaded.spec, "conv", [0], CHANNELS_DEFAULTS.replace(steps=2))
+    assert bool(torch.isfinite(result.images).all())
+
+
+def test_size_finds_the_channels_of_a_scripted_first_conv():
+    """A model wrapping a TorchScript part: --size found "no conv layer" in it."""
+    import warnings
+
+    from introspect.models.sources import first_conv_channels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        scripted = torch.jit.script(conv)
+        traced = torch.jit.trace(conv, torch.zeros(1, 3, 8, 8))
+    for part in (scripted, traced):
+        assert first_conv_channels(nn.Sequential(part, nn.Flatten())) == 3
+
+
+FACTORY = """from torch import nn
+
+
+def small_net(width=4):
+    return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Linear(width * 36, 3))
+
+
+def not_a_model():
+    return 3
+"""
+
+
+def test_a_function_that_builds_the_model_loads_like_a_class(tmp_path):
+    """file.py:factory — a factory function, as many projects define their models — was 'no nn.Module class'."""
+    (tmp_path / "factory.py").write_text(FACTORY)
+    loaded = load_model(f"{tmp_path / 'factory.py'}:small_net", meta=MetaOverrides(size=8))
+    assert loaded.spec.measured_at("0") == "0 → 1" and loaded.spec.num_classes == 3 and loaded.random_weights
+    with pytest.raises(UserError, match=re.escape("not_a_model() returned a int, not an nn.Module")):
+        load_model(f"{tmp_path / 'factory.py'}:not_a_model", meta=MetaOverrides(size=8))
+
+
+@pytest.mark.parametrize("prefix, wrap", [("model.", lambda s: {"state_dict": s, "epoch": 3, "hyper_parameters": {"lr": 0.1}}),
+                                          ("_orig_mod.", lambda s: s)])
+def test_a_prefix_every_key_shares_is_dropped_when_that_fits_the_model(small_net_file, tmp_path, prefix, wrap):
+    """A Lightning module's checkpoint ("model." before every key) or a torch.compile'd model's ("_orig_mod.")
+    did "not fit the model: missing 'block1.0.weight'"."""
+    state = small_state(small_net_file)
+    torch.save(wrap({prefix + k: v for k, v in state.items()}), tmp_path / "wrapped.pt")
+    loaded = load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "wrapped.pt", meta=MetaOverrides(size=28))
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_wrapper_holding_more_than_the_model_is_named(small_net_file, tmp_path):
+    state = {f"model.{k}": v for k, v in small_state(small_net_file).items()} | {"loss.weight": torch.ones(3)}
+    torch.save(state, tmp_path / "wrapper.pt")
+    with pytest.raises(UserError, match=re.escape("missing 'block1.0.weight' (the checkpoint has 'model.block1.0.weight'")):
+        load_model(f"{small_net_file}:SmallNet", checkpoint=tmp_path / "wrapper.pt", meta=MetaOverrides(size=28))
+
+
+LAZY_NET = """import torch
+from torch import nn
+
+
+class LazyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.LazyLinear(3)  # its in_features known at the first forward
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+"""
+
+
+def test_a_lazy_layer_takes_its_checkpoint_weights(tmp_path):
+    """It failed with "Can't access the shape of an uninitialized parameter" (exit 1): weights before any forward."""
+    (tmp_path / "lazy_net.py").write_text(LAZY_NET)
+    trained = load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", meta=MetaOverrides(size=8)).model
+    torch.save(trained.state_dict(), tmp_path / "lazy.pt")
+    loaded = load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", checkpoint=tmp_path / "lazy.pt", meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, trained.fc.weight) and not loaded.random_weights
+
+
+MAIN_NET = """from torch import nn
+
+
+class MainNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+"""
+
+
+def test_a_model_pickled_whole_by_the_script_that_defined_it_loads_with_trust(tmp_path, monkeypatch):
+    """torch.save(model) in a training script pickles the class as __main__.MainNet: unpickling failed with
+    "Can't get attribute 'MainNet' on <module '__main__'>"; the model file's class stands in."""
+    import sys
+
+    (tmp_path / "main_net.py").write_text(MAIN_NET)
+    source = f"{tmp_path / 'main_net.py'}:MainNet"
+    script_model = load_model(source, meta=MetaOverrides(size=8)).model
+    cls = type(script_model)
+    monkeypatch.setattr(cls, "__module__", "__main__")  # as the training script defined it
+    with monkeypatch.context() as scripted:
+        scripted.setattr(sys.modules["__main__"], "MainNet", cls, raising=False)
+        torch.save(script_model, tmp_path / "whole.pt")
+    loaded = load_model(source, checkpoint=tmp_path / "whole.pt", trust_checkpoint=True, meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fc.weight, script_model.fc.weight)
+
+
+CHANNELS_LAST = """from torch import nn
+
+
+class ChannelsLastInput(nn.Module):  # takes (B, H, W, 3), as a Keras port does
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x.permute(0, 3, 1, 2)).mean((2, 3)))
+"""
+
+
+def test_a_model_that_takes_channels_last_input_is_named(tmp_path, small_net_file):
+    """--input-shape 8,8,3 ran (the model permutes it) and showed 8-channel 8x3 images without a word."""
+    (tmp_path / "nhwc.py").write_text(CHANNELS_LAST)
+    loaded = load_model(f"{tmp_path / 'nhwc.py'}:ChannelsLastInput", meta=MetaOverrides(input_shape=(8, 8, 3)))
+    assert any("takes channels-last input (H, W, C) cannot be shown" in str(note) for note in loaded.notes)
+    plain = load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(input_shape=(1, 8, 8)))
+    assert not any("channels-last" in str(note) for note in plain.notes)
