@@ -60,9 +60,13 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
     space [0, 1] (through the normalization); the model is left as it was.
     """
     pixels = image.pixels.unsqueeze(0).to(device).requires_grad_(True)
-    wanted = list(dict.fromkeys([*layers, *([spec.logits] if spec.logits is not None else [])]))
-    with on_device(model, device) as model, Probe(model, spec, wanted, device, early_exit=False) as probe:
-        outputs = probe(pixels)
+    judged = spec.logits if spec.logits is not None else layers[-1]  # what the saliency is the gradient of
+    with on_device(model, device) as model:
+        with torch.no_grad(), Probe(model, spec, layers, device, early_exit=False) as probe:
+            # only shown: a layer no gradient leads back from (Swin V2's cpb_mlp table) is shown as it is
+            outputs = probe(pixels)
+        with Probe(model, spec, [judged], device) as probe:
+            outputs = {**outputs, judged: probe(pixels)[judged]}
         if spec.logits is not None:
             logits = as_logits(class_values(outputs[spec.logits], spec.logits_position), spec.output_kind)
             predicted = int(logits[0].argmax())

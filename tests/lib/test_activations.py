@@ -147,3 +147,30 @@ def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
         inspect_image(model, spec, image, ["lstm"])
     assert hook_count(model) == 0
     assert inspect_image(model, spec, image, ["conv", "fc"]).outputs["fc"].shape == (3,)
+
+
+class _PositionTable(nn.Module):
+    """A bias table from a fixed grid, not from the input (Swin V2's cpb_mlp), beside a conv that sees the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1, 1, 10).view(1, 5, 2))
+        self.table, self.conv, self.fc = nn.Linear(2, 3), nn.Conv2d(3, 3, 1), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)) + self.table(self.grid).mean(1))
+
+
+def test_a_layer_that_does_not_depend_on_the_input_is_shown_as_it_is():
+    """Only the saliency needs a gradient: `introspect activations --model torchvision:swin_v2_t` (every layer by
+    default, its cpb_mlp tables among them) failed with "layer 'features.1.0.attn.cpb_mlp.0' does not depend on
+    the input images" (exit 2); before that check it showed them."""
+    model = _PositionTable().eval()
+    spec = ModelSpec(name="table", architecture="none", input_shape=(3, 2, 2), mean=(0.0,) * 3, std=(1.0,) * 3,
+                     logits_layer="", class_names=("a", "b"))
+    pixels = torch.rand(3, 2, 2, generator=torch.Generator().manual_seed(0))
+    result = inspect_image(model, spec, ImageInput(pixels, "test"), ["table", "conv"])
+    with torch.no_grad():
+        torch.testing.assert_close(result.outputs["table"], model.table(model.grid)[0])
+    assert result.saliency.abs().sum() > 0 and hook_count(model) == 0
+    assert all(p.requires_grad for p in model.parameters())
