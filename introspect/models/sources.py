@@ -14,7 +14,7 @@ import importlib.util
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,7 +271,8 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
                      mean=tuple(transform.mean), std=tuple(transform.std), logits_layer="",
                      class_names=tuple(info.meta["categories"]), dataset=None, activations={})
     try:
-        model = seeded(lambda: _quietly_built(get_model, name, chosen))
+        with seeded():
+            model = _quietly_built(get_model, name, chosen)
         spec = spec.replace(**measuring_fields(model))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
@@ -380,21 +381,22 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
                  and v.__module__ == module.__name__]
         raise UserError("{where} has no nn.Module class '{class_name}'; it defines: {defined}",
                         where=where, class_name=class_name, defined=", ".join(names) or "none")
-    try:
-        model = seeded(cls)
-    except TypeError as exc:
-        raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
-                        class_name=class_name, exc=exc) from exc
-    if not isinstance(model, nn.Module):
-        raise UserError("{class_name}() returned a {kind}, not an nn.Module", class_name=class_name,
-                        kind=type(model).__name__)
-    model = with_forward_args(model, meta.forward_args)
-    from_code = checkpoint is None and weights_set_by_constructor(cls, model)
-    low = sorted({str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers())
-                  if t.is_floating_point() and t.dtype != torch.float32})
-    if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
-        model.float()
-    spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers (nn.LazyLinear) their shapes
+    with seeded():  # the build and the dry forward, which draws a lazy layer's (nn.LazyLinear) weights
+        try:
+            model = cls()
+        except TypeError as exc:
+            raise UserError("{class_name}() needs arguments ({exc}); give it defaults so it can be built without any",
+                            class_name=class_name, exc=exc) from exc
+        if not isinstance(model, nn.Module):
+            raise UserError("{class_name}() returned a {kind}, not an nn.Module", class_name=class_name,
+                            kind=type(model).__name__)
+        model = with_forward_args(model, meta.forward_args)
+        from_code = checkpoint is None and weights_set_by_constructor(cls, model)
+        low = sorted({str(t.dtype).removeprefix("torch.") for t in (*model.parameters(), *model.buffers())
+                      if t.is_floating_point() and t.dtype != torch.float32})
+        if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
+            model.float()
+        spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers their shapes
     sha = None
     if checkpoint is not None:  # after the dry forward: a lazy layer takes weights only once it has its shape
         sha, source = load_weights(model, checkpoint, trust, main=module), f"{source} + {checkpoint}"
@@ -430,11 +432,13 @@ PROBE_SEEDS = (0x5EED1, 0x5EED2)
 BUILD_SEED = 0
 
 
-def seeded(build: Callable[[], nn.Module]) -> nn.Module:
-    """``build()`` under ``BUILD_SEED``, the global RNG state restored afterwards."""
+@contextlib.contextmanager
+def seeded() -> Iterator[None]:
+    """The global RNG under ``BUILD_SEED`` for the duration (a model's build, and the first forward that
+    initializes its lazy layers), its state restored afterwards."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED)
-        return build()
+        yield
 
 
 def weights_set_by_constructor(cls: type, model: nn.Module) -> bool:

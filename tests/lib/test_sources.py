@@ -432,3 +432,17 @@ def test_a_model_that_takes_channels_last_input_is_named(tmp_path, small_net_fil
     assert any("takes channels-last input (H, W, C) cannot be shown" in str(note) for note in loaded.notes)
     plain = load_model(f"{small_net_file}:SmallNet", meta=MetaOverrides(input_shape=(1, 8, 8)))
     assert not any("channels-last" in str(note) for note in plain.notes)
+
+
+def test_a_lazy_layer_s_random_weights_are_the_same_in_every_load_too(tmp_path):
+    """Its weights are drawn at the dry forward, after the build: they came from the global generator, so an
+    untrained lazy model differed between a run and its --resume, or torchrun's ranks."""
+    (tmp_path / "lazy_net.py").write_text(LAZY_NET)
+    weights = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        weights.append(load_model(f"{tmp_path / 'lazy_net.py'}:LazyNet", meta=MetaOverrides(size=8)).model.fc.weight)
+        after = torch.rand(1)
+        torch.manual_seed(seed)
+        assert torch.equal(after, torch.rand(1)), "loading drew from the global RNG"
+    assert torch.equal(weights[0], weights[1])
