@@ -203,3 +203,16 @@ def test_a_classes_run_reads_from_a_gpu_only_at_intervals(tmp_path, monkeypatch)
             assert main(["classes", "--steps", str(steps), "--out", str(tmp_path / str(steps)), "--quiet"]) in (0, None)
         counts[steps] = counted.count
     assert counts[64] - counts[32] == 2 * (32 // 16)  # at steps 48 and 64: the NaN check and the progress line
+
+
+def test_the_health_line_of_one_sigmoid_logit_does_not_say_every_class_scores_the_same():
+    """A binary classifier's one raw logit (a sigmoid's) has no runner-up, its margin NaN: a logit that moved
+    little was 'no logit moved and every class scores the same: the output does not depend on the input'."""
+    from types import SimpleNamespace
+
+    from introspect_cli.commands.classes import classes_health
+
+    one = SimpleNamespace(probabilities=torch.tensor([0.42]), labels=[0], class_names=["0"],
+                          margins=torch.tensor([float("nan")]))
+    line = classes_health(one, lambda: torch.tensor([0.02]))
+    assert "barely moved" in line and "does not depend on the input" not in line
