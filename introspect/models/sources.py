@@ -107,6 +107,9 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
     loaded = _apply_overrides(loaded, meta)
     if loaded.spec.logits is not None and not loaded.scripted:
         detect_output(loaded, meta)
+    elif loaded.spec.logits is not None and loaded.spec.output_kind is None and loaded.spec.num_classes == 1:
+        loaded.spec = loaded.spec.replace(output_kind="sigmoid logits")  # a TorchScript output is logits: one, a sigmoid's
+        loaded.notes.append(f"output: {describe_kind('sigmoid logits')}")
     if meta.logits_position is not None and loaded.spec.logits_position is None:
         raise UserError("{logits_position} applies to a spatial map of logits (batch, classes, H, W); this model's "
                         "logits are not one", settings=("logits_position",))

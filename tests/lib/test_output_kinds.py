@@ -255,3 +255,18 @@ def test_layers_takes_device(models, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["device"] == "cpu" and summary["logits_position"] == "mean"
     assert main(["layers", "--device", "tpu", "--quiet"]) == 2
+
+
+def test_a_torchscript_archive_s_one_logit_is_a_sigmoids_too(models, tmp_path):
+    """A TorchScript archive's output is its logits (no detection: fx cannot trace it); with one of them the class
+    tile read 'p=1.000', a softmax of one, as a file's class did before."""
+    import warnings
+
+    model = _load(models, "OneLogit").model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        torch.jit.save(torch.jit.trace(model, torch.zeros(1, 1, 8, 8)), tmp_path / "one.pt")
+    loaded = load_model(str(tmp_path / "one.pt"), meta=MetaOverrides(input_shape=(1, 8, 8)))
+    assert loaded.scripted and loaded.spec.output_kind == "sigmoid logits"
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2), candidates=1)
+    assert float(result.probabilities[0]) < 1 and "p\u00a0(sigmoid)=" in result.titles[0]
