@@ -22,6 +22,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from ..capture import HookRegistry
 from ..errors import Message, UserError
@@ -399,10 +400,17 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
                       if t.is_floating_point() and t.dtype != torch.float32})
         if low:  # images are optimized in float32 (--amp: autocast), which a half model's layers refuse
             model.float()
-        spec = _spec_from_flags(model, name, meta)  # its dry forward gives lazy layers their shapes
-    sha = None
-    if checkpoint is not None:  # after the dry forward: a lazy layer takes weights only once it has its shape
-        sha, source = load_weights(model, checkpoint, trust, main=module), f"{source} + {checkpoint}"
+        # Weights before the dry forward, which may keep what they give (a block fused at its first forward);
+        # a lazy layer (nn.LazyLinear) takes them only after it, once that forward gave it its shape.
+        lazy = any(map(is_lazy, (*model.parameters(), *model.buffers())))
+        sha = None
+        if checkpoint is not None and not lazy:
+            sha = load_weights(model, checkpoint, trust, main=module)
+        spec = _spec_from_flags(model, name, meta)
+    if checkpoint is not None and lazy:
+        sha = load_weights(model, checkpoint, trust, main=module)
+    if checkpoint is not None:
+        source = f"{source} + {checkpoint}"
     random_weights = checkpoint is None and not from_code
     loaded = LoadedModel(model.eval(), spec, source, sha, random_weights=random_weights, weights_from_code=from_code)
     if low:

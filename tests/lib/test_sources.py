@@ -446,3 +446,32 @@ def test_a_lazy_layer_s_random_weights_are_the_same_in_every_load_too(tmp_path):
         torch.manual_seed(seed)
         assert torch.equal(after, torch.rand(1)), "loading drew from the global RNG"
     assert torch.equal(weights[0], weights[1])
+
+
+FUSING_NET = """import torch
+from torch import nn
+
+
+class FusingNet(nn.Module):  # keeps a tensor its weights give at its first eval forward, as fused blocks do
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 3)
+        self.fused = None
+
+    def forward(self, x):
+        if self.fused is None and not self.training:
+            self.fused = self.conv.weight.detach() * 2
+        return self.fc(torch.nn.functional.conv2d(x, self.fused, self.conv.bias).mean((2, 3)))
+"""
+
+
+def test_a_model_that_keeps_what_its_first_forward_computed_keeps_it_from_the_checkpoint(tmp_path):
+    """The checkpoint went in after the dry forward (for lazy layers): the fused tensor kept the random weights."""
+    (tmp_path / "fusing.py").write_text(FUSING_NET)
+    source = f"{tmp_path / 'fusing.py'}:FusingNet"
+    trained = load_model(source, meta=MetaOverrides(size=8)).model
+    trained.conv.weight.data += 1
+    torch.save(trained.state_dict(), tmp_path / "fusing.pt")
+    loaded = load_model(source, checkpoint=tmp_path / "fusing.pt", meta=MetaOverrides(size=8))
+    assert torch.equal(loaded.model.fused, trained.conv.weight * 2) and loaded.source.endswith("fusing.pt")
