@@ -133,13 +133,8 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
     ("logits", None) when it is a Linear's or conv's own output (through reshapes); None when the forward does not
     trace or ends otherwise."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - any forward fx cannot trace: the values decide
+    graph = fx_graph(model)
+    if isinstance(graph, str):  # a forward fx cannot trace: the values decide
         return None
     modules = dict(model.named_modules())
     output = next((n for n in graph.nodes if n.op == "output"), None)
@@ -422,10 +417,11 @@ def _from_class(module, where: str, class_name: str, name: str, source: str, che
                                     "dimension is {first}: a model that takes channels-last input (H, W, C) cannot be "
                                     "shown (introspect's images are C, H, W: here {c} channels of {h}×{w})",
                                     class_name=class_name, first=first, c=shape[0], h=shape[1], w=shape[2]))
-    untraced = fx_failure(model)
-    if untraced is not None:
+    untraced = fx_graph(model)
+    if isinstance(untraced, str):
         loaded.notes.append(f"torch.fx cannot trace {class_name}'s forward ({untraced}): a layer's channels are measured "
-                            "after the BatchNorms and activations that follow it only inside an nn.Sequential, else "
+                            "after the BatchNorms and activations that follow it only inside an nn.Sequential that runs "
+                            "as a whole, else "
                             "at its raw output (`introspect layers` shows where)")
     if random_weights:
         loaded.notes.append(Message("{class_name} has random weights (no {checkpoint}): results show the untrained network",
@@ -668,29 +664,24 @@ def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
     return product
 
 
-def fx_failure(model: nn.Module) -> str | None:
-    """Why torch.fx cannot trace ``model``'s forward (the error's first line, shortened), or None when it can."""
+def fx_graph(model: nn.Module) -> torch.fx.Graph | str:
+    """torch.fx's graph of ``model``'s forward, or why it cannot trace it (the error's first line, shortened)."""
     import warnings
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.fx.symbolic_trace(model)
+            return torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # noqa: BLE001 - any reason fx gives up
         first = (str(exc).strip().splitlines() or [""])[0]
         return f"{type(exc).__name__}: {first[:100]}" if first else type(exc).__name__
-    return None
 
 
 def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
-    import warnings
     from collections import Counter
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - any forward fx cannot trace: fall back to what nn.Sequential shows
+    graph = fx_graph(model)
+    if isinstance(graph, str):  # a forward fx cannot trace: fall back to what nn.Sequential shows
         return None
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
