@@ -7,7 +7,7 @@ normalization) and ``record`` does one such look.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -67,27 +67,21 @@ def redirected_relus(model: nn.Module) -> Iterator[int]:
     run out of place meanwhile); hooks removed and ``inplace`` flags restored afterwards. Functional
     relu calls in a forward cannot be reached. Yields how many modules were redirected."""
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    flags = [(m, m.inplace) for m in relus]
     handles = []
-    try:
-        for m in relus:
-            m.inplace = False
-            handles.append(m.register_forward_hook(_redirect))
-        yield len(relus)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, flag in flags:
-            m.inplace = flag
+    with out_of_place(relus):
+        try:
+            for m in relus:
+                handles.append(m.register_forward_hook(_redirect))
+            yield len(relus)
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 @contextlib.contextmanager
-def out_of_place(model: nn.Module) -> Iterator[None]:
-    """Every module of ``model`` with an ``inplace`` flag (ReLU, SiLU, Hardswish, LeakyReLU, ELU, dropouts...) runs
-    out of place for the duration, the flags restored afterwards: an output recorded without a copy then stays what
-    its module returned (an in-place SiLU after a recorded BatchNorm made it silu(x), and silu was applied again)."""
-    flags = [(m, m.inplace) for m in model.modules()
-             if isinstance(getattr(m, "inplace", None), bool) and not isinstance(m, torch.jit.ScriptModule)]
+def out_of_place(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """``modules`` (each with an ``inplace`` flag) run out of place for the duration, the flags restored afterwards."""
+    flags = [(m, m.inplace) for m in modules]
     try:
         for m, _ in flags:
             m.inplace = False
@@ -95,6 +89,12 @@ def out_of_place(model: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.inplace = flag
+
+
+def inplace_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules of ``model`` with an ``inplace`` flag (ReLU, SiLU, Hardswish, LeakyReLU, ELU, dropouts...)."""
+    return [m for m in model.modules()
+            if isinstance(getattr(m, "inplace", None), bool) and not isinstance(m, torch.jit.ScriptModule)]
 
 
 class Probe:
@@ -116,7 +116,8 @@ class Probe:
     def __enter__(self) -> "Probe":
         self._stack.enter_context(frozen(self.model))
         if not self.clone:  # the recorded tensors are those the forward goes on with: nothing may change them
-            self._stack.enter_context(out_of_place(self.model))
+            # (an in-place SiLU after a recorded BatchNorm made it silu(x), and silu was applied again)
+            self._stack.enter_context(out_of_place(inplace_modules(self.model)))
         self.hooks = self._stack.enter_context(HookRegistry(self.model, list(self.taps.values()), self.early_exit,
                                                                   self.clone, self.reduce))
         return self
