@@ -36,6 +36,7 @@ from introspect.channels import CHANNELS_DEFAULTS, visualize_channels  # noqa: E
 from introspect.hooks import frozen  # noqa: E402
 from introspect.models import MetaOverrides  # noqa: E402
 from introspect.transforms import Normalize  # noqa: E402
+from introspect_cli.memory import keep_freed_memory  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -386,6 +387,7 @@ def main() -> None:
     clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # this process's allocator as the CLI's (introspect_cli/memory.py)
     defaults = {"classes": ("mnist", None, None), "channels": ("mnist", "conv2", 256), "process": (None, None, None),
                 "writing": ("torchvision:resnet18", "layer4.1.conv2", 2), "layers": ("fashion-mnist", None, 1),
                 "parts": ("mnist", None, None)}

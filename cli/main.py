@@ -14,6 +14,7 @@ import threading
 import traceback
 
 from .interrupts import Interrupts
+from .memory import keep_freed_memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     with _signals() as interrupts:
         try:
             return _run(argv, interrupts)

@@ -24,7 +24,7 @@ from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import Message, UserError
 from .hooks import Probe, record
-from .layers import describe_layers, not_a_tensor, resolve_layer
+from .layers import describe_layers, not_a_tensor, pass_batch_size, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
@@ -89,6 +89,9 @@ def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) 
 
 #: The examples pass summarizes a layer's output on the CPU in parts of about this many bytes (``summary``).
 SUMMARY_BYTES = 2 ** 20
+#: ... and folds each layer's channel values into its statistics (top images, histogram) this many images at a time,
+#: however small its batches: that bookkeeping costs per call, not per image.
+SETTLE_ROWS = 512
 #: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
 #: bin 0 holds values <= 0, bin 1 values in (0, 1e-4), then 32 log-spaced bins from 1e-4 to 1e4 (four per
 #: decade, each [lower, upper)), and the last bin values >= 1e4.
@@ -173,10 +176,12 @@ class ExampleStats:
         return cls(**meta, **arrays)
 
 
-def _top(values: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest of each row, ties broken by the lower index, so any order of merging gives the same."""
-    order = indices.argsort(stable=True, dim=1)
-    values, indices = values.gather(1, order), indices.gather(1, order)
+def _top(values: torch.Tensor, indices: torch.Tensor, k: int, ascending: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of each row, ties broken by the lower index, so any order of merging gives the same
+    (``ascending``: the indices already rise along each row)."""
+    if not ascending:
+        order = indices.argsort(stable=True, dim=1)
+        values, indices = values.gather(1, order), indices.gather(1, order)
     order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
     return values.gather(1, order), indices.gather(1, order)
 
@@ -235,18 +240,17 @@ def cache_examples(stats: dict[str, ExampleStats], dataset: ImageDataset, k: int
 
 @torch.no_grad()
 def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset, k: int = 5,
-                  neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                  neuron: bool = False, batch_size: int | None = None, device: str = "cpu",
                   callback: Callable[[int, int], None] | None = None, shard: tuple[int, int] = (0, 1)
                   ) -> dict[str, ExampleStats]:
     """One batched no-grad pass over ``dataset`` that records all ``layers`` at once (stopping after the
     deepest) and keeps each layer's statistics. ``shard=(rank, world)`` takes only the batches
-    ``rank, rank + world, ...`` of the whole pass; ``ExampleStats.merge`` of all shards equals the whole pass."""
+    ``rank, rank + world, ...`` of the whole pass; ``ExampleStats.merge`` of all shards equals the whole pass.
+    ``batch_size`` None: ``pass_batch_size``'s."""
     for layer in layers:
         resolve_layer(model, layer)
     rank, world = shard
-    starts = list(range(0, len(dataset), batch_size))[rank::world]
     k = min(k, len(dataset))
-    total = sum(min(batch_size, len(dataset) - start) for start in starts)
     done = 0
     stats: dict[str, ExampleStats] = {}
     activations: dict[str, set[str]] = {}  # per hooked module: the activations its layers are measured with
@@ -270,31 +274,48 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
     def reduce(tap: str, output: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {activation: summary(output, activation) for activation in activations[tap]}
 
-    with on_device(model, device) as model, Probe(model, spec, list(layers), device, reduce=reduce) as probe:
-        for start in starts:
-            outputs = probe(dataset.pixels(slice(start, start + batch_size)))
+    pending: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
+
+    def settle(layer: str) -> None:
+        """Fold a layer's pending rows (channel values, peaks, dataset indices) into its statistics."""
+        if not pending[layer]:
+            return
+        values, peaks, indices = (torch.cat(parts) for parts in zip(*pending[layer]))
+        pending[layer].clear()
+        channels = values.shape[1]
+        histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
+        histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
+                             torch.ones(values.numel(), dtype=torch.int64))
+        top_values, top_indices = _top(values.T, indices.expand(channels, -1), k, ascending=True)  # rows in order
+        part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
+                            peaks.amax(0), (peaks > 0).sum(0), histogram.view(channels, HISTOGRAM_BINS),
+                            dataset.name, dataset.split, dataset.source, len(dataset))
+        stats[layer] = stats[layer].merge(part) if layer in stats else part
+
+    with on_device(model, device) as model:
+        batch_size = batch_size or pass_batch_size(model, spec.input_shape, device, stop_after=list(layers))
+        starts = list(range(0, len(dataset), batch_size))[rank::world]
+        total = sum(min(batch_size, len(dataset) - start) for start in starts)
+        with Probe(model, spec, list(layers), device, reduce=reduce) as probe:
+            for start in starts:
+                outputs = probe(dataset.pixels(slice(start, start + batch_size)))
+                for layer in layers:
+                    recorded = outputs[layer]  # the model's own output ("", ":KEY") is recorded whole
+                    values, peaks = (summary(recorded, spec.activation(layer)) if isinstance(recorded, torch.Tensor)
+                                     else recorded[spec.activation(layer)])
+                    pending[layer].append((values, peaks, torch.arange(start, start + len(values))))
+                    if sum(len(rows[0]) for rows in pending[layer]) >= SETTLE_ROWS:
+                        settle(layer)
+                done += len(values)
+                if callback is not None:
+                    callback(done, total)
             for layer in layers:
-                recorded = outputs[layer]  # the model's own output ("", ":KEY") is recorded whole
-                values, peaks = (summary(recorded, spec.activation(layer)) if isinstance(recorded, torch.Tensor)
-                                 else recorded[spec.activation(layer)])
-                channels = values.shape[1]
-                histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
-                histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
-                                     torch.ones(values.numel(), dtype=torch.int64))
-                indices = torch.arange(start, start + len(values)).expand(channels, -1)
-                top_values, top_indices = _top(values.T, indices, k)
-                part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
-                                    peaks.amax(0), (peaks > 0).sum(0), histogram.view(channels, HISTOGRAM_BINS),
-                                    dataset.name, dataset.split, dataset.source, len(dataset))
-                stats[layer] = stats[layer].merge(part) if layer in stats else part
-            done += len(values)
-            if callback is not None:
-                callback(done, total)
+                settle(layer)
     return stats
 
 
 def dataset_examples_many(model: nn.Module, spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset,
-                          k: int = 5, neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                          k: int = 5, neuron: bool = False, batch_size: int | None = None, device: str = "cpu",
                           callback: Callable[[int, int], None] | None = None,
                           cache_key: str | None = None) -> dict[str, ExampleStats]:
     """Top-k dataset images per channel and activation statistics of every layer in ``layers``, from one
@@ -317,7 +338,7 @@ def dataset_examples_many(model: nn.Module, spec: ModelSpec, layers: Sequence[st
 
 
 def dataset_examples(model: nn.Module, spec: ModelSpec, layer: str, dataset: ImageDataset, k: int = 5,
-                     neuron: bool = False, batch_size: int = 500, device: str = "cpu",
+                     neuron: bool = False, batch_size: int | None = None, device: str = "cpu",
                      callback: Callable[[int, int], None] | None = None,
                      cache_key: str | None = None) -> ExampleStats:
     """``dataset_examples_many`` for one layer."""
@@ -688,7 +709,14 @@ def median_pairwise(images: torch.Tensor) -> float:
 def data_subspace(dataset: ImageDataset) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
     """The mean, top DATA_COMPONENTS principal directions (exact: the covariance's eigenvectors) and median energy
     outside the top DATA_MEASURED of at most DATA_SUBSPACE_IMAGES evenly spaced images of ``dataset``; (None, None,
-    1.0) for inputs of more than params.BASIS_VALUES values."""
+    1.0) for inputs of more than params.BASIS_VALUES values. Computed once per dataset (every layer's starts
+    use it)."""
+    if "subspace" not in dataset.derived:
+        dataset.derived["subspace"] = _data_subspace(dataset)
+    return dataset.derived["subspace"]
+
+
+def _data_subspace(dataset: ImageDataset) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
     if math.prod(dataset.pixels(slice(0, 1)).shape[1:]) > BASIS_VALUES or len(dataset) < 2:
         return None, None, 1.0
     picked = torch.linspace(0, len(dataset) - 1, min(len(dataset), DATA_SUBSPACE_IMAGES)).long()

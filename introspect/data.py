@@ -38,6 +38,8 @@ class ImageDataset:
     class_names: tuple[str, ...]
     source: str
     _digest: str | None = field(default=None, init=False, repr=False, compare=False)
+    #: Statistics computed from the images once and reused (e.g. ``channels.data_subspace``), by name.
+    derived: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .channels import HISTOGRAM_BINS, channel_values, histogram_bins
+from .layers import pass_batch_size
 from .data import load_dataset, load_image_folder
 from .hooks import Probe
 from .errors import UserError
@@ -111,6 +112,12 @@ def _chunks(n: int, size: int = 256) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def _pass_batch(loaded, layers: Sequence[str] | None) -> int:
+    """Images per batch of a no-grad pass over a dataset up to ``layers`` (None: the whole forward)."""
+    device = next(loaded.model.parameters(), torch.empty(0)).device
+    return pass_batch_size(loaded.model, loaded.spec.input_shape, device, stop_after=layers or None)
+
+
 def _spatial_sum(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).sum(2) if x.ndim == 4 else x
 
@@ -124,7 +131,7 @@ def compute_layers(loaded, dataset, layers: Sequence[str], examples: dict[str, n
     spec = loaded.spec
     values = {layer: [] for layer in layers}
     active = {layer: [] for layer in layers}
-    for part in _chunks(len(dataset), 500):
+    for part in _chunks(len(dataset), _pass_batch(loaded, layers)):
         outputs, _ = forward(loaded, dataset.pixels(part), layers, logits=False)
         for layer in layers:
             post = ACTIVATION_FUNCTIONS[spec.activation(layer)](outputs[layer].float())
@@ -182,7 +189,7 @@ def compute_classes(loaded, heldout, layers: Sequence[str]) -> dict:
     """Over the held-out split: the confusion matrix, each class's highest-scoring images, and per
     layer the channels' attribution (activation x gradient of the class logit) on those images."""
     logits = torch.cat([forward(loaded, heldout.pixels(part), [])[1].detach().cpu()
-                        for part in _chunks(len(heldout), 500)])
+                        for part in _chunks(len(heldout), _pass_batch(loaded, None))])
     classes = logits.shape[1]
     confusion = torch.zeros(classes, classes, dtype=torch.long)
     confusion.index_put_((heldout.labels, logits.argmax(1)), torch.ones(len(heldout), dtype=torch.long), accumulate=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -272,6 +273,25 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         infos.append(LayerInfo(name, kind, shape, units, calls.get(name, 0),
                                bool(getattr(module, "inplace", False)), finished.get(name), returns.get(name)))
     return infos
+
+
+#: A no-grad pass over a dataset on the CPU runs batches whose largest layer output stays within this many bytes.
+#: Bigger tensors are handed back to the system when freed, and every batch faults their pages in afresh: the
+#: fashion-mnist examples pass took 23 s at 500 images a batch (12.6 million page faults), 11 s at 64
+#: (docs/measured.md, "Dataset passes").
+PASS_BYTES = 8 * 2 ** 20
+
+
+def pass_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
+                    stop_after: str | Sequence[str] | None = None, most: int = 500) -> int:
+    """Images per batch for a no-grad pass of ``model`` over a dataset (up to the layers ``stop_after``): ``most``
+    on a GPU, whose allocator keeps freed memory; on the CPU as many as keep the largest output (and the input)
+    within PASS_BYTES, from one dry forward of one image."""
+    if torch.device(device).type != "cpu":
+        return most
+    described = describe_layers(model, input_shape, device, stop_after)
+    largest = max([math.prod(input_shape)] + [math.prod(info.output_shape) for info in described if info.output_shape])
+    return max(1, min(most, PASS_BYTES // (4 * largest)))
 
 
 #: Layer types whose channels or units ``select_layers(..., "all")`` picks.

@@ -12,6 +12,7 @@ from torch import nn
 
 from .data import ImageDataset
 from .engine import on_device
+from .layers import pass_batch_size
 from .models.spec import ModelSpec
 from .outputs import output_kind
 from .transforms import Normalize, affine
@@ -105,11 +106,13 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int = 500,
+def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int | None = None,
              device: torch.device | str = "cpu") -> Evaluation:
     """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards), computed
-    on ``device`` (a copy of the model when it lives elsewhere)."""
+    on ``device`` (a copy of the model when it lives elsewhere), ``batch_size`` images at a time (None:
+    ``layers.pass_batch_size``'s)."""
     with on_device(model, device) as placed:
+        batch_size = batch_size or pass_batch_size(placed, spec.input_shape, device)
         return _evaluate(placed, spec, dataset, batch_size, torch.device(device))
 
 

@@ -84,6 +84,10 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
                         settings=("weights", "model", "checkpoint"))
     if meta.std is not None and any(s <= 0 for s in meta.std):
         raise UserError("{std} values must be above 0", settings=("std",))
+    if meta.size is not None and meta.input_shape is not None and tuple(meta.input_shape[-2:]) != (meta.size,) * 2:
+        raise UserError("{size} {size_given} and {input_shape} {shape_given} disagree; give one of them",
+                        settings=("size", "input_shape"), size_given=meta.size,
+                        shape_given=",".join(map(str, meta.input_shape)))
     if source.startswith("torchvision:"):
         loaded = _torchvision(source.split(":", 1)[1], checkpoint, weights, trust_checkpoint, meta)
         loaded.model = with_forward_args(loaded.model, meta.forward_args)

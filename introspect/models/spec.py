@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ..objectives import ACTIVATION_FUNCTIONS
@@ -204,8 +204,9 @@ class ModelSpec:
         return Normalize.of(self, device)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python types only, so checkpoints load with ``weights_only=True``."""
-        out = asdict(self)
+        """Plain Python types only, so checkpoints load with ``weights_only=True``. Every field is a value (no nested
+        dataclass), and tuples and dicts are rebuilt below: no deep copy (``asdict``'s took 0.3 s for a data prior)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = _to_lists(value)

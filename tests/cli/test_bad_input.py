@@ -131,6 +131,9 @@ CASES = {
     "forward with another argument": (["layers", "--model", "{tmp}/shapes.py:Scaled", "--input-shape", "1,8"],
                                       "forward() missing 1 required positional argument: 'scale'; give the others "
                                       "with --forward-arg NAME=VALUE"),
+    "size and input shape that disagree": (["layers", "--model", "{tmp}/shapes.py:Signal", "--size", "64",
+                                            "--input-shape", "1,8"],
+                                           "--size 64 and --input-shape 1,8 disagree; give one of them"),
     "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
                         "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
     "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",

@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -554,6 +555,41 @@ def test_the_examples_pass_summarizes_in_parts_with_the_same_values(tiny_model, 
     for layer in ("conv1", "conv2", "fc1"):
         for name in ("top_indices", "top_values", "max_value", "peak", "active", "histogram"):
             assert torch.equal(getattr(whole[layer], name), getattr(parts[layer], name)), (layer, name)
+
+
+
+def test_the_examples_pass_settles_rows_in_any_grouping_with_the_same_statistics(tiny_model, tiny_spec, monkeypatch):
+    """Each layer's statistics are folded in SETTLE_ROWS images at a time, whatever the forward batch: a batch
+    of 5 settled every batch, every 3 batches or once at the end gives what one batch of all the images gives."""
+    import introspect.channels as channels
+
+    data = tiny_dataset(n=23)
+    layers = ["conv1", "conv2", "fc1"]
+    whole = channels.examples_pass(tiny_model, tiny_spec, layers, data, k=3, batch_size=23)
+    for rows in (1, 15, 10 ** 6):
+        monkeypatch.setattr(channels, "SETTLE_ROWS", rows)
+        grouped = channels.examples_pass(tiny_model, tiny_spec, layers, data, k=3, batch_size=5)
+        for layer in layers:
+            for name in ("top_indices", "active", "histogram"):
+                assert torch.equal(getattr(whole[layer], name), getattr(grouped[layer], name)), (rows, layer, name)
+            for name in ("top_values", "max_value", "peak"):
+                torch.testing.assert_close(getattr(whole[layer], name), getattr(grouped[layer], name))
+
+
+def test_a_cpu_pass_batch_keeps_the_largest_output_within_its_bytes(tiny_model, tiny_spec, monkeypatch):
+    """Freed tensors above glibc's thresholds go back to the system and each batch faults them in again: on the
+    CPU the pass batch holds the largest layer output to PASS_BYTES; elsewhere it is the most allowed."""
+    import introspect.layers as layers
+    from introspect.layers import describe_layers, pass_batch_size
+
+    largest = max(math.prod(info.output_shape) for info in describe_layers(tiny_model, tiny_spec.input_shape)
+                  if info.output_shape) * 4
+    monkeypatch.setattr(layers, "PASS_BYTES", 10 * largest + 1)
+    assert pass_batch_size(tiny_model, tiny_spec.input_shape, "cpu") == 10
+    assert pass_batch_size(tiny_model, tiny_spec.input_shape, "cpu", most=4) == 4
+    monkeypatch.setattr(layers, "PASS_BYTES", 1)
+    assert pass_batch_size(tiny_model, tiny_spec.input_shape, "cpu") == 1
+    assert pass_batch_size(tiny_model, tiny_spec.input_shape, "cuda") == 500  # no forward on a device not here
 
 
 def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
