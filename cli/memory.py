@@ -2,8 +2,8 @@
 
 glibc hands a freed block back to the system when it was larger than its mmap threshold, or when the free memory
 at the top of its heap passes its trim threshold; the next batch of a pass over a dataset then faults the same
-pages in afresh. On the fashion-mnist examples pass that was half the time: 12.6 million page faults, 21 s of
-system time (docs/measured.md, "Dataset passes"). The CLI owns its process, so it keeps freed memory for reuse.
+pages in afresh. On the fashion-mnist examples pass that was most of the time: 12.6 million page faults, 22 s of
+system time in 24 s (docs/measured.md, "Dataset passes"). The CLI owns its process, so it keeps freed memory for reuse.
 The library runs in other people's processes (notebooks) and leaves their allocator alone.
 """
 from __future__ import annotations

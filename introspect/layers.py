@@ -277,8 +277,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
 
 #: A no-grad pass over a dataset on the CPU runs batches whose largest layer output stays within this many bytes.
 #: Bigger tensors are handed back to the system when freed, and every batch faults their pages in afresh: the
-#: fashion-mnist examples pass took 23 s at 500 images a batch (12.6 million page faults), 11 s at 64
-#: (docs/measured.md, "Dataset passes").
+#: fashion-mnist examples pass of fc2 took 24.0 s at 500 images a batch (12.6 million page faults), 11.5 s at 56
+#: in the CLI, whose process keeps freed memory (docs/measured.md, "Dataset passes").
 PASS_BYTES = 8 * 2 ** 20
 
 
