@@ -293,7 +293,8 @@ def examples_for(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data:
         parts = ranks.gather(part)
         if not ranks.main:
             return {}
-        fresh = {layer: _merged((p[layer] for p in parts), min(top_k, len(data))) for layer in missing}
+        # a rank left without a batch (fewer batches than ranks) sends nothing
+        fresh = {layer: _merged((p[layer] for p in parts if layer in p), min(top_k, len(data))) for layer in missing}
         notes += cache_examples(fresh, data, top_k, cache_key, spec) if cache_key and fresh else []
         stats = {**found, **fresh}
         for entry in stats.values():
