@@ -293,7 +293,8 @@ def examples_for(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data:
         parts = ranks.gather(part)
         if not ranks.main:
             return {}
-        fresh = {layer: _merged(p[layer] for p in parts) for layer in missing}
+        # a rank left without a batch (fewer batches than ranks) sends nothing
+        fresh = {layer: _merged((p[layer] for p in parts if layer in p), min(top_k, len(data))) for layer in missing}
         notes += cache_examples(fresh, data, top_k, cache_key, spec) if cache_key and fresh else []
         stats = {**found, **fresh}
         for entry in stats.values():
@@ -303,11 +304,11 @@ def examples_for(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data:
     return stats
 
 
-def _merged(parts) -> ExampleStats:
+def _merged(parts, k: int) -> ExampleStats:
     parts = list(parts)
     total = parts[0]
     for part in parts[1:]:
-        total = total.merge(part)
+        total = total.merge(part, k)
     return total
 
 

@@ -151,11 +151,12 @@ class ExampleStats:
         index = torch.stack([(cumulative.double() < q * total).sum(1) for q in QUANTILES], 1)
         return uppers[index.clamp(max=HISTOGRAM_BINS - 1)].float()
 
-    def merge(self, other: "ExampleStats") -> "ExampleStats":
-        """The statistics of both shards' images together (the same as one pass over all of them)."""
+    def merge(self, other: "ExampleStats", k: int | None = None) -> "ExampleStats":
+        """The statistics of both shards' images together (the same as one pass over all of them), the top ``k``
+        (None: as many as this one keeps; a shard of fewer than k images keeps all it has, so pass k)."""
         values = torch.cat([self.top_values, other.top_values], 1)
         indices = torch.cat([self.top_indices, other.top_indices], 1)
-        top_values, top_indices = _top(values, indices, self.top_values.shape[1])
+        top_values, top_indices = _top(values, indices, k or self.top_values.shape[1])
         return ExampleStats(
             self.layer, self.activation, self.neuron, top_indices, top_values,
             torch.maximum(self.max_value, other.max_value), torch.maximum(self.peak, other.peak),
@@ -290,7 +291,7 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
         part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
                             peaks.amax(0), (peaks > 0).sum(0), histogram.view(channels, HISTOGRAM_BINS),
                             dataset.name, dataset.split, dataset.source, len(dataset))
-        stats[layer] = stats[layer].merge(part) if layer in stats else part
+        stats[layer] = stats[layer].merge(part, k) if layer in stats else part
 
     with on_device(model, device) as model:
         batch_size = batch_size or pass_batch_size(model, spec.input_shape, device, stop_after=list(layers))

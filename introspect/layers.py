@@ -286,10 +286,14 @@ def pass_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: torc
                     stop_after: str | Sequence[str] | None = None, most: int = 500) -> int:
     """Images per batch for a no-grad pass of ``model`` over a dataset (up to the layers ``stop_after``): ``most``
     on a GPU, whose allocator keeps freed memory; on the CPU as many as keep the largest output (and the input)
-    within PASS_BYTES, from one dry forward of one image."""
+    within PASS_BYTES, from one dry forward of one image (``most`` for a model that does not run on one image,
+    e.g. one that squeezes the batch away: the pass's own batches are what must run)."""
     if torch.device(device).type != "cpu":
         return most
-    described = describe_layers(model, input_shape, device, stop_after)
+    try:
+        described = describe_layers(model, input_shape, device, stop_after)
+    except Exception:  # noqa: BLE001 - the user's model; a real fault shows in the pass itself
+        return most
     largest = max([math.prod(input_shape)] + [math.prod(info.output_shape) for info in described if info.output_shape])
     return max(1, min(most, PASS_BYTES // (4 * largest)))
 

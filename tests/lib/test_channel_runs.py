@@ -146,3 +146,25 @@ def test_the_estimate_of_a_large_chunk_renders_only_small_batches(tiny_model, ti
     assert [(r["chunk_images"], r["timed_images"], r["extrapolated"]) for r in rows] == [(32, [4, 16], True),
                                                                                          (64, [4, 16], True)]
     assert all(r["seconds"] == pytest.approx(r["seconds_per_step"] * CONFIG.steps) and r["seconds"] > 0 for r in rows)
+
+
+def test_a_sharded_examples_pass_with_ranks_left_without_a_batch_merges_the_others(tiny_model, tiny_spec):
+    """A dataset of fewer batches than ranks leaves some ranks no batch (an empty part): merging them raised
+    KeyError on rank 0."""
+    from helpers import tiny_dataset
+    from introspect.channel_runs import examples_for
+    from introspect.channels import examples_pass
+    from introspect.distributed import Ranks
+
+    data = tiny_dataset(n=23)
+
+    class ThreeRanks(Ranks):  # rank 0 of three; ranks 1 and 2 hold no batch of 23 images at 500 a batch
+        def broadcast(self, value):
+            return value
+
+        def gather(self, value):
+            return [value, {}, {}]
+
+    stats = examples_for(tiny_model, tiny_spec, ["fc1"], data, top_k=3, ranks=ThreeRanks(0, 3))
+    whole = examples_pass(tiny_model, tiny_spec, ["fc1"], data, k=3, batch_size=23)
+    assert torch.equal(stats["fc1"].top_indices, whole["fc1"].top_indices)

@@ -600,3 +600,22 @@ def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
     model, spec = recurrent()
     with pytest.raises(UserError, match="layer 'lstm' returns a tuple, not one tensor"):
         plan_channels(model, spec, ["lstm"], steps=2)
+
+
+def test_the_examples_pass_keeps_k_examples_when_its_first_rows_or_shard_hold_fewer(tiny_model, tiny_spec, monkeypatch):
+    """Merging kept as many examples as its first part held: k above the first settled rows (SETTLE_ROWS, or a
+    batch) or above a shard's images gave fewer than k, and the cache then refused the entry every time."""
+    import introspect.channels as channels
+
+    data = tiny_dataset(n=23)
+    whole = channels.examples_pass(tiny_model, tiny_spec, ["fc1"], data, k=10, batch_size=23)["fc1"]
+    monkeypatch.setattr(channels, "SETTLE_ROWS", 4)
+    settled = channels.examples_pass(tiny_model, tiny_spec, ["fc1"], data, k=10, batch_size=5)["fc1"]
+    shards = [channels.examples_pass(tiny_model, tiny_spec, ["fc1"], data, k=10, batch_size=5, shard=(r, 4))["fc1"]
+              for r in range(4)]
+    merged = shards[0]
+    for shard in shards[1:]:
+        merged = merged.merge(shard, 10)
+    for stats in (settled, merged):
+        assert tuple(stats.top_indices.shape) == (128, 10)
+        assert torch.equal(stats.top_indices, whole.top_indices)

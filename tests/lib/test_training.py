@@ -35,3 +35,20 @@ def test_evaluation_on_a_device_leaves_the_callers_model_where_it_was(shipped_mn
     assert all(torch.equal(a, b) for a, b in zip(before, _weights(model)))
     default = evaluate(model, shipped_mnist.spec, data, batch_size=8)  # the CPU, the model as it is
     assert (default.confusion - result.confusion).abs().sum() <= 2  # another device may flip a near tie
+
+
+def test_a_model_that_does_not_run_on_one_image_is_evaluated_in_its_batches(tiny_spec):
+    """The CPU batch is sized from a dry forward of one image; a model whose forward drops a batch of one
+    (``.squeeze()``) ran on the library's batches of 500 and must still do: it keeps the largest batch."""
+    from torch import nn
+
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc2 = nn.Linear(784, 10)
+
+        def forward(self, x):
+            return torch.log_softmax(self.fc2(x.flatten(1)).squeeze(), dim=1)
+
+    result = evaluate(Squeezed(), tiny_spec, tiny_dataset(n=12))
+    assert result.confusion.sum() == 12
