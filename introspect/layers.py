@@ -92,6 +92,7 @@ class LayerInfo:
     inplace: bool = False  # an in-place module (e.g. ReLU(inplace=True)) overwrites its input
     finished: int | None = None  # when its first call ended, counted over all modules (None: never called)
     returns: str | None = None  # the type of an output that is not a tensor ("tuple"): no channels to hook
+    from_input: bool | None = None  # its output depends on the input (None: not checked, see describe_layers)
 
     @property
     def depth(self) -> int:
@@ -206,15 +207,30 @@ def as_map(module: nn.Module, output: object, followed: bool | None = None) -> o
     return output.unsqueeze(2) if output.ndim == 3 else output.permute(0, 3, 1, 2)
 
 
-@torch.no_grad()
 def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
-                    stop_after: str | Sequence[str] | None = None) -> list[LayerInfo]:
+                    stop_after: str | Sequence[str] | None = None, track_input: bool = False) -> list[LayerInfo]:
     """One dry forward pass on zeros records each layer's output shape and call count.
 
     With ``stop_after`` (a layer or several) the pass ends once they have all run: only
     the layers before are described (in execution order), and nothing after is computed.
+    With ``track_input`` the pass runs with gradients, the weights' switched off, to record whether each output
+    depends on the input (``LayerInfo.from_input``); otherwise without.
     """
+    weights = [p for p in model.parameters() if p.requires_grad] if track_input else []
+    try:
+        for p in weights:
+            p.requires_grad_(False)
+        with torch.set_grad_enabled(track_input):
+            return _describe(model, input_shape, device, stop_after, track_input)
+    finally:
+        for p in weights:
+            p.requires_grad_(True)
+
+
+def _describe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str,
+              stop_after: str | Sequence[str] | None, track_input: bool) -> list[LayerInfo]:
     shapes: dict[str, tuple[int, ...]] = {}
+    from_input: dict[str, bool] = {}
     returns: dict[str, str] = {}  # modules whose (first) output is not a tensor: its type
     calls: dict[str, int] = {}
     finished: dict[str, int] = {}
@@ -237,6 +253,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             if name not in shapes and name not in returns:  # a module run more than once: its first call
                 if isinstance(output, torch.Tensor):
                     shapes[name] = tuple(as_map(module, output, followed).shape[1:])
+                    if track_input:
+                        from_input[name] = output.requires_grad
                 else:
                     returns[name] = type(output).__name__
             if name in targets and targets <= finished.keys():
@@ -253,7 +271,9 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
             handles.append(module.register_forward_pre_hook(starter(name)))
         model.eval()
         try:
-            model(torch.zeros((1, *input_shape), device=device))  # the model's own forward arguments: see sources
+            inputs = torch.zeros((1, *input_shape), device=device)
+            # the model's own forward arguments: see sources. Tracked, a copy: a model may change its input in place
+            model(inputs.requires_grad_().clone() if track_input else inputs)
         except StopForward:
             pass
     finally:
@@ -271,7 +291,8 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
         units = (shape[-1] if len(shape) == 2 else shape[0]) if shape else None
         kind = f"TorchScript {getattr(module, 'original_name', '')}".strip() if is_scripted(module) else type(module).__name__
         infos.append(LayerInfo(name, kind, shape, units, calls.get(name, 0),
-                               bool(getattr(module, "inplace", False)), finished.get(name), returns.get(name)))
+                               bool(getattr(module, "inplace", False)), finished.get(name), returns.get(name),
+                               from_input.get(name)))
     return infos
 
 
@@ -302,14 +323,23 @@ def pass_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: torc
 HOOKABLE_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Linear", "LazyLinear", "LazyConv2d")
 
 
-def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | Sequence[str]) -> list[str]:
-    """Layer names from "all" (every conv or Linear layer that runs, in execution order),
-    "a,b" or a list; each must exist. Duplicates are dropped."""
+def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | Sequence[str],
+                  notes: list[str] | None = None) -> list[str]:
+    """Layer names from "all" (every conv or Linear layer that runs on the input, in execution order),
+    "a,b" or a list; each must exist. Duplicates are dropped. "all" leaves out layers whose output does not
+    depend on the input (Swin V2's position-bias MLPs, computed from the weights alone), saying so in ``notes``."""
     if isinstance(layers, str) and layers.strip() == "all":
-        names = [i.name for i in describe_layers(model, input_shape) if i.type in HOOKABLE_TYPES and i.output_shape]
+        found = [i for i in describe_layers(model, input_shape, track_input=True)
+                 if i.type in HOOKABLE_TYPES and i.output_shape]
+        names = [i.name for i in found if i.from_input is not False]
+        constant = [i.name for i in found if i.from_input is False]
+        if constant and notes is not None:
+            notes.append(f"'all' leaves out {len(constant)} layer{'s' if len(constant) > 1 else ''} whose output does "
+                         f"not depend on the input ({', '.join(constant[:3])}{', ...' if len(constant) > 3 else ''}): "
+                         "computed from the model's weights alone, no image changes them")
         if not names:
-            raise UserError("'all' found no conv or Linear layers; name the layers (see {layers_command})",
-                            settings=("layers_command",))
+            raise UserError("'all' found no conv or Linear layers computed from the input; name the layers "
+                            "(see {layers_command})", settings=("layers_command",))
         return names
     names = [name.strip() for name in layers.split(",")] if isinstance(layers, str) else list(layers)
     if not names or not all(names):

@@ -90,7 +90,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     image, data = read_input(args, spec, io)
     prior = apply_prior(loaded, data, io) if args.with_visualizations else None
     spec = loaded.spec
-    layers = select_layers(model, spec.input_shape, args.layer)
+    notes: list[str] = []
+    layers = select_layers(model, spec.input_shape, args.layer, notes)
+    for note in notes:
+        io.note(note)
     device = str(resolve_device(args.device))
     formats = parse_formats(args.format)
     check_out(args.out, args.force)

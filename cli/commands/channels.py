@@ -73,7 +73,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     loaded = load_model_from_args(args)
     for note in loaded.notes:
         io.note(note)
-    layers = select_layers(loaded.model, loaded.spec.input_shape, args.layer)
+    notes: list[str] = []
+    layers = select_layers(loaded.model, loaded.spec.input_shape, args.layer, notes)
+    for note in notes:
+        io.note(note)
     config = config_from_args(args, CHANNELS_DEFAULTS)
     formats = parse_formats(args.format)
     ranks, device = join(config.device)

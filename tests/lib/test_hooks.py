@@ -359,6 +359,34 @@ def test_a_layer_that_does_not_depend_on_the_input_is_refused_with_the_fix_for_o
     assert hook_count(model) == 0
 
 
+
+class _Tables(_PositionTable):
+    """_PositionTable, its input changed in place first (a leaf that requires grad would refuse that)."""
+
+    def forward(self, x):
+        return super().forward(x.mul_(1.0))
+
+
+def test_layer_all_leaves_out_layers_that_do_not_depend_on_the_input_and_says_so():
+    """`introspect channels --model torchvision:swin_v2_t --layer all` picked its 24 cpb_mlp Linears, optimized the
+    layers before the first and then stopped: 'layer ... does not depend on the input images'. The weights' flags
+    are as they were, and nothing is left hooked."""
+    from introspect.layers import select_layers
+
+    model = _Tables().eval()
+    model.table.bias.requires_grad_(False)  # one weight the user froze stays frozen, the others trainable
+    flags = [p.requires_grad for p in model.parameters()]
+    notes: list[str] = []
+    assert select_layers(model, (3, 2, 2), "all", notes) == ["conv"]
+    assert notes == ["'all' leaves out 1 layer whose output does not depend on the input (table): computed from the "
+                     "model's weights alone, no image changes them"]
+    assert select_layers(model, (3, 2, 2), "table,conv") == ["table", "conv"]  # named: refused where it runs
+    infos = {i.name: i for i in describe_layers(model, (3, 2, 2), track_input=True)}
+    assert (infos["table"].from_input, infos["conv"].from_input) == (False, True)
+    assert describe_layers(model, (3, 2, 2))[0].from_input is None  # not checked: no gradients
+    assert [p.requires_grad for p in model.parameters()] == flags and hook_count(model) == 0
+
+
 def test_describe_layers_restores_each_modules_mode():
     """A model in train mode whose BatchNorms the user froze (bn.eval(), as for fine-tuning) keeps them frozen."""
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(), nn.Linear(64, 2))
