@@ -312,7 +312,8 @@ def pass_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: torc
     if torch.device(device).type != "cpu":
         return most
     try:
-        described = describe_layers(model, input_shape, device, stop_after)
+        with torch.random.fork_rng(devices=[]):  # a model drawing random numbers draws the same in the pass
+            described = describe_layers(model, input_shape, device, stop_after)
     except Exception:  # noqa: BLE001 - the user's model; a real fault shows in the pass itself
         return most
     largest = max([math.prod(input_shape)] + [math.prod(info.output_shape) for info in described if info.output_shape])

@@ -592,6 +592,21 @@ def test_a_cpu_pass_batch_keeps_the_largest_output_within_its_bytes(tiny_model, 
     assert pass_batch_size(tiny_model, tiny_spec.input_shape, "cuda") == 500  # no forward on a device not here
 
 
+def test_the_pass_batch_s_dry_forward_leaves_the_random_state_as_it_was():
+    """A model that draws random numbers in its forward (noise in eval mode) draws the same in the pass after it."""
+    from introspect.layers import pass_batch_size
+
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + torch.rand_like(x)
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    pass_batch_size(Noisy(), (1, 4, 4), "cpu")
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_a_layer_whose_output_is_a_tuple_is_refused_as_such():
     """It said the LSTM "does not run in the model's forward pass"."""
     from helpers import recurrent
