@@ -107,6 +107,15 @@ def histogram_bins(values: torch.Tensor) -> torch.Tensor:
     return torch.where(values <= 0, torch.zeros_like(inside), inside)
 
 
+def channel_histograms(values: torch.Tensor) -> torch.Tensor:
+    """(N, C) channel activations -> (C, HISTOGRAM_BINS) int64: images per bin (see HISTOGRAM_EDGES)."""
+    channels = values.shape[1]
+    counts = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
+    counts.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
+                      torch.ones(values.numel(), dtype=torch.int64))
+    return counts.view(channels, HISTOGRAM_BINS)
+
+
 @dataclass
 class ExampleStats:
     """Per-channel statistics of one layer over a dataset (one no-grad pass); ``merge`` adds shards exactly."""
@@ -283,13 +292,9 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
             return
         values, peaks, indices = (torch.cat(parts) for parts in zip(*pending[layer]))
         pending[layer].clear()
-        channels = values.shape[1]
-        histogram = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
-        histogram.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
-                             torch.ones(values.numel(), dtype=torch.int64))
-        top_values, top_indices = _top(values.T, indices.expand(channels, -1), k, ascending=True)  # rows in order
+        top_values, top_indices = _top(values.T, indices.expand(values.shape[1], -1), k, ascending=True)  # in order
         part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
-                            peaks.amax(0), (peaks > 0).sum(0), histogram.view(channels, HISTOGRAM_BINS),
+                            peaks.amax(0), (peaks > 0).sum(0), channel_histograms(values),
                             dataset.name, dataset.split, dataset.source, len(dataset))
         stats[layer] = stats[layer].merge(part, k) if layer in stats else part
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .channels import HISTOGRAM_BINS, channel_values, histogram_bins
+from .channels import channel_histograms, channel_values
 from .layers import pass_batch_size
 from .data import load_dataset, load_image_folder
 from .hooks import Probe
@@ -96,15 +96,6 @@ def forward(loaded, pixels: torch.Tensor, layers: Sequence[str], logits: bool = 
     with Probe(loaded.model, loaded.spec, wanted, clone=not grad) as probe, torch.set_grad_enabled(grad):
         outputs = probe(pixels.to(device).requires_grad_(grad))
     return outputs, None if name is None else outputs[name]
-
-
-def channel_histograms(values: torch.Tensor) -> torch.Tensor:
-    """(N, C) channel activations -> (C, HISTOGRAM_BINS) int64: images per bin (see channels.HISTOGRAM_EDGES)."""
-    channels = values.shape[1]
-    counts = torch.zeros(channels * HISTOGRAM_BINS, dtype=torch.int64)
-    counts.index_add_(0, (torch.arange(channels) * HISTOGRAM_BINS + histogram_bins(values)).flatten(),
-                      torch.ones(values.numel(), dtype=torch.int64))
-    return counts.view(channels, HISTOGRAM_BINS)
 
 
 def _chunks(n: int, size: int = 256) -> Iterator[slice]:

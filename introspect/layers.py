@@ -213,18 +213,14 @@ def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torc
 
     With ``stop_after`` (a layer or several) the pass ends once they have all run: only
     the layers before are described (in execution order), and nothing after is computed.
-    With ``track_input`` the pass runs with gradients, the weights' switched off, to record whether each output
-    depends on the input (``LayerInfo.from_input``); otherwise without.
+    The model runs frozen (``hooks.frozen``: eval mode, no weight gradients, the caller's flags restored). With
+    ``track_input`` the pass runs with gradients, to record whether each output depends on the input
+    (``LayerInfo.from_input``); otherwise without.
     """
-    weights = [p for p in model.parameters() if p.requires_grad] if track_input else []
-    try:
-        for p in weights:
-            p.requires_grad_(False)
-        with torch.set_grad_enabled(track_input):
-            return _describe(model, input_shape, device, stop_after, track_input)
-    finally:
-        for p in weights:
-            p.requires_grad_(True)
+    from .hooks import frozen  # hooks imports this module
+
+    with frozen(model), torch.set_grad_enabled(track_input):  # each module's own mode restored: frozen BatchNorms
+        return _describe(model, input_shape, device, stop_after, track_input)
 
 
 def _describe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str,
@@ -262,14 +258,12 @@ def _describe(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
         return hook
 
     layers = named_layers(model)
-    modes = {m: m.training for m in model.modules()}  # each module's own: a model may hold frozen BatchNorms
     try:
         for name, module in layers.items():
             if is_scripted(module):
                 continue  # a leaf that takes no hooks: listed, never hooked
             handles.append(module.register_forward_hook(recorder(name)))
             handles.append(module.register_forward_pre_hook(starter(name)))
-        model.eval()
         try:
             inputs = torch.zeros((1, *input_shape), device=device)
             # the model's own forward arguments: see sources. Tracked, a copy: a model may change its input in place
@@ -279,8 +273,6 @@ def _describe(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
     finally:
         for handle in handles:
             handle.remove()
-        for module, mode in modes.items():
-            module.training = mode
     infos = []
     # Execution order, then (for a full pass) the modules that never ran.
     ran = [n for n in started if n in calls]
