@@ -14,25 +14,9 @@ from torch import nn
 
 from . import devices
 from .capture import HookRegistry, is_output  # noqa: F401 - hooks' public names
+from .layers import frozen
 from .models.spec import ModelSpec
 from .transforms import Normalize
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no weight gradients for the duration; the caller's flags restored afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes.items():
-            m.training = mode
 
 
 class _RedirectedReLU(torch.autograd.Function):

@@ -1,10 +1,11 @@
 """Hookable layers: list them by dotted named_modules() path, resolve names, measure output shapes."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -207,18 +208,33 @@ def as_map(module: nn.Module, output: object, followed: bool | None = None) -> o
     return output.unsqueeze(2) if output.ndim == 3 else output.permute(0, 3, 1, 2)
 
 
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no weight gradients for the duration; the caller's flags restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes.items():
+            m.training = mode
+
+
 def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
                     stop_after: str | Sequence[str] | None = None, track_input: bool = False) -> list[LayerInfo]:
     """One dry forward pass on zeros records each layer's output shape and call count.
 
     With ``stop_after`` (a layer or several) the pass ends once they have all run: only
     the layers before are described (in execution order), and nothing after is computed.
-    The model runs frozen (``hooks.frozen``: eval mode, no weight gradients, the caller's flags restored). With
+    The model runs frozen (``frozen``: eval mode, no weight gradients, the caller's flags restored). With
     ``track_input`` the pass runs with gradients, to record whether each output depends on the input
     (``LayerInfo.from_input``); otherwise without.
     """
-    from .hooks import frozen  # hooks imports this module
-
     with frozen(model), torch.set_grad_enabled(track_input):  # each module's own mode restored: frozen BatchNorms
         return _describe(model, input_shape, device, stop_after, track_input)
 

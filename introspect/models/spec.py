@@ -205,7 +205,8 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only, so checkpoints load with ``weights_only=True``. Every field is a value (no nested
-        dataclass), and tuples and dicts are rebuilt below: no deep copy (``asdict``'s took 0.3 s for a data prior)."""
+        dataclass), and tuples and dicts are rebuilt below: no deep copy (``asdict``'s took 42 ms for a spec with a
+        data prior, this 6.6 ms: ``python -m timeit``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in out.items():
             if isinstance(value, tuple):
