@@ -91,7 +91,7 @@ def channel_values(output: torch.Tensor, activation: str, neuron: bool = False) 
 SUMMARY_BYTES = 2 ** 20
 #: ... and folds each layer's channel values into its statistics (top images, histogram) this many images at a time,
 #: however small its batches: that bookkeeping costs per call, not per image.
-SETTLE_ROWS = 512
+SETTLE_ROWS = 2048
 #: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
 #: bin 0 holds values <= 0, bin 1 values in (0, 1e-4), then 32 log-spaced bins from 1e-4 to 1e4 (four per
 #: decade, each [lower, upper)), and the last bin values >= 1e4.
@@ -192,6 +192,16 @@ def _top(values: torch.Tensor, indices: torch.Tensor, k: int, ascending: bool = 
     if not ascending:
         order = indices.argsort(stable=True, dim=1)
         values, indices = values.gather(1, order), indices.gather(1, order)
+    if k < values.shape[1] and values.numel():
+        # The candidates first, without sorting whole rows: those above each row's k-th largest value, then the
+        # ones equal to it in index order, as many as are missing. NaN (which topk and the sort put first, but
+        # no comparison keeps) leaves a row short: then the sort below takes whole rows.
+        kth = values.topk(k, dim=1).values[:, -1:]
+        above, tied = values > kth, values == kth
+        keep = above | (tied & (tied.cumsum(1) <= k - above.sum(1, keepdim=True)))
+        if int(keep.sum()) == keep.shape[0] * k:
+            kept = keep.nonzero()[:, 1].view(-1, k)  # in index order
+            values, indices = values.gather(1, kept), indices.gather(1, kept)
     order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
     return values.gather(1, order), indices.gather(1, order)
 
@@ -274,17 +284,27 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
         rows = len(output)
         if output.device.type == "cpu" and output.ndim > 1:
             rows = max(1, SUMMARY_BYTES // max(1, output[0].numel() * 4))
-        values, peaks = [], []
+        function = ACTIVATION_FUNCTIONS[activation]
+        if output.ndim == 4 and not neuron:  # conv maps, the bulk of a pass: no per-part lists, views or copies
+            values = torch.empty(output.shape[:2], device=output.device)
+            peaks = torch.empty_like(values)
+            for start, part in zip(range(0, len(output), rows), output.split(rows)):
+                post = function(part if part.dtype == torch.float32 else part.float()).flatten(2)
+                torch.amax(post, 2, out=peaks[start:start + len(part)])
+                torch.mean(post, 2, out=values[start:start + len(part)])
+            return values.cpu(), peaks.cpu()
+        value_parts, peak_parts = [], []
         for part in output.split(rows):
-            post = ACTIVATION_FUNCTIONS[activation](part.float())
-            peaks.append(post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post)
-            values.append(reduce_channels(post, neuron))
-        return torch.cat(values).cpu(), torch.cat(peaks).cpu()
+            post = function(part.float())
+            peak_parts.append(post.flatten(2).amax(2) if post.ndim == 4 else post.amax(1) if post.ndim == 3 else post)
+            value_parts.append(reduce_channels(post, neuron))
+        return torch.cat(value_parts).cpu(), torch.cat(peak_parts).cpu()
 
     def reduce(tap: str, output: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {activation: summary(output, activation) for activation in activations[tap]}
 
     pending: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
+    waiting = dict.fromkeys(layers, 0)  # rows pending per layer
 
     def settle(layer: str) -> None:
         """Fold a layer's pending rows (channel values, peaks, dataset indices) into its statistics."""
@@ -292,6 +312,7 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
             return
         values, peaks, indices = (torch.cat(parts) for parts in zip(*pending[layer]))
         pending[layer].clear()
+        waiting[layer] = 0
         top_values, top_indices = _top(values.T, indices.expand(values.shape[1], -1), k, ascending=True)  # in order
         part = ExampleStats(layer, spec.activation(layer), neuron, top_indices, top_values, values.amax(0),
                             peaks.amax(0), (peaks > 0).sum(0), channel_histograms(values),
@@ -310,7 +331,8 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
                     values, peaks = (summary(recorded, spec.activation(layer)) if isinstance(recorded, torch.Tensor)
                                      else recorded[spec.activation(layer)])
                     pending[layer].append((values, peaks, torch.arange(start, start + len(values))))
-                    if sum(len(rows[0]) for rows in pending[layer]) >= SETTLE_ROWS:
+                    waiting[layer] += len(values)
+                    if waiting[layer] >= SETTLE_ROWS:
                         settle(layer)
                 done += len(values)
                 if callback is not None:

@@ -130,6 +130,8 @@ def load_recorded(load: object, *, trust: bool = False, where: str = "the run") 
     meta = load.get("meta") if isinstance(load.get("meta"), dict) else {}
     meta = {k: forward_args_of(v, where) if k == "forward_args" else tuple(v) if isinstance(v, list) else v
             for k, v in meta.items()}
+    if meta.get("input_shape") is not None:
+        meta.pop("size", None)  # runs recorded before the two were refused together: the input shape won
     try:
         overrides = MetaOverrides(**meta)
     except TypeError as exc:

@@ -93,3 +93,11 @@ def test_a_recorded_model_is_built_as_the_command_line_built_it(small_net_file, 
     torch.rand(5)  # the global generator moved on
     second = load_recorded(load, trust=True).model.state_dict()
     assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_a_run_recorded_with_size_and_a_disagreeing_input_shape_still_loads(small_net_file, tmp_path):
+    """Before the two flags were refused together, --input-shape won: such a recorded run reloads with its shape."""
+    from introspect.repeat import load_recorded
+
+    load = {"source": f"{small_net_file}:SmallNet", "meta": {"size": 12, "input_shape": [1, 8, 8]}}
+    assert tuple(load_recorded(load, trust=True).spec.input_shape) == (1, 8, 8)

@@ -634,3 +634,31 @@ def test_the_examples_pass_keeps_k_examples_when_its_first_rows_or_shard_hold_fe
     for stats in (settled, merged):
         assert tuple(stats.top_indices.shape) == (128, 10)
         assert torch.equal(stats.top_indices, whole.top_indices)
+
+
+@pytest.mark.parametrize("kind", ["normal", "few values", "zero rows", "infinities", "nan"])
+def test_top_k_takes_the_same_examples_as_sorting_whole_rows(kind):
+    """``_top`` picks its candidates with topk and sorts only those: ties (a dead channel's zeros, repeated
+    values) still go to the lower index, and rows with NaN fall back to the whole sort, which puts NaN first."""
+    from introspect.channels import _top
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        rows, length = (int(torch.randint(1, n, (1,), generator=generator)) for n in (9, 40))
+        k = int(torch.randint(1, 8, (1,), generator=generator))
+        values = torch.randn(rows, length, generator=generator)
+        if kind == "few values":
+            values = values.round().clamp(-1, 1)
+        elif kind == "zero rows":
+            values = values.relu()
+            values[::2] = 0
+        elif kind == "infinities":
+            values[values.abs() > 1] *= math.inf
+        elif kind == "nan":
+            values[values > 1.2] = math.nan
+        indices = (torch.arange(length) * 3 + 7).expand(rows, -1)
+        order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
+        expected_values, expected_indices = values.gather(1, order), indices.gather(1, order)
+        got_values, got_indices = _top(values, indices, k, ascending=True)
+        assert torch.equal(got_indices, expected_indices)
+        torch.testing.assert_close(got_values, expected_values, equal_nan=True, rtol=0, atol=0)
