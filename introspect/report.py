@@ -638,6 +638,9 @@ def save_figures(pages: Sequence[tuple[Figure | Callable[[], Figure], str | Path
                 try:
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    # torch's OpenMP threads are not in a forked child: its first parallel op (a 224 px tile's
+                    # clamp) would wait for them forever. One thread per worker, as each has its core.
+                    torch.set_num_threads(1)
                     for fig, path in share:
                         _save_page(fig, path)
                     code = 0

@@ -182,6 +182,41 @@ def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
 
 
+def test_page_workers_run_torch_s_parallel_ops_without_hanging(tmp_path):
+    """A forked worker has none of its parent's OpenMP threads: a 224 px tile's clamp (big enough to run in
+    parallel) in a page it built waited for them forever, and a 224 px channels run never finished writing.
+    Here in a fresh process with two torch threads and four cores claimed (workers fork on any machine), under a
+    hang guard far above the second it takes."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import os, torch
+os.sched_getaffinity = lambda pid: {{0, 1, 2, 3}}
+torch.set_num_threads(2)
+torch.rand(1_000_000).clamp(0, 1)  # the parent's OpenMP threads now exist
+from introspect import report
+
+def page():
+    torch.rand(1_000_000).clamp(0, 1)
+    return report.Page(1.0).fig
+
+report.save_figures([(page, os.path.join({str(tmp_path)!r}, f"{{i}}.png")) for i in range(4)])
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own group: a hang leaves no workers behind
+    try:
+        _, errors = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
 def test_report_text_is_measured_as_agg_measures_it():
     """report._shaped's width, height and descent (from the layout and each glyph's box, loaded once) are those
     FT2Font.set_text gives, for any size, accents, arrows, leading and trailing spaces."""
