@@ -7,6 +7,7 @@ centre position instead. Linear layers: the unit's value after its activation.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -28,6 +29,7 @@ from .layers import describe_layers, not_a_tensor, pass_batch_size, resolve_laye
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
+from .quality import saturates
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -511,6 +513,14 @@ class ChannelsResult:
     stopped: list[int] = field(default_factory=list)  # channels whose objective turned non-finite
     spatial: bool = True  # the layer's output is a map (conv), not a vector (Linear)
     measured_at: str = ""  # where the channels are measured, in words: "conv1 → bn1 → relu"
+
+    @functools.cached_property
+    def saturated(self) -> torch.Tensor:
+        """(N,) bool: the channel saturates (``quality.saturates``), worked out once: the report's pages and its
+        overview each ask, and at 224 pixels a wide layer's images take a while."""
+        n = len(self.channels)
+        images = self.images[:n * self.diverse]
+        return saturates(images.view(n, self.diverse, *images.shape[1:]), ~self.not_reached)
 
     @property
     def best(self) -> torch.Tensor:

@@ -147,18 +147,34 @@ def _torchvision(cls_name: str, split: str, data_dir: Path, download: bool):
     return ds.data.numpy(), ds.targets.numpy()
 
 
+def _tree(folder: Path) -> set[Path]:
+    """``folder`` and everything under it (empty when it does not exist)."""
+    try:
+        return set(folder.rglob("*")) | {folder} if folder.exists() else set()
+    except OSError:  # a folder under it went while it was listed
+        return {folder}
+
+
+def _remove_empty_folders(folder: Path, existed: set[Path]) -> None:
+    """Leave no empty folders behind from a failed download: those under (and including) ``folder`` that are not in
+    ``existed``. Best effort: torchrun's ranks load into the same folder at once, and one rank's folders may go, or
+    fill, while another looks."""
+    try:
+        for created in sorted(_tree(folder) - existed, reverse=True):
+            if created.is_dir() and not any(created.iterdir()):
+                created.rmdir()
+    except OSError:
+        pass
+
+
 def _from_folder(cls_name: str, split: str, data_dir: Path, strict: bool):
     """Arrays from ``data_dir`` (torchvision's layout or bare IDX files), else torchvision's download."""
     arrays = _torchvision(cls_name, split, data_dir, download=False) or _idx_pair(data_dir, split)
     if arrays is None:
-        existed = {p for p in data_dir.rglob("*")} | {data_dir} if data_dir.exists() else set()
+        existed = _tree(data_dir)
         arrays = _torchvision(cls_name, split, data_dir, download=True)
-        if arrays is None:  # leave no empty folders behind from the failed download
-            for created in sorted(set(data_dir.rglob("*")) - existed if data_dir.exists() else [], reverse=True):
-                if created.is_dir() and not any(created.iterdir()):
-                    created.rmdir()
-            if data_dir.exists() and data_dir not in existed and not any(data_dir.iterdir()):
-                data_dir.rmdir()
+        if arrays is None:
+            _remove_empty_folders(data_dir, existed)
     if arrays is None and strict:
         raise UserError("{data_dir} '{folder}' holds no {cls_name} files (torchvision's layout or IDX files) and the "
                         "download failed (offline?); leave out {data_dir} to use the offline copy",

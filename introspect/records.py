@@ -167,6 +167,21 @@ def classes_image_records(result) -> list[dict]:
                    chosen)]
 
 
+#: zlib level of a run's images.npz: optimized images are noisy and barely compress (a 224 px layer's to about
+#: three quarters at any level); level 1 takes 30% less time than numpy's 6 for files within a few percent.
+NPZ_LEVEL = 1
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez_compressed`` writes (``np.load`` reads it), at NPZ_LEVEL."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=NPZ_LEVEL, allowZip64=True) as npz:
+        for name, array in arrays.items():
+            with npz.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
 def write_classes(run: RunFolder, result, provenance: Provenance, formats: Sequence[str] = ("png",),
                   seconds: float = 0.0) -> None:
     """images.npz, the report in each format, evolution.gif with snapshots, then run.json."""
@@ -181,7 +196,7 @@ def write_classes(run: RunFolder, result, provenance: Provenance, formats: Seque
         arrays["snapshots"] = np.stack([to_uint8(result.render.snapshots[s]) for s in steps])
         arrays["snapshot_steps"] = np.asarray(steps)
     with run.file("images.npz") as path:
-        np.savez_compressed(path, **arrays)
+        save_npz(path, arrays)
     fig = report.classes_figure(replace(result, model_name=provenance.label))
     for fmt in formats:
         with run.file(f"report.{fmt}") as path:
@@ -287,7 +302,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
     with run.file("images.npz") as path:
-        np.savez_compressed(path, **arrays)
+        save_npz(path, arrays)
     pages, named = [], []
     for r in results:  # each page built where it is saved (by save_figures' workers)
         names = class_names if r.layer == logits_layer else None
@@ -355,7 +370,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     arrays.update(input=result.input.pixels.numpy(), saliency=result.saliency.numpy(),
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
     with run.file("activations.npz") as path:
-        np.savez_compressed(path, **arrays)
+        save_npz(path, arrays)
     names = result.class_names
     record = base_record(provenance, config, seconds, "complete", 0)
     record.update({
@@ -388,7 +403,7 @@ def write_render(run: RunFolder, result: RenderResult, provenance: Provenance, f
         arrays["snapshots"] = np.stack([to_uint8(result.snapshots[s]) for s in steps])
         arrays["snapshot_steps"] = np.asarray(steps)
     with run.file("images.npz") as path:
-        np.savez_compressed(path, **arrays)
+        save_npz(path, arrays)
     fig = report.render_figure(result, title=provenance.label)
     for fmt in formats:
         with run.file(f"report.{fmt}") as path:

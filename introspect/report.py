@@ -21,7 +21,6 @@ from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 
-from .quality import saturates
 
 #: Applied while figures are built: every Text made then keeps parse_math=False.
 PLAIN_TEXT = {"text.parse_math": False}
@@ -329,6 +328,21 @@ def line_height(fontsize: float = TEXT_SIZE) -> float:
     return text_size("0", fontsize)[1]
 
 
+def shrink_factor(h: int, w: int) -> int:
+    """The integer factor a channel report shrinks images ``h`` x ``w`` by: the most that keeps them at least
+    MIN_TILE_PX across (2 for 224 pixels), so a wide layer's pages stay few and quick to write; 1 for small
+    images and one-row signals."""
+    return 1 if h == 1 else max(1, max(h, w) // MIN_TILE_PX)
+
+
+def shrunk(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """(C, H, W) averaged down by ``factor`` (each output pixel the mean of the input pixels it covers)."""
+    if factor == 1:
+        return image
+    size = (math.ceil(image.shape[-2] / factor), math.ceil(image.shape[-1] / factor))
+    return torch.nn.functional.interpolate(image[None].float(), size=size, mode="area")[0]
+
+
 def upscale(pixels: int, room_inches: float | None = None) -> int:
     """The integer factor an image ``pixels`` across is drawn at: the least reaching MIN_TILE_PX, or (with
     ``room_inches``) the most that fits that room, never below that least while the room allows it."""
@@ -354,9 +368,7 @@ def format_value(value: float, width_inches: float | None = None, fontsize: floa
 
 def flat_channels(result) -> torch.Tensor:
     """(N,) bool: the channel saturates (quality.saturates, the site's verdict too)."""
-    n = len(result.channels)
-    images = result.images[:n * result.diverse]
-    return saturates(images.view(n, result.diverse, *images.shape[1:]), ~result.not_reached)
+    return result.saturated
 
 
 class Page:
@@ -681,7 +693,7 @@ def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[
     return f"{name} · ratio {ratio:.2f}", INK if ratio >= 1 else BELOW_ONE
 
 
-def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -> str:
+def _channels_header(result, model_name: str, examples, k: int, flat: int = 0, shrink: int = 1) -> str:
     header = f"{model_name}: layer {result.layer}, {len(result.channels)} channels ({result.style_detail})"
     if examples is not None:
         summary = result.summary()
@@ -700,6 +712,10 @@ def _channels_header(result, model_name: str, examples, k: int, flat: int = 0) -
                    f"the optimized image is (almost) uniform, the channel prefers a flat input"
                    + ("" if result.neuron else "; try neuron mode, which maximizes one position and shows a "
                                                "localized pattern"))
+    if shrink > 1:
+        h, w = result.images.shape[-2:]
+        header += (f"\nimages shown at 1/{shrink} of their {h}x{w} pixels; the explorer (index.html) and "
+                   f"images.npz hold them whole")
     if result.interrupted_at is not None:
         header += f"\nINTERRUPTED at step {result.interrupted_at}: partial results"
     return header
@@ -724,6 +740,8 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
     k = examples.top_indices.shape[1] if examples is not None else 0
     images_per_tile = result.diverse + k
     h, w = to_display(result.images[0])[0].shape[:2]
+    shrink = shrink_factor(h, w)
+    h, w = math.ceil(h / shrink), math.ceil(w / shrink)
     scale = upscale(max(h, w))
     gap_px = 1
     mosaic_w, mosaic_h = _image_inches(np.zeros((h, images_per_tile * (w + gap_px) - gap_px)), scale)
@@ -742,14 +760,14 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
     label_h = max(text_size(text, TEXT_SIZE)[1] for text, _ in wrapped)
     value_h = line_height()
     tile_h = mosaic_h + 0.03 + value_h + 0.03 + label_h + 0.2
-    header, header_h = _header(_channels_header(result, model_name, examples, k, int(flat.sum())))
+    header, header_h = _header(_channels_header(result, model_name, examples, k, int(flat.sum()), shrink))
     page_line = line_height(HEADER_SIZE)
     rows = math.ceil(len(result.channels) / columns)
     fit_rows = (max_height_px / DPI - header_h - page_line - 2 * PAD) / tile_h
     rows_per_page = rows if math.isinf(fit_rows) else min(rows, max(1, int(fit_rows)))
     per_page = rows_per_page * columns
     pages = math.ceil(len(result.channels) / per_page)
-    geometry = (scale, mosaic_w, mosaic_h, step, image_w, value_h)
+    geometry = (shrink, mosaic_w, mosaic_h, step, image_w, value_h)
 
     def build(number: int) -> ReportFigure:
         start = number * per_page
@@ -768,14 +786,15 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
 
 def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, top: float,
                geometry) -> None:
-    scale, mosaic_w, mosaic_h, step, image_w, value_h = geometry
+    shrink, mosaic_w, mosaic_h, step, image_w, value_h = geometry
     channel = result.channels[n]
-    viz = [to_display(img)[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
+    viz = [to_display(shrunk(img, shrink))[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
     shown = list(viz)
     is_dead = examples is not None and bool(result.dead[n])
     if examples is not None:
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
-        shown += [np.full_like(viz[0], np.nan) if is_dead else to_display(_as_unit(dataset_images[int(i)]))[0]
+        shown += [np.full_like(viz[0], np.nan) if is_dead
+                  else to_display(shrunk(_as_unit(dataset_images[int(i)]), shrink))[0]
                   for i in examples.top_indices[channel]]
     if is_signal(shown[0]):  # waveforms side by side, each on its own axes
         for j, wave in enumerate(shown):

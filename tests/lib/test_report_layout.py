@@ -10,7 +10,8 @@ from introspect.report import MAX_PAGE_PX, channels_figures
 LONG = "features.denseblock4.denselayer16.conv2"
 
 
-def make_result(channels: int, with_examples: bool, layer: str = LONG) -> tuple[ChannelsResult, torch.Tensor | None]:
+def make_result(channels: int, with_examples: bool, layer: str = LONG, size: int = 32
+                ) -> tuple[ChannelsResult, torch.Tensor | None]:
     generator = torch.Generator().manual_seed(channels)
     k = 5
     examples = None
@@ -25,10 +26,11 @@ def make_result(channels: int, with_examples: bool, layer: str = LONG) -> tuple[
             histogram=torch.zeros(channels, HISTOGRAM_BINS, dtype=torch.int64),
             dataset="a-dataset-with-a-long-name", split="train", source="test", count=50)
     result = ChannelsResult(
-        layer=layer, channels=list(range(channels)), images=torch.rand(channels, 3, 32, 32, generator=generator),
+        layer=layer, channels=list(range(channels)), images=torch.rand(channels, 3, size, size, generator=generator),
         activations=torch.randn(channels, generator=generator) * 1e4, activation="relu", neuron=False, diverse=1,
         config=CHANNELS_DEFAULTS, renders=[], examples=examples, spatial=True)
-    data = torch.randint(0, 255, (50, 3, 32, 32), dtype=torch.uint8, generator=generator) if with_examples else None
+    data = (torch.randint(0, 255, (50, 3, size, size), dtype=torch.uint8, generator=generator) if with_examples
+            else None)
     return result, data
 
 
@@ -136,3 +138,23 @@ def test_no_axis_text_lands_on_an_activations_section_title(scale):
             hits = [text for text, other in boxes if other is not box and other.overlaps(box)]
             assert not hits, f"{hits[0]!r} is drawn over {title!r}"
     assert titles == len(outputs)
+
+
+def test_large_images_are_shrunk_on_the_pages_and_the_header_says_so():
+    """A 224-pixel model's tiles are drawn at 112 pixels (each the mean of 2x2), so a wide layer's pages are a
+    quarter of the pixels to draw and encode; 32-pixel ones are drawn as they were (4x nearest)."""
+    from matplotlib.image import BboxImage
+
+    from introspect.report import shrunk
+
+    for size, expected, said in ((224, 112, True), (32, 128, False)):
+        result, data = make_result(4, True, size=size)
+        figure, = channels_figures(result, data)
+        mosaics = [a for a in figure.findobj(BboxImage)]
+        assert len(mosaics) == 4
+        drawn = mosaics[0].get_window_extent(figure.canvas.get_renderer())
+        assert round(drawn.height) == expected
+        header = "\n".join(t.get_text() for t in figure.findobj(Text))
+        assert ("images shown at 1/2 of their 224x224 pixels" in header) == said
+    image = torch.rand(3, 224, 224)
+    torch.testing.assert_close(shrunk(image, 2), image.view(3, 112, 2, 112, 2).mean((2, 4)))
