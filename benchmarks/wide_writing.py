@@ -3,6 +3,7 @@
 without the GPU's optimization.
 
     python benchmarks/wide_writing.py [--channels 2048] [--size 224] [--images 1000] [--steps 2]
+    python benchmarks/wide_writing.py --images 0      # no dataset, as the GPU check's `floor.py writing` runs
 
 The model is one 1x1 conv of --channels outputs after a 32-pixel average pooling (its optimization costs next
 to nothing); its examples come from --images smooth random RGB images (noise at 1/8 of the size, upsampled:
@@ -72,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--channels", type=int, default=2048, help="the layer's channels (default: 2048)")
     parser.add_argument("--size", type=int, default=224, help="input size in pixels (default: 224)")
-    parser.add_argument("--images", type=int, default=1000, help="dataset images for the examples (default: 1000)")
+    parser.add_argument("--images", type=int, default=1000, help="dataset images for the examples; 0: no dataset, as gpu_check.sh's writing part (default: 1000)")
     parser.add_argument("--steps", type=int, default=2, help="optimization steps (default: 2)")
     args = parser.parse_args()
     keep_freed_memory()
@@ -81,10 +82,12 @@ def main() -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-    coarse = torch.rand(args.images, 3, max(1, args.size // 8), max(1, args.size // 8), generator=generator)
-    images = (nn.functional.interpolate(coarse, size=args.size, mode="bilinear") * 255).to(torch.uint8)
-    data = ImageDataset("smooth-noise", "train", images, torch.arange(args.images) % 10,
-                        tuple(str(i) for i in range(10)), "seeded smooth random images")
+    data = None
+    if args.images:
+        coarse = torch.rand(args.images, 3, max(1, args.size // 8), max(1, args.size // 8), generator=generator)
+        images = (nn.functional.interpolate(coarse, size=args.size, mode="bilinear") * 255).to(torch.uint8)
+        data = ImageDataset("smooth-noise", "train", images, torch.arange(args.images) % 10,
+                            tuple(str(i) for i in range(10)), "seeded smooth random images")
     spec = ModelSpec(name="wide", architecture="wide", input_shape=(3, args.size, args.size), mean=(0.5,) * 3,
                      std=(0.25,) * 3, logits_layer=None, class_names=(), activations={"conv": "relu"})
     clock = Clock()

@@ -56,10 +56,10 @@ def colored(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) ->
 def overlay(image: np.ndarray, activation_map: np.ndarray | None, mark: bool = False) -> np.ndarray:
     """A uint8 (C, H, W) image with a channel's map (h, w) over it as a heat overlay, (H, W, 3) uint8;
     ``mark`` outlines the centre position (a --neuron run's objective)."""
-    rgb = np.repeat(image, 3, 0) if image.shape[0] == 1 else image
-    rgb = np.transpose(rgb, (1, 2, 0)).astype(np.float32)
+    rgb = np.transpose(np.repeat(image, 3, 0) if image.shape[0] == 1 else image, (1, 2, 0))
     if activation_map is None:
-        return rgb.astype(np.uint8)
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb = rgb.astype(np.float32)
     height, width = rgb.shape[:2]
     up = torch.nn.functional.interpolate(torch.as_tensor(activation_map, dtype=torch.float32)[None, None],
                                          size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()

@@ -301,8 +301,6 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
             rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
     arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
-    with run.file("images.npz") as path:
-        save_npz(path, arrays)
     pages, named = [], []
     for r in results:  # each page built where it is saved (by save_figures' workers)
         names = class_names if r.layer == logits_layer else None
@@ -327,8 +325,20 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         **(extra or {}),
     })
     with contextlib.ExitStack() as files:  # pages saved by workers while this process builds the site, then moved
+        npz = files.enter_context(run.file("images.npz"))
+
+        def meanwhile() -> None:
+            """The site, and images.npz on a thread beside it (zlib lets go of the GIL): a 224 px layer's images
+            take seconds to compress. Started after the page workers fork, so none forks with a thread running."""
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as pool:
+                saving = pool.submit(save_npz, npz, arrays)
+                write_site(run, record, arrays, dataset)
+                saving.result()
+
         report.save_figures([(page, files.enter_context(run.file(name))) for name, page in named],
-                            meanwhile=lambda: write_site(run, record, arrays, dataset))
+                            meanwhile=meanwhile)
     with run.file("report.png") as path:  # the first layer's first page in full, not the index strip: its bytes
         shutil.copyfile(run.path / named[0][0], path)
     for fmt in formats:

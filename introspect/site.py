@@ -265,6 +265,7 @@ class Site:
     slugs: dict = field(default_factory=dict)  # layer -> its file-name part, unique in the site
     on_progress: object = None  # called with a line per stage (computing a layer, writing the pages)
     names: dict = field(default_factory=dict)  # how notes spell settings (the command line: as flags)
+    pictures: dict = field(default_factory=dict)  # dataset index -> its picture's file, written once
 
     def progress(self, line: str) -> None:
         if self.on_progress is not None:
@@ -876,10 +877,16 @@ def _channel_data(out: Path, site: Site, layer: dict, extra: dict | None, row: d
     if entry["examples"] and dataset is not None and not row["dead"]:
         maps = extra["maps"][extra["channels"].index(c)].float().numpy() if extra else None
         for j, (index, value) in enumerate(zip(entry["examples"], entry["example_values"])):
-            src = f"img/layer-{site.slug(name)}/{c}-ex{j}.png"
             picture = dataset.images[index].numpy()
             activation_map = maps[j] if maps is not None and maps.ndim == 3 else None
-            _png(out, src, overlay(picture, activation_map, mark=layer["neuron"] and activation_map is not None))
+            if activation_map is None:  # the picture alone: one file per dataset image, however many channels show it
+                src = site.pictures.get(index)
+                if src is None:
+                    src = site.pictures[index] = f"img/data/{index}.png"
+                    _png(out, src, overlay(picture, None))
+            else:
+                src = f"img/layer-{site.slug(name)}/{c}-ex{j}.png"
+                _png(out, src, overlay(picture, activation_map, mark=layer["neuron"]))
             data["examples"].append({"src": src, "index": index, "value": _num(value),
                                      "label": _label(site, dataset, int(dataset.labels[index])),
                                      "peak": None if activation_map is None else _num(max(float(activation_map.max()), 0.0))})

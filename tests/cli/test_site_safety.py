@@ -496,3 +496,24 @@ def test_a_cache_entry_of_the_wrong_shape_is_recomputed(tmp_path):
     with pytest.raises(ValueError):
         site_module._fits_classes(classes, ["conv1"], 2)  # an image index past the held-out data
     site_module._fits_classes({**classes, "top": torch.ones(3, 2, dtype=torch.long)}, ["conv1"], 2)
+
+
+def test_a_real_example_without_a_map_is_written_once_however_many_channels_show_it(tmp_path):
+    """A Linear layer's examples are the dataset's pictures as they are: each is one file in img/data that every
+    channel showing it links to (fashion-mnist's --layer all wrote 1,279 PNGs, 371 of them copies), and every
+    link of the site's pages names a file that is there."""
+    assert main(["channels", "--layer", "fc1", "--channels", "0-23", "--steps", "2", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
+    site = tmp_path / "run" / "site"
+    shown = set()
+    for block in (site / "data" / "channel-fc1").iterdir():
+        text = block.read_text()
+        data = json.loads(text.removeprefix("window.CHANNELS = Object.assign(window.CHANNELS || {}, ").rstrip()
+                          .removesuffix(");"))
+        for channel in data.values():
+            shown |= {example["src"] for example in channel["examples"]}
+    pictures = sorted(p.name for p in (site / "img" / "data").iterdir())
+    assert shown and sorted(src.rsplit("/", 1)[1] for src in shown) == pictures
+    assert not list((site / "img" / "layer-fc1").glob("*-ex*.png"))
+    linked = {src for page in site.rglob("*.js") for src in re.findall(r"img/[\w./-]+\.png", page.read_text())}
+    assert linked and all((site / src).is_file() for src in linked)
