@@ -94,6 +94,8 @@ SUMMARY_BYTES = 2 ** 20
 #: ... and folds each layer's channel values into its statistics (top images, histogram) this many images at a time,
 #: however small its batches: that bookkeeping costs per call, not per image.
 SETTLE_ROWS = 2048
+#: ... or sooner, once a wide layer's pending values and peaks hold this many bytes.
+SETTLE_BYTES = 64 * 2 ** 20
 #: Fixed histogram bins of a channel's activation (the same for every layer, so shards merge by adding):
 #: bin 0 holds values <= 0, bin 1 values in (0, 1e-4), then 32 log-spaced bins from 1e-4 to 1e4 (four per
 #: decade, each [lower, upper)), and the last bin values >= 1e4.
@@ -194,16 +196,15 @@ def _top(values: torch.Tensor, indices: torch.Tensor, k: int, ascending: bool = 
     if not ascending:
         order = indices.argsort(stable=True, dim=1)
         values, indices = values.gather(1, order), indices.gather(1, order)
-    if k < values.shape[1] and values.numel():
+    if 0 < k < values.shape[1] and values.numel() and not bool(values.isnan().any()):
         # The candidates first, without sorting whole rows: those above each row's k-th largest value, then the
-        # ones equal to it in index order, as many as are missing. NaN (which topk and the sort put first, but
-        # no comparison keeps) leaves a row short: then the sort below takes whole rows.
+        # ones equal to it in index order, as many as are missing. (NaN, which the sort puts first and no
+        # comparison keeps, is left to the sort of whole rows.)
         kth = values.topk(k, dim=1).values[:, -1:]
         above, tied = values > kth, values == kth
         keep = above | (tied & (tied.cumsum(1) <= k - above.sum(1, keepdim=True)))
-        if int(keep.sum()) == keep.shape[0] * k:
-            kept = keep.nonzero()[:, 1].view(-1, k)  # in index order
-            values, indices = values.gather(1, kept), indices.gather(1, kept)
+        kept = keep.nonzero()[:, 1].view(-1, k)  # in index order
+        values, indices = values.gather(1, kept), indices.gather(1, kept)
     order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
     return values.gather(1, order), indices.gather(1, order)
 
@@ -287,13 +288,13 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
         if output.device.type == "cpu" and output.ndim > 1:
             rows = max(1, SUMMARY_BYTES // max(1, output[0].numel() * 4))
         function = ACTIVATION_FUNCTIONS[activation]
-        if output.ndim == 4 and not neuron:  # conv maps, the bulk of a pass: no per-part lists, views or copies
+        if output.ndim == 4 and not neuron:  # conv maps, the bulk of a pass: no per-part lists or copies
             values = torch.empty(output.shape[:2], device=output.device)
             peaks = torch.empty_like(values)
             for start, part in zip(range(0, len(output), rows), output.split(rows)):
-                post = function(part if part.dtype == torch.float32 else part.float()).flatten(2)
-                torch.amax(post, 2, out=peaks[start:start + len(part)])
-                torch.mean(post, 2, out=values[start:start + len(part)])
+                post = function(part if part.dtype == torch.float32 else part.float())
+                torch.amax(post, (2, 3), out=peaks[start:start + len(part)])
+                torch.mean(post, (2, 3), out=values[start:start + len(part)])
             return values.cpu(), peaks.cpu()
         value_parts, peak_parts = [], []
         for part in output.split(rows):
@@ -334,7 +335,7 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
                                      else recorded[spec.activation(layer)])
                     pending[layer].append((values, peaks, torch.arange(start, start + len(values))))
                     waiting[layer] += len(values)
-                    if waiting[layer] >= SETTLE_ROWS:
+                    if waiting[layer] >= SETTLE_ROWS or waiting[layer] * values.shape[1] * 8 >= SETTLE_BYTES:
                         settle(layer)
                 done += len(values)
                 if callback is not None:

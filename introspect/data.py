@@ -147,20 +147,23 @@ def _torchvision(cls_name: str, split: str, data_dir: Path, download: bool):
     return ds.data.numpy(), ds.targets.numpy()
 
 
-def _tree(folder: Path) -> set[Path]:
-    """``folder`` and everything under it (empty when it does not exist)."""
+def _tree(folder: Path) -> set[Path] | None:
+    """``folder`` and everything under it (empty when it does not exist; None when it changed while listed)."""
     try:
         return set(folder.rglob("*")) | {folder} if folder.exists() else set()
     except OSError:  # a folder under it went while it was listed
-        return {folder}
+        return None
 
 
-def _remove_empty_folders(folder: Path, existed: set[Path]) -> None:
+def _remove_empty_folders(folder: Path, existed: set[Path] | None) -> None:
     """Leave no empty folders behind from a failed download: those under (and including) ``folder`` that are not in
-    ``existed``. Best effort: torchrun's ranks load into the same folder at once, and one rank's folders may go, or
-    fill, while another looks."""
+    ``existed`` (nothing when that listing failed: which were the user's is unknown). Best effort: torchrun's ranks
+    load into the same folder at once, and one rank's folders may go, or fill, while another looks."""
+    now = _tree(folder)
+    if existed is None or now is None:
+        return
     try:
-        for created in sorted(_tree(folder) - existed, reverse=True):
+        for created in sorted(now - existed, reverse=True):
             if created.is_dir() and not any(created.iterdir()):
                 created.rmdir()
     except OSError:

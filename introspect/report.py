@@ -329,10 +329,10 @@ def line_height(fontsize: float = TEXT_SIZE) -> float:
 
 
 def shrink_factor(h: int, w: int) -> int:
-    """The integer factor a channel report shrinks images ``h`` x ``w`` by: the most that keeps them at least
-    MIN_TILE_PX across (2 for 224 pixels), so a wide layer's pages stay few and quick to write; 1 for small
-    images and one-row signals."""
-    return 1 if h == 1 else max(1, max(h, w) // MIN_TILE_PX)
+    """The integer factor a channel report shrinks images ``h`` x ``w`` by: the most that keeps their short side
+    at least MIN_TILE_PX (2 for 224 pixels), so a wide layer's pages stay few and quick to write; 1 for small
+    images, narrow strips and one-row signals."""
+    return max(1, min(h, w) // MIN_TILE_PX)
 
 
 def shrunk(image: torch.Tensor, factor: int) -> torch.Tensor:

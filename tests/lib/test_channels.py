@@ -566,8 +566,9 @@ def test_the_examples_pass_settles_rows_in_any_grouping_with_the_same_statistics
     data = tiny_dataset(n=23)
     layers = ["conv1", "conv2", "fc1"]
     whole = channels.examples_pass(tiny_model, tiny_spec, layers, data, k=3, batch_size=23)
-    for rows in (1, 15, 10 ** 6):
+    for rows, held in ((1, 2 ** 30), (15, 2 ** 30), (10 ** 6, 2 ** 30), (10 ** 6, 1)):  # held: SETTLE_BYTES
         monkeypatch.setattr(channels, "SETTLE_ROWS", rows)
+        monkeypatch.setattr(channels, "SETTLE_BYTES", held)
         grouped = channels.examples_pass(tiny_model, tiny_spec, layers, data, k=3, batch_size=5)
         for layer in layers:
             for name in ("top_indices", "active", "histogram"):
@@ -636,7 +637,7 @@ def test_the_examples_pass_keeps_k_examples_when_its_first_rows_or_shard_hold_fe
         assert torch.equal(stats.top_indices, whole.top_indices)
 
 
-@pytest.mark.parametrize("kind", ["normal", "few values", "zero rows", "infinities", "nan"])
+@pytest.mark.parametrize("kind", ["normal", "few values", "zero rows", "infinities", "nan", "nan among ties"])
 def test_top_k_takes_the_same_examples_as_sorting_whole_rows(kind):
     """``_top`` picks its candidates with topk and sorts only those: ties (a dead channel's zeros, repeated
     values) still go to the lower index, and rows with NaN fall back to the whole sort, which puts NaN first."""
@@ -656,9 +657,45 @@ def test_top_k_takes_the_same_examples_as_sorting_whole_rows(kind):
             values[values.abs() > 1] *= math.inf
         elif kind == "nan":
             values[values > 1.2] = math.nan
+        elif kind == "nan among ties":  # a mostly-zero ReLU channel: zeros tied at the k-th fill a NaN's place
+            values = values.relu() * (values > 1.0)
+            values[values > 1.5] = math.nan
         indices = (torch.arange(length) * 3 + 7).expand(rows, -1)
         order = values.argsort(stable=True, dim=1, descending=True)[:, :k]
         expected_values, expected_indices = values.gather(1, order), indices.gather(1, order)
         got_values, got_indices = _top(values, indices, k, ascending=True)
         assert torch.equal(got_indices, expected_indices)
         torch.testing.assert_close(got_values, expected_values, equal_nan=True, rtol=0, atol=0)
+    assert _top(values, indices, 0, ascending=True)[0].shape == (len(values), 0)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels last", "height and width swapped", "cropped"])
+def test_conv_summaries_are_the_channel_values_bit_for_bit_whatever_the_memory_layout(layout):
+    """The examples pass reduces conv maps into preallocated rows: the same bytes as ``channel_values`` (the
+    spatial mean after the activation) for maps laid out in memory any way a model leaves them."""
+    from introspect.channels import examples_pass
+    from introspect.models import ModelSpec
+    from introspect.channels import channel_values
+
+    class Mapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 3, padding=2)
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            y = self.conv(x)
+            y = {"contiguous": y, "channels last": y.contiguous(memory_format=torch.channels_last),
+                 "height and width swapped": y.transpose(2, 3).contiguous().transpose(2, 3),
+                 "cropped": y[:, :, 1:-1, 1:-1]}[layout]
+            return self.out(y)
+
+    torch.manual_seed(0)
+    model, data = Mapped().eval(), tiny_dataset(n=20)
+    spec = ModelSpec(name="mapped", architecture="mapped", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), activations={"out": "relu"})
+    stats = examples_pass(model, spec, ["out"], data, k=20, batch_size=7)["out"]
+    with torch.no_grad():
+        values = channel_values(model(data.pixels()), "relu")
+    expected = values.T.gather(1, stats.top_indices)
+    assert torch.equal(stats.top_values, expected) and torch.equal(stats.max_value, values.amax(0))

@@ -40,3 +40,17 @@ def test_a_failed_download_leaves_no_empty_folders_even_as_another_rank_removes_
 
     monkeypatch.setattr(Path, "rglob", another_rank_removed_a_folder)
     assert data._from_folder("MNIST", "train", tmp_path / "fresh", strict=False) is None
+    # a listing that failed before the download cannot tell the user's empty folders from its own: all stay
+    real_rglob, calls = Path.rglob, []
+
+    def fails_first(self, pattern):
+        calls.append(self)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory", str(self / "MNIST"))
+        return real_rglob(self, pattern)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(data, "_torchvision", failed_download)
+    monkeypatch.setattr(Path, "rglob", fails_first)
+    assert data._from_folder("MNIST", "train", tmp_path, strict=False) is None
+    assert (tmp_path / "mine").is_dir()

@@ -145,7 +145,7 @@ def test_large_images_are_shrunk_on_the_pages_and_the_header_says_so():
     quarter of the pixels to draw and encode; 32-pixel ones are drawn as they were (4x nearest)."""
     from matplotlib.image import BboxImage
 
-    from introspect.report import shrunk
+    from introspect.report import shrink_factor, shrunk
 
     for size, expected, said in ((224, 112, True), (32, 128, False)):
         result, data = make_result(4, True, size=size)
@@ -158,3 +158,5 @@ def test_large_images_are_shrunk_on_the_pages_and_the_header_says_so():
         assert ("images shown at 1/2 of their 224x224 pixels" in header) == said
     image = torch.rand(3, 224, 224)
     torch.testing.assert_close(shrunk(image, 2), image.view(3, 112, 2, 112, 2).mean((2, 4)))
+    # by the short side: a long strip stays an image (one row would be drawn as a waveform)
+    assert [shrink_factor(h, w) for h, w in ((224, 224), (40, 8000), (2, 300), (1, 4096), (336, 224))] == [2, 1, 1, 1, 2]
