@@ -17,6 +17,8 @@ kept: on a shared machine compare the ratios, not the seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # blog_loop, and the checkout's in
 from blog_loop import blog_loop  # noqa: E402
 from introspect import CLASSES_DEFAULTS, load_model, visualize_classes  # noqa: E402
 from introspect.capture import HookRegistry  # noqa: E402
+from introspect.channel_runs import RunListener  # noqa: E402
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels  # noqa: E402
 from introspect.hooks import frozen  # noqa: E402
 from introspect.models import MetaOverrides  # noqa: E402
@@ -287,38 +290,37 @@ def process(args) -> None:
                 print(f"{clock:<5} {name} / blog program: {medians[name] / medians['blog program']:.2f}x (bar <= 0.8)")
 
 
+def now() -> tuple[float, float]:
+    """Wall time, and CPU time of this process and its finished children (the forked page workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
+
+
+class PhaseClock(RunListener):
+    """A channels run's listener that marks (``now``) when optimizing starts and when writing starts and ends."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, tuple[float, float]] = {}
+
+    def started(self, items, steps) -> None:
+        self.marks["optimize"] = now()
+
+    @contextlib.contextmanager
+    def writing(self):
+        self.marks["write"] = now()
+        yield
+        self.marks["end"] = now()
+
+
 def writing(args) -> None:
     """Phases of a channels run with no dataset: model load, planning, optimization, writing; in wall time and in
     CPU time (this process's and its forked page workers': steadier on a shared machine)."""
-    import resource
-
-    from introspect.channel_runs import RunListener, run_channels
-
-    def now() -> tuple[float, float]:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
-
-    class Clock(RunListener):
-        def __init__(self) -> None:
-            self.marks: dict[str, tuple[float, float]] = {}
-
-        def started(self, items, steps) -> None:
-            self.marks["optimize"] = now()
-
-        def writing(self):
-            import contextlib
-
-            @contextlib.contextmanager
-            def timing():
-                self.marks["write"] = now()
-                yield
-                self.marks["end"] = now()
-            return timing()
+    from introspect.channel_runs import run_channels
 
     start = now()
     loaded = load_model(args.model, meta=MetaOverrides(size=args.size))
     loaded_at = now()
-    clock = Clock()
+    clock = PhaseClock()
     with tempfile.TemporaryDirectory() as scratch:
         run_channels(loaded.model, loaded.spec, [args.layer], Path(scratch) / "run", listener=clock,
                      config=CHANNELS_DEFAULTS.replace(steps=args.steps, device=args.device, amp=args.amp))

@@ -14,19 +14,18 @@ an upper bound for a GPU machine's 16.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # floor's clock, and the checkout's introspect
 
-from introspect.channel_runs import RunListener, run_channels  # noqa: E402
+from floor import PhaseClock, now  # noqa: E402
+from introspect.channel_runs import run_channels  # noqa: E402
 from introspect.channels import CHANNELS_DEFAULTS  # noqa: E402
 from introspect.data import ImageDataset  # noqa: E402
 from introspect.models.spec import ModelSpec  # noqa: E402
@@ -44,29 +43,6 @@ class Wide(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(self.pool(x)))
-
-
-def now() -> tuple[float, float]:
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
-
-
-class Clock(RunListener):
-    def __init__(self) -> None:
-        self.marks: dict[str, tuple[float, float]] = {}
-
-    def started(self, items, steps) -> None:
-        self.marks["optimize"] = now()
-
-    def writing(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def timing():
-            self.marks["write"] = now()
-            yield
-            self.marks["end"] = now()
-        return timing()
 
 
 def main() -> None:
@@ -90,7 +66,7 @@ def main() -> None:
                             tuple(str(i) for i in range(10)), "seeded smooth random images")
     spec = ModelSpec(name="wide", architecture="wide", input_shape=(3, args.size, args.size), mean=(0.5,) * 3,
                      std=(0.25,) * 3, logits_layer=None, class_names=(), activations={"conv": "relu"})
-    clock = Clock()
+    clock = PhaseClock()
     start = now()
     with tempfile.TemporaryDirectory() as scratch:
         run_channels(model, spec, ["conv"], Path(scratch) / "run", config=CHANNELS_DEFAULTS.replace(steps=args.steps),
