@@ -291,10 +291,22 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
         if output.ndim == 4 and not neuron:  # conv maps, the bulk of a pass: no per-part lists or copies
             values = torch.empty(output.shape[:2], device=output.device)
             peaks = torch.empty_like(values)
-            for start, part in zip(range(0, len(output), rows), output.split(rows)):
-                post = function(part if part.dtype == torch.float32 else part.float())
-                torch.amax(post, (2, 3), out=peaks[start:start + len(part)])
-                torch.mean(post, (2, 3), out=values[start:start + len(part)])
+            on_cpu = output.device.type == "cpu"
+            # A ReLU'd part of a contiguous map goes into one buffer, reused part after part (clamp is what
+            # torch.relu computes, into a tensor laid out as its own would be); on the CPU a mean is the sum divided
+            # by the count, the same bits, so each part is summed and the whole batch divided once.
+            reuse = on_cpu and activation == "relu" and output.dtype == torch.float32 and output.is_contiguous()
+            scratch = torch.empty((min(rows, len(output)), *output.shape[1:])) if reuse else None
+            over_space = torch.sum if on_cpu else torch.mean
+            for part, value, peak in zip(output.split(rows), values.split(rows), peaks.split(rows)):
+                if scratch is None:
+                    post = function(part.float())
+                else:
+                    post = torch.clamp(part, min=0, out=scratch if len(part) == len(scratch) else scratch[:len(part)])
+                torch.amax(post, (2, 3), out=peak)
+                over_space(post, (2, 3), out=value)
+            if on_cpu:
+                values.div_(output.shape[2] * output.shape[3])
             return values.cpu(), peaks.cpu()
         value_parts, peak_parts = [], []
         for part in output.split(rows):
