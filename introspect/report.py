@@ -6,10 +6,12 @@ a "$" in a class, layer or model name is drawn as typed, never as mathtext.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import re
+import struct
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from pathlib import Path
@@ -619,55 +621,103 @@ def _save_page(page: Figure | Callable[[], Figure], path: str | Path) -> None:
 def save_figures(pages: Sequence[tuple[Figure | Callable[[], Figure], str | Path]],
                  meanwhile: Callable[[], None] | None = None) -> None:
     """Each figure (or a function building it, called where it is saved) saved to its path, the same bytes as
-    ``save_figure`` one by one. Drawing and encoding pages
-    is most of a big layer's writing, so on Linux with several cores and pages forked workers save a share each
-    (they inherit the figures: nothing is pickled) while this process saves its own, or does ``meanwhile``
-    (other writing, such as the explorer's site: then the workers save every page); the pages of a worker that
-    fails or is killed are saved here afterwards. Workers leave Ctrl-C to this process (which defers it while
-    files are written). Without workers, ``meanwhile`` runs after the pages are saved."""
+    ``save_figure`` one by one. Drawing and encoding pages is most of a big layer's writing, so on Linux with
+    several cores and pages forked workers take pages one at a time from a queue (they inherit the figures: nothing
+    is pickled), and so does this process, after ``meanwhile`` (other writing, such as the explorer's site), so all
+    finish together however the pages' costs differ; a page that a worker which fails or is killed did not finish
+    is saved here afterwards. Workers leave Ctrl-C to this process (which defers it while files are written).
+    Without workers, ``meanwhile`` runs after the pages are saved."""
     import os
-    import signal
     import sys
 
     if sys.platform != "linux":
         workers = 1
     else:
         workers = min(len(pages), len(os.sched_getaffinity(0)), MAX_PAGE_WORKERS)
-    if workers < 2 or len(pages) < 4:
+    queue = _page_queue(len(pages)) if workers >= 2 and len(pages) >= 4 else None
+    if queue is None:
         for fig, path in pages:
             _save_page(fig, path)
         if meanwhile is not None:
             meanwhile()
         return
-    shares = [pages[start::workers] for start in range(workers)]
-    own, forked = ([], shares) if meanwhile is not None else (shares[0], shares[1:])
-    children: dict[int, Sequence] = {}
+    import mmap
+
+    done = mmap.mmap(-1, len(pages))  # shared with the workers: page i saved when done[i] is 1
+    children = []
     try:
-        for share in forked:
+        for _ in range(workers if meanwhile is not None else workers - 1):
             pid = os.fork()
-            if pid == 0:  # a worker: save its share, then leave without running the parent's exit handlers
+            if pid == 0:  # a worker: save pages while there are any, then leave without the parent's exit handlers
                 code = 1
                 try:
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    _worker_signals()
                     # torch's OpenMP threads are not in a forked child: its first parallel op (a 224 px tile's
                     # clamp) would wait for them forever. One thread per worker, as each has its core.
                     torch.set_num_threads(1)
-                    for fig, path in share:
-                        _save_page(fig, path)
+                    _save_queued(pages, queue, done)
                     code = 0
                 finally:
                     os._exit(code)
-            children[pid] = share
-        for fig, path in own:
-            _save_page(fig, path)
+            children.append(pid)
         if meanwhile is not None:
             meanwhile()
+        _save_queued(pages, queue, done)
     finally:
-        failed = [share for pid, share in children.items() if os.waitpid(pid, 0)[1] != 0]
-    for share in failed:
-        for fig, path in share:
+        for pid in children:
+            os.waitpid(pid, 0)
+        os.close(queue)
+    for i, (fig, path) in enumerate(pages):
+        if not done[i]:  # taken by a worker that failed or was killed
             _save_page(fig, path)
+    done.close()
+
+
+#: A page's number in save_figures' queue.
+_CLAIM = struct.Struct("<I")
+
+
+def _page_queue(count: int) -> int | None:
+    """A pipe's read end holding the numbers 0..count-1, its write end closed (a read gives b"" once all are
+    taken; one read of _CLAIM.size bytes takes one whole number); None when the pipe cannot hold them all."""
+    import os
+
+    queue, feed = os.pipe()
+    numbers = b"".join(_CLAIM.pack(i) for i in range(count))
+    try:
+        if len(numbers) > 65536:  # past a pipe's usual capacity: ask for more (refused above the system's limit)
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(feed, fcntl.F_SETPIPE_SZ, len(numbers))
+        os.set_blocking(feed, False)  # numbers it cannot hold are refused, not waited on: nobody reads yet
+        written = os.write(feed, numbers)
+    except BlockingIOError:
+        written = 0
+    finally:
+        os.close(feed)
+    if written != len(numbers):
+        os.close(queue)
+        return None
+    return queue
+
+
+def _worker_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _save_queued(pages: Sequence, queue: int, done) -> None:
+    """Save the pages whose numbers this process takes from ``queue`` (one read, one whole number: the pipe
+    hands each to one reader), marking each in ``done`` once saved."""
+    import os
+
+    while len(claim := os.read(queue, _CLAIM.size)) == _CLAIM.size:
+        (i,) = _CLAIM.unpack(claim)
+        _save_page(*pages[i])
+        done[i] = 1
 
 
 def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None,

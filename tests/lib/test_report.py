@@ -162,6 +162,56 @@ def test_pages_saved_in_worker_processes_are_the_same_bytes(tmp_path, other_work
         assert (tmp_path / f"parallel-{i}.png").read_bytes() == (tmp_path / f"serial-{i}.png").read_bytes()
 
 
+def test_pages_are_taken_one_at_a_time_by_workers_and_by_this_process_after_its_other_work(tmp_path, monkeypatch):
+    """Workers and this process take pages from one queue, each page built and saved once: a worker busy with a
+    costly page (here: held until this process has done its ``meanwhile`` and taken a page) holds up no other."""
+    import os
+    import select
+
+    from matplotlib.figure import Figure
+
+    from introspect import report
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})  # three workers, on any machine
+    parent, (gate, opener) = os.getpid(), os.pipe()
+    log = tmp_path / "built.log"
+
+    def page(i):
+        def build():
+            if os.getpid() == parent:
+                os.write(opener, b"x" * 6)  # the workers' pages may go on now (a byte each, however many)
+            elif select.select([gate], [], [], 60)[0]:  # a guard: code that never lets this process take a page
+                os.read(gate, 1)                          # fails below instead of hanging
+            with open(log, "a") as file:
+                file.write(f"{i} {os.getpid()}\n")
+            return Figure(figsize=(1, 1))
+        return build
+
+    done = []
+    report.save_figures([(page(i), tmp_path / f"{i}.png") for i in range(6)], meanwhile=lambda: done.append(1))
+    built = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(int(i) for i, _ in built) == list(range(6)) and done == [1]
+    assert any(int(pid) == parent for _, pid in built)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [f"{i}.png" for i in range(6)]
+
+
+def test_the_page_queue_hands_out_every_number_once():
+    import os
+
+    from introspect.report import _CLAIM, _page_queue
+
+    for count in (5, 20_000):  # 20,000 numbers need a pipe larger than the usual 64 KiB: asked for, or refused
+        queue = _page_queue(count)
+        if queue is None:
+            assert count == 20_000
+            continue
+        numbers = []
+        while claim := os.read(queue, _CLAIM.size):
+            numbers.append(_CLAIM.unpack(claim)[0])
+        os.close(queue)
+        assert numbers == list(range(count))
+
+
 def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypatch):
     import os
 
