@@ -555,6 +555,11 @@ def _folder_in(out: Path, name: str, create: bool) -> bool:
     return True
 
 
+def _commit_order(name: str) -> tuple:
+    """Assets and data first, pages next, index.html last: a page is moved in only after what it shows."""
+    return name == "index.html", name.endswith(".html"), name
+
+
 def _commit(build: Path, out: Path, previous: list[str]) -> None:
     """Move the site built in ``build`` into ``out``: assets and data first, pages next, index.html last; then
     remove the files of the earlier site that the new one does not have. The marker lists both until then, so an
@@ -566,8 +571,13 @@ def _commit(build: Path, out: Path, previous: list[str]) -> None:
         raise UserError("{out} '{path}' holds '{name}', which introspect did not write there; move it or name another "
                         "folder", settings=("out",), path=out, name=foreign[0])
     _write_marker(out, earlier | set(files))
-    order = sorted(files, key=lambda f: (f == "index.html", f.endswith(".html"), f))
-    for name in order:
+    tops = sorted({f.split("/")[0] for f in files}, key=_commit_order)
+    if not earlier and not any(os.path.lexists(out / top) for top in tops):
+        # a new site (a run's, say): its folders move whole, hundreds of pictures each, and the pages after them
+        for top in tops:
+            os.replace(build / top, out / top)
+        return  # the marker lists them already
+    for name in sorted(files, key=_commit_order):
         if not _folder_in(out, name, create=True):
             raise UserError("{out} '{path}': '{name}' lies in something that is not a folder (a link or a file); "
                             "remove it or name another folder", settings=("out",), path=out, name=name)

@@ -219,6 +219,27 @@ def test_a_site_is_rebuilt_in_place_replacing_only_its_own_files(tmp_path):
     assert_consistent(site)
 
 
+def test_a_new_site_moves_its_folders_whole_the_same_files_as_a_rebuild_moves_one_by_one(tmp_path, monkeypatch):
+    """Into a new folder (a run's site, say) the build's folders move whole, hundreds of pictures at once; a rebuild
+    in place moves file by file. Both leave the same files, bytes and marker."""
+    channels_run(tmp_path / "run", {"conv1": [0, 1, 2], "conv2": [0, 1]})
+    moved, real = [], os.replace
+    monkeypatch.setattr(site_module.os, "replace",
+                        lambda source, target: (moved.append(Path(target).name), real(source, target))[1])
+    site = tmp_path / "site"
+    site_module.build_site([tmp_path / "run"], site)
+    new = {name: (site / name).read_bytes() for name in files_under(site)}
+    whole = [name for name in moved if not name.startswith(site_module.MARKER)]
+    moved.clear()
+    site_module.build_site([tmp_path / "run"], site)
+    one_by_one = [name for name in moved if not name.startswith(site_module.MARKER)]
+    assert {name: (site / name).read_bytes() for name in files_under(site)} == new
+    assert sorted(whole) == sorted({name.split("/")[0] for name in new} - {site_module.MARKER})  # the top level
+    assert len(one_by_one) == len(new) - 1 > len(whole)  # every file but the marker
+    assert whole[-1] == one_by_one[-1] == "index.html"  # the index last, after everything it shows
+    assert_consistent(site)
+
+
 def test_a_file_of_the_user_where_the_site_writes_is_refused(tmp_path, capsys):
     channels_run(tmp_path / "run", {"conv1": [0]})
     assert explore("run", "--out", "site") == 0
