@@ -342,7 +342,8 @@ def writing(args) -> None:
 
 
 def layers(args) -> None:
-    """`--layer all` against the deepest layer alone, each with a cold examples cache, in one process."""
+    """`--layer all` against the deepest layer alone, each with a cold examples cache, in one process: wall time, and
+    CPU time (this process's and its page workers': steadier on a shared machine)."""
     from introspect.channel_runs import run_channels
     from introspect.data import load_dataset
     from introspect.layers import select_layers
@@ -351,20 +352,23 @@ def layers(args) -> None:
     every = select_layers(loaded.model, loaded.spec.input_shape, "all")
     data = load_dataset(loaded.spec.dataset, "train")
     config = CHANNELS_DEFAULTS.replace(steps=args.steps)
-    times: dict[str, list[float]] = {"--layer all": [], f"deepest ({every[-1]})": []}
+    names = ("--layer all", f"deepest ({every[-1]})")
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for _ in range(args.repeats):
-        for name, chosen in zip(times, (every, every[-1:])):
+        for name, chosen in zip(names, (every, every[-1:])):
             with tempfile.TemporaryDirectory() as scratch:
-                start = clock()
+                start = now()
                 run_channels(loaded.model, loaded.spec, chosen, Path(scratch) / "run", config=config, data=data,
                              cache_key=None)
-                times[name].append(clock() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, t in times.items():
-        print(f"{name:<24} median {medians[name]:.2f} s  ({', '.join(f'{s:.2f}' for s in t)})")
-    first, second = medians.values()
-    print(f"{args.model}: {len(every)} layers, --steps {args.steps}, cold cache, {args.clock} clock: all / deepest = "
-          f"{first / second:.2f}x (bar <= 1.3)")
+                end = now()
+                times[name].append((end[0] - start[0], end[1] - start[1]))
+    print(f"{args.model}: {len(every)} layers, --steps {args.steps}, cold cache; medians of {args.repeats}")
+    for n, clock_name in enumerate(("wall", "cpu")):
+        medians = {name: statistics.median(t[n] for t in runs) for name, runs in times.items()}
+        for name, runs in times.items():
+            print(f"{clock_name:<4} {name:<24} median {medians[name]:.2f} s  ({', '.join(f'{t[n]:.2f}' for t in runs)})")
+        first, second = medians.values()
+        print(f"{clock_name:<4} all / deepest = {first / second:.2f}x (bar <= 1.3)")
 
 
 def main() -> None:
