@@ -235,13 +235,15 @@ CHANNEL_DEFINITIONS = {
              "neither rarely active nor not reached)",
     "rarely active": "live, but active (post-activation > 0 somewhere) on fewer than 1% of the dataset's images",
     "not reached": "no optimized image got a positive activation",
+    "saturates": "reached, and every optimized image of the channel is (almost) uniform as saved (8 bits): the channel "
+                 "prefers a flat input",
 }
 
 
 def layer_record(result) -> dict:
     """One layer of a channels run in run.json."""
     summary = result.summary()
-    ratio, rare, not_reached = result.ratio, result.rare, result.not_reached
+    ratio, rare, not_reached, saturated = result.ratio, result.rare, result.not_reached, result.saturated
     return {
         "layer": result.layer, "measured_at": result.measured_at or f"{result.layer} (raw output)",
         "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
@@ -254,7 +256,7 @@ def layer_record(result) -> dict:
         "per_channel": [
             {"channel": c, "activation": float(result.best[i]),
              "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),
-             "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]),
+             "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]), "saturates": bool(saturated[i]),
              "active_share": None if result.examples is None else float(result.examples.active_fraction[c])}
             for i, c in enumerate(result.channels)
         ],

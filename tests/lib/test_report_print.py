@@ -208,6 +208,14 @@ def test_the_report_and_the_site_call_the_same_channels_saturating(tmp_path):
     report = flat_channels(result).tolist()
     assert report[1:3] == [False, True] and bool(result.not_reached[1]) and not bool(result.not_reached[3])
     assert [site.layers[0]["per"][c]["flat"] for c in range(4)] == report
+    assert [entry["saturates"] for entry in record["layers"][0]["per_channel"]] == report  # read, not worked out again
+    for entry in record["layers"][0]["per_channel"]:  # a run recorded before the verdict: judged from its saved bytes
+        del entry["saturates"]
+    older = _gather([Run(tmp_path / "older", record, arrays)], compute=False)
+    assert [older.layers[0]["per"][c]["flat"] for c in range(4)] == report
+    record["layers"][0]["per_channel"][0]["saturates"] = True  # one entry with it, the others without: the bytes
+    mixed = _gather([Run(tmp_path / "mixed", record, arrays)], compute=False)
+    assert [mixed.layers[0]["per"][c]["flat"] for c in range(4)] == report
 
 
 def test_a_flat_image_that_never_activated_its_channel_is_not_called_saturating():
