@@ -29,7 +29,7 @@ from .layers import describe_layers, not_a_tensor, pass_batch_size, resolve_laye
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
-from .quality import saturates
+from .quality import saturates, saved_levels
 
 #: Defaults of channel visualizations: a grey start whose brightness may move, the data's spectrum but
 #: not its support (which holds channels below what they can reach), a faster rate and more steps
@@ -528,12 +528,16 @@ class ChannelsResult:
     measured_at: str = ""  # where the channels are measured, in words: "conv1 → bn1 → relu"
 
     @functools.cached_property
+    def saved(self) -> torch.Tensor:
+        """(N * diverse, C, H, W) uint8: the optimized images as they are saved (``quality.saved_levels``), worked
+        out once: images.npz holds them and the saturation verdict is judged on them."""
+        return saved_levels(self.images[:len(self.channels) * self.diverse].detach().cpu())
+
+    @functools.cached_property
     def saturated(self) -> torch.Tensor:
         """(N,) bool: the channel saturates (``quality.saturates``), worked out once: the report's pages and its
         overview each ask, and at 224 pixels a wide layer's images take a while."""
-        n = len(self.channels)
-        images = self.images[:n * self.diverse]
-        return saturates(images.view(n, self.diverse, *images.shape[1:]), ~self.not_reached)
+        return saturates(self.saved.view(len(self.channels), self.diverse, *self.saved.shape[1:]), ~self.not_reached)
 
     @property
     def best(self) -> torch.Tensor:

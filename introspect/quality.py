@@ -29,11 +29,12 @@ def saved_levels(images: torch.Tensor) -> torch.Tensor:
 
 
 def saturates(images: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
-    """(N, D, ...) each channel's D optimized images in [0, 1] and (N,) bool whether it was reached -> (N,) bool:
-    the channel saturates (prefers a uniform input): every image of it is flat and it was reached (one never
-    opened keeps its flat start, which says nothing of what it prefers). Judged on the images as saved (rounded
-    to 8 bits), so that the report, from the result, and the site, from the saved bytes, agree."""
-    saved = saved_levels(images).float() / 255
+    """(N, D, ...) each channel's D optimized images in [0, 1] (or the uint8 levels they are saved as) and (N,) bool
+    whether it was reached -> (N,) bool: the channel saturates (prefers a uniform input): every image of it is flat
+    and it was reached (one never opened keeps its flat start, which says nothing of what it prefers). Judged on the
+    images as saved (rounded to 8 bits), so that the report, from the result, and the site, from the saved bytes,
+    agree."""
+    saved = (images if images.dtype == torch.uint8 else saved_levels(images)).float() / 255
     return is_flat(saved.flatten(0, 1)).view(images.shape[:2]).all(1) & reached.to(device=images.device, dtype=torch.bool)
 
 

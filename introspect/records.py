@@ -293,7 +293,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
                                                  "example_activations", "ratio", "dead")}
     for r in results:
         n = len(r.channels) * r.diverse
-        rows["images"].append(to_uint8(r.images[:n]))
+        rows["images"].append(r.saved.numpy())
         rows["labels"].append(np.repeat(r.channels, r.diverse))
         rows["layers"].append(np.array([r.layer] * n))
         rows["scores"].append(r.activations[:n].numpy())
@@ -302,7 +302,7 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
         if r.examples is not None:
             rows["examples"].append(r.examples.top_indices[r.channels].repeat_interleave(r.diverse, 0).numpy())
             rows["example_activations"].append(r.examples.top_values[r.channels].repeat_interleave(r.diverse, 0).numpy())
-    arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
+    arrays = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in rows.items() if v}  # one layer: no copy
     pages, named = [], []
     for r in results:  # each page built where it is saved (by save_figures' workers)
         names = class_names if r.layer == logits_layer else None

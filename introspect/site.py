@@ -369,7 +369,7 @@ def _gather_channels(site: Site, run) -> None:
         per, entries = {}, layer["per_channel"]
         flat = [e.get("saturates") for e in entries]
         if not all(isinstance(f, bool) for f in flat):  # a run recorded before the verdict was: from its images
-            images = torch.from_numpy(arrays["images"][rows[:len(entries) * diverse]]).float() / 255
+            images = torch.from_numpy(arrays["images"][rows[:len(entries) * diverse]])  # as saved: uint8
             flat = saturates(images.view(len(entries), diverse, *images.shape[1:]),
                              torch.tensor([not e.get("not_reached") for e in entries], dtype=torch.bool)).tolist()
         for n, entry in enumerate(entries):
