@@ -343,7 +343,7 @@ def writing(args) -> None:
 
 def layers(args) -> None:
     """`--layer all` against the deepest layer alone, each with a cold examples cache, in one process: wall time, and
-    CPU time (this process's and its page workers': steadier on a shared machine)."""
+    CPU time (this process's and its page workers': steadier on a shared machine), both printed whatever --clock says."""
     from introspect.channel_runs import run_channels
     from introspect.data import load_dataset
     from introspect.layers import select_layers

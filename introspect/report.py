@@ -645,6 +645,7 @@ def save_figures(pages: Sequence[tuple[Figure | Callable[[], Figure], str | Path
 
     done = mmap.mmap(-1, len(pages))  # shared with the workers: page i saved when done[i] is 1
     children = []
+    finished = False
     try:
         for _ in range(workers if meanwhile is not None else workers - 1):
             pid = os.fork()
@@ -663,14 +664,22 @@ def save_figures(pages: Sequence[tuple[Figure | Callable[[], Figure], str | Path
         if meanwhile is not None:
             meanwhile()
         _save_queued(pages, queue, done)
+        finished = True
     finally:
-        for pid in children:
-            os.waitpid(pid, 0)
-        os.close(queue)
-    for i, (fig, path) in enumerate(pages):
-        if not done[i]:  # taken by a worker that failed or was killed
-            _save_page(fig, path)
-    done.close()
+        try:
+            if not finished:  # an error or Ctrl-C here: the workers stop after the page each is saving
+                while _take(queue) is not None:
+                    pass
+            for pid in children:
+                os.waitpid(pid, 0)
+        finally:
+            os.close(queue)
+    try:
+        for i, (fig, path) in enumerate(pages):
+            if not done[i]:  # taken by a worker that failed or was killed
+                _save_page(fig, path)
+    finally:
+        done.close()
 
 
 #: A page's number in save_figures' queue.
@@ -699,7 +708,19 @@ def _page_queue(count: int) -> int | None:
     if written != len(numbers):
         os.close(queue)
         return None
+    os.set_blocking(queue, False)  # empty is the end, even if another thread's fork holds a copy of the write end
     return queue
+
+
+def _take(queue: int) -> int | None:
+    """The next number from ``_page_queue``'s queue, None once it is empty."""
+    import os
+
+    try:
+        claim = os.read(queue, _CLAIM.size)
+    except BlockingIOError:
+        return None
+    return _CLAIM.unpack(claim)[0] if len(claim) == _CLAIM.size else None
 
 
 def _worker_signals() -> None:
@@ -712,10 +733,7 @@ def _worker_signals() -> None:
 def _save_queued(pages: Sequence, queue: int, done) -> None:
     """Save the pages whose numbers this process takes from ``queue`` (one read, one whole number: the pipe
     hands each to one reader), marking each in ``done`` once saved."""
-    import os
-
-    while len(claim := os.read(queue, _CLAIM.size)) == _CLAIM.size:
-        (i,) = _CLAIM.unpack(claim)
+    while (i := _take(queue)) is not None:
         _save_page(*pages[i])
         done[i] = 1
 
@@ -785,7 +803,7 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
                    max_height_px: float = MAX_PAGE_PX,
                    unit_names: Sequence[str] | None = None) -> list[Callable[[], ReportFigure]]:
     """``channels_figures``' pages, each built when called: the layout (labels fitted, pages split) is done here,
-    the pages' figures where they are saved (``save_figures``' workers build their own share)."""
+    the pages' figures where they are saved (each of ``save_figures``' workers builds the pages it takes)."""
     examples = result.examples if dataset_images is not None else None
     k = examples.top_indices.shape[1] if examples is not None else 0
     images_per_tile = result.diverse + k

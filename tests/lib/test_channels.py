@@ -669,10 +669,13 @@ def test_top_k_takes_the_same_examples_as_sorting_whole_rows(kind):
     assert _top(values, indices, 0, ascending=True)[0].shape == (len(values), 0)
 
 
+@pytest.mark.parametrize("parts", ["whole batches", "parts of 3 images"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels last", "height and width swapped", "cropped"])
-def test_conv_summaries_are_the_channel_values_bit_for_bit_whatever_the_memory_layout(layout):
-    """The examples pass reduces conv maps into preallocated rows: the same bytes as ``channel_values`` (the
-    spatial mean after the activation) for maps laid out in memory any way a model leaves them."""
+def test_conv_summaries_are_the_channel_values_bit_for_bit_whatever_the_memory_layout(layout, parts, monkeypatch):
+    """The examples pass reduces conv maps into preallocated rows, a part of SUMMARY_BYTES at a time: the same bytes
+    as ``channel_values`` (the spatial mean after the activation) for maps laid out in memory any way a model leaves
+    them, NaN and inf included, however the batches split into parts (7 images: 3 + 3 + 1)."""
+    from introspect import channels
     from introspect.channels import examples_pass
     from introspect.models import ModelSpec
     from introspect.channels import channel_values
@@ -685,11 +688,16 @@ def test_conv_summaries_are_the_channel_values_bit_for_bit_whatever_the_memory_l
 
         def forward(self, x):
             y = self.conv(x)
+            bright = (x[:, 0, 14, 14] > 0.6).view(-1, 1, 1)  # some images: a NaN in channel 1, an inf in channel 3
+            y = torch.stack([torch.where(bright & (c == 1), math.nan, torch.where(bright & (c == 3), math.inf, y[:, c]))
+                             for c in range(y.shape[1])], 1)
             y = {"contiguous": y, "channels last": y.contiguous(memory_format=torch.channels_last),
                  "height and width swapped": y.transpose(2, 3).contiguous().transpose(2, 3),
                  "cropped": y[:, :, 1:-1, 1:-1]}[layout]
             return self.out(y)
 
+    if parts == "parts of 3 images":
+        monkeypatch.setattr(channels, "SUMMARY_BYTES", 3 * 6 * 30 * 30 * 4)
     torch.manual_seed(0)
     model, data = Mapped().eval(), tiny_dataset(n=20)
     spec = ModelSpec(name="mapped", architecture="mapped", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
@@ -697,5 +705,7 @@ def test_conv_summaries_are_the_channel_values_bit_for_bit_whatever_the_memory_l
     stats = examples_pass(model, spec, ["out"], data, k=20, batch_size=7)["out"]
     with torch.no_grad():
         values = channel_values(model(data.pixels()), "relu")
-    expected = values.T.gather(1, stats.top_indices)
-    assert torch.equal(stats.top_values, expected) and torch.equal(stats.max_value, values.amax(0))
+    assert values[:, 1].isnan().any() and values[:, 3].isinf().any() and values[:, 0].isfinite().all()
+    exact = dict(rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(stats.top_values, values.T.gather(1, stats.top_indices), **exact)
+    torch.testing.assert_close(stats.max_value, values.amax(0), **exact)

@@ -188,17 +188,56 @@ def test_pages_are_taken_one_at_a_time_by_workers_and_by_this_process_after_its_
         return build
 
     done = []
-    report.save_figures([(page(i), tmp_path / f"{i}.png") for i in range(6)], meanwhile=lambda: done.append(1))
+    try:
+        report.save_figures([(page(i), tmp_path / f"{i}.png") for i in range(6)], meanwhile=lambda: done.append(1))
+    finally:
+        os.close(gate)
+        os.close(opener)
     built = [line.split() for line in log.read_text().splitlines()]
     assert sorted(int(i) for i, _ in built) == list(range(6)) and done == [1]
     assert any(int(pid) == parent for _, pid in built)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [f"{i}.png" for i in range(6)]
 
 
+def test_after_ctrl_c_here_the_workers_stop_after_the_page_each_is_saving(tmp_path, monkeypatch):
+    """Ctrl-C (or an error) in this process empties the queue: each worker finishes the page it is saving and takes
+    no other, so the interrupt is not held up by the rest of a wide layer's pages."""
+    import os
+    import select
+
+    from matplotlib.figure import Figure
+
+    from introspect import report
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})  # two workers beside this process
+    parent, (gate, opener) = os.getpid(), os.pipe()
+    real_waitpid = os.waitpid
+
+    def waitpid(pid, options):  # this process has stopped handing out pages: the workers' pages may go on
+        os.write(opener, b"x" * 12)
+        return real_waitpid(pid, options)
+
+    def page():
+        if os.getpid() == parent:
+            raise KeyboardInterrupt
+        if select.select([gate], [], [], 60)[0]:  # a guard: without it, code that never waits would hang here
+            os.read(gate, 1)
+        return Figure(figsize=(1, 1))
+
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            report.save_figures([(page, tmp_path / f"{i}.png") for i in range(12)])
+    finally:
+        os.close(gate)
+        os.close(opener)
+    assert len(list(tmp_path.glob("*.png"))) <= 2  # at most the page each worker had taken
+
+
 def test_the_page_queue_hands_out_every_number_once():
     import os
 
-    from introspect.report import _CLAIM, _page_queue
+    from introspect.report import _page_queue, _take
 
     for count in (5, 20_000):  # 20,000 numbers need a pipe larger than the usual 64 KiB: asked for, or refused
         queue = _page_queue(count)
@@ -206,8 +245,8 @@ def test_the_page_queue_hands_out_every_number_once():
             assert count == 20_000
             continue
         numbers = []
-        while claim := os.read(queue, _CLAIM.size):
-            numbers.append(_CLAIM.unpack(claim)[0])
+        while (number := _take(queue)) is not None:
+            numbers.append(number)
         os.close(queue)
         assert numbers == list(range(count))
 
