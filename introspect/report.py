@@ -836,6 +836,11 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
     per_page = rows_per_page * columns
     pages = math.ceil(len(result.channels) / per_page)
     geometry = (shrink, mosaic_w, mosaic_h, step, image_w, value_h)
+    example = None
+    if examples is not None:  # one real image is the top example of many channels: shown once per process
+        channels_in = dataset_images.shape[1] if dataset_images.ndim == 4 else 1
+        example = functools.lru_cache(maxsize=max(64, EXAMPLE_CACHE_BYTES // (4 * channels_in * h * w)))(
+            lambda index: to_display(shrunk(_as_unit(dataset_images[index]), shrink))[0])
 
     def build(number: int) -> ReportFigure:
         start = number * per_page
@@ -846,14 +851,20 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
         top = PAD + header_h + extra
         for i in range(count):
             row, col = divmod(i, columns)
-            _draw_tile(page, result, start + i, examples, dataset_images, wrapped[start + i],
+            _draw_tile(page, result, start + i, examples, example, wrapped[start + i],
                        x=PAD + col * (tile_w + tile_gap), top=top + row * tile_h, geometry=geometry)
         return page.fig
     return [functools.partial(build, number) for number in range(pages)]
 
 
-def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tuple[str, str], x: float, top: float,
-               geometry) -> None:
+#: A channels report keeps the real images it shows, as drawn, up to about this many bytes per process.
+EXAMPLE_CACHE_BYTES = 64 * 2 ** 20
+
+
+def _draw_tile(page: Page, result, n: int, examples, example: Callable[[int], np.ndarray] | None,
+               label: tuple[str, str], x: float, top: float, geometry) -> None:
+    """A channel's tile: its optimized image(s), then its top real images (``example(index)``: one as drawn), the
+    activations under them, its label under those."""
     shrink, mosaic_w, mosaic_h, step, image_w, value_h = geometry
     channel = result.channels[n]
     viz = [to_display(shrunk(img, shrink))[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
@@ -862,8 +873,7 @@ def _draw_tile(page: Page, result, n: int, examples, dataset_images, label: tupl
     if examples is not None:
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
         shown += [np.full_like(viz[0], np.nan) if is_dead
-                  else to_display(shrunk(_as_unit(dataset_images[int(i)]), shrink))[0]
-                  for i in examples.top_indices[channel]]
+                  else example(int(i)) for i in examples.top_indices[channel]]
     if is_signal(shown[0]):  # waveforms side by side, each on its own axes
         for j, wave in enumerate(shown):
             page.image(x + j * step, top, wave, image_w, mosaic_h)
