@@ -605,9 +605,26 @@ PNG_LEVEL = 3
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
+    """``fig`` at DPI on white, in the format ``path``'s suffix names. A PNG is saved without its alpha channel when
+    every pixel is opaque (a page on white always is): the same pixels, a quarter less to encode and store."""
     path = Path(path)
-    png = {"pil_kwargs": {"compress_level": PNG_LEVEL}} if path.suffix.lower() == ".png" else {}
-    fig.savefig(path, dpi=DPI, facecolor="white", **png)
+    if path.suffix.lower() != ".png":
+        fig.savefig(path, dpi=DPI, facecolor="white")
+        return
+    drawn = io.BytesIO()
+    fig.savefig(drawn, format="rgba", dpi=DPI, facecolor="white")
+    width = int(fig.get_figwidth() * DPI)  # Agg's canvas: the figure's box at DPI, truncated
+    if width < 1 or drawn.getbuffer().nbytes % (4 * width):
+        fig.savefig(path, dpi=DPI, facecolor="white", pil_kwargs={"compress_level": PNG_LEVEL})
+        return
+    from PIL import Image, PngImagePlugin
+
+    pixels = np.frombuffer(drawn.getbuffer(), np.uint8).reshape(-1, width, 4)
+    opaque = bool((pixels[..., 3] == 255).all())
+    picture = Image.fromarray(np.ascontiguousarray(pixels[..., :3]) if opaque else pixels, "RGB" if opaque else "RGBA")
+    info = PngImagePlugin.PngInfo()  # what matplotlib's own PNGs say
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
+    picture.save(path, format="png", compress_level=PNG_LEVEL, dpi=(DPI, DPI), pnginfo=info)
 
 
 #: At most this many processes draw pages at once (a big machine's cores are not all worth a fork).

@@ -251,6 +251,28 @@ def test_the_page_queue_hands_out_every_number_once():
         assert numbers == list(range(count))
 
 
+def test_a_png_has_the_pixels_matplotlib_draws_without_an_alpha_channel_when_opaque(tmp_path):
+    """save_figure writes a page on white as RGB (a quarter less to encode and store), any other figure as RGBA:
+    decoded, the pixels matplotlib's own PNG of it holds."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from introspect import report
+
+    page = report.Page(1.37)
+    page.text(0.1, 0.1, "a page, 1.37 inches tall")
+    page.image(0.1, 0.5, np.random.default_rng(0).random((7, 9)), 1.2, 0.7)
+    clear = Figure(figsize=(2.3, 1.1))
+    clear.patch.set_alpha(0.0)
+    clear.text(0.1, 0.5, "no background")
+    for name, fig, mode in (("page", page.fig, "RGB"), ("clear", clear, "RGBA")):
+        report.save_figure(fig, tmp_path / f"{name}.png")
+        fig.savefig(tmp_path / f"{name}-matplotlib.png", dpi=report.DPI, facecolor="white")
+        with Image.open(tmp_path / f"{name}.png") as ours, Image.open(tmp_path / f"{name}-matplotlib.png") as theirs:
+            assert ours.mode == mode and ours.info["dpi"] == theirs.info["dpi"]
+            assert np.array_equal(np.asarray(ours.convert("RGBA")), np.asarray(theirs.convert("RGBA")))
+
+
 def test_pages_of_a_worker_that_dies_are_saved_by_the_parent(tmp_path, monkeypatch):
     import os
 
