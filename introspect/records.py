@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shlex
 import shutil
@@ -243,7 +244,11 @@ CHANNEL_DEFINITIONS = {
 def layer_record(result) -> dict:
     """One layer of a channels run in run.json."""
     summary = result.summary()
-    ratio, rare, not_reached, saturated = result.ratio, result.rare, result.not_reached, result.saturated
+    # each verdict worked out once for the layer (a property recomputes its whole vector on every read)
+    best, dead, rare, not_reached, saturated = (v.tolist() for v in (result.best, result.dead, result.rare,
+                                                                     result.not_reached, result.saturated))
+    ratio = [None if math.isnan(r) else r for r in result.ratio.tolist()]
+    shares = None if result.examples is None else result.examples.active_fraction.tolist()
     return {
         "layer": result.layer, "measured_at": result.measured_at or f"{result.layer} (raw output)",
         "activation": result.activation, "reduction": "centre" if result.neuron else "mean",
@@ -254,10 +259,8 @@ def layer_record(result) -> dict:
         "rarely_active": summary.rare, "not_reached": summary.not_reached,
         "failed_images": summary.failed_images, "failed_channels": list(result.stopped),
         "per_channel": [
-            {"channel": c, "activation": float(result.best[i]),
-             "ratio": None if torch.isnan(ratio[i]) else float(ratio[i]), "dead": bool(result.dead[i]),
-             "rarely_active": bool(rare[i]), "not_reached": bool(not_reached[i]), "saturates": bool(saturated[i]),
-             "active_share": None if result.examples is None else float(result.examples.active_fraction[c])}
+            {"channel": c, "activation": best[i], "ratio": ratio[i], "dead": dead[i], "rarely_active": rare[i],
+             "not_reached": not_reached[i], "saturates": saturated[i], "active_share": None if shares is None else shares[c]}
             for i, c in enumerate(result.channels)
         ],
     }

@@ -755,27 +755,31 @@ def _save_queued(pages: Sequence, queue: int, done) -> None:
         done[i] = 1
 
 
-def _channel_label(result, n: int, channel: int, examples, unit_names: Sequence[str] | None,
-                   flat: bool = False) -> tuple[str, str]:
-    """The text under a channel's tile, and its colour (each at least 4.5:1 on white)."""
-    name = f"{result.layer}:{channel}"
-    if unit_names is not None and channel < len(unit_names):
-        name += f" ({unit_names[channel]})"
-    saturates = "\nsaturates: prefers a uniform input" if flat else ""
-    # The optimized activation (the best of the optimized images) is the blue number under them: not given again.
-    if examples is not None and bool(result.dead[n]):
-        return f"{name} · dead: no real image activates it{saturates}", DEAD
-    if examples is not None and bool(result.rare[n]):
-        share = float(examples.active_fraction[channel])
-        return f"{name} · rarely active: {share:.2%} of images · no ratio{saturates}", RARE
-    if bool(result.not_reached[n]):
-        return f"{name} · not reached{saturates}", MUTED
-    if flat or examples is None:
-        return f"{name}{saturates}", FLAT if flat else INK
-    ratio = float(result.ratio[n])
-    if ratio != ratio:
-        return f"{name} · no ratio (no real image above 0)", MUTED
-    return f"{name} · ratio {ratio:.2f}", INK if ratio >= 1 else BELOW_ONE
+def _channel_labels(result, examples, unit_names: Sequence[str] | None, flat: Sequence[bool]) -> list[tuple[str, str]]:
+    """The text under each channel's tile, and its colour (each at least 4.5:1 on white). Each verdict is read once
+    for the layer: a result's property works out its whole vector on every read."""
+    dead, rare, not_reached, ratios = (v.tolist() for v in (result.dead, result.rare, result.not_reached, result.ratio))
+    shares = examples.active_fraction.tolist() if examples is not None else None
+    labels = []
+    for n, channel in enumerate(result.channels):
+        name = f"{result.layer}:{channel}"
+        if unit_names is not None and channel < len(unit_names):
+            name += f" ({unit_names[channel]})"
+        saturates = "\nsaturates: prefers a uniform input" if flat[n] else ""
+        # The optimized activation (the best of the optimized images) is the blue number under them: not given again.
+        if examples is not None and dead[n]:
+            labels.append((f"{name} · dead: no real image activates it{saturates}", DEAD))
+        elif examples is not None and rare[n]:
+            labels.append((f"{name} · rarely active: {shares[channel]:.2%} of images · no ratio{saturates}", RARE))
+        elif not_reached[n]:
+            labels.append((f"{name} · not reached{saturates}", MUTED))
+        elif flat[n] or examples is None:
+            labels.append((f"{name}{saturates}", FLAT if flat[n] else INK))
+        elif ratios[n] != ratios[n]:
+            labels.append((f"{name} · no ratio (no real image above 0)", MUTED))
+        else:
+            labels.append((f"{name} · ratio {ratios[n]:.2f}", INK if ratios[n] >= 1 else BELOW_ONE))
+    return labels
 
 
 def _channels_header(result, model_name: str, examples, k: int, flat: int = 0, shrink: int = 1) -> str:
@@ -840,7 +844,8 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
     columns = max(1, min(len(result.channels), int((ROOM + tile_gap) // (tile_w + tile_gap))))
     tile_w = min(ROOM, max(tile_w, (ROOM + tile_gap) / columns - tile_gap))
     flat = flat_channels(result)
-    labels = [_channel_label(result, n, c, examples, unit_names, bool(flat[n])) for n, c in enumerate(result.channels)]
+    labels = _channel_labels(result, examples, unit_names, flat.tolist())
+    dead = result.dead.tolist()
     wrapped = [(fit(text, tile_w, TEXT_SIZE), color) for text, color in labels]
     label_h = max(text_size(text, TEXT_SIZE)[1] for text, _ in wrapped)
     value_h = line_height()
@@ -868,7 +873,7 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
         top = PAD + header_h + extra
         for i in range(count):
             row, col = divmod(i, columns)
-            _draw_tile(page, result, start + i, examples, example, wrapped[start + i],
+            _draw_tile(page, result, start + i, examples, example, dead[start + i], wrapped[start + i],
                        x=PAD + col * (tile_w + tile_gap), top=top + row * tile_h, geometry=geometry)
         return page.fig
     return [functools.partial(build, number) for number in range(pages)]
@@ -878,7 +883,7 @@ def channels_pages(result, dataset_images: torch.Tensor | None = None, model_nam
 EXAMPLE_CACHE_BYTES = 64 * 2 ** 20
 
 
-def _draw_tile(page: Page, result, n: int, examples, example: Callable[[int], np.ndarray] | None,
+def _draw_tile(page: Page, result, n: int, examples, example: Callable[[int], np.ndarray] | None, dead: bool,
                label: tuple[str, str], x: float, top: float, geometry) -> None:
     """A channel's tile: its optimized image(s), then its top real images (``example(index)``: one as drawn), the
     activations under them, its label under those."""
@@ -886,7 +891,7 @@ def _draw_tile(page: Page, result, n: int, examples, example: Callable[[int], np
     channel = result.channels[n]
     viz = [to_display(shrunk(img, shrink))[0] for img in result.images[n * result.diverse:(n + 1) * result.diverse]]
     shown = list(viz)
-    is_dead = examples is not None and bool(result.dead[n])
+    is_dead = examples is not None and dead
     if examples is not None:
         # A dead channel's "top" examples are arbitrary images scoring 0: shown as empty slots.
         shown += [np.full_like(viz[0], np.nan) if is_dead
