@@ -606,7 +606,7 @@ PNG_LEVEL = 3
 
 def save_figure(fig: Figure, path: str | Path) -> None:
     """``fig`` at DPI on white, in the format ``path``'s suffix names. A PNG is saved without its alpha channel when
-    every pixel is opaque (a page on white always is): the same pixels, a quarter less to encode and store."""
+    every pixel is opaque (a page on white always is): the same pixels, with less to encode and store."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         fig.savefig(path, dpi=DPI, facecolor="white")
