@@ -299,10 +299,7 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
             scratch = torch.empty((min(rows, len(output)), *output.shape[1:])) if reuse else None
             over_space = torch.sum if on_cpu else torch.mean
             for part, value, peak in zip(output.split(rows), values.split(rows), peaks.split(rows)):
-                if scratch is None:
-                    post = function(part.float())
-                else:
-                    post = torch.clamp(part, min=0, out=scratch if len(part) == len(scratch) else scratch[:len(part)])
+                post = function(part.float()) if scratch is None else torch.clamp(part, min=0, out=scratch[:len(part)])
                 torch.amax(post, (2, 3), out=peak)
                 over_space(post, (2, 3), out=value)
             if on_cpu:
