@@ -39,6 +39,45 @@ def save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(np.ascontiguousarray(array)).save(path, optimize=False, compress_level=1)
 
 
+def png_bytes(pixels: np.ndarray, dpi: float | None = None, text: dict[str, str] | None = None,
+              level: int = 3) -> bytes:
+    """A uint8 picture, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (laid out in memory any way; contiguous rows are
+    the fastest), as a PNG file's bytes, with its resolution and text chunks. Every row is stored as its difference from the row above (PNG's "Up"
+    filter: a page's white and its tiles' columns deflate to almost nothing) and deflated at ``level``. PIL instead
+    tries five filters on every row, which took half of a report page's saving: this is about twice as fast, and on
+    report pages a few percent smaller."""
+    import struct
+    import zlib
+
+    if (pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4))
+            or min(pixels.shape[:2], default=0) < 1):
+        raise ValueError(f"png_bytes takes uint8 (H, W), (H, W, 3) or (H, W, 4) with H, W >= 1, not {pixels.dtype} "
+                         f"{pixels.shape}")
+    for key in text or {}:
+        if not 1 <= len(key) <= 79 or not all(32 <= ord(c) <= 126 or 161 <= ord(c) <= 255 for c in key):
+            raise ValueError(f"a PNG text keyword is 1-79 printable Latin-1 characters, not {key!r}")
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    rows = np.empty((height, 1 + width * channels), np.uint8)  # each row: its filter type, then its bytes
+    rows[:, 0] = 2  # Up
+    body = rows[:, 1:].reshape(pixels.shape)  # a view: the row's bytes as the picture's pixels
+    body[:1] = pixels[:1]  # the first row's "row above" is zeros
+    np.subtract(pixels[1:], pixels[:-1], out=body[1:])  # modulo 256, as PNG's filters are
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    color = {1: 0, 3: 2, 4: 6}[channels]
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0))]
+    if dpi is not None:
+        per_metre = int(dpi / 0.0254 + 0.5)  # as PIL writes it
+        parts.append(chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)))
+    for key, value in (text or {}).items():
+        parts.append(chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+    parts += [chunk(b"IDAT", zlib.compress(rows, level)), chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
 def colored(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) -> np.ndarray:
     """(H, W) floats -> (H, W, 3) uint8 through a matplotlib colormap; ``symmetric`` puts 0 at its centre."""
     from matplotlib import colormaps

@@ -23,6 +23,8 @@ from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 
+from .encoding import png_bytes
+
 
 #: Applied while figures are built: every Text made then keeps parse_math=False.
 PLAIN_TEXT = {"text.parse_math": False}
@@ -604,27 +606,41 @@ def classes_figure(result, columns: int | None = None) -> ReportFigure:
 PNG_LEVEL = 3
 
 
+class _Drawn:
+    """Where ``savefig(format="rgba")`` writes: it keeps Agg's own buffer (a memoryview of the canvas) rather than a
+    copy of it, which is then encoded in place (a 200 dpi page is 10-30 MB of pixels)."""
+
+    pixels: memoryview | None = None
+    writes = 0  # one, or it was not Agg's buffer: save_figure falls back to matplotlib's PNG
+
+    def write(self, data) -> None:
+        self.pixels, self.writes = memoryview(data), self.writes + 1
+
+    def seek(self, *_) -> int:  # matplotlib takes an object with seek for a file
+        return 0
+
+
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """``fig`` at DPI on white, in the format ``path``'s suffix names. A PNG is saved without its alpha channel when
-    every pixel is opaque (a page on white always is): the same pixels, with less to encode and store."""
+    """``fig`` at DPI on white, in the format ``path``'s suffix names. A PNG is encoded here (``png_bytes``) from Agg's
+    buffer, without its alpha channel when every pixel is opaque (a page on white always is): matplotlib's pixels,
+    with less to encode and store."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         fig.savefig(path, dpi=DPI, facecolor="white")
         return
-    drawn = io.BytesIO()
+    drawn = _Drawn()
     fig.savefig(drawn, format="rgba", dpi=DPI, facecolor="white")
-    width = int(fig.get_figwidth() * DPI)  # Agg's canvas: the figure's box at DPI, truncated
-    if width < 1 or drawn.getbuffer().nbytes % (4 * width):
+    shape = drawn.pixels.shape if drawn.writes == 1 else ()  # Agg's canvas: (height, width, 4)
+    if len(shape) != 3 or shape[2] != 4 or min(shape) < 1:  # not Agg's buffer as matplotlib 3.11 writes it
         fig.savefig(path, dpi=DPI, facecolor="white", pil_kwargs={"compress_level": PNG_LEVEL})
         return
-    from PIL import Image, PngImagePlugin
+    pixels = np.asarray(drawn.pixels, dtype=np.uint8)
+    if int(pixels[..., 3].min()) == 255:  # opaque: the RGB bytes alone, unpacked by PIL (numpy's copy of a
+        from PIL import Image  # 3-byte-wide slice takes 3x as long)
 
-    pixels = np.frombuffer(drawn.getbuffer(), np.uint8).reshape(-1, width, 4)
-    opaque = bool((pixels[..., 3] == 255).all())
-    picture = Image.fromarray(np.ascontiguousarray(pixels[..., :3]) if opaque else pixels, "RGB" if opaque else "RGBA")
-    info = PngImagePlugin.PngInfo()  # what matplotlib's own PNGs say
-    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
-    picture.save(path, format="png", compress_level=PNG_LEVEL, dpi=(DPI, DPI), pnginfo=info)
+        pixels = np.asarray(Image.frombytes("RGB", (shape[1], shape[0]), drawn.pixels, "raw", "RGBX"))
+    software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"  # what matplotlib's PNGs say
+    path.write_bytes(png_bytes(pixels, dpi=DPI, text={"Software": software}, level=PNG_LEVEL))
 
 
 #: At most this many processes draw pages at once (a big machine's cores are not all worth a fork).
