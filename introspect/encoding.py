@@ -30,13 +30,12 @@ def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, d
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
-    """A uint8 image, (C, H, W) with C of 1 or 3, or (H, W[, 3]), as a PNG; fast compression (sites hold thousands)."""
-    from PIL import Image
-
+    """A uint8 image, (C, H, W) with C of 1 or 3, or (H, W[, 3]), as a PNG (``png_bytes``); fast compression (sites
+    hold thousands)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3 and array.shape[0] in (1, 3):
         array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
-    Image.fromarray(np.ascontiguousarray(array)).save(path, optimize=False, compress_level=1)
+    path.write_bytes(png_bytes(np.ascontiguousarray(array), level=1))
 
 
 def png_bytes(pixels: np.ndarray, dpi: float | None = None, text: dict[str, str] | None = None,
