@@ -1,6 +1,8 @@
 """Images as files: floats to uint8, PNGs, animated GIFs, colormapped maps and heat overlays."""
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,20 +43,19 @@ def save_png(path: Path, array: np.ndarray) -> None:
 def png_bytes(pixels: np.ndarray, dpi: float | None = None, text: dict[str, str] | None = None,
               level: int = 3) -> bytes:
     """A uint8 picture, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (laid out in memory any way; contiguous rows are
-    the fastest), as a PNG file's bytes, with its resolution and text chunks. Every row is stored as its difference from the row above (PNG's "Up"
-    filter: a page's white and its tiles' columns deflate to almost nothing) and deflated at ``level``. PIL instead
-    tries five filters on every row, which took half of a report page's saving: this is about twice as fast, and on
-    report pages a few percent smaller."""
-    import struct
-    import zlib
-
+    the fastest), as a PNG file's bytes, with its resolution and text chunks (Latin-1). Every row is stored as its
+    difference from the row above (PNG's "Up" filter: a page's white and its tiles' columns deflate to almost
+    nothing) and deflated at ``level``. PIL's encoder instead tries five filters on every row, which is most of its
+    time; these files are about as small (`python benchmarks/wide_writing.py` times the writing)."""
     if (pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4))
             or min(pixels.shape[:2], default=0) < 1):
         raise ValueError(f"png_bytes takes uint8 (H, W), (H, W, 3) or (H, W, 4) with H, W >= 1, not {pixels.dtype} "
                          f"{pixels.shape}")
-    for key in text or {}:
+    for key, value in (text or {}).items():
         if not 1 <= len(key) <= 79 or not all(32 <= ord(c) <= 126 or 161 <= ord(c) <= 255 for c in key):
             raise ValueError(f"a PNG text keyword is 1-79 printable Latin-1 characters, not {key!r}")
+        if any(ord(c) > 255 for c in value):
+            raise ValueError(f"a PNG text is Latin-1: {key}={value!r} is not")
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     rows = np.empty((height, 1 + width * channels), np.uint8)  # each row: its filter type, then its bytes

@@ -36,3 +36,8 @@ def test_png_bytes_refuse_what_they_cannot_store(pixels):
 def test_png_bytes_refuse_a_text_keyword_png_does_not_allow(key):
     with pytest.raises(ValueError, match="PNG text keyword"):
         png_bytes(np.zeros((2, 2), np.uint8), text={key: "value"})
+
+
+def test_png_bytes_refuse_a_text_png_cannot_hold():
+    with pytest.raises(ValueError, match="PNG text is Latin-1"):
+        png_bytes(np.zeros((2, 2), np.uint8), text={"Title": "layer → relu"})
