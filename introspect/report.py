@@ -636,7 +636,7 @@ def save_figure(fig: Figure, path: str | Path) -> None:
         return
     pixels = np.asarray(drawn.pixels, dtype=np.uint8)
     if int(pixels[..., 3].min()) == 255:  # opaque: the RGB bytes alone, unpacked by PIL (numpy's copy of a
-        from PIL import Image  # 3-byte-wide slice takes 3x as long)
+        from PIL import Image  # 3-byte-wide slice takes about twice as long)
 
         pixels = np.asarray(Image.frombytes("RGB", (shape[1], shape[0]), drawn.pixels, "raw", "RGBX"))
     software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"  # what matplotlib's PNGs say
