@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -157,6 +158,26 @@ def channels_last(model: nn.Module) -> Iterator[bool]:
         handle.remove()
         for p, data in originals:
             p.data = data
+
+
+#: Whether a model's forward runs in channels-last layout, by model, then (input shape, device) (``runs_channels_last``).
+_RUNS_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, bool]]" = weakref.WeakKeyDictionary()
+
+
+def runs_channels_last(model: nn.Module, input_shape: Sequence[int], device: torch.device | str) -> bool:
+    """Whether ``model``'s forward runs on two zero images of ``input_shape`` under ``channels_last``: one that
+    ``.view``s a conv's output (``x.view(x.size(0), -1)``, common in hand-written nets) cannot, as that layout's
+    strides do not flatten. One frozen no-grad forward per model, shape and device, remembered."""
+    key = (tuple(input_shape), str(torch.device(device)))
+    known = _RUNS_CHANNELS_LAST.setdefault(model, {})
+    if key not in known:
+        try:
+            with torch.no_grad(), frozen(model), channels_last(model), torch.random.fork_rng(devices=[]):
+                model(torch.zeros(2, *input_shape, device=device))
+            known[key] = True
+        except Exception:  # noqa: BLE001 - the user's model; whatever fails here runs in its own layout
+            known[key] = False
+    return known[key]
 
 
 def _as_sequence(transforms: Transform | Sequence[Transform]) -> tuple[Transform, ...]:
@@ -387,10 +408,10 @@ class RenderConfig:
     @contextlib.contextmanager
     def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[None]:
         """The speed switches these settings name, entered around ``model``: channels-last layout (by default
-        for 3-channel inputs, where it was faster), redirected ReLU gradients, bfloat16 autocast."""
+        for 3-channel inputs, where it was faster; not for a model whose forward fails in it), redirected ReLU gradients, bfloat16 autocast."""
         layout = self.channels_last if self.channels_last is not None else spec.image_shape[0] >= 3 and spec.is_image
         with contextlib.ExitStack() as stack:
-            if layout:
+            if layout and runs_channels_last(model, spec.input_shape, self.device):
                 stack.enter_context(channels_last(model))
             if self.redirect_relu:
                 stack.enter_context(redirected_relus(model))

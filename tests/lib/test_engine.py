@@ -130,6 +130,40 @@ def test_amp_and_channels_last_paths_on_every_device(device):
     assert all(torch.equal(v, weights[k]) and v.is_contiguous() for k, v in model.state_dict().items())
 
 
+class ViewsAConvOutput(torch.nn.Module):
+    """A hand-written 3-channel net that flattens a conv's output with ``.view``, which channels-last maps refuse
+    (their strides do not flatten), with a BatchNorm whose running statistics a forward in train mode would change."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_model_that_views_a_conv_output_runs_in_its_own_layout():
+    from introspect.engine import runs_channels_last
+
+    torch.manual_seed(0)
+    model = ViewsAConvOutput().train()
+    spec = ModelSpec("views", "user", (3, 8, 8), (0.5,) * 3, (0.25,) * 3, "fc", ("a", "b", "c"))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not runs_channels_last(model, spec.input_shape, "cpu")
+    assert model.training and all(p.requires_grad for p in model.parameters()) and hook_count(model) == 0
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BatchNorm's statistics too
+    config = FAST.replace(steps=3)
+    images = run(model, spec, config, keys=(0, 1, 2), objective=class_logits("fc", (0, 1, 2))).images
+    # the default for 3-channel inputs (channels-last) fell back to the model's layout: the same as asking for it
+    assert torch.equal(images, run(model, spec, config.replace(channels_last=False), objective=class_logits(
+        "fc", (0, 1, 2))).images)
+    flattening = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    assert runs_channels_last(flattening, spec.input_shape, "cpu")  # reshape-based flattening runs in it
+
+
 def test_channels_examples_and_activations_on_every_device(device):
     """The caller's model stays on the CPU while the work runs on ``device`` (a copy when it differs)."""
     from torch import nn
