@@ -140,13 +140,22 @@ class ExampleStats:
     notes: list[str] = field(default_factory=list)  # what happened to the cache entry; never saved in it
 
     @property
+    def judged(self) -> bool:
+        """Whether the channels are judged by the sign of their output (``live``, ``rare``): after an activation,
+        where never positive means closed for every real image. A raw output ("identity": a logit, or a conv whose
+        tanh or norm the measure does not follow) is signed, so below zero on every image says nothing."""
+        return self.activation != "identity"
+
+    @property
     def live(self) -> torch.Tensor:
-        """Some real image gives the channel a positive output somewhere."""
-        return self.peak > 0
+        """Some real image gives the channel a positive output somewhere (every channel of an unjudged output)."""
+        return self.peak > 0 if self.judged else torch.ones(self.peak.shape, dtype=torch.bool)
 
     @property
     def rare(self) -> torch.Tensor:
-        """Live, but active on fewer than RARE_SHARE of the images."""
+        """Live, but active on fewer than RARE_SHARE of the images (none of an unjudged output)."""
+        if not self.judged:
+            return torch.zeros(self.peak.shape, dtype=torch.bool)
         return self.live & (self.active_fraction < RARE_SHARE)
 
     @property
@@ -543,7 +552,8 @@ class ChannelsResult:
 
     @property
     def dead(self) -> torch.Tensor:
-        """(N,) bool: no real image gives the channel a positive output (all False without examples)."""
+        """(N,) bool: no real image gives the channel a positive output (all False without examples, and for a raw,
+        signed output: ``ExampleStats.judged``)."""
         if self.examples is None:
             return torch.zeros(len(self.channels), dtype=torch.bool)
         return ~self.examples.live[self.channels]

@@ -26,6 +26,7 @@ from torch.nn.parameter import is_lazy
 
 from ..capture import HookRegistry
 from ..errors import Message, UserError
+from ..normalize import Normalize
 from ..outputs import POSITIONS, class_values, describe_kind, value_kind
 from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
@@ -193,8 +194,7 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
     spec, model = loaded.spec, loaded.model
     if inputs is None:
         generator = torch.Generator().manual_seed(0)
-        inputs = torch.rand(16, *spec.input_shape, generator=generator)
-        inputs = (inputs - torch.tensor(spec.mean).view(-1, 1, 1)) / torch.tensor(spec.std).view(-1, 1, 1)
+        inputs = Normalize.of(spec)(torch.rand(16, *spec.image_shape, generator=generator))  # a 1-D signal's too
     changes: dict = {}
     if spec.output_kind is None and spec.logits_layer:  # a named logits layer: before a final sigmoid?
         found = final_op(model, "")

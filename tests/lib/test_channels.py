@@ -183,6 +183,26 @@ def test_constructed_dead_channel_is_reported_dead(tiny_model, tiny_spec):
     assert hook_count(tiny_model) == 0
 
 
+def test_a_raw_signed_output_is_not_called_dead(tiny_model, tiny_spec):
+    """A channel never positive on a real image is dead after a ReLU, but not where the layer is measured raw (a
+    logit, or a conv before a tanh): a signed output below zero says nothing about whether it is used."""
+    from dataclasses import replace
+
+    with torch.no_grad():
+        tiny_model.conv1.weight[3].zero_()
+        tiny_model.conv1.bias[3] = -1.0  # conv1[3] is -1 for every image
+    data = tiny_dataset()
+    relu, raw = tiny_spec, replace(tiny_spec, activations={"conv2": "relu", "fc1": "relu"})
+    assert raw.activation("conv1") == "identity"
+    verdicts = {}
+    for name, spec in (("relu", relu), ("raw", raw)):
+        stats = dataset_examples(tiny_model, spec, "conv1", data)
+        result = visualize_channels(tiny_model, spec, "conv1", [2, 3], FAST, examples=stats)
+        verdicts[name] = (result.dead.tolist(), result.rare.tolist(), stats.live[3].item())
+    assert verdicts["relu"] == ([False, True], [False, False], False)
+    assert verdicts["raw"] == ([False, False], [False, False], True)
+
+
 @pytest.mark.parametrize("text,expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]), ("2,2,1", [2, 1])])
 def test_parse_channel_list(text, expected):
     assert parse_channel_list(text, 10) == expected
