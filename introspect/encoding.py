@@ -12,6 +12,17 @@ import torch
 from .quality import saved_levels
 
 
+def shown_channels(array: np.ndarray, axis: int = 0) -> np.ndarray:
+    """A picture's channels (along ``axis``) as they are drawn: 1 (grey) and 3 (RGB) as they are; 2 as red and
+    green (blue 0); 4 or more as their first three, RGB (e.g. RGB-D's colour). images.npz keeps them all."""
+    channels = array.shape[axis]
+    if channels in (1, 3):
+        return array
+    if channels == 2:
+        return np.concatenate([array, np.zeros_like(np.take(array, [0], axis=axis))], axis=axis)
+    return np.take(array, [0, 1, 2], axis=axis)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Pixel-space floats in [0, 1] -> uint8, rounding to nearest (``quality.saved_levels``)."""
     return saved_levels(images.detach().cpu()).numpy()
@@ -23,7 +34,7 @@ def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, d
 
     pictures = []
     for frame in frames:
-        tiles = [np.pad(to_uint8(img), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
+        tiles = [np.pad(shown_channels(to_uint8(img)), ((0, 0), (1, 1), (1, 1)), constant_values=128) for img in frame]
         strip = np.concatenate(tiles, axis=2)
         strip = strip[0] if strip.shape[0] == 1 else np.transpose(strip, (1, 2, 0))
         picture = Image.fromarray(strip)
@@ -32,9 +43,11 @@ def save_gif(frames: Sequence[torch.Tensor], path: str | Path, scale: int = 4, d
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
-    """A uint8 image, (C, H, W) with C of 1 or 3, or (H, W[, 3]), as a PNG (``png_bytes``); fast compression (sites
+    """A uint8 image, (C, H, W) (``shown_channels``), or (H, W[, 3]), as a PNG (``png_bytes``); fast compression (sites
     hold thousands)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3 and array.shape[-1] not in (3, 4):  # (C, H, W): any number of channels, as drawn
+        array = shown_channels(array)
     if array.ndim == 3 and array.shape[0] in (1, 3):
         array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
     path.write_bytes(png_bytes(np.ascontiguousarray(array), level=1))
@@ -95,6 +108,7 @@ def colored(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) ->
 def overlay(image: np.ndarray, activation_map: np.ndarray | None, mark: bool = False) -> np.ndarray:
     """A uint8 (C, H, W) image with a channel's map (h, w) over it as a heat overlay, (H, W, 3) uint8;
     ``mark`` outlines the centre position (a --neuron run's objective)."""
+    image = shown_channels(image)
     rgb = np.transpose(np.repeat(image, 3, 0) if image.shape[0] == 1 else image, (1, 2, 0))
     if activation_map is None:
         return np.ascontiguousarray(rgb, dtype=np.uint8)

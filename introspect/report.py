@@ -23,7 +23,7 @@ from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 
-from .encoding import png_bytes
+from .encoding import png_bytes, shown_channels
 
 
 #: Applied while figures are built: every Text made then keeps parse_math=False.
@@ -189,8 +189,11 @@ def wrap(text: str, width_inches: float, fontsize: float) -> str:
 
 
 def to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
-    """(C, H, W) in [0, 1] -> an array imshow takes, and the colormap for grayscale."""
+    """(C, H, W) in [0, 1] -> an array imshow takes, and the colormap for grayscale: the channels as drawn
+    (``encoding.shown_channels``), a 1-D signal's (one row) all of them, a line each (``Page.signal``)."""
     array = image.detach().cpu().clamp(0, 1).numpy()
+    if not (array.ndim == 3 and array.shape[1] == 1 and array.shape[2] > 1):
+        array = shown_channels(array)
     if array.shape[0] == 1:
         return array[0], "gray"
     return np.transpose(array, (1, 2, 0)), None
@@ -423,7 +426,7 @@ class Page:
         from matplotlib.colors import Normalize
 
         values = np.asarray(array, dtype=float)
-        values = values[0] if values.shape[0] == 1 else values[:, 0]  # (L,) or (L, 3)
+        values = values[0] if values.shape[0] == 1 else values[:, 0]  # (L,) or (L, channels)
         length = values.shape[0]
         pixels = cmap in (None, "gray") and norm is None and vmin is None
         if norm is None:
@@ -434,10 +437,11 @@ class Page:
         left, bottom = min(0.42, w * 0.25), min(0.3, h * 0.3)
         wave_w = (w - left) * (0.6 if spectrogram else 1.0) - (left if spectrogram else 0.0)
         ax = self.axes(x + left, top, max(wave_w, 0.1), max(h - bottom, 0.1))
-        colours = ("tab:red", "tab:green", "tab:blue") if values.ndim == 2 else ("tab:blue",)
-        for channel, colour in enumerate(colours):
-            ax.plot(np.arange(length), values if values.ndim == 1 else values[:, channel], color=colour,
-                    linewidth=0.6)
+        lines = values[:, None] if values.ndim == 1 else values
+        colours = SIGNAL_COLOURS[3] if lines.shape[1] == 3 else SIGNAL_COLOURS[1] if lines.shape[1] == 1 else None
+        for channel in range(lines.shape[1]):
+            colour = colours[channel] if colours else f"C{channel % 10}"  # one line per channel of a signal
+            ax.plot(np.arange(length), lines[:, channel], color=colour, linewidth=0.6)
         ax.set_xlim(0, max(length - 1, 1))
         ax.set_ylim(norm.vmin, norm.vmax)
         ax.tick_params(labelsize=TEXT_SIZE, length=2, pad=1)
@@ -476,6 +480,10 @@ def save_signal_png(path: str | Path, values: np.ndarray, dpi: int = 100) -> Non
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     page.fig.savefig(Path(path), dpi=dpi, facecolor="white")
 
+
+#: A waveform's line colours: one channel blue, three red, green and blue (as an RGB row); other counts matplotlib's
+#: colour cycle.
+SIGNAL_COLOURS = {1: ("tab:blue",), 3: ("tab:red", "tab:green", "tab:blue")}
 
 #: Width and height (inches) of a waveform picture on the explorer's pages.
 SIGNAL_PICTURE = (6.0, 1.6)
@@ -1070,7 +1078,7 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
         bars.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
         bars.tick_params(labelsize=TEXT_SIZE)
         for (left, body_top), data in zip(places[2:], (result.saliency, result.grad_times_input)):
-            values = data.abs().amax(0) if data.shape[0] == 3 else data[0]
+            values = data.abs().amax(0) if data.shape[0] > 1 else data[0]
             limit = float(values.abs().max()) or 1.0
             low = -limit if data.shape[0] == 1 else 0.0
             _, shown = page.image(left, body_top, values.numpy(), img_w, img_h, SALIENCY_CMAP, vmin=low, vmax=limit)

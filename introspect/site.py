@@ -38,7 +38,7 @@ import torch
 
 from .cache import cache_path, cached, torch_load
 from .channels import HISTOGRAM_BINS, HISTOGRAM_EDGES, RARE_SHARE, histogram_bins
-from .encoding import colored, overlay, save_png
+from .encoding import colored, overlay, save_png, shown_channels
 from .errors import Message, UserError
 from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load_images, load_recorded_model, recorded_images
 from .folders import Run, load_run
@@ -154,8 +154,8 @@ def _array(arrays: dict, key: str, ndim: int | None = None, kind: str = "iuf", l
 
 def _images(arrays: dict, key: str, length: int | None = None):
     images = _array(arrays, key, 4, "u", length)
-    _need(images.dtype == np.uint8 and images.shape[1] in (1, 3) and min(images.shape[2:]) > 0,
-          f"array '{key}' holds no images (N, 1 or 3, H, W) of uint8: {images.dtype} {images.shape}")
+    _need(images.dtype == np.uint8 and min(images.shape[1:]) > 0,
+          f"array '{key}' holds no images (N, C, H, W) of uint8: {images.dtype} {images.shape}")
     return images
 
 
@@ -222,7 +222,7 @@ def _check_record(kind: str, record: dict, arrays: dict) -> None:
             values = _array(arrays, name, None, "iuf")
             _need(1 <= values.ndim <= 3 and values.size > 0, f"array {name!r} has shape {values.shape}")
         for key in ("input", "saliency"):
-            _need(_array(arrays, key, 3).shape[0] in (1, 3), f"array '{key}' is not an image (1 or 3, H, W)")
+            _need(_array(arrays, key, 3).shape[0] >= 1, f"array '{key}' is not an image (C, H, W)")
         source = record.get("input")
         _need(isinstance(source, dict) and isinstance(source.get("source"), str), "'input' has no 'source' string")
         named = lambda t: (isinstance(t, dict) and _is_int(t.get("class")) and 0 <= t["class"] < MAX_CLASSES  # noqa: E731
@@ -695,7 +695,8 @@ def _png(out: Path, name: str, array: np.ndarray) -> None:
     signal) as a waveform picture with axes, a one-row colour map as a strip STRIP_PX tall: a 1-pixel strip is
     invisible on a page."""
     target = _target(out, name)
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] != 3:
+    if array.ndim == 3 and array.shape[-1] != 3:  # (C, H, W): its channels as drawn (``shown_channels``)
+        array = shown_channels(array)
         array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
     if array.shape[0] == 1 and array.shape[1] > 1:
         if array.ndim == 2:

@@ -116,6 +116,12 @@ def load_model(source: str = "mnist", checkpoint: str | Path | None = None, *, w
     elif loaded.spec.logits is not None and loaded.spec.output_kind is None and loaded.spec.num_classes == 1:
         loaded.spec = loaded.spec.replace(output_kind="sigmoid logits")  # a TorchScript output is logits: one, a sigmoid's
         loaded.notes.append(f"output: {describe_kind('sigmoid logits')}")
+    channels = loaded.spec.image_shape[0]
+    if loaded.spec.is_image and channels not in (1, 3):
+        loaded.notes.append(f"the model takes {channels}-channel images: pictures show "
+                            + ("channel 1 as red and 2 as green" if channels == 2 else
+                               f"channels 1-3 as RGB (not {'4' if channels == 4 else f'4-{channels}'})")
+                            + "; images.npz holds every channel")
     if meta.logits_position is not None and loaded.spec.logits_position is None:
         raise UserError("{logits_position} applies to a spatial map of logits (batch, classes, H, W); this model's "
                         "logits are not one", settings=("logits_position",))
