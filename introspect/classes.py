@@ -16,6 +16,7 @@ from .data import ImageDataset
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import UserError
 from .hooks import record
+from .layers import DRY_BATCH
 from .models.spec import ModelSpec
 from .objectives import blog_loss, class_confidence, class_logits
 from .outputs import as_logits, class_values, describe_kind, kind_warning, probabilities, probability_label
@@ -304,7 +305,7 @@ def reads_input_densely(model: nn.Module, spec: ModelSpec, device: str = "cpu") 
     handles = [m.register_forward_pre_hook(lambda module, _: first.append(module) if not first else None)
                for m in weighted]
     try:
-        class_scores(model, spec, torch.full((1, *spec.image_shape), 0.5), device)
+        class_scores(model, spec, torch.full((DRY_BATCH, *spec.image_shape), 0.5), device)
     finally:
         for handle in handles:
             handle.remove()

@@ -225,9 +225,14 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
 
 
+#: Images in a dry forward on zeros (``describe_layers``, the loaders' checks): two, so that a forward that needs a
+#: batch runs, and one that folds images together (a fixed-size view) shows it.
+DRY_BATCH = 2
+
+
 def describe_layers(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu",
                     stop_after: str | Sequence[str] | None = None, track_input: bool = False) -> list[LayerInfo]:
-    """One dry forward pass on zeros records each layer's output shape and call count.
+    """One dry forward pass on DRY_BATCH zero images records each layer's output shape (per image) and call count.
 
     With ``stop_after`` (a layer or several) the pass ends once they have all run: only
     the layers before are described (in execution order), and nothing after is computed.
@@ -281,7 +286,7 @@ def _describe(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
             handles.append(module.register_forward_hook(recorder(name)))
             handles.append(module.register_forward_pre_hook(starter(name)))
         try:
-            inputs = torch.zeros((1, *input_shape), device=device)
+            inputs = torch.zeros((DRY_BATCH, *input_shape), device=device)
             # the model's own forward arguments: see sources. Tracked, a copy: a model may change its input in place
             model(inputs.requires_grad_().clone() if track_input else inputs)
         except StopForward:

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..capture import HookRegistry
+from ..layers import DRY_BATCH
 from ..errors import Message, UserError
 from ..normalize import Normalize
 from ..outputs import POSITIONS, class_values, describe_kind, value_kind
@@ -614,7 +615,7 @@ def _sequentials_run(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]
     handles = [m.register_forward_hook(lambda _m, _i, _o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
                for name, m in model.named_modules() if isinstance(m, nn.Sequential)]
     try:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(DRY_BATCH, *input_shape))
     finally:
         for handle in handles:
             handle.remove()
@@ -776,10 +777,12 @@ def _spec_from_flags(model: nn.Module, name: str, meta: MetaOverrides) -> ModelS
 
 @torch.no_grad()
 def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tuple[int, ...] | None = None) -> object:
-    """The model's output on one zero image of ``shape``; a UserError if it does not run. ``fixed``: the
-    input shape the model's own metadata gives, which the flags changed (None: the flags gave the shape)."""
+    """The model's output on two zero images of ``shape`` (a forward that needs a batch runs on them); a UserError if
+    it does not run, or if its output has not one row per image: an input of another size that a fixed-size
+    ``x.view(-1, N)`` folds into more rows (or fewer) would otherwise fail only after a whole optimization.
+    ``fixed``: the input shape the model's own metadata gives, which the flags changed (None: the flags gave it)."""
     try:
-        return model(torch.zeros(1, *shape))
+        output = model(torch.zeros(DRY_BATCH, *shape))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's shape
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         first = next((m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
@@ -800,6 +803,14 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
                             settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc
         raise UserError("{name} does not run on input of shape {shape}: {reason}; its input may be fixed at {fixed}",
                         name=name, shape=shape, reason=reason, fixed=fixed) from exc
+    rows = output.shape[0] if isinstance(output, torch.Tensor) and output.ndim else DRY_BATCH
+    if rows != DRY_BATCH:
+        where = "; its input may be fixed at {fixed}" if fixed is not None else " (check {size} / {input_shape})"
+        raise UserError("{name} gives {rows} output rows for {batch} input images of shape {shape}, not one per image"
+                        + where, settings=() if fixed is not None else ("size", "input_shape"), name=name, rows=rows,
+                        batch=DRY_BATCH, shape=shape, fixed=fixed)
+    return output
+
 
 
 def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tuple[float, ...]:
@@ -858,11 +869,12 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
 @torch.no_grad()
 def logits_width(model: nn.Module, input_shape: tuple[int, ...], layer: str, output_key: str | None = None) -> int:
     """How many classes the model scores: the width of its logits — ``layer``'s output, or the model's
-    output (its part ``output_key``) when ``layer`` is "" — on one dry forward; K for a map (batch, K, H, W)."""
+    output (its part ``output_key``) when ``layer`` is "" — on one dry forward (DRY_BATCH images); K for a map
+    (batch, K, H, W)."""
     where = layer or (":" + output_key if output_key else "")
     try:
         with HookRegistry(model, [where]) as hooks:
-            output = hooks.run(torch.zeros(1, *input_shape))[where]
+            output = hooks.run(torch.zeros(DRY_BATCH, *input_shape))[where]
     except KeyError as exc:  # a part of the output that is not there
         raise UserError("{logits_output} '{output_key}': {reason}",
                         settings=("logits_output",), output_key=output_key, reason=exc.args[0]) from None

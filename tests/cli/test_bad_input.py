@@ -59,6 +59,22 @@ class Video(nn.Module):  # 3-D input (C, T, H, W)
 
     def forward(self, x):
         return self.conv(x).mean((2, 3, 4))
+
+
+class FixedView(nn.Module):  # the old CIFAR-10 tutorial's x.view(-1, N) at 12 px folds 20 px images into 4 rows each
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 5)
+        self.fc = nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        return self.fc(nn.functional.max_pool2d(self.conv(x), 2).view(-1, 4 * 4 * 4))
+
+
+class NeedsABatch(FixedView):  # a forward that asserts a batch: it runs on several images
+    def forward(self, x):
+        assert x.size(0) > 1, "need a batch"
+        return super().forward(x)
 """
 
 BAD_SPECS = {
@@ -134,6 +150,10 @@ CASES = {
     "size and input shape that disagree": (["layers", "--model", "{tmp}/shapes.py:Signal", "--size", "64",
                                             "--input-shape", "1,8"],
                                            "--size 64 and --input-shape 1,8 disagree; give one of them"),
+    "size that a fixed view folds into more rows": (["classes", "--model", "{tmp}/shapes.py:FixedView", "--size",
+                                                      "20"],
+                                                     "gives 8 output rows for 2 input images of shape (3, 20, 20), not "
+                                                     "one per image (check --size / --input-shape)"),
     "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
                         "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
     "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
@@ -236,3 +256,11 @@ def test_a_closed_pipe_ends_quietly_not_blaming_the_model(capsys, monkeypatch):
     finally:
         os.close(fd)
     assert capsys.readouterr().err == ""
+
+
+def test_a_forward_that_asserts_a_batch_runs(files, capsys):
+    """Every dry forward runs on two images (``layers.DRY_BATCH``): a model that needs a batch is not refused."""
+    out = files / "batched"
+    assert main(["classes", "--model", f"{files}/shapes.py:NeedsABatch", "--size", "12", "--classes", "0,1",
+                 "--steps", "2", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.png").is_file()
