@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="render N images per class in the same batch and keep the one whose target logit leads the "
                         "runner-up class by the most, on the model's own logits (without data: on average over "
                         "random zooms and rotations, or shifts along a 1-D signal) "
-                        f"(default: {NO_DATA_CANDIDATES} without data for small inputs, else 1)")
+                        f"(default: {NO_DATA_CANDIDATES} for small inputs when the prior comes from the model itself "
+                        "(no data; a --mean and --std that can be pixel statistics), else 1)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 
@@ -124,6 +125,17 @@ def finished(io: Output, summary: dict) -> Outcome:
     return Outcome(0, summary)
 
 
+def _other_starts(result) -> str:
+    """What to start from instead, in words: the uniform starts the run did not use, and free pixels unless it had
+    them (``ClassesResult.start`` is "grey (auto)", "dark", the data's mean...; ``parametrization`` "fft", "pixel"...)."""
+    used = getattr(result, "start", "").split(" (")[0]
+    starts = [name for name in ("grey", "dark") if name != used]
+    advice = [f"--start {starts[0]}" + (f" (or {starts[1]})" if len(starts) > 1 else "")]
+    if getattr(result, "parametrization", "") != "pixel":
+        advice.append("--param pixel")
+    return ", or ".join(advice)
+
+
 def classes_health(result, moved: Callable[[], torch.Tensor]) -> str | None:
     """A line when an objective did not get far (p < 0.5), saying what to change; None when all did. ``moved``
     gives how far each class logit moved from its start (``classes.logits_moved``), asked only then."""
@@ -140,5 +152,5 @@ def classes_health(result, moved: Callable[[], torch.Tensor]) -> str | None:
                        "(a head initialized to zero, as torchvision's untrained ViT?); load trained weights")
     if stuck:
         return text + (f"{len(stuck)} logit(s) barely moved: the starting image may leave the model's units closed; "
-                       "try --start grey (or dark), or --param pixel")
+                       f"try {_other_starts(result)}")
     return text + "more --steps (or a higher --lr) usually gets further"

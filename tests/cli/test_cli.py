@@ -187,6 +187,12 @@ def test_the_health_line_names_what_to_change_from_how_far_the_logits_moved():
     assert "does not depend on the input" in classes_health(result([0.5, 0.1], [0.0, 0.0]), lambda: torch.zeros(2))
     assert "barely moved" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.01, 3.0]))
     assert "more --steps" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.5, 3.0]))
+    # what to start from instead names only what the run did not use
+    for start, parametrization, advice in [("grey (auto)", "fft", "try --start dark, or --param pixel"),
+                                           ("dark", "pixel", "try --start grey"),
+                                           ("data mean logit (auto)", "basis", "try --start grey (or dark), or --param pixel")]:
+        stuck = SimpleNamespace(**vars(result([0.3, 0.9], [-1.0, 2.0])), start=start, parametrization=parametrization)
+        assert classes_health(stuck, lambda: torch.tensor([0.01, 3.0])).endswith(advice)
 
 
 def test_a_classes_run_reads_from_a_gpu_only_at_intervals(tmp_path, monkeypatch):
