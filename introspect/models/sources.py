@@ -804,11 +804,14 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
         raise UserError("{name} does not run on input of shape {shape}: {reason}; its input may be fixed at {fixed}",
                         name=name, shape=shape, reason=reason, fixed=fixed) from exc
     rows = output.shape[0] if isinstance(output, torch.Tensor) and output.ndim else DRY_BATCH
+    if rows != DRY_BATCH and fixed is None:
+        raise UserError("{name} gives {rows} output rows for {batch} input images of shape {shape}, not one per "
+                        "image (check {size} / {input_shape})", settings=("size", "input_shape"), name=name,
+                        rows=rows, batch=DRY_BATCH, shape=shape)
     if rows != DRY_BATCH:
-        where = "; its input may be fixed at {fixed}" if fixed is not None else " (check {size} / {input_shape})"
-        raise UserError("{name} gives {rows} output rows for {batch} input images of shape {shape}, not one per image"
-                        + where, settings=() if fixed is not None else ("size", "input_shape"), name=name, rows=rows,
-                        batch=DRY_BATCH, shape=shape, fixed=fixed)
+        raise UserError("{name} gives {rows} output rows for {batch} input images of shape {shape}, not one per "
+                        "image; its input may be fixed at {fixed}", name=name, rows=rows, batch=DRY_BATCH,
+                        shape=shape, fixed=fixed)
     return output
 
 
