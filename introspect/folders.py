@@ -201,6 +201,14 @@ def _check_out(path: Path, force: bool) -> None:
     if holds_run(path) and not force:
         raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
                         settings=("out", "force"), path=path)
+    if path.is_dir() and not force and not (path / MANIFEST).exists():  # a manifest: an unfinished run's own folder
+        # The user's own files: a run's report.png or index.html would replace theirs. A run.json that does not
+        # parse (``holds_run``) is a broken run's, which a new run replaces.
+        others = sorted(entry.name for entry in path.iterdir() if entry.name not in (LOCK_NAME, RUN_RECORD))
+        if others:
+            raise UserError("{out} '{path}' holds files that are not a run's ({names}); choose an empty or new "
+                            "folder, or add {force} to write into it", settings=("out", "force"), path=path,
+                            names=", ".join(others[:3]) + (", ..." if len(others) > 3 else ""))
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

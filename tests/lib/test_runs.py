@@ -73,6 +73,18 @@ def test_empty_or_broken_run_json_is_not_a_run(tmp_path):
     assert holds_run(folder)
 
 
+def test_a_folder_of_the_users_own_files_is_not_written_into_unasked(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.png").write_bytes(b"my own picture")
+    assert main(["classes", "--steps", "1", "--classes", "0", "--out", str(folder)]) == 2
+    assert "holds files that are not a run's (report.png)" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["report.png"]
+    assert (folder / "report.png").read_bytes() == b"my own picture"
+    assert main(["classes", "--steps", "1", "--classes", "0", "--out", str(folder), "--force"]) == 0  # asked
+    assert holds_run(folder)
+
+
 def test_force_replaces_the_earlier_run_files(tmp_path):
     folder = tmp_path / "r"
     assert main(["classes", "--steps", "1", "--classes", "0", "--snapshots", "1", "--out", str(folder)]) == 0
