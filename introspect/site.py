@@ -306,6 +306,7 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on
                for r in runs}
     if len(digests) > 1:
         raise UserError("the run folders hold runs of different models; explore joins runs of one model")
+    _check_one_data([r for r in runs if r.kind == "channels"])
     first = runs[0].record
     if compute and on_progress is not None:
         on_progress("loading the model")
@@ -357,6 +358,28 @@ def _runner_up(entry: dict | None) -> dict:
     name = entry.get("runner_up_name")
     return {"runner_up": int(runner), "runner_up_name": str(name) if isinstance(name, (str, int)) else str(runner),
             "runner_up_probability": _probability(p) if _is_number(p) else None}
+
+
+def _check_one_data(channels_runs: Sequence) -> None:
+    """Refuse channels runs whose real examples come from different data (another dataset, split or pictures
+    folder): the site shows each channel's examples by their index in one dataset, so another's would be the wrong
+    pictures."""
+    used = {}
+    for run in channels_runs:
+        data = run.record.get("dataset")
+        if isinstance(data, dict):
+            what = (data.get("name"), data.get("split"), data.get("count"), recorded_images(run.record))
+            used.setdefault(what, str(run.path))
+    if len(used) > 1:
+        (first, one), (second, other) = list(used.items())[:2]
+        raise UserError("the channels runs '{one}' and '{other}' took their real examples from different data "
+                        "({first} and {second}); explore joins runs over the same data: explore them separately",
+                        one=one, other=other, first=_data_words(first), second=_data_words(second))
+
+
+def _data_words(data: tuple) -> str:
+    name, split, count, folder = data
+    return f"{count} pictures of {folder}" if folder else f"{name} {split}, {count} images"
 
 
 def _gather_channels(site: Site, run) -> None:

@@ -88,3 +88,37 @@ def test_real_images_are_labelled_by_their_sub_folder_only():
     assert _label(site, pictures(("images",)), 0) is None  # one folder: nothing tells them apart
     builtin = ImageDataset("mnist", "train", torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ("0", "1"), "x")
     assert _label(site, builtin, 1) == "one"  # the model's class names
+
+
+def test_runs_whose_examples_come_from_different_data_are_not_joined(tmp_path):
+    """Each channel's real examples are indices into the data its run used: runs over other data (another pictures
+    folder, dataset or split) are refused with both named, not shown with the wrong pictures; the same data joins."""
+    import numpy as np
+    import pytest
+
+    from introspect.errors import UserError
+    from introspect.folders import Run
+    from introspect.site import build_site
+
+    def run(name, layer, dataset, folder=None):
+        per = [{"channel": 0, "activation": 1.0, "ratio": None, "dead": False}]
+        record = {"command_name": "channels", "model": {"name": "m"}, "diverse": 1, "neuron": False,
+                  "dataset": dataset, "layers": [{"layer": layer, "measured_at": layer, "per_channel": per}],
+                  "repeat": {"data": {"images": folder}} if folder else {}}
+        arrays = {"layers": np.array([layer]), "images": np.zeros((1, 1, 4, 4), np.uint8),
+                  "scores": np.ones(1, np.float32), "examples": np.array([[1]]),
+                  "example_activations": np.ones((1, 1), np.float32), "ratio": np.ones(1, np.float32),
+                  "dead": np.zeros(1, bool)}
+        return Run(tmp_path / name, record, arrays)
+
+    mine = lambda count: {"name": "images", "split": "all", "source": "x", "count": count}  # noqa: E731
+    with pytest.raises(UserError, match="took their real examples from different data .2 pictures of /a and 5 "
+                                        "pictures of /b."):
+        build_site([run("one", "conv1", mine(2), "/a"), run("two", "conv2", mine(5), "/b")], tmp_path / "site",
+                   compute=False)
+    mnist = {"name": "mnist", "split": "train", "source": "x", "count": 5000}
+    with pytest.raises(UserError, match="mnist train, 5000 images and mnist test"):
+        build_site([run("one", "conv1", mnist), run("two", "conv2", {**mnist, "split": "test"})], tmp_path / "site",
+                   compute=False)
+    build_site([run("one", "conv1", mnist), run("two", "conv2", mnist)], tmp_path / "site", compute=False)
+    assert (tmp_path / "site" / "layer-conv1.html").is_file() and (tmp_path / "site" / "layer-conv2.html").is_file()
