@@ -41,6 +41,12 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         raise UserError(f"--out '{target}' exists; choose another path or add --force to overwrite it")
     if not target.parent.exists():
         raise UserError(f"folder '{target.parent}' does not exist; create it first")
+    partial = target.with_name(target.name + ".partial")
+    try:  # written before training, not only after it: a folder that cannot take the file would lose the training
+        partial.touch()
+        partial.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write --out '{target}' ({exc.strerror or exc}); choose another path") from None
     device = resolve_device(args.device)
     recipe = TRAINING_RECIPES[args.dataset]
     epochs = args.epochs or recipe.epochs
@@ -59,7 +65,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
               augment=recipe.augment, max_batches=args.max_batches, device=device,
               on_batch=lambda done, total: bar.update(task, completed=done, total=total),
               on_epoch=lambda s: bar.update(task, info=f"epoch {s.epoch}: loss {s.loss:.3f}, train acc {s.accuracy:.3f}"))
-    partial = target.with_name(target.name + ".partial")
     save_checkpoint(partial, model, spec)
     partial.replace(target)
     io.out.print(f"wrote {target} ({epochs} epochs on {len(data)} images, seed {args.seed})", markup=False)

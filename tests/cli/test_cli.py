@@ -46,6 +46,24 @@ def test_train_few_batches_writes_loadable_checkpoint(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
 
 
+def test_train_refuses_an_out_it_cannot_write_before_training(tmp_path, capsys, monkeypatch):
+    """A read-only folder (root writes through permission bits, so the file system's refusal is what is made here)
+    is found before training, not after it: nothing is trained to be lost."""
+    import errno
+    import pathlib
+
+    import introspect_cli.commands.train as command
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "touch", read_only)
+    monkeypatch.setattr(command, "load_dataset", lambda *a, **k: pytest.fail("loaded data to train"))
+    assert main(["train", "--epochs", "1", "--max-batches", "2", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write --out" in err and "Read-only file system" in err and not list(tmp_path.iterdir())
+
+
 def test_training_changes_weights(tiny_model, tiny_spec):
     from introspect.training import train
 
