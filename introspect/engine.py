@@ -343,7 +343,7 @@ class RenderConfig:
     l2: float = setting(0.0, "l2", "L2 penalty weight", "weight")
     blur: float = setting(0.0, "blur", "blur penalty weight", "weight")
     snapshots: tuple[int, ...] = setting((), "snapshots", "steps at which to keep the images, e.g. 8,32,128: adds an "
-                                         "evolution strip and evolution.gif", "steps", metavar="STEPS")
+                                         "evolution strip and evolution.gif", "steps", metavar="STEPS", only="classes")
     device: str = setting("cpu", "device", "auto, cpu or cuda[:N]", "device")
     amp: bool = setting(False, "amp", "bfloat16 mixed precision for the model: CUDA, or CPUs with bf16 support",
                         "switch")

@@ -96,6 +96,8 @@ CASES = {
     "empty channel list": (["channels", "--layer", "conv1", "--channels", ""], "empty channel list"),
     "blank channel list": (["channels", "--layer", "conv1", "--channels", " "], "empty channel list"),
     "unknown model": (["classes", "--model", "resnet"], "unknown model 'resnet'"),
+    "snapshots for channels, which keep none": (["channels", "--layer", "conv1", "--snapshots", "1"],
+                                                "unrecognized arguments: --snapshots 1"),
     "missing checkpoint": (["classes", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
     "empty checkpoint": (["classes", "--checkpoint", "{tmp}/empty.pt"], "is empty"),
     "corrupt checkpoint": (["classes", "--checkpoint", "{tmp}/corrupt.pt"], "corrupt or truncated"),
