@@ -281,8 +281,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDataset:
     """The user's own images as a dataset: every picture under ``folder`` (sub-folders are classes, as
-    in torchvision's ImageFolder; a flat folder is one class), each converted to ``spec.input_shape``
-    exactly as ``load_image`` converts one. Unreadable files are skipped and counted in ``source``.
+    in torchvision's ImageFolder, and pictures beside them one more, "FOLDER (top level)"; a flat folder is one
+    class), each converted to ``spec.input_shape`` exactly as ``load_image`` converts one. Unreadable files are
+    skipped and counted in ``source``.
     The converted images are cached, keyed by every file's path, size and modification time."""
     import hashlib
     import json
@@ -294,8 +295,11 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
         raise UserError("{images} '{root}' is not a folder", settings=("images",), root=root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
+    loose = len(classes)  # the label of pictures beside the sub-folders: a class of their own, named after the folder
+    if classes and any(p.parent == root for p in files):
+        classes.append(f"{root.resolve().name} (top level)")
     key = hashlib.sha256(json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-                                    + [list(spec.input_shape), invert]).encode()).hexdigest()[:20]
+                                    + [list(spec.input_shape), invert, "labels v2"]).encode()).hexdigest()[:20]
     cached = cache_dir() / "images" / f"{key}.npz"
     try:
         with np.load(cached) as stored:
@@ -309,7 +313,7 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
                 skipped += 1
                 continue
             pictures.append((pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy())
-            labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root else 0)
+            labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root else loose)
         images = np.stack(pictures) if pictures else np.zeros((0, *spec.image_shape), np.uint8)
         labels = np.asarray(labels, np.int64)
         with contextlib.suppress(OSError):

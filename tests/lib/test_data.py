@@ -54,3 +54,24 @@ def test_a_failed_download_leaves_no_empty_folders_even_as_another_rank_removes_
     monkeypatch.setattr(Path, "rglob", fails_first)
     assert data._from_folder("MNIST", "train", tmp_path, strict=False) is None
     assert (tmp_path / "mine").is_dir()
+
+
+def test_pictures_beside_sub_folders_are_a_class_of_their_own(tmp_path, monkeypatch):
+    """Sub-folders are classes; pictures lying beside them are one more class, named after the folder, not the
+    first sub-folder's (their label was 0); a flat folder is one class."""
+    import numpy as np
+    from PIL import Image
+
+    from introspect.data import load_image_folder
+    from introspect.models import load_model
+
+    monkeypatch.setenv("INTROSPECT_CACHE", str(tmp_path / "cache"))
+    spec = load_model("mnist").spec
+    mixed = tmp_path / "mixed"
+    for place in ("cats/a.png", "dogs/b.png", "loose.png"):
+        (mixed / place).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), 200, np.uint8)).save(mixed / place)
+    data = load_image_folder(mixed, spec)
+    assert data.class_names == ("cats", "dogs", "mixed (top level)") and data.labels.tolist() == [0, 1, 2]
+    flat = load_image_folder(mixed / "cats", spec)
+    assert flat.class_names == ("images",) and flat.labels.tolist() == [0]
