@@ -107,17 +107,17 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int | None = None,
-             device: torch.device | str = "cpu") -> Evaluation:
+             device: torch.device | str = "cpu", on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
     """Accuracy and confusion matrix of ``model`` on ``dataset`` (eval mode, restored afterwards), computed
     on ``device`` (a copy of the model when it lives elsewhere), ``batch_size`` images at a time (None:
-    ``layers.pass_batch_size``'s)."""
+    ``layers.pass_batch_size``'s); ``on_batch(images done, images)`` after each batch."""
     with on_device(model, device) as placed:
         batch_size = batch_size or pass_batch_size(placed, spec.input_shape, device)
-        return _evaluate(placed, spec, dataset, batch_size, torch.device(device))
+        return _evaluate(placed, spec, dataset, batch_size, torch.device(device), on_batch)
 
 
 def _evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_size: int,
-              device: torch.device) -> Evaluation:
+              device: torch.device, on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
     was_training = model.training
     model.eval()
     normalize = Normalize.of(spec, device)
@@ -129,6 +129,8 @@ def _evaluate(model: nn.Module, spec: ModelSpec, dataset: ImageDataset, batch_si
             predicted = model(normalize(pixels)).argmax(1).cpu()
             target = dataset.labels[start:start + batch_size]
             confusion += torch.bincount(target * k + predicted, minlength=k * k).view(k, k)
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(dataset)), len(dataset))
     finally:
         model.train(was_training)
     correct = confusion.diag().sum().item()

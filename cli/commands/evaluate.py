@@ -39,7 +39,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     check_fits(data, loaded.spec.image_shape)
     if data.class_names != loaded.spec.class_names:
         io.err.print(f"note: the dataset's classes differ from the model's ({', '.join(loaded.spec.class_names)})", markup=False)
-    result = evaluate(loaded.model, loaded.spec, data, device=device)
+    with io.progress() as bar:
+        task = bar.add_task("evaluating", total=len(data), info="")
+        result = evaluate(loaded.model, loaded.spec, data, device=device,
+                          on_batch=lambda done, total: bar.update(task, completed=done, total=total))
     names = loaded.spec.class_names
     table = Table(title=Text(f"confusion matrix ({name} {args.split}, rows: true, columns: predicted)"))
     table.add_column("true")

@@ -64,6 +64,13 @@ def test_train_refuses_an_out_it_cannot_write_before_training(tmp_path, capsys, 
     assert "cannot write --out" in err and "Read-only file system" in err and not list(tmp_path.iterdir())
 
 
+def test_evaluate_shows_its_progress(capsys):
+    assert main(["evaluate", "--split", "test", "--progress"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluating: ")]
+    done = [tuple(map(int, line.split()[1].split("/"))) for line in lines]
+    assert len(done) > 1 and done[-1][0] == done[-1][1] and done == sorted(done)
+
+
 def test_training_changes_weights(tiny_model, tiny_spec):
     from introspect.training import train
 
