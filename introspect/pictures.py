@@ -3,6 +3,9 @@ array or a .wav file gives a signal (or any input) as it is. Below ``activations
 pictures."""
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,7 +66,9 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     if invert not in ("auto", "yes", "no"):
         raise UserError("{invert} must be auto, yes or no, got '{given}'", settings=("invert",), given=invert)
     try:
-        with Image.open(path) as opened:
+        # PIL warns of a picture past its decompression-bomb size (up to twice that it refuses, below): a big photo
+        # is read all the same, and the conversion notes give its size, so no stray warning reaches the terminal.
+        with _ignoring(Image.DecompressionBombWarning), Image.open(path) as opened:
             # A phone's MPO JPEG holds its photo as frame 0 and previews or depth maps after it.
             frames = 1 if opened.format == "MPO" else getattr(opened, "n_frames", 1)
             if frame is None and frames > 1:
@@ -218,3 +223,11 @@ def _unit_float(image: Image.Image, notes: list[str]) -> Image.Image:
     if array.min() < 0 or array.max() > 1:
         notes.append("values outside [0, 1] clipped")
     return Image.fromarray(np.clip(array, 0, 1))
+
+
+@contextlib.contextmanager
+def _ignoring(category: type[Warning]) -> Iterator[None]:
+    """Warnings of ``category`` not shown for the duration (``warnings.catch_warnings(action=...)`` is Python 3.11's)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        yield

@@ -174,3 +174,22 @@ def test_a_layer_that_does_not_depend_on_the_input_is_shown_as_it_is():
         torch.testing.assert_close(result.outputs["table"], model.table(model.grid)[0])
     assert result.saliency.abs().sum() > 0 and hook_count(model) == 0
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_big_picture_is_read_without_a_stray_warning(tmp_path, monkeypatch):
+    """PIL warns of pictures past its decompression-bomb size (refusing those past twice it): one under that is read
+    quietly, its size in the conversion notes."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from introspect.models import load_model
+    from introspect.pictures import load_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a 40x40 picture is then "big": 1,600 pixels
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(tmp_path / "big.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_image(tmp_path / "big.png", load_model("mnist").spec)
+    assert not caught and any("40×40" in note for note in loaded.conversion)
