@@ -142,8 +142,9 @@ class ExampleStats:
     @property
     def judged(self) -> bool:
         """Whether the channels are judged by the sign of their output (``live``, ``rare``): after an activation,
-        where never positive means closed for every real image. A raw output ("identity": a logit, or a conv whose
-        tanh or norm the measure does not follow) is signed, so below zero on every image says nothing."""
+        where never positive means closed for every real image. An output measured as it is ("identity": a logit, a
+        norm's or a PReLU's output, a conv whose tanh the measure does not follow) is signed and passes values below
+        zero on, so below zero on every image says nothing."""
         return self.activation != "identity"
 
     @property

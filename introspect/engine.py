@@ -22,6 +22,7 @@ from torch import nn
 
 from .errors import Message
 from .hooks import HookRegistry, frozen, redirected_relus
+from .layers import DRY_BATCH
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
 from . import settings
@@ -165,15 +166,20 @@ _RUNS_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, bool]]" =
 
 
 def runs_channels_last(model: nn.Module, input_shape: Sequence[int], device: torch.device | str) -> bool:
-    """Whether ``model``'s forward runs on two zero images of ``input_shape`` under ``channels_last``: one that
+    """Whether ``model``'s forward runs on DRY_BATCH zero images of ``input_shape`` under ``channels_last``: one that
     ``.view``s a conv's output (``x.view(x.size(0), -1)``, common in hand-written nets) cannot, as that layout's
     strides do not flatten. One frozen no-grad forward per model, shape and device, remembered."""
-    key = (tuple(input_shape), str(torch.device(device)))
-    known = _RUNS_CHANNELS_LAST.setdefault(model, {})
+    device = torch.device(device)
+    key = (tuple(input_shape), str(device))
+    try:
+        known = _RUNS_CHANNELS_LAST.setdefault(model, {})
+    except TypeError:  # a module that cannot be a key (a dataclass's __eq__ without __hash__): asked every time
+        known = {}
     if key not in known:
-        try:
-            with torch.no_grad(), frozen(model), channels_last(model), torch.random.fork_rng(devices=[]):
-                model(torch.zeros(2, *input_shape, device=device))
+        cuda = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
+        try:  # a model that draws random numbers in its forward draws the same afterwards (CPU and its GPU)
+            with torch.no_grad(), frozen(model), channels_last(model), torch.random.fork_rng(devices=cuda):
+                model(torch.zeros(DRY_BATCH, *input_shape, device=device))
             known[key] = True
         except Exception:  # noqa: BLE001 - the user's model; whatever fails here runs in its own layout
             known[key] = False

@@ -201,10 +201,9 @@ def _check_out(path: Path, force: bool) -> None:
     if holds_run(path) and not force:
         raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
                         settings=("out", "force"), path=path)
-    if path.is_dir() and not force and not (path / MANIFEST).exists():  # a manifest: an unfinished run's own folder
-        # The user's own files: a run's report.png or index.html would replace theirs. A run.json that does not
-        # parse (``holds_run``) is a broken run's, which a new run replaces.
-        others = sorted(entry.name for entry in path.iterdir() if entry.name not in (LOCK_NAME, RUN_RECORD))
+    if path.is_dir() and not force and not _run_leftovers(path):
+        # The user's own files: a run's report.png or index.html would replace theirs.
+        others = sorted(entry.name for entry in path.iterdir())
         if others:
             raise UserError("{out} '{path}' holds files that are not a run's ({names}); choose an empty or new "
                             "folder, or add {force} to write into it", settings=("out", "force"), path=path,
@@ -215,6 +214,15 @@ def _check_out(path: Path, force: bool) -> None:
                 raise UserError("cannot create output folder '{path}': '{parent}' is a file",
                                 path=path, parent=parent)
             break
+
+
+def _run_leftovers(path: Path) -> bool:
+    """Whether a folder holding no finished run shows a run's own files: a run.json that does not parse, the first
+    file a run writes (images.npz), an unfinished channels run's manifest, a lock or a file half-written by a run
+    that was stopped. Such a folder is a failed or running run's, not the user's."""
+    names = {entry.name for entry in path.iterdir()}
+    return bool(names & {RUN_RECORD, "images.npz", MANIFEST, PARTS, LOCK_NAME}) or any(
+        name.startswith(".tmp") for name in names)
 
 
 def claim_run_folder(out: str | Path | None, prefix: str, force: bool = False, root: str | Path = "runs",

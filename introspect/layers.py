@@ -320,8 +320,8 @@ def pass_batch_size(model: nn.Module, input_shape: tuple[int, ...], device: torc
                     stop_after: str | Sequence[str] | None = None, most: int = 500) -> int:
     """Images per batch for a no-grad pass of ``model`` over a dataset (up to the layers ``stop_after``): ``most``
     on a GPU, whose allocator keeps freed memory; on the CPU as many as keep the largest output (and the input)
-    within PASS_BYTES, from one dry forward of one image (``most`` for a model that does not run on one image,
-    e.g. one that squeezes the batch away: the pass's own batches are what must run)."""
+    within PASS_BYTES, from one dry forward (``describe_layers``: DRY_BATCH images; ``most`` for a model that does not
+    run on them: the pass's own batches are what must run)."""
     if torch.device(device).type != "cpu":
         return most
     try:

@@ -232,7 +232,7 @@ CHANNEL_DEFINITIONS = {
     "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
                   "Linear: the unit's value after its activation; neuron: the centre position",
     "live": "some real image gives the channel a positive output somewhere; every channel of a layer measured at "
-            "its raw output (signed: a logit, say), which is never called dead or rarely active",
+            "a signed output (a logit, a norm's or PReLU's output), which is never called dead or rarely active",
     "ratio": "the visualization's activation / the highest activation of any real image (live channels that are "
              "neither rarely active nor not reached)",
     "rarely active": "live, but active (post-activation > 0 somewhere) on fewer than 1% of the dataset's images",

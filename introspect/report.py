@@ -419,9 +419,9 @@ class Page:
 
     def signal(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None,
                norm=None, vmin: float | None = None, vmax: float | None = None, **kwargs):
-        """A one-row array (1, L) or (1, L, 3) as a waveform over the sample index with labelled axes (pixel
-        values on 0..1, others on ``norm``'s or vmin/vmax's scale) and, for L >= SPECTROGRAM_SAMPLES where the
-        box is wide enough, its spectrogram beside it. Returns the waveform's axes and a colour mappable."""
+        """A one-row array (1, L) or (1, L, C) as a waveform (a line per channel) over the sample index with
+        labelled axes (pixel values on 0..1, others on ``norm``'s or vmin/vmax's scale) and, for L >=
+        SPECTROGRAM_SAMPLES where the box is wide enough, its spectrogram beside it. Returns the waveform's axes and a colour mappable."""
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
@@ -472,8 +472,8 @@ SIGNAL_HEIGHT, SIGNAL_WIDTH = 1.2, 2.4
 
 @rc_context(PLAIN_TEXT)
 def save_signal_png(path: str | Path, values: np.ndarray, dpi: int = 100) -> None:
-    """A one-row array (1, L) of pixel values in [0, 1] as a waveform picture (with its spectrogram for long
-    ones), SIGNAL_PICTURE inches at ``dpi``: what the explorer's pages show for a 1-D input."""
+    """A one-row array (1, L) or (1, L, C) of pixel values in [0, 1] as a waveform picture (with its spectrogram for
+    long ones), SIGNAL_PICTURE inches at ``dpi``: what the explorer's pages show for a 1-D input."""
     width, height = SIGNAL_PICTURE
     page = Page(height, width)
     page.signal(0.05, 0.2, values, width - 0.15, height - 0.25)
@@ -490,7 +490,7 @@ SIGNAL_PICTURE = (6.0, 1.6)
 
 
 def is_signal(array: np.ndarray) -> bool:
-    """Whether a display array is one row (1, L) or (1, L, 3) of L > 1: a 1-D signal, drawn as a waveform."""
+    """Whether a display array is one row (1, L) or (1, L, C) of L > 1: a 1-D signal, drawn as a waveform."""
     return array.ndim in (2, 3) and array.shape[0] == 1 and array.shape[1] > 1
 
 

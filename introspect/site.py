@@ -715,9 +715,14 @@ _ENCODING: tuple | None = None
 
 def _png(out: Path, name: str, array: np.ndarray) -> None:
     """A uint8 picture as a PNG (on the encoding threads while ``_encoding_in_parallel`` runs); a one-row one (a 1-D
-    signal) as a waveform picture with axes, a one-row colour map as a strip STRIP_PX tall: a 1-pixel strip is
-    invisible on a page."""
+    signal, of any number of channels) as a waveform picture with axes, a one-row colour map as a strip STRIP_PX
+    tall: a 1-pixel strip is invisible on a page."""
     target = _target(out, name)
+    if array.ndim == 3 and array.shape[-1] != 3 and array.shape[0] > 1 and array.shape[1] == 1 and array.shape[2] > 1:
+        from .report import save_signal_png  # a signal of several channels (C, 1, L): a line each, as on the report
+
+        save_signal_png(target, np.transpose(array, (1, 2, 0)).astype(np.float32) / 255)
+        return
     if array.ndim == 3 and array.shape[-1] != 3:  # (C, H, W): its channels as drawn (``shown_channels``)
         array = shown_channels(array)
         array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
            for a in argv):
         raise UserError("{record} records a command that continues or launches other runs (--resume, --distributed); "
                         "rerun repeats single runs only", record=f"'{args.record}'")
+    if repeat.command == "channels":
+        argv, dropped = _without_snapshots(argv)
+        if dropped:
+            io.err.print("note: the recorded --snapshots is left out: a channels run never kept snapshots, and its "
+                         "command no longer takes them", markup=False)
     parser = args.command_parsers[repeat.command]
     try:
         parsed = parser.parse_args(argv[1:])
@@ -76,6 +81,21 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for role, entry in inputs.items():
         io.err.print(f"rerun: loads {role.replace('_', ' ')} {entry['path']} (sha256 {entry['sha256'][:16]}…)", markup=False)
     return Outcome(rerun=command)
+
+
+def _without_snapshots(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without its --snapshots option (and value), which channels runs once took and ignored."""
+    kept, skip, dropped = [], False, False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--snapshots":
+            skip = dropped = True
+        elif arg.startswith("--snapshots="):
+            dropped = True
+        else:
+            kept.append(arg)
+    return kept, dropped
 
 
 def pinned_settings(parsed: argparse.Namespace, repeat: Repeat) -> list[str]:

@@ -793,6 +793,11 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
             raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv3d, which takes "
                             "3-D input (video, volumes); introspect takes images (C,H,W) and 1-D signals (C,L) only",
                             name=name, shape=shape) from exc
+        if _runs_one_image(model, shape):
+            raise UserError("{name} runs on one image of shape {shape} but not on a batch of {batch} ({reason}): its "
+                            "forward folds the batch (a view to a fixed size?); introspect runs images in batches, so "
+                            "keep the batch dimension (x.view(x.size(0), -1))", name=name, shape=shape,
+                            batch=DRY_BATCH, reason=reason) from exc
         if isinstance(first, nn.Conv1d) and len(shape) == 3 and fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv1d, which takes a "
                             "1-D signal: pass {input_shape} C,L (e.g. {example}) instead of an image's size",
@@ -803,7 +808,9 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
                             settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc
         raise UserError("{name} does not run on input of shape {shape}: {reason}; its input may be fixed at {fixed}",
                         name=name, shape=shape, reason=reason, fixed=fixed) from exc
-    rows = output.shape[0] if isinstance(output, torch.Tensor) and output.ndim else DRY_BATCH
+    # Checked where the output is taken as (batch, classes) or a map of them; another (a sequence-first (T, B, K),
+    # a structure) has its logits named by the flags, and its layers' rows are checked where they are hooked.
+    rows = output.shape[0] if isinstance(output, torch.Tensor) and output.ndim in (2, 4) else DRY_BATCH
     if rows != DRY_BATCH and fixed is None:
         raise UserError("{name} gives {rows} output rows for {batch} input images of shape {shape}, not one per "
                         "image (check {size} / {input_shape})", settings=("size", "input_shape"), name=name,
@@ -814,6 +821,16 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
                         shape=shape, fixed=fixed)
     return output
 
+
+
+@torch.no_grad()
+def _runs_one_image(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` runs on one zero image of ``shape`` (after failing on a batch: it folds the batch)."""
+    try:
+        model(torch.zeros(1, *shape))
+    except Exception:  # noqa: BLE001 - the user's model: failing here too says the shape is what is wrong
+        return False
+    return True
 
 
 def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tuple[float, ...]:

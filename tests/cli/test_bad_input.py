@@ -71,6 +71,20 @@ class FixedView(nn.Module):  # the old CIFAR-10 tutorial's x.view(-1, N) at 12 p
         return self.fc(nn.functional.max_pool2d(self.conv(x), 2).view(-1, 4 * 4 * 4))
 
 
+class FoldsTheBatch(FixedView):  # runs on one image only
+    def forward(self, x):
+        return self.fc(nn.functional.max_pool2d(self.conv(x), 2).view(1, -1))
+
+
+class SequenceFirst(nn.Module):  # (T, B, K) output, as RNN/CTC audio nets give: loads, its logits unnamed
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).permute(2, 0, 1)
+
+
 class NeedsABatch(FixedView):  # a forward that asserts a batch: it runs on several images
     def forward(self, x):
         assert x.size(0) > 1, "need a batch"
@@ -156,6 +170,8 @@ CASES = {
                                                       "20"],
                                                      "gives 8 output rows for 2 input images of shape (3, 20, 20), not "
                                                      "one per image (check --size / --input-shape)"),
+    "a forward that folds the batch": (["classes", "--model", "{tmp}/shapes.py:FoldsTheBatch", "--size", "12"],
+                                       "runs on one image of shape (3, 12, 12) but not on a batch of 2"),
     "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
                         "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
     "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",
@@ -266,3 +282,9 @@ def test_a_forward_that_asserts_a_batch_runs(files, capsys):
     assert main(["classes", "--model", f"{files}/shapes.py:NeedsABatch", "--size", "12", "--classes", "0,1",
                  "--steps", "2", "--out", str(out)]) == 0, capsys.readouterr().err
     assert (out / "report.png").is_file()
+
+
+def test_a_sequence_first_output_still_loads(files, capsys):
+    """The rows check applies where the output is taken as (batch, classes): a (T, B, K) output is not refused."""
+    assert main(["layers", "--model", f"{files}/shapes.py:SequenceFirst", "--input-shape", "1,8"]) == 0
+    assert "conv" in capsys.readouterr().out

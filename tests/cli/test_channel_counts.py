@@ -66,3 +66,5 @@ def test_other_channel_counts_run_to_the_end(tmp_path, capsys, command, model, s
     assert report.ndim == 3 and report.shape[2] == 3  # an opaque page, not a 4th channel read as alpha
     pictures = sorted((out / "site" / "img").rglob("*.png"))
     assert pictures and all(Image.open(p).mode in ("L", "RGB", "RGBA") for p in pictures)
+    if model == "Signal" and command == "classes":  # the explorer draws a waveform (a line per channel), no strip
+        assert all(Image.open(p).size == (600, 160) for p in pictures if p.name.startswith("class-"))

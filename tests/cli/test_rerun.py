@@ -238,3 +238,16 @@ def test_an_image_folder_is_read_from_where_the_run_was_and_a_replaced_picture_i
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(pictures / "1.png")  # one replaced
     assert main(["rerun", str(tmp_path / "work" / "a"), "--out", "c"]) == 2
     assert "images" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_a_channels_run_recorded_with_snapshots_reruns_without_them(tmp_path, capsys):
+    """Channels runs once took --snapshots (and kept nothing): a run recorded with it reruns, the flag left out."""
+    assert main(["channels", "--layer", "conv1", "--channels", "0", "--steps", "1", "--out", "a"]) == 0
+    record = _record(tmp_path / "a")
+    argv = record["repeat"]["argv"]
+    record["repeat"]["argv"] = [*argv[:1], "--snapshots", "1", *argv[1:]]
+    (tmp_path / "a" / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["rerun", "a", "--out", "b"]) == 0
+    assert "the recorded --snapshots is left out" in capsys.readouterr().err
+    assert (tmp_path / "a" / "images.npz").read_bytes() == (tmp_path / "b" / "images.npz").read_bytes()

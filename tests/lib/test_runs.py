@@ -83,6 +83,11 @@ def test_a_folder_of_the_users_own_files_is_not_written_into_unasked(tmp_path, c
     assert (folder / "report.png").read_bytes() == b"my own picture"
     assert main(["classes", "--steps", "1", "--classes", "0", "--out", str(folder), "--force"]) == 0  # asked
     assert holds_run(folder)
+    failed = tmp_path / "failed"  # a run that failed after its first file: its folder, not the user's, is reused
+    failed.mkdir()
+    (failed / "images.npz").write_bytes(b"")
+    (failed / "report.png").write_bytes(b"")
+    assert main(["classes", "--steps", "1", "--classes", "0", "--out", str(failed)]) == 0 and holds_run(failed)
 
 
 def test_force_replaces_the_earlier_run_files(tmp_path):
