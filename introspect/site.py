@@ -550,6 +550,10 @@ def _site_files(out: Path) -> list[str] | None:
             except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
                 listed = []
             return [name for name in listed if safe_name(name)] if isinstance(listed, list) else []
+        if (out / "run.json").is_file():
+            raise UserError("{out} '{path}' is a run folder: explore writes a site into a new or empty folder or a "
+                            "site it made (a run's own site is its site/ folder); name another folder",
+                            settings=("out",), path=out)
         if any(out.iterdir()):
             raise UserError("{out} '{path}' is a folder introspect did not make (no {marker} in it) and not empty: "
                             "explore writes only into a new or empty folder or a site it made; name another folder",

@@ -481,6 +481,9 @@ def weights_set_by_constructor(cls: type, model: nn.Module) -> bool:
 
 
 def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
+    if not is_torchscript(path) and _is_introspect_checkpoint(path):
+        raise UserError("'{path}' is an introspect checkpoint (its architecture and metadata inside): pass it as "
+                        "{checkpoint} FILE, without {model}", settings=("checkpoint", "model"), path=path)
     if not is_torchscript(path):
         raise UserError("'{path}' is not a TorchScript archive; for a state dict, name its architecture with {model} "
                         "(torchvision:NAME or file.py:ClassName) and pass the file as {checkpoint}",
@@ -503,6 +506,15 @@ def _torchscript(path: Path, meta: MetaOverrides) -> LoadedModel:
                         "model's output is its logits", settings=("logits_layer",))
     spec = _spec_from_flags(model, path.stem, meta)
     return LoadedModel(model.eval(), spec, str(path), file_sha256(path), scripted=True)
+
+
+def _is_introspect_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint ``save_checkpoint`` wrote (read safely: weights only)."""
+    try:
+        stored = read_checkpoint(path)
+    except UserError:
+        return False
+    return isinstance(stored, dict) and isinstance(stored.get("spec"), dict) and "state_dict" in stored
 
 
 def first_conv_channels(model: nn.Module) -> int | None:

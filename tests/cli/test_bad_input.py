@@ -172,6 +172,9 @@ CASES = {
                                                      "one per image (check --size / --input-shape)"),
     "a forward that folds the batch": (["classes", "--model", "{tmp}/shapes.py:FoldsTheBatch", "--size", "12"],
                                        "runs on one image of shape (3, 12, 12) but not on a batch of 2"),
+    "an introspect checkpoint given as the model": (["evaluate", "--model", "{tmp}/lenet.pt"],
+                                                    "is an introspect checkpoint (its architecture and metadata "
+                                                    "inside): pass it as --checkpoint FILE, without --model"),
     "3-D input model": (["layers", "--model", "{tmp}/shapes.py:Video", "--input-shape", "3,8,8"],
                         "its first conv is a Conv3d, which takes 3-D input (video, volumes)"),
     "whole pickled model without trust": (["classes", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",

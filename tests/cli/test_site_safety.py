@@ -196,6 +196,8 @@ def test_a_folder_introspect_did_not_make_is_refused(tmp_path, capsys):
     assert (tmp_path / "docs" / "index.html").read_text() == "my docs" and len(list((tmp_path / "docs").iterdir())) == 1
     (tmp_path / "empty").mkdir()
     assert explore("run", "--out", "empty") == 0 and (tmp_path / "empty" / "index.html").is_file()
+    assert explore("run", "--out", "run") == 2  # a run folder: its own site is its site/ folder
+    one_error_line(capsys, "is a run folder", "site/")
 
 
 def test_a_site_is_rebuilt_in_place_replacing_only_its_own_files(tmp_path):
