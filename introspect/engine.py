@@ -414,7 +414,8 @@ class RenderConfig:
     @contextlib.contextmanager
     def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[None]:
         """The speed switches these settings name, entered around ``model``: channels-last layout (by default
-        for 3-channel inputs, where it was faster; not for a model whose forward fails in it), redirected ReLU gradients, bfloat16 autocast."""
+        for 3-channel inputs, where it was faster; not for a model whose forward fails in it), redirected ReLU
+        gradients, bfloat16 autocast."""
         layout = self.channels_last if self.channels_last is not None else spec.image_shape[0] >= 3 and spec.is_image
         with contextlib.ExitStack() as stack:
             if layout and runs_channels_last(model, spec.input_shape, self.device):
