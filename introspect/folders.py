@@ -17,7 +17,7 @@ import errno
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,13 +201,11 @@ def _check_out(path: Path, force: bool) -> None:
     if holds_run(path) and not force:
         raise UserError("{out} '{path}' already holds a run; choose another folder or add {force} to overwrite it",
                         settings=("out", "force"), path=path)
-    if path.is_dir() and not force and not _run_leftovers(path):
-        # The user's own files: a run's report.png or index.html would replace theirs.
-        others = sorted(entry.name for entry in path.iterdir())
-        if others:
-            raise UserError("{out} '{path}' holds files that are not a run's ({names}); choose an empty or new "
-                            "folder, or add {force} to write into it", settings=("out", "force"), path=path,
-                            names=", ".join(others[:3]) + (", ..." if len(others) > 3 else ""))
+    names = sorted(entry.name for entry in path.iterdir()) if path.is_dir() and not force else []
+    if names and not _run_leftovers(names):  # the user's own files: a run's report.png would replace theirs
+        raise UserError("{out} '{path}' holds files that are not a run's ({names}); choose an empty or new "
+                        "folder, or add {force} to write into it", settings=("out", "force"), path=path,
+                        names=", ".join(names[:3]) + (", ..." if len(names) > 3 else ""))
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -216,12 +214,11 @@ def _check_out(path: Path, force: bool) -> None:
             break
 
 
-def _run_leftovers(path: Path) -> bool:
-    """Whether a folder holding no finished run shows a run's own files: a run.json that does not parse, the first
-    file a run writes (images.npz), an unfinished channels run's manifest, a lock or a file half-written by a run
-    that was stopped. Such a folder is a failed or running run's, not the user's."""
-    names = {entry.name for entry in path.iterdir()}
-    return bool(names & {RUN_RECORD, "images.npz", MANIFEST, PARTS, LOCK_NAME}) or any(
+def _run_leftovers(names: Sequence[str]) -> bool:
+    """Whether the entries of a folder holding no finished run show a run's own files: a run.json that does not
+    parse, the first file a run writes (images.npz), an unfinished channels run's manifest, a lock or a file
+    half-written by a run that was stopped. Such a folder is a failed or running run's, not the user's."""
+    return bool({RUN_RECORD, "images.npz", MANIFEST, PARTS, LOCK_NAME}.intersection(names)) or any(
         name.startswith(".tmp") for name in names)
 
 

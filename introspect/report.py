@@ -438,7 +438,7 @@ class Page:
         wave_w = (w - left) * (0.6 if spectrogram else 1.0) - (left if spectrogram else 0.0)
         ax = self.axes(x + left, top, max(wave_w, 0.1), max(h - bottom, 0.1))
         lines = values[:, None] if values.ndim == 1 else values
-        colours = SIGNAL_COLOURS[3] if lines.shape[1] == 3 else SIGNAL_COLOURS[1] if lines.shape[1] == 1 else None
+        colours = SIGNAL_COLOURS.get(lines.shape[1])
         for channel in range(lines.shape[1]):
             colour = colours[channel] if colours else f"C{channel % 10}"  # one line per channel of a signal
             ax.plot(np.arange(length), lines[:, channel], color=colour, linewidth=0.6)

@@ -41,7 +41,7 @@ from .channels import HISTOGRAM_BINS, HISTOGRAM_EDGES, RARE_SHARE, histogram_bin
 from .encoding import colored, overlay, save_png, shown_channels
 from .errors import Message, UserError
 from .explore import CLASS_TOP, compute_classes, compute_layers, load_data, load_images, load_recorded_model, recorded_images
-from .folders import Run, load_run
+from .folders import Run, holds_run, load_run
 from .layers import describe_layers
 from .objectives import ACTIVATION_FUNCTIONS
 from .quality import saturates
@@ -550,7 +550,7 @@ def _site_files(out: Path) -> list[str] | None:
             except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
                 listed = []
             return [name for name in listed if safe_name(name)] if isinstance(listed, list) else []
-        if (out / "run.json").is_file():
+        if holds_run(out):
             raise UserError("{out} '{path}' is a run folder: explore writes a site into a new or empty folder or a "
                             "site it made (a run's own site is its site/ folder); name another folder",
                             settings=("out",), path=out)
