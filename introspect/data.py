@@ -37,6 +37,8 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: tuple[str, ...]
     source: str
+    #: Each image's file, relative to the folder it was read from (``load_image_folder``); () for a dataset.
+    files: tuple[str, ...] = ()
     _digest: str | None = field(default=None, init=False, repr=False, compare=False)
     #: Statistics computed from the images once and reused (e.g. ``channels.data_subspace``), by name.
     derived: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -279,11 +281,30 @@ def check_fits(dataset: ImageDataset, input_shape: tuple[int, ...]) -> None:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def picture_files(root: Path) -> list[Path]:
+    """The pictures under ``root`` (by suffix), sorted: sub-folders that are links followed (a class folder linked in
+    from elsewhere is a class, each real folder read once), hidden files and folders left out (a notebook's
+    .ipynb_checkpoints copies, macOS's ._NAME resource files are no class and no picture)."""
+    import os
+
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up, or a second link to the same folder
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [Path(folder) / name for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
+
+
 def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDataset:
     """The user's own images as a dataset: every picture under ``folder`` (sub-folders are classes, as
     in torchvision's ImageFolder, and pictures beside them one more, "FOLDER (top level)"; a flat folder is one
-    class), each converted to ``spec.input_shape`` exactly as ``load_image`` converts one. Unreadable files are
-    skipped and counted in ``source``.
+    class), each converted to ``spec.input_shape`` exactly as ``load_image`` converts one (``picture_files``: linked
+    folders followed, hidden ones left out). Unreadable files are skipped and counted in ``source``.
     The converted images are cached, keyed by every file's path, size and modification time."""
     import hashlib
     import json
@@ -293,7 +314,7 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
     root = Path(folder)
     if not root.is_dir():
         raise UserError("{images} '{root}' is not a folder", settings=("images",), root=root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = picture_files(root)
     classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
     loose = len(classes)  # the label of pictures beside the sub-folders: a class of their own, named after the folder
     if classes and any(p.parent == root for p in files):
@@ -304,8 +325,9 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
     try:
         with np.load(cached) as stored:
             images, labels, skipped = stored["images"], stored["labels"], int(stored["skipped"])
+            read = [str(name) for name in stored["files"]]
     except (OSError, ValueError, KeyError):
-        pictures, labels, skipped = [], [], 0
+        pictures, labels, read, skipped = [], [], [], 0
         for path in files:
             try:
                 pixels = load_image(path, spec, invert).pixels
@@ -314,14 +336,15 @@ def load_image_folder(folder: str | Path, spec, invert: str = "auto") -> ImageDa
                 continue
             pictures.append((pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy())
             labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root else loose)
+            read.append(path.relative_to(root).as_posix())
         images = np.stack(pictures) if pictures else np.zeros((0, *spec.image_shape), np.uint8)
         labels = np.asarray(labels, np.int64)
         with contextlib.suppress(OSError):
             cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(cached, images=images, labels=labels, skipped=skipped)
+            np.savez_compressed(cached, images=images, labels=labels, skipped=skipped, files=np.asarray(read, dtype=str))
     if not len(images):
         raise UserError("{images} '{root}' holds no readable pictures (PNG, JPEG, BMP, GIF, TIFF, WebP){unread}",
                         settings=("images",), root=root, unread=f"; {skipped} could not be read" if skipped else "")
     source = f"{len(images)} images from {root}" + (f" ({skipped} unreadable skipped)" if skipped else "")
     return ImageDataset(root.name, "all", torch.from_numpy(images), torch.from_numpy(labels),
-                        tuple(classes) or ("images",), source)
+                        tuple(classes) or ("images",), source, tuple(read))

@@ -181,6 +181,8 @@ def runs_channels_last(model: nn.Module, input_shape: Sequence[int], device: tor
             with torch.no_grad(), frozen(model), channels_last(model), torch.random.fork_rng(devices=cuda):
                 model(torch.zeros(DRY_BATCH, *input_shape, device=device))
             known[key] = True
+        except torch.OutOfMemoryError:  # the device was full then, not the layout wrong: asked again next time
+            return False
         except Exception:  # noqa: BLE001 - the user's model; whatever fails here runs in its own layout
             known[key] = False
     return known[key]

@@ -354,11 +354,46 @@ def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | 
         if not names:
             raise UserError("'all' found no conv or Linear layers computed from the input; name the layers "
                             "(see {layers_command})", settings=("layers_command",))
+        if notes is not None:
+            notes.extend(reused_note({i.name: i.calls for i in found if i.name in names}))
         return names
     names = [name.strip() for name in layers.split(",")] if isinstance(layers, str) else list(layers)
     if not names or not all(names):
         raise UserError("the layer list {layers!r} has an empty name; write e.g. conv1,conv2 (see {layers_command})",
                         settings=("layers_command",), layers=layers)
-    for name in names:
-        resolve_layer(model, name)
-    return list(dict.fromkeys(names))
+    modules = {name: resolve_layer(model, name) for name in dict.fromkeys(names)}
+    if notes is not None:
+        notes.extend(reused_note(call_counts(model, input_shape, modules)))
+    return list(modules)
+
+
+def call_counts(model: nn.Module, input_shape: tuple[int, ...], modules: dict[str, nn.Module]) -> dict[str, int]:
+    """How often each of ``modules`` (by name) runs in one frozen no-grad forward on DRY_BATCH zero images, where the
+    model is; {} where that forward fails (the run itself says why) or a module takes no hooks (TorchScript)."""
+    calls = dict.fromkeys(modules, 0)
+    handles = []
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        for name, module in modules.items():
+            if is_scripted(module):
+                return {}
+            handles.append(module.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)))
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            model(torch.zeros((DRY_BATCH, *input_shape), device=device))
+    except Exception:  # noqa: BLE001 - the user's model: nothing to say here about a forward that fails
+        return {}
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def reused_note(calls: dict[str, int]) -> list[str]:
+    """A note naming the layers that run more than once per forward (``calls``: runs by name): hooks, and so every
+    measurement and objective, see a reused module's first call only."""
+    reused = [f"{name} ({count} times)" for name, count in calls.items() if count > 1]
+    if not reused:
+        return []
+    return [f"{', '.join(reused)} {'runs' if len(reused) == 1 else 'run'} more than once per forward pass: "
+            f"{'its' if len(reused) == 1 else 'their'} channels are measured and optimized at the first call only"]

@@ -529,6 +529,14 @@ def _folder_error(out: Path, exc: OSError) -> UserError:
                      settings=("out",), path=out, strerror=exc.strerror or exc)
 
 
+def _check_writable(out: Path, folder: Path | None) -> None:
+    """Refuse, before any computing, an ``out`` whose ``folder`` (itself, or the nearest existing folder above a new
+    one) this process may not write into."""
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError("{out} '{path}' cannot be written: '{folder}' is not writable; name another folder",
+                        settings=("out",), path=out, folder=folder)
+
+
 def _site_files(out: Path) -> list[str] | None:
     """The files introspect wrote into ``out`` (from its marker), None when ``out`` is new or empty; a UserError
     when it is a file, lies below one, or is a folder introspect did not make that is not empty."""
@@ -540,9 +548,11 @@ def _site_files(out: Path) -> list[str] | None:
             if parent is not None and not parent.is_dir():
                 raise UserError("cannot create {out} '{path}': '{parent}' is a file", settings=("out",), path=out,
                                 parent=parent)
+            _check_writable(out, parent)
             return None
         if not out.is_dir():
             raise UserError("{out} '{path}' is an existing file; name a folder", settings=("out",), path=out)
+        _check_writable(out, out)
         marker = out / MARKER
         if marker.is_file() and not marker.is_symlink():
             try:

@@ -76,8 +76,9 @@ def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, 
         raise UserError(f"--index {args.index} is out of range: {name} has 0-{len(data) - 1}")
     io.err.print(f"data: {data.source}", markup=False)
     label = int(data.labels[args.index])
+    picture = f"{data.files[args.index]}, " if data.files else ""  # which file of the folder
     return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
-                      source=f"{name} #{args.index} (label {data.class_names[label]}; {data.source})",
+                      source=f"{name} #{args.index} ({picture}label {data.class_names[label]}; {data.source})",
                       label=label), data
 
 

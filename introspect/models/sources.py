@@ -28,6 +28,7 @@ from ..capture import HookRegistry
 from ..layers import DRY_BATCH
 from ..errors import Message, UserError
 from ..normalize import Normalize
+from ..objectives import needs_leak
 from ..outputs import POSITIONS, class_values, describe_kind, value_kind
 from .checkpoint import file_sha256, is_torchscript, load_checkpoint, load_state, load_weights, read_checkpoint, unwrap_state_dict
 from .registry import BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
@@ -134,6 +135,8 @@ FINAL_MODULES = {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid", nn.LogSoftmax: "l
 FINAL_CALLS = {torch.softmax: "softmax", F.softmax: "softmax", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
                torch.log_softmax: "log-softmax", F.log_softmax: "log-softmax"}
 FINAL_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log-softmax"}
+#: ``final_op``'s kind prefix for a forward that ends in an activation (a ReLU...): scores, not probabilities.
+ACTIVATED = "activated:"
 #: Layers whose output (through reshapes) as the model's is its logits: a layer computes no probabilities.
 RAW_LAYERS = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 #: Ops that only reshape: a module's output seen through them still holds the same values, one per class.
@@ -143,8 +146,9 @@ RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     """(kind, layer) when torch.fx sees the model's output at ``where`` ("" or ":KEY") come from a final softmax,
     sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
-    ("logits", None) when it is a Linear's or conv's own output (through reshapes); None when the forward does not
-    trace or ends otherwise."""
+    ("logits", None) when it is a Linear's or conv's own output (through reshapes); (ACTIVATED + the activation,
+    layer) when it ends in an activation such as a ReLU (scores, whatever values they take: a ReLU'd head in [0, 1]
+    is no sigmoid's); None when the forward does not trace or ends otherwise."""
     graph = fx_graph(model)
     if isinstance(graph, str):  # a forward fx cannot trace: the values decide
         return None
@@ -174,11 +178,26 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
         source = _through_reshapes(node)
         if source.op == "call_module" and isinstance(modules.get(source.target), RAW_LAYERS):
             return "logits", None  # a layer's own output: logits, whatever values an untrained one gives
-        return None
+        activation = _activation_of(source, modules)
+        if activation is None:
+            return None
+        # Scores through a ReLU (or another activation): not probabilities, whatever values they take
+        before = _through_reshapes(source.args[0] if source.args else None)
+        single = isinstance(before, torch.fx.Node) and before.op == "call_module" and len(before.users) == 1
+        return f"{ACTIVATED}{activation}", before.target if single else None
     source = _through_reshapes(node.args[0] if node.args else None)
     if isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1:
         return kind, source.target
     return kind, None
+
+
+def _activation_of(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """The activation (``objectives.ACTIVATION_FUNCTIONS``' name) a module or call node applies, else None."""
+    if node.op == "call_module":
+        step = _module_step(node.target, modules.get(node.target))
+    else:
+        step = _call_step(node)
+    return step.activation if step is not None else None
 
 
 def _through_reshapes(node):
@@ -209,7 +228,16 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
             changes = {"output_kind": "sigmoid logits"}
     elif spec.output_kind is None and spec.logits_layer == "":
         found = final_op(model, spec.logits)
-        if found is not None and found[1] is not None:
+        if found is not None and found[0].startswith(ACTIVATED):
+            changes = {"output_kind": "logits"}
+            activation, layer = found[0].removeprefix(ACTIVATED), found[1]
+            loaded.notes.append(Message("the model's output is its scores through {activation}: read as logits (a softmax "
+                                        "over them), not as probabilities", activation=activation))
+            if layer is not None and needs_leak(activation):
+                loaded.notes.append(Message("a class whose score {activation} holds at its flat part gets no gradient "
+                                            "there: pass {logits_layer} {layer} to raise the scores before it",
+                                            settings=("logits_layer",), activation=activation, layer=layer))
+        elif found is not None and found[1] is not None:
             kind, layer = found
             changes = {"logits_layer": layer, "logits_output": None,
                        "output_kind": "sigmoid logits" if kind == "sigmoid" else "logits"}

@@ -65,7 +65,8 @@ def test_animated_gif_needs_a_frame(tmp_path, capsys):
 
 
 def test_activations_of_one_of_your_own_pictures(tmp_path, capsys):
-    """--images DIR --index N: the picture of that index (sorted by path), unreadable files skipped."""
+    """--images DIR --index N: the picture of that index (sorted by path), unreadable files skipped; the run says
+    which file it was."""
     import json
     import shutil
     from pathlib import Path
@@ -82,6 +83,8 @@ def test_activations_of_one_of_your_own_pictures(tmp_path, capsys):
     assert main(["activations", "--images", "pics", "--index", "0", "--out", "a", "--quiet"]) == 0
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert record["prediction"]["class"] == 7 and "1 unreadable skipped" in record["input"]["source"]
+    assert main(["activations", "--images", "pics", "--index", "1", "--out", "c", "--quiet"]) == 0
+    assert "#1 (zzz/black.png, label zzz" in json.loads((tmp_path / "c" / "run.json").read_text())["input"]["source"]
     assert main(["activations", "--images", "pics", "--index", "2", "--out", "b"]) == 2
     assert "out of range" in capsys.readouterr().err
     assert main(["activations", "--images", "pics", "--image", "x.png", "--out", "b"]) == 2

@@ -500,6 +500,20 @@ def test_bad_output_folders_are_one_line(tmp_path, capsys):
     one_error_line(capsys, "name too long")
 
 
+def test_an_unwritable_out_is_refused_before_anything_is_computed(tmp_path, capsys, monkeypatch):
+    """explore computed what the runs lack (minutes on a big layer) and only then found --out unwritable. Permission
+    bits do not stop root, so the process is told it may not write there."""
+    channels_run(tmp_path / "run", {"conv1": [0]})
+    (tmp_path / "locked").mkdir()
+    allowed = os.access
+    monkeypatch.setattr(site_module.os, "access", lambda path, mode, **kw: Path(path).name != "locked"
+                        and allowed(path, mode, **kw))
+    monkeypatch.setattr(site_module, "_gather", lambda *a, **k: pytest.fail("computed before refusing --out"))
+    for out in ("locked", "locked/site"):
+        assert explore("run", "--out", out) == 2
+        one_error_line(capsys, "is not writable")
+
+
 def test_a_cache_entry_of_the_wrong_shape_is_recomputed(tmp_path):
     import torch
 

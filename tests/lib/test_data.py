@@ -75,3 +75,29 @@ def test_pictures_beside_sub_folders_are_a_class_of_their_own(tmp_path, monkeypa
     assert data.class_names == ("cats", "dogs", "mixed (top level)") and data.labels.tolist() == [0, 1, 2]
     flat = load_image_folder(mixed / "cats", spec)
     assert flat.class_names == ("images",) and flat.labels.tolist() == [0]
+
+
+def test_linked_class_folders_are_read_and_hidden_ones_left_out(tmp_path, monkeypatch):
+    """A class folder linked in from elsewhere was silently missing (rglob does not follow links), and a notebook's
+    .ipynb_checkpoints became a class of its own; macOS's ._NAME files counted as unreadable pictures. Each image
+    keeps its file, first read and from the cache alike; a link back up is read once."""
+    import numpy as np
+    from PIL import Image
+
+    from introspect.data import load_image_folder
+    from introspect.models import load_model
+
+    monkeypatch.setenv("INTROSPECT_CACHE", str(tmp_path / "cache"))
+    spec = load_model("mnist").spec
+    root, elsewhere = tmp_path / "pets", tmp_path / "elsewhere" / "dogs"
+    for place in (root / "cats" / "a.png", root / ".ipynb_checkpoints" / "a-checkpoint.png", elsewhere / "b.png",
+                  root / "cats" / ".hidden.png"):
+        place.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), 200, np.uint8)).save(place)
+    (root / "cats" / "._a.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (root / "dogs").symlink_to(elsewhere, target_is_directory=True)
+    (root / "cats" / "again").symlink_to(root, target_is_directory=True)  # a loop
+    for _ in range(2):  # read, then from the cache
+        data = load_image_folder(root, spec)
+        assert data.class_names == ("cats", "dogs") and data.labels.tolist() == [0, 1]
+        assert data.files == ("cats/a.png", "dogs/b.png") and "unreadable" not in data.source

@@ -164,6 +164,31 @@ def test_a_model_that_views_a_conv_output_runs_in_its_own_layout():
     assert runs_channels_last(flattening, spec.input_shape, "cpu")  # reshape-based flattening runs in it
 
 
+class RunsOutOfMemoryOnce(torch.nn.Module):
+    """A conv net whose first forward finds the device full."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3)
+        self.full = True
+
+    def forward(self, x):
+        if self.full:
+            self.full = False
+            raise torch.OutOfMemoryError("out of memory")
+        return self.conv(x).flatten(1)
+
+
+def test_a_full_device_is_not_remembered_as_a_layout_the_model_cannot_run():
+    """runs_channels_last remembered any failure for the model's life: one OOM (a busy GPU) then ran every later render
+    in the slower layout. Only a failure of the layout itself is remembered."""
+    from introspect.engine import runs_channels_last
+
+    model = RunsOutOfMemoryOnce()
+    assert not runs_channels_last(model, (3, 8, 8), "cpu")
+    assert runs_channels_last(model, (3, 8, 8), "cpu")  # asked again: it runs
+
+
 def test_channels_examples_and_activations_on_every_device(device):
     """The caller's model stays on the CPU while the work runs on ``device`` (a copy when it differs)."""
     from torch import nn

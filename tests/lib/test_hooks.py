@@ -387,6 +387,39 @@ def test_layer_all_leaves_out_layers_that_do_not_depend_on_the_input_and_says_so
     assert [p.requires_grad for p in model.parameters()] == flags and hook_count(model) == 0
 
 
+class _SharedConv(nn.Module):
+    """One conv applied twice (shared weights), in training mode: its hook sees its first call only."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.shared = nn.Conv2d(2, 2, 3, padding=1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.shared(torch.relu(self.shared(self.drop(self.stem(x))))).mean((2, 3))
+
+
+def test_a_layer_run_more_than_once_is_named_in_a_note():
+    """`channels --layer shared` on a module the forward calls twice measured its first call with no word (only
+    `introspect layers` warned); named or picked by "all", the note now says so, after one frozen forward that leaves
+    the model's mode, random state and hooks as they were."""
+    from introspect.layers import select_layers
+
+    model = _SharedConv().train()
+    state = torch.random.get_rng_state()
+    for chosen in ("shared,stem", "all"):
+        notes: list[str] = []
+        assert sorted(select_layers(model, (1, 4, 4), chosen, notes)) == ["shared", "stem"]
+        assert notes == ["shared (2 times) runs more than once per forward pass: its channels are measured and optimized "
+                         "at the first call only"]
+    notes = []
+    select_layers(model, (1, 4, 4), "stem", notes)
+    assert notes == []
+    assert model.training and model.drop.training and hook_count(model) == 0
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_describe_layers_restores_each_modules_mode():
     """A model in train mode whose BatchNorms the user froze (bn.eval(), as for fine-tuning) keeps them frozen."""
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(), nn.Linear(64, 2))

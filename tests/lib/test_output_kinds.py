@@ -12,6 +12,7 @@ from introspect_cli.main import main
 
 MODELS = '''
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -129,6 +130,32 @@ class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrai
 
     def forward(self, x):
         return torch.flatten(self.classifier(x), 1)
+
+
+class ReluLast(nn.Module):  # scores through a final F.relu, every value in (0, 1): no sigmoid's probabilities
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+        with torch.no_grad():
+            self.fc.weight.mul_(0.01)
+            self.fc.bias.fill_(0.5)
+
+    def forward(self, x):
+        return F.relu(self.fc(x.flatten(1)))
+
+
+class ReluModuleLast(ReluLast):  # the same through an nn.ReLU module, flattened after it
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc(x.flatten(1))).flatten(1)
+
+
+class LeakyLast(ReluLast):  # a leaky ReLU never holds a score flat: no advice to work before it
+    def forward(self, x):
+        return F.leaky_relu(self.fc(x.flatten(1)), 0.1)
 '''
 
 
@@ -168,6 +195,23 @@ def test_value_rules():
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+@pytest.mark.parametrize("name, advice", [("ReluLast", True), ("ReluModuleLast", True), ("LeakyLast", False)])
+def test_scores_through_a_final_activation_are_logits_never_sigmoid_probabilities(models, name, advice):
+    loaded = _load(models, name)
+    with torch.no_grad():
+        values = loaded.model(torch.rand(16, 1, 8, 8))
+    assert bool(((values > 0) & (values < 1)).all())  # what a sigmoid would give: the values alone said "sigmoid"
+    assert (loaded.spec.logits_layer, loaded.spec.output_kind) == ("", "logits")
+    notes = "\n".join(str(note) for note in loaded.notes)
+    assert "scores through" in notes and "read as logits" in notes
+    assert ("logits_layer fc" in notes) == advice
+    result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2), candidates=1)
+    with torch.no_grad():
+        scores = loaded.model((result.images - loaded.spec.mean[0]) / loaded.spec.std[0])
+    assert torch.allclose(result.probabilities, torch.softmax(scores, 1).diagonal(), atol=1e-5)
+    assert "(sigmoid)" not in result.titles[0]
 
 
 @pytest.mark.parametrize("name, meta", [("OneLogit", {}), ("OneLogitSqueezed", {"logits_layer": "fc"})])
