@@ -27,7 +27,7 @@ from .errors import Message, UserError
 from .hooks import Probe, record
 from .layers import describe_layers, not_a_tensor, pass_batch_size, resolve_layer
 from .models.spec import ModelSpec
-from .objectives import ACTIVATION_FUNCTIONS, Objective, reduce_channels
+from .objectives import ACTIVATION_FUNCTIONS, UNJUDGED_ACTIVATIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
 from .quality import saturates, saved_levels
 
@@ -141,11 +141,11 @@ class ExampleStats:
 
     @property
     def judged(self) -> bool:
-        """Whether the channels are judged by the sign of their output (``live``, ``rare``): after an activation,
-        where never positive means closed for every real image. An output measured as it is ("identity": a logit, a
-        norm's or a PReLU's output, a conv whose tanh the measure does not follow) is signed and passes values below
-        zero on, so below zero on every image says nothing."""
-        return self.activation != "identity"
+        """Whether the channels are judged by the sign of their output (``live``, ``rare``): after an activation
+        that closes, where never positive means closed for every real image. An output measured as it is
+        ("identity": a logit, a norm's or a PReLU's output) or after tanh is signed and passes values below zero on,
+        so below zero on every image says nothing; a sigmoid's is never 0 (``UNJUDGED_ACTIVATIONS``)."""
+        return self.activation.partition(":")[0] not in UNJUDGED_ACTIVATIONS
 
     @property
     def live(self) -> torch.Tensor:

@@ -47,9 +47,9 @@ class _ActivationTable(dict):
 
 
 #: Activation functions a model may apply to a layer's output (ModelSpec.activations names them). Each one's
-#: output is above 0 exactly where its input is: a unit is "active" where the function's output is above 0,
-#: which for ReLU, ReLU6, Hardswish, SiLU, GELU and Mish is their value at -inf, and for LeakyReLU and ELU
-#: (which go on below 0) the kink where their slope changes.
+#: output is above 0 exactly where its input is (but sigmoid's, above 0 everywhere): a unit is "active" where the
+#: function's output is above 0, which for ReLU, ReLU6, Hardswish, SiLU, GELU and Mish is their value at -inf, and
+#: for LeakyReLU, ELU and tanh (which go on below 0) where their input changes sign.
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _ActivationTable({
     "relu": torch.relu,
     "relu6": F.relu6,
@@ -59,11 +59,16 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _Activ
     "mish": F.mish,
     "leaky_relu": F.leaky_relu,
     "elu": F.elu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
     "identity": lambda x: x,
 })
 
 #: Activations whose gradient never vanishes below 0: a channel objective needs no pre-activation term with them.
 LEAKY_ACTIVATIONS = ("identity", "leaky_relu")
+#: Activations after which a channel is not judged dead or rarely active by the sign of its output: the output as it
+#: is and tanh pass values below 0 on (never positive says nothing), and sigmoid is never 0.
+UNJUDGED_ACTIVATIONS = ("identity", "tanh", "sigmoid")
 
 
 def needs_leak(activation: str) -> bool:

@@ -546,7 +546,16 @@ def _is_introspect_checkpoint(path: Path) -> bool:
 
 
 def first_conv_channels(model: nn.Module) -> int | None:
-    """The input channels of the model's first conv, a TorchScript one (its ``original_name``) included."""
+    """The input channels of the model's first conv: the first to run where torch.fx traces the forward (a module
+    defined before the stem reads the stem's output, not the image), else the first defined, a TorchScript one (its
+    ``original_name``) included."""
+    graph = fx_graph(model) if not isinstance(model, torch.jit.ScriptModule) else "scripted"
+    if not isinstance(graph, str):
+        modules = dict(model.named_modules())
+        for node in graph.nodes:
+            module = modules.get(node.target) if node.op == "call_module" else None
+            if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
+                return module.in_channels
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
             return module.in_channels
@@ -560,7 +569,7 @@ def first_conv_channels(model: nn.Module) -> int | None:
 ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu", nn.Mish: "mish",
                       nn.GELU: lambda m: "gelu" if m.approximate == "none" else f"gelu:{m.approximate}",
                       nn.LeakyReLU: lambda m: _named("leaky_relu", m.negative_slope, 0.01),
-                      nn.ELU: lambda m: _named("elu", m.alpha, 1.0)}
+                      nn.ELU: lambda m: _named("elu", m.alpha, 1.0), nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
 #: Modules that keep each channel to itself and change no shape (in eval mode): a channel is measured after them.
 #: PReLU's slopes are weights, so it is hooked itself rather than applied as a function.
 PASS_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.PReLU)
@@ -570,8 +579,10 @@ NO_OP_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout
 ACTIVATION_CALLS = {F.relu: ("relu", None), torch.relu: ("relu", None), torch.relu_: ("relu", None),
                     F.relu6: ("relu6", None), F.hardswish: ("hardswish", None), F.silu: ("silu", None),
                     F.mish: ("mish", None), F.gelu: ("gelu", None),
-                    F.leaky_relu: ("leaky_relu", (1, "negative_slope", 0.01)), F.elu: ("elu", (1, "alpha", 1.0))}
-ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
+                    F.leaky_relu: ("leaky_relu", (1, "negative_slope", 0.01)), F.elu: ("elu", (1, "alpha", 1.0)),
+                    torch.tanh: ("tanh", None), F.tanh: ("tanh", None), torch.sigmoid: ("sigmoid", None),
+                    F.sigmoid: ("sigmoid", None)}
+ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
 
 
 def _named(name: str, parameter: float, default: float) -> str:

@@ -5,6 +5,7 @@ import warnings
 import pytest
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from helpers import tiny_dataset, zoo_model
@@ -197,16 +198,57 @@ def test_activation_functions_and_their_leak():
 
     x = torch.linspace(-50, 50, 1001)
     for name in ("relu", "relu6", "hardswish", "gelu", "silu", "mish", "leaky_relu", "elu", "leaky_relu:0.2", "elu:0.5",
-                 "gelu:tanh"):
+                 "gelu:tanh", "tanh"):
         y = ACTIVATION_FUNCTIONS[name](x)
         assert torch.equal(y > 0, x > 0), name  # "active" (output above 0) is the same as an open unit
-    assert "leaky_relu:nope" not in ACTIVATION_FUNCTIONS and "tanh" not in ACTIVATION_FUNCTIONS
+    assert bool((ACTIVATION_FUNCTIONS["sigmoid"](x) > 0).all())  # never 0: no channel is judged by its sign after it
+    assert "leaky_relu:nope" not in ACTIVATION_FUNCTIONS and "softplus" not in ACTIVATION_FUNCTIONS
     closed = {"out": torch.full((1, 1, 2, 2), -10.0, requires_grad=True)}
     for name, leaks in (("relu", True), ("hardswish", True), ("leaky_relu", False)):
         value = channel("out", 0, activation=name)(closed)
         (grad,) = torch.autograd.grad(value.sum(), closed["out"])
         assert bool((grad != 0).all()), name
         assert (name, leaks) and True
+
+
+class LeNetTanh(nn.Module):
+    """LeNet-5 as taught: tanh after each layer (a call, a module), a sigmoid gate, average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c3 = nn.Conv2d(1, 3, 5, padding=2), nn.Conv2d(3, 4, 5)
+        self.act, self.gate = nn.Tanh(), nn.Sigmoid()
+        self.f5, self.out = nn.Linear(4 * 5 * 5, 6), nn.Linear(6, 10)
+
+    def forward(self, x):
+        x = F.avg_pool2d(torch.tanh(self.c1(x)), 2)
+        x = F.avg_pool2d(self.act(self.c3(x)), 2)
+        return self.out(self.gate(self.f5(x.flatten(1))).tanh())
+
+
+def test_tanh_and_sigmoid_are_measured_after_and_never_judged_dead():
+    """A LeNet's conv was measured raw ("c1 (raw output)"), not what the next layer reads: tanh and sigmoid, modules,
+    calls or methods, are now where its channels are measured. A channel below 0 on every image is not called dead
+    after tanh (it passes its values on), nor is any after a sigmoid (never 0)."""
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    model = LeNetTanh().eval()
+    with torch.no_grad():
+        model.c1.bias.fill_(-100.0)  # tanh(c1) near -1 on every image
+    fields = measuring_fields(model)
+    spec = ModelSpec(name="lenet", architecture="user", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
+                     logits_layer="out", class_names=tuple("0123456789"), **fields)
+    assert [spec.measured_at(layer) for layer in ("c1", "c3", "f5", "out")] == [
+        "c1 → torch.tanh", "c3 → act", "f5 → gate", "out (raw output)"]
+    assert [(spec.tap(layer), spec.activation(layer)) for layer in ("c1", "c3", "f5")] == [
+        ("c1", "tanh"), ("c3", "tanh"), ("f5", "sigmoid")]
+    stats = examples_pass(model, spec, ["c1", "f5"], tiny_dataset(12))
+    assert bool((stats["c1"].max_value < -0.99).all())  # tanh's value, not the raw -100
+    for layer in ("c1", "f5"):
+        assert bool(stats[layer].live.all()) and not bool(stats[layer].rare.any())
+    assert bool((stats["f5"].max_value > 0).all()) and not stats["f5"].judged
 
 
 def test_a_batchnorm_that_opens_a_closed_conv_makes_it_live():

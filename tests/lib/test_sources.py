@@ -317,6 +317,26 @@ def test_size_finds_the_channels_of_a_scripted_first_conv():
         assert first_conv_channels(nn.Sequential(part, nn.Flatten())) == 3
 
 
+class _SharedDefinedFirst(nn.Module):
+    """A conv defined before the stem that feeds it (weights shared across two calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Conv2d(4, 4, 3, padding=1)
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.shared(self.shared(self.stem(x))).mean((2, 3))
+
+
+def test_size_takes_the_channels_of_the_conv_that_reads_the_input():
+    """--size took the first conv defined (4 channels) and refused the model: "does not run on input of shape
+    (4, 28, 28)". The first conv to run reads the image."""
+    from introspect.models.sources import first_conv_channels
+
+    assert first_conv_channels(_SharedDefinedFirst()) == 1
+
+
 FACTORY = """from torch import nn
 
 
