@@ -503,7 +503,7 @@ class ChannelsSummary:
     median_ratio: float | None
     share_ratio_at_least_1: float | None
     rare: int | None = None  # live but active on fewer than RARE_SHARE of the images
-    not_reached: int = 0  # the optimized activation stayed at or below 0
+    not_reached: int = 0  # the optimized activation stayed at or below 0 (and, signed, below the best real image's)
     failed_images: int = 0  # optimized images whose objective became NaN/inf (stopped there; the others went on)
     images: int = 0  # optimized images in all
 
@@ -599,8 +599,12 @@ class ChannelsResult:
 
     @property
     def not_reached(self) -> torch.Tensor:
-        """(N,) bool: no optimized image of the channel got a positive activation."""
-        return self.best <= 0
+        """(N,) bool: no optimized image of the channel got a positive activation, nor, on a signed output
+        (``ExampleStats.judged`` false: below 0 on every real image is no failure there), the best real image's."""
+        below = self.best <= 0
+        if self.examples is not None and not self.examples.judged:
+            below &= self.best < self.examples.max_value[self.channels].to(self.best.dtype)
+        return below
 
     @property
     def ratio(self) -> torch.Tensor:

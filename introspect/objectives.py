@@ -67,8 +67,9 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _Activ
 #: Activations whose gradient never vanishes below 0: a channel objective needs no pre-activation term with them.
 LEAKY_ACTIVATIONS = ("identity", "leaky_relu")
 #: Activations after which a channel is not judged dead or rarely active by the sign of its output: the output as it
-#: is and tanh pass values below 0 on (never positive says nothing), and sigmoid is never 0.
-UNJUDGED_ACTIVATIONS = ("identity", "tanh", "sigmoid")
+#: is, LeakyReLU, ELU and tanh pass values below 0 on (never positive says nothing: a PReLU, hooked itself, is the
+#: output as it is), and sigmoid is never 0.
+UNJUDGED_ACTIVATIONS = ("identity", "leaky_relu", "elu", "tanh", "sigmoid")
 
 
 def needs_leak(activation: str) -> bool:

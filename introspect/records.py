@@ -232,11 +232,12 @@ CHANNEL_DEFINITIONS = {
     "activation": "mean over the spatial map of the post-activation output (what the next layer sees); "
                   "Linear: the unit's value after its activation; neuron: the centre position",
     "live": "some real image gives the channel a positive output somewhere; every channel of a layer measured at "
-            "a signed output (a logit, a norm's or PReLU's output), which is never called dead or rarely active",
+            "a signed output (a logit, a norm's or PReLU's output, after LeakyReLU, ELU or tanh) or after a sigmoid, "
+            "which is never called dead or rarely active",
     "ratio": "the visualization's activation / the highest activation of any real image (live channels that are "
              "neither rarely active nor not reached)",
     "rarely active": "live, but active (post-activation > 0 somewhere) on fewer than 1% of the dataset's images",
-    "not reached": "no optimized image got a positive activation",
+    "not reached": "no optimized image got a positive activation (on a signed output: nor the best real image's)",
     "saturates": "reached, and every optimized image of the channel is (almost) uniform as saved (8 bits): the channel "
                  "prefers a flat input",
 }

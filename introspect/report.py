@@ -801,7 +801,7 @@ def _channel_labels(result, examples, unit_names: Sequence[str] | None, flat: Se
         elif flat[n] or examples is None:
             labels.append((f"{name}{saturates}", FLAT if flat[n] else INK))
         elif ratios[n] != ratios[n]:
-            labels.append((f"{name} · no ratio (no real image above 0)", MUTED))
+            labels.append((f"{name} · no ratio (best real image at or below 0)", MUTED))
         else:
             labels.append((f"{name} · ratio {ratios[n]:.2f}", INK if ratios[n] >= 1 else BELOW_ONE))
     return labels

@@ -14,6 +14,7 @@ import importlib.util
 import re
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..capture import HookRegistry
-from ..layers import DRY_BATCH
+from ..layers import DRY_BATCH, frozen
 from ..errors import Message, UserError
 from ..normalize import Normalize
 from ..objectives import needs_leak
@@ -200,6 +201,36 @@ def _activation_of(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str | 
     return step.activation if step is not None else None
 
 
+@torch.no_grad()
+def _made_by(model: nn.Module, inputs: torch.Tensor) -> tuple[str, None] | None:
+    """``final_op``'s answer from a forward on ``inputs`` where fx cannot trace one: ("logits", None) when the model's
+    output is (a view of) the output of a Linear or conv module, (ACTIVATED + its activation, None) when of an
+    activation module, run last among the leaf modules that gave it (an in-place ReLU after its conv); else None."""
+    made: list[tuple[nn.Module, torch.Tensor]] = []
+    leaves = [m for m in model.modules() if not any(m.children()) and not isinstance(m, NO_OP_MODULES)
+              and not isinstance(m, torch.jit.ScriptModule)]
+    handles = [m.register_forward_hook(lambda module, _i, output: made.append((module, output))
+                                       if isinstance(output, torch.Tensor) else None) for m in leaves]
+    try:
+        with frozen(model):
+            output = model(inputs)
+    except Exception:  # noqa: BLE001 - the user's model: the values decide, as before
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not isinstance(output, torch.Tensor):
+        return None
+    same = [module for module, tensor in made if tensor.numel() == output.numel()
+            and tensor.untyped_storage().data_ptr() == output.untyped_storage().data_ptr()]
+    if not same:
+        return None
+    if isinstance(same[-1], RAW_LAYERS):
+        return "logits", None
+    step = _module_step("", same[-1])
+    return (f"{ACTIVATED}{step.activation}", None) if step is not None and step.activation else None
+
+
 def _through_reshapes(node):
     """The node whose values ``node`` holds, through flatten, view, reshape and squeeze."""
     while isinstance(node, torch.fx.Node) and (
@@ -228,6 +259,8 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
             changes = {"output_kind": "sigmoid logits"}
     elif spec.output_kind is None and spec.logits_layer == "":
         found = final_op(model, spec.logits)
+        if found is None and spec.logits == "":  # fx cannot trace (or sees no final op): the module that made it
+            found = _made_by(model, inputs)
         if found is not None and found[0].startswith(ACTIVATED):
             changes = {"output_kind": "logits"}
             activation, layer = found[0].removeprefix(ACTIVATED), found[1]
@@ -311,7 +344,7 @@ def _torchvision(name: str, checkpoint, weights: str | None, trust: bool, meta: 
     try:
         with seeded():
             model = _quietly_built(get_model, name, chosen)
-        spec = spec.replace(**measuring_fields(model))
+        spec = spec.replace(**measuring_fields(model, spec.input_shape))
     except (OSError, RuntimeError, ValueError) as exc:  # a download that failed, typically offline
         raise UserError("could not get torchvision weights {info}: {reason} — offline, download them elsewhere and pass "
                         "the file with {checkpoint}",
@@ -726,17 +759,31 @@ def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
     return product
 
 
-def fx_graph(model: nn.Module) -> torch.fx.Graph | str:
-    """torch.fx's graph of ``model``'s forward, or why it cannot trace it (the error's first line, shortened)."""
-    import warnings
+#: fx_graph's answers by model, with the modules they were traced over (a model given another module is traced again).
+_GRAPHS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.fx.Graph | str]]" = weakref.WeakKeyDictionary()
 
+
+def fx_graph(model: nn.Module) -> torch.fx.Graph | str:
+    """torch.fx's graph of ``model``'s forward, or why it cannot trace it (the error's first line, shortened). Traced
+    once per model while its modules stay the same: loading asks several times, and a big model's trace takes a
+    while (and runs the forward's Python, side effects included). The graph is shared: read it, do not change it."""
+    modules = tuple((name, id(module)) for name, module in model.named_modules())
+    try:
+        known = _GRAPHS.get(model)
+    except TypeError:  # a module that cannot be a key (a dataclass's __eq__ without __hash__): traced every time
+        known = None
+    if known is not None and known[0] == modules:
+        return known[1]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.fx.symbolic_trace(model).graph
+            graph = torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # noqa: BLE001 - any reason fx gives up
         first = (str(exc).strip().splitlines() or [""])[0]
-        return f"{type(exc).__name__}: {first[:100]}" if first else type(exc).__name__
+        graph = f"{type(exc).__name__}: {first[:100]}" if first else type(exc).__name__
+    with contextlib.suppress(TypeError):
+        _GRAPHS[model] = (modules, graph)
+    return graph
 
 
 def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
@@ -747,10 +794,12 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
         return None
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
-    found = {}
+    found, first = {}, set()
     for node in graph.nodes:
-        if node.op != "call_module" or calls[node.target] != 1:
+        # a module called more than once: its first call, the one its hook records (graph order is run order)
+        if node.op != "call_module" or node.target in first:
             continue
+        first.add(node.target)
         steps, current = [], node
         while True:
             product = _silu_written_out(current)
@@ -782,11 +831,58 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
 
 def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, dict]:
     """The spec fields that say where each layer's channels are measured: activations, measure, taps
-    (``input_shape``: see ``measuring_points``)."""
+    (``input_shape``: see ``measuring_points``; with it, a module whose output is a ReLU's, ``relu_outputs``, is
+    measured as after that ReLU)."""
     points = measuring_points(model, input_shape)
-    return {"activations": {layer: p.activation for layer, p in points.items() if p.activation != "identity"},
+    activations = {layer: p.activation for layer, p in points.items() if p.activation != "identity"}
+    if input_shape is not None:
+        activations.update({layer: kind for layer, kind in relu_outputs(model, input_shape).items()
+                            if layer not in points})
+    return {"activations": activations,
             "measure": {layer: p.chain for layer, p in points.items()},
             "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
+
+
+#: Activation modules that applied again change nothing: a module whose output is one's is measured as after it.
+IDEMPOTENT_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+
+
+def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
+    """{module: "relu" or "relu6"} for each module whose output (its first call's, in one dry forward on DRY_BATCH
+    zero inputs) is the very tensor an nn.ReLU or nn.ReLU6 module returned: the module itself, or a block or
+    nn.Sequential that ends in one (a ResNet ``layer1.0``, a ``Conv2dNormActivation``). Named as a layer, its channels
+    are then judged live or dead as a conv's after its ReLU are, rather than as a signed output. {} where the
+    forward fails (the run itself says why) or the model has no such module."""
+    if not any(type(m) in IDEMPOTENT_ACTIVATIONS for m in model.modules()):
+        return {}
+    made: dict[int, str] = {}  # id of a tensor a ReLU module returned -> its kind
+    kept, seen, found = [], set(), {}  # outputs kept alive for the pass, so that no id is reused
+
+    def recorder(name: str):
+        def hook(module, _inputs, output):
+            if name in seen or not isinstance(output, torch.Tensor):
+                return
+            seen.add(name)
+            kept.append(output)
+            kind = IDEMPOTENT_ACTIVATIONS.get(type(module))
+            if kind is not None:
+                made[id(output)] = kind
+            if id(output) in made:
+                found[name] = made[id(output)]
+        return hook
+
+    handles = [m.register_forward_hook(recorder(name)) for name, m in model.named_modules()
+               if name and not isinstance(m, torch.jit.ScriptModule)]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(torch.zeros(DRY_BATCH, *input_shape, device=device))
+    except Exception:  # noqa: BLE001 - the user's model: its own run says what fails
+        return {}
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
 
 
 def find_activations(model: nn.Module) -> dict[str, str]:

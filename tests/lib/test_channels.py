@@ -203,6 +203,24 @@ def test_a_raw_signed_output_is_not_called_dead(tiny_model, tiny_spec):
     assert verdicts["raw"] == ([False, False], [False, False], True)
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "leaky_relu:0.2", "elu", "tanh", "sigmoid"])
+def test_signed_activations_are_never_dead_and_beating_every_real_image_is_reaching(tiny_model, tiny_spec, activation):
+    """A LeakyReLU's or ELU's channel below 0 on every image was called DEAD while a PReLU's, the same function, was
+    live: each passes its values on. On such a signed output a channel whose optimized image beat every real one was
+    greyed out as "not reached" (the optimization had done its job)."""
+    with torch.no_grad():
+        tiny_model.conv1.weight[3].abs_().mul_(0.1)
+        tiny_model.conv1.bias[3] = -2.0  # below 0 on every image, and following the input
+    spec = replace(tiny_spec, activations={**tiny_spec.activations, "conv1": activation})
+    stats = dataset_examples(tiny_model, spec, "conv1", tiny_dataset())
+    assert not stats.judged and bool(stats.live.all())
+    result = visualize_channels(tiny_model, spec, "conv1", [3], FAST, examples=stats)
+    assert not result.dead[0] and not result.rare[0]
+    best, real = float(result.best[0]), float(stats.max_value[3])
+    assert (real <= 0 if activation != "sigmoid" else real > 0) and best >= real
+    assert not result.not_reached[0] and result.summary().not_reached == 0
+
+
 @pytest.mark.parametrize("text,expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]), ("2,2,1", [2, 1])])
 def test_parse_channel_list(text, expected):
     assert parse_channel_list(text, 10) == expected

@@ -8,7 +8,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import tiny_dataset, zoo_model
+from helpers import hook_count, tiny_dataset, zoo_model
 
 ZOO = ["actnet", "bnresnet", "dictnet", "fashion-mnist-judge-mlp", "fashion-mnist-judge-vgg", "functionalnet", "mlp",
        "mnist-judge-mlp", "mnist-judge-vgg", "multihead", "seqcnn", "seqcnn-closed", "tinyvit"]
@@ -249,6 +249,69 @@ def test_tanh_and_sigmoid_are_measured_after_and_never_judged_dead():
     for layer in ("c1", "f5"):
         assert bool(stats[layer].live.all()) and not bool(stats[layer].rare.any())
     assert bool((stats["f5"].max_value > 0).all()) and not stats["f5"].judged
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Blocks(nn.Module):
+    """Conv-BN-ReLU containers (as torchvision's Conv2dNormActivation), and a block whose forward ends in its ReLU;
+    block1's channels 0 and 1 are closed on every image."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = ConvBNReLU(1, 4)
+        self.block2 = ConvBNReLU(4, 4)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.block1[0].weight[:2].abs_().mul_(0.1)
+            self.block1[0].bias[:2] = -2.0
+
+    def forward(self, x):
+        x = self.block2(self.block1(x))
+        return self.fc(self.relu(x + 1.0).mean((2, 3)))
+
+
+def test_a_block_that_ends_in_a_relu_is_measured_after_it():
+    """`--layer block1` on a Conv-BN-ReLU container (or on its ReLU) was measured as a signed output: two channels
+    closed on every image were "live", with five "top examples" tied at 0; its conv said "2 dead". Named by the
+    block, by its ReLU or by its conv, the verdict is now the same."""
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields, relu_outputs
+    from introspect.models.spec import ModelSpec
+
+    model = Blocks().eval()
+    found = relu_outputs(model, (1, 28, 28))
+    assert {name: found.get(name) for name in ("block1", "block1.2", "block2", "relu", "block1.0", "fc")} == {
+        "block1": "relu", "block1.2": "relu", "block2": "relu", "relu": "relu", "block1.0": None, "fc": None}
+    assert hook_count(model) == 0 and not model.training
+    spec = ModelSpec(name="blocks", architecture="user", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 28, 28)))
+    assert spec.measured_at("block1") == "block1 → relu"
+    stats = examples_pass(model, spec, ["block1", "block1.2", "block1.0"], tiny_dataset(10))
+    assert [stats[layer].live.tolist()[:2] for layer in ("block1", "block1.2", "block1.0")] == [[False, False]] * 3
+
+
+def test_a_module_called_twice_is_measured_where_its_first_call_goes():
+    """A conv applied twice, first followed by F.relu and then by tanh, was measured raw ("shared (raw output)"),
+    judged as a signed output. Its hook records the first call: that call's chain is its measuring point."""
+    from introspect.models.sources import measuring_points
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.shared, self.bn = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            x = self.shared(F.relu(self.stem(x)))
+            x = torch.tanh(self.shared(F.relu(self.bn(x))))
+            return x.mean((2, 3))
+
+    points = measuring_points(Twice())
+    assert (points["shared"].chain, points["shared"].tap, points["shared"].activation) == (("bn", "F.relu"), "bn", "relu")
 
 
 def test_a_batchnorm_that_opens_a_closed_conv_makes_it_live():

@@ -10,6 +10,8 @@ from introspect.engine import RenderConfig
 from introspect.outputs import as_logits, class_values, probabilities, value_kind
 from introspect_cli.main import main
 
+from helpers import hook_count
+
 MODELS = '''
 import torch
 import torch.nn.functional as F
@@ -153,6 +155,29 @@ class ReluModuleLast(ReluLast):  # the same through an nn.ReLU module, flattened
         return self.act(self.fc(x.flatten(1))).flatten(1)
 
 
+class OpaqueSmallLogits(nn.Module):  # fx cannot trace it; a Linear's own output, every value in (0, 1)
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+        with torch.no_grad():
+            self.fc.weight.mul_(0.01)
+            self.fc.bias.fill_(0.5)
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            x = x * 1.0
+        return self.fc(x.flatten(1))
+
+
+class OpaqueReluLast(OpaqueSmallLogits):  # ... through an in-place nn.ReLU module after it
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
 class LeakyLast(ReluLast):  # a leaky ReLU never holds a score flat: no advice to work before it
     def forward(self, x):
         return F.leaky_relu(self.fc(x.flatten(1)), 0.1)
@@ -195,6 +220,18 @@ def test_value_rules():
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+@pytest.mark.parametrize("name, kind, note", [("OpaqueSmallLogits", "logits", False), ("OpaqueReluLast", "logits", True),
+                                              ("OpaqueSigmoid", "sigmoid", False)])
+def test_where_fx_cannot_trace_the_module_that_made_the_output_decides(models, name, kind, note):
+    """An untraceable model's Linear head whose logits lie in (0, 1) was read as sigmoid probabilities ("p (sigmoid)"
+    of raw logits, the objective log(z / (1 - z))): the output is that Linear's own, so it is logits, as where fx
+    traces. Values still decide where no module made it (a sigmoid call)."""
+    loaded = _load(models, name)
+    assert (loaded.spec.logits_layer, loaded.spec.output_kind) == ("", kind)
+    assert any("scores through relu" in str(n) for n in loaded.notes) == note
+    assert hook_count(loaded.model) == 0
 
 
 @pytest.mark.parametrize("name, advice", [("ReluLast", True), ("ReluModuleLast", True), ("LeakyLast", False)])

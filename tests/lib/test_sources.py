@@ -495,3 +495,25 @@ def test_a_model_that_keeps_what_its_first_forward_computed_keeps_it_from_the_ch
     torch.save(trained.state_dict(), tmp_path / "fusing.pt")
     loaded = load_model(source, checkpoint=tmp_path / "fusing.pt", meta=MetaOverrides(size=8))
     assert torch.equal(loaded.model.fused, trained.conv.weight * 2) and loaded.source.endswith("fusing.pt")
+
+
+class _CountsTraces(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.traces = nn.Conv2d(1, 2, 3), 0
+
+    def forward(self, x):
+        self.traces += 1  # runs at every torch.fx trace
+        return self.conv(x).mean((2, 3))
+
+
+def test_a_model_is_traced_once_while_its_modules_stay():
+    """Loading traced a model with torch.fx four times (measuring points, the final op, the note, the first conv):
+    a big model's trace takes a while, and runs the forward's Python each time."""
+    from introspect.models.sources import fx_graph
+
+    model = _CountsTraces()
+    graph = fx_graph(model)
+    assert fx_graph(model) is graph and model.traces == 1
+    model.conv = nn.Conv2d(1, 3, 3)  # another module: traced again
+    assert fx_graph(model) is not graph and model.traces == 2
