@@ -283,18 +283,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def picture_files(root: Path) -> list[Path]:
     """The pictures under ``root`` (by suffix), sorted: sub-folders that are links followed (a class folder linked in
-    from elsewhere is a class, each real folder read once), hidden files and folders left out (a notebook's
-    .ipynb_checkpoints copies, macOS's ._NAME resource files are no class and no picture)."""
+    from elsewhere is a class, as torchvision's ImageFolder reads it) but never back into a folder they lie in (a loop),
+    hidden files and folders left out (a notebook's .ipynb_checkpoints copies, macOS's ._NAME resource files are no
+    class and no picture)."""
     import os
 
-    found, seen = [], set()
+    found = []
+    within: dict[str, frozenset[str]] = {}  # each folder walked -> the real paths of it and the folders it lies in
     for folder, subfolders, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:  # a link back up, or a second link to the same folder
-            subfolders.clear()
-            continue
-        seen.add(real)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        inside = within.get(os.path.dirname(folder), frozenset()) | {os.path.realpath(folder)}
+        within[folder] = inside
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith(".")
+                               and os.path.realpath(os.path.join(folder, name)) not in inside)
         found += [Path(folder) / name for name in names
                   if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(path for path in found if path.is_file())

@@ -341,7 +341,8 @@ def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | 
                   notes: list[str] | None = None) -> list[str]:
     """Layer names from "all" (every conv or Linear layer that runs on the input, in execution order),
     "a,b" or a list; each must exist. Duplicates are dropped. "all" leaves out layers whose output does not
-    depend on the input (Swin V2's position-bias MLPs, computed from the weights alone), saying so in ``notes``."""
+    depend on the input (Swin V2's position-bias MLPs, computed from the weights alone), saying so in ``notes``;
+    ``notes`` also names the chosen layers a forward runs more than once (their first call is measured)."""
     if isinstance(layers, str) and layers.strip() == "all":
         found = [i for i in describe_layers(model, input_shape, track_input=True)
                  if i.type in HOOKABLE_TYPES and i.output_shape]

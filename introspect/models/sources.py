@@ -148,8 +148,8 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     """(kind, layer) when torch.fx sees the model's output at ``where`` ("" or ":KEY") come from a final softmax,
     sigmoid or log_softmax — ``layer`` the module whose output goes into it (through reshapes only), else None;
     ("logits", None) when it is a Linear's or conv's own output (through reshapes); (ACTIVATED + the activation,
-    layer) when it ends in an activation such as a ReLU (scores, whatever values they take: a ReLU'd head in [0, 1]
-    is no sigmoid's); None when the forward does not trace or ends otherwise."""
+    layer) when it ends in another activation, such as a ReLU (scores, whatever values they take: a ReLU'd head in
+    [0, 1] is no sigmoid's); None when the forward does not trace or ends otherwise."""
     graph = fx_graph(model)
     if isinstance(graph, str):  # a forward fx cannot trace: the values decide
         return None
@@ -168,6 +168,7 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
             return None
     if not isinstance(node, torch.fx.Node):
         return None
+    node = _through_reshapes(node)  # a final op's values seen through reshapes are still its own
     kind = None
     if node.op == "call_module":
         kind = FINAL_MODULES.get(type(modules.get(node.target)))
@@ -176,7 +177,7 @@ def final_op(model: nn.Module, where: str) -> tuple[str, str | None] | None:
     elif node.op == "call_method":
         kind = FINAL_METHODS.get(node.target)
     if kind is None:
-        source = _through_reshapes(node)
+        source = node
         if source.op == "call_module" and isinstance(modules.get(source.target), RAW_LAYERS):
             return "logits", None  # a layer's own output: logits, whatever values an untrained one gives
         activation = _activation_of(source, modules)
@@ -203,17 +204,21 @@ def _activation_of(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str | 
 
 @torch.no_grad()
 def _made_by(model: nn.Module, inputs: torch.Tensor) -> tuple[str, None] | None:
-    """``final_op``'s answer from a forward on ``inputs`` where fx cannot trace one: ("logits", None) when the model's
-    output is (a view of) the output of a Linear or conv module, (ACTIVATED + its activation, None) when of an
-    activation module, run last among the leaf modules that gave it (an in-place ReLU after its conv); else None."""
-    made: list[tuple[nn.Module, torch.Tensor]] = []
-    leaves = [m for m in model.modules() if not any(m.children()) and not isinstance(m, NO_OP_MODULES)
-              and not isinstance(m, torch.jit.ScriptModule)]
-    handles = [m.register_forward_hook(lambda module, _i, output: made.append((module, output))
-                                       if isinstance(output, torch.Tensor) else None) for m in leaves]
+    """``final_op``'s answer from a forward on DRY_BATCH of ``inputs`` where fx cannot trace one, from the module that
+    gave the model's output (itself, or a view of it, unchanged since): (kind, None) for a final softmax, sigmoid or
+    log-softmax module, ("logits", None) for a Linear or conv, (ACTIVATED + its activation, None) for another
+    activation module; the last of them to give it (an in-place ReLU after its conv); else None."""
+    kinds = (*RAW_LAYERS, *FINAL_MODULES, *ACTIVATION_MODULES)
+    made: list[tuple[nn.Module, torch.Tensor, int]] = []  # each kept alive for the pass: no storage is reused
+
+    def record(module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            made.append((module, output, output._version))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, kinds)]
     try:
-        with frozen(model):
-            output = model(inputs)
+        with frozen(model), torch.random.fork_rng(devices=[]):
+            output = model(inputs[:DRY_BATCH])
     except Exception:  # noqa: BLE001 - the user's model: the values decide, as before
         return None
     finally:
@@ -221,13 +226,16 @@ def _made_by(model: nn.Module, inputs: torch.Tensor) -> tuple[str, None] | None:
             handle.remove()
     if not isinstance(output, torch.Tensor):
         return None
-    same = [module for module, tensor in made if tensor.numel() == output.numel()
+    same = [(module, tensor, version) for module, tensor, version in made if tensor.numel() == output.numel()
             and tensor.untyped_storage().data_ptr() == output.untyped_storage().data_ptr()]
-    if not same:
+    if not same or same[-1][1]._version != same[-1][2]:  # none, or changed in place after (an out.sigmoid_())
         return None
-    if isinstance(same[-1], RAW_LAYERS):
+    module = same[-1][0]
+    if type(module) in FINAL_MODULES:
+        return FINAL_MODULES[type(module)], None
+    if isinstance(module, RAW_LAYERS):
         return "logits", None
-    step = _module_step("", same[-1])
+    step = _module_step("", module)
     return (f"{ACTIVATED}{step.activation}", None) if step is not None and step.activation else None
 
 
@@ -759,15 +767,16 @@ def _silu_written_out(node: torch.fx.Node) -> torch.fx.Node | None:
     return product
 
 
-#: fx_graph's answers by model, with the modules they were traced over (a model given another module is traced again).
+#: fx_graph's answers by model, with the modules and modes they were traced in (traced again when those change).
 _GRAPHS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.fx.Graph | str]]" = weakref.WeakKeyDictionary()
 
 
 def fx_graph(model: nn.Module) -> torch.fx.Graph | str:
     """torch.fx's graph of ``model``'s forward, or why it cannot trace it (the error's first line, shortened). Traced
-    once per model while its modules stay the same: loading asks several times, and a big model's trace takes a
-    while (and runs the forward's Python, side effects included). The graph is shared: read it, do not change it."""
-    modules = tuple((name, id(module)) for name, module in model.named_modules())
+    once per model while its modules and their train/eval modes stay the same: loading asks several times, and a big
+    model's trace takes a while (and runs the forward's Python, side effects included). Other state the forward
+    reads (a plain attribute it branches on) is not watched. The graph is shared: read it, do not change it."""
+    modules = tuple((name, id(module), module.training) for name, module in model.named_modules())
     try:
         known = _GRAPHS.get(model)
     except TypeError:  # a module that cannot be a key (a dataclass's __eq__ without __hash__): traced every time
@@ -855,27 +864,30 @@ def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, st
     forward fails (the run itself says why) or the model has no such module."""
     if not any(type(m) in IDEMPOTENT_ACTIVATIONS for m in model.modules()):
         return {}
-    made: dict[int, str] = {}  # id of a tensor a ReLU module returned -> its kind
-    kept, seen, found = [], set(), {}  # outputs kept alive for the pass, so that no id is reused
+    made: dict[int, tuple[str, torch.Tensor, int]] = {}  # id of a tensor a ReLU module returned (every call) ->
+    seen, found = set(), {}  # its kind, the tensor (kept alive for the pass: no id is reused), its version then
 
     def recorder(name: str):
         def hook(module, _inputs, output):
-            if name in seen or not isinstance(output, torch.Tensor):
+            if not isinstance(output, torch.Tensor):
                 return
-            seen.add(name)
-            kept.append(output)
             kind = IDEMPOTENT_ACTIVATIONS.get(type(module))
             if kind is not None:
-                made[id(output)] = kind
-            if id(output) in made:
-                found[name] = made[id(output)]
+                made[id(output)] = (kind, output, output._version)
+            if name in seen:
+                return
+            seen.add(name)
+            entry = made.get(id(output))
+            if entry is not None and entry[2] == output._version:  # not changed in place since (a `y -= 1`)
+                found[name] = entry[0]
         return hook
 
     handles = [m.register_forward_hook(recorder(name)) for name, m in model.named_modules()
                if name and not isinstance(m, torch.jit.ScriptModule)]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     try:
-        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=cuda):
             model(torch.zeros(DRY_BATCH, *input_shape, device=device))
     except Exception:  # noqa: BLE001 - the user's model: its own run says what fails
         return {}

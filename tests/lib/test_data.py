@@ -80,7 +80,7 @@ def test_pictures_beside_sub_folders_are_a_class_of_their_own(tmp_path, monkeypa
 def test_linked_class_folders_are_read_and_hidden_ones_left_out(tmp_path, monkeypatch):
     """A class folder linked in from elsewhere was silently missing (rglob does not follow links), and a notebook's
     .ipynb_checkpoints became a class of its own; macOS's ._NAME files counted as unreadable pictures. Each image
-    keeps its file, first read and from the cache alike; a link back up is read once."""
+    keeps its file, first read and from the cache alike; a link back into a folder it lies in is not followed."""
     import numpy as np
     from PIL import Image
 
@@ -97,7 +97,10 @@ def test_linked_class_folders_are_read_and_hidden_ones_left_out(tmp_path, monkey
     (root / "cats" / "._a.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
     (root / "dogs").symlink_to(elsewhere, target_is_directory=True)
     (root / "cats" / "again").symlink_to(root, target_is_directory=True)  # a loop
+    (elsewhere / "back").symlink_to(root / "cats", target_is_directory=True)  # into another class, its "again" a loop
+    (root / "a_cats").symlink_to(root / "cats", target_is_directory=True)  # read as ImageFolder reads it, walked first
     for _ in range(2):  # read, then from the cache
         data = load_image_folder(root, spec)
-        assert data.class_names == ("cats", "dogs") and data.labels.tolist() == [0, 1]
-        assert data.files == ("cats/a.png", "dogs/b.png") and "unreadable" not in data.source
+        assert data.class_names == ("a_cats", "cats", "dogs") and data.labels.tolist() == [0, 1, 2, 2]
+        assert data.files == ("a_cats/a.png", "cats/a.png", "dogs/b.png", "dogs/back/a.png")
+        assert "unreadable" not in data.source

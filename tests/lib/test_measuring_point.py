@@ -256,14 +256,30 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class Basic(nn.Module):
+    """A ResNet BasicBlock: one ReLU module called twice, the second time on the residual sum (its output)."""
+
+    def __init__(self, shift: float = 0.0):
+        super().__init__()
+        self.conv1, self.conv2, self.relu, self.shift = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), \
+            nn.ReLU(inplace=True), shift
+
+    def forward(self, x):
+        out = self.relu(self.conv2(self.relu(self.conv1(x))) + x)
+        if self.shift:
+            out -= self.shift  # changed in place after its ReLU: signed again
+        return out
+
+
 class Blocks(nn.Module):
-    """Conv-BN-ReLU containers (as torchvision's Conv2dNormActivation), and a block whose forward ends in its ReLU;
+    """Conv-BN-ReLU containers (as torchvision's Conv2dNormActivation), BasicBlocks, and a ReLU module at the end;
     block1's channels 0 and 1 are closed on every image."""
 
     def __init__(self):
         super().__init__()
         self.block1 = ConvBNReLU(1, 4)
         self.block2 = ConvBNReLU(4, 4)
+        self.basic, self.shifted = Basic(), Basic(shift=1.0)
         self.relu = nn.ReLU()
         self.fc = nn.Linear(4, 3)
         with torch.no_grad():
@@ -271,7 +287,7 @@ class Blocks(nn.Module):
             self.block1[0].bias[:2] = -2.0
 
     def forward(self, x):
-        x = self.block2(self.block1(x))
+        x = self.shifted(self.basic(self.block2(self.block1(x))))
         return self.fc(self.relu(x + 1.0).mean((2, 3)))
 
 
@@ -285,8 +301,10 @@ def test_a_block_that_ends_in_a_relu_is_measured_after_it():
 
     model = Blocks().eval()
     found = relu_outputs(model, (1, 28, 28))
-    assert {name: found.get(name) for name in ("block1", "block1.2", "block2", "relu", "block1.0", "fc")} == {
-        "block1": "relu", "block1.2": "relu", "block2": "relu", "relu": "relu", "block1.0": None, "fc": None}
+    assert {name: found.get(name) for name in ("block1", "block1.2", "block2", "basic", "shifted", "relu", "block1.0",
+                                               "fc")} == {
+        "block1": "relu", "block1.2": "relu", "block2": "relu", "basic": "relu", "shifted": None, "relu": "relu",
+        "block1.0": None, "fc": None}
     assert hook_count(model) == 0 and not model.training
     spec = ModelSpec(name="blocks", architecture="user", input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,),
                      logits_layer=None, class_names=(), **measuring_fields(model, (1, 28, 28)))

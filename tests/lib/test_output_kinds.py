@@ -178,6 +178,29 @@ class OpaqueReluLast(OpaqueSmallLogits):  # ... through an in-place nn.ReLU modu
         return self.act(super().forward(x))
 
 
+class OpaqueSigmoidModule(OpaqueSmallLogits):  # an nn.Sigmoid module last, untraceable: probabilities
+    def __init__(self):
+        super().__init__()
+        self.act = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
+class OpaqueSigmoidInPlace(OpaqueSmallLogits):  # its Linear's output made probabilities in place
+    def forward(self, x):
+        return super().forward(x).sigmoid_()
+
+
+class SigmoidReshaped(nn.Module):  # three labels through torch.sigmoid, then a reshape
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x.flatten(1))).view(-1, 3)
+
+
 class LeakyLast(ReluLast):  # a leaky ReLU never holds a score flat: no advice to work before it
     def forward(self, x):
         return F.leaky_relu(self.fc(x.flatten(1)), 0.1)
@@ -213,6 +236,7 @@ def test_value_rules():
 
 
 @pytest.mark.parametrize("name, layer, kind", [("OneSigmoid", "fc", "sigmoid logits"), ("SigmoidModule", "fc", "sigmoid logits"),
+                                               ("SigmoidReshaped", "fc", "sigmoid logits"),
                                                ("VisibleSoftmax", "fc", "logits"), ("OpaqueSigmoid", "", "sigmoid"),
                                                ("OpaqueSoftmax", "", "softmax"), ("Fixed", "", "logits"),
                                                ("ReluHead", "", "logits"), ("SmallLinear", "", "logits"),
@@ -223,7 +247,8 @@ def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
 
 
 @pytest.mark.parametrize("name, kind, note", [("OpaqueSmallLogits", "logits", False), ("OpaqueReluLast", "logits", True),
-                                              ("OpaqueSigmoid", "sigmoid", False)])
+                                              ("OpaqueSigmoid", "sigmoid", False), ("OpaqueSigmoidModule", "sigmoid", False),
+                                              ("OpaqueSigmoidInPlace", "sigmoid", False)])
 def test_where_fx_cannot_trace_the_module_that_made_the_output_decides(models, name, kind, note):
     """An untraceable model's Linear head whose logits lie in (0, 1) was read as sigmoid probabilities ("p (sigmoid)"
     of raw logits, the objective log(z / (1 - z))): the output is that Linear's own, so it is logits, as where fx

@@ -517,3 +517,5 @@ def test_a_model_is_traced_once_while_its_modules_stay():
     assert fx_graph(model) is graph and model.traces == 1
     model.conv = nn.Conv2d(1, 3, 3)  # another module: traced again
     assert fx_graph(model) is not graph and model.traces == 2
+    model.eval()  # another mode (a forward may branch on it): traced again
+    assert model.traces == 2 and fx_graph(model) is fx_graph(model) and model.traces == 3
