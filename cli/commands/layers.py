@@ -81,5 +81,10 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
 
 
 def _measured_at(spec, info) -> str:
-    """Where a conv or Linear layer's channels are measured ("conv1 → bn1 → relu", "fc (raw output)"); "" for others."""
-    return spec.measured_at(info.name) if info.type in HOOKABLE_TYPES and info.output_shape else ""
+    """Where a conv or Linear layer's channels are measured ("conv1 → bn1 → relu", "fc (raw output)"), and a block's
+    or activation's whose output is a ReLU's ("layer1.0 → relu"); "" for others."""
+    if not info.output_shape:
+        return ""
+    if info.type in HOOKABLE_TYPES or spec.activation(info.name) != "identity":
+        return spec.measured_at(info.name)
+    return ""

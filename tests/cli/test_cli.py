@@ -37,6 +37,30 @@ def test_layers_table(columns, capsys, monkeypatch):
         assert f" {kind} " in line and shape in line and measured in line
 
 
+BLOCKS = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean((2, 3)))
+"""
+
+
+def test_layers_table_says_a_relu_ended_block_is_measured_after_its_relu(tmp_path, capsys):
+    (tmp_path / "blocks.py").write_text(BLOCKS)
+    assert main(["layers", "--model", f"{tmp_path / 'blocks.py'}:Net", "--input-shape", "1,8,8", "--json"]) == 0
+    rows = {row["name"]: row["measured_at"] for row in json.loads(capsys.readouterr().out)["layers"]}
+    assert rows["block"] == "block → relu" and rows["block.2"] == "block.2 → relu"
+    assert rows["block.0"] == "block.0 → block.1 → block.2" and rows["fc"] == "fc (raw output)"
+
+
 def test_train_few_batches_writes_loadable_checkpoint(tmp_path, capsys):
     out = tmp_path / "tiny.pt"
     assert main(["train", "--epochs", "1", "--max-batches", "2", "--out", str(out)]) == 0
