@@ -99,9 +99,7 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
             lines = Path(args.class_names).read_text().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read --class-names '{args.class_names}': {exc}") from exc
-        class_names = tuple(line.strip() for line in lines if line.strip())
-        if not class_names:
-            raise UserError(f"--class-names '{args.class_names}' holds no names (one per line)")
+        class_names = read_class_names(lines, args.class_names)
     meta = MetaOverrides(size=args.size, input_shape=args.input_shape, mean=args.mean, std=args.std,
                          class_names=class_names, logits_layer=args.logits_layer, logits_output=args.logits_output,
                          logits_position=args.logits_position,
@@ -114,6 +112,26 @@ def load_model_from_args(args: argparse.Namespace, hooks: bool = True) -> Loaded
     if loaded.spec.logits_layer and not loaded.scripted and loaded.spec.logits_layer not in dict(loaded.model.named_modules()):
         raise UserError(f"--logits-layer '{loaded.spec.logits_layer}' is not a layer of the model (see `introspect layers`)")
     return loaded
+
+
+def read_class_names(lines: list[str], path: str) -> tuple[str, ...]:
+    """One class name per line, blank lines at the end dropped; a blank line among the names (every name after it
+    would name the next class) or a name given twice (``--classes NAME`` would pick one silently) is refused."""
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise UserError(f"--class-names '{path}' holds no names (one per line)")
+    if "" in names:
+        raise UserError(f"--class-names '{path}': line {names.index('') + 1} is blank; give every class a name, one per "
+                        "line (a blank line would shift every later name to the next class)")
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, 1):
+        if name in seen:
+            raise UserError(f"--class-names '{path}': '{name}' is on lines {seen[name]} and {number}; give each class "
+                            "its own name")
+        seen[name] = number
+    return tuple(names)
 
 
 def input_files(args: argparse.Namespace) -> dict[str, dict]:

@@ -258,8 +258,9 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
                 _freeze_rows(weights, ~alive)
                 optimizer.step()
                 history.append(values.detach())
-                if step in snapshots:
-                    kept[step] = images.detach().cpu()
+                if step in snapshots:  # the image after this step's update: the last one is the final image
+                    with torch.no_grad():
+                        kept[step] = param().detach().cpu()
                 steps_done = step
                 if on_step is not None:
                     on_step(step, steps, values.detach())
@@ -350,8 +351,8 @@ class RenderConfig:
                          "with a data prior", "weight")
     l2: float = setting(0.0, "l2", "L2 penalty weight", "weight")
     blur: float = setting(0.0, "blur", "blur penalty weight", "weight")
-    snapshots: tuple[int, ...] = setting((), "snapshots", "steps at which to keep the images, e.g. 8,32,128: adds an "
-                                         "evolution strip and evolution.gif", "steps", metavar="STEPS", only="classes")
+    snapshots: tuple[int, ...] = setting((), "snapshots", "steps after which to keep the images, e.g. 8,32,128: adds "
+                                         "an evolution strip and evolution.gif", "steps", metavar="STEPS", only="classes")
     device: str = setting("cpu", "device", "auto, cpu or cuda[:N]", "device")
     amp: bool = setting(False, "amp", "bfloat16 mixed precision for the model: CUDA, or CPUs with bf16 support",
                         "switch")

@@ -27,6 +27,13 @@ class ImageInput:
     source: str
     conversion: list[str] = field(default_factory=list)
     label: int | None = None
+    upscaled: float = 1.0  # how many times larger the picture was made (1: not enlarged)
+
+    @property
+    def uniform(self) -> bool:
+        """Every value the same, to 8 bits: nothing in the input for the model to read (a drawing lost to its
+        background, a blank picture)."""
+        return float(self.pixels.max() - self.pixels.min()) < 1 / 255
 
 
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # Pillow modes read as numbers, not bytes
@@ -99,13 +106,18 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
         image = _unit_float(image, notes)
     else:
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
-            notes.append("transparency composited onto white")
+            image = image.convert("RGBA")
+            # onto the colour the drawing stands out from: white under dark strokes, black under light ones (a white
+            # stroke on transparency composited onto white was a blank picture)
+            colour = 0 if _light_drawing(image) else 255
+            background = Image.new("RGBA", image.size, (colour, colour, colour, 255))
+            image = Image.alpha_composite(background, image)
+            notes.append(f"transparency composited onto {'black' if colour == 0 else 'white'}")
         target_mode = "L" if channels == 1 else "RGB"
         if image.mode != target_mode:
             notes.append("converted to grayscale (luma)" if target_mode == "L" else "converted to RGB")
             image = image.convert(target_mode)
+    upscaled = max(1.0, min(width / image.width, height / image.height))
     if image.size != (width, height):
         kept = image.width * height == image.height * width
         notes.append(f"resized {image.width}×{image.height} → {width}×{height} (bilinear"
@@ -124,7 +136,22 @@ def load_image(path: str | Path, spec: ModelSpec, invert: str = "auto", frame: i
     if spec.is_image and (invert == "yes" or (invert == "auto" and channels == 1 and border > 0.5)):
         pixels = 1 - pixels
         notes.append("inverted (light background → dark, as in the training data)" if invert == "auto" else "inverted")
-    return ImageInput(pixels=pixels, source=str(path), conversion=notes)
+    loaded = ImageInput(pixels=pixels, source=str(path), conversion=notes, upscaled=upscaled)
+    if loaded.uniform:
+        notes.append(f"uniform after conversion (every value {float(pixels.mean()):.3f}): nothing in it to read")
+    return loaded
+
+
+def _light_drawing(image) -> bool:
+    """Whether an RGBA picture's visible part is light (mean luma above one half, weighted by opacity)."""
+    import numpy as np
+
+    rgba = np.asarray(image, dtype=np.float32) / 255.0
+    alpha = rgba[..., 3]
+    if float(alpha.sum()) == 0:
+        return False
+    luma = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
+    return float((luma * alpha).sum() / alpha.sum()) > 0.5
 
 
 def _as_input(values: torch.Tensor, spec: ModelSpec, path: Path, notes: list[str]) -> ImageInput:

@@ -289,6 +289,15 @@ def _note(before: str, why, after: str = "") -> tuple:
     return (before, why, after)
 
 
+def _given_class_names(record: dict) -> tuple | None:
+    """The class names a run was given (run.json's repeat record of the load), None where it was given none."""
+    repeat = record.get("repeat") if isinstance(record.get("repeat"), dict) else {}
+    load = repeat.get("load") if isinstance(repeat.get("load"), dict) else {}
+    meta = load.get("meta") if isinstance(load.get("meta"), dict) else {}
+    names = meta.get("class_names")
+    return tuple(map(str, names)) if isinstance(names, list) else None
+
+
 def _read(run) -> Run:
     run = run if isinstance(run, Run) else load_run(run)
     _check_run(run)
@@ -306,6 +315,9 @@ def _gather(runs: Sequence, compute: bool, dataset=None, trust: bool = False, on
                for r in runs}
     if len(digests) > 1:
         raise UserError("the run folders hold runs of different models; explore joins runs of one model")
+    if len({_given_class_names(r.record) for r in runs}) > 1:  # the site names classes as the first run's model does
+        raise UserError("the run folders name the model's classes differently ({class_names} given to some of them, "
+                        "or other names): explore joins runs whose class names agree", settings=("class_names",))
     _check_one_data([r for r in runs if r.kind == "channels"])
     first = runs[0].record
     if compute and on_progress is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -77,9 +78,28 @@ def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, 
     io.err.print(f"data: {data.source}", markup=False)
     label = int(data.labels[args.index])
     picture = f"{data.files[args.index]}, " if data.files else ""  # which file of the folder
+    # a folder's picture: its own conversion steps (the folder keeps only the pixels), read again
+    read = load_image(Path(args.images) / data.files[args.index], spec, args.invert) if data.files else None
     return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
                       source=f"{name} #{args.index} ({picture}label {data.class_names[label]}; {data.source})",
-                      label=label), data
+                      label=label, conversion=read.conversion if read else [],
+                      upscaled=read.upscaled if read else 1.0), data
+
+
+#: An input enlarged at least this many times is said to be (the model sees a blur).
+UPSCALE_WARNING = 4
+
+
+def input_warnings(image: ImageInput) -> list[str]:
+    """What about the input would mislead a reading of the model's answer: a uniform input, a much enlarged one."""
+    warnings = []
+    if image.uniform:
+        warnings.append(f"the input is uniform after conversion (every value {float(image.pixels.mean()):.3f}): the "
+                        "model's answer says nothing about the picture (its drawing lost to the background?)")
+    if image.upscaled >= UPSCALE_WARNING:
+        warnings.append(f"the picture was enlarged {image.upscaled:.3g}x to the model's input: the model sees a blur "
+                        "with none of a real input's detail")
+    return warnings
 
 
 
@@ -89,6 +109,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     model, spec = loaded.model, loaded.spec
     image, data = read_input(args, spec, io)
+    for warning in input_warnings(image):
+        io.err.print(f"warning: {warning}", markup=False)
     prior = apply_prior(loaded, data, io) if args.with_visualizations else None
     spec = loaded.spec
     notes: list[str] = []

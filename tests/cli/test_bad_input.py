@@ -26,6 +26,8 @@ def files(tmp_path):
     for name, change in BAD_SPECS.items():
         torch.save({"state_dict": shipped["state_dict"], "spec": {**shipped["spec"], **change}}, tmp_path / f"{name}.pt")
     (tmp_path / "three-names.txt").write_text("a\nb\nc\n")
+    (tmp_path / "blank-name.txt").write_text("zero\none\n\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n\n")
+    (tmp_path / "twice.txt").write_text("a\na\n" + "".join(f"{i}\n" for i in range(2, 10)))
     (tmp_path / "shapes.py").write_text(SHAPES)
     torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), tmp_path / "whole.pt")
     with warnings.catch_warnings():
@@ -155,6 +157,10 @@ CASES = {
     "std 0 flag": (["classes", "--std", "0"], "--std values must be above 0"),
     "class names count differs": (["classes", "--class-names", "{tmp}/three-names.txt"],
                                   "--class-names has 3 names, but the model has 10 classes"),
+    "a blank line among the class names": (["classes", "--class-names", "{tmp}/blank-name.txt"],
+                                           "blank-name.txt': line 3 is blank; give every class a name"),
+    "a class name given twice": (["classes", "--class-names", "{tmp}/twice.txt", "--classes", "a"],
+                                 "twice.txt': 'a' is on lines 1 and 2; give each class its own name"),
     "size for a 1-D signal model": (["layers", "--model", "{tmp}/shapes.py:Signal", "--size", "64"],
                                     "its first conv is a Conv1d, which takes a 1-D signal: pass --input-shape C,L (e.g. 1,64)"),
     "three means for a one-channel model": (["layers", "--model", "{tmp}/shapes.py:Signal", "--input-shape", "1,8",

@@ -89,6 +89,35 @@ def test_activations_of_one_of_your_own_pictures(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
     assert main(["activations", "--images", "pics", "--image", "x.png", "--out", "b"]) == 2
 
+def test_a_drawing_on_transparency_and_a_blank_or_tiny_picture_are_said(tmp_path, capsys):
+    """A white stroke on a transparent background was composited onto white, then inverted: an all-black input, and a
+    prediction with exit 0. It is composited onto black now; a uniform or much enlarged input gets a warning; a
+    folder's picture records its conversion steps as an --image does."""
+    import json
+
+    from PIL import Image, ImageDraw
+
+    from introspect_cli.main import main
+
+    for name, ink in (("white", 255), ("black", 0)):
+        picture = Image.new("RGBA", (28, 28), (0, 0, 0, 0))
+        ImageDraw.Draw(picture).line((14, 4, 14, 24), fill=(ink, ink, ink, 255), width=3)
+        picture.save(tmp_path / f"{name}.png")
+        assert main(["activations", "--image", f"{name}.png", "--layer", "fc2", "--out", name]) == 0
+        assert "warning" not in capsys.readouterr().err
+        arrays = np.load(tmp_path / name / "activations.npz")
+        assert float(arrays["input"].max()) == 1.0 and float(arrays["input"].min()) == 0.0  # the stroke, on black
+    Image.new("L", (3, 3), 0).save(tmp_path / "tiny.png")
+    assert main(["activations", "--image", "tiny.png", "--layer", "fc2", "--out", "tiny"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the input is uniform after conversion" in err and "enlarged 9.33x" in err
+    (tmp_path / "pics" / "a").mkdir(parents=True)
+    Image.new("RGB", (56, 56), (250, 250, 250)).save(tmp_path / "pics" / "a" / "light.png")
+    assert main(["activations", "--images", "pics", "--index", "0", "--layer", "fc2", "--out", "folder", "--quiet"]) == 0
+    conversion = json.loads((tmp_path / "folder" / "run.json").read_text())["input"]["conversion"]
+    assert conversion[0] == "read 56×56 RGB" and any(step.startswith("inverted") for step in conversion)
+
+
 # channels: layer and channel errors
 
 

@@ -500,6 +500,18 @@ def test_bad_output_folders_are_one_line(tmp_path, capsys):
     one_error_line(capsys, "name too long")
 
 
+def test_runs_that_name_the_classes_differently_are_refused(tmp_path, capsys):
+    """A run given --class-names beside one that was not: the site named every class as the first run's model does,
+    and the other run's runner-up classes under the wrong names."""
+    classes_run(tmp_path / "plain", ["0", "1"])
+    named = json.loads((classes_run(tmp_path / "named", ["b", "a"]) / "run.json").read_text())
+    named["repeat"] = {"load": {"meta": {"class_names": ["b", "a"]}}}
+    (tmp_path / "named" / "run.json").write_text(json.dumps(named))
+    assert explore("plain", "named", "--out", "site") == 2
+    one_error_line(capsys, "name the model's classes differently (--class-names given to some")
+    assert explore("named", "named", "--out", "site") == 0  # the same names: joined
+
+
 def test_an_unwritable_out_is_refused_before_anything_is_computed(tmp_path, capsys, monkeypatch):
     """explore computed what the runs lack (minutes on a big layer) and only then found --out unwritable. Permission
     bits do not stop root, so the process is told it may not write there."""

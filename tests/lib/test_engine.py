@@ -345,3 +345,13 @@ def test_a_scalar_objective_still_renders_every_image():
     start = param().detach()
     result = render(torch.nn.Sequential(torch.nn.Flatten()), brighter, param, steps=4)
     assert (result.images.flatten(1).mean(1) > start.flatten(1).mean(1)).all()
+
+
+def test_a_snapshot_is_the_image_after_that_step(tiny_model, tiny_spec):
+    """--snapshots 2,4,8 --steps 8 drew "step 8" two grey levels off the final image: each snapshot was the image
+    before its step's update. Step k is now the image after k updates, so the last is the final image."""
+    result = run(tiny_model, tiny_spec, FAST.replace(steps=4, snapshots=(1, 4)))
+    assert torch.equal(result.snapshots[4], result.images)
+    assert not torch.equal(result.snapshots[1], result.images)
+    start = run(tiny_model, tiny_spec, FAST.replace(steps=1))
+    assert torch.equal(result.snapshots[1], start.images)  # after one update: a one-step run's image
