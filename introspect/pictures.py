@@ -28,6 +28,7 @@ class ImageInput:
     conversion: list[str] = field(default_factory=list)
     label: int | None = None
     upscaled: float = 1.0  # how many times larger the picture was made (1: not enlarged)
+    file: str | None = None  # a picture taken from a folder: its path within the folder
 
     @property
     def uniform(self) -> bool:

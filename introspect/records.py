@@ -392,7 +392,8 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     record = base_record(provenance, config, seconds, "complete", 0)
     record.update({
         "command_name": "activations",
-        "input": {"source": result.input.source, "conversion": list(result.input.conversion), "label": result.input.label},
+        "input": {"source": result.input.source, "conversion": list(result.input.conversion), "label": result.input.label,
+                  "file": result.input.file},
         "prediction": None if result.predicted is None else {
             "class": result.predicted, "name": names[result.predicted],
             "probability": float(result.probabilities[result.predicted])},

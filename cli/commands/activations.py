@@ -83,7 +83,7 @@ def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, 
     return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
                       source=f"{name} #{args.index} ({picture}label {data.class_names[label]}; {data.source})",
                       label=label, conversion=read.conversion if read else [],
-                      upscaled=read.upscaled if read else 1.0), data
+                      upscaled=read.upscaled if read else 1.0, file=data.files[args.index] if data.files else None), data
 
 
 #: An input enlarged at least this many times is said to be (the model sees a blur).

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                 raise UserError(f"{role.replace('_', ' ')} '{path}' changed since the run (its sha256 differs from "
                                 "run.json's): the results would differ; add --allow-changed to rerun with it as it is now")
             io.err.print(f"note: {role.replace('_', ' ')} '{path}' changed since the run; using it as it is now", markup=False)
+            moved = _picture_moved(record, parsed, path) if role == "images" else None
+            if moved:
+                io.err.print(f"warning: {moved}", markup=False)
     if args.device is not None:
         command += ["--device", str(resolve_device(args.device))]
     if args.out is not None:
@@ -81,6 +84,17 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for role, entry in inputs.items():
         io.err.print(f"rerun: loads {role.replace('_', ' ')} {entry['path']} (sha256 {entry['sha256'][:16]}…)", markup=False)
     return Outcome(rerun=command)
+
+
+def _picture_moved(record: dict, parsed: argparse.Namespace, folder: Path) -> str | None:
+    """For an activations run of ``--images DIR --index N`` whose folder changed: which picture the run read (index N
+    may now be another one: pictures added, removed or unreadable before it shift it), else None."""
+    recorded = (record.get("input") or {}).get("file") if isinstance(record.get("input"), dict) else None
+    index = getattr(parsed, "index", None)
+    if not isinstance(recorded, str) or index is None:
+        return None
+    return (f"the run read '{recorded}' as --index {index} of '{folder}'; with the folder changed, index {index} may "
+            "now be another picture (the new run's input names its file)")
 
 
 def _without_snapshots(argv: list[str]) -> tuple[list[str], bool]:

@@ -240,6 +240,23 @@ def test_an_image_folder_is_read_from_where_the_run_was_and_a_replaced_picture_i
     assert "images" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
+def test_a_changed_folder_rerun_says_which_picture_the_run_read(tmp_path, capsys):
+    """activations --images DIR --index N rerun with --allow-changed after a picture was added before it analysed
+    another picture with only "images changed" said; the run now records its file, and rerun names it."""
+    from PIL import Image
+
+    (tmp_path / "pics" / "b").mkdir(parents=True)
+    Image.new("L", (28, 28), 0).save(tmp_path / "pics" / "b" / "seven.png")
+    assert main(["activations", "--images", "pics", "--index", "0", "--layer", "fc2", "--out", "a", "--quiet"]) == 0
+    assert _record(tmp_path / "a")["input"]["file"] == "b/seven.png"
+    (tmp_path / "pics" / "a").mkdir()
+    Image.new("L", (28, 28), 255).save(tmp_path / "pics" / "a" / "new.png")  # now index 0
+    capsys.readouterr()
+    assert main(["rerun", "a", "--out", "b", "--allow-changed"]) == 0
+    assert "warning: the run read 'b/seven.png' as --index 0" in capsys.readouterr().err
+    assert _record(tmp_path / "b")["input"]["file"] == "a/new.png"
+
+
 def test_a_channels_run_recorded_with_snapshots_reruns_without_them(tmp_path, capsys):
     """Channels runs once took --snapshots (and kept nothing): a run recorded with it reruns, the flag left out."""
     assert main(["channels", "--layer", "conv1", "--channels", "0", "--steps", "1", "--out", "a"]) == 0
