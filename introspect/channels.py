@@ -25,7 +25,7 @@ from . import objectives
 from .engine import ProgressCallback, RenderConfig, RenderResult, on_device
 from .errors import Message, UserError
 from .hooks import Probe, record
-from .layers import describe_layers, not_a_tensor, pass_batch_size, resolve_layer
+from .layers import describe_layers, model_device, not_a_tensor, pass_batch_size, resolve_layer
 from .models.spec import ModelSpec
 from .objectives import ACTIVATION_FUNCTIONS, UNJUDGED_ACTIVATIONS, Objective, reduce_channels
 from .params import BASIS_VALUES, STARTS, ImageConfig, example_image_for, prior_for
@@ -457,7 +457,7 @@ def plan_channels(model: nn.Module, spec: ModelSpec, layers: Sequence[str],
         raise UserError("{diverse} must be at least 1", settings=("diverse",))
     for layer in layers:
         resolve_layer(model, layer)
-    here = next((p.device for p in model.parameters()), torch.device("cpu"))  # the dry pass runs where the model is
+    here = model_device(model)  # the dry pass runs where the model is
     infos = {info.name: info for info in describe_layers(model, spec.input_shape, here, stop_after=layers)}
     budget = budget_bytes
     plans = []

@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import Message
 from .hooks import HookRegistry, frozen, redirected_relus
-from .layers import DRY_BATCH
+from .layers import DRY_BATCH, rng_kept
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
 from . import settings
@@ -176,9 +176,8 @@ def runs_channels_last(model: nn.Module, input_shape: Sequence[int], device: tor
     except TypeError:  # a module that cannot be a key (a dataclass's __eq__ without __hash__): asked every time
         known = {}
     if key not in known:
-        cuda = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
-        try:  # a model that draws random numbers in its forward draws the same afterwards (CPU and its GPU)
-            with torch.no_grad(), frozen(model), channels_last(model), torch.random.fork_rng(devices=cuda):
+        try:
+            with torch.no_grad(), frozen(model), channels_last(model), rng_kept(device):
                 model(torch.zeros(DRY_BATCH, *input_shape, device=device))
             known[key] = True
         except torch.OutOfMemoryError:  # the device was full then, not the layout wrong: asked again next time

@@ -368,19 +368,31 @@ def select_layers(model: nn.Module, input_shape: tuple[int, ...], layers: str | 
     return list(modules)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any): where its dry forwards run."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def rng_kept(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Random state put back afterwards, the CPU's and ``device``'s when it is a GPU: a dry forward of a model that
+    draws random numbers leaves the run to draw the same."""
+    device = torch.device(device)
+    cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 def call_counts(model: nn.Module, input_shape: tuple[int, ...], modules: dict[str, nn.Module]) -> dict[str, int]:
     """How often each of ``modules`` (by name) runs in one frozen no-grad forward on DRY_BATCH zero images, where the
     model is; {} where that forward fails (the run itself says why) or a module takes no hooks (TorchScript)."""
     calls = dict.fromkeys(modules, 0)
     handles = []
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     try:
         for name, module in modules.items():
             if is_scripted(module):
                 return {}
             handles.append(module.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)))
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        with frozen(model), torch.no_grad(), rng_kept(device):
             model(torch.zeros((DRY_BATCH, *input_shape), device=device))
     except Exception:  # noqa: BLE001 - the user's model: nothing to say here about a forward that fails
         return {}

@@ -77,13 +77,14 @@ def read_input(args: argparse.Namespace, spec, io: Output) -> tuple[ImageInput, 
         raise UserError(f"--index {args.index} is out of range: {name} has 0-{len(data) - 1}")
     io.err.print(f"data: {data.source}", markup=False)
     label = int(data.labels[args.index])
-    picture = f"{data.files[args.index]}, " if data.files else ""  # which file of the folder
-    # a folder's picture: its own conversion steps (the folder keeps only the pixels), read again
-    read = load_image(Path(args.images) / data.files[args.index], spec, args.invert) if data.files else None
+    file = data.files[args.index] if data.files else None  # which picture of the folder
+    # its own conversion steps (the folder keeps only the pixels), read again
+    read = load_image(Path(args.images) / file, spec, args.invert) if file else None
     return ImageInput(pixels=data.pixels(slice(args.index, args.index + 1))[0],
-                      source=f"{name} #{args.index} ({picture}label {data.class_names[label]}; {data.source})",
-                      label=label, conversion=read.conversion if read else [],
-                      upscaled=read.upscaled if read else 1.0, file=data.files[args.index] if data.files else None), data
+                      source=f"{name} #{args.index} ({f'{file}, ' if file else ''}label {data.class_names[label]}; "
+                             f"{data.source})",
+                      label=label, conversion=read.conversion if read else [], upscaled=read.upscaled if read else 1.0,
+                      file=file), data
 
 
 #: An input enlarged at least this many times is said to be (the model sees a blur).

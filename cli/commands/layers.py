@@ -7,7 +7,7 @@ from rich.text import Text
 from rich.table import Table
 
 from introspect.engine import on_device
-from introspect.layers import HOOKABLE_TYPES, SCRIPTED_NOTE, describe_layers
+from introspect.layers import HOOKABLE_TYPES, SCRIPTED_NOTE, describe_layers, reused_note
 from introspect.outputs import describe_kind
 from introspect.records import Provenance
 
@@ -63,10 +63,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     scripted = [i.name for i in infos if i.type.startswith("TorchScript")]
     if scripted:
         io.err.print(f"note: {', '.join(scripted)}: {SCRIPTED_NOTE}", markup=False)
-    reused = [i.name for i in infos if i.calls > 1]
-    if reused:
-        io.err.print(f"warning: {', '.join(reused)} run more than once per forward pass; a hook records the first call",
-                     markup=False)
+    for note in reused_note({i.name: i.calls for i in infos}):
+        io.err.print(f"warning: {note}", markup=False)
     inplace = [i.name for i in infos if i.inplace]
     if inplace:
         io.err.print(f"warning: in-place modules ({', '.join(inplace[:5])}{', ...' if len(inplace) > 5 else ''}) "

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..capture import HookRegistry
-from ..layers import DRY_BATCH, frozen
+from ..layers import DRY_BATCH, frozen, model_device, rng_kept
 from ..errors import Message, UserError
 from ..normalize import Normalize
 from ..objectives import needs_leak
@@ -217,7 +217,7 @@ def _made_by(model: nn.Module, inputs: torch.Tensor) -> tuple[str, None] | None:
 
     handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, kinds)]
     try:
-        with frozen(model), torch.random.fork_rng(devices=[]):
+        with frozen(model), rng_kept(inputs.device):
             output = model(inputs[:DRY_BATCH])
     except Exception:  # noqa: BLE001 - the user's model: the values decide, as before
         return None
@@ -590,7 +590,7 @@ def first_conv_channels(model: nn.Module) -> int | None:
     """The input channels of the model's first conv: the first to run where torch.fx traces the forward (a module
     defined before the stem reads the stem's output, not the image), else the first defined, a TorchScript one (its
     ``original_name``) included."""
-    graph = fx_graph(model) if not isinstance(model, torch.jit.ScriptModule) else "scripted"
+    graph = fx_graph(model)
     if not isinstance(graph, str):
         modules = dict(model.named_modules())
         for node in graph.nodes:
@@ -884,10 +884,9 @@ def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, st
 
     handles = [m.register_forward_hook(recorder(name)) for name, m in model.named_modules()
                if name and not isinstance(m, torch.jit.ScriptModule)]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    device = model_device(model)
     try:
-        with frozen(model), torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        with frozen(model), torch.no_grad(), rng_kept(device):
             model(torch.zeros(DRY_BATCH, *input_shape, device=device))
     except Exception:  # noqa: BLE001 - the user's model: its own run says what fails
         return {}

@@ -134,7 +134,7 @@ class ReluHead(nn.Module):  # SqueezeNet's head: conv, ReLU, global pool; untrai
         return torch.flatten(self.classifier(x), 1)
 
 
-class ReluLast(nn.Module):  # scores through a final F.relu, every value in (0, 1): no sigmoid's probabilities
+class SmallHead(nn.Module):  # a Linear whose every value lies in (0, 1)
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(64, 4)
@@ -142,6 +142,8 @@ class ReluLast(nn.Module):  # scores through a final F.relu, every value in (0, 
             self.fc.weight.mul_(0.01)
             self.fc.bias.fill_(0.5)
 
+
+class ReluLast(SmallHead):  # scores through a final F.relu, every value in (0, 1): no sigmoid's probabilities
     def forward(self, x):
         return F.relu(self.fc(x.flatten(1)))
 
@@ -155,14 +157,7 @@ class ReluModuleLast(ReluLast):  # the same through an nn.ReLU module, flattened
         return self.act(self.fc(x.flatten(1))).flatten(1)
 
 
-class OpaqueSmallLogits(nn.Module):  # fx cannot trace it; a Linear's own output, every value in (0, 1)
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(64, 4)
-        with torch.no_grad():
-            self.fc.weight.mul_(0.01)
-            self.fc.bias.fill_(0.5)
-
+class OpaqueSmallLogits(SmallHead):  # fx cannot trace it; a Linear's own output, every value in (0, 1)
     def forward(self, x):
         if x.sum() > -1e9:
             x = x * 1.0
