@@ -253,8 +253,8 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
     """Set ``loaded.spec``'s output kind (``introspect.outputs``) and the reduction of a spatial map of logits,
     from the final op torch.fx sees (its input's layer becomes the logits: the class objective then works before
     the softmax or sigmoid) or else from the values of a dry forward on ``inputs`` (normalized; default: 16
-    seeded random images): rows in [0, 1] summing to 1 are softmax, all in [0, 1] otherwise sigmoid. A spec that
-    already says its kind, or names its logits layer, keeps it; one logit is a sigmoid's (a binary classifier's).
+    seeded random images, DRY_BATCH of them where only the output's shape is wanted): rows in [0, 1] summing to 1
+    are softmax, all in [0, 1] otherwise sigmoid. A spec that already says its kind, or names its logits layer, keeps it; one logit is a sigmoid's (a binary classifier's).
     Adds a note saying what was found."""
     spec, model = loaded.spec, loaded.model
     if inputs is None:
@@ -287,12 +287,14 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
         elif found is not None:
             changes = {"output_kind": found[0]}
     where = changes.get("logits_layer", spec.logits)
+    by_values = spec.output_kind is None and "output_kind" not in changes and not spec.logits_layer
+    # Only the values' kind needs the whole batch: the output's shape alone decides the rest (a map, one logit).
     with HookRegistry(model.eval(), [where]) as hooks:
-        output = hooks.run(inputs)[where]
+        output = hooks.run(inputs if by_values else inputs[:DRY_BATCH])[where]
     if output.ndim == 4 and spec.logits_position is None:
         changes["logits_position"] = meta.logits_position or "mean"
     values = class_values(output, changes.get("logits_position", spec.logits_position))
-    if spec.output_kind is None and "output_kind" not in changes and not spec.logits_layer:
+    if by_values:
         changes["output_kind"] = value_kind(values.float()) or "logits"
     if spec.output_kind is None and changes.get("output_kind", "logits") == "logits" and values.shape[1] == 1:
         changes["output_kind"] = "sigmoid logits"  # one logit (a binary classifier's): a softmax of one is always 1

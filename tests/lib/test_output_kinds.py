@@ -7,6 +7,7 @@ import torch
 
 from introspect import MetaOverrides, load_model, visualize_classes
 from introspect.engine import RenderConfig
+from introspect.layers import DRY_BATCH
 from introspect.outputs import as_logits, class_values, probabilities, value_kind
 from introspect_cli.main import main
 
@@ -239,6 +240,21 @@ def test_value_rules():
 def test_detected_kind_and_where_the_objective_reads(models, name, layer, kind):
     loaded = _load(models, name)
     assert (loaded.spec.logits_layer, loaded.spec.output_kind) == (layer, kind)
+
+
+@pytest.mark.parametrize("name, largest", [("SmallLinear", DRY_BATCH), ("VisibleSoftmax", DRY_BATCH),
+                                           ("OpaqueSoftmax", 16)])
+def test_only_a_kind_left_to_the_values_runs_a_batch_of_images(models, name, largest):
+    """Where fx sees what the output is, loading runs no forward of more than DRY_BATCH images (the kind check ran
+    16: a second of a ResNet-50's start-up on a CPU); where the values decide, it still looks at 16."""
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: seen.append(args[0].shape[0]) if isinstance(module, torch.nn.Linear) else None)
+    try:
+        _load(models, name)
+    finally:
+        handle.remove()
+    assert seen and max(seen) == largest
 
 
 @pytest.mark.parametrize("name, kind, note", [("OpaqueSmallLogits", "logits", False), ("OpaqueReluLast", "logits", True),
