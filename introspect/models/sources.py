@@ -847,8 +847,8 @@ def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = Non
     points = measuring_points(model, input_shape)
     activations = {layer: p.activation for layer, p in points.items() if p.activation != "identity"}
     if input_shape is not None:
-        activations.update({layer: kind for layer, kind in relu_outputs(model, input_shape).items()
-                            if layer not in points})
+        ends = {**traced_relu_outputs(model), **relu_outputs(model, input_shape)}
+        activations.update({layer: kind for layer, kind in ends.items() if layer not in points})
     return {"activations": activations,
             "measure": {layer: p.chain for layer, p in points.items()},
             "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
@@ -895,6 +895,29 @@ def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, st
     finally:
         for handle in handles:
             handle.remove()
+    return found
+
+
+def traced_relu_outputs(model: nn.Module) -> dict[str, str]:
+    """{module: "relu" or "relu6"} for each module fx traces through whose output (its first call's) is a ReLU call's
+    own: a block whose forward ends in ``F.relu(x + self.bn(self.conv(x)))``, which no module hook can see
+    (``relu_outputs`` follows nn.ReLU modules). A module is judged by the one node of its call that anything after the
+    call uses; a call that hands on more than one (a tuple) or ends in anything else is left out. {} where fx cannot
+    trace the forward."""
+    graph = fx_graph(model)
+    if isinstance(graph, str):
+        return {}
+    handed_on: dict[str, list[torch.fx.Node]] = {}  # per module (first call: scopes without "@N"): its nodes used after
+    for node in graph.nodes:
+        scopes = [scope for scope in node.meta.get("nn_module_stack", {}) if "@" not in scope]
+        for scope in scopes:
+            if any(scope not in user.meta.get("nn_module_stack", {}) for user in node.users):
+                handed_on.setdefault(scope, []).append(node)
+    found = {}
+    for scope, nodes in handed_on.items():
+        step = _call_step(nodes[0]) if len(nodes) == 1 and nodes[0].op != "call_module" else None
+        if step is not None and step.activation in IDEMPOTENT_ACTIVATIONS.values():
+            found[scope] = step.activation
     return found
 
 

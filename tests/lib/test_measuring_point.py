@@ -313,6 +313,57 @@ def test_a_block_that_ends_in_a_relu_is_measured_after_it():
     assert [stats[layer].live.tolist()[:2] for layer in ("block1", "block1.2", "block1.0")] == [[False, False]] * 3
 
 
+class Residual(nn.Module):
+    """A block whose forward ends in a ReLU call, which no hook sees: ``F.relu(x + bn(conv(x)))``."""
+
+    def __init__(self, shift: float | None = None, relu6: bool = False):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.shift, self.relu6 = shift, relu6
+
+    def forward(self, x):
+        out = (F.relu6 if self.relu6 else F.relu)(x + self.bn(self.conv(x)))
+        return out if self.shift is None else out - self.shift  # shifted after its ReLU: signed again
+
+
+class Residuals(nn.Module):
+    """block's channels 0 and 1 are closed on every image (its BatchNorm's bias -10 against a stem's ReLU'd output
+    of about 1); the same block reused, in a Sequential, shifted, or returning two tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.block, self.shifted, self.stack = Residual(), Residual(shift=1.0), nn.Sequential(Residual(), Residual(relu6=True))
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.stem.weight.zero_()
+            self.stem.bias.fill_(1.0)
+            self.block.bn.bias[:2] = -10.0
+
+    def forward(self, x):
+        x = self.block(self.block(F.relu(self.stem(x))))
+        return self.fc(self.stack(self.shifted(x)).mean((2, 3)))
+
+
+def test_a_block_that_ends_in_a_relu_call_is_measured_after_it():
+    """A residual block ending in ``F.relu(x + self.bn(self.conv(x)))`` was measured as a signed output ("block (raw
+    output)"): two channels that are 0 on every image were "live", their top examples tied at 0. fx sees the ReLU
+    call hand the block's output on: the block is measured after it (its first call, as a reused module is)."""
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields, traced_relu_outputs
+    from introspect.models.spec import ModelSpec
+
+    model = Residuals().eval()
+    assert traced_relu_outputs(model) == {"block": "relu", "stack": "relu6", "stack.0": "relu", "stack.1": "relu6"}
+    spec = ModelSpec(name="residuals", architecture="user", input_shape=(1, 12, 12), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 12, 12)))
+    assert [spec.measured_at(layer) for layer in ("block", "shifted", "stack")] == [
+        "block → relu", "shifted (raw output)", "stack → relu6"]
+    stats = examples_pass(model, spec, ["block"], tiny_dataset(10))["block"]
+    assert stats.live.tolist() == [False, False, True, True]
+    assert hook_count(model) == 0
+
+
 def test_a_module_called_twice_is_measured_where_its_first_call_goes():
     """A conv applied twice, first followed by F.relu and then by tanh, was measured raw ("shared (raw output)"),
     judged as a signed output. Its hook records the first call: that call's chain is its measuring point."""
