@@ -29,10 +29,24 @@ class ActivationsResult:
     outputs: dict[str, torch.Tensor]  # layer -> output (without the batch dimension), as recorded by the hook
     activations: dict[str, str]  # layer -> activation applied for display ("relu" or "identity")
     probabilities: torch.Tensor  # (classes,) softmax, or a sigmoid per unit for sigmoid heads; empty when logits are unknown
-    predicted: int | None  # None when the model's logits are unknown
+    predicted: int | None  # None when the model's logits are unknown, or NaN/inf (``failure``)
     saliency: torch.Tensor  # (C, H, W): d logit[predicted] / d pixel in pixel space [0, 1] (unknown logits: of the last layer's strongest unit)
     class_names: Sequence[str]
     measured_at: dict[str, str] = field(default_factory=dict)  # layer -> where it is measured, "conv1 → bn1 → relu"
+    non_finite: list[str] = field(default_factory=list)  # the layers whose output holds NaN/inf
+    scores_finite: bool = True  # the class scores (unknown logits: the last layer's units) are all finite
+
+    def failure(self) -> str | None:
+        """Why there is no answer to show, in one line, when the model's scores for this input are NaN/inf (the
+        prediction and the saliency are then meaningless); None when they are finite."""
+        if self.scores_finite:
+            return None
+        where = ""
+        if self.non_finite:
+            shown = ", ".join(self.non_finite[:3]) + (f" and {len(self.non_finite) - 3} more" if len(self.non_finite) > 3 else "")
+            where = f" (NaN/inf in the output of {shown})"
+        return (f"the model's output on this input is NaN/inf{where}: there is no prediction or saliency to read "
+                "(a log or sqrt in the forward of values that reach 0 or below?)")
 
     def label(self, layer: str) -> str:
         """What the layer's shown values are: its measuring chain ("conv1 → bn1 → relu"), else "relu(fc1)"."""
@@ -76,8 +90,12 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
         else:
             units = reduce_channels(outputs[layers[-1]])[0]
             predicted, target, probabilities = None, units.max(), torch.zeros(0)
+        scores_finite = bool(torch.isfinite(logits).all()) if spec.logits is not None else bool(torch.isfinite(units).all())
         (saliency,) = torch.autograd.grad(target, pixels)
+    if not scores_finite:  # an argmax of NaN names no class, and a gradient of it no pixels
+        predicted, probabilities, saliency = None, torch.zeros(0), torch.zeros_like(saliency)
     activations = {layer: spec.activation(layer) for layer in layers}
+    non_finite = [layer for layer in layers if not bool(torch.isfinite(outputs[layer]).all())]
     return ActivationsResult(
         input=image,
         outputs={layer: outputs[layer][0].detach().cpu() for layer in layers},
@@ -87,4 +105,6 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
         saliency=saliency[0].detach().cpu(),
         class_names=spec.class_names,
         measured_at={layer: spec.measured_at(layer) for layer in layers},
+        non_finite=non_finite,
+        scores_finite=scores_finite,
     )

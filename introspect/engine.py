@@ -111,6 +111,10 @@ class RenderResult:
         first = min(self.failed_at.values()) if self.failed_at else self.steps_done
         which = "every image" if self.failed else f"{len(self.stopped)} of {len(self.values)} images"
         term = f" in {', '.join(self.failed_terms)}" if self.failed_terms else ""
+        if first == 1:  # before any update: no learning rate or penalty weight can help
+            return Message("{before}the objective is NaN/inf{term} for {which} from the start, before any update: "
+                           "the model's output on the starting image is not finite (a log or sqrt in its forward of "
+                           "values that reach 0 or below?){after}", term=term, which=which, before=before, after=after)
         return Message("{before}the objective became NaN/inf{term} for {which} from step {step}; lower {lr} or {tv}, "
                        "or check the model's output for NaN{after}", settings=("lr", "tv"), term=term, which=which,
                        step=first, before=before, after=after)

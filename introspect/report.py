@@ -1033,8 +1033,10 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
     panel_titles = ["input as the model sees it",
                     (f"prediction: {result.class_names[result.predicted]} "
                      f"({format_probability(float(result.probabilities[result.predicted]))}); top-5")
-                    if result.predicted is not None else "no prediction: the model's logits are unknown",
-                    f"saliency: d {what} / d pixel", "gradient × input"]
+                    if result.predicted is not None else "no prediction: the model's output is NaN/inf"
+                    if not result.scores_finite else "no prediction: the model's logits are unknown",
+                    f"saliency: d {what} / d pixel" if result.scores_finite else "saliency: none (NaN/inf output)",
+                    "gradient × input"]
     signal = is_signal(image)
     if signal:  # a waveform is wide: the four panels one under another, each the page's width
         img_w = bars_w = ROOM - label_w
@@ -1213,6 +1215,8 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
 
     label = result.label(layer)
     values = result.shown(layer).flatten()
+    bad = int((~torch.isfinite(values)).sum())
+    values = values.nan_to_num(0.0, 0.0, 0.0)  # drawn as 0, and said so: a bar of NaN height has no place
     strongest = [i for i in torch.argsort(values, descending=True)[:highlight].tolist() if values[i] > 0]
     is_logits = layer == logits_layer or (logits_layer is None and layer == list(result.outputs)[-1]
                                           and len(values) == len(result.class_names))
@@ -1223,7 +1227,8 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
     named = (lambda i: str(i) if names[i] == str(i) else f"{i} ({names[i]})") if names else str
     kind = "channels (1×1 maps)" if result.outputs[layer].ndim == 3 else "units"
     title = fit(f"{label}: {len(values)} {kind}" + (" (the logits)" if is_logits else "")
-                + (f"; strongest in red: {', '.join(named(i) for i in strongest)}" if strongest else ""),
+                + (f"; strongest in red: {', '.join(named(i) for i in strongest)}" if strongest else "")
+                + (f"; {bad} NaN/inf, drawn as 0" if bad else ""),
                 ROOM, TEXT_SIZE)
     title_h = text_size(title, TEXT_SIZE)[1] + 0.05
     plot_h = 1.2

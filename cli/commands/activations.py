@@ -133,11 +133,16 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,
                                        time.time() - started, spec.logits)
+    summary = {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
+               "top5": record["top5"]}
+    failure = result.failure()
+    if failure is not None:  # the layers' outputs are written: where the NaN starts is what to look at
+        io.err.print(f"error: {failure}; wrote the layers' outputs to {run_folder.path}", markup=False)
+        return Outcome(1, {**summary, "error": failure})
     prediction = record["prediction"]
     io.out.print((f"prediction: {prediction['name']} (p={prediction['probability']:.3f}); " if prediction else
                   "no prediction (the model's logits are unknown); ") + f"wrote {run_folder.path}/report.png", markup=False)
-    return finished(io, {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
-                         "top5": record["top5"]})
+    return finished(io, summary)
 
 
 def strongest_visualizations(args: argparse.Namespace, model, spec, result, layers: list[str], config,

@@ -253,6 +253,53 @@ def test_nan_objective_stops_that_class_keeps_others(tmp_path, capsys):
     assert record["stopped_non_finite"] == [1]
 
 
+LOG_OF_RELU = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+class LogNet(nn.Module):  # the log of ReLU'd features: -inf wherever one is 0, NaN scores from the start
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.bias[0] = -100.0  # channel 0 is 0 everywhere
+    def forward(self, x):
+        return self.fc(torch.log(F.relu(self.conv(x)).mean((2, 3))))
+"""
+
+
+def test_a_model_nan_from_the_start_is_not_told_to_lower_the_learning_rate(tmp_path, capsys):
+    """A model whose scores are NaN on the starting image was told "lower --lr or --tv": no setting of the
+    optimization reaches a failure before its first update."""
+    (tmp_path / "lognet.py").write_text(LOG_OF_RELU)
+    argv = ["classes", "--model", f"{tmp_path / 'lognet.py'}:LogNet", "--input-shape", "1,8,8", "--steps", "3",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "from the start, before any update" in err and "--lr" not in err
+
+
+def test_activations_of_a_nan_output_is_an_error_naming_where_it_starts(tmp_path, capsys):
+    """activations printed "prediction: 2 (p=nan)" and exited 0, with a saliency of NaN and matplotlib's warnings on
+    stderr. The layers' outputs are still written (where the NaN starts is what to look at)."""
+    import json
+
+    import numpy as np
+
+    (tmp_path / "lognet.py").write_text(LOG_OF_RELU)
+    np.save(tmp_path / "input.npy", np.full((1, 8, 8), 0.5, dtype=np.float32))
+    out = tmp_path / "run"
+    argv = ["activations", "--model", f"{tmp_path / 'lognet.py'}:LogNet", "--input-shape", "1,8,8",
+            "--image", str(tmp_path / "input.npy"), "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error: the model's output on this input is NaN/inf (NaN/inf in the output of fc)" in err
+    assert "Warning" not in err and "prediction:" not in err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and record["prediction"] is None and record["top5"] == []
+    assert (out / "report.png").is_file() and (out / "activations.npz").is_file()
+
+
 class _ClosedPipe:
     """A stdout whose reader has gone (``introspect layers | head -1``): every write fails."""
 
