@@ -364,6 +364,24 @@ def examples_pass(model: nn.Module, spec: ModelSpec, layers: Sequence[str], data
     return stats
 
 
+def constant_mean_notes(model: nn.Module, spec: ModelSpec, layers: Sequence[str], neuron: bool) -> list[Message]:
+    """A note for each layer measured at an instance norm's own output (an InstanceNorm, or a GroupNorm of one
+    channel per group, without running statistics and with no activation after it) when channels are scored by their
+    spatial mean: that mean is the norm's bias on every image, so no image can raise it, and its ratios and top
+    examples compare rounding noise."""
+    notes = []
+    for layer in layers if not neuron else ():
+        tap = dict(model.named_modules()).get(spec.tap(layer))
+        per_image = (isinstance(tap, nn.modules.instancenorm._InstanceNorm) and not tap.track_running_stats) or (
+            isinstance(tap, nn.GroupNorm) and tap.num_groups == tap.num_channels)
+        if per_image and spec.activation(layer) == "identity":
+            notes.append(Message("{layer} is measured at {tap}, an instance norm's output: each channel's spatial "
+                                 "mean is the norm's bias on every image, so no image raises it and its ratios compare "
+                                 "noise; use {neuron} (the centre position), or a layer after an activation",
+                                 settings=("neuron",), layer=layer, tap=spec.tap(layer)))
+    return notes
+
+
 def dataset_examples_many(model: nn.Module, spec: ModelSpec, layers: Sequence[str], dataset: ImageDataset,
                           k: int = 5, neuron: bool = False, batch_size: int | None = None, device: str = "cpu",
                           callback: Callable[[int, int], None] | None = None,

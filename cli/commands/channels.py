@@ -15,7 +15,7 @@ import sys
 from rich.console import Console
 
 from introspect.channel_runs import ChannelsRun, estimate_channels, read_manifest, resume_channels, run_channels
-from introspect.channels import CHANNELS_DEFAULTS, ChannelsResult, plan_channels
+from introspect.channels import CHANNELS_DEFAULTS, ChannelsResult, constant_mean_notes, plan_channels
 from introspect.distributed import Ranks, join
 from introspect.errors import UserError
 from introspect.folders import check_out
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         io.note(note)
     notes: list[str] = []
     layers = select_layers(loaded.model, loaded.spec.input_shape, args.layer, notes)
-    for note in notes:
+    for note in notes + constant_mean_notes(loaded.model, loaded.spec, layers, args.neuron):
         io.note(note)
     config = config_from_args(args, CHANNELS_DEFAULTS)
     formats = parse_formats(args.format)

@@ -489,3 +489,36 @@ def test_a_sequential_the_forward_calls_piecewise_gives_no_measuring_point():
     assert "block.0" not in points
     assert points["whole.0"].chain == ("whole.1", "whole.2")
     assert "block.0" in measuring_points(model)  # no input shape: what the Sequential says, as before
+
+
+def test_an_instance_norms_output_is_noted_as_constant_in_its_spatial_mean():
+    """An InstanceNorm's output, measured by its channels' spatial means, scored the norm's bias on every image: the
+    run printed ratios of rounding noise and health advice. The note says so and names --neuron; a BatchNorm's
+    output, an instance norm with an activation after it, or --neuron, get none."""
+    from introspect.channels import constant_mean_notes
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    class Norms(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.inorm = nn.Conv2d(1, 4, 3, padding=1), nn.InstanceNorm2d(4, affine=True)
+            self.conv2, self.gn = nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(4, 4)
+            self.conv3, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.conv4, self.closed = nn.Conv2d(4, 4, 3, padding=1), nn.InstanceNorm2d(4)
+
+        def forward(self, x):
+            x = self.bn(self.conv3(self.gn(self.conv2(self.inorm(self.conv1(x))))))
+            return F.relu(self.closed(self.conv4(x))).mean((2, 3))
+
+    model = Norms().eval()
+    spec = ModelSpec(name="norms", architecture="user", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 8, 8)))
+    layers = ["inorm", "gn", "bn", "closed", "conv4"]
+    noted = [str(note).split(" ")[0] for note in constant_mean_notes(model, spec, layers, neuron=False)]
+    assert noted == ["inorm", "gn"]
+    assert "{neuron}" in constant_mean_notes(model, spec, ["inorm"], neuron=False)[0].template
+    assert constant_mean_notes(model, spec, layers, neuron=True) == []
+    with torch.no_grad():  # what the note says: the spatial mean is the bias, whatever the image
+        means = model.inorm(model.conv1(torch.rand(3, 1, 8, 8))).mean((2, 3))
+    assert torch.allclose(means, model.inorm.bias.expand(3, -1), atol=1e-5)
