@@ -306,10 +306,11 @@ def detect_output(loaded: LoadedModel, meta: MetaOverrides = MetaOverrides(), in
         loaded.notes.append(f"output: {describe_kind(spec.output_kind, spec.logits_position)}"
                             + (f" ({tuple(output.shape[1:])} per image)" if output.ndim == 4 else ""))
     if spec.output_kind in ("softmax", "log-softmax", "sigmoid"):
-        loaded.notes.append(Message("the model's output looks like {kind}, not logits: raising a class there can mean "
-                                    "pushing others down; pass {logits_layer} NAME (the layer before the {op}) to use "
-                                    "the logits", settings=("logits_layer",),
-                                    kind=describe_kind(spec.output_kind), op=spec.output_kind))
+        why = ("a probability saturates near 0 and 1 in float32, where a class stops gaining" if spec.output_kind == "sigmoid"
+               else "raising a class there can mean pushing others down")  # independent sigmoids push none down
+        loaded.notes.append(Message("the model's output looks like {kind}, not logits: {why}; pass {logits_layer} NAME "
+                                    "(the layer before the {op}) to use the logits", settings=("logits_layer",),
+                                    kind=describe_kind(spec.output_kind), why=why, op=spec.output_kind))
 
 
 def _builtin(name: str, checkpoint, trust: bool) -> LoadedModel:

@@ -387,3 +387,12 @@ def test_a_torchscript_archive_s_one_logit_is_a_sigmoids_too(models, tmp_path):
     assert loaded.scripted and loaded.spec.output_kind == "sigmoid logits"
     result = visualize_classes(loaded.model, loaded.spec, config=RenderConfig(steps=2), candidates=1)
     assert float(result.probabilities[0]) < 1 and "p\u00a0(sigmoid)=" in result.titles[0]
+
+
+def test_the_note_on_probabilities_gives_the_reason_of_their_kind(models):
+    """Sigmoid probabilities were told that raising a class "can mean pushing others down": softmax reasoning, where
+    independent sigmoids push none down. Theirs is saturation."""
+    sigmoid = " ".join(map(str, _load(models, "OpaqueSigmoid").notes))
+    softmax = " ".join(map(str, _load(models, "OpaqueSoftmax").notes))
+    assert "saturates near 0 and 1" in sigmoid and "pushing others down" not in sigmoid
+    assert "pushing others down" in softmax
