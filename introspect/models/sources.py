@@ -973,6 +973,11 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
         if isinstance(exc, TypeError) and "required" in reason and "argument" in reason:
             raise UserError("{name}'s forward needs more than the input: {reason}; give the others with {forward_arg} "
                             "NAME=VALUE", settings=("forward_arg",), name=name, reason=reason) from exc
+        embedding = next((n for n, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))), None)
+        if embedding is not None and ("indices" in reason or "Long" in reason):
+            raise UserError("{name} takes integer token ids ({layer} is an nn.Embedding), which no input shape fixes: "
+                            "introspect optimizes continuous inputs (images, 1-D signals) by their gradient, and token "
+                            "ids have none", name=name, layer=embedding) from exc
         if isinstance(first, nn.Conv3d) and fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: its first conv is a Conv3d, which takes "
                             "3-D input (video, volumes); introspect takes images (C,H,W) and 1-D signals (C,L) only",

@@ -344,3 +344,20 @@ def test_a_sequence_first_output_still_loads(files, capsys):
     """The rows check applies where the output is taken as (batch, classes): a (T, B, K) output is not refused."""
     assert main(["layers", "--model", f"{files}/shapes.py:SequenceFirst", "--input-shape", "1,8"]) == 0
     assert "conv" in capsys.readouterr().out
+
+
+def test_a_text_model_is_refused_for_its_token_ids_not_its_shape(tmp_path, capsys):
+    """An nn.Embedding model got torch's "Expected tensor for argument #1 'indices' ..." and "(check --size /
+    --input-shape)": no shape fixes it."""
+    (tmp_path / "text.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class TextNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.fc = nn.Embedding(100, 16), nn.Linear(16, 3)
+            def forward(self, x):
+                return self.fc(self.emb(x).mean(1))
+    """))
+    assert main(["layers", "--model", f"{tmp_path / 'text.py'}:TextNet", "--input-shape", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "takes integer token ids (emb is an nn.Embedding)" in err and "--input-shape" not in err
