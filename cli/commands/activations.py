@@ -141,7 +141,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         return Outcome(1, {**summary, "error": failure})
     prediction = record["prediction"]
     io.out.print((f"prediction: {prediction['name']} (p={prediction['probability']:.3f}); " if prediction else
-                  "no prediction (the model's logits are unknown); ") + f"wrote {run_folder.path}/report.png", markup=False)
+                  "no prediction (the model's logits are unknown: name them with --logits-layer NAME or "
+                  "--logits-output KEY); ") + f"wrote {run_folder.path}/report.png", markup=False)
     return finished(io, summary)
 
 

@@ -361,3 +361,25 @@ def test_a_text_model_is_refused_for_its_token_ids_not_its_shape(tmp_path, capsy
     assert main(["layers", "--model", f"{tmp_path / 'text.py'}:TextNet", "--input-shape", "12"]) == 2
     err = capsys.readouterr().err
     assert "takes integer token ids (emb is an nn.Embedding)" in err and "--input-shape" not in err
+
+
+def test_activations_without_logits_names_the_flags_that_give_them(tmp_path, capsys):
+    """A model returning a dict got "no prediction (the model's logits are unknown)" and no word of how to name them."""
+    import numpy as np
+
+    (tmp_path / "dict.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class DictOut(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+            def forward(self, x):
+                features = self.conv(x).mean((2, 3))
+                return {"logits": self.fc(features), "features": features}
+    """))
+    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
+    argv = ["activations", "--model", f"{tmp_path / 'dict.py'}:DictOut", "--input-shape", "1,8,8",
+            "--image", str(tmp_path / "input.npy"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert "no prediction (the model's logits are unknown: name them with --logits-layer NAME or --logits-output KEY)" \
+        in capsys.readouterr().out
