@@ -1226,7 +1226,8 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
         names = None
     named = (lambda i: str(i) if names[i] == str(i) else f"{i} ({names[i]})") if names else str
     kind = "channels (1×1 maps)" if result.outputs[layer].ndim == 3 else "units"
-    title = fit(f"{label}: {len(values)} {kind}" + (" (the logits)" if is_logits else "")
+    after = result.activations.get(layer, "identity") != "identity"  # drawn after the model's activation
+    title = fit(f"{label}: {len(values)} {kind}" + ((" (the classes' scores)" if after else " (the logits)") if is_logits else "")
                 + (f"; strongest in red: {', '.join(named(i) for i in strongest)}" if strongest else "")
                 + (f"; {bad} NaN/inf, drawn as 0" if bad else ""),
                 ROOM, TEXT_SIZE)

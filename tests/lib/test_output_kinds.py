@@ -396,3 +396,18 @@ def test_the_note_on_probabilities_gives_the_reason_of_their_kind(models):
     softmax = " ".join(map(str, _load(models, "OpaqueSoftmax").notes))
     assert "saturates near 0 and 1" in sigmoid and "pushing others down" not in sigmoid
     assert "pushing others down" in softmax
+
+
+def test_a_heads_bars_drawn_after_its_sigmoid_are_not_called_the_logits(models):
+    """activations titled the bars of ``fc → torch.sigmoid`` "(the logits)" while drawing the sigmoid's values."""
+    from introspect.activations import inspect_image
+    from introspect.pictures import ImageInput
+    from introspect.report import activations_figures
+
+    loaded = _load(models, "OneSigmoid")
+    image = ImageInput(pixels=torch.rand(1, 8, 8), source="test", conversion=())
+    result = inspect_image(loaded.model, loaded.spec, image, ["fc"])
+    assert result.activations["fc"] == "sigmoid"
+    texts = [t.get_text() for fig in activations_figures(result, logits_layer=loaded.spec.logits) for t in fig.texts]
+    title = next(t for t in texts if t.startswith(result.label("fc")))
+    assert "(the classes' scores)" in title and "(the logits)" not in title
