@@ -21,11 +21,12 @@ INPUT = "<input>"
 
 class _ActivationTable(dict):
     """Name -> function; a name may carry its parameter after a colon: "leaky_relu:0.2" (negative slope),
-    "elu:0.5" (alpha), "gelu:tanh" (the tanh approximation)."""
+    "elu:0.5" (alpha), "gelu:tanh" (the tanh approximation), "softplus:2" (beta)."""
 
     _PARAMETRIC = {"leaky_relu": lambda p: lambda x: F.leaky_relu(x, float(p)),
                    "elu": lambda p: lambda x: F.elu(x, float(p)),
-                   "gelu": lambda p: lambda x: F.gelu(x, approximate=p)}
+                   "gelu": lambda p: lambda x: F.gelu(x, approximate=p),
+                   "softplus": lambda p: lambda x: F.softplus(x, float(p))}
 
     def __missing__(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         base, colon, parameter = str(name).partition(":")
@@ -61,6 +62,10 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _Activ
     "elu": F.elu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
+    "hardsigmoid": F.hardsigmoid,
+    "hardtanh": F.hardtanh,
+    "selu": F.selu,
     "identity": lambda x: x,
 })
 
@@ -68,8 +73,8 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = _Activ
 LEAKY_ACTIVATIONS = ("identity", "leaky_relu")
 #: Activations after which a channel is not judged dead or rarely active by the sign of its output: the output as it
 #: is, LeakyReLU, ELU and tanh pass values below 0 on (never positive says nothing: a PReLU, hooked itself, is the
-#: output as it is), and sigmoid is never 0.
-UNJUDGED_ACTIVATIONS = ("identity", "leaky_relu", "elu", "tanh", "sigmoid")
+#: output as it is), Hardtanh and SELU too, and sigmoid and softplus are never 0. (Hardsigmoid's 0, below -3, is closed.)
+UNJUDGED_ACTIVATIONS = ("identity", "leaky_relu", "elu", "tanh", "sigmoid", "softplus", "hardtanh", "selu")
 
 
 def needs_leak(activation: str) -> bool:

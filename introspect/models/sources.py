@@ -613,7 +613,10 @@ def first_conv_channels(model: nn.Module) -> int | None:
 ACTIVATION_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu", nn.Mish: "mish",
                       nn.GELU: lambda m: "gelu" if m.approximate == "none" else f"gelu:{m.approximate}",
                       nn.LeakyReLU: lambda m: _named("leaky_relu", m.negative_slope, 0.01),
-                      nn.ELU: lambda m: _named("elu", m.alpha, 1.0), nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+                      nn.ELU: lambda m: _named("elu", m.alpha, 1.0), nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+                      nn.Softplus: lambda m: _named("softplus", m.beta, 1.0) if m.threshold == 20 else None,
+                      nn.Hardsigmoid: "hardsigmoid", nn.SELU: "selu",
+                      nn.Hardtanh: lambda m: "hardtanh" if (m.min_val, m.max_val) == (-1.0, 1.0) else None}
 #: Modules that keep each channel to itself and change no shape (in eval mode): a channel is measured after them.
 #: PReLU's slopes are weights, so it is hooked itself rather than applied as a function.
 PASS_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.PReLU)
@@ -625,8 +628,11 @@ ACTIVATION_CALLS = {F.relu: ("relu", None), torch.relu: ("relu", None), torch.re
                     F.mish: ("mish", None), F.gelu: ("gelu", None),
                     F.leaky_relu: ("leaky_relu", (1, "negative_slope", 0.01)), F.elu: ("elu", (1, "alpha", 1.0)),
                     torch.tanh: ("tanh", None), F.tanh: ("tanh", None), torch.sigmoid: ("sigmoid", None),
-                    F.sigmoid: ("sigmoid", None)}
+                    F.sigmoid: ("sigmoid", None), F.softplus: ("softplus", (1, "beta", 1.0)),
+                    F.hardsigmoid: ("hardsigmoid", None), F.selu: ("selu", None)}
 ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+#: Clamps that are a ReLU or ReLU6 written out: (min, max) -> the activation.
+CLAMPS = {(0, None): "relu", (0, 6): "relu6"}
 
 
 def _named(name: str, parameter: float, default: float) -> str:
@@ -730,13 +736,17 @@ def _module_step(name: str, module: nn.Module, reused: bool = False) -> _Step | 
 
 
 def _call_step(node: torch.fx.Node) -> _Step | None:
+    clamp = _clamp_step(node)
+    if clamp is not None:
+        return clamp
     if node.op == "call_method":
         name = ACTIVATION_METHODS.get(node.target)
         return None if name is None or len(node.args) != 1 or node.kwargs else _Step(f".{node.target}()", name)
     if node.op != "call_function" or node.target not in ACTIVATION_CALLS:
         return None
     name, parameter = ACTIVATION_CALLS[node.target]
-    label = f"{'F' if node.target.__module__.startswith('torch.nn') else 'torch'}.{node.target.__name__}"
+    functional = node.target.__module__.startswith("torch.nn") or getattr(F, node.target.__name__, None) is node.target
+    label = f"{'F' if functional else 'torch'}.{node.target.__name__}"  # F.softplus is torch._C._nn's own
     if node.target is F.gelu:
         approximate = node.kwargs.get("approximate", "none")
         return _Step(label, "gelu" if approximate == "none" else f"gelu:{approximate}") if isinstance(approximate, str) else None
@@ -747,6 +757,25 @@ def _call_step(node: torch.fx.Node) -> _Step | None:
             return None
         name = _named(name, float(value), default)
     return _Step(label, name)
+
+
+def _clamp_step(node: torch.fx.Node) -> _Step | None:
+    """``x.clamp(min=0)``, ``torch.clamp(x, 0, 6)``, ``x.clamp_min(0)``...: a ReLU (ReLU6) written out; else None."""
+    method = node.op == "call_method" and node.target in ("clamp", "clamp_", "clamp_min", "clamp_min_")
+    function = node.op == "call_function" and node.target in (torch.clamp, torch.clamp_min)
+    if not (method or function) or not node.args:
+        return None
+    name = node.target if method else node.target.__name__
+    bounds = list(node.args[1:]) + [None] * 2
+    low = node.kwargs.get("min", bounds[0])
+    high = None if "min" in name else node.kwargs.get("max", bounds[1])
+    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)) for value in (low, high)):
+        return None  # a tensor bound: no fixed function
+    activation = CLAMPS.get((low, high))
+    if activation is None:
+        return None
+    bound = ", ".join(f"{key}={value:g}" for key, value in (("min", low), ("max", high)) if value is not None)
+    return _Step(f".{name}({bound})" if method else f"torch.{name}({bound})", activation)
 
 
 def _is_sigmoid(node: torch.fx.Node, of: torch.fx.Node) -> bool:

@@ -202,7 +202,8 @@ def test_activation_functions_and_their_leak():
         y = ACTIVATION_FUNCTIONS[name](x)
         assert torch.equal(y > 0, x > 0), name  # "active" (output above 0) is the same as an open unit
     assert bool((ACTIVATION_FUNCTIONS["sigmoid"](x) > 0).all())  # never 0: no channel is judged by its sign after it
-    assert "leaky_relu:nope" not in ACTIVATION_FUNCTIONS and "softplus" not in ACTIVATION_FUNCTIONS
+    assert bool((ACTIVATION_FUNCTIONS["softplus:2"](x) > 0).all())  # nor after softplus
+    assert "leaky_relu:nope" not in ACTIVATION_FUNCTIONS and "softsign" not in ACTIVATION_FUNCTIONS
     closed = {"out": torch.full((1, 1, 2, 2), -10.0, requires_grad=True)}
     for name, leaks in (("relu", True), ("hardswish", True), ("leaky_relu", False)):
         value = channel("out", 0, activation=name)(closed)
@@ -522,3 +523,58 @@ def test_an_instance_norms_output_is_noted_as_constant_in_its_spatial_mean():
     with torch.no_grad():  # what the note says: the spatial mean is the bias, whatever the image
         means = model.inorm(model.conv1(torch.rand(3, 1, 8, 8))).mean((2, 3))
     assert torch.allclose(means, model.inorm.bias.expand(3, -1), atol=1e-5)
+
+
+def test_softplus_and_a_relu_written_as_a_clamp_are_measuring_points():
+    """A conv followed by nn.Softplus, F.softplus or ``x.clamp(min=0)`` was measured at its raw output, so its channels
+    were judged as signed (a clamp's closed channels "live") and not as what the next layer sees."""
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields, measuring_points
+    from introspect.models.spec import ModelSpec
+
+    class Written(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.c3, self.c4, self.c5 = [nn.Conv2d(1 if i == 0 else 2, 2, 1) for i in range(5)]
+            self.soft, self.sharp = nn.Softplus(), nn.Softplus(beta=2, threshold=10)
+            with torch.no_grad():
+                self.c1.bias[0] = -100.0  # channel 0 closed by the clamp on every image
+
+        def forward(self, x):
+            x = torch.clamp(self.c2(self.c1(x).clamp(min=0)), 0, 6)
+            x = F.softplus(self.c4(self.soft(self.c3(x))), beta=2)
+            return self.sharp(self.c5(x)).mean((2, 3))
+
+    points = measuring_points(Written())
+    assert {layer: (points[layer].chain, points[layer].activation) for layer in ("c1", "c2", "c3", "c4")} == {
+        "c1": ((".clamp(min=0)",), "relu"), "c2": (("torch.clamp(min=0, max=6)",), "relu6"),
+        "c3": (("soft",), "softplus"), "c4": (("F.softplus",), "softplus:2")}
+    assert (points["c5"].tap, points["c5"].activation) == ("sharp", "identity")  # another threshold: hooked itself
+    model = Written().eval()
+    spec = ModelSpec(name="written", architecture="user", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 8, 8)))
+    assert spec.measured_at("c1") == "c1 → .clamp(min=0)"
+    assert examples_pass(model, spec, ["c1"], tiny_dataset(10))["c1"].live.tolist() == [False, True]
+
+
+def test_hardsigmoid_selu_and_hardtanh_are_measuring_points():
+    """MobileNetV3's squeeze-excitation fc2 → nn.Hardsigmoid was "fc2 (raw output): no activation traced after it"
+    (its sigmoid twin in EfficientNet was followed). Hardsigmoid closes below -3 (judged); SELU and Hardtanh pass
+    values below 0 on (never judged by sign)."""
+    from introspect.channels import ExampleStats
+    from introspect.models.sources import measuring_points
+
+    class Gates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Conv2d(1, 2, 1), nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+            self.gate, self.selu, self.clip = nn.Hardsigmoid(), nn.SELU(), nn.Hardtanh()
+
+        def forward(self, x):
+            return self.clip(self.fc3(self.selu(self.fc2(self.gate(self.fc1(x)))))).mean((2, 3))
+
+    points = measuring_points(Gates())
+    assert [points[layer].activation for layer in ("fc1", "fc2", "fc3")] == ["hardsigmoid", "selu", "hardtanh"]
+    judged = {name: ExampleStats("x", name, False, *[torch.zeros(1, 1)] * 2, *[torch.zeros(1)] * 3,
+                                 torch.zeros(1, 3), "d", "s", "src", 1).judged for name in ("hardsigmoid", "selu", "hardtanh")}
+    assert judged == {"hardsigmoid": True, "selu": False, "hardtanh": False}
