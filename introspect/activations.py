@@ -34,6 +34,14 @@ class ActivationsResult:
     class_names: Sequence[str]
     measured_at: dict[str, str] = field(default_factory=dict)  # layer -> where it is measured, "conv1 → bn1 → relu"
     non_finite: list[str] = field(default_factory=list)  # the layers whose output holds NaN/inf
+    scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (classes,) on the logit scale: the ranking
+
+    def top(self, k: int = 5) -> list[int]:
+        """The k classes the model ranks highest, by their scores: probabilities of a thousand near-equal logits tie
+        in float32, and a sort of them put the predicted class (the scores' argmax) out of its own top 5."""
+        if self.predicted is None:
+            return []
+        return torch.argsort(self.scores, descending=True, stable=True)[:k].tolist()
     scores_finite: bool = True  # the class scores (unknown logits: the last layer's units) are all finite
 
     def failure(self) -> str | None:
@@ -107,4 +115,5 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
         measured_at={layer: spec.measured_at(layer) for layer in layers},
         non_finite=non_finite,
         scores_finite=scores_finite,
+        scores=logits[0].detach().float().cpu() if spec.logits is not None and scores_finite else torch.zeros(0),
     )

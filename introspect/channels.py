@@ -617,11 +617,12 @@ class ChannelsResult:
 
     @property
     def not_reached(self) -> torch.Tensor:
-        """(N,) bool: no optimized image of the channel got a positive activation, nor, on a signed output
-        (``ExampleStats.judged`` false: below 0 on every real image is no failure there), the best real image's."""
+        """(N,) bool: a live channel none of whose optimized images got a positive activation, nor the best real
+        image's. A map's mean below 0 on every real image is no failure to beat: a signed output's, and a Hardswish's,
+        SiLU's, GELU's or Mish's, whose every image may average below 0. A dead channel is dead, not unreached."""
         below = self.best <= 0
-        if self.examples is not None and not self.examples.judged:
-            below &= self.best < self.examples.max_value[self.channels].to(self.best.dtype)
+        if self.examples is not None:
+            below &= (self.best < self.examples.max_value[self.channels].to(self.best.dtype)) & ~self.dead
         return below
 
     @property

@@ -398,8 +398,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
         "prediction": None if result.predicted is None else {
             "class": result.predicted, "name": names[result.predicted],
             "probability": float(result.probabilities[result.predicted])},
-        "top5": [{"class": int(i), "name": names[int(i)], "probability": float(result.probabilities[i])}
-                 for i in torch.argsort(result.probabilities, descending=True)[:5]],
+        "top5": [{"class": i, "name": names[i], "probability": float(result.probabilities[i])} for i in result.top(5)],
         "layers": {layer: {"shape": list(output.shape), "activation_shown": result.activations[layer],
                            "measured_at": result.measured_at.get(layer)}
                    for layer, output in result.outputs.items()},

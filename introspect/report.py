@@ -1023,7 +1023,7 @@ def _activation_header_section(result, model_name: str, layers: Sequence[str]):
     h, w = image.shape[:2]
     scale = upscale(max(h, w), 1.0)
     img_w, img_h = _image_inches(image, scale, 1.3)
-    order = torch.argsort(result.probabilities, descending=True)[:5].tolist() if result.predicted is not None else []
+    order = result.top(5)
     names = [f"{_short_name(result.class_names[i])} ({format_probability(float(result.probabilities[i]))})"
              for i in order]
     label_w = max([text_size(n, TEXT_SIZE)[0] for n in names] + [0.3]) + 0.08

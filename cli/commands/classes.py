@@ -136,6 +136,10 @@ def _other_starts(result) -> str:
     return ", or ".join(advice)
 
 
+#: Class scores closer than this on the final images are "the same": no input moves them apart.
+SAME_SCORE = 1e-6
+
+
 def classes_health(result, moved: Callable[[], torch.Tensor]) -> str | None:
     """A line when an objective did not get far (p < 0.5), saying what to change; None when all did. ``moved``
     gives how far each class logit moved from its start (``classes.logits_moved``), asked only then."""
@@ -147,9 +151,12 @@ def classes_health(result, moved: Callable[[], torch.Tensor]) -> str | None:
     lowest = min(weak, key=lambda i: float(result.probabilities[i]))
     text = (f"health: {len(weak)} of {len(result.labels)} classes reached p < 0.5 "
             f"(lowest: {result.class_names[lowest]}, p={result.probabilities[lowest]:.2f}); ")
-    if bool((distance < 0.1).all()) and bool((result.margins == 0).all()):  # one logit: NaN, no other to compare
-        return text + ("no logit moved and every class scores the same: the output does not depend on the input "
-                       "(a head initialized to zero, as torchvision's untrained ViT?); load trained weights")
+    # One logit: a NaN margin, no other to compare. Margins of 1e-10 are an untrained net's vanishing activations.
+    if bool((distance < 0.1).all()) and bool((result.margins.abs() <= SAME_SCORE).all()):
+        same = "the same" if bool((result.margins == 0).all()) else f"the same to within {SAME_SCORE:g}"
+        return text + (f"no logit moved and every class scores {same}: the output does not depend on the input (a "
+                       "head initialized to zero, as torchvision's untrained ViT, or activations that shrink layer "
+                       "by layer in an untrained network?); load trained weights")
     if stuck:
         return text + (f"{len(stuck)} logit(s) barely moved: the starting image may leave the model's units closed; "
                        f"try {_other_starts(result)}")

@@ -943,12 +943,41 @@ def traced_relu_outputs(model: nn.Module) -> dict[str, str]:
         for scope in scopes:
             if any(scope not in user.meta.get("nn_module_stack", {}) for user in node.users):
                 handed_on.setdefault(scope, []).append(node)
+    modules = dict(model.named_modules())
     found = {}
     for scope, nodes in handed_on.items():
-        step = _call_step(nodes[0]) if len(nodes) == 1 and nodes[0].op != "call_module" else None
-        if step is not None and step.activation in IDEMPOTENT_ACTIVATIONS.values():
-            found[scope] = step.activation
+        kind = _relu_made(nodes[0], modules) if len(nodes) == 1 and nodes[0].op != "call_module" else None
+        if kind is not None:
+            found[scope] = kind
     return found
+
+
+#: What keeps a ReLU's output one (nothing below 0, nor above 6 after a ReLU6): pooling and concatenation.
+POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+         nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+POOL_CALLS = (F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
+              F.adaptive_avg_pool1d, F.adaptive_avg_pool2d)
+
+
+def _relu_made(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """"relu" or "relu6" when ``node``'s values are a ReLU's (ReLU6's) output, applying it again changing nothing: a
+    ReLU module or call, a pooling of such, or a concatenation of such (an Inception block's, a SqueezeNet Fire's);
+    else None."""
+    if node.op == "call_module":
+        module = modules.get(node.target)
+        if isinstance(module, POOLS) and node.args and isinstance(node.args[0], torch.fx.Node):
+            return _relu_made(node.args[0], modules)
+        return IDEMPOTENT_ACTIVATIONS.get(type(module))
+    if node.op == "call_function" and node.target in POOL_CALLS and node.args and isinstance(node.args[0], torch.fx.Node):
+        return _relu_made(node.args[0], modules)
+    if node.op == "call_function" and node.target in (torch.cat, torch.concat) and node.args:
+        parts = node.args[0] if isinstance(node.args[0], (list, tuple)) else ()
+        kinds = [_relu_made(part, modules) if isinstance(part, torch.fx.Node) else None for part in parts]
+        if not kinds or None in kinds:
+            return None
+        return "relu6" if set(kinds) == {"relu6"} else "relu"  # a ReLU leaves a ReLU6's output as it is
+    step = _call_step(node)
+    return step.activation if step is not None and step.activation in IDEMPOTENT_ACTIVATIONS.values() else None
 
 
 def find_activations(model: nn.Module) -> dict[str, str]:

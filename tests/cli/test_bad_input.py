@@ -383,3 +383,30 @@ def test_activations_without_logits_names_the_flags_that_give_them(tmp_path, cap
     assert main(argv) == 0
     assert "no prediction (the model's logits are unknown: name them with --logits-layer NAME or --logits-output KEY)" \
         in capsys.readouterr().out
+
+
+def test_activations_ranks_its_top_5_by_the_scores_its_prediction_comes_from(tmp_path, capsys):
+    """With a thousand logits of about 1e-10 (a random MobileNetV3's) every probability is 0.001 in float32: the top 5,
+    sorted by probability, left out the predicted class (the logits' argmax)."""
+    import json
+
+    import numpy as np
+
+    (tmp_path / "flat.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class Flat(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(64, 1000)
+            def forward(self, x):
+                return self.fc(x.flatten(1)) * 1e-10
+    """))
+    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
+    out = tmp_path / "run"
+    assert main(["activations", "--model", f"{tmp_path / 'flat.py'}:Flat", "--input-shape", "1,8,8",
+                 "--image", str(tmp_path / "input.npy"), "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    ranked = [entry["class"] for entry in record["top5"]]
+    assert record["prediction"]["class"] == ranked[0] and len(set(ranked)) == 5
+    scores = np.load(out / "activations.npz")["fc"]
+    assert list(np.argsort(-scores, kind="stable")[:5]) == ranked

@@ -234,6 +234,9 @@ def test_the_health_line_names_what_to_change_from_how_far_the_logits_moved():
 
     assert classes_health(result([0.9, 0.95], [2.0, 3.0]), never) is None
     assert "does not depend on the input" in classes_health(result([0.5, 0.1], [0.0, 0.0]), lambda: torch.zeros(2))
+    # a random MobileNetV3's logits are about 3e-10: was "barely moved: try --start grey", which changes nothing
+    vanishing = classes_health(result([0.001, 0.001], [3e-10, -2e-10]), lambda: torch.zeros(2))
+    assert "the same to within 1e-06: the output does not depend on the input" in vanishing
     assert "barely moved" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.01, 3.0]))
     assert "more --steps" in classes_health(result([0.3, 0.9], [-1.0, 2.0]), lambda: torch.tensor([0.5, 3.0]))
     # what to start from instead names only what the run did not use

@@ -221,6 +221,33 @@ def test_signed_activations_are_never_dead_and_beating_every_real_image_is_reach
     assert not result.not_reached[0] and result.summary().not_reached == 0
 
 
+@pytest.mark.parametrize("activation", ["hardswish", "silu", "gelu"])
+def test_beating_every_real_image_below_zero_is_reaching_after_a_judged_activation(tiny_model, tiny_spec, activation):
+    """A Hardswish's (SiLU's, GELU's) map can average below 0 on every image while being positive somewhere: live,
+    judged by its sign. Its optimized image that beat every real image was still "not reached" (best <= 0), while
+    the same tensor named by its block (measured raw) was reached."""
+    with torch.no_grad():
+        tiny_model.conv1.weight[3] = 0.2
+        tiny_model.conv1.bias[3] = -3.0  # mostly closed: each map averages below 0, positive in its brightest places
+    spec = replace(tiny_spec, activations={**tiny_spec.activations, "conv1": activation})
+    stats = dataset_examples(tiny_model, spec, "conv1", tiny_dataset())
+    assert stats.judged and bool(stats.live[3]) and float(stats.max_value[3]) < 0
+    result = visualize_channels(tiny_model, spec, "conv1", [3], FAST, examples=stats)
+    assert float(stats.max_value[3]) < float(result.best[0]) <= 0  # beat them all, still below 0
+    assert not result.not_reached[0] and result.summary().not_reached == 0
+
+
+def test_a_dead_channel_is_not_also_counted_as_not_reached(tiny_model, tiny_spec):
+    """"6 live, 2 dead, 3 not reached" had one live channel not reached: the dead were counted twice."""
+    with torch.no_grad():
+        tiny_model.conv1.weight[3].zero_()
+        tiny_model.conv1.bias[3] = -1.0
+    stats = dataset_examples(tiny_model, tiny_spec, "conv1", tiny_dataset())
+    result = visualize_channels(tiny_model, tiny_spec, "conv1", [2, 3], FAST, examples=stats)
+    assert result.dead.tolist() == [False, True] and float(result.best[1]) <= 0
+    assert not result.not_reached[1] and result.summary().dead == 1
+
+
 @pytest.mark.parametrize("text,expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]), ("2,2,1", [2, 1])])
 def test_parse_channel_list(text, expected):
     assert parse_channel_list(text, 10) == expected

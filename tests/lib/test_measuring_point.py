@@ -578,3 +578,45 @@ def test_hardsigmoid_selu_and_hardtanh_are_measuring_points():
     judged = {name: ExampleStats("x", name, False, *[torch.zeros(1, 1)] * 2, *[torch.zeros(1)] * 3,
                                  torch.zeros(1, 3), "d", "s", "src", 1).judged for name in ("hardsigmoid", "selu", "hardtanh")}
     assert judged == {"hardsigmoid": True, "selu": False, "hardtanh": False}
+
+
+def test_a_concatenation_or_pooling_of_relu_outputs_is_measured_as_a_relus():
+    """An Inception block (branches ending in F.relu, one a max pool of the block's ReLU'd input) or a SqueezeNet Fire
+    (nn.ReLU modules) concatenates ReLU outputs: measured raw, its channels closed on every image were "live"."""
+    from introspect.models.sources import traced_relu_outputs
+
+    class Inception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            return torch.cat([F.relu(self.a(x)), F.relu(self.b(x)), F.max_pool2d(x, 3, 1, 1)], 1)
+
+    class Fire(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.act_a, self.act_b = nn.Conv2d(8, 2, 1), nn.Conv2d(8, 2, 1), nn.ReLU(), nn.ReLU6()
+
+        def forward(self, x):
+            return torch.cat([self.act_a(self.a(x)), self.act_b(self.b(x))], 1)
+
+    class Mixed(nn.Module):  # a branch with no ReLU: signed
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return torch.cat([F.relu(self.a(x)), self.b(x)], 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.inception, self.fire, self.mixed = nn.Conv2d(1, 4, 3), Inception(), Fire(), Mixed()
+
+        def forward(self, x):
+            x = F.relu(self.stem(x))
+            return self.fire(self.inception(x)).mean((2, 3)) + self.mixed(x).mean((2, 3))[:, :1]
+
+    found = traced_relu_outputs(Net())
+    assert (found.get("inception"), found.get("fire"), found.get("mixed")) == ("relu", "relu", None)
