@@ -393,22 +393,27 @@ class Page:
         kwargs.setdefault("color", INK)
         return self.fig.text(x / self.w, 1 - top / self.h, text, fontsize=size, **kwargs)
 
-    def image(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None, **kwargs):
+    def image(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None,
+              bare: bool = False, **kwargs):
         """``array`` drawn into the box (nearest pixels), or a one-row array (a 1-D signal, a Conv1d map) as a
-        waveform with axes (``signal``). Pixels (no colormap, or gray, one fixed 0..1 scale) are drawn straight onto
-        the figure, with no axes: building an axes costs more than drawing its image, and a 512-channel page has
-        512 tiles. Returns (the axes, or None for pixels, the image artist or a colour mappable)."""
+        waveform with axes (``signal``). Pixels (no colormap, or gray, one fixed 0..1 scale), and with ``bare`` a
+        colour-mapped array on ``norm``, are drawn straight onto the figure, with no axes: building an axes costs more
+        than drawing its image, and a 512-channel page has 512 tiles (a MobileNet's activations, 3,000 maps). Returns
+        (the axes, or None when there is none, the image artist or a colour mappable)."""
         if is_signal(array):
             return self.signal(x, top, array, w, h, cmap, **kwargs)
-        if cmap in (None, "gray") and "norm" not in kwargs:  # pixels: one fixed 0..1 scale, never stretched
+        pixels = cmap in (None, "gray") and "norm" not in kwargs  # one fixed 0..1 scale, never stretched
+        if pixels or (bare and set(kwargs) <= {"norm"}):
             from matplotlib.image import BboxImage
             from matplotlib.transforms import Bbox, TransformedBbox
 
             box = Bbox.from_bounds(x / self.w, (self.h - top - h) / self.h, w / self.w, h / self.h)
-            shown = BboxImage(TransformedBbox(box, self.fig.transFigure), cmap="gray" if array.ndim == 2 else None,
+            colours = (cmap or "gray") if array.ndim == 2 else None
+            shown = BboxImage(TransformedBbox(box, self.fig.transFigure), cmap=colours, norm=kwargs.get("norm"),
                               interpolation="nearest")
             shown.set_data(array)
-            shown.set_clim(kwargs.get("vmin", 0), kwargs.get("vmax", 1))
+            if pixels:
+                shown.set_clim(kwargs.get("vmin", 0), kwargs.get("vmax", 1))
             self.fig.add_artist(shown)
             return None, shown
         ax = self.axes(x, top, w, h)
@@ -416,6 +421,13 @@ class Page:
         ax.set_axis_off()
         return ax, shown
 
+
+    def frame(self, x: float, top: float, w: float, h: float, color: str, linewidth: float) -> None:
+        """A rectangle's outline on the box's edges (centred on them, as an axes' spines)."""
+        from matplotlib.patches import Rectangle
+
+        self.fig.add_artist(Rectangle((x / self.w, (self.h - top - h) / self.h), w / self.w, h / self.h, fill=False,
+                                      edgecolor=color, linewidth=linewidth, transform=self.fig.transFigure))
 
     def signal(self, x: float, top: float, array: np.ndarray, w: float, h: float, cmap: str | None = None,
                norm=None, vmin: float | None = None, vmax: float | None = None, **kwargs):
@@ -1152,15 +1164,10 @@ def _maps_section(result, layer: str, highlight: int):
             strong = rank < highlight
             page.text(x + map_w / 2, y, str(channel), ha="center", color=STRONG if strong else INK,
                       fontweight="bold" if strong else "normal")
-            ax, image = page.image(x, y + number_h + 0.02, values[rank].numpy(), map_w, map_h, ACTIVATION_CMAP,
-                                   norm=norm)
-            if strong:
-                ax.set_axis_on()
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("red")
-                    spine.set_linewidth(2)
+            _, image = page.image(x, y + number_h + 0.02, values[rank].numpy(), map_w, map_h, ACTIVATION_CMAP,
+                                  bare=True, norm=norm)
+            if strong:  # a red frame on the map's edges, as an axes' spines would draw it
+                page.frame(x, y + number_h + 0.02, map_w, map_h, "red", 2)
         cax = page.axes(PAD + room + 0.1, y0 + number_h + 0.02, 0.1, min(rows * row_h - number_h - 0.08, 2.5))
         page.fig.colorbar(image, cax=cax)
         cax.tick_params(labelsize=TEXT_SIZE)

@@ -129,6 +129,8 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         result = inspect_image(model, spec, image, layers, device)
         visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
             if args.with_visualizations else None
+        if len(layers) > 8:  # a page of maps per few layers: seconds of drawing to say something of
+            io.err.print(f"writing the report and site of {len(layers)} layers", markup=False)
         with io.interrupts.deferred():
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,

@@ -232,3 +232,21 @@ def test_a_flat_image_that_never_activated_its_channel_is_not_called_saturating(
     texts = [t.get_text().replace("\n", " ") for t in page.findobj(T)]
     assert any(t.startswith("conv:3 · not reached") for t in texts)
     assert not any("saturate" in t for t in texts)
+
+
+def test_activation_maps_are_drawn_without_an_axes_each():
+    """A MobileNetV3's activations report built an axes per channel map (3,075 of them: 30 of its 42 s). The maps are
+    drawn straight onto the page, the strongest framed in red, with one axes for the colour bar."""
+    from introspect.activations import ActivationsResult
+    from introspect.pictures import ImageInput
+    from introspect.report import activations_figures
+
+    maps = torch.rand(40, 6, 6)
+    result = ActivationsResult(input=ImageInput(pixels=torch.rand(1, 8, 8), source="test", conversion=()),
+                               outputs={"conv": maps}, activations={"conv": "relu"}, probabilities=torch.zeros(0),
+                               predicted=None, saliency=torch.zeros(1, 8, 8), class_names=())
+    figures = activations_figures(result)
+    axes = sum(len(fig.axes) for fig in figures)
+    frames = [a for fig in figures for a in fig.artists if type(a).__name__ == "Rectangle"]
+    assert axes < 10 and len(frames) == 3  # the header's panels and one colour bar; the top 3 framed
+    assert all(a.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for a in frames)
