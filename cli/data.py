@@ -53,12 +53,19 @@ def asked_for_data(args: argparse.Namespace) -> bool:
     return args.images is not None or (args.dataset not in (None, "none"))
 
 
-def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output, derive: bool = False) -> str:
+def apply_prior(loaded: LoadedModel, data: ImageDataset | None, io: Output, derive: bool = False,
+                args: argparse.Namespace | None = None) -> str:
     """Give ``loaded`` the image prior ``introspect.params.prior_for`` decides on for ``data`` (``derive``: one
     from the model's normalization when there is no other, for class images); print where it came from and
-    return that line for run.json."""
+    return that line for run.json. The start and parametrization ``args`` give win over the prior's: said."""
     loaded.spec, line = prior_for(loaded.spec, data, derive)
     line = say(line)
+    given = [f"--{name} {value}" for name, value in (("start", getattr(args, "start", "auto")),
+                                                     ("param", getattr(args, "param", None)))
+             if value not in (None, "auto")
+             and any(a == f"--{name}" or a.startswith(f"--{name}=") for a in getattr(args, "argv", ()))]
+    if given and "images start at" in line:  # the derived prior's start and spectrum: the flags chose others
+        line += f"; {' and '.join(given)} given: the images start and are made as they say"
     io.err.print(f"prior: {line}", markup=False)
     return line
 

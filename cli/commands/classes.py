@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         return Outcome(summary={"plan": {"images": images, "classes": count, "candidates": args.candidates,
                                          "steps": config.steps, "device": config.device}})
     preload("introspect.report")  # drawn after the optimization: imported meanwhile
-    prior = apply_prior(loaded, prior_data(args, loaded, io), io, derive=True)
+    prior = apply_prior(loaded, prior_data(args, loaded, io), io, derive=True, args=args)
     interrupts = io.interrupts
     provenance = Provenance.of(loaded, args.argv, input_files(args), prior=prior)
     provenance.repeat = repeat_record(args, loaded, config, {"classes": args.classes, "objective": args.objective,

@@ -274,3 +274,25 @@ def test_the_health_line_of_one_sigmoid_logit_does_not_say_every_class_scores_th
                           margins=torch.tensor([float("nan")]))
     line = classes_health(one, lambda: torch.tensor([0.02]))
     assert "barely moved" in line and "does not depend on the input" not in line
+
+
+def test_the_prior_line_says_when_the_flags_choose_the_start_and_the_image(tmp_path, capsys):
+    """`--start grey --param pixel` on a model whose prior comes from its normalization printed "images start at its
+    normalization mean with a 1/f spectrum": the run did neither."""
+    import textwrap
+
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 3)
+            def forward(self, x):
+                return self.fc(self.conv(x).mean((2, 3)))
+    """))
+    base = ["classes", "--model", f"{tmp_path / 'net.py'}:Net", "--size", "16", "--mean", "0.4", "--std", "0.2",
+            "--steps", "2", "--classes", "0"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--start=grey", "--param", "pixel"]) == 0
+    assert "; --start grey and --param pixel given: the images start and are made as they say" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert "given:" not in capsys.readouterr().err
