@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, NO_DATA_CANDIDATES, OBJECTIVES, default_candidates,
-                                format_probability, logits_moved, logits_of, resolve_classes, visualize_classes)
+from introspect.classes import (CLASSES_DEFAULTS, MAX_CANDIDATES, NO_DATA_CANDIDATES, NO_DATA_VALUES, OBJECTIVES,
+                                default_candidates, format_probability, logits_moved, logits_of, resolve_classes,
+                                visualize_classes)
 from introspect.errors import UserError
 from introspect.folders import check_out, claimed_run
 from introspect.outputs import kind_warning, probability_label
@@ -35,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="render N images per class in the same batch and keep the one whose target logit leads the "
                         "runner-up class by the most, on the model's own logits (without data: on average over "
                         "random zooms and rotations, or shifts along a 1-D signal) "
-                        f"(default: {NO_DATA_CANDIDATES} for small inputs when the prior comes from the model itself "
-                        "(no data; a --mean and --std that can be pixel statistics), else 1)")
+                        f"(default: up to {NO_DATA_CANDIDATES} when the prior comes from the model itself (no data; a "
+                        f"--mean and --std that can be pixel statistics), fewer as the batch passes "
+                        f"{NO_DATA_VALUES:,} input values; else 1)")
     add_output_options(p, "classes", formats=True)
     p.set_defaults(run=run)
 

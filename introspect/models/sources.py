@@ -1050,6 +1050,16 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
                             "1-D signal: pass {input_shape} C,L (e.g. {example}) instead of an image's size",
                             settings=("input_shape",), name=name, shape=shape,
                             example=f"{first.in_channels},{shape[-1]}") from exc
+        if isinstance(first, (nn.Conv1d, nn.Conv2d)) and "channels" in reason and first.in_channels != shape[0]:
+            layer = next(n for n, m in model.named_modules() if m is first)
+            raise UserError("{name}'s first conv, {layer}, takes {wanted}-channel input, not {given}: pass {input_shape} "
+                            "{example}", settings=("input_shape",), name=name, layer=layer, wanted=first.in_channels,
+                            given=shape[0], example=",".join(map(str, (first.in_channels, *shape[1:])))) from exc
+        if "too small" in reason:
+            own = "" if fixed is None else f" (its own input is {','.join(map(str, fixed))})"
+            raise UserError("{name} does not run on input of shape {shape}: too small for its layers ({reason}); give a "
+                            "larger {size}{own}", settings=("size",), name=name, shape=shape, reason=reason,
+                            own=own) from exc
         if fixed is None:
             raise UserError("{name} does not run on input of shape {shape}: {reason} (check {size} / {input_shape})",
                             settings=("size", "input_shape"), name=name, shape=shape, reason=reason) from exc

@@ -410,3 +410,23 @@ def test_activations_ranks_its_top_5_by_the_scores_its_prediction_comes_from(tmp
     assert record["prediction"]["class"] == ranked[0] and len(set(ranked)) == 5
     scores = np.load(out / "activations.npz")["fc"]
     assert list(np.argsort(-scores, kind="stable")[:5]) == ranked
+
+
+def test_a_channel_mismatch_and_a_too_small_input_say_what_is_wrong(tmp_path, capsys):
+    """Both ended in "its input may be fixed at (3, 224, 224)": an input too small for the layers (AlexNet runs at
+    64 px, not at 32) and a grey input to an RGB model."""
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stem, self.pool, self.fc = nn.Conv2d(3, 4, 3), nn.MaxPool2d(4), nn.Linear(4, 2)
+            def forward(self, x):
+                return self.fc(self.pool(self.pool(self.stem(x))).mean((2, 3)))
+    """))
+    model = f"{tmp_path / 'net.py'}:Net"
+    assert main(["layers", "--model", model, "--input-shape", "1,32,32"]) == 2
+    assert "Net's first conv, stem, takes 3-channel input, not 1: pass --input-shape 3,32,32" in capsys.readouterr().err
+    assert main(["layers", "--model", model, "--size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "too small for its layers" in err and "give a larger --size" in err
