@@ -35,13 +35,17 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     for column in header:
         table.add_column(column, no_wrap=True)
     rows = []
+    signal = not loaded.spec.is_image  # a 1-D input's maps are kept as one-row maps (C, 1, L): shown as (C, L)
     for info in infos:
-        shape = ("×".join(map(str, info.output_shape)) if info.output_shape
+        along = signal and info.output_shape is not None and len(info.output_shape) == 3 and info.output_shape[1] == 1
+        shown = (info.output_shape[0], info.output_shape[2]) if along else info.output_shape
+        shape = ("×".join(map(str, shown)) if shown
                  else "not hookable" if info.type.startswith("TorchScript")
                  else f"{info.returns}, not a tensor" if info.returns else "not called")
         units = "" if info.units is None else str(info.units)
         name = "  " * info.depth + info.name + (" (logits)" if info.name == loaded.spec.logits else "")
-        rows.append((name, info.type, shape, units, info.channel, _measured_at(loaded.spec, info)))
+        channel = "a signal, mean along it" if along else info.channel
+        rows.append((name, info.type, shape, units, channel, _measured_at(loaded.spec, info)))
         table.add_row(*map(Text, rows[-1]))  # layer names are the model's: [bold] prints as it is
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for column, width in zip(table.columns, widths):

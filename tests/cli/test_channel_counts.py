@@ -68,3 +68,11 @@ def test_other_channel_counts_run_to_the_end(tmp_path, capsys, command, model, s
     assert pictures and all(Image.open(p).mode in ("L", "RGB", "RGBA") for p in pictures)
     if model == "Signal" and command == "classes":  # the explorer draws a waveform (a line per channel), no strip
         assert all(Image.open(p).size == (600, 160) for p in pictures if p.name.startswith("class-"))
+
+
+def test_the_layers_table_shows_a_signals_maps_as_channels_along_it(tmp_path, capsys):
+    """A Conv1d's output was listed as "6×1×32", "a map, spatial mean": how it is kept inside, not what it is."""
+    (tmp_path / "nets.py").write_text(MODELS)
+    assert main(["layers", "--model", f"{tmp_path / 'nets.py'}:Signal", "--input-shape", "2,32"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if " conv1 " in line)
+    assert "6×32" in row and "a signal, mean along it" in row and "6×1×32" not in row
