@@ -430,3 +430,23 @@ def test_a_channel_mismatch_and_a_too_small_input_say_what_is_wrong(tmp_path, ca
     assert main(["layers", "--model", model, "--size", "8"]) == 2
     err = capsys.readouterr().err
     assert "too small for its layers" in err and "give a larger --size" in err
+
+
+def test_activations_warns_of_a_saliency_that_is_zero_everywhere(tmp_path, capsys):
+    """A model whose output ignores its input got an all-zero saliency drawn on a 0-1 colour scale, and no word."""
+    import numpy as np
+
+    (tmp_path / "const.py").write_text(textwrap.dedent("""
+        from torch import nn
+        class Const(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(64, 3)
+            def forward(self, x):
+                return self.fc(x.flatten(1) * 0)
+    """))
+    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
+    argv = ["activations", "--model", f"{tmp_path / 'const.py'}:Const", "--input-shape", "1,8,8",
+            "--image", str(tmp_path / "input.npy"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert "warning: the saliency is 0 at every pixel" in capsys.readouterr().err
