@@ -872,16 +872,29 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
 
 def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, dict]:
     """The spec fields that say where each layer's channels are measured: activations, measure, taps
-    (``input_shape``: see ``measuring_points``; with it, a module whose output is a ReLU's, ``relu_outputs``, is
-    measured as after that ReLU)."""
+    (``input_shape``: see ``measuring_points``; with it, a module whose output is an activation module's,
+    ``activation_outputs``, is measured as after that activation: a ReLU's (ReLU6's) as that ReLU again, which changes
+    nothing; another's, such as a Hardswish ending a ``Conv2dNormActivation``, at the measuring point whose chain ends
+    in it, the same tensor; and a block ending in a ReLU call, ``traced_relu_outputs``, as after that ReLU)."""
     points = measuring_points(model, input_shape)
     activations = {layer: p.activation for layer, p in points.items() if p.activation != "identity"}
+    taps = {layer: p.tap for layer, p in points.items() if p.tap != layer}
     if input_shape is not None:
-        ends = {**traced_relu_outputs(model), **relu_outputs(model, input_shape)}
+        modules = dict(model.named_modules())
+        ends = dict(traced_relu_outputs(model))
+        for layer, made_by in activation_outputs(model, input_shape).items():
+            kind = IDEMPOTENT_ACTIVATIONS.get(type(modules[made_by]))
+            # the measuring points whose chain ends in it (a conv's and its BatchNorm's: the same tap and activation)
+            ending = {(point.tap, point.activation) for point in points.values() if point.chain[-1:] == (made_by,)}
+            if kind is not None:
+                ends[layer] = kind
+            elif layer not in points and len(ending) == 1:  # that point's tap, with its activation applied
+                (tap, activation), = ending
+                activations[layer] = activation
+                if tap != layer:
+                    taps[layer] = tap
         activations.update({layer: kind for layer, kind in ends.items() if layer not in points})
-    return {"activations": activations,
-            "measure": {layer: p.chain for layer, p in points.items()},
-            "taps": {layer: p.tap for layer, p in points.items() if p.tap != layer}}
+    return {"activations": activations, "measure": {layer: p.chain for layer, p in points.items()}, "taps": taps}
 
 
 #: Activation modules that applied again change nothing: a module whose output is one's is measured as after it.
@@ -889,23 +902,32 @@ IDEMPOTENT_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 
 
 def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
-    """{module: "relu" or "relu6"} for each module whose output (its first call's, in one dry forward on DRY_BATCH
-    zero inputs) is the very tensor an nn.ReLU or nn.ReLU6 module returned: the module itself, or a block or
-    nn.Sequential that ends in one (a ResNet ``layer1.0``, a ``Conv2dNormActivation``). Named as a layer, its channels
-    are then judged live or dead as a conv's after its ReLU are, rather than as a signed output. {} where the
-    forward fails (the run itself says why) or the model has no such module."""
-    if not any(type(m) in IDEMPOTENT_ACTIVATIONS for m in model.modules()):
+    """{module: "relu" or "relu6"} for each module whose output is the very tensor an nn.ReLU or nn.ReLU6 module
+    returned (``activation_outputs``): the module itself, or a block or nn.Sequential that ends in one (a ResNet
+    ``layer1.0``, a ``Conv2dNormActivation``). Named as a layer, its channels are then judged live or dead as a
+    conv's after its ReLU are, rather than as a signed output."""
+    modules = dict(model.named_modules())
+    return {layer: IDEMPOTENT_ACTIVATIONS[type(modules[made_by])]
+            for layer, made_by in activation_outputs(model, input_shape).items()
+            if type(modules[made_by]) in IDEMPOTENT_ACTIVATIONS}
+
+
+def activation_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
+    """{module: the activation module whose output it is} for each module whose output (its first call's, in one
+    dry forward on DRY_BATCH zero inputs) is the very tensor an activation module (``ACTIVATION_MODULES``) returned,
+    unchanged in place since: the activation itself, or a block or nn.Sequential that ends in one. {} where the
+    forward fails (the run itself says why) or the model has no activation module."""
+    if not any(type(m) in ACTIVATION_MODULES for m in model.modules()):
         return {}
-    made: dict[int, tuple[str, torch.Tensor, int]] = {}  # id of a tensor a ReLU module returned (every call) ->
-    seen, found = set(), {}  # its kind, the tensor (kept alive for the pass: no id is reused), its version then
+    made: dict[int, tuple[str, torch.Tensor, int]] = {}  # id of a tensor an activation module returned (every call)
+    seen, found = set(), {}  # -> that module, the tensor (kept alive for the pass: no id is reused), its version then
 
     def recorder(name: str):
         def hook(module, _inputs, output):
             if not isinstance(output, torch.Tensor):
                 return
-            kind = IDEMPOTENT_ACTIVATIONS.get(type(module))
-            if kind is not None:
-                made[id(output)] = (kind, output, output._version)
+            if type(module) in ACTIVATION_MODULES:
+                made[id(output)] = (name, output, output._version)
             if name in seen:
                 return
             seen.add(name)

@@ -620,3 +620,37 @@ def test_a_concatenation_or_pooling_of_relu_outputs_is_measured_as_a_relus():
 
     found = traced_relu_outputs(Net())
     assert (found.get("inception"), found.get("fire"), found.get("mixed")) == ("relu", "relu", None)
+
+
+def test_a_block_or_module_whose_output_is_an_activations_is_measured_where_its_chain_is():
+    """A Conv2dNormActivation ending in Hardswish (MobileNetV3's), or the nn.GELU module itself, was measured raw and
+    never judged, while its conv, the same tensor at its measuring point, was: two verdicts for one tensor. Both now
+    take that point's tap and activation."""
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    from introspect.channels import examples_pass
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Conv2dNormActivation(1, 4, 3, activation_layer=nn.Hardswish)
+            self.conv, self.act = nn.Conv2d(4, 4, 1), nn.GELU()
+            self.fc = nn.Linear(4, 2)
+            with torch.no_grad():
+                self.block[1].bias[:2] = -20.0  # channels 0 and 1 closed on every image
+
+        def forward(self, x):
+            return self.fc(self.act(self.conv(self.block(x))).mean((2, 3)))
+
+    model = Net().eval()
+    spec = ModelSpec(name="net", architecture="user", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 8, 8)))
+    assert [(spec.tap(layer), spec.activation(layer)) for layer in ("block", "block.0", "block.2", "act", "conv")] == [
+        ("block.1", "hardswish"), ("block.1", "hardswish"), ("block.1", "hardswish"), ("conv", "gelu"),
+        ("conv", "gelu")]
+    assert spec.measured_at("block") == "block → hardswish"
+    stats = examples_pass(model, spec, ["block", "block.0", "block.2"], tiny_dataset(10))
+    assert [stats[layer].live.tolist()[:2] for layer in ("block", "block.0", "block.2")] == [[False, False]] * 3
+    assert hook_count(model) == 0
