@@ -1125,6 +1125,10 @@ def _per_channel(values: tuple[float, ...], channels: int, setting: str) -> tupl
     raise UserError("{std} has {count} values; the input has {given}", settings=("std",), count=len(values), given=given)
 
 
+#: An input this many times smaller than the model's own (on a side) gets a note.
+SMALL_INPUT = 4
+
+
 def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
     """Flags win over metadata from files and enums; the spec is checked against one dry forward."""
     spec = loaded.spec
@@ -1138,6 +1142,11 @@ def _apply_overrides(loaded: LoadedModel, meta: MetaOverrides) -> LoadedModel:
         dry_forward(loaded.model, shape, spec.name, fixed=spec.input_shape)
         if tuple(shape) != tuple(spec.input_shape):
             changes.update(dict.fromkeys(PRIOR_FIELDS))  # measured on inputs of the old shape
+        own, given = spec.input_shape[-2:], tuple(shape)[-2:]
+        if len(shape) == 3 and len(spec.input_shape) == 3 and any(g * SMALL_INPUT < o for g, o in zip(given, own)):
+            loaded.notes.append(f"{spec.name} was made for {own[0]}×{own[1]} inputs: at {given[0]}×{given[1]} its "
+                                "deeper layers see maps of a pixel or two, and what they respond to there says little "
+                                "of what they do at its own size")
     if meta.mean is not None:
         changes["mean"] = _per_channel(meta.mean, image_shape(shape)[0], "mean")
     if meta.std is not None:

@@ -411,3 +411,11 @@ def test_a_heads_bars_drawn_after_its_sigmoid_are_not_called_the_logits(models):
     texts = [t.get_text() for fig in activations_figures(result, logits_layer=loaded.spec.logits) for t in fig.texts]
     title = next(t for t in texts if t.startswith(result.label("fc")))
     assert "(the classes' scores)" in title and "(the logits)" not in title
+
+
+def test_an_input_far_below_the_models_own_size_gets_a_note():
+    """`--size 8` on a 224 px model ran without a word while its last stages saw 1×1 maps."""
+    small = load_model("torchvision:resnet18", meta=MetaOverrides(size=32))
+    assert any("made for 224×224 inputs: at 32×32" in str(note) for note in small.notes)
+    fair = load_model("torchvision:resnet18", meta=MetaOverrides(size=64))
+    assert not any("made for" in str(note) for note in fair.notes)
