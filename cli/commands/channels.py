@@ -183,12 +183,24 @@ def outcome(done: ChannelsRun, io: Output, ranks: Ranks) -> Outcome:
         return Outcome(io.interrupts.exit_code, summary)
     for result in done.results:
         io.out.print(summary_line(result), markup=False)
-        health = result.summary()
-        if health.share_ratio_at_least_1 is not None and health.share_ratio_at_least_1 < 0.9:
-            io.note(f"health: {result.layer}: only {health.share_ratio_at_least_1:.0%} of live channels reached the "
-                    "best real image (ratio >= 1); more --steps or a higher --lr usually gets further")
+        health = channels_health(result.layer, result.summary())
+        if health is not None:
+            io.note(health)
     io.out.print(f"wrote {done.folder}: " + ", ".join(sorted(done.record["files"])), markup=False)
     return finished(io, summary)
+
+
+def channels_health(layer: str, summary) -> str | None:
+    """A line when a layer's live channels did not get far: too few reached the best real image, or (no ratio to
+    count) some were not reached at all; None otherwise."""
+    advice = "more --steps or a higher --lr usually gets further"
+    if summary.share_ratio_at_least_1 is not None and summary.share_ratio_at_least_1 < 0.9:
+        return (f"health: {layer}: only {summary.share_ratio_at_least_1:.0%} of live channels reached the best real "
+                f"image (ratio >= 1); {advice}")
+    if summary.share_ratio_at_least_1 is None and summary.live and summary.not_reached:
+        return (f"health: {layer}: {summary.not_reached} of {summary.live} live channels were not reached (at or below "
+                f"0, and below their best real image); {advice}")
+    return None
 
 
 def summary_line(result: ChannelsResult) -> str:

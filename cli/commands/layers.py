@@ -7,7 +7,7 @@ from rich.text import Text
 from rich.table import Table
 
 from introspect.engine import on_device
-from introspect.layers import HOOKABLE_TYPES, SCRIPTED_NOTE, describe_layers, reused_note
+from introspect.layers import SCRIPTED_NOTE, describe_layers, reused_note
 from introspect.outputs import describe_kind
 from introspect.records import Provenance
 
@@ -83,10 +83,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
 
 
 def _measured_at(spec, info) -> str:
-    """Where a conv or Linear layer's channels are measured ("conv1 → bn1 → relu", "fc (raw output)"), and a block's
-    or activation's whose output is a ReLU's ("layer1.0 → relu"); "" for others."""
-    if not info.output_shape:
-        return ""
-    if info.type in HOOKABLE_TYPES or spec.activation(info.name) != "identity":
-        return spec.measured_at(info.name)
-    return ""
+    """Where a layer's channels are measured, as `introspect channels` measures them: "conv1 → bn1 → relu",
+    "layer1.0 → relu", "fc (raw output)"; "" for a module with no tensor output (nothing to measure)."""
+    return spec.measured_at(info.name) if info.output_shape else ""

@@ -688,7 +688,7 @@ def measuring_points(model: nn.Module, input_shape: tuple[int, ...] | None = Non
     zeros of ``input_shape``, when given (a forward may call its parts one by one, in another order)."""
     traced = _traced_points(model)
     if traced is not None:
-        return traced
+        return traced[0]
     ran = None if input_shape is None else _sequentials_run(model, input_shape)
     found = {}
     for prefix, parent in model.named_modules():
@@ -827,7 +827,9 @@ def fx_graph(model: nn.Module) -> torch.fx.Graph | str:
     return graph
 
 
-def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
+def _traced_points(model: nn.Module) -> tuple[dict[str, MeasuringPoint], dict[torch.fx.Node, str]] | None:
+    """The measuring points fx's graph shows, and for each the node its chain ends at (node -> layer); None where fx
+    cannot trace the forward."""
     from collections import Counter
 
     graph = fx_graph(model)
@@ -835,17 +837,18 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
         return None
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
-    found, first = {}, set()
+    found, first, ends = {}, set(), {}
     for node in graph.nodes:
         # a module called more than once: its first call, the one its hook records (graph order is run order)
         if node.op != "call_module" or node.target in first:
             continue
         first.add(node.target)
-        steps, current = [], node
+        steps, nodes, current = [], [], node  # each labelled step and the node that makes it
         while True:
             product = _silu_written_out(current)
             if product is not None:
                 steps.append(_Step("x*sigmoid(x)", "silu"))
+                nodes.append(product)
                 current = product
                 continue
             if len(current.users) != 1:
@@ -863,11 +866,13 @@ def _traced_points(model: nn.Module) -> dict[str, MeasuringPoint] | None:
                 break
             if step.label:
                 steps.append(step)
+                nodes.append(user)
             current = user
         point = _point(node.target, steps)
         if point is not None:
             found[node.target] = point
-    return found
+            ends.setdefault(nodes[len(point.chain) - 1], node.target)
+    return found, ends
 
 
 def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, dict]:
@@ -894,6 +899,13 @@ def measuring_fields(model: nn.Module, input_shape: tuple[int, ...] | None = Non
                 if tap != layer:
                     taps[layer] = tap
         activations.update({layer: kind for layer, kind in ends.items() if layer not in points})
+        for layer, same in traced_aliases(model).items():  # the tensor a measuring chain ends at: measured as there
+            if layer not in activations:
+                point = points[same]
+                if point.activation != "identity":
+                    activations[layer] = point.activation
+                if point.tap != layer:
+                    taps[layer] = point.tap
     return {"activations": activations, "measure": {layer: p.chain for layer, p in points.items()}, "taps": taps}
 
 
@@ -959,24 +971,56 @@ def traced_relu_outputs(model: nn.Module) -> dict[str, str]:
     graph = fx_graph(model)
     if isinstance(graph, str):
         return {}
-    handed_on: dict[str, list[torch.fx.Node]] = {}  # per module (first call: scopes without "@N"): its nodes used after
-    for node in graph.nodes:
-        scopes = [scope for scope in node.meta.get("nn_module_stack", {}) if "@" not in scope]
-        for scope in scopes:
-            if any(scope not in user.meta.get("nn_module_stack", {}) for user in node.users):
-                handed_on.setdefault(scope, []).append(node)
     modules = dict(model.named_modules())
     found = {}
-    for scope, nodes in handed_on.items():
+    for scope, nodes in _handed_on(graph).items():
         kind = _relu_made(nodes[0], modules) if len(nodes) == 1 and nodes[0].op != "call_module" else None
         if kind is not None:
             found[scope] = kind
     return found
 
 
+def _handed_on(graph: torch.fx.Graph) -> dict[str, list[torch.fx.Node]]:
+    """Per module fx traced through (its first call: scopes without "@N"), the nodes of that call anything after it
+    uses: its output, one node unless it returns several."""
+    handed_on: dict[str, list[torch.fx.Node]] = {}
+    for node in graph.nodes:
+        for scope in node.meta.get("nn_module_stack", {}):
+            if "@" not in scope and any(scope not in user.meta.get("nn_module_stack", {}) for user in node.users):
+                handed_on.setdefault(scope, []).append(node)
+    return handed_on
+
+
+def traced_aliases(model: nn.Module) -> dict[str, str]:
+    """{module: layer} for each module fx traces through whose output is ``layer``'s own or the tensor where its
+    measuring chain ends: DenseNet's ``features`` (its last module's output goes on through F.relu), a block ending in
+    ``F.gelu(self.bn(self.conv(x)))``. Named as a layer, it is measured as that layer is: one tensor, one verdict."""
+    traced = _traced_points(model)
+    if traced is None:
+        return {}
+    points, ends = traced
+    graph = fx_graph(model)
+    firsts = {}  # each module's first call: the one its hook records and its measuring point follows
+    for node in graph.nodes:
+        if node.op == "call_module":
+            firsts.setdefault(node.target, node)
+    found = {}
+    for scope, nodes in _handed_on(graph).items():
+        if len(nodes) != 1 or scope in points:
+            continue
+        node = nodes[0]
+        if node in ends:  # where a chain ends
+            found[scope] = ends[node]
+        elif node.op == "call_module" and node.target in points and firsts[node.target] is node:  # where one starts
+            found[scope] = node.target
+    return found
+
+
 #: What keeps a ReLU's output one (nothing below 0, nor above 6 after a ReLU6): pooling and concatenation.
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
          nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+#: Methods that only rearrange values (a channel shuffle's view, transpose, view).
+REARRANGING_METHODS = ("view", "reshape", "flatten", "transpose", "permute", "contiguous")
 POOL_CALLS = (F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
               F.adaptive_avg_pool1d, F.adaptive_avg_pool2d)
 
@@ -991,6 +1035,10 @@ def _relu_made(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str | None
             return _relu_made(node.args[0], modules)
         return IDEMPOTENT_ACTIVATIONS.get(type(module))
     if node.op == "call_function" and node.target in POOL_CALLS and node.args and isinstance(node.args[0], torch.fx.Node):
+        return _relu_made(node.args[0], modules)
+    moved = ((node.op == "call_method" and node.target in REARRANGING_METHODS)
+             or (node.op == "call_function" and node.target in (torch.flatten, torch.transpose, torch.permute)))
+    if moved and node.args and isinstance(node.args[0], torch.fx.Node):  # ShuffleNet's channel shuffle
         return _relu_made(node.args[0], modules)
     if node.op == "call_function" and node.target in (torch.cat, torch.concat) and node.args:
         parts = node.args[0] if isinstance(node.args[0], (list, tuple)) else ()

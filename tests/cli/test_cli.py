@@ -296,3 +296,26 @@ def test_the_prior_line_says_when_the_flags_choose_the_start_and_the_image(tmp_p
     assert "; --start grey and --param pixel given: the images start and are made as they say" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "b")]) == 0
     assert "given:" not in capsys.readouterr().err
+
+
+def test_a_layer_none_of_whose_live_channels_was_reached_gets_a_health_line():
+    """Six live channels, six not reached, no ratio: no health line, while a layer at 80% got one."""
+    from types import SimpleNamespace
+
+    from introspect_cli.commands.channels import channels_health
+
+    none_reached = SimpleNamespace(share_ratio_at_least_1=None, live=6, not_reached=6)
+    assert channels_health("g.conv", none_reached).startswith("health: g.conv: 6 of 6 live channels were not reached")
+    assert "only 80%" in channels_health("c", SimpleNamespace(share_ratio_at_least_1=0.8, live=5, not_reached=0))
+    assert channels_health("c", SimpleNamespace(share_ratio_at_least_1=1.0, live=5, not_reached=0)) is None
+    assert channels_health("c", SimpleNamespace(share_ratio_at_least_1=None, live=0, not_reached=0)) is None
+
+
+def test_the_layers_table_says_where_every_module_is_measured(tmp_path, capsys):
+    """A block, a BatchNorm or an activation module had a blank "measured at" (it read as not measurable), while
+    `introspect channels --layer` on it measured it raw."""
+    assert main(["layers", "--model", "torchvision:resnet18", "--size", "32"]) == 0
+    rows = {line.split("│")[1].strip(): line.split("│")[6].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│")}
+    assert rows["avgpool"] == "avgpool (raw output)" and rows["layer1.0"] == "layer1.0 → relu"
+    assert all(rows.values())

@@ -654,3 +654,45 @@ def test_a_block_or_module_whose_output_is_an_activations_is_measured_where_its_
     stats = examples_pass(model, spec, ["block", "block.0", "block.2"], tiny_dataset(10))
     assert [stats[layer].live.tolist()[:2] for layer in ("block", "block.0", "block.2")] == [[False, False]] * 3
     assert hook_count(model) == 0
+
+
+def test_a_module_whose_output_is_where_a_chain_starts_or_ends_is_measured_there():
+    """DenseNet's ``features`` (its last BatchNorm's output goes on through F.relu outside it), a block ending in
+    ``F.gelu(self.bn(self.conv(x)))``, and a ShuffleNet block (a channel shuffle of concatenated ReLU outputs) were
+    measured raw, each the same tensor as a layer measured after its activation: two verdicts for one tensor."""
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    class FG(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return F.gelu(self.bn(self.conv(x)))
+
+    class Shuffle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            x = torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], 1)
+            b, c, h, w = x.shape
+            return x.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+    class Dense(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+            self.fg, self.shuffle, self.fc = FG(), Shuffle(), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.shuffle(self.fg(F.relu(self.features(x)))).mean((2, 3)))
+
+    model = Dense().eval()
+    spec = ModelSpec(name="dense", architecture="user", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 8, 8)))
+    assert [(spec.tap(layer), spec.activation(layer)) for layer in ("features", "features.1", "fg", "fg.conv")] == [
+        ("features.1", "relu"), ("features.1", "relu"), ("fg.bn", "gelu"), ("fg.bn", "gelu")]
+    assert spec.activation("shuffle") == "relu" and spec.tap("shuffle") == "shuffle"
