@@ -74,6 +74,12 @@ class ActivationsResult:
         return shown.mean(0) if shown.ndim == 2 else shown  # tokens (N, D): each unit's mean over the tokens
 
 
+def _answerable(scores: torch.Tensor) -> bool:
+    """Whether scores give an answer: no NaN or +inf, and not all -inf (a -inf score is a class masked out on purpose:
+    probability 0, as ``outputs.log_probability`` reads it)."""
+    return not bool(scores.isnan().any() or scores.isposinf().any()) and not bool(scores.isneginf().all())
+
+
 def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: Sequence[str],
                   device: str = "cpu") -> ActivationsResult:
     """Record ``layers``' outputs for ``image`` and the saliency of the predicted class's logit.
@@ -98,7 +104,7 @@ def inspect_image(model: nn.Module, spec: ModelSpec, image: ImageInput, layers: 
         else:
             units = reduce_channels(outputs[layers[-1]])[0]
             predicted, target, probabilities = None, units.max(), torch.zeros(0)
-        scores_finite = bool(torch.isfinite(logits).all()) if spec.logits is not None else bool(torch.isfinite(units).all())
+        scores_finite = _answerable(logits[0] if spec.logits is not None else units)
         (saliency,) = torch.autograd.grad(target, pixels)
     if not scores_finite:  # an argmax of NaN names no class, and a gradient of it no pixels
         predicted, probabilities, saliency = None, torch.zeros(0), torch.zeros_like(saliency)

@@ -139,8 +139,9 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                "top5": record["top5"]}
     failure = result.failure()
     if failure is None and not bool(result.saliency.any()):
-        io.err.print("warning: the saliency is 0 at every pixel: the predicted class's score does not change with "
-                     "the input here (a closed path, or an output that ignores the input)", markup=False)
+        judged = "the predicted class's score" if result.predicted is not None else "the last layer's strongest unit"
+        io.err.print(f"warning: the saliency is 0 at every pixel: {judged} does not change with the input here (a "
+                     "closed path, or an output that ignores the input)", markup=False)
     if failure is not None:  # the layers' outputs are written: where the NaN starts is what to look at
         io.err.print(f"error: {failure}; wrote the layers' outputs to {run_folder.path}", markup=False)
         return Outcome(1, {**summary, "error": failure})

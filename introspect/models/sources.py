@@ -750,6 +750,8 @@ def _call_step(node: torch.fx.Node) -> _Step | None:
     if node.target is F.gelu:
         approximate = node.kwargs.get("approximate", "none")
         return _Step(label, "gelu" if approximate == "none" else f"gelu:{approximate}") if isinstance(approximate, str) else None
+    if node.target is F.softplus and (node.args[2] if len(node.args) > 2 else node.kwargs.get("threshold", 20)) != 20:
+        return None  # another threshold: no function of its own here (the module's path checks it too)
     if parameter is not None:
         index, keyword, default = parameter
         value = node.args[index] if len(node.args) > index else node.kwargs.get(keyword, default)
@@ -927,12 +929,14 @@ def relu_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, st
 def activation_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
     """{module: the activation module whose output it is} for each module whose output (its first call's, in one
     dry forward on DRY_BATCH zero inputs) is the very tensor an activation module (``ACTIVATION_MODULES``) returned,
-    unchanged in place since: the activation itself, or a block or nn.Sequential that ends in one. {} where the
-    forward fails (the run itself says why) or the model has no activation module."""
+    unchanged in place since: the activation itself, or a block or nn.Sequential that ends in one. An activation other
+    than a ReLU (ReLU6) that runs more than once is left out: which of its calls made the output, no measuring point
+    says. {} where the forward fails (the run itself says why) or the model has no activation module."""
     if not any(type(m) in ACTIVATION_MODULES for m in model.modules()):
         return {}
     made: dict[int, tuple[str, torch.Tensor, int]] = {}  # id of a tensor an activation module returned (every call)
     seen, found = set(), {}  # -> that module, the tensor (kept alive for the pass: no id is reused), its version then
+    calls: dict[str, int] = {}
 
     def recorder(name: str):
         def hook(module, _inputs, output):
@@ -940,6 +944,7 @@ def activation_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[s
                 return
             if type(module) in ACTIVATION_MODULES:
                 made[id(output)] = (name, output, output._version)
+                calls[name] = calls.get(name, 0) + 1
             if name in seen:
                 return
             seen.add(name)
@@ -959,7 +964,9 @@ def activation_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[s
     finally:
         for handle in handles:
             handle.remove()
-    return found
+    modules = dict(model.named_modules())
+    return {layer: made_by for layer, made_by in found.items()
+            if calls[made_by] == 1 or type(modules[made_by]) in IDEMPOTENT_ACTIVATIONS}
 
 
 def traced_relu_outputs(model: nn.Module) -> dict[str, str]:
@@ -1120,12 +1127,12 @@ def dry_forward(model: nn.Module, shape: tuple[int, ...], name: str, fixed: tupl
                             "1-D signal: pass {input_shape} C,L (e.g. {example}) instead of an image's size",
                             settings=("input_shape",), name=name, shape=shape,
                             example=f"{first.in_channels},{shape[-1]}") from exc
-        if isinstance(first, (nn.Conv1d, nn.Conv2d)) and "channels" in reason and first.in_channels != shape[0]:
-            layer = next(n for n, m in model.named_modules() if m is first)
-            raise UserError("{name}'s first conv, {layer}, takes {wanted}-channel input, not {given}: pass {input_shape} "
-                            "{example}", settings=("input_shape",), name=name, layer=layer, wanted=first.in_channels,
-                            given=shape[0], example=",".join(map(str, (first.in_channels, *shape[1:])))) from exc
-        if "too small" in reason:
+        wanted = first_conv_channels(model)  # of the conv that runs first, where fx can tell
+        if wanted is not None and "channels" in reason and wanted != shape[0]:
+            raise UserError("{name}'s first conv takes {wanted}-channel input, not {given}: pass {input_shape} "
+                            "{example}", settings=("input_shape",), name=name, wanted=wanted, given=shape[0],
+                            example=",".join(map(str, (wanted, *shape[1:])))) from exc
+        if "too small" in reason or "greater than actual input size" in reason:
             own = "" if fixed is None else f" (its own input is {','.join(map(str, fixed))})"
             raise UserError("{name} does not run on input of shape {shape}: too small for its layers ({reason}); give a "
                             "larger {size}{own}", settings=("size",), name=name, shape=shape, reason=reason,

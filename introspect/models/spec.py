@@ -178,7 +178,11 @@ class ModelSpec:
         return self.logits_layer
 
     def activation(self, layer: str) -> str:
-        """The activation the model applies to ``layer``'s output ("identity" when none is known)."""
+        """The activation the model applies to ``layer``'s output ("identity" when none is known). The logits are
+        read at their layer itself (``tap``): an activation found at another module (the layer a block's output is
+        measured as) is not theirs."""
+        if layer == self.logits and (self.taps or {}).get(layer, layer) != layer:
+            return "identity"
         return (self.activations or {}).get(layer, "identity")
 
     def tap(self, layer: str) -> str:
@@ -189,8 +193,13 @@ class ModelSpec:
         return (self.taps or {}).get(layer, layer)
 
     def measured_at(self, layer: str) -> str:
-        """Where ``layer``'s channels are measured, in words: "conv1 → bn1 → relu", "fc2 (raw output)"."""
+        """Where ``layer``'s channels are measured, in words: "conv1 → bn1 → relu", "fc2 (raw output)", and for a
+        block measured at another module's output "features.0 = features.0.1 → hardswish"."""
         chain = (self.measure or {}).get(layer)
+        tap = self.tap(layer)
+        if chain is None and tap != layer:
+            activation = self.activation(layer)
+            return f"{layer} = {tap}" + (f" → {activation}" if activation != "identity" else "")
         if chain is None and self.activation(layer) != "identity":
             chain = (self.activation(layer),)
         if not chain:

@@ -426,7 +426,7 @@ def test_a_channel_mismatch_and_a_too_small_input_say_what_is_wrong(tmp_path, ca
     """))
     model = f"{tmp_path / 'net.py'}:Net"
     assert main(["layers", "--model", model, "--input-shape", "1,32,32"]) == 2
-    assert "Net's first conv, stem, takes 3-channel input, not 1: pass --input-shape 3,32,32" in capsys.readouterr().err
+    assert "Net's first conv takes 3-channel input, not 1: pass --input-shape 3,32,32" in capsys.readouterr().err
     assert main(["layers", "--model", model, "--size", "8"]) == 2
     err = capsys.readouterr().err
     assert "too small for its layers" in err and "give a larger --size" in err
@@ -450,3 +450,37 @@ def test_activations_warns_of_a_saliency_that_is_zero_everywhere(tmp_path, capsy
             "--image", str(tmp_path / "input.npy"), "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     assert "warning: the saliency is 0 at every pixel" in capsys.readouterr().err
+
+
+def test_the_channel_advice_names_the_conv_that_runs_first_and_a_masked_class_is_no_failure(tmp_path, capsys):
+    """A head conv defined before the stem gave "pass --input-shape 16,..." (the head's channels); and activations
+    failed a model that masks a class with a -inf score, which is a class of probability 0."""
+    import json
+
+    import numpy as np
+
+    (tmp_path / "nets.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        class HeadFirst(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.head, self.stem = nn.Conv2d(16, 2, 1), nn.Conv2d(3, 16, 3)
+            def forward(self, x):
+                return self.head(self.stem(x)).mean((2, 3))
+        class Masked(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(64, 4)
+            def forward(self, x):
+                return self.fc(x.flatten(1)) + torch.tensor([0.0, 0.0, 0.0, float("-inf")])
+    """))
+    assert main(["layers", "--model", f"{tmp_path / 'nets.py'}:HeadFirst", "--input-shape", "1,16,16"]) == 2
+    assert "takes 3-channel input, not 1: pass --input-shape 3,16,16" in capsys.readouterr().err
+    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
+    out = tmp_path / "run"
+    assert main(["activations", "--model", f"{tmp_path / 'nets.py'}:Masked", "--input-shape", "1,8,8",
+                 "--image", str(tmp_path / "input.npy"), "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["prediction"]["class"] != 3
+    assert record["top5"][-1] == {"class": 3, "name": "3", "probability": 0.0}

@@ -650,7 +650,7 @@ def test_a_block_or_module_whose_output_is_an_activations_is_measured_where_its_
     assert [(spec.tap(layer), spec.activation(layer)) for layer in ("block", "block.0", "block.2", "act", "conv")] == [
         ("block.1", "hardswish"), ("block.1", "hardswish"), ("block.1", "hardswish"), ("conv", "gelu"),
         ("conv", "gelu")]
-    assert spec.measured_at("block") == "block → hardswish"
+    assert spec.measured_at("block") == "block = block.1 → hardswish"  # its tap named: not hardswish twice
     stats = examples_pass(model, spec, ["block", "block.0", "block.2"], tiny_dataset(10))
     assert [stats[layer].live.tolist()[:2] for layer in ("block", "block.0", "block.2")] == [[False, False]] * 3
     assert hook_count(model) == 0
@@ -696,3 +696,58 @@ def test_a_module_whose_output_is_where_a_chain_starts_or_ends_is_measured_there
     assert [(spec.tap(layer), spec.activation(layer)) for layer in ("features", "features.1", "fg", "fg.conv")] == [
         ("features.1", "relu"), ("features.1", "relu"), ("fg.bn", "gelu"), ("fg.bn", "gelu")]
     assert spec.activation("shuffle") == "relu" and spec.tap("shuffle") == "shuffle"
+
+
+def test_a_block_ending_in_a_shared_activation_is_not_measured_at_another_call():
+    """A block whose output is the second call of a shared nn.SiLU was given the first call's measuring point:
+    silu(bn(conv(x))) in place of silu(x + bn(conv(x))), the residual left out, with no word. Which call made the
+    output, no measuring point says: the block is measured as it is."""
+    from introspect.models.sources import measuring_fields
+    from introspect.models.spec import ModelSpec
+
+    class Nested(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.act = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.SiLU()
+
+        def forward(self, x):
+            return self.act(x + self.act(self.bn(self.conv(x))))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.block, self.fc = nn.Conv2d(1, 4, 3), Nested(), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.block(self.stem(x)).mean((2, 3)))
+
+    model = Net().eval()
+    spec = ModelSpec(name="net", architecture="user", input_shape=(1, 8, 8), mean=(0.0,), std=(1.0,),
+                     logits_layer=None, class_names=(), **measuring_fields(model, (1, 8, 8)))
+    assert (spec.tap("block"), spec.activation("block")) == ("block", "identity")
+    assert (spec.tap("block.conv"), spec.activation("block.conv")) == ("block.bn", "silu")  # its first call's chain
+
+
+def test_a_logits_layer_is_not_given_the_activation_of_the_module_it_is_measured_as():
+    """`--logits-layer head` on head = Sequential(Linear, Sigmoid) showed sigmoid(sigmoid(x)): the logits are read at
+    their layer itself, and the sigmoid found at head.0's measuring point was applied to them again."""
+    from introspect import MetaOverrides, load_model
+
+    import textwrap
+    import tempfile
+    from pathlib import Path as _Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = _Path(folder) / "sighead.py"
+        path.write_text(textwrap.dedent("""
+            from torch import nn
+            class SigHead(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv, self.head = nn.Conv2d(1, 4, 3), nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())
+                def forward(self, x):
+                    return self.head(self.conv(x).mean((2, 3)))
+        """))
+        loaded = load_model(f"{path}:SigHead", meta=MetaOverrides(input_shape=(1, 8, 8), logits_layer="head"))
+    assert loaded.spec.logits == "head" and loaded.spec.tap("head") == "head"
+    assert loaded.spec.activation("head") == "identity"
