@@ -1130,7 +1130,8 @@ def _maps_section(result, layer: str, highlight: int):
     activation = result.activations[layer]
     label = result.label(layer)
     means = shown_maps.mean((1, 2))
-    order = torch.argsort(means, descending=True)
+    bad = int((~torch.isfinite(means)).sum())  # a map holding NaN/inf: drawn blank, last, and said so
+    order = torch.argsort(means.nan_to_num(float("-inf"), float("-inf"), float("-inf")), descending=True, stable=True)
     drawn = order[:MAX_MAPS]
     n, (h, w) = len(drawn), shown_maps.shape[1:]
     if h == 1:
@@ -1146,12 +1147,14 @@ def _maps_section(result, layer: str, highlight: int):
     row_h = number_h + 0.02 + map_h + 0.06
     rows = math.ceil(n / cols)
     more = f"; the strongest {n} of {len(order)} drawn" if n < len(order) else ""
+    nan = f"; {bad} with NaN/inf, drawn blank and last" if bad else ""
     title = fit(f"{label}: {len(order)} channels, strongest first by mean activation, each numbered above its map "
-                f"(top {highlight} outlined in red){more}; one colour scale", ROOM, TEXT_SIZE)
+                f"(top {highlight} outlined in red){more}{nan}; one colour scale", ROOM, TEXT_SIZE)
     title_h = text_size(title, TEXT_SIZE)[1] + 0.05
     values = shown_maps[drawn]
-    vmin = 0.0 if activation == "relu" else float(values.min())
-    vmax = float(values.max())
+    finite = values[torch.isfinite(values)]
+    vmin = 0.0 if activation == "relu" else float(finite.min()) if len(finite) else 0.0
+    vmax = float(finite.max()) if len(finite) else 1.0
     norm = Normalize(vmin, vmax if vmax > vmin else vmin + 1.0)
 
     def draw(page: Page, top: float) -> None:
@@ -1161,7 +1164,7 @@ def _maps_section(result, layer: str, highlight: int):
         for rank, channel in enumerate(drawn.tolist()):
             row, col = divmod(rank, cols)
             x, y = PAD + col * (cell_w + gap), y0 + row * row_h
-            strong = rank < highlight
+            strong = rank < highlight and bool(torch.isfinite(means[channel]))
             page.text(x + map_w / 2, y, str(channel), ha="center", color=STRONG if strong else INK,
                       fontweight="bold" if strong else "normal")
             _, image = page.image(x, y + number_h + 0.02, values[rank].numpy(), map_w, map_h, ACTIVATION_CMAP,

@@ -250,3 +250,22 @@ def test_activation_maps_are_drawn_without_an_axes_each():
     frames = [a for fig in figures for a in fig.artists if type(a).__name__ == "Rectangle"]
     assert axes < 10 and len(frames) == 3  # the header's panels and one colour bar; the top 3 framed
     assert all(a.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for a in frames)
+
+
+def test_a_map_holding_nan_is_drawn_last_unframed_and_said_so():
+    """A NaN map ranked first by its NaN mean, was framed in red as a strongest channel, and the colour scale took
+    NaN limits."""
+    from introspect.activations import ActivationsResult
+    from introspect.pictures import ImageInput
+    from introspect.report import activations_figures
+
+    maps = torch.rand(6, 5, 5)
+    maps[2, 0, 0] = float("nan")
+    result = ActivationsResult(input=ImageInput(pixels=torch.rand(1, 8, 8), source="test", conversion=()),
+                               outputs={"conv": maps}, activations={"conv": "relu"}, probabilities=torch.zeros(0),
+                               predicted=None, saliency=torch.zeros(1, 8, 8), class_names=())
+    (figure,) = activations_figures(result, highlight=6)
+    texts = [t.get_text() for t in figure.texts]
+    numbers = [t for t in texts if t.isdigit()]
+    assert numbers[-1] == "2" and any("1 with NaN/inf, drawn blank and last" in t.replace("\n", " ") for t in texts)
+    assert len([a for a in figure.artists if type(a).__name__ == "Rectangle"]) == 5  # every finite map, not map 2
