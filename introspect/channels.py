@@ -369,9 +369,9 @@ def constant_mean_notes(model: nn.Module, spec: ModelSpec, layers: Sequence[str]
     channel per group, without running statistics and with no activation after it) when channels are scored by their
     spatial mean: that mean is the norm's bias on every image, so no image can raise it, and its ratios and top
     examples compare rounding noise."""
-    notes = []
+    notes, modules = [], dict(model.named_modules())
     for layer in layers if not neuron else ():
-        tap = dict(model.named_modules()).get(spec.tap(layer))
+        tap = modules.get(spec.tap(layer))
         per_image = (isinstance(tap, nn.modules.instancenorm._InstanceNorm) and not tap.track_running_stats) or (
             isinstance(tap, nn.GroupNorm) and tap.num_groups == tap.num_channels)
         if per_image and spec.activation(layer) == "identity":

@@ -389,10 +389,11 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     with run.file("activations.npz") as path:
         save_npz(path, arrays)
     names = result.class_names
-    record = base_record(provenance, config, seconds, "complete" if result.failure() is None else "failed", 0)
+    failure = result.failure()
+    record = base_record(provenance, config, seconds, "complete" if failure is None else "failed", 0)
     record.update({
         "command_name": "activations",
-        **({"error": result.failure()} if result.failure() is not None else {}),
+        **({"error": failure} if failure is not None else {}),
         "input": {"source": result.input.source, "conversion": list(result.input.conversion), "label": result.input.label,
                   "file": result.input.file},
         "prediction": None if result.predicted is None else {
