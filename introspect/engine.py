@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -25,7 +26,7 @@ from .hooks import HookRegistry, frozen, redirected_relus
 from .layers import DRY_BATCH, rng_kept
 from .models.spec import ModelSpec
 from .objectives import INPUT, Objective, blur, ink, l2, total_variation, toward
-from . import settings
+from . import devices, settings
 from .params import ImageConfig, image_for, prior_map
 from .settings import setting
 from .transforms import Normalize, RandomAffine, TransformConfig
@@ -36,17 +37,20 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Adam:
-    """Adam with torch.optim.Adam's defaults and arithmetic (its single-tensor CPU path, step for step the same
-    bytes), without torch.optim: building a torch.optim optimizer imports torch._dynamo, which takes about as long
-    as importing torch itself, and its step reads the step count back with ``.item()``. The step count here is a
-    Python int, so a step never waits for the device."""
+    """Adam with torch.optim.Adam's defaults, each tensor stepped by torch's fused Adam kernel (the arithmetic of
+    ``torch.optim.Adam(fused=True)``: one op a step where the formula written out takes seven, which on the small
+    tensors of a parametrization cost more than the arithmetic), without torch.optim: building a torch.optim
+    optimizer imports torch._dynamo, which takes about as long as importing torch itself. The step count lives on
+    the parameter's device, so a step never waits for it. A device without the fused kernel gets the same
+    formula written out (torch.optim.Adam's single-tensor path)."""
 
     def __init__(self, parameters: Iterable[nn.Parameter], lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
         self.params = list(parameters)
         self.lr, self.betas, self.eps = float(lr), betas, eps
         self.steps = 0
-        self.moments: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
+        # per parameter: (first moment, second moment, step count as a tensor on its device)
+        self.state: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -59,19 +63,41 @@ class Adam:
     def step(self) -> None:
         beta1, beta2 = self.betas
         self.steps += 1
-        step = float(self.steps)
-        step_size = self.lr / (1 - beta1 ** step)
-        correction = (1 - beta2 ** step) ** 0.5
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            if self.moments[i] is None:
-                self.moments[i] = (torch.zeros_like(p, memory_format=torch.preserve_format),
-                                   torch.zeros_like(p, memory_format=torch.preserve_format))
-            average, squares = self.moments[i]
+            if self.state[i] is None:
+                self.state[i] = (torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 torch.zeros((), dtype=torch.float32, device=p.device))
+            average, squares, count = self.state[i]
+            count.add_(1)
+            kind = (p.device.type, p.dtype)
+            if FUSED_ADAM.get(kind, True):
+                try:
+                    _fused_adam([p], [p.grad], [average], [squares], [], [count], lr=self.lr, beta1=beta1,
+                                beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+                    continue
+                # no fused kernel for this device or dtype (or, in another torch, not this private op as it is here)
+                except (NotImplementedError, RuntimeError, TypeError):
+                    FUSED_ADAM[kind] = False
+            step = float(self.steps)
             average.lerp_(p.grad, 1 - beta1)
             squares.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            p.addcdiv_(average, (squares.sqrt() / correction).add_(self.eps), value=-step_size)
+            correction = (1 - beta2 ** step) ** 0.5
+            p.addcdiv_(average, (squares.sqrt() / correction).add_(self.eps), value=-self.lr / (1 - beta1 ** step))
+
+
+#: (device type, dtype) -> whether torch's fused Adam kernel runs there, as found at the first step (``Adam``).
+FUSED_ADAM: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _fused_adam(*args, **kwargs) -> None:
+    """torch's fused Adam kernel, what ``torch.optim.Adam(fused=True)`` calls (a TypeError where a torch lacks it)."""
+    kernel = getattr(torch, "_fused_adam_", None)
+    if kernel is None:
+        raise TypeError("this torch has no fused Adam kernel")
+    kernel(*args, **kwargs)
 
 
 def adam(lr: float = 0.05) -> Optimizer:
@@ -234,6 +260,7 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
     notes = [n for n in [train_mode_note(model)] if n]
     optimizer = optimizer(weights)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
+    every_alive = devices.host_reads_free(device)  # the CPU's shorter step: until an image fails (see below)
     descent = torch.full((batch,), -1.0, device=device)  # values are float32 (``forward``)
     history: list[torch.Tensor] = []
     kept: dict[int, torch.Tensor] = {}
@@ -251,14 +278,23 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
             for step in range(1, steps + 1):
                 images = param()
                 values = forward(images, transforms)
-                # NaN/inf is tracked on the device: no host sync per step. A stopped image's gradient is
-                # zeroed (``_freeze_rows``, a no-op while all are alive) and the others go on.
-                alive &= torch.isfinite(values)
                 optimizer.zero_grad(set_to_none=True)
-                # -sum(values) over the images still alive, whose gradient is -1 each; a scalar objective counts once
-                # per image, as ever (a backward given a gradient tensor would import sympy, 0.6 s, for its shapes)
-                (values * (descent * alive)).sum().backward()
-                _freeze_rows(weights, ~alive)
+                total = values.sum() if every_alive and values.shape == alive.shape else None
+                if total is not None and math.isfinite(total.item()):
+                    # On the CPU, while every image is finite: -sum(values), the same gradient (-1 each) as below
+                    # in fewer ops. A gradient may still be NaN/inf where the values are not: made finite as below.
+                    total.neg().backward()
+                    _freeze_rows(weights, None)
+                else:
+                    # NaN/inf is tracked on the device: no host sync per step. A stopped image's gradient is
+                    # zeroed (``_freeze_rows``) and the others go on.
+                    every_alive = False
+                    alive &= torch.isfinite(values)
+                    # -sum(values) over the images still alive, whose gradient is -1 each; a scalar objective counts
+                    # once per image, as ever (a backward given a gradient tensor would import sympy, 0.6 s, for its
+                    # shapes)
+                    (values * (descent * alive)).sum().backward()
+                    _freeze_rows(weights, ~alive)
                 optimizer.step()
                 history.append(values.detach())
                 if step in snapshots:  # the image after this step's update: the last one is the final image
@@ -295,13 +331,14 @@ def render(model: nn.Module, objective: Objective, param: nn.Module, *,
 CHECK_EVERY = 16
 
 
-def _freeze_rows(weights: Sequence[torch.Tensor], rows: torch.Tensor) -> None:
-    """Zero the gradient of images whose objective went non-finite (``rows``: a (B,) mask) among the param's
-    ``weights``, so the others go on; no host sync, and the gradients of finite images stay exactly as they were."""
+def _freeze_rows(weights: Sequence[torch.Tensor], rows: torch.Tensor | None) -> None:
+    """Zero the gradient of images whose objective went non-finite (``rows``: a (B,) mask; None: none did) among the
+    param's ``weights``, so the others go on, and make NaN/inf gradients finite; no host sync, and the gradients of
+    finite images stay exactly as they were."""
     for p in weights:
         if p.grad is not None:
-            mask = rows.view(-1, *[1] * (p.grad.ndim - 1)) if p.grad.ndim else rows.any()
-            p.grad.masked_fill_(mask, 0.0)
+            if rows is not None:
+                p.grad.masked_fill_(rows.view(-1, *[1] * (p.grad.ndim - 1)) if p.grad.ndim else rows.any(), 0.0)
             p.grad.nan_to_num_(0.0)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import gradients
 from .devices import Constant
 from .outputs import SIGMOID_KINDS, as_logits, class_values, log_probability
 
@@ -176,9 +177,9 @@ def class_confidence(layer: str, classes: Sequence[int], weight: float = 10.0, *
     def fn(a: Activations) -> torch.Tensor:
         logits = _scores(a[layer], kind, position)
         picked = index.on(logits.device).view(-1, 1)
-        target = logits.gather(1, picked)
-        # Another class's non-finite logit must not poison this image's objective: it counts as absent.
-        return (target + weight * log_probability(logits, picked, kind)).squeeze(1)
+        if kind not in SIGMOID_KINDS:  # another class's non-finite logit counts as absent, not poison
+            return gradients.confidence(logits, picked, weight)
+        return (logits.gather(1, picked) + weight * log_probability(logits, picked, kind)).squeeze(1)
 
     return Objective(fn, [layer], f"class_confidence({layer})")
 
@@ -302,9 +303,7 @@ def diversity(layer: str, group: int) -> Objective:
 
 def total_variation(weight: float) -> Objective:
     """Minus ``weight`` x the images' total variation (mean neighbour difference): smoother images score higher."""
-    from .quality import total_variation as tv
-
-    return Objective(lambda a: -weight * tv(a[INPUT], reduction="mean"), [], f"total_variation({weight:g})")
+    return Objective(lambda a: gradients.total_variation(a[INPUT], weight), [], f"total_variation({weight:g})")
 
 
 def l2(weight: float) -> Objective:
@@ -328,13 +327,7 @@ def ink(level: float, weight: float) -> Objective:
     """Minus ``weight`` x the squared shortfall of the images' ink level (sum(x^2) / sum(x): the
     brightness of their bright part) below ``level``, e.g. the data's (``params.ink_level``). A model
     often names a class from a faint outline; real inputs are drawn in full strength."""
-
-    from .quality import ink_level
-
-    def fn(a: Activations) -> torch.Tensor:
-        return -weight * (ink_level(a[INPUT]) - level).clamp(max=0).pow(2)
-
-    return Objective(fn, [], f"ink({level:.3f}, {weight:g})")
+    return Objective(lambda a: gradients.ink_shortfall(a[INPUT], level, weight), [], f"ink({level:.3f}, {weight:g})")
 
 
 def blur(weight: float) -> Objective:

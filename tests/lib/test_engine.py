@@ -95,6 +95,33 @@ def test_non_finite_objective_stops_only_that_image(tiny_model, tiny_spec):
     assert torch.isfinite(result.images).all()
 
 
+def test_the_cpu_s_shorter_step_gives_the_bytes_of_the_device_path(tiny_model, tiny_spec, monkeypatch):
+    """While every image is finite the CPU steps on -sum(values), checked on the host each step; the device path keeps
+    its NaN flags on the device. Both give the same bytes, also when an image fails halfway and the CPU falls back
+    to the device path's masking for the rest of the run."""
+    from introspect import devices
+    from introspect.objectives import Objective
+
+    base = class_logits("fc2", [0, 1, 2])
+    steps = []
+
+    def fails_at_step_4(acts):
+        values = base(acts)
+        steps.append(None)
+        return values * torch.tensor([1.0, float("nan") if len(steps) % 8 >= 4 else 1.0, 1.0])
+
+    config = RenderConfig(steps=8, tv=1.0)
+    results = []
+    for free in (True, False):
+        steps.clear()
+        monkeypatch.setattr(devices, "host_reads_free", lambda device, free=free: free)
+        results.append(run(tiny_model, tiny_spec, config, objective=Objective(fails_at_step_4, ["fc2"], "fails")))
+    cpu, device = results
+    assert cpu.stopped == device.stopped == [1] and cpu.failed_at == device.failed_at == {1: 4}
+    assert torch.equal(cpu.images, device.images) and torch.equal(cpu.history.nan_to_num(), device.history.nan_to_num())
+    assert not torch.equal(cpu.images[0], cpu.images[1])
+
+
 def test_interrupt_returns_partial_result(tiny_model, tiny_spec):
     def interrupt(step, total, values):
         if step == 3:
@@ -267,19 +294,32 @@ def test_config_parts_end_with_the_normalization_and_name_the_regularizers(tiny_
     assert result.regularizers == ("total_variation(1)",)
 
 
-def test_own_adam_steps_as_torch_optim_adam():
-    """engine.Adam (no torch.optim import at run time) takes torch.optim.Adam's single-tensor steps: the same values."""
+def _adam_pair(reference_options: dict, steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     from introspect.engine import Adam
 
     g = torch.Generator().manual_seed(0)
     start = torch.randn(3, 1, 8, 8, generator=g)
     ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
-    mine, reference = Adam([ours], lr=0.05), torch.optim.Adam([theirs], lr=0.05, foreach=False)
-    for _ in range(20):
+    mine, reference = Adam([ours], lr=0.05), torch.optim.Adam([theirs], lr=0.05, **reference_options)
+    for _ in range(steps):
         for p, optimizer in ((ours, mine), (theirs, reference)):
             optimizer.zero_grad()
             (p.sin() * p).sum().backward()
             optimizer.step()
+    return ours, theirs
+
+
+def test_own_adam_steps_as_torch_optim_adam_fused():
+    """engine.Adam (no torch.optim import at run time) takes torch.optim.Adam(fused=True)'s steps: the same bytes."""
+    ours, theirs = _adam_pair({"fused": True})
+    assert torch.equal(ours, theirs) and not torch.equal(ours, _adam_pair({}, steps=0)[0])
+
+
+def test_own_adam_without_the_fused_kernel_steps_as_the_single_tensor_path(monkeypatch):
+    from introspect import engine
+
+    monkeypatch.setitem(engine.FUSED_ADAM, ("cpu", torch.float32), False)
+    ours, theirs = _adam_pair({"foreach": False})
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 

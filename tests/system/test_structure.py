@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, set[str]]] = [
     ("models and pieces", {"models", "layers", "capture", "hooks", "objectives", "params", "transforms", "data",
                            "pictures", "quality", "errors", "outputs", "samples", "distributed", "version", "settings",
-                           "normalize", "cache", "devices"}),
+                           "normalize", "cache", "devices", "gradients"}),
     ("engine", {"engine"}),
     ("tasks", {"classes", "channels", "activations", "training", "repeat"}),
     ("folders and figures", {"folders", "encoding", "report"}),
