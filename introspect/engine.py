@@ -137,6 +137,10 @@ class RenderResult:
         first = min(self.failed_at.values()) if self.failed_at else self.steps_done
         which = "every image" if self.failed else f"{len(self.stopped)} of {len(self.values)} images"
         term = f" in {', '.join(self.failed_terms)}" if self.failed_terms else ""
+        if first == 1 and self.failed_terms and set(self.failed_terms) <= set(self.regularizers):
+            return Message("{before}the objective is NaN/inf{term} for {which} from the start, before any update: "
+                           "that term reads only the images, not the model, so its own function is not finite on "
+                           "the starting image{after}", term=term, which=which, before=before, after=after)
         if first == 1:  # before any update: no learning rate or penalty weight can help
             return Message("{before}the objective is NaN/inf{term} for {which} from the start, before any update: "
                            "the model's output on the starting image is not finite (a log or sqrt in its forward of "
@@ -455,19 +459,25 @@ class RenderConfig:
             optimizer=adam(self.lr), regularizers=self.regularizers(spec))
 
     @contextlib.contextmanager
-    def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[None]:
+    def speedups(self, model: nn.Module, spec: ModelSpec) -> Iterator[list[str]]:
         """The speed switches these settings name, entered around ``model``: channels-last layout (by default
         for 3-channel inputs, where it was faster; not for a model whose forward fails in it), redirected ReLU
-        gradients, bfloat16 autocast."""
+        gradients, bfloat16 autocast. Yields notes on a switch asked for that does not apply."""
         layout = self.channels_last if self.channels_last is not None else spec.image_shape[0] >= 3 and spec.is_image
+        notes = []
         with contextlib.ExitStack() as stack:
             if layout and runs_channels_last(model, spec.input_shape, self.device):
-                stack.enter_context(channels_last(model))
+                applied = stack.enter_context(channels_last(model))
+            else:
+                applied = False
+            if self.channels_last and not applied:
+                notes.append("channels_last=True was not applied: the model has no 2-D convolution, or its forward "
+                             "fails in that layout (a conv output .view'ed?); it ran in its own layout")
             if self.redirect_relu:
                 stack.enter_context(redirected_relus(model))
             if self.amp:
                 stack.enter_context(torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16))
-            yield
+            yield notes
 
     def render(self, model: nn.Module, objective: Objective, spec: ModelSpec, keys: Sequence[int],
                on_step: ProgressCallback | None = None, param: nn.Module | None = None) -> RenderResult:
@@ -477,9 +487,11 @@ class RenderConfig:
         parts = self.parts(spec, keys)
         if param is not None:
             parts = replace(parts, param=param.to(torch.device(self.device)))
-        with self.speedups(model, spec):
-            return render(model, parts.objective(objective), parts.param, transforms=parts.transforms,
-                          optimizer=parts.optimizer, steps=self.steps, snapshots=self.snapshots, on_step=on_step)
+        with self.speedups(model, spec) as notes:
+            result = render(model, parts.objective(objective), parts.param, transforms=parts.transforms,
+                            optimizer=parts.optimizer, steps=self.steps, snapshots=self.snapshots, on_step=on_step)
+        result.notes.extend(notes)
+        return result
 
 
 @contextlib.contextmanager

@@ -191,6 +191,20 @@ def test_a_model_that_views_a_conv_output_runs_in_its_own_layout():
     assert runs_channels_last(flattening, spec.input_shape, "cpu")  # reshape-based flattening runs in it
 
 
+def test_channels_last_asked_for_and_not_applied_is_said():
+    """channels_last=True on a model that cannot run in that layout runs in its own, and the result says so; the
+    default's fallback, and a model that runs in it, say nothing."""
+    model = ViewsAConvOutput().eval()
+    spec = ModelSpec("views", "user", (3, 8, 8), (0.5,) * 3, (0.25,) * 3, "fc", ("a", "b", "c"))
+    objective = class_logits("fc", (0, 1, 2))
+    asked = run(model, spec, FAST.replace(steps=2, channels_last=True), objective=objective)
+    assert any("channels_last=True was not applied" in note for note in asked.notes)
+    assert not any("channels_last" in note for note in run(model, spec, FAST.replace(steps=2), objective=objective).notes)
+    runs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    applied = run(runs, spec, FAST.replace(steps=2, channels_last=True), objective=class_logits("2", (0, 1, 2)))
+    assert not any("channels_last" in note for note in applied.notes)
+
+
 class RunsOutOfMemoryOnce(torch.nn.Module):
     """A conv net whose first forward finds the device full."""
 
@@ -395,3 +409,17 @@ def test_a_snapshot_is_the_image_after_that_step(tiny_model, tiny_spec):
     assert not torch.equal(result.snapshots[1], result.images)
     start = run(tiny_model, tiny_spec, FAST.replace(steps=1))
     assert torch.equal(result.snapshots[1], start.images)  # after one update: a one-step run's image
+
+
+def test_a_regularizer_not_finite_from_the_start_is_named_not_the_model(tiny_model, tiny_spec):
+    """A term that reads only the images (a regularizer of the caller's) failing before any update: the message
+    blames that term, not the model's output."""
+    from introspect.objectives import INPUT, Objective
+
+    broken = Objective(lambda a: a[INPUT].flatten(1).mean(1).log() * float("nan"), [], "broken_prior")
+    result = run(tiny_model, tiny_spec, keys=(0, 1), objective=class_logits("fc2", [0, 1]) + broken)
+    message = str(result.failure())
+    assert result.failed and result.failed_terms == ("broken_prior",)
+    assert "in broken_prior" in message and "reads only the images" in message and "model's output" not in message
+    healthy = run(tiny_model, tiny_spec, keys=(0, 1), objective=class_logits("fc2", [0, 1]) * float("nan"))
+    assert "model's output" in str(healthy.failure())
