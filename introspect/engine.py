@@ -48,9 +48,9 @@ class Adam:
                  eps: float = 1e-8) -> None:
         self.params = list(parameters)
         self.lr, self.betas, self.eps = float(lr), betas, eps
-        self.steps = 0
-        # per parameter: (first moment, second moment, step count as a tensor on its device)
+        # per parameter: (first moment, second moment, its step count as a tensor on its device), and that count
         self.state: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(self.params)
+        self.steps = [0] * len(self.params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -62,7 +62,6 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         beta1, beta2 = self.betas
-        self.steps += 1
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -72,16 +71,20 @@ class Adam:
                                  torch.zeros((), dtype=torch.float32, device=p.device))
             average, squares, count = self.state[i]
             count.add_(1)
+            self.steps[i] += 1  # the same count on the host, for the formula written out
             kind = (p.device.type, p.dtype)
             if FUSED_ADAM.get(kind, True):
                 try:
                     _fused_adam([p], [p.grad], [average], [squares], [], [count], lr=self.lr, beta1=beta1,
                                 beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
                     continue
-                # no fused kernel for this device or dtype (or, in another torch, not this private op as it is here)
-                except (NotImplementedError, RuntimeError, TypeError):
+                except (NotImplementedError, TypeError):  # no fused kernel for this device (or in this torch)
                     FUSED_ADAM[kind] = False
-            step = float(self.steps)
+                except torch.OutOfMemoryError:
+                    raise
+                except RuntimeError:  # not for this dtype or layout, say: this step written out
+                    pass
+            step = float(self.steps[i])
             average.lerp_(p.grad, 1 - beta1)
             squares.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             correction = (1 - beta2 ** step) ** 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def _per_image(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -32,6 +33,7 @@ class _TotalVariation(torch.autograd.Function):
         return -weight * total
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         down, across = ctx.saved_tensors
         shape = list(down.shape)
@@ -66,11 +68,13 @@ class _InkShortfall(torch.autograd.Function):
         squares, total = flat.pow(2).sum(1), flat.sum(1)
         floored = total.clamp(min=INK_FLOOR)
         short = (squares / floored - level).clamp(max=0)
-        ctx.save_for_backward(images, short, squares, floored, total >= INK_FLOOR)
+        # clamp passes no gradient at the floor itself, only above it
+        ctx.save_for_backward(images, short, squares, floored, total > INK_FLOOR)
         ctx.weight = weight
         return -weight * short.pow(2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         images, short, squares, floored, counted = ctx.saved_tensors
         # value = -w * min(0, S2 / S1 - level)^2 with S2 = sum(x^2), S1 = sum(x) (floored):
@@ -92,16 +96,20 @@ class _Confidence(torch.autograd.Function):
         # Another class's non-finite score counts as absent: probability 0 (``outputs.log_probability``).
         absent = float("-inf")
         log_p = F.log_softmax(scores.nan_to_num(nan=absent, posinf=absent, neginf=absent), 1)
-        ctx.save_for_backward(log_p, picked)
+        target = scores.gather(1, picked)
+        ctx.save_for_backward(log_p, picked, torch.isfinite(target))
         ctx.weight, ctx.dtype = weight, scores.dtype
-        return (scores.gather(1, picked) + weight * log_p.gather(1, picked)).squeeze(1)
+        return (target + weight * log_p.gather(1, picked)).squeeze(1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        log_p, picked = ctx.saved_tensors
-        # d/ds_j [s_t + w log p_t] = (1 + w) [j = t] - w p_j; an absent class has p_j = 0, so no gradient.
+        log_p, picked, finite = ctx.saved_tensors
+        # d/ds_j [s_t + w log p_t] = (1 + w) [j = t] - w p_j; an absent class has p_j = 0, so no gradient (a
+        # non-finite picked score is absent from log p too: only its own term's gradient).
         per_image = grad.view(-1, 1).to(log_p.dtype)
-        gradient = log_p.exp().mul_(per_image * -ctx.weight).scatter_add_(1, picked, per_image * (1 + ctx.weight))
+        own = per_image * (1 + ctx.weight * finite.to(per_image.dtype))
+        gradient = log_p.exp().mul_(per_image * -ctx.weight).scatter_add_(1, picked, own)
         return gradient.to(ctx.dtype), None, None
 
 

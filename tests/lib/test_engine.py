@@ -308,33 +308,65 @@ def test_config_parts_end_with_the_normalization_and_name_the_regularizers(tiny_
     assert result.regularizers == ("total_variation(1)",)
 
 
-def _adam_pair(reference_options: dict, steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+def _adam_pair(reference_options: dict, steps: int = 20, skipped: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our Adam and torch.optim's on the same start and loss; at the steps ``skipped`` the parameter has no gradient."""
     from introspect.engine import Adam
 
     g = torch.Generator().manual_seed(0)
     start = torch.randn(3, 1, 8, 8, generator=g)
     ours, theirs = start.clone().requires_grad_(), start.clone().requires_grad_()
     mine, reference = Adam([ours], lr=0.05), torch.optim.Adam([theirs], lr=0.05, **reference_options)
-    for _ in range(steps):
+    for step in range(steps):
         for p, optimizer in ((ours, mine), (theirs, reference)):
             optimizer.zero_grad()
-            (p.sin() * p).sum().backward()
+            if step not in skipped:
+                (p.sin() * p).sum().backward()
             optimizer.step()
     return ours, theirs
 
 
 def test_own_adam_steps_as_torch_optim_adam_fused():
-    """engine.Adam (no torch.optim import at run time) takes torch.optim.Adam(fused=True)'s steps: the same bytes."""
-    ours, theirs = _adam_pair({"fused": True})
-    assert torch.equal(ours, theirs) and not torch.equal(ours, _adam_pair({}, steps=0)[0])
+    """engine.Adam (no torch.optim import at run time) takes torch.optim.Adam(fused=True)'s steps: the same bytes, also
+    when a parameter has no gradient at some steps (each counts its own steps)."""
+    for skipped in ((), (2, 3)):
+        ours, theirs = _adam_pair({"fused": True}, skipped=skipped)
+        assert torch.equal(ours, theirs) and not torch.equal(ours, _adam_pair({}, steps=0)[0])
 
 
 def test_own_adam_without_the_fused_kernel_steps_as_the_single_tensor_path(monkeypatch):
     from introspect import engine
 
     monkeypatch.setitem(engine.FUSED_ADAM, ("cpu", torch.float32), False)
-    ours, theirs = _adam_pair({"foreach": False})
+    for skipped in ((), (2, 3)):
+        ours, theirs = _adam_pair({"foreach": False}, skipped=skipped)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_own_adam_falls_back_for_one_step_when_the_kernel_refuses_it(monkeypatch):
+    """A kernel that refuses a tensor (a RuntimeError: not for this dtype or layout, say) costs that step the formula
+    written out, not every later run in the process; one that is missing altogether is not asked again."""
+    from introspect import engine
+
+    calls = []
+
+    def refuses(*args, **kwargs):
+        calls.append(None)
+        raise RuntimeError("not for this layout")
+
+    monkeypatch.setattr(engine, "_fused_adam", refuses)
+    ours, theirs = _adam_pair({"foreach": False}, steps=3)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert len(calls) == 3 and ("cpu", torch.float32) not in engine.FUSED_ADAM
+
+    def missing(*args, **kwargs):
+        calls.append(None)
+        raise NotImplementedError("no kernel for this backend")
+
+    monkeypatch.setattr(engine, "_fused_adam", missing)
+    monkeypatch.setattr(engine, "FUSED_ADAM", {})
+    calls.clear()
+    _adam_pair({"foreach": False}, steps=3)
+    assert len(calls) == 1 and engine.FUSED_ADAM == {("cpu", torch.float32): False}
 
 
 def test_a_step_waits_for_no_gpu(tiny_spec, monkeypatch):

@@ -82,3 +82,32 @@ def test_confidence_under_autocast_gives_the_dtypes_of_its_tensor_ops():
     assert values.dtype == plain.dtype and torch.equal(values, plain)
     (gradient,) = torch.autograd.grad(values.float().sum(), scores)
     assert gradient.dtype == torch.bfloat16 and torch.isfinite(gradient).all()
+
+
+def test_ink_shortfall_at_the_floor_takes_the_gradient_of_its_tensor_ops():
+    """A pixel sum exactly at the floor (1e-12): clamp passes no gradient there, so neither does the sum's term."""
+    images = torch.zeros(1, 1, 1, 3, dtype=torch.float64)
+    images[0, 0, 0, 0] = 1e-12
+    fused_input, plain_input = images.clone().requires_grad_(), images.clone().requires_grad_()
+    (fused,) = torch.autograd.grad(gradients.ink_shortfall(fused_input, 0.8, 50.0).sum(), fused_input)
+    (plain,) = torch.autograd.grad(_plain_ink(plain_input).sum(), plain_input)
+    assert torch.equal(fused, plain)
+
+
+def test_confidence_of_a_non_finite_picked_score_takes_the_gradient_of_its_tensor_ops():
+    scores = torch.tensor([[float("inf"), 1.0, 2.0], [float("nan"), 0.0, 1.0], [0.5, 1.0, 2.0]], requires_grad=True)
+    picked = torch.tensor([[0], [0], [0]])
+    (fused,) = torch.autograd.grad(gradients.confidence(scores, picked, 10.0).sum(), scores)
+    (plain,) = torch.autograd.grad((scores.gather(1, picked) + 10.0 * log_probability(scores, picked, None)).sum(),
+                                   scores)
+    torch.testing.assert_close(fused, plain)
+    assert fused[0, 0] == 1.0  # only the score's own term: it is absent from the log-probability
+
+
+@pytest.mark.parametrize("term", [lambda x: gradients.total_variation(x, 1.0), lambda x: gradients.ink_shortfall(x, 0.8, 1.0),
+                                  lambda x: gradients.confidence(x.flatten(1), torch.tensor([[0], [1]]), 1.0)])
+def test_a_second_derivative_is_refused_not_wrong(term):
+    images = _images(2, 1, 3, 3, seed=6, scale=0.2).requires_grad_()
+    (first,) = torch.autograd.grad(term(images).sum(), images, create_graph=True)
+    with pytest.raises(RuntimeError):
+        first.sum().backward()
