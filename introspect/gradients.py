@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .quality import INK_FLOOR, ink_sums, neighbour_differences
+from .quality import total_variation as quality_tv
+
 
 def _per_image(values: torch.Tensor, ndim: int) -> torch.Tensor:
     """(B,) values viewed to broadcast against (B, ...) tensors of ``ndim`` dimensions."""
@@ -24,15 +27,10 @@ def _per_image(values: torch.Tensor, ndim: int) -> torch.Tensor:
 class _TotalVariation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, images: torch.Tensor, weight: float) -> torch.Tensor:
-        down = images[..., 1:, :] - images[..., :-1, :]
-        across = images[..., :, 1:] - images[..., :, :-1]
+        across, down = neighbour_differences(images)
         ctx.save_for_backward(down, across)
         ctx.weight = weight
-        axes = tuple(range(1, images.ndim))
-        # A one-row image (a 1-D signal) has no vertical neighbours, and the mean over none would be NaN.
-        parts = [d.abs().mean(axes) for d in (across, down) if d.shape[1:].numel()]
-        total = sum(parts[1:], parts[0]) if parts else images.new_zeros(len(images))
-        return -weight * total
+        return -weight * quality_tv(images, "mean", (across, down))
 
     @staticmethod
     @once_differentiable
@@ -59,15 +57,10 @@ def total_variation(images: torch.Tensor, weight: float) -> torch.Tensor:
     return _TotalVariation.apply(images, float(weight))
 
 
-#: Pixel sums below this count as this (``quality.ink_level``): a black image has ink level 0, not NaN.
-INK_FLOOR = 1e-12
-
-
 class _InkShortfall(torch.autograd.Function):
     @staticmethod
     def forward(ctx, images: torch.Tensor, level: float, weight: float) -> torch.Tensor:
-        flat = images.flatten(1)
-        squares, total = flat.pow(2).sum(1), flat.sum(1)
+        squares, total = ink_sums(images)
         floored = total.clamp(min=INK_FLOOR)
         short = (squares / floored - level).clamp(max=0)
         # clamp passes no gradient at the floor itself, only above it

@@ -38,24 +38,41 @@ def saturates(images: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
     return is_flat(saved.flatten(0, 1)).view(images.shape[:2]).all(1) & reached.to(device=images.device, dtype=torch.bool)
 
 
-def total_variation(images: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+def neighbour_differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's differences between horizontal neighbours and between vertical ones (``total_variation``'s)."""
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+def total_variation(images: torch.Tensor, reduction: str = "sum",
+                    differences: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Per-image absolute differences between neighbouring pixels, (N,): their sum, or with
-    ``reduction="mean"`` the mean vertical plus the mean horizontal difference."""
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs()
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs()
+    ``reduction="mean"`` the mean vertical plus the mean horizontal difference. ``differences``: the images'
+    ``neighbour_differences``, where the caller has them already."""
+    across, down = differences if differences is not None else neighbour_differences(images)
     # Reduced over all the per-image axes at once (the same sums as flattening first, with fewer ops: this runs
     # every step). Only real axes count: a one-row image (a 1-D signal) has no vertical neighbours, and the mean
     # over none would be NaN.
     axes = tuple(range(1, images.ndim))
-    parts = [d.mean(axes) if reduction == "mean" else d.sum(axes) for d in (dx, dy) if d.shape[1:].numel()]
+    parts = [d.abs().mean(axes) if reduction == "mean" else d.abs().sum(axes) for d in (across, down)
+             if d.shape[1:].numel()]
     return sum(parts[1:], parts[0]) if parts else images.new_zeros(len(images))
+
+
+#: Pixel sums below this count as this (``ink_level``): a black image has ink level 0, not NaN.
+INK_FLOOR = 1e-12
+
+
+def ink_sums(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image sum(x^2) and sum(x), (N,) each: what ``ink_level`` divides."""
+    flat = images.flatten(1)
+    return flat.pow(2).sum(1), flat.sum(1)
 
 
 def ink_level(images: torch.Tensor) -> torch.Tensor:
     """Per-image brightness of the bright part, sum(x^2) / sum(x), (N,): v for ink at brightness v on
     black, 0 for a black image (in the images' dtype)."""
-    flat = images.flatten(1)
-    return flat.pow(2).sum(1) / flat.sum(1).clamp(min=1e-12)
+    squares, total = ink_sums(images)
+    return squares / total.clamp(min=INK_FLOOR)
 
 
 def bright_share(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

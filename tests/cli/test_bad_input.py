@@ -279,6 +279,18 @@ def test_a_model_nan_from_the_start_is_not_told_to_lower_the_learning_rate(tmp_p
     assert "from the start, before any update" in err and "--lr" not in err
 
 
+def _activations_argv(tmp_path, module, name, pixels=None):
+    """`introspect activations` of class ``name`` in the file ``module`` on one 1x8x8 input (``pixels``, else random),
+    written to tmp_path/run: the command line and that folder."""
+    import numpy as np
+
+    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32) if pixels is None
+            else pixels)
+    out = tmp_path / "run"
+    return ["activations", "--model", f"{module}:{name}", "--input-shape", "1,8,8", "--image",
+            str(tmp_path / "input.npy"), "--out", str(out)], out
+
+
 def test_activations_of_a_nan_output_is_an_error_naming_where_it_starts(tmp_path, capsys):
     """activations printed "prediction: 2 (p=nan)" and exited 0, with a saliency of NaN and matplotlib's warnings on
     stderr. The layers' outputs are still written (where the NaN starts is what to look at)."""
@@ -287,10 +299,7 @@ def test_activations_of_a_nan_output_is_an_error_naming_where_it_starts(tmp_path
     import numpy as np
 
     (tmp_path / "lognet.py").write_text(LOG_OF_RELU)
-    np.save(tmp_path / "input.npy", np.full((1, 8, 8), 0.5, dtype=np.float32))
-    out = tmp_path / "run"
-    argv = ["activations", "--model", f"{tmp_path / 'lognet.py'}:LogNet", "--input-shape", "1,8,8",
-            "--image", str(tmp_path / "input.npy"), "--out", str(out)]
+    argv, out = _activations_argv(tmp_path, tmp_path / "lognet.py", "LogNet", np.full((1, 8, 8), 0.5, dtype=np.float32))
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "error: the model's output on this input is NaN/inf (NaN/inf in the output of fc)" in err
@@ -365,7 +374,6 @@ def test_a_text_model_is_refused_for_its_token_ids_not_its_shape(tmp_path, capsy
 
 def test_activations_without_logits_names_the_flags_that_give_them(tmp_path, capsys):
     """A model returning a dict got "no prediction (the model's logits are unknown)" and no word of how to name them."""
-    import numpy as np
 
     (tmp_path / "dict.py").write_text(textwrap.dedent("""
         from torch import nn
@@ -377,9 +385,7 @@ def test_activations_without_logits_names_the_flags_that_give_them(tmp_path, cap
                 features = self.conv(x).mean((2, 3))
                 return {"logits": self.fc(features), "features": features}
     """))
-    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
-    argv = ["activations", "--model", f"{tmp_path / 'dict.py'}:DictOut", "--input-shape", "1,8,8",
-            "--image", str(tmp_path / "input.npy"), "--out", str(tmp_path / "run")]
+    argv, _ = _activations_argv(tmp_path, tmp_path / "dict.py", "DictOut")
     assert main(argv) == 0
     assert "no prediction (the model's logits are unknown: name them with --logits-layer NAME or --logits-output KEY)" \
         in capsys.readouterr().out
@@ -401,10 +407,8 @@ def test_activations_ranks_its_top_5_by_the_scores_its_prediction_comes_from(tmp
             def forward(self, x):
                 return self.fc(x.flatten(1)) * 1e-10
     """))
-    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
-    out = tmp_path / "run"
-    assert main(["activations", "--model", f"{tmp_path / 'flat.py'}:Flat", "--input-shape", "1,8,8",
-                 "--image", str(tmp_path / "input.npy"), "--out", str(out)]) == 0
+    argv, out = _activations_argv(tmp_path, tmp_path / "flat.py", "Flat")
+    assert main(argv) == 0
     record = json.loads((out / "run.json").read_text())
     ranked = [entry["class"] for entry in record["top5"]]
     assert record["prediction"]["class"] == ranked[0] and len(set(ranked)) == 5
@@ -434,8 +438,6 @@ def test_a_channel_mismatch_and_a_too_small_input_say_what_is_wrong(tmp_path, ca
 
 def test_activations_warns_of_a_saliency_that_is_zero_everywhere(tmp_path, capsys):
     """A model whose output ignores its input got an all-zero saliency drawn on a 0-1 colour scale, and no word."""
-    import numpy as np
-
     (tmp_path / "const.py").write_text(textwrap.dedent("""
         from torch import nn
         class Const(nn.Module):
@@ -445,9 +447,7 @@ def test_activations_warns_of_a_saliency_that_is_zero_everywhere(tmp_path, capsy
             def forward(self, x):
                 return self.fc(x.flatten(1) * 0)
     """))
-    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
-    argv = ["activations", "--model", f"{tmp_path / 'const.py'}:Const", "--input-shape", "1,8,8",
-            "--image", str(tmp_path / "input.npy"), "--out", str(tmp_path / "run")]
+    argv, _ = _activations_argv(tmp_path, tmp_path / "const.py", "Const")
     assert main(argv) == 0
     assert "warning: the saliency is 0 at every pixel" in capsys.readouterr().err
 
@@ -456,8 +456,6 @@ def test_the_channel_advice_names_the_conv_that_runs_first_and_a_masked_class_is
     """A head conv defined before the stem gave "pass --input-shape 16,..." (the head's channels); and activations
     failed a model that masks a class with a -inf score, which is a class of probability 0."""
     import json
-
-    import numpy as np
 
     (tmp_path / "nets.py").write_text(textwrap.dedent("""
         import torch
@@ -477,10 +475,8 @@ def test_the_channel_advice_names_the_conv_that_runs_first_and_a_masked_class_is
     """))
     assert main(["layers", "--model", f"{tmp_path / 'nets.py'}:HeadFirst", "--input-shape", "1,16,16"]) == 2
     assert "takes 3-channel input, not 1: pass --input-shape 3,16,16" in capsys.readouterr().err
-    np.save(tmp_path / "input.npy", np.random.default_rng(0).random((1, 8, 8), dtype=np.float32))
-    out = tmp_path / "run"
-    assert main(["activations", "--model", f"{tmp_path / 'nets.py'}:Masked", "--input-shape", "1,8,8",
-                 "--image", str(tmp_path / "input.npy"), "--out", str(out)]) == 0
+    argv, out = _activations_argv(tmp_path, tmp_path / "nets.py", "Masked")
+    assert main(argv) == 0
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete" and record["prediction"]["class"] != 3
     assert record["top5"][-1] == {"class": 3, "name": "3", "probability": 0.0}
