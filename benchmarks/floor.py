@@ -354,15 +354,23 @@ def layers(args) -> None:
     config = CHANNELS_DEFAULTS.replace(steps=args.steps)
     names = ("--layer all", f"deepest ({every[-1]})")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    phases: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}  # wall: pass, optimize, write
     for _ in range(args.repeats):
         for name, chosen in zip(names, (every, every[-1:])):
             with tempfile.TemporaryDirectory() as scratch:
+                marks = PhaseClock()
                 start = now()
                 run_channels(loaded.model, loaded.spec, chosen, Path(scratch) / "run", config=config, data=data,
-                             cache_key=None)
+                             cache_key=None, listener=marks)
                 end = now()
                 times[name].append((end[0] - start[0], end[1] - start[1]))
+                m = {phase: wall for phase, (wall, _) in marks.marks.items()}
+                phases[name].append((m["optimize"] - start[0], m["write"] - m["optimize"], m["end"] - m["write"]))
     print(f"{args.model}: {len(every)} layers, --steps {args.steps}, cold cache; medians of {args.repeats}")
+    for name, runs in phases.items():
+        parts = [statistics.median(run[i] for run in runs) for i in range(3)]
+        print(f"wall {name:<24} up to optimizing (the dataset pass) {parts[0]:.2f} s | optimizing {parts[1]:.2f} s | "
+              f"writing {parts[2]:.2f} s")
     for n, clock_name in enumerate(("wall", "cpu")):
         medians = {name: statistics.median(t[n] for t in runs) for name, runs in times.items()}
         for name, runs in times.items():
