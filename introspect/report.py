@@ -22,6 +22,7 @@ import matplotlib
 from matplotlib import ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
+from matplotlib.image import BboxImage
 
 from .encoding import png_bytes, shown_channels
 
@@ -112,7 +113,8 @@ def _shaped(font, size: float, dpi: float, text: str, flags) -> tuple[list, tupl
 
 #: The matplotlib whose private glyph-by-glyph text drawing ``_Renderer`` repeats (3.11): any other version, or one
 #: without those calls, draws text as stock Agg does rather than risk other pixels or a failed report.
-GLYPH_BY_GLYPH = (tuple(int(part) for part in matplotlib.__version__.split(".")[:2]) == (3, 11)
+MATPLOTLIB_3_11 = tuple(int(part) for part in matplotlib.__version__.split(".")[:2]) == (3, 11)
+GLYPH_BY_GLYPH = (MATPLOTLIB_3_11
                   and hasattr(ft2font.FT2Font, "_render_glyph") and hasattr(ft2font.FT2Font, "_layout")
                   and hasattr(ft2font, "Kerning"))
 
@@ -142,6 +144,17 @@ class _Renderer(RendererAgg):
     def _shape(self, s: str, prop):
         return _shaped(self._prepare_font(prop), prop.get_size_in_points(), self.dpi, s, get_hinting_flag())
 
+    def _get_font_height_metrics(self, prop):
+        """The font's ascent, descent and line gap in pixels, as ``Text._get_layout`` computes them from its tables
+        when the renderer has no such method (3.11), here once per font properties instead of once per text."""
+        if not GLYPH_BY_GLYPH:
+            return None, None, None
+        heights = self.__dict__.setdefault("_heights", {})
+        found = heights.get(prop)
+        if found is None:
+            found = heights[prop.copy()] = _font_height_metrics(prop, self.dpi)
+        return found
+
     def get_text_width_height_descent(self, s, prop, ismath):
         if not self._plain(ismath):
             return super().get_text_width_height_descent(s, prop, ismath)
@@ -155,6 +168,65 @@ class _Renderer(RendererAgg):
             gx, gy = round(0x40 * (x + item.x)), round(0x40 * (self.height - y + item.y))
             bitmap, left, top = _glyph(item.ft_object, size, self.dpi, item.glyph_index, gx & 63, gy & 63, flags)
             self._renderer.draw_text_image(bitmap, left + (gx >> 6), height - top - (gy >> 6) + bitmap.shape[0], 0, gc)
+
+
+def _font_height_metrics(prop, dpi: float) -> tuple[float | None, float | None, float | None]:
+    """Ascent, descent and line gap of ``prop``'s font in pixels at ``dpi``, from its OS/2 table or else its hhea
+    table, scaled as matplotlib 3.11's ``Text._get_layout`` scales them (None when the font has neither)."""
+    from matplotlib.font_manager import fontManager, get_font
+
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    for table_name, gap_key, ascent_key, descent_key in (("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+                                                          ("hhea", "lineGap", "ascent", "descent")):
+        table = font.get_sfnt_table(table_name)
+        if table is not None:
+            scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() * dpi / 72
+            return table[ascent_key] * scale, -table[descent_key] * scale, table[gap_key] * scale
+    return None, None, None
+
+
+#: _PixelImage leaves an image to matplotlib when an output pixel's centre falls this close (in source pixels) to
+#: the edge between two source pixels: there Agg's fixed-point arithmetic (1/256 of a pixel) decides which one it takes.
+_NEAR_EDGE = 1 / 64
+
+
+def _nearest(count: int, offset: float, scale: float, size: int) -> np.ndarray | None:
+    """The source pixel (0..size-1) under each of ``count`` output pixels' centres, the first ``offset`` output pixels
+    past the image's edge, ``scale`` output pixels per source pixel; None when a centre is _NEAR_EDGE of a boundary."""
+    centres = (np.arange(count) + 0.5 + offset) / scale
+    if np.abs(centres - np.round(centres)).min() < _NEAR_EDGE:
+        return None
+    return np.floor(centres).astype(np.intp).clip(0, size - 1)
+
+
+class _PixelImage(BboxImage):
+    """A report's image (nearest pixels, drawn at least its own size): on a report canvas (``_Renderer``) resampled by
+    indexing its colour-mapped pixels, the pixels matplotlib 3.11's resampling gives (a page's hundreds of tiles spent
+    most of their time there); on any other renderer or matplotlib, shrunk, past the canvas, or with a pixel centre on
+    a boundary between two source pixels, as BboxImage draws it."""
+
+    def make_image(self, renderer, magnification=1.0, unsampled=False):
+        data = self._A
+        if (not MATPLOTLIB_3_11 or type(renderer) is not _Renderer or unsampled or magnification != 1.0
+                or data is None or data.size == 0 or self.get_alpha() is not None):
+            return super().make_image(renderer, magnification, unsampled)
+        width, height = renderer.get_canvas_width_height()
+        box = self.get_window_extent(renderer)
+        rows, cols = data.shape[:2]
+        scale_x, scale_y = box.width / cols, box.height / rows
+        if min(scale_x, scale_y) < 1 - 1e-6 or box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
+            return super().make_image(renderer, magnification, unsampled)
+        # The box rounded to whole pixels as _ImageBase._make_image rounds it; output row 0 is at the bottom, the
+        # source's row 0 at the top (origin "upper").
+        x0, y0 = np.floor(box.x0 + 0.5), np.ceil(box.y0 - 0.5 - 1e-8)
+        x1, y1 = np.floor(box.x1 + 0.5 + 1e-8), np.ceil(box.y1 - 0.5)
+        if x1 <= x0 or y1 <= y0:
+            return None, 0, 0, None
+        across = _nearest(int(x1 - x0), x0 - box.x0, scale_x, cols)
+        up = _nearest(int(y1 - y0), y0 - box.y0, scale_y, rows)
+        if across is None or up is None:
+            return super().make_image(renderer, magnification, unsampled)
+        return self.to_rgba(data, bytes=True).take(rows - 1 - up, 0).take(across, 1), x0, y0, None
 
 
 class _Canvas(FigureCanvasAgg):
@@ -404,13 +476,12 @@ class Page:
             return self.signal(x, top, array, w, h, cmap, **kwargs)
         pixels = cmap in (None, "gray") and "norm" not in kwargs  # one fixed 0..1 scale, never stretched
         if pixels or (bare and set(kwargs) <= {"norm"}):
-            from matplotlib.image import BboxImage
             from matplotlib.transforms import Bbox, TransformedBbox
 
             box = Bbox.from_bounds(x / self.w, (self.h - top - h) / self.h, w / self.w, h / self.h)
             colours = (cmap or "gray") if array.ndim == 2 else None
-            shown = BboxImage(TransformedBbox(box, self.fig.transFigure), cmap=colours, norm=kwargs.get("norm"),
-                              interpolation="nearest")
+            shown = _PixelImage(TransformedBbox(box, self.fig.transFigure), cmap=colours, norm=kwargs.get("norm"),
+                                interpolation="nearest")
             shown.set_data(array)
             if pixels:
                 shown.set_clim(kwargs.get("vmin", 0), kwargs.get("vmax", 1))
@@ -656,10 +727,8 @@ def save_figure(fig: Figure, path: str | Path) -> None:
         fig.savefig(path, dpi=DPI, facecolor="white", pil_kwargs={"compress_level": PNG_LEVEL})
         return
     pixels = np.asarray(drawn.pixels, dtype=np.uint8)
-    if int(pixels[..., 3].min()) == 255:  # opaque: the RGB bytes alone, unpacked by PIL (faster than numpy's
-        from PIL import Image  # copy of a 3-byte-wide slice)
-
-        pixels = np.asarray(Image.frombytes("RGB", (shape[1], shape[0]), drawn.pixels, "raw", "RGBX"))
+    if int(pixels[..., 3].min()) == 255:  # opaque: the RGB bytes alone (png_bytes reads them in place)
+        pixels = pixels[..., :3]
     software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"  # what matplotlib's PNGs say
     path.write_bytes(png_bytes(pixels, dpi=DPI, text={"Software": software}, level=PNG_LEVEL))
 

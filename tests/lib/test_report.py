@@ -401,6 +401,51 @@ def test_report_text_is_drawn_with_the_pixels_agg_draws():
         assert report._glyph.cache_info().hits > 0
 
 
+def test_report_images_are_drawn_with_the_pixels_agg_draws(monkeypatch):
+    """A report canvas resamples a page's images by indexing (report._PixelImage): the pixels of matplotlib's own
+    Agg canvas, for grey, RGB and colour-mapped images, NaN pixels, integer and fractional scales, at positions off
+    the pixel grid, and for images shrunk, past the page's edge or with pixel centres on the boundaries between source
+    pixels (drawn by matplotlib itself)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.image import BboxImage
+
+    from introspect import report
+
+    make_image = BboxImage.make_image
+    rng = np.random.default_rng(0)
+    page = report.Page(4.5)
+    for i in range(40):
+        rows, cols = (int(n) for n in rng.integers(1, 30, 2))
+        grey = rng.random((rows, cols)).astype(np.float32)
+        if i % 5 == 3:
+            grey[0] = np.nan  # a dead channel's empty slot
+        scale = float(rng.integers(1, 6)) + (rng.random() if i % 8 == 1 else 0.0)
+        x, top = 0.2 + (i % 8) * 0.9 + rng.random() * 0.05, 0.1 + (i // 8) * 0.75 + rng.random() * 0.05
+        w, h = cols * scale / report.DPI, rows * scale / report.DPI
+        if i % 4 == 1:
+            page.image(x, top, rng.random((rows, cols, 3)).astype(np.float32), w, h)
+        elif i % 4 == 2:
+            page.image(x, top, grey, w, h, cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(-0.2, 0.9))
+        else:
+            page.image(x, top, grey, w, h)
+    special = [  # shrunk; past the right and bottom edges; pixel centres exactly on the boundaries between source
+        # pixels (a box half a pixel off the grid, 3x), where Agg's fixed-point arithmetic decides
+        page.image(3.0, 3.5, rng.random((40, 40)).astype(np.float32), 0.1, 0.1)[1],
+        page.image(7.3, 4.1, rng.random((20, 20)).astype(np.float32), 0.5, 0.5)[1],
+        page.image(138.5 / report.DPI, 3.9, rng.random((26, 26)).astype(np.float32), 78 / report.DPI, 78 / report.DPI,
+                   cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(0.0, 2.3))[1]]
+    resampled = []  # the images drawn by matplotlib's resampling
+    monkeypatch.setattr(BboxImage, "make_image", lambda image, *args, **kwargs: resampled.append(image) or
+                        make_image(image, *args, **kwargs))
+    page.fig.canvas.draw()
+    fast = np.asarray(page.fig.canvas.buffer_rgba()).copy()
+    assert all(any(image is shown for shown in resampled) for image in special)
+    assert len(resampled) <= len(special) + 10  # most of the others were indexed
+    FigureCanvasAgg(page.fig).draw()
+    assert np.array_equal(fast, np.asarray(page.fig.canvas.buffer_rgba()))
+
+
 def test_values_under_tiles_keep_their_trailing_zeros_as_the_site_writes_them():
     """Three significant digits with the zeros kept (JavaScript's toPrecision(3), the site's form): 12.0 beside
     12.6, not "12"; no dangling point on whole numbers; fewer digits only where the room is too narrow."""
