@@ -200,15 +200,16 @@ def _nearest(count: int, offset: float, scale: float, size: int) -> np.ndarray |
 
 
 class _PixelImage(BboxImage):
-    """A report's image (nearest pixels, drawn at least its own size): on a report canvas (``_Renderer``) resampled by
-    indexing its colour-mapped pixels, the pixels matplotlib 3.11's resampling gives (a page's hundreds of tiles spent
-    most of their time there); on any other renderer or matplotlib, shrunk, past the canvas, or with a pixel centre on
-    a boundary between two source pixels, as BboxImage draws it."""
+    """A report's image (grey or RGB floats, nearest pixels, drawn at least its own size): on a report canvas
+    (``_Renderer``) resampled by indexing its colour-mapped pixels, the pixels matplotlib 3.11's resampling gives (a
+    page's hundreds of tiles spent most of their time there); on any other renderer or matplotlib, shrunk, past the
+    canvas, or with a pixel centre on a boundary between two source pixels, as BboxImage draws it."""
 
     def make_image(self, renderer, magnification=1.0, unsampled=False):
         data = self._A
         if (not MATPLOTLIB_3_11 or type(renderer) is not _Renderer or unsampled or magnification != 1.0
-                or data is None or data.size == 0 or self.get_alpha() is not None):
+                or data is None or data.size == 0 or data.dtype.kind != "f" or data.shape[2:] not in ((), (3,))
+                or self.get_alpha() is not None):
             return super().make_image(renderer, magnification, unsampled)
         width, height = renderer.get_canvas_width_height()
         box = self.get_window_extent(renderer)

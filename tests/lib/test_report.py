@@ -404,8 +404,8 @@ def test_report_text_is_drawn_with_the_pixels_agg_draws():
 def test_report_images_are_drawn_with_the_pixels_agg_draws(monkeypatch):
     """A report canvas resamples a page's images by indexing (report._PixelImage): the pixels of matplotlib's own
     Agg canvas, for grey, RGB and colour-mapped images, NaN pixels, integer and fractional scales, at positions off
-    the pixel grid, and for images shrunk, past the page's edge or with pixel centres on the boundaries between source
-    pixels (drawn by matplotlib itself)."""
+    the pixel grid, and for images shrunk, past the page's edge, with pixel centres on the boundaries between source
+    pixels, of integers or with alpha (drawn by matplotlib itself)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.image import BboxImage
@@ -429,12 +429,15 @@ def test_report_images_are_drawn_with_the_pixels_agg_draws(monkeypatch):
             page.image(x, top, grey, w, h, cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(-0.2, 0.9))
         else:
             page.image(x, top, grey, w, h)
-    special = [  # shrunk; past the right and bottom edges; pixel centres exactly on the boundaries between source
-        # pixels (a box half a pixel off the grid, 3x), where Agg's fixed-point arithmetic decides
+    special = [  # left to matplotlib: shrunk; past the right and bottom edges; pixel centres exactly on the boundaries
+        # between source pixels (a box half a pixel off the grid, 3x), where Agg's fixed-point arithmetic decides
         page.image(3.0, 3.5, rng.random((40, 40)).astype(np.float32), 0.1, 0.1)[1],
         page.image(7.3, 4.1, rng.random((20, 20)).astype(np.float32), 0.5, 0.5)[1],
         page.image(138.5 / report.DPI, 3.9, rng.random((26, 26)).astype(np.float32), 78 / report.DPI, 78 / report.DPI,
-                   cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(0.0, 2.3))[1]]
+                   cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(0.0, 2.3))[1],
+        # kinds the reports do not draw: uint8 grey, RGBA
+        page.image(5.0, 3.5, rng.integers(0, 256, (10, 10), dtype=np.uint8), 0.1, 0.1)[1],
+        page.image(6.0, 3.5, rng.random((10, 10, 4)).astype(np.float32), 0.1, 0.1)[1]]
     resampled = []  # the images drawn by matplotlib's resampling
     monkeypatch.setattr(BboxImage, "make_image", lambda image, *args, **kwargs: resampled.append(image) or
                         make_image(image, *args, **kwargs))
