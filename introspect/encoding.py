@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import struct
-import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,11 +74,10 @@ def png_bytes(pixels: np.ndarray, dpi: float | None = None, text: dict[str, str]
     rows = np.empty((height, 1 + width * channels), np.uint8)  # each row: its filter type, then its bytes
     rows[:, 0] = 2  # Up
     # The rows' bytes as the picture's pixels (a view), filled by torch: it reads a strided picture (a page's RGB
-    # inside Agg's RGBA canvas) several times faster than numpy does.
+    # inside Agg's RGBA canvas) several times faster than numpy does. torch takes neither a read-only array nor
+    # negative strides: those are copied.
     body = torch.from_numpy(rows[:, 1:].reshape(pixels.shape))
-    with warnings.catch_warnings():  # a read-only picture (Agg's canvas) is only read
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        source = torch.from_numpy(pixels if min(pixels.strides) >= 0 else np.ascontiguousarray(pixels))
+    source = torch.from_numpy(pixels if pixels.flags.writeable and min(pixels.strides) >= 0 else np.array(pixels))
     body[:1] = source[:1]  # the first row's "row above" is zeros
     torch.sub(source[1:], source[:-1], out=body[1:])  # uint8: modulo 256, as PNG's filters are
 

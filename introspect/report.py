@@ -146,7 +146,9 @@ class _Renderer(RendererAgg):
 
     def _get_font_height_metrics(self, prop):
         """The font's ascent, descent and line gap in pixels, as ``Text._get_layout`` computes them from its tables
-        when the renderer has no such method (3.11), here once per font properties instead of once per text."""
+        when the renderer has no such method (3.11), here once per font properties instead of once per text. At the
+        renderer's dpi, as the PDF backend's method: a text measured at another dpi than it is drawn at
+        (``get_window_extent(dpi=...)``, which reports never call) would get this dpi's heights."""
         if not GLYPH_BY_GLYPH:
             return None, None, None
         heights = self.__dict__.setdefault("_heights", {})
@@ -200,7 +202,7 @@ def _nearest(count: int, offset: float, scale: float, size: int) -> np.ndarray |
 
 
 class _PixelImage(BboxImage):
-    """A report's image (grey or RGB floats, nearest pixels, drawn at least its own size): on a report canvas
+    """A report's image (grey or RGB float32/64, nearest pixels, drawn at least its own size): on a report canvas
     (``_Renderer``) resampled by indexing its colour-mapped pixels, the pixels matplotlib 3.11's resampling gives (a
     page's hundreds of tiles spent most of their time there); on any other renderer or matplotlib, shrunk, past the
     canvas, or with a pixel centre on a boundary between two source pixels, as BboxImage draws it."""
@@ -208,8 +210,9 @@ class _PixelImage(BboxImage):
     def make_image(self, renderer, magnification=1.0, unsampled=False):
         data = self._A
         if (not MATPLOTLIB_3_11 or type(renderer) is not _Renderer or unsampled or magnification != 1.0
-                or data is None or data.size == 0 or data.dtype.kind != "f" or data.shape[2:] not in ((), (3,))
-                or self.get_alpha() is not None):
+                or data is None or data.size == 0 or data.dtype.kind != "f" or data.dtype.itemsize < 4
+                or data.shape[2:] not in ((), (3,)) or (data.ndim == 3 and np.ma.is_masked(data))
+                or self.origin != "upper" or self.get_alpha() is not None):
             return super().make_image(renderer, magnification, unsampled)
         width, height = renderer.get_canvas_width_height()
         box = self.get_window_extent(renderer)
@@ -482,7 +485,7 @@ class Page:
             box = Bbox.from_bounds(x / self.w, (self.h - top - h) / self.h, w / self.w, h / self.h)
             colours = (cmap or "gray") if array.ndim == 2 else None
             shown = _PixelImage(TransformedBbox(box, self.fig.transFigure), cmap=colours, norm=kwargs.get("norm"),
-                                interpolation="nearest")
+                                interpolation="nearest", origin="upper")  # row 0 at the top, whatever rcParams say
             shown.set_data(array)
             if pixels:
                 shown.set_clim(kwargs.get("vmin", 0), kwargs.get("vmax", 1))

@@ -405,7 +405,9 @@ def test_report_images_are_drawn_with_the_pixels_agg_draws(monkeypatch):
     """A report canvas resamples a page's images by indexing (report._PixelImage): the pixels of matplotlib's own
     Agg canvas, for grey, RGB and colour-mapped images, NaN pixels, integer and fractional scales, at positions off
     the pixel grid, and for images shrunk, past the page's edge, with pixel centres on the boundaries between source
-    pixels, of integers or with alpha (drawn by matplotlib itself)."""
+    pixels, of integers, half floats, masked RGB or with alpha (drawn by matplotlib itself), and with matplotlib's
+    image.origin at the bottom (report tiles keep row 0 on top)."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.image import BboxImage
@@ -435,16 +437,24 @@ def test_report_images_are_drawn_with_the_pixels_agg_draws(monkeypatch):
         page.image(7.3, 4.1, rng.random((20, 20)).astype(np.float32), 0.5, 0.5)[1],
         page.image(138.5 / report.DPI, 3.9, rng.random((26, 26)).astype(np.float32), 78 / report.DPI, 78 / report.DPI,
                    cmap=report.ACTIVATION_CMAP, bare=True, norm=Normalize(0.0, 2.3))[1],
-        # kinds the reports do not draw: uint8 grey, RGBA
+        # kinds the reports do not draw: uint8 grey, RGBA, float16 RGB, masked RGB
         page.image(5.0, 3.5, rng.integers(0, 256, (10, 10), dtype=np.uint8), 0.1, 0.1)[1],
-        page.image(6.0, 3.5, rng.random((10, 10, 4)).astype(np.float32), 0.1, 0.1)[1]]
+        page.image(5.5, 3.5, rng.random((10, 10, 4)).astype(np.float32), 0.1, 0.1)[1],
+        page.image(6.0, 3.5, rng.random((10, 10, 3)).astype(np.float16), 0.2, 0.2)[1],
+        page.image(6.5, 3.5, np.ma.masked_array(rng.random((10, 10, 3)), rng.random((10, 10, 3)) < 0.2), 0.2, 0.2)[1]]
+    upright = np.ones((12, 9), np.float32)
+    upright[0] = 0.0  # a black top row
+    with matplotlib.rc_context({"image.origin": "lower"}):  # a notebook's setting: report tiles keep row 0 on top
+        page.image(4.4, 3.6, upright, 36 / report.DPI, 48 / report.DPI)
     resampled = []  # the images drawn by matplotlib's resampling
     monkeypatch.setattr(BboxImage, "make_image", lambda image, *args, **kwargs: resampled.append(image) or
                         make_image(image, *args, **kwargs))
     page.fig.canvas.draw()
     fast = np.asarray(page.fig.canvas.buffer_rgba()).copy()
     assert all(any(image is shown for shown in resampled) for image in special)
-    assert len(resampled) <= len(special) + 10  # most of the others were indexed
+    assert len(resampled) <= len(special) + 6  # most of the others were indexed
+    top, left = round(3.6 * report.DPI), round(4.4 * report.DPI)
+    assert (fast[top + 1, left + 1:left + 35, :3] == 0).all() and (fast[top + 6, left + 1:left + 35, :3] == 255).all()
     FigureCanvasAgg(page.fig).draw()
     assert np.array_equal(fast, np.asarray(page.fig.canvas.buffer_rgba()))
 
