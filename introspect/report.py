@@ -149,7 +149,7 @@ class _Renderer(RendererAgg):
         when the renderer has no such method (3.11), here once per font properties instead of once per text. At the
         renderer's dpi, as the PDF backend's method: a text measured at another dpi than it is drawn at
         (``get_window_extent(dpi=...)``, which reports never call) would get this dpi's heights."""
-        if not GLYPH_BY_GLYPH:
+        if not MATPLOTLIB_3_11:  # the formula is 3.11's; another version lays text out as it does itself
             return None, None, None
         heights = self.__dict__.setdefault("_heights", {})
         found = heights.get(prop)
