@@ -110,10 +110,11 @@ def lucent_seconds(model, spec, layer: str, channels: list[int], steps: int) -> 
 
 
 def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_key: str,
-            short_of: str | None = None) -> dict[str, float]:
+            short_of: str | None = None) -> dict[str, list[float]]:
     """Alternate the runs ``repeats`` times; print each one's median seconds, image-steps/s and ratio to the floor
-    (a run whose name ends in ``short_of``: to the floor's run of that name). Returns the medians by the names
-    before any `` (defaults)``."""
+    (a run whose name ends in ``short_of``: to the floor's run of that name), and the median of each round's own
+    ratio (``paired``: each run against the floor run beside it, steadier on a machine whose speed drifts). Returns
+    each run's seconds by round, by the names before any `` (defaults)``."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
@@ -125,8 +126,11 @@ def compare(runs: dict, work: dict, repeats: int, device: torch.device, floor_ke
         if short_of and name.endswith(short_of):
             reference = floor_key + short_of
         ratio = floors[name] / floors[reference] if reference in floors else float("nan")
-        print(f"{name:<34} {medians[name]:8.3f} s {floors[name]:10.0f} image-steps/s  {ratio:6.1%} of the floor")
-    return {name.removesuffix(" (defaults)"): seconds for name, seconds in medians.items()}
+        paired = (statistics.median(work[name] / t * times[reference][i] / work[reference]
+                                    for i, t in enumerate(times[name])) if reference in floors else float("nan"))
+        print(f"{name:<34} {medians[name]:8.3f} s {floors[name]:10.0f} image-steps/s  {ratio:6.1%} of the floor"
+              f"  (paired {paired:6.1%})")
+    return {name.removesuffix(" (defaults)"): seconds for name, seconds in times.items()}
 
 
 def classes(args) -> None:
@@ -158,15 +162,19 @@ def classes(args) -> None:
     floor_loop(model, spec, layer, targets, 2, config.lr, device)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model}, {len(labels)} "
           f"classes x {config.steps} steps in one batch; medians of {args.repeats}, {args.clock} clock")
-    medians = compare(runs, work, args.repeats, device, "floor", short_of=f", {short} steps")
+    times = compare(runs, work, args.repeats, device, "floor", short_of=f", {short} steps")
     extra = len(labels) * (config.steps - short)
-    per_step = {name: extra / (medians[name] - medians[f"{name}, {short} steps"]) for name in ("introspect classes",
-                                                                                                "floor")
-                if medians[name] > medians[f"{name}, {short} steps"]}
-    if len(per_step) == 2:
-        print(f"per step ({config.steps} - {short} steps): introspect {per_step['introspect classes']:.0f} "
-              f"image-steps/s, floor {per_step['floor']:.0f}: "
-              f"{per_step['introspect classes'] / per_step['floor']:6.1%} of the floor")
+
+    def per_step(name: str, rounds) -> float:
+        """image-steps/s of the steps between the short run and the whole one (the fixed costs cancel)."""
+        long, brief = (statistics.median(times[n][i] for i in rounds) for n in (name, f"{name}, {short} steps"))
+        return extra / (long - brief) if long > brief else float("nan")
+
+    everything = range(args.repeats)
+    ours, floor = per_step("introspect classes", everything), per_step("floor", everything)
+    paired = statistics.median(per_step("introspect classes", [i]) / per_step("floor", [i]) for i in everything)
+    print(f"per step ({config.steps} - {short} steps): introspect {ours:.0f} image-steps/s, floor {floor:.0f}: "
+          f"{ours / floor:6.1%} of the floor (paired {paired:6.1%})")
 
 
 def parts(args) -> None:
@@ -243,7 +251,7 @@ def channels(args) -> None:
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; {args.model} {args.layer}, "
           f"{batch} channels x {args.steps} steps at {spec.image_shape[-1]} px; medians of {args.repeats}, {args.clock} "
           "clock")
-    medians = compare(runs, work, args.repeats, device, "floor")
+    medians = {name: statistics.median(t) for name, t in compare(runs, work, args.repeats, device, "floor").items()}
     lucent = lucent_seconds(model, spec, args.layer, picked, args.steps)
     if lucent is None:
         print("lucent: not installed (bash benchmarks/gpu_vendor.sh makes a copy gpu_check.sh puts on the path)")

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from introspect.models import ModelSpec
 from introspect.params import TRANSFORMS, image_generators
-from introspect.transforms import (Normalize, RandomAffine, TransformConfig, affine, apply_affine,
+from introspect.transforms import (Normalize, RandomAffine, TransformConfig, affine, affine_grid, apply_affine,
                                    random_affine_params)
 
 
@@ -56,6 +56,19 @@ def test_training_augmentation_is_the_same_affine():
     zoom = torch.empty(3).uniform_(0.9, 1.1, generator=generator)
     offset = (torch.rand(3, 2, generator=generator) * 2 - 1) * 0.2
     torch.testing.assert_close(augmented, affine(images, angle, zoom, offset[:, 0], offset[:, 1]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [(28, 28), (32, 48), (1, 64), (64, 1), (2, 3)])
+def test_affine_grid_is_torchs(size, dtype):
+    """The sampling grids written out elementwise are F.affine_grid's (corners not aligned), square or not, one row
+    or one column: to the last bit on the machine where it was written (its CPU kernel adds in this order), within
+    rounding on any other, whose matmul may fuse the multiply and add."""
+    theta = (torch.randn(9, 2, 3, generator=torch.Generator().manual_seed(1)) * 0.7).to(dtype)
+    expected = torch.nn.functional.affine_grid(theta, [9, 1, *size], align_corners=False)
+    grid = affine_grid(theta, *size)
+    assert grid.shape == expected.shape and grid.dtype == dtype and grid.is_contiguous()
+    torch.testing.assert_close(grid, expected, rtol=0, atol=4 * torch.finfo(dtype).eps)
 
 
 def test_normalize_uses_the_spec():
