@@ -12,7 +12,8 @@ The floor: free pixels (B, C, H, W) in [0, 1] as the only parameter, the model's
 at the layer by a hook, loss = minus the class logit (classes) or the channel's spatial mean (channels), Adam at
 the same lr, no weight gradients; in bfloat16 autocast too with --amp. The blog program (benchmarks/blog_loop.py,
 unchanged) and lucent (when installed) do the same work where they can. Runs alternate, medians of --repeats are
-kept: on a shared machine compare the ratios, not the seconds.
+kept: on a shared machine compare the ratios, not the seconds. "paired" ratios are the median of each round's own
+ratio (a run against the floor run beside it), steadier where the machine's speed drifts within the run.
 """
 from __future__ import annotations
 
@@ -384,7 +385,9 @@ def layers(args) -> None:
         for name, runs in times.items():
             print(f"{clock_name:<4} {name:<24} median {medians[name]:.2f} s  ({', '.join(f'{t[n]:.2f}' for t in runs)})")
         first, second = medians.values()
-        print(f"{clock_name:<4} all / deepest = {first / second:.2f}x (bar <= 1.3)")
+        paired = statistics.median(a[n] / b[n] for a, b in zip(*times.values()))
+        print(f"{clock_name:<4} all / deepest = {first / second:.2f}x (paired: the median of each round's own ratio "
+              f"{paired:.2f}x; bar <= 1.3)")
 
 
 def main() -> None:
