@@ -74,6 +74,27 @@ class ActivationsResult:
         return shown.mean(0) if shown.ndim == 2 else shown  # tokens (N, D): each unit's mean over the tokens
 
 
+@dataclass(frozen=True)
+class Visualized:
+    """A layer's optimized images of its strongest channels for one image (``activations --with-visualizations``):
+    ``images`` (N, C, H, W) in [0, 1] of ``channels``, after ``steps_done`` of ``steps``; ``interrupted_at`` the
+    step where a signal stopped them (None: they ran every step)."""
+
+    channels: list[int]
+    images: torch.Tensor
+    steps_done: int
+    steps: int
+    interrupted_at: int | None = None
+
+
+def strongest_channels(result: "ActivationsResult", layer: str, top: int) -> list[int]:
+    """The ``top`` channels (units) of ``layer`` with the highest mean activation as shown, strongest first; only
+    those above 0 (a closed unit has nothing to visualize)."""
+    shown = result.shown(layer)
+    strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
+    return [i for i in torch.argsort(strength, descending=True)[:top].tolist() if strength[i] > 0]
+
+
 def _answerable(scores: torch.Tensor) -> bool:
     """Whether scores give an answer: no NaN or +inf, and not all -inf (a -inf score is a class masked out on purpose:
     probability 0, as ``outputs.log_probability`` reads it)."""

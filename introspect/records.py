@@ -26,6 +26,7 @@ from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .params import needs_data_prior, prior_for
+from .quality import saved_levels
 from .repeat import Repeat
 from .site import build_site, run_index, slug
 from .transforms import TransformConfig
@@ -363,9 +364,12 @@ def write_channels(run: RunFolder, results: Sequence, provenance: Provenance, da
 
 def write_activations(run: RunFolder, result, provenance: Provenance, visualizations=None, config=None,
                       formats: Sequence[str] = ("png",), highlight: int = 3, seconds: float = 0.0,
-                      logits_layer: str | None = None) -> dict:
+                      logits_layer: str | None = None, not_visualized: Sequence[str] = ()) -> dict:
     """The report (report.png, then report-2.png... for pages past 4,000 px; a PDF holds every page; other
-    formats the first), activations.npz, then run.json (returned)."""
+    formats the first), activations.npz, then run.json (returned). ``visualizations`` ({layer: ``Visualized``}) go
+    into both, as saved (uint8, ``visualized_images``, with ``visualized_layers`` and ``visualized_channels``);
+    ``not_visualized``: layers a signal left without theirs (the run is then "interrupted at step N", N the steps
+    of the layer it stopped, 0 when it stopped between layers; steps_done counts the layers visualized)."""
     from . import report
 
     pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
@@ -386,11 +390,20 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     arrays = {layer: output.numpy() for layer, output in result.outputs.items()}
     arrays.update(input=result.input.pixels.numpy(), saliency=result.saliency.numpy(),
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
+    shown = visualizations or {}
+    if shown:
+        arrays.update(visualized_images=np.concatenate([saved_levels(v.images.detach().cpu()).numpy()
+                                                        for v in shown.values()]),
+                      visualized_layers=np.array([layer for layer, v in shown.items() for _ in v.channels]),
+                      visualized_channels=np.array([c for v in shown.values() for c in v.channels], dtype=np.int64))
     with run.file("activations.npz") as path:
         save_npz(path, arrays)
     names = result.class_names
     failure = result.failure()
-    record = base_record(provenance, config, seconds, "complete" if failure is None else "failed", 0)
+    cut = next((v.interrupted_at for v in shown.values() if v.interrupted_at is not None), 0 if not_visualized else None)
+    status = "failed" if failure is not None else run_status(cut)
+    steps_done = min(v.steps_done for v in shown.values()) if shown else 0
+    record = base_record(provenance, config, seconds, status, steps_done)
     record.update({
         "command_name": "activations",
         **({"error": failure} if failure is not None else {}),
@@ -406,6 +419,10 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
         "npz_note": "activations.npz holds each layer's values where it is measured (measured_at: after the "
                     "BatchNorm that follows a conv, say) before the activation shown (activation_shown)",
     })
+    if visualizations is not None:
+        record["visualizations"] = {layer: {"channels": list(v.channels), "steps_done": v.steps_done}
+                                    for layer, v in shown.items()}
+        record["not_visualized"] = list(not_visualized)
     write_site(run, record, arrays)
     run.finish(record)
     return record

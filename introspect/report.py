@@ -1336,15 +1336,15 @@ def _bars_section(result, layer: str, highlight: int, logits_layer: str | None):
     return height, draw
 
 
-def _strip_section(channels: Sequence[int], images: torch.Tensor):
+def _strip_section(channels: Sequence[int], images: torch.Tensor, stopped: str = ""):
     tiles = [to_display(img)[0] for img in images]
     h, w = tiles[0].shape[:2]
     scale = upscale(max(h, w))
     strip = _mosaic(tiles)
     strip_w, strip_h = _image_inches(strip, scale)
     step = strip_w * (w + 2) / strip.shape[1]
-    title = fit(f"what the {len(channels)} strongest respond to (optimized images), each numbered under it", ROOM,
-                TEXT_SIZE)
+    title = fit(f"what the {len(channels)} strongest respond to (optimized images{stopped}), each numbered under it",
+                ROOM, TEXT_SIZE)
     title_h = text_size(title, TEXT_SIZE)[1] + 0.05
 
     def draw(page: Page, top: float) -> None:
@@ -1362,17 +1362,20 @@ def _layer_sections(result, layer: str, visualizations, highlight: int, logits_l
     maps = output.ndim == 3 and output.shape[1:].numel() > 1  # (C, 1, 1): one value per channel, drawn as bars
     sections = [_maps_section(result, layer, highlight) if maps
                 else _bars_section(result, layer, highlight, logits_layer)]
-    extra = visualizations.get(layer) if visualizations else None
-    if extra:
-        sections.append(_strip_section(*extra))
+    shown = visualizations.get(layer) if visualizations else None
+    if shown is not None:
+        stopped = "" if shown.interrupted_at is None else \
+            f"; interrupted: stopped at step {shown.interrupted_at} of {shown.steps}"
+        sections.append(_strip_section(shown.channels, shown.images, stopped))
     return sections
 
 
-def activations_figures(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
+def activations_figures(result, visualizations: dict | None = None,
                         model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
                         max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
     """The activations report split into pages no taller than ``max_height_px``: the input, prediction and
-    saliency on the first, then as many layers per page as fit."""
+    saliency on the first, then as many layers per page as fit; ``visualizations`` ({layer: ``activations.Visualized``})
+    below their layers."""
     layers = list(result.outputs)
     heights = [sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer))
                for layer in layers]
@@ -1383,7 +1386,7 @@ def activations_figures(result, visualizations: dict[str, tuple[list[int], torch
 
 
 @rc_context(PLAIN_TEXT)
-def activations_figure(result, visualizations: dict[str, tuple[list[int], torch.Tensor]] | None = None,
+def activations_figure(result, visualizations: dict | None = None,
                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
                        layers: Sequence[str] | None = None, header: bool = True) -> ReportFigure:
     """Input with prediction and top-5, saliency (``header``), then per layer its feature maps (conv) or

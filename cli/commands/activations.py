@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from introspect.activations import ImageInput, inspect_image, load_image
+from introspect.activations import ImageInput, Visualized, inspect_image, load_image, strongest_channels
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
 from introspect.errors import UserError
@@ -129,14 +129,26 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
         result = inspect_image(model, spec, image, layers, device)
         visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
             if args.with_visualizations else None
+        # a signal stopped the visualizations: the layer it stopped (its images so far) and those never started
+        left = [layer for layer in layers if layer not in visualizations and strongest_channels(result, layer, args.top)
+                ] if visualizations is not None and io.interrupts.received is not None else []
+        cut = next((v for v in (visualizations or {}).values() if v.interrupted_at is not None), None)
         if len(layers) > 8:  # a page of maps per few layers: seconds of drawing to say something of
             io.err.print(f"writing the report and site of {len(layers)} layers", markup=False)
         with io.interrupts.deferred():
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,
-                                       time.time() - started, spec.logits)
+                                       time.time() - started, spec.logits, not_visualized=left)
     summary = {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
-               "top5": record["top5"]}
+               "top5": record["top5"], "status": record["status"]}
+    if cut is not None or left:
+        stopped = next(layer for layer, v in visualizations.items() if v is cut) if cut is not None else None
+        io.err.print(f"interrupted ({io.interrupts.name}) "
+                     + (f"at step {cut.interrupted_at} of {cut.steps} of {stopped}'s visualizations"
+                        if cut is not None else "between two layers' visualizations")
+                     + (f" ({', '.join(left)}: none)" if left else "")
+                     + f": wrote the partial run to {run_folder.path}", markup=False)
+        return Outcome(io.interrupts.exit_code, summary)
     failure = result.failure()
     if failure is None and not bool(result.saliency.any()):
         judged = "the predicted class's score" if result.predicted is not None else "the last layer's strongest unit"
@@ -153,18 +165,26 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
 
 
 def strongest_visualizations(args: argparse.Namespace, model, spec, result, layers: list[str], config,
-                             io: Output) -> dict[str, tuple[list[int], torch.Tensor]]:
-    """Optimized images of each layer's strongest channels for this image."""
+                             io: Output) -> dict[str, Visualized]:
+    """Optimized images of each layer's strongest channels for this image. A signal stops the optimization after its
+    current step: that layer keeps its images so far (``interrupted_at``), the layers after it get none."""
     visualizations = {}
-    with io.progress() as bar:
+    interrupts = io.interrupts
+    with io.progress() as bar, interrupts.stepping():
         for layer in layers:
-            shown = result.shown(layer)
-            strength = shown.mean((1, 2)) if shown.ndim == 3 else shown
-            top = [i for i in torch.argsort(strength, descending=True)[:args.top].tolist() if strength[i] > 0]
+            if interrupts.received is not None:  # came between two layers' optimizations
+                break
+            top = strongest_channels(result, layer, args.top)
             if not top:
                 continue
             task = bar.add_task(f"{layer}: optimizing", total=None, info="", unit="step")
-            vis = visualize_channels(model, spec, layer, top, config,
-                                     callback=lambda s, t, v, task=task: bar.update(task, completed=s, total=t, info=""))
-            visualizations[layer] = (top, vis.images)
+
+            def on_step(step: int, total: int, _values, task=task) -> None:
+                bar.update(task, completed=step, total=total, info="")
+                interrupts.check()
+
+            vis = visualize_channels(model, spec, layer, top, config, callback=on_step)
+            visualizations[layer] = Visualized(top, vis.images, vis.steps_done, config.steps, vis.interrupted_at)
+            if vis.interrupted_at is not None:
+                break
     return visualizations

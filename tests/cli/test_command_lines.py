@@ -46,6 +46,27 @@ def test_cli_dataset_index_end_to_end(tmp_path):
     assert main(["activations", "--dataset", "mnist", "--index", "5000"]) == 2
 
 
+def test_activations_with_visualizations_saves_them(tmp_path):
+    """--with-visualizations: each layer's strongest channels (by mean activation as shown, above 0), optimized,
+    go into activations.npz as saved (uint8, with their layers and channels) and run.json (with the steps)."""
+    out = tmp_path / "run"
+    argv = ["activations", "--dataset", "mnist", "--index", "3", "--layer", "conv2,fc2", "--with-visualizations",
+            "--top", "2", "--steps", "3", "--out", str(out)]
+    assert main(argv) == 0
+    data = np.load(out / "activations.npz")
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["steps_done"] == 3 and record["not_visualized"] == []
+    shown = {"conv2": np.maximum(data["conv2"], 0).mean((1, 2)), "fc2": data["fc2"]}  # conv2 after its ReLU
+    assert {layer: v["channels"] for layer, v in record["visualizations"].items()} == {
+        layer: [int(c) for c in np.argsort(-values)[:2] if values[c] > 0] for layer, values in shown.items()}
+    assert all(v["steps_done"] == 3 for v in record["visualizations"].values())
+    layers, channels = data["visualized_layers"].tolist(), data["visualized_channels"].tolist()
+    assert list(zip(layers, channels)) == [(layer, c) for layer, v in record["visualizations"].items()
+                                           for c in v["channels"]]
+    images = data["visualized_images"]
+    assert images.dtype == np.uint8 and images.shape == (len(channels), 1, 28, 28) and images.std() > 0
+
+
 def test_animated_gif_needs_a_frame(tmp_path, capsys):
     seven, one = digit(7), digit(1)
     Image.fromarray(seven).save(tmp_path / "anim.gif", save_all=True, append_images=[Image.fromarray(one)], duration=100)

@@ -3,11 +3,15 @@ import json
 import os
 import signal
 import textwrap
+from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from cli_helpers import start_and_wait
 from introspect_cli.main import main
+
+SEVEN = Path(__file__).resolve().parents[2] / "examples" / "seven.png"
 
 
 def test_sigterm_finishes_the_step_and_saves(tmp_path):
@@ -57,6 +61,38 @@ def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "introspect: interrupted (SIGINT)" in err and "Traceback" not in err
     assert not os.path.exists("run")
+
+
+def test_interrupt_during_visualizations_saves_the_activations_and_stops(monkeypatch, capsys):
+    """activations --with-visualizations: Ctrl-C during a layer's optimization stops it after that step; the run
+    keeps the activations and the images so far, the later layers get none, and it says so (exit 130)."""
+    import introspect_cli.commands.activations as activations_cmd
+
+    real, calls = activations_cmd.visualize_channels, []
+
+    def interrupted(*args, callback, **kwargs):
+        calls.append(args[2])
+
+        def on_step(step, total, values):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first layer's optimization
+            callback(step, total, values)
+        return real(*args, callback=on_step, **kwargs)
+
+    monkeypatch.setattr(activations_cmd, "visualize_channels", interrupted)
+    argv = ["activations", "--image", str(SEVEN), "--layer", "conv1,conv2", "--with-visualizations", "--steps", "50",
+            "--out", "run"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (SIGINT) at step 3 of 50 of conv1's visualizations (conv2: none)" in err
+    assert "Traceback" not in err and calls == ["conv1"]
+    record = json.loads(open("run/run.json").read())
+    assert record["status"] == "interrupted at step 3" and record["steps_done"] == 3
+    assert list(record["visualizations"]) == ["conv1"] and record["not_visualized"] == ["conv2"]
+    data = np.load("run/activations.npz")
+    assert data["conv2"].shape == (64, 24, 24) and set(data["visualized_layers"].tolist()) == {"conv1"}
+    with Image.open("run/report.png") as image:
+        image.load()
 
 
 def test_signals_while_writing_are_deferred(monkeypatch, capsys):
