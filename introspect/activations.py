@@ -76,9 +76,9 @@ class ActivationsResult:
 
 @dataclass(frozen=True)
 class Visualized:
-    """A layer's optimized images of its strongest channels for one image (``activations --with-visualizations``):
-    ``images`` (N, C, H, W) in [0, 1] of ``channels``, after ``steps_done`` of ``steps``; ``interrupted_at`` the
-    step where a signal stopped them (None: they ran every step)."""
+    """A layer's optimized images of its strongest channels (``strongest_channels``) for one image, shown below its
+    maps in the activations report: ``images`` (N, C, H, W) in [0, 1] of ``channels``, after ``steps_done`` of
+    ``steps``; ``interrupted_at`` the step where a signal stopped them (None: they ran every step)."""
 
     channels: list[int]
     images: torch.Tensor
