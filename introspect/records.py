@@ -368,8 +368,9 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     """The report (report.png, then report-2.png... for pages past 4,000 px; a PDF holds every page; other
     formats the first), activations.npz, then run.json (returned). ``visualizations`` ({layer: ``Visualized``}) go
     into both, as saved (uint8, ``visualized_images``, with ``visualized_layers`` and ``visualized_channels``);
-    ``not_visualized``: layers a signal left without theirs (the run is then "interrupted at step N", N the steps
-    of the layer it stopped, 0 when it stopped between layers; steps_done counts the layers visualized)."""
+    ``not_visualized``: layers a signal left without theirs. A run a signal stopped is "interrupted at step N", N its
+    steps_done: the fewest steps of a layer visualized (the layer it stopped, or every layer's steps when it stopped
+    between two layers)."""
     from . import report
 
     pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
@@ -400,9 +401,9 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
         save_npz(path, arrays)
     names = result.class_names
     failure = result.failure()
-    cut = next((v.interrupted_at for v in shown.values() if v.interrupted_at is not None), 0 if not_visualized else None)
-    status = "failed" if failure is not None else run_status(cut)
     steps_done = min(v.steps_done for v in shown.values()) if shown else 0
+    stopped = any(v.interrupted_at is not None for v in shown.values()) or bool(not_visualized)
+    status = "failed" if failure is not None else run_status(steps_done if stopped else None)
     record = base_record(provenance, config, seconds, status, steps_done)
     record.update({
         "command_name": "activations",

@@ -141,14 +141,6 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
                                        time.time() - started, spec.logits, not_visualized=left)
     summary = {"run": str(run_folder.path), "input": record["input"], "prediction": record["prediction"],
                "top5": record["top5"], "status": record["status"]}
-    if cut is not None or left:
-        stopped = next(layer for layer, v in visualizations.items() if v is cut) if cut is not None else None
-        io.err.print(f"interrupted ({io.interrupts.name}) "
-                     + (f"at step {cut.interrupted_at} of {cut.steps} of {stopped}'s visualizations"
-                        if cut is not None else "between two layers' visualizations")
-                     + (f" ({', '.join(left)}: none)" if left else "")
-                     + f": wrote the partial run to {run_folder.path}", markup=False)
-        return Outcome(io.interrupts.exit_code, summary)
     failure = result.failure()
     if failure is None and not bool(result.saliency.any()):
         judged = "the predicted class's score" if result.predicted is not None else "the last layer's strongest unit"
@@ -157,6 +149,14 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     if failure is not None:  # the layers' outputs are written: where the NaN starts is what to look at
         io.err.print(f"error: {failure}; wrote the layers' outputs to {run_folder.path}", markup=False)
         return Outcome(1, {**summary, "error": failure})
+    if cut is not None or left:
+        stopped = next(layer for layer, v in visualizations.items() if v is cut) if cut is not None else None
+        io.err.print(f"interrupted ({io.interrupts.name}) "
+                     + (f"at step {cut.interrupted_at} of {cut.steps} of {stopped}'s visualizations"
+                        if cut is not None else "between two layers' visualizations")
+                     + (f" ({', '.join(left)}: none)" if left else "")
+                     + f": wrote the partial run to {run_folder.path}", markup=False)
+        return Outcome(io.interrupts.exit_code, summary)
     prediction = record["prediction"]
     io.out.print((f"prediction: {prediction['name']} (p={prediction['probability']:.3f}); " if prediction else
                   "no prediction (the model's logits are unknown: name them with --logits-layer NAME or "
@@ -184,7 +184,9 @@ def strongest_visualizations(args: argparse.Namespace, model, spec, result, laye
                 interrupts.check()
 
             vis = visualize_channels(model, spec, layer, top, config, callback=on_step)
-            visualizations[layer] = Visualized(top, vis.images, vis.steps_done, config.steps, vis.interrupted_at)
+            # stopped, a layer whose channels took several chunks has those of the chunks that ran
+            visualizations[layer] = Visualized(vis.channels, vis.images[:len(vis.channels)], vis.steps_done,
+                                               config.steps, vis.interrupted_at)
             if vis.interrupted_at is not None:
                 break
     return visualizations

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cli_helpers import start_and_wait
@@ -63,10 +64,16 @@ def test_interrupt_during_dataset_pass_leaves_no_folder(monkeypatch, capsys):
     assert not os.path.exists("run")
 
 
-def test_interrupt_during_visualizations_saves_the_activations_and_stops(monkeypatch, capsys):
+@pytest.mark.parametrize("chunked", [False, True], ids=["one chunk", "a chunk a channel"])
+def test_interrupt_during_visualizations_saves_the_activations_and_stops(chunked, monkeypatch, capsys):
     """activations --with-visualizations: Ctrl-C during a layer's optimization stops it after that step; the run
-    keeps the activations and the images so far, the later layers get none, and it says so (exit 130)."""
+    keeps the activations and the images so far, the later layers get none, and it says so (exit 130). A layer
+    whose channels take several chunks keeps those of the chunks that ran: its channels and images agree."""
+    import introspect.channels as channels
     import introspect_cli.commands.activations as activations_cmd
+
+    if chunked:  # a budget of one image: each channel its own chunk, as for a big model's deep layer
+        monkeypatch.setattr(channels, "memory_budget", lambda device: 1)
 
     real, calls = activations_cmd.visualize_channels, []
 
@@ -91,6 +98,9 @@ def test_interrupt_during_visualizations_saves_the_activations_and_stops(monkeyp
     assert list(record["visualizations"]) == ["conv1"] and record["not_visualized"] == ["conv2"]
     data = np.load("run/activations.npz")
     assert data["conv2"].shape == (64, 24, 24) and set(data["visualized_layers"].tolist()) == {"conv1"}
+    kept = record["visualizations"]["conv1"]["channels"]
+    assert len(kept) == (1 if chunked else 3)
+    assert data["visualized_channels"].tolist() == kept and len(data["visualized_images"]) == len(kept)
     with Image.open("run/report.png") as image:
         image.load()
 

@@ -98,6 +98,24 @@ def test_the_activations_report_splits_past_4000_px():
     assert sum(len(page.sections) for page in pages) == len(outputs) + 1  # every layer once, the header once
 
 
+def test_an_activations_report_says_where_a_signal_stopped_a_layers_visualizations():
+    from introspect.activations import ActivationsResult, ImageInput, Visualized
+    from introspect.report import activations_figures
+
+    outputs = {"conv": torch.rand(8, 6, 6), "later": torch.rand(8, 6, 6)}
+    result = ActivationsResult(input=ImageInput(torch.rand(1, 24, 24), "noise"), outputs=outputs,
+                               activations={name: "relu" for name in outputs}, probabilities=torch.tensor([0.3, 0.7]),
+                               predicted=1, saliency=torch.rand(1, 24, 24), class_names=["a", "b"])
+    shown = {"conv": Visualized([3, 5], torch.rand(2, 1, 24, 24), 7, 50, 7),
+             "later": Visualized([1], torch.rand(1, 1, 24, 24), 50, 50)}
+    texts = [t.get_text() for page in activations_figures(result, shown, model_name="m") for t in page.findobj(Text)]
+    strips = [t for t in texts if t.startswith("what the")]
+    assert strips == ["what the 2 strongest respond to (optimized images; interrupted: stopped at step 7 of 50), "
+                      "each numbered under it",
+                      "what the 1 strongest respond to (optimized images), each numbered under it"]
+    assert {"#3", "#5", "#1"} <= set(texts)
+
+
 def test_one_by_one_maps_are_drawn_as_bars_not_a_one_position_strip():
     """A (C, 1, 1) output (a late conv at a small input size, a squeeze-excitation) is C values, one per channel."""
     from introspect.activations import ActivationsResult, ImageInput
