@@ -127,14 +127,16 @@ def run(args: argparse.Namespace, io: Output) -> Outcome:
     with claimed_run(args.out, "activations", args.force) as run_folder:
         started = time.time()
         result = inspect_image(model, spec, image, layers, device)
-        visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
-            if args.with_visualizations else None
-        # a signal stopped the visualizations: the layer it stopped (its images so far) and those never started
-        left = [layer for layer in layers if layer not in visualizations and strongest_channels(result, layer, args.top)
-                ] if visualizations is not None and io.interrupts.received is not None else []
-        cut = next((v for v in (visualizations or {}).values() if v.interrupted_at is not None), None)
-        if len(layers) > 8:  # a page of maps per few layers: seconds of drawing to say something of
-            io.err.print(f"writing the report and site of {len(layers)} layers", markup=False)
+        with io.interrupts.stepping():  # from here a signal no longer drops the run: it is written, then said
+            visualizations = strongest_visualizations(args, model, spec, result, layers, config, io) \
+                if args.with_visualizations else None
+            # a signal stopped the visualizations: the layer it stopped (its images so far) and those never started
+            left = [layer for layer in layers if layer not in visualizations and strongest_channels(result, layer,
+                                                                                                    args.top)
+                    ] if visualizations is not None and io.interrupts.received is not None else []
+            cut = next((v for v in (visualizations or {}).values() if v.interrupted_at is not None), None)
+            if len(layers) > 8:  # a page of maps per few layers: seconds of drawing to say something of
+                io.err.print(f"writing the report and site of {len(layers)} layers", markup=False)
         with io.interrupts.deferred():
             record = write_activations(run_folder, result, provenance, visualizations,
                                        config if args.with_visualizations else None, formats, args.top,

@@ -105,6 +105,26 @@ def test_interrupt_during_visualizations_saves_the_activations_and_stops(chunked
         image.load()
 
 
+def test_a_signal_after_the_visualizations_still_writes_the_run(monkeypatch, capsys):
+    """A Ctrl-C right after the visualizations are done, before the writing starts, keeps the finished run."""
+    import introspect_cli.commands.activations as activations_cmd
+
+    real = activations_cmd.strongest_visualizations
+
+    def then_signalled(*args, **kwargs):
+        done = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return done
+
+    monkeypatch.setattr(activations_cmd, "strongest_visualizations", then_signalled)
+    argv = ["activations", "--image", str(SEVEN), "--layer", "conv1", "--with-visualizations", "--steps", "2",
+            "--out", "run"]
+    assert main(argv) == 130
+    assert "after the work was done" in capsys.readouterr().err
+    record = json.loads(open("run/run.json").read())
+    assert record["status"] == "complete" and record["visualizations"]["conv1"]["steps_done"] == 2
+
+
 def test_signals_while_writing_are_deferred(monkeypatch, capsys):
     import introspect.report as report
 
