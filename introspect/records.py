@@ -374,7 +374,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
     from . import report
 
     pages = report.activations_figures(result, visualizations, provenance.label, highlight=highlight,
-                                       logits_layer=logits_layer)
+                                       logits_layer=logits_layer, not_visualized=not_visualized)
     with contextlib.ExitStack() as files:  # every page saved (in parallel), then each moved into place
         report.save_figures([(page, files.enter_context(run.file("report.png" if number == 1 else f"report-{number}.png")))
                              for number, page in enumerate(pages, 1)])

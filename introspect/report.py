@@ -1357,7 +1357,19 @@ def _strip_section(channels: Sequence[int], images: torch.Tensor, stopped: str =
     return title_h + strip_h + line_height() + 0.2, draw
 
 
-def _layer_sections(result, layer: str, visualizations, highlight: int, logits_layer: str | None) -> list:
+def _line_section(text: str):
+    """One line of text (wrapped to the page)."""
+    line = fit(text, ROOM, TEXT_SIZE)
+    height = text_size(line, TEXT_SIZE)[1] + 0.2
+
+    def draw(page: Page, top: float) -> None:
+        page.text(PAD, top, line)
+
+    return height, draw
+
+
+def _layer_sections(result, layer: str, visualizations, highlight: int, logits_layer: str | None,
+                    not_visualized: Sequence[str] = ()) -> list:
     output = result.outputs[layer]
     maps = output.ndim == 3 and output.shape[1:].numel() > 1  # (C, 1, 1): one value per channel, drawn as bars
     sections = [_maps_section(result, layer, highlight) if maps
@@ -1367,28 +1379,32 @@ def _layer_sections(result, layer: str, visualizations, highlight: int, logits_l
         stopped = "" if shown.interrupted_at is None else \
             f"; interrupted: stopped at step {shown.interrupted_at} of {shown.steps}"
         sections.append(_strip_section(shown.channels, shown.images, stopped))
+    elif layer in not_visualized:
+        sections.append(_line_section("optimized images: none (interrupted before this layer's)"))
     return sections
 
 
 def activations_figures(result, visualizations: dict | None = None,
                         model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
-                        max_height_px: float = MAX_PAGE_PX) -> list[ReportFigure]:
+                        max_height_px: float = MAX_PAGE_PX, not_visualized: Sequence[str] = ()) -> list[ReportFigure]:
     """The activations report split into pages no taller than ``max_height_px``: the input, prediction and
     saliency on the first, then as many layers per page as fit; ``visualizations`` ({layer: ``activations.Visualized``})
-    below their layers."""
+    below their layers, and a line below each of ``not_visualized`` (layers a signal left without theirs)."""
     layers = list(result.outputs)
-    heights = [sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer))
-               for layer in layers]
+    heights = [sum(h for h, _ in _layer_sections(result, layer, visualizations, highlight, logits_layer,
+                                                 not_visualized)) for layer in layers]
     pages = paginate(layers, heights, max_height_px / DPI - 2 * PAD,
                      taken=_activation_header_section(result, model_name, layers)[0])
     return [activations_figure(result, visualizations, model_name, highlight, logits_layer, layers=layers,
-                               header=number == 0) for number, layers in enumerate(pages)]
+                               header=number == 0, not_visualized=not_visualized)
+            for number, layers in enumerate(pages)]
 
 
 @rc_context(PLAIN_TEXT)
 def activations_figure(result, visualizations: dict | None = None,
                        model_name: str = "", highlight: int = 3, logits_layer: str | None = None,
-                       layers: Sequence[str] | None = None, header: bool = True) -> ReportFigure:
+                       layers: Sequence[str] | None = None, header: bool = True,
+                       not_visualized: Sequence[str] = ()) -> ReportFigure:
     """Input with prediction and top-5, saliency (``header``), then per layer its feature maps (conv) or
     unit bars (Linear) — of ``layers`` (default: all recorded), stacked with no blank bands. The figure's
     ``sections`` lists what it holds ("header", then the layer names)."""
@@ -1396,7 +1412,7 @@ def activations_figure(result, visualizations: dict | None = None,
     parts = [("header", *_activation_header_section(result, model_name, list(result.outputs)))] if header else []
     for layer in layers:
         parts += [(layer, *section) for section in _layer_sections(result, layer, visualizations, highlight,
-                                                                    logits_layer)]
+                                                                    logits_layer, not_visualized)]
     page = Page(PAD + sum(h for _, h, _ in parts) + PAD)
     top = PAD
     for _, height, draw in parts:

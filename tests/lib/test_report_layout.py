@@ -113,7 +113,11 @@ def test_an_activations_report_says_where_a_signal_stopped_a_layers_visualizatio
     assert strips == ["what the 2 strongest respond to (optimized images; interrupted: stopped at step 7 of 50), "
                       "each numbered under it",
                       "what the 1 strongest respond to (optimized images), each numbered under it"]
-    assert {"#3", "#5", "#1"} <= set(texts)
+    assert {"#3", "#5", "#1"} <= set(texts) and not any(t.startswith("optimized images: none") for t in texts)
+    del shown["later"]  # a signal came before its optimization
+    pages = activations_figures(result, shown, model_name="m", not_visualized=["later"])
+    texts = [t.get_text() for page in pages for t in page.findobj(Text)]
+    assert texts.count("optimized images: none (interrupted before this layer's)") == 1
 
 
 def test_one_by_one_maps_are_drawn_as_bars_not_a_one_position_strip():
