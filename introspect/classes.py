@@ -120,7 +120,9 @@ class ClassesResult:
         titles = []
         for i, (name, logit, p) in enumerate(zip(self.class_names, self.logits.tolist(), self.probabilities.tolist())):
             verdict = format_probability(p, label)
-            title = f"{_short(name)}\n" + (f"logit {logit:.1f}  {verdict}" if has_logits else verdict)
+            shown = f"{logit:.1f}"
+            shown = "0.0" if shown == "-0.0" else shown  # a logit that rounds to 0 is written unsigned
+            title = f"{_short(name)}\n" + (f"logit {shown}  {verdict}" if has_logits else verdict)
             if self.runner_up[i] is not None:
                 title += (f"\nnext: {_short(self.runner_up_names[i])} "
                           f"({format_probability(float(self.runner_up_probabilities[i]), label)})")

@@ -99,6 +99,8 @@ def test_titles_say_logit_probability_and_runner_up(shipped_mnist):
     name, verdict, runner = result.titles[0].split("\n")
     assert name == "7" and verdict.startswith(f"logit {float(result.logits[0]):.1f}  p")
     assert runner.startswith(f"next: {result.runner_up_names[0]} (p") and "$" not in result.titles[0]
+    near_zero = replace(result, logits=torch.tensor([-0.04]))  # a random head's logit rounds to zero, unsigned
+    assert near_zero.titles[0].split("\n")[1].startswith("logit 0.0  p")
 
 
 def test_settings_name_the_data_terms_and_parametrization_only_where_they_applied(shipped_mnist):
