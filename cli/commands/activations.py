@@ -5,8 +5,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from introspect.activations import ImageInput, Visualized, inspect_image, load_image, strongest_channels
 from introspect.channels import CHANNELS_DEFAULTS, visualize_channels
 from introspect.data import DATASETS, ImageDataset, check_fits, load_dataset, load_image_folder
