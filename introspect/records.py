@@ -26,7 +26,6 @@ from .encoding import save_gif, to_uint8
 from .folders import Run, RunFolder, claimed_run
 from .models.registry import ARCHITECTURES, BUILTIN_MODELS, LoadedModel, builtin_checkpoint_path
 from .params import needs_data_prior, prior_for
-from .quality import saved_levels
 from .repeat import Repeat
 from .site import build_site, run_index, slug
 from .transforms import TransformConfig
@@ -393,8 +392,7 @@ def write_activations(run: RunFolder, result, provenance: Provenance, visualizat
                   grad_times_input=result.grad_times_input.numpy(), probabilities=result.probabilities.numpy())
     shown = visualizations or {}
     if shown:
-        arrays.update(visualized_images=np.concatenate([saved_levels(v.images.detach().cpu()).numpy()
-                                                        for v in shown.values()]),
+        arrays.update(visualized_images=np.concatenate([to_uint8(v.images) for v in shown.values()]),
                       visualized_layers=np.array([layer for layer, v in shown.items() for _ in v.channels]),
                       visualized_channels=np.array([c for v in shown.values() for c in v.channels], dtype=np.int64))
     with run.file("activations.npz") as path:
